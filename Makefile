@@ -1,0 +1,31 @@
+# Two commands do everything on a fresh machine:
+#   make reproduce   install, get the data, run the notebooks (papermill, 'quick' profile)
+#   make test        install, get the data, run every test
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+TORCH  := torch==2.13.0
+STAMP  := $(VENV)/.installed
+
+.PHONY: install data test reproduce clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH)
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+data: install
+	$(BIN)/python -m hipcore data fetch fashion-mnist
+
+test: data
+	$(BIN)/python -m pytest -q
+
+reproduce: data
+	$(BIN)/python -m hipcore demo
+
+clean:
+	rm -rf $(VENV) build *.egg-info

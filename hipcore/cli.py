@@ -1,0 +1,95 @@
+"""`python -m hipcore ...`: one entry point; each subcommand lives beside the code it runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """'28x28x1' -> (28, 28, 1): a grid then channels."""
+    try:
+        shape = tuple(int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"shape must look like 28x28x1 (grid then channels), got {text!r}")
+    if len(shape) < 2 or min(shape) <= 0:
+        raise argparse.ArgumentTypeError(f"shape needs a grid and channels, all positive, got {text!r}")
+    return shape
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Parameters of every variant (or the ones named) for one input shape."""
+    import torch
+
+    from . import VARIANT_NAMES, ModalitySpec, build
+
+    from .config import variant
+
+    names = args.variants or VARIANT_NAMES
+    for name in names:
+        variant(name)                                   # unknown names fail before any output
+    *grid, channels = args.input
+    m = 1
+    for n in grid:
+        m *= n
+    mods = {"image": ModalitySpec(m, channels, tuple(grid))}
+    print(f"input {'x'.join(map(str, grid))} x {channels} = {m} inputs, {args.classes} classes")
+    print(f"{'variant':<24}{'blocks':>7}  {'groups per block':<34}{'parameters':>14}")
+    for name in names:
+        with torch.device("meta"):
+            model = build(name, mods, num_classes=args.classes)
+        groups = "-".join(str(b.groups) for b in model.config.blocks)
+        n = sum(p.numel() for p in model.parameters())
+        print(f"{name:<24}{len(model.config.blocks):>7}  {groups:<34}{n:>14,}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """One forward and backward pass of a small HiP on random 28 x 28 images."""
+    import torch
+
+    from . import ModalitySpec, build
+
+    torch.manual_seed(args.seed)
+    model = build(args.variant, {"image": ModalitySpec(784, 1, (28, 28))}, num_classes=10)
+    x = {"image": torch.randn(args.batch_size, 784, 1)}
+    start = time.perf_counter()
+    out = model(x)
+    loss = out.logits.logsumexp(-1).mean() + out.reconstruction["image"].square().mean()
+    loss.backward()
+    seconds = time.perf_counter() - start
+    print(f"{args.variant}: {sum(p.numel() for p in model.parameters()):,} parameters")
+    for i, z in enumerate(out.latents):
+        print(f"  block {i}: latents {tuple(z.shape)}  [B, G, K, D]")
+    print(f"  reconstruction {tuple(out.reconstruction['image'].shape)}, logits {tuple(out.logits.shape)}")
+    print(f"  forward + backward, batch {args.batch_size}: {seconds:.3f} s")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m hipcore", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    info = sub.add_parser("info", help="parameter counts of the model variants")
+    info.add_argument("--input", type=parse_shape, default=(224, 224, 3),
+                      help="input grid and channels, e.g. 28x28x1 (default 224x224x3)")
+    info.add_argument("--classes", type=int, default=1000, help="classes of the read-out (default 1000)")
+    info.add_argument("variants", nargs="*", help="variant names (default: all)")
+    info.set_defaults(func=cmd_info)
+
+    demo = sub.add_parser("demo", help="one batch through a small HiP, with shapes and timing")
+    demo.add_argument("--variant", default="small3")
+    demo.add_argument("--batch-size", type=int, default=32)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, KeyError, TypeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
