@@ -64,6 +64,14 @@ def test_regroup_merges_neighbours_or_interleaves():
         regroup(z, 2, "shuffle")
 
 
+def test_squared_relu_matches_its_definition_and_gradient():
+    from hipcore.model.layers import SquaredReLU
+
+    x = torch.randn(20, dtype=torch.float64, requires_grad=True)
+    torch.testing.assert_close(SquaredReLU()(x), torch.relu(x) ** 2)
+    assert torch.autograd.gradcheck(SquaredReLU(), (x,))
+
+
 # ---- the model ----
 
 def test_first_level_is_local_to_its_group():
