@@ -1,0 +1,103 @@
+"""The dataset contract shared by every source: flattened, normalised batches plus metadata."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hipcore.config import ModalitySpec
+
+SPLITS = ("train", "test")
+
+
+def check_split(split: str) -> str:
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    return split
+
+
+def cache_root() -> Path:
+    """The user cache folder: $XDG_CACHE_HOME/hipcore, else ~/.cache/hipcore."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "hipcore"
+
+
+class DataNotFoundError(FileNotFoundError):
+    """A dataset's files are nowhere to be found; the message says how to get them."""
+
+
+class Dataset:
+    """An in-memory (or memory-mapped) labelled dataset served as flattened batches.
+
+    Attributes set by subclasses:
+        name, split, ordering: what this is, for logging.
+        modalities: {modality: ModalitySpec}, e.g. {'image': ModalitySpec(784, 1, (28, 28), order)}.
+        labels: LongTensor [N].
+        class_names: list[str] of length num_classes (index = label).
+        mean, std: {modality: FloatTensor [C]}, applied in get_batch.
+    Subclasses implement `_raw(indices, train, generator) -> {modality: FloatTensor [B, M, C]}`:
+    un-normalised inputs, already in the model's flattened order, in fresh tensors (they are
+    normalised in place).
+    """
+
+    name: str
+    split: str
+    ordering: str
+    modalities: dict[str, ModalitySpec]
+    labels: torch.Tensor
+    class_names: list[str]
+    mean: dict[str, torch.Tensor]
+    std: dict[str, torch.Tensor]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def __len__(self) -> int:
+        return int(self.labels.numel())
+
+    def get_batch(self, indices: torch.Tensor, *, train: bool = False,
+                  generator: torch.Generator | None = None
+                  ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Inputs {modality: float32 [B, M, C]} (normalised, flattened order) and labels [B].
+
+        train=True applies the dataset's augmentation, drawn from `generator`.
+        """
+        indices = torch.as_tensor(indices, dtype=torch.long).reshape(-1)
+        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= len(self)):
+            raise IndexError(f"batch indices must lie in [0, {len(self)}) for {self.name}/{self.split}")
+        inputs = self._raw(indices, train, generator)
+        for k, x in inputs.items():
+            if not self._identity_stats(k):
+                x.sub_(self.mean[k]).div_(self.std[k])
+        return inputs, self.labels[indices]
+
+    def _identity_stats(self, modality: str) -> bool:
+        return bool((self.mean[modality] == 0).all() and (self.std[modality] == 1).all())
+
+    def _raw(self, indices: torch.Tensor, train: bool,
+             generator: torch.Generator | None) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-friendly summary for logs."""
+        return {
+            "name": self.name,
+            "split": self.split,
+            "size": len(self),
+            "ordering": self.ordering,
+            "num_classes": self.num_classes,
+            "modalities": {k: {"num_inputs": m.num_inputs, "channels": m.channels, "grid": list(m.grid)}
+                           for k, m in self.modalities.items()},
+            **self._extra_description(),
+        }
+
+    def _extra_description(self) -> dict[str, Any]:
+        return {}
+
+    def __repr__(self) -> str:
+        d = self.describe()
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in d.items())})"

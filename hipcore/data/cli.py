@@ -1,0 +1,91 @@
+"""`python -m hipcore data ...`: fetch datasets, describe them, benchmark the data path."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from hipcore.data.base import DataNotFoundError
+
+
+def add_subparser(subparsers) -> argparse.ArgumentParser:
+    """Add the `data` command (fetch | info | bench) to an argparse subparsers object.
+
+    The parsed namespace's `func(args) -> int` runs the chosen subcommand.
+    """
+    parser = subparsers.add_parser("data", help="fetch, describe and benchmark datasets")
+    _populate(parser)
+    return parser
+
+
+def _populate(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="data_command", required=True)
+    fetch = sub.add_parser("fetch", help="make a dataset available locally")
+    fetch.add_argument("dataset", choices=["fashion-mnist", "fashion_mnist"])
+    fetch.add_argument("--no-download", action="store_true", help="do not try the official URL")
+    fetch.add_argument("--no-install", action="store_true", help="do not try apt-get")
+    fetch.add_argument("--timeout", type=float, default=15.0, help="download timeout in seconds")
+    fetch.set_defaults(func=_fetch)
+    info = sub.add_parser("info", help="load a dataset split and print its description")
+    info.add_argument("dataset")
+    info.add_argument("--split", default="train")
+    info.add_argument("--ordering", default=None)
+    info.add_argument("--data-dir", default=None)
+    info.add_argument("--resolution", type=int, default=None, help="imagefolder resolution")
+    info.set_defaults(func=_info)
+    bench = sub.add_parser("bench", help="measure batches/s served (Fashion-MNIST, shapes3d)")
+    bench.add_argument("--batch-size", type=int, default=128)
+    bench.add_argument("--batches", type=int, default=300)
+    bench.add_argument("--threads", type=int, default=None, help="torch threads (default: as is)")
+    bench.add_argument("--json", default=None, help="also write the results to this file")
+    bench.set_defaults(func=_bench)
+
+
+def _fetch(args) -> int:
+    from hipcore.data.fashion_mnist import fetch_fashion_mnist
+    try:
+        fetch_fashion_mnist(download=not args.no_download, install=not args.no_install,
+                            timeout=args.timeout)
+    except (DataNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _info(args) -> int:
+    from hipcore.data.registry import load_dataset
+    options = {"resolution": args.resolution} if args.resolution else {}
+    try:
+        ds = load_dataset(args.dataset.replace("-", "_"), args.split, ordering=args.ordering,
+                          data_dir=args.data_dir, **options)
+    except (FileNotFoundError, ValueError, TypeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(ds.describe(), indent=2))
+    return 0
+
+
+def _bench(args) -> int:
+    from hipcore.data.bench import run_benchmarks
+    try:
+        results = run_benchmarks(batch_size=args.batch_size, batches=args.batches, threads=args.threads)
+    except DataNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run `hipcore data <fetch|info|bench> ...` from an argument list (without 'data')."""
+    parser = argparse.ArgumentParser(prog="python -m hipcore data", description=__doc__)
+    _populate(parser)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""Labelled image folders in the ImageNet layout: root/{train,val}/<class>/*.{JPEG,jpeg,jpg,png}.
+
+Class index = position in the sorted list of class folder names of root/train (root/val when
+there is no train folder); the list is kept as `class_names` and written into the cache.
+Each split is decoded once with Pillow (any mode converted to RGB, transparency composited on
+white), resized so its shorter side equals `resolution` and centre-cropped to a square, then
+stored as a uint8 .npy memmap [N, R, R, 3] in the cache folder; batches are served from it.
+The cache file name holds a hash of the file list (relative paths and sizes) and the
+resolution, so a changed folder gets a new cache. Files are written under temporary names and
+renamed into place (the metadata last), so an interrupted run never leaves a cache that is used.
+Many files are decoded by a multiprocessing pool.
+
+Undecodable images (corrupted, truncated, not an image) are skipped with a warning naming each
+file; their names are recorded in the cache metadata (`skipped`). A wrong layout (missing
+split folder, images outside class folders, no class folders, an empty class folder, a val
+class unknown to train) raises FileNotFoundError or ValueError naming the folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from hipcore.data.base import cache_root, check_split
+from hipcore.data.images import ImageDataset
+
+IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+CACHE_VERSION = 1
+POOL_MIN_FILES = 512           # decode in a worker pool from this many files on (workers=None)
+
+
+def _is_image(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _class_folders(split_dir: Path) -> list[str]:
+    if not split_dir.is_dir():
+        raise FileNotFoundError(f"{split_dir} not found: an image folder must be laid out as "
+                                "root/{train,val}/<class>/<image>.{JPEG,jpg,png}")
+    loose = sorted(p.name for p in split_dir.iterdir() if _is_image(p))
+    if loose:
+        raise ValueError(f"{split_dir} holds images directly ({loose[0]}, ...); expected one "
+                         "subfolder per class")
+    classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise ValueError(f"{split_dir} has no class subfolders")
+    return classes
+
+
+def scan_image_folder(root: str | os.PathLike, split: str) -> tuple[list[str], list[str], list[int]]:
+    """(class_names, image paths relative to root, labels) of one split, in sorted order."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {root} does not exist")
+    folder = "val" if check_split(split) == "test" else "train"
+    train_dir = root / "train"
+    class_names = _class_folders(train_dir if train_dir.is_dir() else root / folder)
+    index = {name: i for i, name in enumerate(class_names)}
+    files, labels = [], []
+    for name in _class_folders(root / folder):
+        if name not in index:
+            raise ValueError(f"{root / folder / name}: class {name!r} is not among the train classes")
+        images = sorted(p.name for p in (root / folder / name).iterdir() if _is_image(p))
+        if not images:
+            raise ValueError(f"class folder {root / folder / name} holds no images "
+                             f"({', '.join(IMAGE_EXTENSIONS)})")
+        files += [f"{folder}/{name}/{f}" for f in images]
+        labels += [index[name]] * len(images)
+    return class_names, files, labels
+
+
+def decode_image(path: str | os.PathLike, resolution: int) -> np.ndarray:
+    """Decode one image to uint8 [R, R, 3]: RGB, shorter side resized to R, centre crop."""
+    with Image.open(path) as im:
+        im.draft("RGB", (resolution, resolution))       # JPEG: decode at a reduced scale >= R
+        im.load()
+        if im.mode.startswith("I"):                     # 16/32-bit grayscale -> 8 bits
+            im = im.convert("I").point(lambda v: v * (1 / 256)).convert("L")
+        if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+            rgba = im.convert("RGBA")
+            im = Image.new("RGB", rgba.size, (255, 255, 255))
+            im.paste(rgba, mask=rgba.getchannel("A"))
+        im = im.convert("RGB")
+        w, h = im.size
+        scale = resolution / min(w, h)
+        size = (max(resolution, round(w * scale)), max(resolution, round(h * scale)))
+        im = im.resize(size, Image.BICUBIC)
+        left, top = (size[0] - resolution) // 2, (size[1] - resolution) // 2
+        im = im.crop((left, top, left + resolution, top + resolution))
+        return np.asarray(im, dtype=np.uint8)
+
+
+def _decode_task(task: tuple[int, str, int]) -> tuple[int, np.ndarray | None, str]:
+    i, path, resolution = task
+    try:
+        return i, decode_image(path, resolution), ""
+    except Exception as e:  # Pillow raises many types for bad files
+        return i, None, f"{type(e).__name__}: {e}"
+
+
+def build_cache(root: Path, files: list[str], resolution: int, target: Path,
+                workers: int | None = None) -> list[int]:
+    """Decode files into the .npy `target` [n_good, R, R, 3]; returns the kept file indices."""
+    n = len(files)
+    if workers is None:
+        workers = min(os.cpu_count() or 1, 8) if n >= POOL_MIN_FILES else 0
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, resolution, resolution, 3))
+    good = np.zeros(n, dtype=bool)
+    tasks = [(i, str(root / f), resolution) for i, f in enumerate(files)]
+    pool = multiprocessing.get_context().Pool(workers) if workers > 1 else None
+    try:
+        results = (pool.imap_unordered(_decode_task, tasks, chunksize=16) if pool
+                   else map(_decode_task, tasks))
+        for i, image, error in results:
+            if image is None:
+                warnings.warn(f"skipping undecodable image {root / files[i]} ({error})", stacklevel=3)
+            else:
+                out[i], good[i] = image, True
+        kept = np.flatnonzero(good)
+        if not len(kept):
+            raise ValueError(f"{root}: none of the {n} images could be decoded")
+        if len(kept) < n:  # compact: copy the good rows into a file of the right size
+            dense = np.lib.format.open_memmap(tmp.with_suffix(".dense"), mode="w+", dtype=np.uint8,
+                                              shape=(len(kept), resolution, resolution, 3))
+            for s in range(0, len(kept), 1024):
+                dense[s:s + 1024] = out[kept[s:s + 1024]]
+            dense.flush()
+            del dense
+            os.replace(tmp.with_suffix(".dense"), tmp)
+        else:
+            out.flush()
+        del out
+        os.replace(tmp, target)
+    finally:
+        if pool is not None:
+            pool.terminate()
+        tmp.unlink(missing_ok=True)
+        tmp.with_suffix(".dense").unlink(missing_ok=True)
+    return kept.tolist()
+
+
+class ImageFolder(ImageDataset):
+    """An ImageNet-layout folder served from a uint8 memmap cache as {'image': [B, R*R, 3]}.
+
+    split 'test' reads root/val. Inputs are normalised with the ImageNet mean/std (per RGB
+    channel, in [0, 1] units). Options: resolution (required), cache_dir (default: the user
+    cache's imagefolder/), workers (decoding processes; None = automatic), hflip (mirror
+    augmentation when train=True).
+    """
+
+    def __init__(self, split: str, *, resolution: int, ordering: str | None = None,
+                 data_dir: str | None = None, seed: int = 0, cache_dir: str | None = None,
+                 workers: int | None = None, hflip: bool = False) -> None:
+        self.name, self.split = "imagefolder", check_split(split)
+        if data_dir is None:
+            raise ValueError("imagefolder needs data_dir: a folder laid out as root/{train,val}/<class>/")
+        if not (isinstance(resolution, int) and resolution > 0):
+            raise ValueError(f"resolution must be a positive int, got {resolution!r}")
+        root = Path(data_dir).expanduser().resolve()
+        class_names, files, labels = scan_image_folder(root, split)
+        key = hashlib.sha256(json.dumps(
+            [CACHE_VERSION, resolution, class_names, files,
+             [(root / f).stat().st_size for f in files]]).encode()).hexdigest()[:16]
+        folder = Path(cache_dir) if cache_dir else cache_root() / "imagefolder"
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = f"{root.name}-{files[0].split('/')[0]}-{resolution}px-{key}"
+        self.cache_path, meta_path = folder / f"{stem}.npy", folder / f"{stem}.json"
+        meta = self._read_meta(meta_path, key) if self.cache_path.is_file() else None
+        self.from_cache = meta is not None
+        if meta is None:
+            kept = build_cache(root, files, resolution, self.cache_path, workers)
+            meta = {"version": CACHE_VERSION, "key": key, "root": str(root), "split": split,
+                    "resolution": resolution, "class_names": class_names,
+                    "labels": [labels[i] for i in kept],
+                    "skipped": sorted(set(files) - {files[i] for i in kept})}
+            tmp = meta_path.with_name(f".{meta_path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(meta))
+            os.replace(tmp, meta_path)
+        pixels = np.load(self.cache_path, mmap_mode="r")                            # [N, R, R, 3]
+        if pixels.shape != (len(meta["labels"]), resolution, resolution, 3):
+            raise ValueError(f"{self.cache_path}: shape {pixels.shape} disagrees with {meta_path}; "
+                             "delete both to rebuild")
+        self.root, self.resolution, self.skipped = str(root), resolution, meta["skipped"]
+        self.class_names = meta["class_names"]
+        self.labels = torch.tensor(meta["labels"], dtype=torch.long)
+        self._init_images(pixels, ordering=ordering, seed=seed, mean=IMAGENET_MEAN,
+                          std=IMAGENET_STD, hflip=hflip)
+
+    @staticmethod
+    def _read_meta(path: Path, key: str) -> dict | None:
+        try:
+            meta = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        return meta if meta.get("key") == key and meta.get("version") == CACHE_VERSION else None
+
+    def _extra_description(self) -> dict[str, Any]:
+        return {**super()._extra_description(), "root": self.root, "cache": str(self.cache_path),
+                "skipped": len(self.skipped)}
