@@ -21,11 +21,12 @@ install: $(STAMP)
 data: install
 	$(BIN)/python -m hipcore data fetch fashion-mnist
 
+# Unit tests, then every notebook through nbval at the 'smoke' profile (see conftest.py).
 test: data
 	$(BIN)/python -m pytest -q
 
 reproduce: data
-	$(BIN)/python -m hipcore demo
+	$(BIN)/python -m hipcore reproduce --profile quick
 
 clean:
 	rm -rf $(VENV) build *.egg-info

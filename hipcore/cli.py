@@ -67,6 +67,33 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_summary(args: argparse.Namespace) -> int:
+    from .report import write_summary
+
+    print(f"wrote {write_summary(args.results_dir, args.profile)}")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import parse_value, sweep
+
+    grid = {}
+    for name, *values in args.param or []:
+        if not values:
+            raise ValueError(f"-p {name} needs at least one value")
+        grid[name] = [parse_value(v) for v in values]
+    target = sweep(args.notebook, grid, args.seeds, args.out, profile=args.profile)
+    print(f"wrote {target}")
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from .sweep import reproduce
+
+    reproduce(args.profile)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hipcore", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -83,6 +110,30 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--batch-size", type=int, default=32)
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=cmd_demo)
+
+    from .data.cli import add_subparser as add_data_commands
+
+    add_data_commands(sub)
+
+    summary = sub.add_parser("summary", help="regenerate results/SUMMARY.md from the comparisons CSVs")
+    summary.add_argument("--results-dir", default="results")
+    summary.add_argument("--profile", default="quick")
+    summary.set_defaults(func=cmd_summary)
+
+    sweep = sub.add_parser("sweep", help="run a notebook over a grid of parameters and seeds",
+                           description="Example: python -m hipcore sweep 02 -p ordering raster "
+                                       "hilbert --seeds 0 1 2 --profile quick")
+    sweep.add_argument("notebook", help="path, or a name prefix such as 02")
+    sweep.add_argument("-p", "--param", nargs="+", action="append", metavar=("NAME", "VALUE"),
+                       help="a parameter and its values (repeatable)")
+    sweep.add_argument("--seeds", nargs="+", type=int, default=None)
+    sweep.add_argument("--profile", default=None)
+    sweep.add_argument("--out", default="results/sweeps", help="folder for executed notebooks and results")
+    sweep.set_defaults(func=cmd_sweep)
+
+    reproduce = sub.add_parser("reproduce", help="run every notebook, then regenerate SUMMARY.md")
+    reproduce.add_argument("--profile", default="quick")
+    reproduce.set_defaults(func=cmd_reproduce)
     return parser
 
 

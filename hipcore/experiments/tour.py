@@ -1,0 +1,51 @@
+"""00_tour: one batch of real images through a small HiP, level by level."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from ..model import HiP, HiPOutput, plain_attention
+
+# Per profile: which model, how many images go through it.
+TABLE: dict[str, dict[str, Any]] = {
+    "smoke": {"variant": "small3", "batch_size": 4, "seeds": (0,)},
+    "quick": {"variant": "small3", "batch_size": 32, "seeds": (0,)},
+    "full": {"variant": "small5", "batch_size": 128, "seeds": (0,)},
+    "paper": {"variant": "hip16", "batch_size": 8, "seeds": (0,)},
+}
+
+
+def role(model: HiP, index: int) -> str:
+    proc = model.config.processor_index
+    if index == proc:
+        return "processor"
+    return f"encoder {index + 1}" if index < proc else f"decoder {index - proc}"
+
+
+def level_rows(model: HiP, out: HiPOutput) -> list[dict[str, Any]]:
+    """One row per block: its role, G, K, D, and the shape of its latents [B, G, K, D]."""
+    rows = []
+    for i, (block, z) in enumerate(zip(model.blocks, out.latents)):
+        cfg = block.cfg
+        rows.append({"block": i, "role": role(model, i), "groups": cfg.groups, "latents": cfg.latents,
+                     "channels": cfg.channels, "self_attends": cfg.self_attends,
+                     "shape": tuple(z.shape)})
+    return rows
+
+
+def run_batch(model: HiP, inputs: dict[str, torch.Tensor]) -> tuple[HiPOutput, dict[str, torch.Tensor], float]:
+    """Forward once on the plain path, recording every attention map; returns the wall time."""
+    model.eval()
+    start = time.perf_counter()
+    with torch.no_grad(), plain_attention(model, record=True) as weights:
+        out = model(inputs)
+    return out, weights, time.perf_counter() - start
+
+
+def first_level_weights(weights: dict[str, torch.Tensor], batch: int, example: int = 0) -> torch.Tensor:
+    """The first block's cross-attention for one example: [G, heads, K, N]."""
+    w = weights["blocks.0.cross_attend.attention"]                 # [B*G, heads, K, N]
+    return w.view(batch, -1, *w.shape[1:])[example]

@@ -1,0 +1,132 @@
+"""What every numbered notebook does in its first cells: profile, parameter checks, output folder.
+
+A notebook's tagged `parameters` cell holds literals only; the next cell calls `setup(...)`,
+which applies `HIPCORE_PROFILE` from the environment (how nbval runs them at 'smoke'), checks
+every parameter against what is allowed (stopping with a message that lists the choices), and
+returns the notebook's settings for that profile plus the folder its results go to:
+`<results_dir>/<notebook>/<profile>/`.
+
+Profiles:
+- smoke: each notebook under 60 s on 2 CPU cores, for CI;
+- quick: the whole set under 90 minutes on 2 CPU cores, the default of `make reproduce`;
+- full:  longer runs started on purpose (overnight on CPU, minutes on a GPU);
+- paper: the paper's own configurations, for a GPU cluster (documented, not run here).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+PROFILES = ("smoke", "quick", "full", "paper")
+PROFILE_ENV = "HIPCORE_PROFILE"
+
+
+class ParameterError(ValueError):
+    """A notebook parameter that is not allowed; the message lists what is."""
+
+
+def choose(name: str, value: Any, allowed: Iterable[Any]) -> Any:
+    allowed = tuple(allowed)
+    if value not in allowed:
+        raise ParameterError(f"{name}={value!r} is not allowed; choose one of {', '.join(map(repr, allowed))}")
+    return value
+
+
+def resolve_profile(profile: str) -> str:
+    """The notebook's `profile`, unless the environment's HIPCORE_PROFILE overrides it."""
+    profile = os.environ.get(PROFILE_ENV) or profile
+    return choose("profile", profile, PROFILES)
+
+
+def check_seeds(seeds: Any) -> tuple[int, ...]:
+    if isinstance(seeds, int):
+        seeds = (seeds,)
+    try:
+        seeds = tuple(seeds)
+    except TypeError:
+        raise ParameterError(f"seeds must be an int or a list of ints, got {seeds!r}") from None
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        raise ParameterError(f"seeds must be a non-empty list of ints >= 0, got {list(seeds)!r}")
+    return seeds
+
+
+def check_data_dir(dataset: str, data_dir: str | None, needs_dir: Iterable[str]) -> Path | None:
+    """Datasets in `needs_dir` need an existing folder; others may take an optional one."""
+    if data_dir in (None, ""):
+        if dataset in tuple(needs_dir):
+            raise ParameterError(f"dataset={dataset!r} needs data_dir, the folder that holds it")
+        return None
+    path = Path(data_dir).expanduser()
+    if not path.is_dir():
+        raise ParameterError(f"data_dir={str(data_dir)!r} is not a folder")
+    return path
+
+
+@dataclass(frozen=True)
+class Setup:
+    notebook: str
+    profile: str
+    settings: Mapping[str, Any]          # this profile's row of the notebook's table
+    out: Path                            # <results_dir>/<notebook>/<profile>/
+    seeds: tuple[int, ...] = field(default=())
+
+    def __getitem__(self, key: str) -> Any:
+        return self.settings[key]
+
+
+def setup(notebook: str, *, profile: str, table: Mapping[str, Mapping[str, Any]],
+          results_dir: str | os.PathLike = "results", seeds: Any = None,
+          overrides: Mapping[str, Any] | None = None, fresh: bool = True) -> Setup:
+    """Resolve the profile, pick its settings from `table`, apply non-None `overrides`.
+
+    `seeds=None` takes the profile's own `seeds`. With `fresh`, files the notebook writes
+    cumulatively (comparisons.csv) are cleared so a rerun never mixes with an older one.
+    """
+    profile = resolve_profile(profile)
+    missing = [p for p in PROFILES if p not in table]
+    if missing:
+        raise ParameterError(f"notebook {notebook!r} has no settings for profiles {missing}")
+    settings = dict(table[profile])
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            if key not in settings:
+                raise ParameterError(f"unknown setting {key!r}; settings are {sorted(settings)}")
+            settings[key] = value
+    if seeds is None:
+        seeds = settings.get("seeds", (0,))
+    out = Path(results_dir) / notebook / profile
+    out.mkdir(parents=True, exist_ok=True)
+    if fresh:
+        (out / "comparisons.csv").unlink(missing_ok=True)
+    return Setup(notebook, profile, settings, out, check_seeds(seeds))
+
+
+METRIC_FIELDS = ("run_id", "seed", "epoch", "step", "split", "metric", "value")
+
+
+def write_metrics(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -> Path:
+    """Write tidy metric rows (METRIC_FIELDS; missing fields left empty) to a CSV, replacing it."""
+    import csv
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
+        writer.writeheader()
+        for row in rows:
+            unknown = set(row) - set(METRIC_FIELDS)
+            if unknown:
+                raise ValueError(f"metric rows take {METRIC_FIELDS}, got extra {sorted(unknown)}")
+            writer.writerow(row)
+    return path
+
+
+def write_summary_json(path: str | os.PathLike, summary: Mapping[str, Any]) -> Path:
+    import json
+
+    path = Path(path)
+    path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return path
