@@ -115,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_data_commands(sub)
 
+    from .train.cli import add_commands as add_train_commands
+
+    add_train_commands(sub)
+
     summary = sub.add_parser("summary", help="regenerate results/SUMMARY.md from the comparisons CSVs")
     summary.add_argument("--results-dir", default="results")
     summary.add_argument("--profile", default="quick")

@@ -1,0 +1,136 @@
+"""What the finding notebooks share: arms of a comparison, how one is trained, paired verdicts.
+
+An `Arm` is one model in a comparison: its variant, how positions are made (learned or
+Fourier), whether MAE pretraining comes first and what it hands to the classifier. `run_arm`
+trains it for one seed under a profile's settings. Runs are cached by their configuration:
+the run folder is named after `TrainConfig.run_id`, so an identical run (the same MAE
+pretraining in two notebooks, or a rerun) resumes its finished checkpoint instead of
+training again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..report import append_comparison
+from ..train import TrainConfig, train
+
+RUNS_DIR = Path(__file__).resolve().parents[2] / "runs"
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One model of a comparison."""
+
+    label: str                           # how tables and figures name it
+    variant: str | None = None           # None: the profile's HiP variant (settings['variant'])
+    position: str = "learned"            # 'learned' tables or 'fourier' features
+    mae: bool = False                    # MAE pretraining before classification
+    transfer: str = "all"                # what the MAE checkpoint gives: all / positions / positions_frozen
+    ordering: str | None = None          # input order (None: the dataset's default)
+    mask_ratio: float = 0.85
+    extra_epochs: int = 0                # more supervised epochs (compute-matched controls)
+    model: Mapping[str, Any] = field(default_factory=dict)   # other HiPConfig overrides
+
+    def replace(self, **changes: Any) -> "Arm":
+        return dataclasses.replace(self, **changes)
+
+
+def train_configs(arm: Arm, seed: int, settings: Mapping[str, Any], *, dataset: str,
+                  data_dir: str | None = None, data_options: Mapping[str, Any] | None = None,
+                  runs_dir: Path = RUNS_DIR) -> tuple[TrainConfig | None, TrainConfig]:
+    """The (MAE pretraining or None, supervised) TrainConfigs of one arm and seed."""
+    common = dict(dataset=dataset, data_dir=None if data_dir is None else str(data_dir),
+                  ordering=arm.ordering, data_options=dict(data_options or {}),
+                  variant=arm.variant or settings.get("variant", "small3"),
+                  model={"position": arm.position, **arm.model}, seed=seed,
+                  limit_train=settings.get("limit_train"), limit_test=settings.get("limit_test"),
+                  batch_size=settings.get("batch_size", 128), weight_decay=settings.get("weight_decay", 0.05),
+                  warmup_epochs=settings.get("warmup_epochs", 1.0), quiet=settings.get("quiet", True))
+    pre = None
+    if arm.mae:
+        pre = TrainConfig(task="pretrain", epochs=settings["pretrain_epochs"], mask_ratio=arm.mask_ratio,
+                          lr=settings.get("pretrain_lr", settings.get("lr", 1e-3)), **common)
+        pre = pre.replace(run_dir=str(runs_dir / pre.run_id))
+    sup = TrainConfig(task="supervised", epochs=settings["epochs"] + arm.extra_epochs,
+                      lr=settings.get("lr", 1e-3), label_smoothing=settings.get("label_smoothing", 0.0),
+                      **common)
+    if pre is not None:
+        # The checkpoint path is part of the config, so the run_id follows the pretraining.
+        sup = sup.replace(init_from=str(Path(pre.run_dir) / "last.pt"), transfer=arm.transfer)
+    return pre, sup.replace(run_dir=str(runs_dir / sup.run_id))
+
+
+def run_arm(arm: Arm, seed: int, settings: Mapping[str, Any], *, dataset: str,
+            data_dir: str | None = None, data_options: Mapping[str, Any] | None = None,
+            runs_dir: Path = RUNS_DIR, train_data=None, test_data=None) -> dict[str, Any]:
+    """Train one arm for one seed (reusing finished runs); returns a flat row of its results."""
+    pre_cfg, sup_cfg = train_configs(arm, seed, settings, dataset=dataset, data_dir=data_dir,
+                                     data_options=data_options, runs_dir=runs_dir)
+    row: dict[str, Any] = {"arm": arm.label, "seed": seed, "pretrain_seconds": 0.0}
+    if pre_cfg is not None:
+        pre = train(pre_cfg, train_data=train_data, test_data=test_data)
+        row.update(pretrain_test_loss=pre.metrics.get("test_loss"), pretrain_seconds=pre.wall_time)
+    sup = train(sup_cfg, train_data=train_data, test_data=test_data)
+    row.update(test_accuracy=100.0 * sup.metrics["test_accuracy"], test_loss=sup.metrics["test_loss"],
+               train_seconds=sup.wall_time, train_examples_per_s=sup.throughput,
+               run_dir=str(sup.run_dir), checkpoint=str(sup.last_checkpoint))
+    row["total_seconds"] = row["pretrain_seconds"] + row["train_seconds"]
+    return row
+
+
+def record_pairs(path: Path, rows: list[dict[str, Any]], *, finding: str, claim: str, paper_key: str,
+                 baseline: str, treatment: str, metric: str = "test_accuracy",
+                 unit: str = "top-1 %") -> int:
+    """Append one comparisons.csv row per seed that both arms ran; returns how many."""
+    by_arm: dict[str, dict[int, float]] = {}
+    for row in rows:
+        by_arm.setdefault(row["arm"], {})[row["seed"]] = row[metric]
+    for name in (baseline, treatment):
+        if name not in by_arm:
+            raise KeyError(f"no results for arm {name!r}; arms run: {sorted(by_arm)}")
+    seeds = sorted(set(by_arm[baseline]) & set(by_arm[treatment]))
+    for seed in seeds:
+        append_comparison(path, finding=finding, claim=claim, paper_key=paper_key, metric=unit,
+                          seed=seed, baseline=by_arm[baseline][seed], treatment=by_arm[treatment][seed])
+    return len(seeds)
+
+
+# Training settings shared by the image notebooks (01, 02, 03), so that an arm they have in
+# common (HiP with MAE, raster order, seed 0, ...) is one cached run, not three.
+IMAGE_TABLE: dict[str, dict[str, Any]] = {
+    # CI: a few hundred images, one seed; checks the plumbing, not the finding.
+    "smoke": dict(variant="small3", epochs=1, pretrain_epochs=1, limit_train=256, limit_test=256,
+                  batch_size=64, lr=1e-3, pretrain_lr=1e-3, warmup_epochs=0.5, seeds=(0,)),
+    # 2 CPU cores: 6,000 training images, 2 + 2 epochs, 3 seeds.
+    "quick": dict(variant="small3", epochs=2, pretrain_epochs=2, limit_train=6000, limit_test=2000,
+                  batch_size=128, lr=1e-3, pretrain_lr=1e-3, warmup_epochs=0.5, seeds=(0, 1, 2)),
+    # The whole of Fashion-MNIST, long enough for MAE to matter: hours on CPU, minutes on a GPU.
+    "full": dict(variant="small5", epochs=30, pretrain_epochs=60, limit_train=None, limit_test=None,
+                 batch_size=128, lr=1e-3, pretrain_lr=1.5e-3, warmup_epochs=2, seeds=(0, 1, 2)),
+    # The paper's ImageNet setting (HiP-16 at 224 x 224, dataset='imagefolder'); for a GPU cluster.
+    "paper": dict(variant="hip16", epochs=110, pretrain_epochs=200, limit_train=None, limit_test=None,
+                  batch_size=1024, lr=2e-3, pretrain_lr=1.5e-3, warmup_epochs=10, seeds=(0, 1, 2)),
+}
+
+
+def run_arms(arms: list[Arm], seeds: tuple[int, ...], settings: Mapping[str, Any], **kwargs: Any) -> list[dict[str, Any]]:
+    """run_arm for every arm and seed, printing one line per run; returns the rows."""
+    rows = []
+    for arm in arms:
+        for seed in seeds:
+            row = run_arm(arm, seed, settings, **kwargs)
+            print(f"{arm.label:<40} seed {seed}: {row['test_accuracy']:.2f}% "
+                  f"({row['total_seconds']:.0f} s)", flush=True)
+            rows.append(row)
+    return rows
+
+
+def metric_rows(rows: list[dict[str, Any]], metrics=("test_accuracy", "test_loss", "train_examples_per_s",
+                                                        "total_seconds")) -> list[dict[str, Any]]:
+    """Tidy metric rows (run_id = the arm's label) for notebook.write_metrics."""
+    return [{"run_id": row["arm"], "seed": row["seed"], "split": "test", "metric": m, "value": row[m]}
+            for row in rows for m in metrics if row.get(m) is not None]

@@ -1,0 +1,192 @@
+"""`python -m hipcore train ...` (supervised, optionally from an MAE checkpoint) and
+`python -m hipcore pretrain ...` (MAE). Every option maps to one TrainConfig field.
+
+    python -m hipcore pretrain --dataset fashion_mnist --variant small3 --epochs 20 --run-dir runs/mae
+    python -m hipcore train --init-from runs/mae/last.pt --transfer positions --run-dir runs/ft
+    torchrun --nproc_per_node 2 -m hipcore.train train ...      (one process per device)
+
+Rerunning a command resumes its run directory from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+
+from .config import OPTIMIZERS, TRANSFERS, TrainConfig
+
+DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)
+            if f.default is not dataclasses.MISSING}
+
+
+def key_value(text: str) -> tuple[str, object]:
+    """'key=value' -> (key, value), the value read as JSON when it parses (numbers, lists,
+    true/false, null), else kept as a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.replace("-", "_"), json.loads(value)
+    except json.JSONDecodeError:
+        return key.replace("-", "_"), value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    from ..config import VARIANT_NAMES
+    from ..data import DATASETS
+
+    d = p.add_argument_group("data")
+    d.add_argument("--dataset", default=DEFAULTS["dataset"], choices=DATASETS, help="what to train on")
+    d.add_argument("--data-dir", default=None, help="folder of the dataset's files (default: its usual places)")
+    d.add_argument("--ordering", default=None,
+                   help="input order: images raster|column|hilbert|shuffled, points stored|morton|hilbert|shuffled")
+    d.add_argument("--data-option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
+                   help="another load_dataset option, e.g. num_points=256 or resolution=64 (repeatable)")
+    d.add_argument("--no-augment", dest="augment", action="store_false",
+                   help="switch off the dataset's train-time augmentation")
+    d.add_argument("--limit-train", type=_positive_int, default=None, metavar="N",
+                   help="train on a fixed random subset of N examples (quick profiles)")
+    d.add_argument("--limit-test", type=_positive_int, default=None, metavar="N",
+                   help="evaluate on a fixed random subset of N examples")
+
+    m = p.add_argument_group("model")
+    m.add_argument("--variant", default=DEFAULTS["variant"],
+                   help=f"one of {', '.join(VARIANT_NAMES)}, or a .json file holding a HiPConfig dict")
+    m.add_argument("--position", choices=("learned", "fourier"), default=None,
+                   help="positional embeddings (default: the variant's)")
+    m.add_argument("--dropout", type=float, default=None, help="dropout after self-attention and MLPs")
+    m.add_argument("--drop-path", type=float, default=None, help="stochastic depth rate")
+    m.add_argument("--set", type=key_value, action="append", default=[], metavar="KEY=VALUE",
+                   help="any other HiPConfig field, e.g. readout=query or regroup=transpose_reshape")
+
+    s = p.add_argument_group("schedule and optimiser")
+    s.add_argument("--epochs", type=_positive_int, default=DEFAULTS["epochs"], help="passes over the training set")
+    s.add_argument("--max-steps", type=_positive_int, default=None, help="stop after N steps (overrides --epochs)")
+    s.add_argument("--batch-size", type=_positive_int, default=DEFAULTS["batch_size"],
+                   help="global batch, split over the processes")
+    s.add_argument("--eval-batch-size", type=_positive_int, default=DEFAULTS["eval_batch_size"],
+                   help="test batch per process")
+    s.add_argument("--optimizer", choices=OPTIMIZERS, default=DEFAULTS["optimizer"],
+                   help="AdamW, or LAMB (the Perceiver IO recipe's)")
+    s.add_argument("--lr", type=float, default=DEFAULTS["lr"], help="peak learning rate")
+    s.add_argument("--min-lr", type=float, default=DEFAULTS["min_lr"], help="where the cosine ends")
+    s.add_argument("--weight-decay", type=float, default=DEFAULTS["weight_decay"],
+                   help="on weight matrices (not biases, norms, position or latent tables)")
+    s.add_argument("--warmup-epochs", type=float, default=DEFAULTS["warmup_epochs"],
+                   help="linear warm-up, then a cosine decay, updated every step")
+    s.add_argument("--warmup-steps", type=int, default=None, help="warm-up in steps (overrides --warmup-epochs)")
+    s.add_argument("--clip-grad", type=float, default=DEFAULTS["clip_grad"], help="max gradient norm; 0: no clipping")
+
+    r = p.add_argument_group("run")
+    r.add_argument("--seed", type=int, default=DEFAULTS["seed"],
+                   help="model initialisation, data order, augmentation, masks")
+    r.add_argument("--run-dir", default=None, help="where metrics and checkpoints go "
+                   "(default runs/<task>-<dataset>-<variant>-seed<seed>)")
+    r.add_argument("--checkpoint-every", type=int, default=DEFAULTS["checkpoint_every"], metavar="STEPS",
+                   help="also checkpoint every STEPS steps (0: at epoch ends only)")
+    r.add_argument("--log-every", type=_positive_int, default=DEFAULTS["log_every"], metavar="STEPS",
+                   help="a train-loss row every STEPS steps")
+    r.add_argument("--device", default=DEFAULTS["device"], help="auto, cpu, cuda or cuda:<index>")
+    r.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CUDA only)")
+    r.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
+    r.add_argument("--quiet", action="store_true", help="no progress bar and no epoch lines")
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a default only where there is one worth showing."""
+
+    def _get_help_string(self, action):
+        if any(action.default is v for v in (None, False, True, argparse.SUPPRESS)) or action.default == []:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def add_commands(subparsers) -> None:
+    """Add `train` and `pretrain` to an argparse subparsers object (func(args) -> exit code)."""
+    fmt = _Help
+    train = subparsers.add_parser(
+        "train", help="supervised training, optionally from an MAE checkpoint", formatter_class=fmt,
+        description="Train a HiP classifier; rerunning the same command resumes it.")
+    _add_common(train)
+    t = train.add_argument_group("classification")
+    t.add_argument("--label-smoothing", type=float, default=DEFAULTS["label_smoothing"],
+                   help="of the training cross-entropy (test loss is plain)")
+    t.add_argument("--init-from", default=None, metavar="CKPT", help="an MAE checkpoint (last.pt or best.pt)")
+    t.add_argument("--transfer", choices=TRANSFERS, default=DEFAULTS["transfer"],
+                   help="what --init-from gives: all weights, only the positional embeddings "
+                        "(trainable or frozen), or nothing (the control)")
+    train.set_defaults(func=cmd_train)
+
+    pretrain = subparsers.add_parser(
+        "pretrain", help="masked auto-encoding (MAE) pretraining", formatter_class=fmt,
+        description="Pretrain a HiP by masked auto-encoding with groupwise masks; "
+                    "rerunning the same command resumes it.")
+    _add_common(pretrain)
+    mae = pretrain.add_argument_group("masked auto-encoding")
+    mae.add_argument("--mask-ratio", type=float, default=DEFAULTS["mask_ratio"],
+                     help="fraction of each group's positions hidden from the encoder")
+    mae.add_argument("--norm-pix", action="store_true", help="per-example normalised targets")
+    pretrain.set_defaults(func=cmd_pretrain)
+
+
+def config_from_args(args: argparse.Namespace, task: str) -> TrainConfig:
+    model = dict(args.set)
+    for key in ("position", "dropout", "drop_path"):
+        if getattr(args, key) is not None:
+            model[key] = getattr(args, key)
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    values = {k: v for k, v in vars(args).items() if k in fields and k != "model"}
+    values.update(task=task, model=model, data_options=dict(args.data_option),
+                  clip_grad=args.clip_grad or None)
+    return TrainConfig(**values)
+
+
+def _run(args: argparse.Namespace, task: str) -> int:
+    import torch
+
+    from .engine import NonFiniteLossError, train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = config_from_args(args, task)
+    try:
+        result = train(cfg)
+    except NonFiniteLossError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 3
+    if os.environ.get("RANK", "0") == "0":
+        print(" ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.metrics.items()))
+        print(f"run_dir={result.run_dir} steps={result.steps} wall_time={result.wall_time:.1f}s "
+              f"throughput={result.throughput:.1f} examples/s")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    return _run(args, "supervised")
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    return _run(args, "pretrain")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m hipcore.train train|pretrain ...` (the same commands as `python -m hipcore`)."""
+    parser = argparse.ArgumentParser(prog="python -m hipcore.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, KeyError, TypeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2

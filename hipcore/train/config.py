@@ -1,0 +1,143 @@
+"""TrainConfig: everything a run depends on, in one frozen, JSON-friendly dataclass."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from ..config import HiPConfig
+
+TASKS = ("supervised", "pretrain")
+OPTIMIZERS = ("adamw", "lamb")
+TRANSFERS = ("all", "positions", "positions_frozen", "none")
+
+# Fields that may change between a run and its resumption: they do not change what is computed.
+RESUMABLE_CHANGES = ("quiet", "device", "checkpoint_every")
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run: supervised classification or MAE pretraining."""
+
+    task: str = "supervised"            # 'supervised' (classification) or 'pretrain' (MAE)
+    # data
+    dataset: str = "fashion_mnist"      # a hipcore.data.load_dataset name
+    data_dir: str | None = None         # where the dataset lives (None: its default places)
+    ordering: str | None = None         # input order, e.g. 'raster', 'hilbert', 'shuffled'
+    data_options: dict = field(default_factory=dict)  # more load_dataset options, e.g. num_points
+    augment: bool = True                # the dataset's own train-time augmentation, if it has one
+    limit_train: int | None = None      # train on a fixed random subset of this many examples
+    limit_test: int | None = None       # evaluate on a fixed random subset of this many examples
+    # model
+    variant: str = "small3"             # a variant name, or a .json file holding a HiPConfig dict
+    model: dict = field(default_factory=dict)  # HiPConfig overrides, e.g. {'position': 'fourier'}
+    # schedule
+    epochs: int = 10
+    max_steps: int | None = None        # stop after this many optimiser steps (overrides epochs)
+    batch_size: int = 128               # global batch, split evenly over the ranks
+    eval_batch_size: int = 256          # per rank
+    # optimiser
+    optimizer: str = "adamw"            # 'adamw' or 'lamb'
+    lr: float = 1e-3                    # peak learning rate, after warm-up
+    min_lr: float = 0.0                 # the cosine decays to this
+    weight_decay: float = 0.05          # on weight matrices only (not biases, norms, tables)
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_epochs: float = 1.0          # linear warm-up length in epochs ...
+    warmup_steps: int | None = None     # ... or in steps (wins when set)
+    clip_grad: float | None = 1.0       # max global gradient norm (None: no clipping)
+    label_smoothing: float = 0.0        # supervised only
+    # masked auto-encoding
+    mask_ratio: float = 0.85            # fraction of each group's positions hidden from the encoder
+    norm_pix: bool = False              # MSE against per-example normalised targets
+    # fine-tuning
+    init_from: str | None = None        # an MAE checkpoint to start a supervised run from
+    transfer: str = "all"               # what init_from gives: 'all', 'positions', 'positions_frozen', 'none'
+    # run
+    seed: int = 0
+    run_dir: str | None = None          # None: runs/<task>-<dataset>-<variant>-seed<seed>
+    checkpoint_every: int = 0           # also checkpoint every this many steps (0: epoch ends only)
+    log_every: int = 50                 # a train loss row every this many steps
+    device: str = "auto"                # 'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1'
+    bf16: bool = False                  # bfloat16 autocast (CUDA only)
+    quiet: bool = False                 # no progress bar, no epoch lines
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data_options", dict(self.data_options))
+        object.__setattr__(self, "model", dict(self.model))
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        _require(self.task in TASKS, f"task must be one of {TASKS}, got {self.task!r}")
+        _require(self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        _require(self.transfer in TRANSFERS, f"transfer must be one of {TRANSFERS}, got {self.transfer!r}")
+        for name in ("epochs", "batch_size", "eval_batch_size", "log_every"):
+            value = getattr(self, name)
+            _require(isinstance(value, int) and value > 0, f"{name} must be a positive int, got {value!r}")
+        for name in ("max_steps", "limit_train", "limit_test"):
+            value = getattr(self, name)
+            _require(value is None or (isinstance(value, int) and value > 0),
+                     f"{name} must be a positive int or None, got {value!r}")
+        _require(isinstance(self.checkpoint_every, int) and self.checkpoint_every >= 0,
+                 f"checkpoint_every must be an int >= 0, got {self.checkpoint_every!r}")
+        _require(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        _require(0 <= self.min_lr <= self.lr, f"min_lr must be in [0, lr], got {self.min_lr}")
+        _require(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        _require(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+                 f"betas must be two numbers in [0, 1), got {self.betas}")
+        _require(self.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        _require(self.warmup_steps is None or self.warmup_steps >= 0,
+                 f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        _require(self.clip_grad is None or self.clip_grad > 0,
+                 f"clip_grad must be > 0 or None, got {self.clip_grad}")
+        _require(0 <= self.label_smoothing < 1,
+                 f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        _require(0 < self.mask_ratio < 1, f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
+        _require(self.init_from is None or self.task == "supervised",
+                 "init_from is for fine-tuning: use it with task='supervised'")
+        _require(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
+                 f"device must be 'auto', 'cpu', 'cuda' or 'cuda:<index>', got {self.device!r}")
+        known = {f.name for f in dataclasses.fields(HiPConfig)} - {"num_classes"}
+        unknown = sorted(set(self.model) - known)
+        _require(not unknown, f"unknown model option(s) {unknown}; HiPConfig fields are "
+                              f"{sorted(known)} (num_classes comes from the dataset)")
+
+    @property
+    def resolved_run_dir(self) -> str:
+        if self.run_dir is not None:
+            return self.run_dir
+        variant = self.variant.rsplit("/", 1)[-1].removesuffix(".json")
+        return f"runs/{self.task}-{self.dataset}-{variant}-seed{self.seed}"
+
+    @property
+    def run_id(self) -> str:
+        """<task>-<hash of every field that changes results>: equal for equal experiments."""
+        d = {k: v for k, v in self.to_dict().items() if k not in RESUMABLE_CHANGES + ("run_dir",)}
+        digest = hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
+        return f"{self.task}-{digest}"
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        _require(not unknown, f"unknown TrainConfig field(s) {unknown}")
+        return cls(**d)
+
+    def differences(self, other: Mapping[str, Any]) -> list[str]:
+        """'field: other -> self' for each field (resumable ones aside) that differs from a dict."""
+        mine = self.to_dict()
+        keys = sorted((set(mine) | set(other)) - set(RESUMABLE_CHANGES))
+        return [f"{k}: {other.get(k)!r} -> {mine.get(k)!r}" for k in keys if mine.get(k) != other.get(k)]

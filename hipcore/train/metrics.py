@@ -1,0 +1,111 @@
+"""What a run shows and leaves behind: tidy CSV rows, a progress bar, versions."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+COLUMNS = ("run_id", "seed", "epoch", "step", "split", "metric", "value")
+
+
+class MetricsLogger:
+    """Appends tidy rows (run_id, seed, epoch, step, split, metric, value) to a CSV file,
+    flushed at every write so that a killed run loses nothing it logged. Disabled loggers
+    (ranks other than 0) write nothing."""
+
+    def __init__(self, path: str | os.PathLike, run_id: str, seed: int, enabled: bool = True):
+        self.path, self.run_id, self.seed, self.enabled = Path(path), run_id, seed, enabled
+        self._file = None
+
+    def start(self, keep_until_step: int | None = None) -> None:
+        """Open the file: empty (a fresh run) or keeping only rows with step <= keep_until_step
+        (a resumed run; later rows came after its checkpoint and will be logged again)."""
+        if not self.enabled:
+            return
+        rows = []
+        if keep_until_step is not None and self.path.is_file():
+            with open(self.path, newline="") as f:
+                rows = [r for r in csv.reader(f) if len(r) == len(COLUMNS) and r[3].isdigit()
+                        and int(r[3]) <= keep_until_step]
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        with open(tmp, "w", newline="") as f:
+            csv.writer(f).writerows([COLUMNS, *rows])
+        os.replace(tmp, self.path)
+        self._file = open(self.path, "a", newline="")
+        self._writer = csv.writer(self._file)
+
+    def log(self, epoch: int, step: int, split: str, **metrics: float) -> None:
+        if not self.enabled:
+            return
+        for name, value in metrics.items():
+            self._writer.writerow((self.run_id, self.seed, epoch, step, split, name, repr(float(value))))
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The rows of a metrics.csv (or a run directory's), values as floats."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "metrics.csv"
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r["seed"], r["epoch"], r["step"], r["value"] = int(r["seed"]), int(r["epoch"]), int(r["step"]), float(r["value"])
+    return rows
+
+
+# ---- progress ----
+
+def in_jupyter() -> bool:
+    shell = sys.modules.get("IPython")
+    ip = shell.get_ipython() if shell is not None and hasattr(shell, "get_ipython") else None
+    return type(ip).__name__ == "ZMQInteractiveShell"
+
+
+def quiet_environment() -> bool:
+    """No progress bar under CI, papermill, or with stderr not a terminal (outside Jupyter)."""
+    if os.environ.get("CI") or os.environ.get("PAPERMILL_EXECUTION"):
+        return True
+    return not in_jupyter() and not sys.stderr.isatty()
+
+
+def progress_bar(total: int, initial: int, desc: str, quiet: bool):
+    """A tqdm bar (tqdm.auto: a widget in Jupyter) over optimiser steps; ETA comes with it."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True,
+                disable=quiet or quiet_environment(), leave=True)
+
+
+# ---- provenance ----
+
+def versions(device: torch.device, world_size: int) -> dict[str, Any]:
+    from .. import __version__
+
+    info = {"python": sys.version.split()[0], "torch": torch.__version__, "numpy": np.__version__,
+            "hipcore": __version__, "platform": platform.platform(), "threads": torch.get_num_threads(),
+            "device": str(device), "world_size": world_size}
+    if device.type == "cuda":
+        info["cuda"] = torch.version.cuda
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def write_json(path: str | os.PathLike, data: dict[str, Any]) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)

@@ -1,0 +1,155 @@
+"""The command line: help and errors, resumption after SIGKILL, two processes under torchrun."""
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from hipcore.model.layers import Attention
+from hipcore.train import TrainConfig, load_model, read_metrics, train
+from hipcore.train.cli import add_commands, config_from_args, main
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {"blocks": [dict(groups=4, latents=4, channels=16, self_attends=1, heads=2),
+                   dict(groups=1, latents=8, channels=32, self_attends=1, heads=4),
+                   dict(groups=4, latents=4, channels=16, self_attends=1, heads=2)],
+        "embed_channels": 8}
+SHAPES = ["--dataset", "shapes3d", "--data-option", "num_points=64", "--data-option", "train_per_class=8",
+          "--data-option", "test_per_class=2"]                       # 80 train and 20 test clouds
+
+
+def command(tmp_path, run_dir, *extra):
+    variant = tmp_path / "tiny.json"
+    variant.write_text(json.dumps(TINY))
+    return [sys.executable, "-m", "hipcore.train", "train", *SHAPES, "--variant", str(variant),
+            "--batch-size", "8", "--threads", "1", "--quiet", "--run-dir", str(tmp_path / run_dir), *extra]
+
+
+def environment():
+    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+
+def test_help_lists_the_options_a_notebook_needs(capsys):
+    parser = argparse.ArgumentParser(prog="hipcore")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    for task, options in (("train", ["--init-from", "--transfer", "--label-smoothing"]),
+                          ("pretrain", ["--mask-ratio", "--norm-pix"])):
+        with pytest.raises(SystemExit) as done:
+            parser.parse_args([task, "--help"])
+        assert done.value.code == 0
+        text = capsys.readouterr().out
+        for option in ["--dataset", "--data-dir", "--ordering", "--variant", "--position", "--epochs",
+                       "--max-steps", "--batch-size", "--lr", "--weight-decay", "--optimizer",
+                       "--warmup-epochs", "--clip-grad", "--seed", "--run-dir", "--checkpoint-every",
+                       "--limit-train", "--device", "--quiet", *options]:
+            assert option in text, (task, option)
+    args = parser.parse_args(["pretrain", "--set", "readout=query", "--dropout", "0.1", "--clip-grad", "0"])
+    cfg = config_from_args(args, "pretrain")
+    assert cfg.model == {"readout": "query", "dropout": 0.1} and cfg.clip_grad is None
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--optimizer", "sgd"], "invalid choice: 'sgd'"),
+    (["train", "--batch-size", "0"], "must be a positive integer"),
+    (["pretrain", "--mask-ratio", "1.5"], "error: mask_ratio must be in (0, 1)"),
+    (["train", "--set", "widht=3"], "error: unknown model option(s) ['widht']"),
+    (["train", "--device", "tpu"], "error: device must be"),
+])
+def test_bad_options_give_a_clear_error(capsys, argv, message):
+    try:
+        code = main(argv)
+    except SystemExit as exit:
+        code = exit.code
+    assert code == 2 and message in capsys.readouterr().err
+
+
+def test_a_run_killed_at_a_random_moment_resumes_to_the_same_digits(tmp_path):
+    extra = ("--epochs", "4", "--checkpoint-every", "4", "--log-every", "1", "--dropout", "0.1")
+    reference = subprocess.Popen(command(tmp_path, "reference", *extra), env=environment(), cwd=ROOT,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    victim_cmd = command(tmp_path, "victim", *extra)
+    victim = subprocess.Popen(victim_cmd, env=environment(), cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run_dir, target = tmp_path / "victim", random.randint(5, 32)   # 40 steps in all
+    deadline = time.time() + 120
+    while not (run_dir / "last.pt").exists() or _last_step(run_dir) < target:
+        assert victim.poll() is None and time.time() < deadline, "the run ended before it could be killed"
+        time.sleep(0.005)
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait() == -signal.SIGKILL
+    killed_at = _last_step(run_dir)
+    resumed = subprocess.run(victim_cmd, env=environment(), cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out, err = reference.communicate(timeout=120)
+    assert reference.returncode == 0, err
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.splitlines()[0] == out.splitlines()[0], f"killed at step {killed_at}"
+    assert (run_dir / "metrics.csv").read_text() == (tmp_path / "reference" / "metrics.csv").read_text()
+    a = torch.load(run_dir / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "reference" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _last_step(run_dir):
+    """The step of the last complete metrics row (0 if none yet)."""
+    try:
+        lines = (run_dir / "metrics.csv").read_text().splitlines()
+    except FileNotFoundError:
+        return 0
+    fields = lines[-2].split(",") if len(lines) > 2 else []      # the last line may be torn
+    return int(fields[3]) if len(fields) == 7 else 0
+
+
+def test_two_processes_train_the_model_one_process_trains(tmp_path):
+    extra = ("--max-steps", "3", "--no-augment", "--lr", "3e-3", "--warmup-steps", "1")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                *command(tmp_path, "two", *extra)[1:]]
+    two = subprocess.Popen(torchrun, env=environment(), cwd=ROOT, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    one = train(TrainConfig.from_dict({**_config(tmp_path, "two", extra), "run_dir": str(tmp_path / "one")}))
+    log, _ = two.communicate(timeout=180)
+    assert two.returncode == 0, log
+    assert json.loads((tmp_path / "two" / "versions.json").read_text())["world_size"] == 2
+    a = torch.load(tmp_path / "two" / "last.pt", weights_only=True)
+    b = torch.load(one.last_checkpoint, weights_only=True)
+    assert a["step"] == b["step"] == 3 and len(a["rng"]) == 2
+    ignore = key_biases(load_model(one.last_checkpoint))
+    for k, v in b["model"].items():
+        keep = ~ignore.get(k, torch.zeros_like(v, dtype=torch.bool))
+        assert torch.allclose(a["model"][k][keep], v[keep], atol=1e-5, rtol=1e-4), k
+    metrics = {r["metric"]: r["value"] for r in read_metrics(tmp_path / "two") if r["split"] == "test"}
+    assert metrics["loss"] == pytest.approx(one.metrics["test_loss"], rel=1e-4)
+    assert metrics["accuracy"] == one.metrics["test_accuracy"]
+
+
+def key_biases(model):
+    """{name: bool mask} of the key biases. Softmax ignores a shift shared by all keys, so
+    their gradient is zero but for rounding, which Adam scales up to lr-sized steps that
+    differ with the order of reductions: the one part of the model not compared."""
+    masks = {}
+    for name, module in model.named_modules():
+        if isinstance(module, Attention):
+            qk = module.qk_channels
+            bias = (module.qkv if module.fused_qkv else module.kv).bias
+            mask = torch.zeros_like(bias, dtype=torch.bool)
+            if module.fused_qkv:
+                mask[qk:2 * qk] = True
+            else:
+                mask[:qk] = True
+            masks[f"{name}.{'qkv' if module.fused_qkv else 'kv'}.bias"] = mask
+    return masks
+
+
+def _config(tmp_path, run_dir, extra):
+    """The TrainConfig the CLI builds for command(tmp_path, run_dir, *extra), in-process."""
+    parser = argparse.ArgumentParser()
+    add_commands(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(command(tmp_path, run_dir, *extra)[3:])
+    return config_from_args(args, "supervised").to_dict()
