@@ -1,0 +1,223 @@
+"""03_mae_positional_embeddings: what MAE pretraining gives learned positions (F1-F3, F7).
+
+Arms, all HiP in raster order:
+- MAE-learned positions, classification-learned positions, Fourier features: imported from
+  imagenet_comparison, so they are the same cached runs as notebook 01's;
+- Fourier features + MAE (F3);
+- compute-matched control: classification only, for as many epochs as pretraining plus
+  fine-tuning, so that MAE's gain is not just more training;
+- positions only: fine-tuning starts from only the MAE-learned positions (trainable), every
+  other weight fresh: is the value of MAE in the positions?
+- another masking ratio (0.75 beside the default 0.85).
+Then reconstructions of masked test images, and the learned tables drawn on the pixel grid.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any, Mapping
+
+import matplotlib.pyplot as plt
+import torch
+
+from ..notebook import ParameterError
+from ..train import load_model, plot_reconstructions, reconstruct_examples
+from . import common
+from .common import Arm
+from .imagenet_comparison import HIP_CLASSIFICATION, HIP_FOURIER, HIP_MAE
+
+FOURIER_MAE = "HiP, Fourier features + MAE"
+COMPUTE_MATCHED = "HiP, classification-learned, compute-matched"
+POSITIONS_ONLY = "HiP, MAE positions only (trainable)"
+
+ALL_ARMS = ("hip_mae", "hip_classification", "hip_fourier", "hip_fourier_mae", "compute_matched",
+            "positions_only", "mask_ratio")
+# Arms no verdict rests on get only the first settings['other_seeds'] seeds.
+OTHER_ARMS = ("mask_ratio",)
+
+# Per profile: common.IMAGE_TABLE's training settings (shared arms hit the cache), which arms
+# run (smoke: the MAE arm and the two the F7 figure sets beside it; every other arm is the
+# same code with other Arm fields), and how many seeds the arms in OTHER_ARMS get.
+TABLE: dict[str, dict[str, Any]] = {
+    "smoke": {**common.IMAGE_TABLE["smoke"], "arms": ("hip_mae", "hip_classification", "hip_fourier"),
+              "other_seeds": 1},
+    "quick": {**common.IMAGE_TABLE["quick"], "arms": ALL_ARMS, "other_seeds": 1},
+    "full": {**common.IMAGE_TABLE["full"], "arms": ALL_ARMS, "other_seeds": 3},
+    "paper": {**common.IMAGE_TABLE["paper"], "arms": ALL_ARMS, "other_seeds": 3},
+}
+
+# The paper's ablation rows (results/paper_reference.csv) for the arms it ran.
+PAPER_KEYS = {HIP_MAE.label: "ablation.learned_mae_raster", HIP_CLASSIFICATION.label: "ablation.learned_raster",
+              HIP_FOURIER.label: "ablation.fourier_raster", FOURIER_MAE: "ablation.fourier_mae_raster"}
+
+# (finding, claim, paper key, baseline arm, treatment arm): the effect is treatment - baseline.
+FINDINGS = (
+    ("F1 MAE-learned vs classification-learned positions", "higher",
+     "effect.F1_mae_vs_classification_positions", HIP_CLASSIFICATION.label, HIP_MAE.label),
+    ("F2 MAE-learned positions vs Fourier features", "higher", "effect.F2_mae_vs_fourier",
+     HIP_FOURIER.label, HIP_MAE.label),
+    ("F3 MAE on top of Fourier features", "same", "effect.F3_mae_on_fourier", HIP_FOURIER.label, FOURIER_MAE),
+    ("F1 against a compute-matched control (not in the paper)", "higher", "effect.F1_compute_matched",
+     COMPUTE_MATCHED, HIP_MAE.label),
+)
+
+
+def mask_label(ratio: float) -> str:
+    return f"HiP, MAE-learned positions, mask {ratio:g}"
+
+
+def check_mask_ratios(mask_ratio: Any, compare_mask_ratio: Any) -> tuple[float, float]:
+    for name, value in (("mask_ratio", mask_ratio), ("compare_mask_ratio", compare_mask_ratio)):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < 1:
+            raise ParameterError(f"{name}={value!r} is not allowed; give a fraction in (0, 1), e.g. 0.85 or 0.75")
+    if mask_ratio == compare_mask_ratio:
+        raise ParameterError(f"compare_mask_ratio must differ from mask_ratio ({mask_ratio})")
+    return float(mask_ratio), float(compare_mask_ratio)
+
+
+def arms(settings: Mapping[str, Any], mask_ratio: float = 0.85, compare_mask_ratio: float = 0.75) -> dict[str, Arm]:
+    """{key: arm} for settings['arms']. Every MAE arm masks `mask_ratio` of each group except
+    the 'mask_ratio' arm, which masks `compare_mask_ratio`; at 0.85 the MAE arm is 01's."""
+    mae = HIP_MAE.replace(mask_ratio=mask_ratio)
+    every = {
+        "hip_mae": mae,
+        "hip_classification": HIP_CLASSIFICATION,
+        "hip_fourier": HIP_FOURIER,
+        "hip_fourier_mae": HIP_FOURIER.replace(label=FOURIER_MAE, mae=True, mask_ratio=mask_ratio),
+        "compute_matched": HIP_CLASSIFICATION.replace(label=COMPUTE_MATCHED, extra_epochs=settings["pretrain_epochs"]),
+        "positions_only": mae.replace(label=POSITIONS_ONLY, transfer="positions"),
+        "mask_ratio": mae.replace(label=mask_label(compare_mask_ratio), mask_ratio=compare_mask_ratio),
+    }
+    return {key: every[key] for key in settings["arms"]}
+
+
+def plan(arms_by_key: Mapping[str, Arm], seeds: tuple[int, ...], other_seeds: int) -> list[tuple[Arm, tuple[int, ...]]]:
+    """(arm, seeds) to run: every seed, or the first `other_seeds` for arms no verdict rests on."""
+    return [(arm, seeds[:other_seeds] if key in OTHER_ARMS else seeds) for key, arm in arms_by_key.items()]
+
+
+def run_plan(runs: list[tuple[Arm, tuple[int, ...]]], settings: Mapping[str, Any], **kwargs: Any) -> list[dict[str, Any]]:
+    """common.run_arms for each (arm, seeds); kwargs as for common.run_arm."""
+    return [row for arm, seeds in runs for row in common.run_arms([arm], seeds, settings, **kwargs)]
+
+
+def contrasts(rows: list[dict[str, Any]], arms_by_key: Mapping[str, Arm]) -> dict[str, tuple[str, str]]:
+    """Comparisons shown without a verdict (the paper has no numbers for them), for the arms
+    that ran: {name: (baseline arm, treatment arm)}."""
+    ran = {row["arm"] for row in rows}
+    label = {key: arm.label for key, arm in arms_by_key.items()}
+    out = {}
+    if "positions_only" in label:
+        out["positions only minus classification-learned (what the MAE positions alone give)"] = (
+            HIP_CLASSIFICATION.label, POSITIONS_ONLY)
+        out["all weights minus positions only (what the rest of the MAE network adds)"] = (
+            POSITIONS_ONLY, label.get("hip_mae"))
+    if "mask_ratio" in label and "hip_mae" in label:
+        mae, other = arms_by_key["hip_mae"], arms_by_key["mask_ratio"]
+        out[f"mask {other.mask_ratio:g} minus mask {mae.mask_ratio:g}"] = (mae.label, other.label)
+    return {name: pair for name, pair in out.items() if set(pair) <= ran}
+
+
+def paired_differences(rows: list[dict[str, Any]], baseline: str, treatment: str) -> list[float]:
+    """Per-seed treatment - baseline test accuracy, for the seeds both arms ran."""
+    acc: dict[str, dict[int, float]] = {}
+    for row in rows:
+        acc.setdefault(row["arm"], {})[row["seed"]] = row["test_accuracy"]
+    seeds = sorted(set(acc.get(baseline, {})) & set(acc.get(treatment, {})))
+    return [acc[treatment][s] - acc[baseline][s] for s in seeds]
+
+
+def contrast_table(rows: list[dict[str, Any]], pairs: Mapping[str, tuple[str, str]]) -> str:
+    """Markdown: per-seed differences treatment - baseline, mean ± sd, for the seeds both ran."""
+    if not pairs:
+        return "None of these arms ran at this profile."
+    lines = ["| comparison | ours, top-1 points (mean ± sd over seeds) | seeds |", "|---|---|---|"]
+    for name, (baseline, treatment) in pairs.items():
+        diffs = paired_differences(rows, baseline, treatment)
+        text = "n/a" if not diffs else f"{statistics.fmean(diffs):+.2f}" + (
+            f" ± {statistics.stdev(diffs):.2f}" if len(diffs) > 1 else "")
+        lines.append(f"| {name} | {text} | {len(diffs)} |")
+    return "\n".join(lines)
+
+
+# ---- checkpoints, reconstructions, position tables ----
+
+def checkpoints(arm: Arm, seed: int, settings: Mapping[str, Any], **data: Any) -> tuple[Path | None, Path]:
+    """(MAE pretraining checkpoint or None, classifier checkpoint) of one arm and seed.
+    data: dataset, data_dir, data_options, as for common.train_configs."""
+    pre, sup = common.train_configs(arm, seed, settings, **data)
+    return (None if pre is None else Path(pre.run_dir) / "last.pt"), Path(sup.run_dir) / "last.pt"
+
+
+def draw_reconstructions(arm: Arm, seed: int, settings: Mapping[str, Any], test_data, count: int = 4,
+                         **data: Any) -> plt.Figure:
+    """input | masked | reconstruction for the first `count` test images, from the arm's MAE
+    checkpoint, masked as in its pretraining (the evaluation masks of that seed)."""
+    pre, _ = checkpoints(arm, seed, settings, **data)
+    if pre is None:
+        raise ValueError(f"arm {arm.label!r} has no MAE pretraining")
+    rec = reconstruct_examples(load_model(pre), test_data, list(range(count)), mask_ratio=arm.mask_ratio, seed=seed)
+    return plot_reconstructions(rec, title=f"MAE, mask ratio {arm.mask_ratio:g}, seed {seed}")
+
+
+def position_tables(arms_by_key: Mapping[str, Arm], seed: int, settings: Mapping[str, Any],
+                    modality: str = "image", **data: Any) -> tuple[dict[str, torch.Tensor], Any]:
+    """({name: position embedding [M, E] in input order}, the modality's spec) for one seed.
+
+    The embedding is model.positions(modality): a learned table itself when its width is E
+    (projected otherwise), or the projected Fourier features. MAE-learned after pretraining
+    and after fine-tuning, classification-learned, and Fourier (a reference with geometry
+    built in), for those arms that ran."""
+    wanted = [("hip_mae", 0, "MAE-learned (pretrained)"), ("hip_mae", 1, "MAE-learned (fine-tuned)"),
+              ("hip_classification", 1, "classification-learned"), ("hip_fourier", 1, "Fourier (trained projection)")]
+    tables, spec = {}, None
+    for key, which, name in wanted:
+        if key not in arms_by_key:
+            continue
+        model = load_model(checkpoints(arms_by_key[key], seed, settings, **data)[which])
+        with torch.no_grad():
+            tables[name] = model.positions(modality).float()
+        spec = model.modalities[modality]
+    return tables, spec
+
+
+def chosen_pixels(height: int, width: int) -> list[tuple[int, int]]:
+    """Four (row, col) pixels for similarity maps: centre, two upper quarters, lower middle."""
+    return [(height // 2, width // 2), (height // 4, width // 4), (height // 4, 3 * width // 4),
+            (3 * height // 4, width // 2)]
+
+
+def geometry_score(table: torch.Tensor, spec, *, draws: int = 10, max_positions: int = 1024,
+                   seed: int = 0) -> tuple[float, float]:
+    """(score, chance sd) of a position table [M, E] in input order on its 2-D pixel grid.
+
+    score: minus the correlation, over pairs of pixels, between the cosine similarity of their
+    embeddings and their distance on the grid: 0 for no geometry, positive when near pixels
+    have similar embeddings. chance sd: the score's spread when the rows are randomly
+    permuted (the same embeddings, no tie to pixels). Above max_positions, a fixed random
+    subset of pixels is used."""
+    gen = torch.Generator().manual_seed(seed)
+    m = table.shape[0]
+    keep = torch.randperm(m, generator=gen)[:max_positions] if m > max_positions else torch.arange(m)
+    pixel = keep if spec.order is None else spec.order[keep]                 # raster index of each row
+    rc = torch.stack([pixel // spec.grid[1], pixel % spec.grid[1]], -1).double()
+    i, j = torch.triu_indices(len(keep), len(keep), offset=1)
+    dist = torch.cdist(rc, rc)[i, j]
+    dist = dist - dist.mean()
+    dist = dist / dist.norm()
+    x = torch.nn.functional.normalize(table[keep].detach().double(), dim=-1)
+
+    def score(rows: torch.Tensor) -> float:
+        sim = (rows @ rows.T)[i, j]
+        sim = sim - sim.mean()
+        return -(sim @ dist).item() / max(sim.norm().item(), 1e-12)
+
+    chance = [score(x[torch.randperm(len(keep), generator=gen)]) for _ in range(draws)]
+    return score(x), statistics.stdev(chance)
+
+
+def structure_rows(tables: Mapping[str, torch.Tensor], spec) -> list[dict[str, Any]]:
+    """geometry_score of each table: {'table', 'structure', 'chance_sd'}."""
+    return [dict(zip(("table", "structure", "chance_sd"), (name, *geometry_score(t, spec))))
+            for name, t in tables.items()]

@@ -1,0 +1,97 @@
+"""03_mae_positional_embeddings: arms, seeds per arm, contrasts, and the geometry score."""
+
+import pytest
+import torch
+
+from hipcore.config import ModalitySpec
+from hipcore.experiments import common, imagenet_comparison as ic, mae_positions as mp
+from hipcore.notebook import PROFILES, ParameterError
+from hipcore.report import paper_reference
+
+DATA = dict(dataset="fashion_mnist")
+
+
+def test_table_has_every_profile_and_smoke_keeps_each_kind_of_arm():
+    assert set(mp.TABLE) == set(PROFILES)
+    for profile, row in mp.TABLE.items():
+        assert {k: row[k] for k in common.IMAGE_TABLE[profile]} == common.IMAGE_TABLE[profile]
+        assert set(row["arms"]) <= set(mp.ALL_ARMS)
+    smoke = mp.arms(mp.TABLE["smoke"])
+    assert any(a.mae for a in smoke.values()) and any(a.position == "fourier" for a in smoke.values())
+    assert mp.TABLE["quick"]["arms"] == mp.ALL_ARMS and len(mp.TABLE["quick"]["seeds"]) >= 3
+
+
+def test_arms_shared_with_01_are_the_same_runs():
+    settings = mp.TABLE["quick"]
+    arms = mp.arms(settings)
+    for key, arm in (("hip_mae", ic.HIP_MAE), ("hip_classification", ic.HIP_CLASSIFICATION),
+                     ("hip_fourier", ic.HIP_FOURIER)):
+        assert arms[key] == arm
+        mine, theirs = (common.train_configs(a, 2, settings, **DATA) for a in (arms[key], arm))
+        assert [c and c.run_id for c in mine] == [c and c.run_id for c in theirs]
+
+
+def test_controls_and_transfer_arms():
+    settings = mp.TABLE["quick"]
+    arms = mp.arms(settings, mask_ratio=0.85, compare_mask_ratio=0.75)
+    pre, sup = common.train_configs(arms["compute_matched"], 0, settings, **DATA)
+    assert pre is None and sup.epochs == settings["epochs"] + settings["pretrain_epochs"]
+    mae_pre, mae_sup = common.train_configs(arms["hip_mae"], 0, settings, **DATA)
+    pos_pre, pos_sup = common.train_configs(arms["positions_only"], 0, settings, **DATA)
+    assert pos_pre.run_id == mae_pre.run_id                     # one pretraining, two fine-tunings
+    assert (pos_sup.transfer, mae_sup.transfer) == ("positions", "all") and pos_sup.run_id != mae_sup.run_id
+    other_pre, _ = common.train_configs(arms["mask_ratio"], 0, settings, **DATA)
+    assert other_pre.mask_ratio == 0.75 and other_pre.run_id != mae_pre.run_id
+    fm_pre, fm_sup = common.train_configs(arms["hip_fourier_mae"], 0, settings, **DATA)
+    assert fm_pre.model["position"] == fm_sup.model["position"] == "fourier"
+
+
+def test_plan_gives_other_arms_fewer_seeds():
+    arms = mp.arms(mp.TABLE["quick"])
+    runs = dict((a.label, s) for a, s in mp.plan(arms, (0, 1, 2), 1))
+    assert runs[arms["mask_ratio"].label] == (0,) and runs[arms["hip_mae"].label] == (0, 1, 2)
+
+
+def test_mask_ratios_are_checked():
+    assert mp.check_mask_ratios(0.85, 0.75) == (0.85, 0.75)
+    for args in ((0.85, 0.85), (1.0, 0.75), (0.85, "0.75"), (True, 0.5)):
+        with pytest.raises(ParameterError):
+            mp.check_mask_ratios(*args)
+
+
+def test_findings_point_at_the_papers_numbers():
+    ref = paper_reference()
+    assert all(key in ref for _, _, key, _, _ in mp.FINDINGS)
+    assert ref["effect.F1_compute_matched"].value == ref["effect.F1_mae_vs_classification_positions"].value
+    assert {claim for name, claim, *_ in mp.FINDINGS if name.startswith("F3")} == {"same"}
+
+
+def test_contrasts_use_paired_seeds():
+    arms = mp.arms(mp.TABLE["quick"])
+    acc = {ic.HIP_CLASSIFICATION.label: (70.0, 71.0), mp.POSITIONS_ONLY: (72.0, 74.0), ic.HIP_MAE.label: (75.0, 75.0),
+           arms["mask_ratio"].label: (76.0,)}
+    rows = [{"arm": arm, "seed": s, "test_accuracy": a} for arm, accs in acc.items() for s, a in enumerate(accs)]
+    pairs = mp.contrasts(rows, arms)
+    assert len(pairs) == 3
+    table = mp.contrast_table(rows, pairs)
+    assert "| +2.50 ± 0.71 | 2 |" in table and "| +1.00 | 1 |" in table
+    assert mp.contrasts(rows[:2], arms) == {}                  # arms that did not run are left out
+
+
+def test_geometry_score_sees_the_grid_in_any_input_order():
+    h = w = 12
+    rc = torch.stack(torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij"), -1).reshape(-1, 2).float()
+    smooth = torch.cat([torch.cos(rc / 4), torch.sin(rc / 4)], -1)           # [M, 4], raster order
+    raster = ModalitySpec(h * w, 1, (h, w))
+    score, chance = mp.geometry_score(smooth, raster)
+    assert score > 10 * chance > 0
+    noise, _ = mp.geometry_score(torch.randn(h * w, 8, generator=torch.Generator().manual_seed(0)), raster)
+    assert abs(noise) < 0.1
+    order = torch.randperm(h * w, generator=torch.Generator().manual_seed(1))
+    shuffled = ModalitySpec(h * w, 1, (h, w), order)
+    assert mp.geometry_score(smooth[order], shuffled)[0] == pytest.approx(score)
+
+
+def test_chosen_pixels_lie_on_the_grid():
+    for h, w in ((28, 28), (224, 160)):
+        assert all(0 <= r < h and 0 <= c < w for r, c in mp.chosen_pixels(h, w))
