@@ -121,6 +121,8 @@ class HiPConfig:
     drop_path: float = 0.0                   # stochastic depth on self-attention residuals
     num_classes: int = 0                     # > 0 adds a classification read-out
     readout: str = "mean"                    # 'mean' of processor latents, or a learned 'query'
+    checkpoint: bool = False                 # recompute each layer's activations in backward:
+                                             # less memory for ~1/3 more compute (training only)
 
     def __post_init__(self) -> None:
         blocks = tuple(self.blocks)
@@ -209,11 +211,16 @@ _VARIANTS: dict[str, dict[str, Any]] = {
     "perceiver_small": dict(
         embed_channels=32,
         blocks=dict(groups=(1,), self_attends=(4,), heads=(4,), channels=(128,), latents=(64,))),
-    # Perceiver IO, ImageNet: 512 latents x 1024 channels, 8 repeats of 6 shared self-attention
-    # layers, 2-D Fourier features (64 bands); E = 3 + 258 matches the width of pixels
-    # concatenated with their Fourier features.
+    # Perceiver IO, ImageNet (Jaegle et al. 2021, arXiv 2107.14795, and the official config in
+    # deepmind-research perceiver/train/experiment.py): 512 latents x 1024 channels; one
+    # cross-attention (1 head, q/k/v as wide as the inputs, MLP widening 1); 8 repeats of 6
+    # self-attention layers (8 heads, widening 1) sharing weights across repeats; 2-D Fourier
+    # features with 64 bands concatenated to the pixels: 3 + 2 * (2 * 64 + 1) = 261 channels.
+    # A linear map of that concatenation is the sum of maps of its parts, so E = 261 embeds
+    # the pixels and projects the features to the same width. Read out by a learned query
+    # (the official classification decoder). 48.4M parameters train in a classification step.
     "perceiver_io_imagenet": dict(
-        embed_channels=261, position="fourier", fourier_bands=64,
+        embed_channels=261, position="fourier", fourier_bands=64, readout="query",
         blocks=dict(groups=(1,), self_attends=(6,), heads=(8,), channels=(1024,), latents=(512,),
                     repeats=8, self_widening=1)),
 }

@@ -71,10 +71,9 @@ class GroupLayout:
         """{name: [B, M, C]} -> [B, G, N, C], zero padded."""
         parts = []
         for mod in self.modalities:
-            x = values[mod.name]
-            x = F.pad(x, (0, 0, 0, mod.per_group * mod.groups - mod.size))
-            x = rearrange(x, "b (g n) c -> b g n c", g=mod.groups)
-            parts.append(F.pad(x, (0, 0, 0, self.group_size - mod.per_group)))
+            x = _pad_end(values[mod.name], 1, mod.per_group * mod.groups - mod.size)
+            x = rearrange(x, "b (g n) c -> b g n c", g=mod.groups)     # a view
+            parts.append(_pad_end(x, 2, self.group_size - mod.per_group))
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
     def ungroup(self, grouped: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -85,6 +84,13 @@ class GroupLayout:
             out[mod.name] = rearrange(x, "b g n c -> b (g n) c")[:, :mod.size]
             start += mod.groups
         return out
+
+
+def _pad_end(x: torch.Tensor, dim: int, amount: int) -> torch.Tensor:
+    """Zero-pad `amount` elements at the end of `dim`; x itself (no copy) when amount is 0."""
+    if amount == 0:
+        return x
+    return F.pad(x, (0, 0) * (x.dim() - 1 - dim) + (0, amount))
 
 
 def regroup(z: torch.Tensor, groups: int, kind: str = "reshape") -> torch.Tensor:

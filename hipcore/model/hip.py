@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+import torch.utils.checkpoint
 from torch import nn
 
 from ..config import BlockConfig, HiPConfig, ModalitySpec
@@ -40,6 +41,18 @@ class Embedder(nn.Module):
         self.unembed = nn.ModuleDict({n: linear(embed_channels, s.channels, scale=0.0)
                                       for n, s in modalities.items()})
 
+    def forward(self, name: str, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """x [B, M, C] @ W.T + bias + positions [M, E] -> [B, M, E], in one batched matmul.
+
+        baddbmm writes the positions into the output and accumulates the product onto them:
+        one pass over [B, M, E] instead of three (linear, broadcast bias, add), and its
+        backward sums the positions' gradient over the batch without a separate add node.
+        """
+        layer = self.embed[name]
+        batch = x.shape[0]
+        base = (positions + layer.bias).expand(batch, -1, -1)                 # [B, M, E], a view
+        return torch.baddbmm(base, x, layer.weight.t().expand(batch, -1, -1))
+
 
 class HiPBlock(nn.Module):
     """K latents per group cross-attend to the group's inputs, then L self-attention layers.
@@ -48,9 +61,10 @@ class HiPBlock(nn.Module):
     """
 
     def __init__(self, cfg: BlockConfig, in_channels: int, *, skip_channels: int | None,
-                 act: str, dropout: float, drop_path: float):
+                 act: str, dropout: float, drop_path: float, checkpoint: bool = False):
         super().__init__()
         self.cfg = cfg
+        self.checkpoint = checkpoint
         self.latents = nn.Parameter(init_table(torch.empty(cfg.groups * cfg.latents, cfg.channels)))
         self.skip = None
         if skip_channels is not None and skip_channels != cfg.channels:
@@ -83,11 +97,17 @@ class HiPBlock(nn.Module):
                 raise ValueError(f"U-Net skip has {skip.shape[2]} latents per group, "
                                  f"queries have {queries.shape[2]}")
             queries = queries + (skip if self.skip is None else self.skip(skip))
-        z = self.cross_attend(queries, inputs, key_mask)
+        z = self.run(self.cross_attend, queries, inputs, key_mask)
         for _ in range(self.cfg.repeats):
             for layer in self.self_attends:
-                z = layer(z)
+                z = self.run(layer, z)
         return z
+
+    def run(self, layer: nn.Module, *args: torch.Tensor | None) -> torch.Tensor:
+        """layer(*args); with checkpointing, its activations are recomputed in backward."""
+        if self.checkpoint and self.training and torch.is_grad_enabled():
+            return torch.utils.checkpoint.checkpoint(layer, *args, use_reentrant=False)
+        return layer(*args)
 
 
 class ClassifierHead(nn.Module):
@@ -146,7 +166,7 @@ class HiP(nn.Module):
             skip = widths[len(config.blocks) - 1 - i] if i > proc else None
             self.blocks.append(HiPBlock(cfg, widths[-1] if widths else e, skip_channels=skip,
                                         act=config.activation, dropout=config.dropout,
-                                        drop_path=config.drop_path))
+                                        drop_path=config.drop_path, checkpoint=config.checkpoint))
             widths.append(cfg.channels)
         self.reconstruction_head = CrossAttention(e, last.channels, heads=1, widening=1,
                                                   act=config.activation, query_residual=False)
@@ -195,7 +215,7 @@ class HiP(nn.Module):
         """{name: [B, M, C]} -> tokens {name: [B, M, E]} and positions {name: [M, E]}."""
         dtype = self.embedder.embed[next(iter(inputs))].weight.dtype
         positions = {n: self.positions(n) for n in inputs}
-        tokens = {n: self.embedder.embed[n](x.to(dtype)) + positions[n] for n, x in inputs.items()}
+        tokens = {n: self.embedder(n, x.to(dtype), positions[n]) for n, x in inputs.items()}
         return tokens, positions
 
     @staticmethod

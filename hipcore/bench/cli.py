@@ -1,0 +1,55 @@
+"""`python -m hipcore bench`: training speed and memory of HiP and flat Perceivers (the paper's F5)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_commands(subparsers) -> None:
+    """Add `bench` to an argparse subparsers object; its `func(args) -> int` runs it."""
+    from .models import MODEL_NAMES
+    from .suite import PROFILES
+
+    bench = subparsers.add_parser(
+        "bench", help="time a training step of HiP and Perceiver models against image size",
+        description="Time one training step (forward, backward, AdamW) of each model at each image "
+                    "side, with its peak memory and FLOPs; write metrics.csv, steps.csv, "
+                    "summary.json and speed.png/svg to <results-dir>/05_efficiency/<profile>/.")
+    bench.add_argument("--profile", default="quick", choices=tuple(PROFILES),
+                       help="settings to start from (default quick; see hipcore.bench.suite.PROFILES)")
+    bench.add_argument("--models", nargs="+", choices=MODEL_NAMES, help="models to run (default: the profile's)")
+    bench.add_argument("--sides", nargs="+", type=int, help="image sides, e.g. 224 384")
+    bench.add_argument("--batch", type=int, help="images per step")
+    bench.add_argument("--repeats", type=int, help="timed steps per model and side")
+    bench.add_argument("--max-step-s", type=float, help="skip a model whose step takes longer")
+    bench.add_argument("--memory-limit-gb", type=float, help="report OOM past this much memory")
+    bench.add_argument("--threads", type=int, help="torch threads (default: the profile's, else all cores)")
+    bench.add_argument("--checkpoint", action="store_true",
+                       help="activation checkpointing in hipcore models (less memory, more time)")
+    bench.add_argument("--results-dir", default="results", help="default: results")
+    bench.set_defaults(func=run_bench)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from ..notebook import ParameterError
+    from . import results, suite
+
+    overrides = {"models": args.models, "sides": args.sides, "batch": args.batch, "repeats": args.repeats,
+                 "max_step_s": args.max_step_s, "memory_limit_gb": args.memory_limit_gb, "threads": args.threads}
+    settings = dict(suite.PROFILES[args.profile])
+    settings.update({k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items() if v is not None})
+    try:
+        suite.check_settings(settings)
+    except ParameterError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    run = suite.run(settings, options={"checkpoint": True} if args.checkpoint else None)
+    out = Path(args.results_dir) / "05_efficiency" / args.profile
+    paths = results.save(run, out)
+    print(results.markdown_table(run))
+    print()
+    print(results.markdown_targets(results.targets(run)))
+    print("\nwrote", ", ".join(str(p) for p in paths))
+    return 0

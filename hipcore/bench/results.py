@@ -1,0 +1,245 @@
+"""What the benchmark leaves behind and what it concludes: CSVs, the figure, the targets.
+
+Files in a results folder:
+- metrics.csv: one row per (model, side), the columns of `suite.COLUMNS`;
+- steps.csv: one row per timed step (model, side, batch, repeat, seconds);
+- summary.json: machine, load average, matmul peak, settings, targets;
+- comparisons.csv (F5): Perceiver IO (baseline) and HiP-16 (treatment) steps/s at 224,
+  paired by repeat, for `hipcore.report`;
+- speed.png / speed.svg: time per step and peak memory against the number of inputs, beside
+  the paper's TPU table.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+
+from .. import report
+from ..plots import save_figure
+from .suite import COLUMNS, STEP_COLUMNS, Results
+
+F5_KEY = "effect.F5_speedup_hip16_vs_perceiver_io_224"
+PAPER_SPEED_MODELS = {"hip16": "HiP-16", "hip256": "HiP-256", "hip16_fourier": "HiP-16 Fourier",
+                      "perceiver_io": "Perceiver IO"}
+
+
+def _number(text: str) -> Any:
+    if text in ("", "None"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return int(value) if value.is_integer() and "." not in text and "e" not in text else value
+
+
+def write(results: Results, out: str | Path) -> list[Path]:
+    """metrics.csv, steps.csv and summary.json (with the targets) in `out`."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, columns, rows in (("metrics.csv", COLUMNS, results.rows), ("steps.csv", STEP_COLUMNS, results.steps)):
+        with open(out / name, "w", newline="") as f:
+            writer = csv.DictWriter(f, columns)
+            writer.writeheader()
+            writer.writerows({c: ("" if r.get(c) is None else r[c]) for c in columns} for r in rows)
+    summary = dict(results.info, targets=targets(results))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return [out / "metrics.csv", out / "steps.csv", out / "summary.json"]
+
+
+def read(out: str | Path) -> Results:
+    out = Path(out)
+    tables = []
+    for name, columns in (("metrics.csv", COLUMNS), ("steps.csv", STEP_COLUMNS)):
+        with open(out / name, newline="") as f:
+            reader = csv.DictReader(f)
+            missing = set(columns) - set(reader.fieldnames or ())
+            if missing:
+                raise ValueError(f"{out / name}: missing columns {sorted(missing)}")
+            tables.append([{k: _number(v) if k not in ("model", "package", "status") else v
+                            for k, v in r.items()} for r in reader])
+    info = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}
+    return Results(tables[0], tables[1], info)
+
+
+# ---- the paper's table ----
+
+def paper_speed(reference: dict[str, report.Reference] | None = None) -> dict[tuple[str, int], float | None]:
+    """{(model, side): steps/s on TPUv3 at batch 8, None where the paper reports OOM}."""
+    reference = report.paper_reference() if reference is None else reference
+    out = {}
+    for key, ref in reference.items():
+        parts = key.split(".")
+        if parts[0] == "speed" and len(parts) == 3:
+            out[(parts[1], int(parts[2]))] = ref.value
+    return out
+
+
+# ---- targets ----
+
+def _steps(results: Results, model: str, side: int) -> float | None:
+    row = results.row(model, side)
+    return row["steps_per_s"] if row and row["status"] == "ok" else None
+
+
+def _ratio(results: Results, a: str, b: str, side: int) -> float | None:
+    sa, sb = _steps(results, a, side), _steps(results, b, side)
+    return sa / sb if sa and sb else None
+
+
+def ratios(results: Results, treatment: str = "hip16", baseline: str = "perceiver_io") -> dict[int, float]:
+    """{side: treatment steps/s / baseline steps/s} where both trained."""
+    sides = sorted({r["side"] for r in results.rows})
+    return {s: r for s in sides if (r := _ratio(results, treatment, baseline, s)) is not None}
+
+
+def memory_exponents(results: Results, model: str, from_side: int = 224) -> dict[int, float]:
+    """{side: d log(peak memory) / d log(inputs) from the previous side}, sides >= from_side."""
+    rows = sorted((r for r in results.rows if r["model"] == model and r["status"] == "ok"
+                   and r["side"] >= from_side and r["peak_memory_gb"]), key=lambda r: r["side"])
+    return {b["side"]: math.log(b["peak_memory_gb"] / a["peak_memory_gb"]) / math.log(b["inputs"] / a["inputs"])
+            for a, b in zip(rows, rows[1:])}
+
+
+def targets(results: Results, reference: dict[str, report.Reference] | None = None) -> list[dict[str, Any]]:
+    """The claims of the paper (F5) and this project's targets, each with paper | ours | met?"""
+    paper = paper_speed(reference)
+    found = []
+
+    def add(target: str, paper_value: str, ours: str, met: bool | None) -> None:
+        found.append({"target": target, "paper": paper_value, "ours": ours,
+                      "met": "n/a (not measured)" if met is None else ("yes" if met else "no")})
+
+    r = ratios(results)
+    add("HiP-16 / Perceiver IO steps/s at 224 >= 3.7", "3.7",
+        f"{r[224]:.1f}" if 224 in r else "not measured", None if 224 not in r else r[224] >= 3.7)
+    paper_r = {s: paper[("hip16", s)] / paper[("perceiver_io", s)] for s in (224, 384, 512)}
+    grow = [r[s] for s in sorted(r) if s >= 224]
+    add("that ratio grows with resolution", " / ".join(f"{v:.1f}" for v in paper_r.values()) + " (224/384/512)",
+        " / ".join(f"{r[s]:.1f} ({s})" for s in sorted(r) if s >= 224) or "not measured",
+        None if len(grow) < 2 else all(b >= a for a, b in zip(grow, grow[1:])))
+    m = ratios(results, "perceiver_matched", "perceiver_pytorch")
+    side = 224 if 224 in m else (max(m) if m else None)
+    add("hipcore flat Perceiver >= 2x perceiver-pytorch (same configuration)", "-",
+        " / ".join(f"{v:.1f} ({s})" for s, v in sorted(m.items())) or "not measured",
+        None if side is None else m[side] >= 2.0)
+    row = results.row("hip16", 224)
+    frac = row["fraction_of_peak"] if row and row["status"] == "ok" else None
+    add("HiP-16 step at 224 >= 50% of the matmul peak", "-",
+        f"{100 * frac:.0f}% of {row['peak_gflops']:.0f} GFLOP/s" if frac else "not measured",
+        None if frac is None else frac >= 0.5)
+    row = results.row("hip256", 2048)
+    memory = results.info.get("machine", {}).get("memory_gb")
+    ok = row is not None and row["status"] == "ok"
+    add("one HiP-256 step at 2048 x 2048 within this machine's memory",
+        f"{paper[('hip256', 2048)]} steps/s (TPUv3, batch 8)",
+        (f"{row['steps_per_s']:.2f} steps/s, {row['peak_memory_gb']:.1f} GiB" if ok
+         else (row["status"] if row else "not measured")),
+        None if row is None else (ok and (memory is None or row["peak_memory_gb"] < memory)))
+    exps = memory_exponents(results, "hip256")
+    add("HiP-256 peak memory grows no faster than linearly in inputs", "-",
+        ", ".join(f"x^{e:.2f} to {s}" for s, e in sorted(exps.items())) or "not measured",
+        None if not exps else all(e <= 1.02 for e in exps.values()))
+    trained = [m for m in PAPER_SPEED_MODELS if _steps(results, m, 2048)]
+    add("only HiP-256 trains at 2048 x 2048", "only HiP-256 (others OOM at batch 8)",
+        ", ".join(trained) or ("none" if any(r["side"] == 2048 for r in results.rows) else "not measured"),
+        None if not any(r["side"] == 2048 for r in results.rows) else trained == ["hip256"])
+    return found
+
+
+def markdown_targets(found: list[dict[str, Any]]) -> str:
+    lines = ["| target | paper | ours | met? |", "|---|---|---|---|"]
+    lines += [f"| {t['target']} | {t['paper']} | {t['ours']} | {t['met']} |" for t in found]
+    return "\n".join(lines)
+
+
+def markdown_table(results: Results, models: list[str] | None = None) -> str:
+    """Our figures per model and side, with the paper's TPU steps/s beside them."""
+    paper = paper_speed()
+    models = models or list(dict.fromkeys(r["model"] for r in results.rows))
+    lines = ["| model | side | steps/s | images/s | inputs/s | peak GiB | GFLOP/step | GFLOP/s | % peak | paper steps/s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted((r for r in results.rows if r["model"] in models),
+                    key=lambda r: (models.index(r["model"]), r["side"])):
+        ref = paper.get((r["model"], r["side"]), "")
+        ref = "OOM" if ref is None else (f"{ref}" if ref != "" else "")
+        gflop = f"{r['flops_per_step'] / 1e9:.0f}" if r["flops_per_step"] else ""
+        if r["status"] != "ok":
+            lines.append(f"| {r['model']} | {r['side']} | {r['status']} | | | | {gflop} | | | {ref} |")
+            continue
+        lines.append(f"| {r['model']} | {r['side']} | {r['steps_per_s']:.3g} | {r['images_per_s']:.3g} | "
+                     f"{r['inputs_per_s']:.3g} | {r['peak_memory_gb']:.2f} | {gflop} | "
+                     f"{r['achieved_gflops']:.1f} | {100 * r['fraction_of_peak']:.0f}% | {ref} |")
+    return "\n".join(lines)
+
+
+def record_comparisons(results: Results, path: str | Path, side: int = 224) -> int:
+    """F5 as paired rows for hipcore.report: Perceiver IO vs HiP-16 steps/s, one pair per repeat."""
+    times = {m: [s["seconds"] for s in sorted(results.steps, key=lambda s: s["repeat"])
+                 if s["model"] == m and s["side"] == side] for m in ("perceiver_io", "hip16")}
+    pairs = list(zip(times["perceiver_io"], times["hip16"]))
+    for i, (base, treat) in enumerate(pairs):
+        report.append_comparison(path, finding="F5 HiP-16 trains faster than Perceiver IO", claim="higher",
+                                 paper_key=F5_KEY, metric=f"steps/s at {side} (paper: 3.7x ratio)",
+                                 seed=i, baseline=1 / base, treatment=1 / treat)
+    return len(pairs)
+
+
+# ---- the figure ----
+
+def figure(results: Results, reference: dict[str, report.Reference] | None = None) -> plt.Figure:
+    """Seconds per step and peak memory against inputs (ours, log-log), and the paper's TPU table."""
+    paper = paper_speed(reference)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
+    models = list(dict.fromkeys(r["model"] for r in results.rows))
+    colours = {m: f"C{i}" for i, m in enumerate(models)}
+    batch = results.rows[0]["batch"] if results.rows else "?"
+    for model in models:
+        rows = sorted((r for r in results.rows if r["model"] == model), key=lambda r: r["side"])
+        ok = [r for r in rows if r["status"] == "ok"]
+        if ok:
+            axes[0].plot([r["inputs"] for r in ok], [r["step_s_median"] for r in ok], "o-",
+                         color=colours[model], label=model)
+            axes[1].plot([r["inputs"] for r in ok], [r["peak_memory_gb"] for r in ok], "o-",
+                         color=colours[model], label=model)
+        failed = [r for r in rows if r["status"] in ("OOM", "skipped (too slow)")]
+        if failed and ok:
+            first = failed[0]
+            axes[0].plot([first["inputs"]], [ok[-1]["step_s_median"]], "x", color=colours[model], ms=9)
+            axes[0].annotate(first["status"].replace("skipped ", ""), (first["inputs"], ok[-1]["step_s_median"]),
+                             fontsize=7, color=colours[model], xytext=(4, 4), textcoords="offset points")
+    for i, (model, label) in enumerate(PAPER_SPEED_MODELS.items()):
+        sides = sorted(s for m, s in paper if m == model)
+        ran = [(s * s, 1 / paper[(model, s)]) for s in sides if paper[(model, s)]]
+        if ran:
+            axes[2].plot(*zip(*ran), "o-", color=colours.get(model, f"C{i}"), label=label)
+        oom = [s * s for s in sides if paper[(model, s)] is None]
+        if oom and ran:
+            axes[2].plot(oom[:1], [ran[-1][1]], "x", color=colours.get(model, f"C{i}"), ms=9)
+    titles = (f"ours: seconds per training step (batch {batch})", f"ours: peak memory (batch {batch})",
+              "paper: seconds per step (TPUv3, batch 8); x = OOM")
+    for ax, title, ylabel in zip(axes, titles, ("seconds / step", "GiB", "seconds / step")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("inputs M (pixels)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def save(results: Results, out: str | Path) -> list[Path]:
+    """Write the CSVs, summary.json and the figure (speed.png + speed.svg) into `out`."""
+    paths = write(results, out)
+    fig = figure(results)
+    paths += save_figure(fig, Path(out) / "speed")
+    plt.close(fig)
+    return paths

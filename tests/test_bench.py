@@ -1,0 +1,140 @@
+"""The efficiency benchmark runs end to end at tiny sizes and writes its documented files.
+
+Nothing here is timed: the figures themselves come from `python -m hipcore bench` and the
+notebook 05_efficiency.
+"""
+
+import argparse
+import csv
+import json
+
+import pytest
+import torch
+
+from hipcore import notebook
+from hipcore.bench import MODEL_NAMES, PROFILES, check_settings, count_flops, make_model, results, suite
+from hipcore.bench.cli import add_commands
+from hipcore.bench.models import PERCEIVER_PYTORCH, grid_fourier_features
+from hipcore.bench.timing import OOM, measure
+
+TINY = dict(PROFILES["smoke"], models=("hip_small",), sides=(8,), repeats=2, peak_sizes=(128,))
+
+
+@pytest.fixture(scope="module")
+def tiny_run():
+    return suite.run(TINY, log=lambda _: None)
+
+
+def test_every_notebook_profile_has_settings():
+    assert set(PROFILES) == set(notebook.PROFILES)
+    for settings in PROFILES.values():
+        check_settings(dict(settings))
+
+
+def test_run_writes_the_documented_files(tiny_run, tmp_path):
+    paths = results.save(tiny_run, tmp_path)
+    assert {p.name for p in paths} == {"metrics.csv", "steps.csv", "summary.json", "speed.png", "speed.svg"}
+    with open(tmp_path / "metrics.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        assert tuple(reader.fieldnames) == suite.COLUMNS
+        rows = list(reader)
+    assert [(r["model"], r["side"], r["status"]) for r in rows] == [("hip_small", "8", "ok")]
+    row = rows[0]
+    assert float(row["steps_per_s"]) > 0 and float(row["flops_per_step"]) > 0
+    assert float(row["inputs_per_s"]) == pytest.approx(float(row["steps_per_s"]) * 64)
+    assert 0 < float(row["fraction_of_peak"]) == pytest.approx(float(row["achieved_gflops"]) / float(row["peak_gflops"]))
+    with open(tmp_path / "steps.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) == TINY["repeats"]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert {"machine", "load_start", "peak_gflops", "targets", "settings"} <= set(summary)
+    again = results.read(tmp_path)
+    assert again.rows[0]["steps_per_s"] == pytest.approx(tiny_run.rows[0]["steps_per_s"])
+
+
+def test_models_run_alone_then_side_by_side(monkeypatch):
+    calls = []
+
+    def fake_measure(job, timeout):
+        calls.append((job["models"], job["repeats"]))
+        if job["models"] == ["perceiver_small"] and job["side"] == 16:
+            return {"failed": OOM}
+        return {"peak_memory_gb": 0.5, "results": {n: {"status": "ok", "times": [0.1] * job["repeats"]}
+                                                   for n in job["models"]}}
+
+    monkeypatch.setattr(suite, "measure", fake_measure)
+    run = suite.run(dict(TINY, models=("hip_small", "perceiver_small"), sides=(8, 16, 32)), log=lambda _: None)
+    status = {(r["model"], r["side"]): r["status"] for r in run.rows}
+    assert status == {("hip_small", 8): "ok", ("perceiver_small", 8): "ok", ("hip_small", 16): "ok",
+                      ("perceiver_small", 16): OOM, ("hip_small", 32): "ok", ("perceiver_small", 32): OOM}
+    # side 8: each alone (no timed steps), then together; 16: both alone; 32: one model, one process
+    assert calls == [(["hip_small"], 0), (["perceiver_small"], 0), (["hip_small", "perceiver_small"], 2),
+                     (["hip_small"], 0), (["perceiver_small"], 0), (["hip_small"], 2), (["hip_small"], 2)]
+    assert run.row("hip_small", 8)["steps_per_s"] == pytest.approx(10.0)
+
+
+def test_a_model_past_the_memory_limit_is_reported_as_oom():
+    job = {"models": ["hip_small"], "side": 64, "batch": 64, "warmup": 1, "repeats": 0, "threads": 1,
+           "memory_limit_gb": 0.02, "max_step_s": 30, "options_by_model": {}}
+    out = measure(job, timeout=60)
+    assert out["results"]["hip_small"]["status"] == OOM
+
+
+def test_flops_include_attention():
+    # FlopCounterMode does not see the CPU flash-attention kernel; counted on the meta device,
+    # attention runs as matrix products it does see: at least q k^T and a v of the one
+    # cross-attention (64 latents x 64 inputs x 261 channels), forward and backward.
+    from torch.utils.flop_counter import FlopCounterMode
+
+    flops, _ = count_flops("perceiver_matched", 8, 1)
+    model = make_model("perceiver_matched", 8)
+    with FlopCounterMode(display=False) as counter:
+        model(torch.rand(1, 64, 3)).sum().backward()
+    assert flops >= counter.get_total_flops() + 3 * 2 * 2 * 64 * 64 * 261
+
+
+def test_matched_perceivers_have_the_same_size():
+    import perceiver_pytorch  # noqa: F401  (installed by the dev extra)
+    ours = sum(p.numel() for p in make_model("perceiver_matched", 16, 10).parameters())
+    theirs = sum(p.numel() for p in make_model("perceiver_pytorch", 16, 10).parameters())
+    assert abs(ours - theirs) / theirs < 0.25
+    assert make_model("perceiver_pytorch", 16, 10)(torch.rand(2, 256, 3)).shape == (2, 10)
+
+
+def test_grid_fourier_features_concatenate_row_and_column_features():
+    f = grid_fourier_features(4, PERCEIVER_PYTORCH["bands"])
+    assert f.shape == (16, 2 * (2 * 64 + 1))
+    torch.testing.assert_close(f[5, :129], f[4, :129])          # same row
+    torch.testing.assert_close(f[5, 129:], f[1, 129:])          # same column
+
+
+def test_targets_are_computed_from_the_rows():
+    def row(model, side, steps, memory=1.0):
+        r = suite._row(model, side, 2, "ok", steps_per_s=steps, peak_memory_gb=memory,
+                       fraction_of_peak=0.6, peak_gflops=100.0)
+        return r
+    rows = [row("hip16", 224, 4.0), row("perceiver_io", 224, 1.0), row("hip16", 384, 3.0),
+            row("perceiver_io", 384, 0.5), row("hip256", 1024, 1.0, 2.0), row("hip256", 2048, 0.3, 6.0),
+            row("perceiver_matched", 224, 3.0), row("perceiver_pytorch", 224, 1.0)]
+    found = {t["target"]: t for t in results.targets(suite.Results(rows, [], {}))}
+    assert found["HiP-16 / Perceiver IO steps/s at 224 >= 3.7"]["met"] == "yes"
+    assert found["that ratio grows with resolution"]["met"] == "yes"
+    assert found["HiP-256 peak memory grows no faster than linearly in inputs"]["met"] == "yes"
+    assert found["hipcore flat Perceiver >= 2x perceiver-pytorch (same configuration)"]["met"] == "yes"
+    assert "| target | paper | ours | met? |" in results.markdown_targets(list(found.values()))
+
+
+def test_bad_settings_say_what_is_allowed():
+    with pytest.raises(notebook.ParameterError, match="hip16"):
+        check_settings(dict(PROFILES["smoke"], models=("hip17",)))
+    with pytest.raises(notebook.ParameterError, match="positive ints"):
+        check_settings(dict(PROFILES["smoke"], sides=(0,)))
+    with pytest.raises(ValueError, match="unknown benchmark model"):
+        make_model("resnet", 32)
+
+
+def test_cli_registers_bench():
+    parser = argparse.ArgumentParser()
+    add_commands(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["bench", "--profile", "smoke", "--models", "hip_small", "--sides", "8"])
+    assert args.func.__name__ == "run_bench" and args.sides == [8] and args.models == ["hip_small"]
+    assert set(MODEL_NAMES) >= {"hip16", "hip256", "hip16_fourier", "perceiver_io", "perceiver_pytorch"}
