@@ -119,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_train_commands(sub)
 
+    from .bench.cli import add_commands as add_bench_commands
+
+    add_bench_commands(sub)
+
     summary = sub.add_parser("summary", help="regenerate results/SUMMARY.md from the comparisons CSVs")
     summary.add_argument("--results-dir", default="results")
     summary.add_argument("--profile", default="quick")

@@ -11,8 +11,9 @@
 | perceiver_pytorch | perceiver-pytorch 0.11.0 | its PerceiverIO at `PERCEIVER_PYTORCH` below               |
 | perceiver_matched | hipcore                  | our flat Perceiver at exactly that configuration           |
 
-Every hipcore model is read out by the classifier head (`reconstruct=False`: the decoder and
-the reconstruction head take no part in a classification step, as in the paper's ImageNet runs).
+Every model takes a classification step: hipcore models run with `reconstruct=False`, so the
+decoder and the reconstruction head (used only for MAE) take no part, and their parameters
+get no gradient.
 """
 
 from __future__ import annotations
@@ -152,10 +153,12 @@ def make_model(name: str, side: int, classes: int = 1000, **options) -> nn.Modul
 
 
 def count_flops(name: str, side: int, batch: int, classes: int = 1000, **options) -> tuple[int, int]:
-    """(FLOPs of one forward + backward, parameters) counted on the meta device, in no time.
+    """(FLOPs of one forward + backward, parameters), counted on the meta device in no time.
 
-    FlopCounterMode counts the matrix multiplies and attention (2 FLOPs per multiply-add),
-    which is where nearly all the arithmetic of these models is; the optimiser is not counted.
+    FlopCounterMode counts matrix products (2 FLOPs per multiply-add), where nearly all the
+    arithmetic of these models is; elementwise work and the optimiser are not counted. On the
+    meta device attention runs as the plain products the counter sees; on the CPU it would
+    run as a flash-attention kernel that the counter does not count.
     """
     from torch.utils.flop_counter import FlopCounterMode
 

@@ -5,9 +5,10 @@ labels, backward, one AdamW update (fused). `Trainee.step` times it with `perf_c
 
 `measure(job)` runs `python -m hipcore.bench.worker <job as JSON>` and reads back its JSON.
 In that fresh process (`run_job`):
-- the allocator keeps freed memory (`keep_freed_memory`), as a long training run would;
-- the peak memory is the rise of `ru_maxrss` over its value after the imports, so it counts
-  parameters, gradients, optimiser state, inputs and activations of these models only;
+- the allocator keeps freed memory (`keep_freed_memory`) unless the job says otherwise;
+- the peak memory is the rise of the resident memory over its value after the imports
+  (`PeakMemory`), so it counts parameters, gradients, optimiser state, inputs and
+  activations of these models only;
 - an address-space limit (`memory_limit_gb` over the baseline) turns an allocation beyond it
   into an 'OOM' result instead of swapping or waking the kernel's OOM killer;
 - with several models, each takes `warmup` steps, then they take turns for `repeats` steps
@@ -36,7 +37,7 @@ TOO_SLOW = "skipped (too slow)"
 
 
 def keep_freed_memory() -> bool:
-    """Ask glibc to serve large blocks from its heap and never hand freed memory back.
+    """Ask glibc to serve blocks up to 2 GiB from its heap and keep them when freed.
 
     By default every block over 32 MiB (and, adaptively, smaller ones) is a fresh mmap that
     the kernel must zero page by page on first touch, in every training step (~1.7 GB/s
@@ -165,10 +166,10 @@ def run_job(job: dict) -> dict:
     """Everything a fresh measuring process does; returns its results as a dict.
 
     job: models (names), side, batch, warmup, repeats, threads, memory_limit_gb, max_step_s,
-    seed, options_by_model ({name: HiPConfig fields}).
+    seed, options_by_model ({name: HiPConfig fields}), keep_freed_memory (default True).
     """
     torch.set_num_threads(job["threads"])
-    kept = keep_freed_memory()
+    kept = job.get("keep_freed_memory", True) and keep_freed_memory()
     limit_memory(job["memory_limit_gb"])
     with PeakMemory() as memory:
         results = train_side_by_side(job)
