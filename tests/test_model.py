@@ -1,11 +1,14 @@
 """Behaviour of the HiP model: locality, shapes, gradients, paths, determinism, errors."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from hipcore import BlockConfig, HiPConfig, ModalitySpec, build, plain_attention, variant
 from hipcore.model import GroupLayout, allot_groups, regroup
+from hipcore.model.layers import Attention
 
 IMAGE = {"image": ModalitySpec(64, 3, (8, 8))}
 
@@ -177,6 +180,51 @@ def test_fast_path_equals_plain_path(mods):
     for a, b in zip(fast_grads, plain_grads):
         if a is not None:
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("plain", [False, True])
+def test_absorbed_key_value_projections_compute_the_same_attention(monkeypatch, plain):
+    """Cross-attention straight over the inputs (projections on the query side) equals
+    projecting every input: values, gradients and recorded weights, with padding, empty
+    groups and several cross-attention heads."""
+    mods = {"a": ModalitySpec(30, 2), "short": ModalitySpec(2, 3)}     # padded and empty groups
+    model = tiny(mods, num_classes=3, readout="query").eval()
+    heads = BlockConfig(groups=4, latents=4, channels=16, self_attends=1, heads=2, cross_heads=2)
+    model2 = build(HiPConfig(blocks=(heads,) + tiny_config().blocks[1:], embed_channels=8,
+                             num_classes=3, readout="query"), mods).eval()
+    x = batch(mods)
+
+    def run(m, gain):
+        monkeypatch.setattr(Attention, "ABSORB_GAIN", gain)
+        with plain_attention(m, record=plain) as weights:
+            out = m(x)
+            loss = out.logits.sum() + sum(r.square().sum() for r in out.reconstruction.values())
+            grads = torch.autograd.grad(loss, list(m.parameters()), allow_unused=True)
+        return out, grads, weights
+
+    for m in (model, model2):
+        (ref, ref_grads, ref_w), (new, new_grads, new_w) = run(m, math.inf), run(m, 0.0)
+        torch.testing.assert_close(new.logits, ref.logits, rtol=1e-5, atol=1e-5)
+        for name in x:
+            torch.testing.assert_close(new.reconstruction[name], ref.reconstruction[name], rtol=1e-5, atol=1e-5)
+        for a, b in zip(new_grads, ref_grads):
+            if b is not None and a is not None:
+                torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+            else:                      # only the key bias part may differ: zero in exact arithmetic
+                assert (a is None or a.abs().max() < 1e-6) and (b is None or b.abs().max() < 1e-6)
+        assert torch.isfinite(new.logits).all()
+        for name in ref_w:
+            torch.testing.assert_close(new_w[name], ref_w[name], rtol=1e-5, atol=1e-6)
+
+
+def test_projections_are_absorbed_only_where_they_save_work():
+    flat = Attention(128, 261, heads=1, qk_channels=261, v_channels=261, out_channels=128)
+    assert flat.absorbs_projections(64)               # 64 latents over 261-channel pixels: ~5x fewer FLOPs
+    assert not flat.absorbs_projections(512)          # Perceiver IO's 512 latents: < 2x
+    hip_first = Attention(128, 32, heads=1, qk_channels=32, v_channels=32, out_channels=128)
+    assert not hip_first.absorbs_projections(128)     # HiP-16's first level: narrow inputs
+    self_attention = Attention(64, 64, heads=4, qk_channels=64, v_channels=64, out_channels=64, fused_qkv=True)
+    assert not self_attention.absorbs_projections(1)
 
 
 def test_plain_path_records_attention_weights():

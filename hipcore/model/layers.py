@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -97,27 +97,34 @@ class DropPath(nn.Module):
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None,
-           *, plain: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+           *, plain: bool, scale: float | None = None,
+           values: Callable[[torch.Tensor], torch.Tensor] | None = None
+           ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Multi-head attention over folded groups.
 
     q: [BG, H, Nq, dk], k: [BG, H, Nk, dk], v: [BG, H, Nk, dv]; key_mask: [BG, Nk] bool, True
-    where the key is real. Queries whose keys are all padding output zeros (never NaN).
-    Returns out [BG, H, Nq, dv] and, on the plain path, the weights [BG, H, Nq, Nk].
+    where the key is real; scale: of the scores (default 1/sqrt(dk)); values: applied to the
+    attended values before empty groups are zeroed. Queries whose keys are all padding output
+    zeros (never NaN). Returns out [BG, H, Nq, dv'] and, on the plain path, the weights
+    [BG, H, Nq, Nk].
     """
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     empty = None
     if key_mask is not None:
         empty = ~key_mask.any(dim=-1)                    # [BG] groups with no real key
         key_mask = key_mask | empty[:, None]             # attend uniformly; zeroed below
         key_mask = key_mask[:, None, None, :]            # [BG, 1, 1, Nk]
     if plain:
-        scores = torch.einsum("bhqc,bhkc->bhqk", q.float(), k.float()) / math.sqrt(q.shape[-1])
+        scores = torch.einsum("bhqc,bhkc->bhqk", q.float(), k.float()) * scale
         if key_mask is not None:
             scores = scores.masked_fill(~key_mask, float("-inf"))
         weights = scores.softmax(dim=-1)                 # float32 softmax
         out = torch.einsum("bhqk,bhkc->bhqc", weights, v.float()).to(v.dtype)
     else:
         weights = None
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, scale=scale)
+    if values is not None:
+        out = values(out)
     if empty is not None:
         out = out.masked_fill(empty[:, None, None, None], 0.0)
     return out, weights
@@ -128,7 +135,16 @@ class Attention(nn.Module):
 
     q/k width `qk_channels`, value width `v_channels`, output `out_channels`; the key and
     value projections are fused into one matmul (self-attention fuses all three).
+
+    Few queries over many wide inputs (a flat Perceiver's cross-attention: 64 latents over
+    50,176 pixels of 261 channels) take the key and value projections to the query side
+    (`absorbs_projections`): per head, scores = (q W_k) x^T and out = (softmax x) W_v + b_v,
+    the same function by associativity (the key bias shifts all of a query's scores alike,
+    which softmax ignores), without projecting every input. `ABSORB_GAIN` is the least
+    saving in FLOPs that takes this path.
     """
+
+    ABSORB_GAIN = 2.0
 
     def __init__(self, q_in: int, kv_in: int, *, heads: int, qk_channels: int, v_channels: int,
                  out_channels: int, fused_qkv: bool = False):
@@ -162,12 +178,46 @@ class Attention(nn.Module):
             q, k, v = self.qkv(x_q).split([self.qk_channels, self.qk_channels, self.v_channels], -1)
         else:
             q = self.q(x_q) if q is None else q
+            if self.absorbs_projections(q.shape[-2]):
+                return self.attend_inputs(q, x_kv, key_mask)
             k, v = self.kv(x_kv).split([self.qk_channels, self.v_channels], -1)
         batch, groups = k.shape[:2]
         q = q.expand(batch, *q.shape[1:])                       # shared queries: a view
         mask = None if key_mask is None else key_mask.reshape(batch * groups, -1)
         out, weights = attend(self.split_heads(q), self.split_heads(k), self.split_heads(v),
                               mask, plain=self.plain or self.record)
+        return self.finish(out, weights, batch)
+
+    def absorbs_projections(self, queries: int) -> bool:
+        """Whether attending with the key/value projections on the query side saves at least
+        ABSORB_GAIN times the FLOPs that grow with the number of inputs (per input, per head:
+        queries x width for the scores and again for the values, against projecting it)."""
+        if self.fused_qkv:
+            return False
+        width = self.kv.in_features
+        absorbed = 2 * self.heads * queries * width
+        projected = (self.qk_channels + self.v_channels) * (width + queries)
+        return self.ABSORB_GAIN * absorbed <= projected
+
+    def attend_inputs(self, q: torch.Tensor, x_kv: torch.Tensor,
+                      key_mask: torch.Tensor | None) -> torch.Tensor:
+        """Attention straight over the inputs: q [B|1, G, Nq, qk], x_kv [B, G, Nk, C] -> [B, G, Nq, D]."""
+        batch, groups, n, width = x_kv.shape
+        heads, dk, dv = self.heads, self.qk_channels // self.heads, self.v_channels // self.heads
+        w_k, w_v = self.kv.weight.split([self.qk_channels, self.v_channels])   # [qk, C], [v, C]
+        b_v = self.kv.bias[self.qk_channels:].view(heads, 1, dv)
+        q = rearrange(q, "b g n (h c) -> b g h n c", h=heads)
+        q = q @ w_k.view(heads, dk, width)                                   # [B|1, G, H, Nq, C]
+        q = q.expand(batch, *q.shape[1:]).reshape(batch * groups, heads, -1, width)
+        x = x_kv.reshape(batch * groups, 1, n, width).expand(-1, heads, -1, -1)  # [BG, H, Nk, C]
+        mask = None if key_mask is None else key_mask.reshape(batch * groups, -1)
+        w_v = w_v.view(heads, dv, width).transpose(1, 2)                     # [H, C, dv]
+        out, weights = attend(q, x, x, mask, plain=self.plain or self.record, scale=dk ** -0.5,
+                              values=lambda o: o @ w_v + b_v)                # [BG, H, Nq, dv]
+        return self.finish(out, weights, batch)
+
+    def finish(self, out: torch.Tensor, weights: torch.Tensor | None, batch: int) -> torch.Tensor:
+        """Heads [BG, H, Nq, dv] -> the output projection [B, G, Nq, D]; keeps recorded weights."""
         if self.record:
             self.weights = weights.detach()
         out = rearrange(out, "(b g) h n c -> b g n (h c)", b=batch)
