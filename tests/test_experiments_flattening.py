@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 
 from hipcore.data import image_order
 from hipcore.experiments import common, flattening, orderings
-from hipcore.notebook import PROFILES
+from hipcore.notebook import PROFILES, ParameterError
 
 
 def test_every_profile_extends_the_shared_image_settings():
@@ -40,6 +40,17 @@ def test_data_options():
     assert flattening.data_options("imagefolder", 64) == {"resolution": 64}
     with pytest.raises(ParameterError, match="resolution"):
         flattening.data_options("imagefolder", "big")
+
+
+def test_orderings_parameter_is_checked():
+    assert flattening.check_orderings(["shuffled", "raster", "hilbert"]) == ("shuffled", "raster", "hilbert")
+    assert flattening.TABLE["quick"]["orderings"] == ("raster", "shuffled")
+    with pytest.raises(ParameterError, match="include raster and shuffled"):
+        flattening.check_orderings(["raster", "column"])
+    with pytest.raises(ParameterError, match="'zigzag' is not allowed"):
+        flattening.check_orderings(["raster", "shuffled", "zigzag"])
+    with pytest.raises(ParameterError, match="give a list"):
+        flattening.check_orderings("raster")
 
 
 def test_plan_gives_every_seed_to_the_verdict_orders_only():

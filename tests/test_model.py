@@ -219,12 +219,13 @@ def test_absorbed_key_value_projections_compute_the_same_attention(monkeypatch, 
 
 def test_projections_are_absorbed_only_where_they_save_work():
     flat = Attention(128, 261, heads=1, qk_channels=261, v_channels=261, out_channels=128)
-    assert flat.absorbs_projections(64)               # 64 latents over 261-channel pixels: ~5x fewer FLOPs
-    assert not flat.absorbs_projections(512)          # Perceiver IO's 512 latents: < 2x
+    assert flat.absorbs_projections(64, 50176)        # 64 latents over 261-channel pixels: ~5x fewer FLOPs
+    assert not flat.absorbs_projections(512, 50176)   # Perceiver IO's 512 latents: < 2x
+    assert not flat.absorbs_projections(64, 64)       # few keys: projecting them is cheap
     hip_first = Attention(128, 32, heads=1, qk_channels=32, v_channels=32, out_channels=128)
-    assert not hip_first.absorbs_projections(128)     # HiP-16's first level: narrow inputs
+    assert not hip_first.absorbs_projections(128, 3136)  # HiP-16's first level: narrow inputs
     self_attention = Attention(64, 64, heads=4, qk_channels=64, v_channels=64, out_channels=64, fused_qkv=True)
-    assert not self_attention.absorbs_projections(1)
+    assert not self_attention.absorbs_projections(1, 1000)
 
 
 def test_plain_path_records_attention_weights():

@@ -178,7 +178,7 @@ class Attention(nn.Module):
             q, k, v = self.qkv(x_q).split([self.qk_channels, self.qk_channels, self.v_channels], -1)
         else:
             q = self.q(x_q) if q is None else q
-            if self.absorbs_projections(q.shape[-2]):
+            if self.absorbs_projections(q.shape[-2], x_kv.shape[-2]):
                 return self.attend_inputs(q, x_kv, key_mask)
             k, v = self.kv(x_kv).split([self.qk_channels, self.v_channels], -1)
         batch, groups = k.shape[:2]
@@ -188,15 +188,16 @@ class Attention(nn.Module):
                               mask, plain=self.plain or self.record)
         return self.finish(out, weights, batch)
 
-    def absorbs_projections(self, queries: int) -> bool:
+    def absorbs_projections(self, queries: int, keys: int) -> bool:
         """Whether attending with the key/value projections on the query side saves at least
-        ABSORB_GAIN times the FLOPs that grow with the number of inputs (per input, per head:
-        queries x width for the scores and again for the values, against projecting it)."""
+        ABSORB_GAIN times the FLOPs (per group: projecting `keys` inputs and attending in the
+        projected widths, against moving W_k and W_v to the `queries` and attending in the
+        input width once per head)."""
         if self.fused_qkv:
             return False
-        width = self.kv.in_features
-        absorbed = 2 * self.heads * queries * width
-        projected = (self.qk_channels + self.v_channels) * (width + queries)
+        width, projected_width = self.kv.in_features, self.qk_channels + self.v_channels
+        projected = 2 * keys * projected_width * (width + queries)
+        absorbed = 2 * queries * width * (projected_width + 2 * self.heads * keys)
         return self.ABSORB_GAIN * absorbed <= projected
 
     def attend_inputs(self, q: torch.Tensor, x_kv: torch.Tensor,
