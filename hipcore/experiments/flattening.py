@@ -31,7 +31,7 @@ VERDICT_ORDERINGS = ("raster", "shuffled")
 TABLE: dict[str, dict[str, Any]] = {
     "smoke": {**common.IMAGE_TABLE["smoke"], "orderings": VERDICT_ORDERINGS, "other_seeds": 1},
     # 'quick' keeps to the two orders the verdicts rest on, to fit the 90-minute budget;
-    # column-major and Hilbert run at 'full', or at any profile with the notebook's `orderings`.
+    # column-major and Hilbert run at 'full', or at any profile with the notebook's `pixel_orderings`.
     "quick": {**common.IMAGE_TABLE["quick"], "orderings": VERDICT_ORDERINGS, "other_seeds": 1},
     "full": {**common.IMAGE_TABLE["full"], "orderings": IMAGE_ORDERINGS, "other_seeds": 3},
     "paper": {**common.IMAGE_TABLE["paper"], "orderings": IMAGE_ORDERINGS, "other_seeds": 3},
@@ -53,16 +53,16 @@ def data_options(dataset: str, resolution: Any) -> dict[str, Any]:
 
 
 def check_orderings(value: Any) -> tuple[str, ...]:
-    """The notebook's `orderings`: a list of pixel orders that holds the two verdicts rest on."""
+    """The notebook's `pixel_orderings`: a list of pixel orders that holds the two verdicts rest on."""
     if isinstance(value, str) or not isinstance(value, (list, tuple)) or not value:
-        raise ParameterError(f"orderings={value!r} is not allowed; give a list drawn from "
+        raise ParameterError(f"pixel_orderings={value!r} is not allowed; give a list drawn from "
                              f"{', '.join(IMAGE_ORDERINGS)}, e.g. {list(IMAGE_ORDERINGS)}")
     for name in value:
         if name not in IMAGE_ORDERINGS:
             raise ParameterError(f"ordering {name!r} is not allowed; choose from {', '.join(IMAGE_ORDERINGS)}")
     missing = [name for name in VERDICT_ORDERINGS if name not in value]
     if missing:
-        raise ParameterError(f"orderings must include {' and '.join(VERDICT_ORDERINGS)} (the verdicts "
+        raise ParameterError(f"pixel_orderings must include {' and '.join(VERDICT_ORDERINGS)} (the verdicts "
                              f"compare them); {', '.join(missing)} missing from {list(value)}")
     return tuple(dict.fromkeys(value))
 
