@@ -35,6 +35,17 @@ def choose(name: str, value: Any, allowed: Iterable[Any]) -> Any:
     return value
 
 
+def choose_list(name: str, values: Any, allowed: Iterable[Any]) -> tuple:
+    """A non-empty list (or tuple) of allowed values, without repeats, in the given order."""
+    allowed = tuple(allowed)
+    if isinstance(values, str) or not isinstance(values, (list, tuple)) or not values:
+        raise ParameterError(f"{name}={values!r} is not allowed; give a list drawn from "
+                             f"{', '.join(map(repr, allowed))} (at least one)")
+    for value in values:
+        choose(name, value, allowed)
+    return tuple(dict.fromkeys(values))
+
+
 def resolve_profile(profile: str) -> str:
     """The notebook's `profile`, unless the environment's HIPCORE_PROFILE overrides it."""
     profile = os.environ.get(PROFILE_ENV) or profile

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..notebook import ParameterError, choose
+from ..notebook import ParameterError, choose_list
 from .models import MODEL_NAMES, MODELS, available, count_flops
 from .timing import OOM, TOO_SLOW, matmul_peak, measure
 
@@ -63,11 +63,7 @@ STEP_COLUMNS = ("model", "side", "batch", "repeat", "seconds")
 
 def check_settings(settings: dict[str, Any]) -> dict[str, Any]:
     """Stop with a message that lists what is allowed (ParameterError) on a bad setting."""
-    models = settings["models"]
-    if isinstance(models, str) or not models:
-        raise ParameterError(f"models must be a non-empty list of names from {', '.join(MODEL_NAMES)}")
-    for name in models:
-        choose("models", name, MODEL_NAMES)
+    choose_list("models", settings["models"], MODEL_NAMES)
     for key in ("sides", ):
         values = settings[key]
         if isinstance(values, int) or not values or not all(isinstance(v, int) and v > 0 for v in values):

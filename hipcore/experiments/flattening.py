@@ -21,7 +21,7 @@ import torch
 from .. import plots
 from ..config import variant as variant_config
 from ..data import IMAGE_ORDERINGS, to_grid
-from ..notebook import ParameterError
+from ..notebook import ParameterError, choose_list
 from . import common, orderings
 
 VERDICT_ORDERINGS = ("raster", "shuffled")
@@ -54,17 +54,12 @@ def data_options(dataset: str, resolution: Any) -> dict[str, Any]:
 
 def check_orderings(value: Any) -> tuple[str, ...]:
     """The notebook's `pixel_orderings`: a list of pixel orders that holds the two verdicts rest on."""
-    if isinstance(value, str) or not isinstance(value, (list, tuple)) or not value:
-        raise ParameterError(f"pixel_orderings={value!r} is not allowed; give a list drawn from "
-                             f"{', '.join(IMAGE_ORDERINGS)}, e.g. {list(IMAGE_ORDERINGS)}")
-    for name in value:
-        if name not in IMAGE_ORDERINGS:
-            raise ParameterError(f"ordering {name!r} is not allowed; choose from {', '.join(IMAGE_ORDERINGS)}")
-    missing = [name for name in VERDICT_ORDERINGS if name not in value]
+    orders = choose_list("pixel_orderings", value, IMAGE_ORDERINGS)
+    missing = [name for name in VERDICT_ORDERINGS if name not in orders]
     if missing:
         raise ParameterError(f"pixel_orderings must include {' and '.join(VERDICT_ORDERINGS)} (the verdicts "
-                             f"compare them); {', '.join(missing)} missing from {list(value)}")
-    return tuple(dict.fromkeys(value))
+                             f"compare them); {', '.join(missing)} missing from {list(orders)}")
+    return orders
 
 
 def label(ordering: str, mae: bool) -> str:

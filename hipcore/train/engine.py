@@ -243,8 +243,7 @@ def train(cfg: TrainConfig, *, train_data=None, test_data=None) -> RunResult:
 
 
 def _train(cfg: TrainConfig, ctx: distributed.Context, train_data, test_data) -> RunResult:
-    from ..data import BatchLoader
-    from ..data import derive_seed
+    from ..data import BatchLoader, derive_seed
 
     session_start = time.perf_counter()
     if cfg.batch_size % ctx.world_size:
