@@ -92,10 +92,10 @@ def _load(path: Path, training: bool) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:   # torch and pickle raise many types for a bad file
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    except Exception as error:   # torch and pickle raise many types for a bad file; their
+        # messages can suggest loading without weights_only, which must never be done here
         raise CheckpointError(f"checkpoint {path} is unreadable: truncated, corrupted or not a "
-                              f"PyTorch file ({first[:160]})") from None
+                              f"checkpoint at all ({type(error).__name__} while reading it)") from None
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path} is not a hipcore training checkpoint (no model weights in it)")
     if "digest" in state and digest(state) != state["digest"]:
