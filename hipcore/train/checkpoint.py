@@ -95,7 +95,7 @@ def _load(path: Path, training: bool) -> dict[str, Any]:
     except Exception as error:   # torch and pickle raise many types for a bad file; their
         # messages can suggest loading without weights_only, which must never be done here
         raise CheckpointError(f"checkpoint {path} is unreadable: truncated, corrupted or not a "
-                              f"checkpoint at all ({type(error).__name__} while reading it)") from None
+                              "checkpoint at all") from None
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path} is not a hipcore training checkpoint (no model weights in it)")
     if "digest" in state and digest(state) != state["digest"]:

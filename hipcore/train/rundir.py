@@ -117,8 +117,15 @@ def source_identity(state: Mapping[str, Any], path: str | os.PathLike) -> dict[s
     (its path is kept for messages only)."""
     from .checkpoint import digest
 
-    return {"run_id": TrainConfig.from_dict(state["config"]).run_id if "config" in state else None,
-            "step": state.get("step"), "digest": state.get("digest") or digest(state), "path": str(path)}
+    return {"run_id": state.get("run_id") or _run_id(state.get("config")), "step": state.get("step"),
+            "digest": state.get("digest") or digest(state), "path": str(path)}
+
+
+def _run_id(config: Mapping[str, Any] | None) -> str | None:
+    try:
+        return TrainConfig.from_dict(config).run_id
+    except (TypeError, ValueError):          # none, or written with other fields
+        return None
 
 
 def same_source(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
