@@ -47,7 +47,7 @@ def check_examples(source: str | os.PathLike, labels: Any, num_classes: int | No
             whole = np.isfinite(labels) & (labels == np.round(labels))
         if not whole.all():
             i = int(np.argmin(whole))
-            raise DataError(f"{source}: label {labels[i]!r} at index {i} is not a class index "
+            raise DataError(f"{source}: label {labels[i].item()!r} at index {i} is not a class index "
                             f"(labels are {labels.dtype}; whole numbers needed)")
     labels = labels.astype(np.int64)
     if num_classes is not None:
