@@ -1,10 +1,9 @@
 """Faults in data and caches: bad values refused at load naming the file and index, the image
 cache keyed by content (stale, corrupt, killed builds), fingerprints that follow the content."""
 
+import multiprocessing
 import os
 import signal
-import subprocess
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -14,13 +13,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import hipcore.data.imagefolder as imf
 from hipcore.data import load_dataset
 from hipcore.data.base import check_examples
 from hipcore.data.fingerprint import dataset_fingerprint, files_fingerprint
 from hipcore.errors import DataError
 from hipcore.experiments.common import Arm, train_configs
 
-ROOT = Path(__file__).resolve().parents[1]
 RES = 4
 
 
@@ -130,20 +129,23 @@ def good_path(tmp_path):
     return next((tmp_path / "cache").glob("*.npy"))
 
 
+def slow_build(folder, cache):
+    """Build the cache (in another process) at a pace a kill can catch midway."""
+    decode = imf.decode_image
+    imf.decode_image = lambda *args: (time.sleep(0.3), decode(*args))[1]
+    imf.ImageFolder("train", resolution=RES, data_dir=str(folder), cache_dir=str(cache), workers=0)
+
+
 def test_a_cache_build_killed_midway_leaves_nothing_behind(folder, tmp_path):
     cache = tmp_path / "cache"
-    slow = ("import sys, time; import hipcore.data.imagefolder as m\n"
-            "decode = m.decode_image\n"
-            "m.decode_image = lambda *a: (time.sleep(0.3), decode(*a))[1]\n"
-            "m.ImageFolder('train', resolution=4, data_dir=sys.argv[1], cache_dir=sys.argv[2], workers=0)")
-    build = subprocess.Popen([sys.executable, "-c", slow, str(folder), str(cache)],
-                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+    build = multiprocessing.get_context("fork").Process(target=slow_build, args=(folder, cache))
+    build.start()
     deadline = time.time() + 60
     while not list(cache.glob(".*.hipcore-tmp")):
-        assert build.poll() is None and time.time() < deadline, "the build ended before it could be killed"
+        assert build.is_alive() and time.time() < deadline, "the build ended before it could be killed"
         time.sleep(0.01)
-    build.send_signal(signal.SIGKILL)
-    build.wait()
+    os.kill(build.pid, signal.SIGKILL)
+    build.join()
     assert list(cache.glob(".*.hipcore-tmp")) and not list(cache.glob("*.npy"))
     ds = load(folder, tmp_path)                         # the next start removes what the kill left
     assert not ds.from_cache and first_pixel(ds) == [255, 0, 0]

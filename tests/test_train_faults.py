@@ -3,13 +3,14 @@ two writers, run directories spelled, moved, empty or unusable, transfers across
 changed data, and command-line values that must not reach the loop."""
 
 import json
+import multiprocessing
 import os
 import re
 import shutil
 import signal
 import struct
 import subprocess
-import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -24,7 +25,6 @@ from hipcore.train import checkpoint as ckpt
 from hipcore.train import rundir
 from hipcore.train.transfer import TransferMismatchError, transfer
 
-ROOT = Path(__file__).resolve().parents[1]
 EXCEPTION_NAME = re.compile(r"\b\w+(Error|Exception)\b|Traceback")
 
 
@@ -154,18 +154,23 @@ def test_a_second_writer_is_refused_naming_the_holder_and_a_killed_holder_never_
         with pytest.raises(rundir.RunDirError, match=rf"in use by another run \(pid {os.getpid()} on host "):
             run(config(tmp_path, "run", lr=1e-2))
     assert files(run_dir) == before
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from hipcore.train.rundir import claim\n"
-         "with claim(sys.argv[1]):\n    print('held', flush=True); time.sleep(120)", str(run_dir)],
-        env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, text=True)
+    ready, held = multiprocessing.get_context("fork").Pipe()
+    holder = multiprocessing.get_context("fork").Process(target=hold, args=(run_dir, held))
+    holder.start()                                  # another process, killed while it holds the lock
     try:
-        assert holder.stdout.readline().strip() == "held"
+        assert ready.recv() == "held"
         with pytest.raises(rundir.RunDirError, match=rf"pid {holder.pid} on host .* started "):
             run(config(tmp_path, "run"))
     finally:
-        holder.send_signal(signal.SIGKILL)
-        holder.wait()
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.join()
     assert run(config(tmp_path, "run")).metrics == finished[1].metrics    # the dead holder's lock is gone
+
+
+def hold(run_dir, conn):
+    with rundir.claim(run_dir):
+        conn.send("held")
+        time.sleep(120)
 
 
 # ---- what a run directory is ----
