@@ -301,8 +301,8 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, train_data, test_data, ru
 
     train_set, test_set = load_data(cfg, train_data, test_data)
     hip = HiP(model_config(cfg, train_set.num_classes if supervised else 0), train_set.modalities)
-    source = None
-    if cfg.init_from:
+    source = None                                             # what was transferred: its identity
+    if cfg.init_from and cfg.transfer != "none":
         pretrained = checkpoint.load(cfg.init_from, advice="--init-from needs an intact MAE checkpoint "
                                      "(last.pt or best.pt of a pretraining run).")
         source = rundir.source_identity(pretrained, cfg.init_from)
