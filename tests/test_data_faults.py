@@ -16,6 +16,7 @@ from PIL import Image
 import hipcore.data.imagefolder as imf
 from hipcore.data import load_dataset
 from hipcore.data.base import check_examples
+import hipcore.data.fingerprint as fp
 from hipcore.data.fingerprint import dataset_fingerprint, files_fingerprint
 from hipcore.errors import DataError
 from hipcore.experiments.common import Arm, train_configs
@@ -169,3 +170,18 @@ def test_fingerprints_follow_content_not_place_and_name_the_notebooks_runs(folde
     after = train_configs(Arm("x"), 0, settings, **data)[1]
     assert after.run_id == before.run_id and after.run_dir != before.run_dir
     assert dataset_fingerprint("imagefolder", data_dir=str(folder)) in after.run_dir
+
+
+def test_fashion_mnist_fingerprint_digests_its_files_once_per_path_size_and_time(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    fp._memory.clear()
+    first = dataset_fingerprint("fashion_mnist")
+    assert (tmp_path / "hipcore" / "fingerprints.json").is_file()
+
+    def no_reading(path):
+        raise AssertionError(f"{path} was read again although unchanged")
+
+    monkeypatch.setattr(fp, "_sha256", no_reading)
+    fp._memory.clear()                                  # a new process: only the file cache is left
+    assert dataset_fingerprint("fashion_mnist") == first
+    assert dataset_fingerprint("fashion_mnist_points") == first
