@@ -6,6 +6,9 @@ import argparse
 import sys
 import time
 
+from .errors import HipcoreError
+from .train.cli import _positive_int as positive_int
+
 
 def parse_shape(text: str) -> tuple[int, ...]:
     """'28x28x1' -> (28, 28, 1): a grid then channels."""
@@ -107,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="one batch through a small HiP, with shapes and timing")
     demo.add_argument("--variant", default="small3")
-    demo.add_argument("--batch-size", type=int, default=32)
+    demo.add_argument("--batch-size", type=positive_int, default=32)
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=cmd_demo)
 
@@ -149,6 +152,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, KeyError, TypeError) as error:
+    except (HipcoreError, ValueError, FileNotFoundError, KeyError, TypeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -151,5 +151,6 @@ def test_fine_tuning_transfers_positions_frozen_or_all(tmp_path):
     both = run(config(tmp_path, "all", init_from=str(mae.last_checkpoint), transfer="all", max_steps=1, lr=1e-9))
     state = ckpt.load(both.last_checkpoint)["model"]
     assert torch.allclose(state["blocks.0.latents"], mae_state["blocks.0.latents"], atol=1e-6)
-    with pytest.raises(ValueError, match="does not fit"):
+    with pytest.raises(ValueError, match=r"trained on other inputs.*\n  modalities \['image'\] in the "
+                                         r"checkpoint, \['image', 'points'\] here"):
         run(config(tmp_path, "bad", init_from=str(mae.last_checkpoint), max_steps=1), points=True)

@@ -162,7 +162,7 @@ def test_rng_states_round_trip_through_a_weights_only_file(tmp_path):
 
 
 def test_load_refuses_what_is_not_a_checkpoint(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    with pytest.raises(ckpt.CheckpointError, match="no checkpoint"):
         ckpt.load(tmp_path / "missing.pt")
     torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not a hipcore training checkpoint"):

@@ -6,9 +6,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from hipcore.config import ModalitySpec
+from hipcore.errors import DataError
 
 SPLITS = ("train", "test")
 
@@ -27,6 +29,38 @@ def cache_root() -> Path:
 
 class DataNotFoundError(FileNotFoundError):
     """A dataset's files are nowhere to be found; the message says how to get them."""
+
+
+def check_examples(source: str | os.PathLike, labels: Any, num_classes: int | None = None,
+                   values: np.ndarray | None = None) -> np.ndarray:
+    """Labels as int64 [N] after refusing what a loader must never pass on: no examples,
+    labels that are not whole numbers or not in [0, num_classes), non-finite values [N, ...].
+    DataError names `source` (a file or folder) and the first bad example's index."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise DataError(f"{source}: labels must have shape [N], got {labels.shape}")
+    if len(labels) == 0:
+        raise DataError(f"{source}: holds no examples")
+    if labels.dtype.kind not in "iu":
+        whole = np.zeros(len(labels), bool)
+        if labels.dtype.kind == "f":
+            whole = np.isfinite(labels) & (labels == np.round(labels))
+        if not whole.all():
+            i = int(np.argmin(whole))
+            raise DataError(f"{source}: label {labels[i].item()!r} at index {i} is not a class index "
+                            f"(labels are {labels.dtype}; whole numbers needed)")
+    labels = labels.astype(np.int64)
+    if num_classes is not None:
+        bad = (labels < 0) | (labels >= num_classes)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise DataError(f"{source}: label {labels[i]} at index {i} is outside [0, {num_classes})")
+    if values is not None and values.dtype.kind == "f":
+        finite = np.isfinite(values.reshape(len(values), -1)).all(1)
+        if not finite.all():
+            i = int(np.argmin(finite))
+            raise DataError(f"{source}: non-finite value (NaN or inf) in example {i}")
+    return labels
 
 
 class Dataset:

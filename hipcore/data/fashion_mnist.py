@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from hipcore.config import ModalitySpec
-from hipcore.data.base import DataNotFoundError, Dataset, cache_root, check_split
+from hipcore.data.base import DataNotFoundError, Dataset, cache_root, check_examples, check_split
+from hipcore.data.fingerprint import files_fingerprint
 from hipcore.data.images import ImageDataset
 from hipcore.data.orderings import POINT_ORDERINGS, check_ordering, hilbert_index, morton_index
 
@@ -134,22 +135,26 @@ def read_idx(path: Path, stem: str) -> np.ndarray:
 def _load_split(folder: str, split: str, stamp: tuple) -> tuple[torch.Tensor, torch.Tensor]:
     images_stem, labels_stem = SPLIT_FILES[split]
     images = read_idx(_file(Path(folder), images_stem), images_stem)
-    labels = read_idx(_file(Path(folder), labels_stem), labels_stem)
-    if labels.max() >= len(CLASS_NAMES):
-        raise ValueError(f"{folder}: label {labels.max()} out of range")
-    return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
+    labels_path = _file(Path(folder), labels_stem)
+    labels = check_examples(labels_path, read_idx(labels_path, labels_stem), len(CLASS_NAMES))
+    return torch.from_numpy(images.copy()), torch.from_numpy(labels)
+
+
+def split_files(split: str, data_dir: str | os.PathLike | None = None) -> list[Path]:
+    """The (images, labels) files of one split, as found (not yet verified)."""
+    check_split(split)
+    folder = find_fashion_mnist(data_dir)
+    if folder is None:
+        raise DataNotFoundError(not_found_message(data_dir))
+    return [_file(folder, s) for s in SPLIT_FILES[split]]
 
 
 def load_fashion_mnist(split: str, data_dir: str | os.PathLike | None = None
                        ) -> tuple[torch.Tensor, torch.Tensor]:
     """Images uint8 [N, 28, 28] and labels int64 [N] of one split, verified (cached per process)."""
-    check_split(split)
-    folder = find_fashion_mnist(data_dir)
-    if folder is None:
-        raise DataNotFoundError(not_found_message(data_dir))
-    files = [_file(folder, s) for s in SPLIT_FILES[split]]
+    files = split_files(split, data_dir)
     stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
-    return _load_split(str(folder), split, stamp)
+    return _load_split(str(files[0].parent), split, stamp)
 
 
 # ----------------------------------------------------------------------------- fetching
@@ -241,6 +246,7 @@ class FashionMNIST(ImageDataset):
         if download and data_dir is None and find_fashion_mnist() is None:
             fetch_fashion_mnist()
         images, self.labels = load_fashion_mnist(split, data_dir)
+        self.fingerprint = files_fingerprint(split_files(split, data_dir))
         self.class_names = list(CLASS_NAMES)
         self._init_images(images.unsqueeze(-1), ordering=ordering, seed=seed,
                           mean=[MEAN], std=[STD], hflip=hflip)
@@ -271,6 +277,7 @@ class FashionMNISTPoints(Dataset):
         if download and data_dir is None and find_fashion_mnist() is None:
             fetch_fashion_mnist()
         images, self.labels = load_fashion_mnist(split, data_dir)
+        self.fingerprint = files_fingerprint(split_files(split, data_dir))
         self.seed, self.num_points = seed, num_points
         self.class_names = list(CLASS_NAMES)
         self._images = images.reshape(len(images), 784)                              # [N, 784]

@@ -5,10 +5,15 @@ there is no train folder); the list is kept as `class_names` and written into th
 Each split is decoded once with Pillow (any mode converted to RGB, transparency composited on
 white), resized so its shorter side equals `resolution` and centre-cropped to a square, then
 stored as a uint8 .npy memmap [N, R, R, 3] in the cache folder; batches are served from it.
-The cache file name holds a hash of the file list (relative paths and sizes) and the
-resolution, so a changed folder gets a new cache. Files are written under temporary names and
-renamed into place (the metadata last), so an interrupted run never leaves a cache that is used.
-Many files are decoded by a multiprocessing pool.
+The cache is keyed by content: its file name holds a hash of the resolution and the file list
+(relative paths, sizes and modification times; with content_check=True, the SHA-256 of every
+file's bytes instead, read afresh), so a changed folder, even an image replaced by one of the
+same size, gets a new cache. The same key, without the resolution, is the dataset's
+`fingerprint`. Files are written under hipcore's temporary names and renamed into place (the
+metadata last), so an interrupted build never leaves a cache that is used, and the temporary
+files of a build that was killed are removed at the next start. A cache that cannot be read
+(truncated, garbage, disagreeing with its metadata) is reported with a warning naming it and
+rebuilt. Many files are decoded by a multiprocessing pool.
 
 Undecodable images (corrupted, truncated, not an image) are skipped with a warning naming each
 file; their names are recorded in the cache metadata (`skipped`). A wrong layout (missing
@@ -30,8 +35,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from hipcore.data.base import cache_root, check_split
+from hipcore.data.base import cache_root, check_examples, check_split
+from hipcore.data.fingerprint import file_digest, listing_fingerprint
 from hipcore.data.images import ImageDataset
+from hipcore.errors import DataError
+from hipcore.files import clean_temps, temp_path, write_text_atomic
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
@@ -80,6 +88,23 @@ def scan_image_folder(root: str | os.PathLike, split: str) -> tuple[list[str], l
     return class_names, files, labels
 
 
+def content_key(root: Path, class_names: list[str], files: list[str], labels: list[int],
+                content_check: bool = False) -> str:
+    """The content key of one scanned split: class names, relative paths, labels, sizes and
+    modification times (content_check: each file's SHA-256, read now, instead of the time)."""
+    stamps = []
+    for f in files:
+        st = (root / f).stat()
+        stamps.append([st.st_size, file_digest(root / f, cached=False) if content_check else st.st_mtime_ns])
+    return listing_fingerprint([class_names, files, labels, stamps])
+
+
+def folder_key(data_dir: str | os.PathLike, split: str, content_check: bool = False) -> str:
+    """content_key of one split of the folder `data_dir` (the dataset's fingerprint)."""
+    root = Path(data_dir).expanduser().resolve()
+    return content_key(root, *scan_image_folder(root, split), content_check)
+
+
 def decode_image(path: str | os.PathLike, resolution: int) -> np.ndarray:
     """Decode one image to uint8 [R, R, 3]: RGB, shorter side resized to R, centre crop."""
     with Image.open(path) as im:
@@ -115,7 +140,7 @@ def build_cache(root: Path, files: list[str], resolution: int, target: Path,
     n = len(files)
     if workers is None:
         workers = min(os.cpu_count() or 1, 8) if n >= POOL_MIN_FILES else 0
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp, dense_tmp = temp_path(target), temp_path(target, ".dense")
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, resolution, resolution, 3))
     good = np.zeros(n, dtype=bool)
     tasks = [(i, str(root / f), resolution) for i, f in enumerate(files)]
@@ -132,13 +157,13 @@ def build_cache(root: Path, files: list[str], resolution: int, target: Path,
         if not len(kept):
             raise ValueError(f"{root}: none of the {n} images could be decoded")
         if len(kept) < n:  # compact: copy the good rows into a file of the right size
-            dense = np.lib.format.open_memmap(tmp.with_suffix(".dense"), mode="w+", dtype=np.uint8,
+            dense = np.lib.format.open_memmap(dense_tmp, mode="w+", dtype=np.uint8,
                                               shape=(len(kept), resolution, resolution, 3))
             for s in range(0, len(kept), 1024):
                 dense[s:s + 1024] = out[kept[s:s + 1024]]
             dense.flush()
             del dense
-            os.replace(tmp.with_suffix(".dense"), tmp)
+            os.replace(dense_tmp, tmp)
         else:
             out.flush()
         del out
@@ -147,7 +172,7 @@ def build_cache(root: Path, files: list[str], resolution: int, target: Path,
         if pool is not None:
             pool.terminate()
         tmp.unlink(missing_ok=True)
-        tmp.with_suffix(".dense").unlink(missing_ok=True)
+        dense_tmp.unlink(missing_ok=True)
     return kept.tolist()
 
 
@@ -157,12 +182,13 @@ class ImageFolder(ImageDataset):
     split 'test' reads root/val. Inputs are normalised with the ImageNet mean/std (per RGB
     channel, in [0, 1] units). Options: resolution (required), cache_dir (default: the user
     cache's imagefolder/), workers (decoding processes; None = automatic), hflip (mirror
-    augmentation when train=True).
+    augmentation when train=True), content_check (key the cache by every file's bytes,
+    read at each load, instead of sizes and modification times).
     """
 
     def __init__(self, split: str, *, resolution: int, ordering: str | None = None,
                  data_dir: str | None = None, seed: int = 0, cache_dir: str | None = None,
-                 workers: int | None = None, hflip: bool = False) -> None:
+                 workers: int | None = None, hflip: bool = False, content_check: bool = False) -> None:
         self.name, self.split = "imagefolder", check_split(split)
         if data_dir is None:
             raise ValueError("imagefolder needs data_dir: a folder laid out as root/{train,val}/<class>/")
@@ -170,14 +196,15 @@ class ImageFolder(ImageDataset):
             raise ValueError(f"resolution must be a positive int, got {resolution!r}")
         root = Path(data_dir).expanduser().resolve()
         class_names, files, labels = scan_image_folder(root, split)
-        key = hashlib.sha256(json.dumps(
-            [CACHE_VERSION, resolution, class_names, files,
-             [(root / f).stat().st_size for f in files]]).encode()).hexdigest()[:16]
+        self.fingerprint = content_key(root, class_names, files, labels, content_check)
+        key = hashlib.sha256(json.dumps([CACHE_VERSION, resolution, self.fingerprint]).encode()).hexdigest()[:16]
         folder = Path(cache_dir) if cache_dir else cache_root() / "imagefolder"
         folder.mkdir(parents=True, exist_ok=True)
+        clean_temps(folder)                                  # what killed builds left behind
         stem = f"{root.name}-{files[0].split('/')[0]}-{resolution}px-{key}"
         self.cache_path, meta_path = folder / f"{stem}.npy", folder / f"{stem}.json"
-        meta = self._read_meta(meta_path, key) if self.cache_path.is_file() else None
+        shape = (resolution, resolution, 3)
+        meta, pixels = self._open_cache(meta_path, key, shape) if self.cache_path.is_file() else (None, None)
         self.from_cache = meta is not None
         if meta is None:
             kept = build_cache(root, files, resolution, self.cache_path, workers)
@@ -185,26 +212,38 @@ class ImageFolder(ImageDataset):
                     "resolution": resolution, "class_names": class_names,
                     "labels": [labels[i] for i in kept],
                     "skipped": sorted(set(files) - {files[i] for i in kept})}
-            tmp = meta_path.with_name(f".{meta_path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(meta))
-            os.replace(tmp, meta_path)
-        pixels = np.load(self.cache_path, mmap_mode="r")                            # [N, R, R, 3]
-        if pixels.shape != (len(meta["labels"]), resolution, resolution, 3):
-            raise ValueError(f"{self.cache_path}: shape {pixels.shape} disagrees with {meta_path}; "
-                             "delete both to rebuild")
+            write_text_atomic(meta_path, json.dumps(meta))
+            meta, pixels = self._open_cache(meta_path, key, shape)
+            if meta is None:
+                raise DataError(f"the image cache {self.cache_path} just built cannot be read back "
+                                "(is the cache folder's disk full?)")
+        check_examples(meta_path, meta["labels"], len(meta["class_names"]))
         self.root, self.resolution, self.skipped = str(root), resolution, meta["skipped"]
         self.class_names = meta["class_names"]
         self.labels = torch.tensor(meta["labels"], dtype=torch.long)
         self._init_images(pixels, ordering=ordering, seed=seed, mean=IMAGENET_MEAN,
                           std=IMAGENET_STD, hflip=hflip)
 
-    @staticmethod
-    def _read_meta(path: Path, key: str) -> dict | None:
+    def _open_cache(self, meta_path: Path, key: str, shape: tuple[int, ...]
+                    ) -> tuple[dict | None, np.ndarray | None]:
+        """(metadata, pixels memmap [N, R, R, 3]) of the cache, or (None, None) with a warning
+        naming the file when it is missing, unreadable or inconsistent (it is then rebuilt)."""
         try:
-            meta = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return None
-        return meta if meta.get("key") == key and meta.get("version") == CACHE_VERSION else None
+            meta = json.loads(meta_path.read_text())
+            if not (isinstance(meta, dict) and meta.get("key") == key and meta.get("version") == CACHE_VERSION):
+                raise ValueError("written for other files or by another version")
+            pixels = np.load(self.cache_path, mmap_mode="r", allow_pickle=False)
+            if pixels.dtype != np.uint8 or pixels.shape != (len(meta["labels"]), *shape):
+                raise ValueError(f"holds {pixels.dtype} {pixels.shape}, not uint8 "
+                                 f"{(len(meta['labels']), *shape)}")
+        except FileNotFoundError:
+            return None, None
+        except (OSError, ValueError, KeyError, TypeError, EOFError) as error:
+            reason = str(error).split("\n")[0][:120] or type(error).__name__
+            warnings.warn(f"image cache {self.cache_path} (with {meta_path.name}) is unusable: "
+                          f"truncated or corrupted ({reason}); rebuilding it", stacklevel=3)
+            return None, None
+        return meta, pixels
 
     def _extra_description(self) -> dict[str, Any]:
         return {**super()._extra_description(), "root": self.root, "cache": str(self.cache_path),

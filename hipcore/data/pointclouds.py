@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from hipcore.config import ModalitySpec
-from hipcore.data.base import Dataset, check_split
+from hipcore.data.base import Dataset, check_examples, check_split
+from hipcore.data.fingerprint import arrays_fingerprint, files_fingerprint
 from hipcore.data.orderings import POINT_ORDERINGS, check_ordering, point_order
 
 TWO_PI = 2 * np.pi
@@ -35,7 +36,9 @@ class PointCloudDataset(Dataset):
     """Clouds [N, P, 3] held in memory, ordered once, augmented per batch."""
 
     def _init_points(self, points: np.ndarray, labels: np.ndarray, *, ordering: str | None,
-                     seed: int, augment: bool, up_axis: int) -> None:
+                     seed: int, augment: bool, up_axis: int, source: str) -> None:
+        """points [N, P, 3] and labels [N], checked (DataError naming `source`) before use."""
+        labels = check_examples(source, labels, len(self.class_names), points)
         self.ordering = check_ordering(ordering or "stored", POINT_ORDERINGS)
         self.seed, self.augment, self.up_axis = seed, augment, up_axis
         points = normalize_clouds(points)
@@ -240,8 +243,10 @@ class Shapes3D(PointCloudDataset):
                                np.random.default_rng([seed, int(split == "test"), c]))
                   for c, name in enumerate(SHAPE_NAMES)]
         labels = np.repeat(np.arange(len(SHAPE_NAMES)), per_class)
-        self._init_points(np.concatenate(clouds), labels, ordering=ordering, seed=seed,
-                          augment=augment, up_axis=2)
+        points = np.concatenate(clouds)
+        self.fingerprint = arrays_fingerprint(points, labels)
+        self._init_points(points, labels, ordering=ordering, seed=seed, augment=augment, up_axis=2,
+                          source=f"shapes3d {split} (generated)")
 
 
 # ----------------------------------------------------------------------------- ModelNet40
@@ -258,8 +263,17 @@ def modelnet40_files(data_dir: str | os.PathLike, split: str) -> list[Path]:
                             "modelnet40_ply_hdf5_2048 layout)")
 
 
+def modelnet40_sources(data_dir: str | os.PathLike, split: str) -> list[Path]:
+    """The files a split is read from: its .h5 files, and shape_names.txt when there is one."""
+    files = modelnet40_files(data_dir, split)
+    names = files[0].parent / "shape_names.txt"
+    return files + ([names] if names.is_file() else [])
+
+
 def read_modelnet40_h5(path: Path, labels_only: bool = False) -> tuple[np.ndarray | None, np.ndarray]:
-    """One file's clouds float32 [N, P, 3] (None if labels_only) and labels int64 [N]."""
+    """One file's clouds float32 [N, P, 3] (None if labels_only) and labels int64 [N]; a file
+    with no clouds, non-finite coordinates or labels that are not whole numbers raises
+    DataError naming it and the first bad cloud."""
     import h5py
     try:
         f = h5py.File(path, "r")
@@ -269,18 +283,18 @@ def read_modelnet40_h5(path: Path, labels_only: bool = False) -> tuple[np.ndarra
         for key in ("label",) if labels_only else ("data", "label"):
             if key not in f:
                 raise ValueError(f"{path}: missing key {key!r} (has {sorted(f.keys())})")
-        labels = np.asarray(f["label"]).astype(np.int64)
+        labels = np.asarray(f["label"])
         if labels.ndim == 2 and labels.shape[1] == 1:
             labels = labels[:, 0]
         if labels.ndim != 1:
             raise ValueError(f"{path}: 'label' must have shape [N] or [N, 1], got {labels.shape}")
         if labels_only:
-            return None, labels
+            return None, check_examples(path, labels)
         data = np.asarray(f["data"], dtype=np.float32)
     if data.ndim != 3 or data.shape[2] != 3 or len(data) != len(labels):
         raise ValueError(f"{path}: 'data' must have shape [N, P, 3] with N = {len(labels)} "
                          f"labels, got {data.shape}")
-    return data, labels
+    return data, check_examples(path, labels, values=data)
 
 
 class ModelNet40(PointCloudDataset):
@@ -296,7 +310,8 @@ class ModelNet40(PointCloudDataset):
         if data_dir is None:
             raise ValueError("modelnet40 needs data_dir: the folder holding ply_data_*.h5")
         self.data_dir = str(data_dir)
-        parts = [read_modelnet40_h5(p) for p in modelnet40_files(data_dir, split)]
+        files = modelnet40_files(data_dir, split)
+        parts = [read_modelnet40_h5(p) for p in files]
         if len({d.shape[1] for d, _ in parts}) != 1:
             raise ValueError(f"{data_dir}: files disagree on points per cloud")
         points = np.concatenate([d for d, _ in parts])
@@ -306,9 +321,11 @@ class ModelNet40(PointCloudDataset):
                 raise ValueError(f"num_points must be in [1, {points.shape[1]}], got {num_points}")
             points = points[:, :num_points]
         self.class_names = self._class_names(Path(data_dir), labels)
-        if labels.min() < 0 or labels.max() >= len(self.class_names):
-            raise ValueError(f"{data_dir}: labels outside [0, {len(self.class_names)})")
-        self._init_points(points, labels, ordering=ordering, seed=seed, augment=augment, up_axis=1)
+        for path, (_, part) in zip(files, parts):
+            check_examples(path, part, len(self.class_names))
+        self.fingerprint = files_fingerprint(modelnet40_sources(data_dir, split))
+        self._init_points(points, labels, ordering=ordering, seed=seed, augment=augment, up_axis=1,
+                          source=str(data_dir))
 
     def _class_names(self, data_dir: Path, labels: np.ndarray) -> list[str]:
         for folder in (data_dir, data_dir / "modelnet40_ply_hdf5_2048"):

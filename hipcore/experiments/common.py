@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..data.fingerprint import dataset_fingerprint
 from ..report import append_comparison
 from ..train import TrainConfig, train
 
@@ -51,17 +52,18 @@ def train_configs(arm: Arm, seed: int, settings: Mapping[str, Any], *, dataset: 
                   batch_size=settings.get("batch_size", 128), weight_decay=settings.get("weight_decay", 0.05),
                   warmup_epochs=settings.get("warmup_epochs", 1.0), quiet=settings.get("quiet", True))
     pre = None
+    data = "-data" + dataset_fingerprint(dataset, data_dir=data_dir, **dict(data_options or {}))  # changed data: a new run
     if arm.mae:
         pre = TrainConfig(task="pretrain", epochs=settings["pretrain_epochs"], mask_ratio=arm.mask_ratio,
                           lr=settings.get("pretrain_lr", settings.get("lr", 1e-3)), **common)
-        pre = pre.replace(run_dir=str(runs_dir / pre.run_id))
+        pre = pre.replace(run_dir=str(runs_dir / (pre.run_id + data)))
     sup = TrainConfig(task="supervised", epochs=settings["epochs"] + arm.extra_epochs,
                       lr=settings.get("lr", 1e-3), label_smoothing=settings.get("label_smoothing", 0.0),
                       **common)
     if pre is not None:
         # The checkpoint path is part of the config, so the run_id follows the pretraining.
         sup = sup.replace(init_from=str(Path(pre.run_dir) / "last.pt"), transfer=arm.transfer)
-    return pre, sup.replace(run_dir=str(runs_dir / sup.run_id))
+    return pre, sup.replace(run_dir=str(runs_dir / (sup.run_id + data)))
 
 
 def run_arm(arm: Arm, seed: int, settings: Mapping[str, Any], *, dataset: str,

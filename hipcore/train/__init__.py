@@ -10,15 +10,16 @@
     plot_reconstructions(rec)             # rows: input | masked input | reconstruction
 """
 
-from .checkpoint import load_model
+from .checkpoint import CheckpointError, load_model
 from .config import TrainConfig
 from .engine import ConfigMismatchError, NonFiniteLossError, RunResult, evaluate, model_config, train
 from .mae import Reconstructions, forward_loss, random_masking, reconstruct_examples
 from .metrics import read_metrics
 from .optim import Lamb
 from .plots import plot_reconstructions
+from .rundir import RunDirError
 from .transfer import transfer
 
-__all__ = ["ConfigMismatchError", "Lamb", "NonFiniteLossError", "Reconstructions", "RunResult",
+__all__ = ["CheckpointError", "ConfigMismatchError", "Lamb", "NonFiniteLossError", "Reconstructions", "RunResult",
            "TrainConfig", "evaluate", "forward_loss", "load_model", "model_config", "plot_reconstructions",
-           "random_masking", "read_metrics", "reconstruct_examples", "train", "transfer"]
+           "random_masking", "read_metrics", "reconstruct_examples", "RunDirError", "train", "transfer"]

@@ -1,15 +1,23 @@
-"""Checkpoints: atomic writes, random-number states, and models rebuilt from a file.
+"""Checkpoints: atomic writes verified on load, random-number states, models rebuilt from a file.
 
 A checkpoint is a plain dict of tensors, dicts, lists, numbers and strings, so it loads with
-`torch.load(path, weights_only=True)`:
+`torch.load(path, weights_only=True)` (never anything else):
 
-    format, step, epoch, elapsed, best, best_step, metrics,
-    config (TrainConfig dict), model_config (HiPConfig dict), modalities,
-    model, optimizer, scheduler, loader (BatchLoader state), rng (one entry per rank), running
+    format, step, config (TrainConfig dict), model_config (HiPConfig dict), modalities,
+    model, optimizer, scheduler, loader (BatchLoader state), rng (one entry per rank), run,
+    data (the datasets' fingerprints), source (what init_from was), digest
+
+`digest` is a SHA-256 of everything else in the dict (every tensor's dtype, shape and bytes,
+every key and value), computed when it is saved and checked when it is loaded, so flipped
+bits inside a tensor, which the archive format does not notice, are refused. Files written
+before digests existed (format 1 without `digest`) load as legacy checkpoints: weights_only,
+then their structure is checked. Anything unreadable, truncated, foreign or tampered raises
+CheckpointError naming the file, what is wrong and what to do.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 from pathlib import Path
@@ -19,29 +27,107 @@ import numpy as np
 import torch
 
 from ..config import HiPConfig, ModalitySpec
+from ..errors import HipcoreError
+from ..files import write_atomic
 
 FORMAT = 1
+TRAINING_KEYS = ("step", "config", "model_config", "modalities", "model", "optimizer", "scheduler",
+                 "loader", "rng", "run")
+
+
+class CheckpointError(HipcoreError, ValueError):
+    """A checkpoint that cannot be used: missing, unreadable, truncated, foreign or tampered."""
+
+
+def digest(state: Any) -> str:
+    """SHA-256 over a checkpoint's content (its 'digest' entry aside): keys, values, and every
+    tensor's dtype, shape and bytes, in a fixed order."""
+    h = hashlib.sha256()
+
+    def feed(x: Any) -> None:
+        if isinstance(x, torch.Tensor):
+            t = x.detach().cpu().contiguous()
+            h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+            h.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
+        elif isinstance(x, dict):
+            keys = sorted((k for k in x if x is not state or k != "digest"), key=repr)
+            h.update(f"D{len(keys)}".encode())
+            for k in keys:
+                feed(k)
+                feed(x[k])
+        elif isinstance(x, (list, tuple)):
+            h.update(f"L{len(x)}".encode())
+            for v in x:
+                feed(v)
+        else:
+            h.update(f"V{type(x).__name__}:{x!r};".encode())
+
+    feed(state)
+    return h.hexdigest()
 
 
 def save_atomic(state: dict[str, Any], path: str | os.PathLike) -> None:
-    """torch.save to a temporary file beside `path`, fsync, then os.replace: a reader (or a
-    restart after SIGKILL) sees the old file or the new one, never half of one."""
+    """torch.save `state` with its digest to a temporary file beside `path`, fsync, then
+    os.replace: a reader (or a restart after SIGKILL) sees the old file or the new one."""
+    state = {**state, "digest": digest(state)}
+    write_atomic(path, lambda tmp: torch.save(state, tmp))
+
+
+def load(path: str | os.PathLike, *, training: bool = False, advice: str | None = None) -> dict[str, Any]:
+    """The verified checkpoint at `path`. training=True also requires what a resumption needs.
+    CheckpointError (message: the file, what is wrong, then `advice` or the usual remedy)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        return _load(path, training)
+    except CheckpointError as error:
+        raise CheckpointError(f"{error}\n{advice or remedy(path)}") from None
 
 
-def load(path: str | os.PathLike) -> dict[str, Any]:
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+def _load(path: Path, training: bool) -> dict[str, Any]:
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint at {path}")
+    if not path.is_file():
+        raise CheckpointError(f"{path} is not a file, so not a checkpoint")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:   # torch and pickle raise many types for a bad file; their
+        # messages can suggest loading without weights_only, which must never be done here
+        raise CheckpointError(f"checkpoint {path} is unreadable: truncated, corrupted or not a "
+                              "checkpoint at all") from None
     if not isinstance(state, dict) or "model" not in state:
-        raise ValueError(f"{path} is not a hipcore training checkpoint")
+        raise CheckpointError(f"{path} is not a hipcore training checkpoint (no model weights in it)")
+    if "digest" in state and digest(state) != state["digest"]:
+        raise CheckpointError(f"checkpoint {path} is corrupted or was modified: its content does "
+                              "not match the digest written with it")
+    missing = [k for k in TRAINING_KEYS if k not in state] if training else []
+    if missing:
+        raise CheckpointError(f"{path} is not a complete hipcore training checkpoint (missing "
+                              f"{', '.join(missing)})")
     return state
+
+
+def intact(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The checkpoint at `path` when it is present and verifies, else None."""
+    try:
+        return _load(Path(path), True)
+    except CheckpointError:
+        return None
+
+
+def remedy(path: Path) -> str:
+    """What to do about a bad checkpoint: for a run's last.pt, continue from its best.pt when
+    that is intact (the exact commands), else start over."""
+    best = path.with_name("best.pt")
+    if path.name == "last.pt":
+        saved = intact(best)
+        if saved is not None:
+            return (f"Its best.pt (step {saved['step']}) is intact: continue from it with\n"
+                    f"  mv '{path}' '{path}.bad' && cp '{best}' '{path}'\n"
+                    "then rerun the same command; or move the run directory away to start over.")
+        return f"No intact best.pt beside it: move {path.parent} away (or use another run_dir) to start over."
+    return "Pass an intact checkpoint (a run's last.pt or best.pt), written by hipcore."
 
 
 # ---- random-number states as tensors and lists ----

@@ -13,9 +13,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 
+from ..errors import HipcoreError
 from .config import OPTIMIZERS, TRANSFERS, TrainConfig
 
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)
@@ -38,6 +40,16 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
     return value
 
 
@@ -64,8 +76,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help=f"one of {', '.join(VARIANT_NAMES)}, or a .json file holding a HiPConfig dict")
     m.add_argument("--position", choices=("learned", "fourier"), default=None,
                    help="positional embeddings (default: the variant's)")
-    m.add_argument("--dropout", type=float, default=None, help="dropout after self-attention and MLPs")
-    m.add_argument("--drop-path", type=float, default=None, help="stochastic depth rate")
+    m.add_argument("--dropout", type=_finite, default=None, help="dropout after self-attention and MLPs")
+    m.add_argument("--drop-path", type=_finite, default=None, help="stochastic depth rate")
     m.add_argument("--set", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="any other HiPConfig field, e.g. readout=query or regroup=transpose_reshape")
 
@@ -78,14 +90,14 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="test batch per process")
     s.add_argument("--optimizer", choices=OPTIMIZERS, default=DEFAULTS["optimizer"],
                    help="AdamW, or LAMB (the Perceiver IO recipe's)")
-    s.add_argument("--lr", type=float, default=DEFAULTS["lr"], help="peak learning rate")
-    s.add_argument("--min-lr", type=float, default=DEFAULTS["min_lr"], help="where the cosine ends")
-    s.add_argument("--weight-decay", type=float, default=DEFAULTS["weight_decay"],
+    s.add_argument("--lr", type=_finite, default=DEFAULTS["lr"], help="peak learning rate")
+    s.add_argument("--min-lr", type=_finite, default=DEFAULTS["min_lr"], help="where the cosine ends")
+    s.add_argument("--weight-decay", type=_finite, default=DEFAULTS["weight_decay"],
                    help="on weight matrices (not biases, norms, position or latent tables)")
-    s.add_argument("--warmup-epochs", type=float, default=DEFAULTS["warmup_epochs"],
+    s.add_argument("--warmup-epochs", type=_finite, default=DEFAULTS["warmup_epochs"],
                    help="linear warm-up, then a cosine decay, updated every step")
     s.add_argument("--warmup-steps", type=int, default=None, help="warm-up in steps (overrides --warmup-epochs)")
-    s.add_argument("--clip-grad", type=float, default=DEFAULTS["clip_grad"], help="max gradient norm; 0: no clipping")
+    s.add_argument("--clip-grad", type=_finite, default=DEFAULTS["clip_grad"], help="max gradient norm; 0: no clipping")
 
     r = p.add_argument_group("run")
     r.add_argument("--seed", type=int, default=DEFAULTS["seed"],
@@ -119,7 +131,7 @@ def add_commands(subparsers) -> None:
         description="Train a HiP classifier; rerunning the same command resumes it.")
     _add_common(train)
     t = train.add_argument_group("classification")
-    t.add_argument("--label-smoothing", type=float, default=DEFAULTS["label_smoothing"],
+    t.add_argument("--label-smoothing", type=_finite, default=DEFAULTS["label_smoothing"],
                    help="of the training cross-entropy (test loss is plain)")
     t.add_argument("--init-from", default=None, metavar="CKPT", help="an MAE checkpoint (last.pt or best.pt)")
     t.add_argument("--transfer", choices=TRANSFERS, default=DEFAULTS["transfer"],
@@ -133,7 +145,7 @@ def add_commands(subparsers) -> None:
                     "rerunning the same command resumes it.")
     _add_common(pretrain)
     mae = pretrain.add_argument_group("masked auto-encoding")
-    mae.add_argument("--mask-ratio", type=float, default=DEFAULTS["mask_ratio"],
+    mae.add_argument("--mask-ratio", type=_finite, default=DEFAULTS["mask_ratio"],
                      help="fraction of each group's positions hidden from the encoder")
     mae.add_argument("--norm-pix", action="store_true", help="per-example normalised targets")
     pretrain.set_defaults(func=cmd_pretrain)
@@ -187,6 +199,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, KeyError, TypeError) as error:
+    except (HipcoreError, ValueError, FileNotFoundError, KeyError, TypeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Any, Mapping
 
 from ..config import HiPConfig
@@ -118,6 +119,8 @@ class TrainConfig:
     def run_id(self) -> str:
         """<task>-<hash of every field that changes results>: equal for equal experiments."""
         d = {k: v for k, v in self.to_dict().items() if k not in RESUMABLE_CHANGES + ("run_dir",)}
+        if self.init_from:     # the pretraining run's folder and file name, not where they lie
+            d["init_from"] = "/".join(PurePath(self.init_from).parts[-2:])
         digest = hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
         return f"{self.task}-{digest}"
 

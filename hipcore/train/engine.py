@@ -6,9 +6,12 @@ and modality dict, called by notebooks (`train(cfg)`) and the command line alike
     step   loss (cross-entropy, or MSE on hidden positions) -> backward -> clip -> update -> lr
     epoch  evaluate on the test split, log tidy rows, keep the best and last checkpoints
 
-A run lives in its run_dir: config.json, versions.json, metrics.csv (deterministic metrics),
-timing.csv (seconds and examples/s), last.pt and best.pt. Calling train() again with the same
-config resumes from last.pt, and the run ends exactly as if it had never stopped.
+A run lives in its run_dir: config.json, versions.json, run.json (the data's fingerprints and
+the pretraining checkpoint it started from), metrics.csv (deterministic metrics), timing.csv
+(seconds and examples/s), last.pt and best.pt. Calling train() again with the same config
+resumes from last.pt, and the run ends exactly as if it had never stopped. One process at a
+time holds a run directory (rundir.claim); a resumption is refused, naming both sides, when
+the configuration, the data or the pretraining checkpoint differ from the run's.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..config import BlockConfig, HiPConfig, variant
 from ..model import HiP
-from . import checkpoint, distributed
+from . import checkpoint, distributed, rundir
 from .config import TrainConfig
 from .mae import fixed_noise, mae_loss
 from .metrics import MetricsLogger, progress_bar, versions, write_json
@@ -42,8 +45,8 @@ class NonFiniteLossError(RuntimeError):
     """The loss or gradient became NaN or infinite; the run stopped before applying it."""
 
 
-class ConfigMismatchError(ValueError):
-    """The run directory holds a run with another configuration."""
+class ConfigMismatchError(rundir.RunDirError):
+    """The run directory holds a run with another configuration, other data or another source."""
 
 
 @dataclass
@@ -199,24 +202,64 @@ def evaluate(hip: HiP, dataset, cfg: TrainConfig, ctx: distributed.Context | Non
 
 # ---- checkpoints ----
 
-def checkpoint_state(cfg, hip, optimizer, scheduler, loader, state: RunState, rng: list) -> dict[str, Any]:
-    return {"format": checkpoint.FORMAT, "step": state.step, "config": cfg.to_dict(),
+def checkpoint_state(cfg, hip, optimizer, scheduler, loader, state: RunState, rng: list,
+                     record: dict[str, Any]) -> dict[str, Any]:
+    return {"format": checkpoint.FORMAT, "step": state.step, "run_id": cfg.run_id, "config": cfg.to_dict(),
             "model_config": hip.config.to_dict(), "modalities": checkpoint.modalities_to_dict(hip.modalities),
             "model": hip.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "loader": loader.state_dict(), "rng": rng,
-            "run": asdict(state)}
+            "run": asdict(state), "data": record["data"], "source": record["source"]}
 
 
-def resume(path: Path, cfg: TrainConfig, hip, optimizer, scheduler, loader, ctx) -> RunState | None:
-    """Restore everything from last.pt when it exists; refuse a different configuration."""
+def run_record(train_set, test_set, source: dict[str, Any] | None) -> dict[str, Any]:
+    """What run.json and every checkpoint record: the data's fingerprints (None for a dataset
+    that has none) and the pretraining checkpoint the run started from."""
+    return {"data": {"train": getattr(train_set, "fingerprint", None),
+                     "test": getattr(test_set, "fingerprint", None)}, "source": source}
+
+
+def refuse_a_lost_checkpoint(run_dir: Path) -> None:
+    """A run directory whose run checkpointed, or (written before run.json existed) logged
+    metrics, but has no last.pt lost its checkpoint: say so instead of starting over on it."""
+    record_path, metrics = run_dir / "run.json", run_dir / "metrics.csv"
+    try:
+        record = json.loads(record_path.read_text()) if record_path.is_file() else None
+    except ValueError:
+        record = None
+    checkpointed = record.get("checkpointed") if isinstance(record, dict) else (
+        metrics.is_file() and len(metrics.read_text().splitlines()) > 1)
+    if checkpointed:
+        best = run_dir / "best.pt"
+        saved = checkpoint.intact(best)
+        fix = (f"Its best.pt (step {saved['step']}) is intact: continue from it with\n  cp '{best}' "
+               f"'{run_dir / 'last.pt'}'\nthen rerun the same command; or" if saved else "No intact best.pt is left:")
+        raise rundir.RunDirError(f"{run_dir / 'last.pt'} is missing, but {run_dir} holds a run that "
+                                 f"was checkpointed (metrics.csv, run.json); refusing to start it over "
+                                 f"in place.\n{fix} move {run_dir} away to start over.")
+
+
+def resume(path: Path, cfg: TrainConfig, hip, optimizer, scheduler, loader, ctx,
+           record: dict[str, Any] | None = None) -> RunState | None:
+    """Restore everything from last.pt when it exists; refuse a different configuration,
+    other data (fingerprints) or another pretraining checkpoint."""
     if not path.is_file():
+        if ctx.main:
+            refuse_a_lost_checkpoint(path.parent)
         return None
-    saved = checkpoint.load(path)
-    differences = cfg.differences(saved["config"])
+    saved = checkpoint.load(path, training=True)
+    differences = rundir.config_differences(cfg, saved["config"])
+    record = record or {"data": {}, "source": None}
+    for split, now in record["data"].items():
+        before = (saved.get("data") or {}).get(split)
+        if before is not None and now is not None and before != now:
+            differences.append(f"{split} data fingerprint: {before} -> {now}")
+    before, now = saved.get("source"), record["source"]
+    if before is not None and now is not None and not rundir.same_source(before, now):
+        differences.append(f"init_from: {rundir.describe_source(before)} -> {rundir.describe_source(now)}")
     if differences:
         raise ConfigMismatchError(
-            f"{path.parent} holds a run with a different configuration; refusing to resume it.\n  "
-            + "\n  ".join(differences) + "\n(saved -> now). Use another run_dir, or delete this one.")
+            f"{path.parent} holds a run with a different configuration or data; refusing to resume it.\n  "
+            + "\n  ".join(differences) + "\n(saved -> now). Use another run_dir, or move this one away.")
     hip.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
@@ -235,20 +278,21 @@ def train(cfg: TrainConfig, *, train_data=None, test_data=None) -> RunResult:
     train_data / test_data: Dataset objects to use instead of loading cfg.dataset (notebooks
     and tests); cfg.limit_train / limit_test still apply. Under torchrun, every process calls
     this with the same cfg."""
+    rundir.check_path(cfg.resolved_run_dir)
     ctx = distributed.setup(cfg.device)
     try:
-        return _train(cfg, ctx, train_data, test_data)
+        with rundir.claim(cfg.resolved_run_dir, enabled=ctx.main) as run_dir:
+            return _train(cfg, ctx, train_data, test_data, run_dir)
     finally:
         distributed.cleanup(ctx)
 
 
-def _train(cfg: TrainConfig, ctx: distributed.Context, train_data, test_data) -> RunResult:
+def _train(cfg: TrainConfig, ctx: distributed.Context, train_data, test_data, run_dir: Path) -> RunResult:
     from ..data import BatchLoader, derive_seed
 
     session_start = time.perf_counter()
     if cfg.batch_size % ctx.world_size:
         raise ValueError(f"batch_size {cfg.batch_size} must divide evenly over {ctx.world_size} ranks")
-    run_dir = Path(cfg.resolved_run_dir)
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
     supervised = cfg.task == "supervised"
     torch.manual_seed(cfg.seed)
@@ -257,8 +301,13 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, train_data, test_data) ->
 
     train_set, test_set = load_data(cfg, train_data, test_data)
     hip = HiP(model_config(cfg, train_set.num_classes if supervised else 0), train_set.modalities)
+    source = None                                             # what was transferred: its identity
     if cfg.init_from and cfg.transfer != "none":
-        transfer(hip, cfg.init_from, cfg.transfer)
+        pretrained = checkpoint.load(cfg.init_from, advice="--init-from needs an intact MAE checkpoint "
+                                     "(last.pt or best.pt of a pretraining run).")
+        source = rundir.source_identity(pretrained, cfg.init_from)
+        transfer(hip, pretrained, cfg.transfer, name=cfg.init_from)
+    record = run_record(train_set, test_set, source)
     if supervised:
         freeze_decoder(hip)
     hip.to(ctx.device)
@@ -270,16 +319,15 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, train_data, test_data) ->
     scheduler = build_scheduler(optimizer, cfg, steps_per_epoch, total_steps)
     torch.manual_seed(derive_seed(cfg.seed, ctx.rank))        # dropout and masks differ per rank
 
-    state = resume(last_path, cfg, hip, optimizer, scheduler, loader, ctx)
+    state = resume(last_path, cfg, hip, optimizer, scheduler, loader, ctx, record)
     resumed = state is not None
     state = state or RunState()
     log = MetricsLogger(run_dir / "metrics.csv", cfg.run_id, cfg.seed, enabled=ctx.main)
     timing = MetricsLogger(run_dir / "timing.csv", cfg.run_id, cfg.seed, enabled=ctx.main)
     if ctx.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        for stale in run_dir.glob(".*.tmp*"):                   # a write cut short by a kill
-            stale.unlink()
         write_json(run_dir / "config.json", cfg.to_dict())
+        record["checkpointed"] = resumed
+        write_json(run_dir / "run.json", record)
         write_json(run_dir / "versions.json", versions(ctx.device, ctx.world_size))
         log.start(keep_until_step=state.step if resumed else None)
         timing.start(keep_until_step=state.step if resumed else None)
@@ -314,9 +362,12 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, train_data, test_data) ->
         rng = distributed.gather_objects(checkpoint.rng_state(), ctx)    # every rank's generators
         if ctx.main:
             state.elapsed = elapsed()
-            snapshot = checkpoint_state(cfg, hip, optimizer, scheduler, loader, state, rng)
+            snapshot = checkpoint_state(cfg, hip, optimizer, scheduler, loader, state, rng, record)
             for path in paths:
                 checkpoint.save_atomic(snapshot, path)
+            if not record.get("checkpointed"):
+                record["checkpointed"] = True
+                write_json(run_dir / "run.json", record)
 
     def end_epoch(epoch: int, step: int) -> None:
         """Evaluate, log, keep the best and last checkpoints (best first: a kill between the
@@ -389,8 +440,9 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, train_data, test_data) ->
         timing.close()
 
     best = state.best if supervised or state.best is None else -state.best
-    return RunResult(metrics=dict(state.metrics), run_dir=run_dir, last_checkpoint=last_path,
-                     best_checkpoint=best_path if best_path.is_file() else None, best=best,
+    shown = Path(cfg.resolved_run_dir)                        # as the caller spelled it
+    return RunResult(metrics=dict(state.metrics), run_dir=shown, last_checkpoint=shown / last_path.name,
+                     best_checkpoint=shown / best_path.name if best_path.is_file() else None, best=best,
                      best_step=state.best_step, steps=state.step, wall_time=elapsed(), throughput=throughput())
 
 

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..files import temp_path, write_text_atomic
+
 COLUMNS = ("run_id", "seed", "epoch", "step", "split", "metric", "value")
 
 
@@ -35,7 +37,7 @@ class MetricsLogger:
             with open(self.path, newline="") as f:
                 rows = [r for r in csv.reader(f) if len(r) == len(COLUMNS) and r[3].isdigit()
                         and int(r[3]) <= keep_until_step]
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp = temp_path(self.path)
         with open(tmp, "w", newline="") as f:
             csv.writer(f).writerows([COLUMNS, *rows])
         os.replace(tmp, self.path)
@@ -105,7 +107,4 @@ def versions(device: torch.device, world_size: int) -> dict[str, Any]:
 
 
 def write_json(path: str | os.PathLike, data: dict[str, Any]) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")

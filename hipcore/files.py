@@ -1,0 +1,66 @@
+"""Atomic file writes with one recognisable temporary name, and the cleanup of the ones a
+killed process left behind.
+
+Every temporary file of hipcore is named `.<target name>.<pid>.hipcore-tmp` beside its
+target, so a cleanup can remove exactly these (and only those whose writer is gone), never
+a user's file that happens to look temporary.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Callable
+
+TEMP_SUFFIX = ".hipcore-tmp"
+_TEMP = re.compile(r"^\..+\.(\d+)" + re.escape(TEMP_SUFFIX) + r"$")
+
+
+def temp_path(path: str | os.PathLike, tag: str = "") -> Path:
+    """The temporary name this process writes `path` under (`tag` tells several apart)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}{tag}.{os.getpid()}{TEMP_SUFFIX}")
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
+    """write(tmp) to the temporary name, fsync it, then rename it onto `path`: a reader, or a
+    restart after SIGKILL, sees the old file or the new one, never half of one."""
+    path = Path(path)
+    tmp = temp_path(path)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    write_atomic(path, lambda tmp: tmp.write_text(text))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:                 # another user's live process
+        return True
+    return True
+
+
+def clean_temps(folder: str | os.PathLike, *, only_dead: bool = True) -> list[Path]:
+    """Remove hipcore's temporary files in `folder` (not below it); with only_dead, those whose
+    writing process no longer exists on this machine. Returns what was removed."""
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for path in folder.iterdir():
+        match = _TEMP.match(path.name)
+        if match and path.is_file() and not (only_dead and _alive(int(match.group(1)))):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed

@@ -1,0 +1,136 @@
+"""A run directory: one writer at a time, known by what it is rather than how it is spelled.
+
+    with claim(cfg.resolved_run_dir) as run_dir:     # refuses '', a file, a read-only folder,
+        ...                                          # and a folder another live run holds
+
+The claim is an OS lock (fcntl.flock) on `<run_dir>/.hipcore-lock`, held by the open file for
+the whole run: the kernel drops it when the process ends, however it ends, so the lock of a
+killed run never blocks. The file records its holder (pid, host, start time) for the refusal
+message. While the lock is held, temporary files left in the directory by a killed writer
+are removed (only hipcore's own names).
+
+A resumed run is compared with its checkpoint field by field, but where the run directory
+lives (`r`, `./r`, `r/`, an absolute path, or a moved folder) is not part of what a run is,
+and a fine-tuning run's `init_from` is compared by the identity of the pretraining checkpoint
+(its run_id and content digest, recorded in the checkpoint), not by its path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from ..errors import HipcoreError
+from ..files import clean_temps
+from .config import TrainConfig
+
+LOCK_NAME = ".hipcore-lock"
+# Temporary names written by earlier versions (cleaned as well, inside a locked run directory).
+LEGACY_TEMPS = (".last.pt.tmp*", ".best.pt.tmp*", ".metrics.csv.tmp", ".timing.csv.tmp",
+                ".config.json.tmp", ".versions.json.tmp")
+
+
+class RunDirError(HipcoreError, ValueError):
+    """The run directory cannot be used: unusable path, held by another run, or inconsistent."""
+
+
+def check_path(run_dir: str | os.PathLike | None) -> Path:
+    """The run directory as an absolute path; refuses an empty name and a non-directory."""
+    if run_dir is None or not str(run_dir).strip():
+        raise RunDirError(f"run_dir is empty ({str(run_dir)!r}): name a folder for the run's files "
+                          "(an unset shell variable gives this)")
+    path = Path(run_dir).expanduser().absolute()
+    if path.exists() and not path.is_dir():
+        raise RunDirError(f"run_dir {run_dir} is a file, not a folder: name a folder for the run's files")
+    return path
+
+
+def same_dir(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two spellings name the same folder (resolving '.', '..', trailing slashes, links)."""
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
+@contextlib.contextmanager
+def claim(run_dir: str | os.PathLike | None, enabled: bool = True) -> Iterator[Path]:
+    """Create and lock the run directory for this process (enabled=False: only check the path,
+    for ranks other than 0); yields its absolute path."""
+    path = check_path(run_dir)
+    if not enabled:
+        yield path
+        return
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        handle = open(path / LOCK_NAME, "a+")
+    except OSError as error:
+        raise RunDirError(f"cannot write to run_dir {path} ({error.strerror}): make it writable, "
+                          "or copy the run to a folder you can write and rerun there") from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            if error.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise
+            handle.seek(0)
+            raise RunDirError(f"run_dir {path} is in use by another run ({_holder(handle.read())}); "
+                              "wait for it to finish, or use another run_dir") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                 "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}) + "\n")
+        handle.flush()
+        clean_temps(path, only_dead=False)                 # no other writer can be here now
+        for pattern in LEGACY_TEMPS:
+            for stale in path.glob(pattern):
+                stale.unlink(missing_ok=True)
+        yield path
+
+
+def _holder(text: str) -> str:
+    try:
+        h = json.loads(text)
+        return f"pid {h['pid']} on host {h['host']}, started {h['started']}"
+    except (ValueError, KeyError, TypeError):
+        return "its holder has not recorded itself yet"
+
+
+# ---- what a run is ----
+
+def config_differences(cfg: TrainConfig, saved: Mapping[str, Any]) -> list[str]:
+    """cfg.differences(saved) without the run directory's spelling or place, and with init_from
+    compared only as set or not (its identity is checked against the checkpoint's source)."""
+    other = dict(saved)
+    other["run_dir"] = cfg.run_dir
+    if (other.get("init_from") is None) == (cfg.init_from is None):
+        other["init_from"] = cfg.init_from
+    return cfg.differences(other)
+
+
+def source_identity(state: Mapping[str, Any], path: str | os.PathLike) -> dict[str, Any]:
+    """What a fine-tuning run starts from: the pretraining run's id and the checkpoint's digest
+    (its path is kept for messages only)."""
+    from .checkpoint import digest
+
+    return {"run_id": state.get("run_id") or _run_id(state.get("config")), "step": state.get("step"),
+            "digest": state.get("digest") or digest(state), "path": str(path)}
+
+
+def _run_id(config: Mapping[str, Any] | None) -> str | None:
+    try:
+        return TrainConfig.from_dict(config).run_id
+    except (TypeError, ValueError):          # none, or written with other fields
+        return None
+
+
+def same_source(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    return a.get("run_id") == b.get("run_id") and a.get("digest") == b.get("digest")
+
+
+def describe_source(s: Mapping[str, Any]) -> str:
+    return f"run {s.get('run_id')} step {s.get('step')} digest {str(s.get('digest'))[:12]} ({s.get('path')})"
