@@ -11,6 +11,7 @@ from hipcore import ModalitySpec
 from hipcore.train import (ConfigMismatchError, NonFiniteLossError, TrainConfig, load_model,
                            read_metrics, reconstruct_examples, train)
 from hipcore.train import checkpoint as ckpt
+from hipcore.train import precision
 
 matplotlib.use("Agg")
 
@@ -79,7 +80,8 @@ def test_supervised_run_leaves_tidy_metrics_config_versions_and_loadable_checkpo
         ("test", "loss"), ("test", "accuracy")}
     test_acc = [r["value"] for r in rows if r["split"] == "test" and r["metric"] == "accuracy"]
     assert len(test_acc) == 3 and test_acc[-1] == result.metrics["test_accuracy"]
-    assert {r["run_id"] for r in rows} == {config(tmp_path, epochs=3).run_id}
+    resolved = precision.resolve("auto", "cpu")                       # what the run stores
+    assert {r["run_id"] for r in rows} == {config(tmp_path, epochs=3, precision=resolved).run_id}
     assert json.loads((result.run_dir / "config.json").read_text())["epochs"] == 3
     assert {"python", "torch", "numpy", "hipcore", "platform", "threads", "device"} <= set(
         json.loads((result.run_dir / "versions.json").read_text()))

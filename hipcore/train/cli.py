@@ -19,6 +19,7 @@ import sys
 
 from ..errors import HipcoreError
 from .config import OPTIMIZERS, TRANSFERS, TrainConfig
+from .precision import PRECISIONS
 
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)
             if f.default is not dataclasses.MISSING}
@@ -109,7 +110,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     r.add_argument("--log-every", type=_positive_int, default=DEFAULTS["log_every"], metavar="STEPS",
                    help="a train-loss row every STEPS steps")
     r.add_argument("--device", default=DEFAULTS["device"], help="auto, cpu, cuda or cuda:<index>")
-    r.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CUDA only)")
+    r.add_argument("--precision", choices=PRECISIONS, default=DEFAULTS["precision"],
+                   help="fp32, or bf16/fp16 autocast over fp32 weights; auto: bf16 where the device "
+                        "computes it natively and it measures faster, else fp32 (fp16 on older GPUs)")
     r.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
     r.add_argument("--quiet", action="store_true", help="no progress bar and no epoch lines")
 

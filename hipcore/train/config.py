@@ -10,6 +10,7 @@ from pathlib import PurePath
 from typing import Any, Mapping
 
 from ..config import HiPConfig
+from .precision import PRECISIONS
 
 TASKS = ("supervised", "pretrain")
 OPTIMIZERS = ("adamw", "lamb")
@@ -67,7 +68,8 @@ class TrainConfig:
     checkpoint_every: int = 0           # also checkpoint every this many steps (0: epoch ends only)
     log_every: int = 50                 # a train loss row every this many steps
     device: str = "auto"                # 'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1'
-    bf16: bool = False                  # bfloat16 autocast (CUDA only)
+    precision: str = "auto"             # 'auto', 'fp32', 'bf16' or 'fp16' (see train.precision);
+                                        # a run stores the one 'auto' resolved to
     quiet: bool = False                 # no progress bar, no epoch lines
 
     def __post_init__(self) -> None:
@@ -101,6 +103,8 @@ class TrainConfig:
         _require(0 < self.mask_ratio < 1, f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
         _require(self.init_from is None or self.task == "supervised",
                  "init_from is for fine-tuning: use it with task='supervised'")
+        _require(self.precision in PRECISIONS,
+                 f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         _require(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
                  f"device must be 'auto', 'cpu', 'cuda' or 'cuda:<index>', got {self.device!r}")
         known = {f.name for f in dataclasses.fields(HiPConfig)} - {"num_classes"}
@@ -134,6 +138,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
+        d = upgrade(d)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         _require(not unknown, f"unknown TrainConfig field(s) {unknown}")
@@ -141,6 +146,15 @@ class TrainConfig:
 
     def differences(self, other: Mapping[str, Any]) -> list[str]:
         """'field: other -> self' for each field (resumable ones aside) that differs from a dict."""
-        mine = self.to_dict()
+        mine, other = self.to_dict(), upgrade(other)
         keys = sorted((set(mine) | set(other)) - set(RESUMABLE_CHANGES))
         return [f"{k}: {other.get(k)!r} -> {mine.get(k)!r}" for k in keys if mine.get(k) != other.get(k)]
+
+
+def upgrade(d: Mapping[str, Any]) -> dict[str, Any]:
+    """A saved config dict in today's fields: runs written before `precision` existed carry
+    `bf16` (False: float32; True: bfloat16 autocast, which only CUDA applied then)."""
+    d = dict(d)
+    if "bf16" in d and "precision" not in d:
+        d["precision"] = "bf16" if d.pop("bf16") else "fp32"
+    return d

@@ -33,7 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..config import BlockConfig, HiPConfig, variant
 from ..model import HiP
-from . import checkpoint, distributed, rundir
+from . import checkpoint, distributed, precision, rundir
 from .config import TrainConfig
 from .mae import fixed_noise, mae_loss
 from .metrics import MetricsLogger, progress_bar, versions, write_json
@@ -257,9 +257,14 @@ def resume(path: Path, cfg: TrainConfig, hip, optimizer, scheduler, loader, ctx,
     if before is not None and now is not None and not rundir.same_source(before, now):
         differences.append(f"init_from: {rundir.describe_source(before)} -> {rundir.describe_source(now)}")
     if differences:
+        hint = ""
+        if any(d.startswith("precision:") for d in differences):
+            hint = (f"\nThe run trained in {saved['config'].get('precision', 'fp32')}; here the precision "
+                    f"resolves to {cfg.precision}: resume with that --precision on a machine that "
+                    f"computes it, never in another one.")
         raise ConfigMismatchError(
             f"{path.parent} holds a run with a different configuration or data; refusing to resume it.\n  "
-            + "\n  ".join(differences) + "\n(saved -> now). Use another run_dir, or move this one away.")
+            + "\n  ".join(differences) + "\n(saved -> now). Use another run_dir, or move this one away." + hint)
     hip.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
@@ -291,6 +296,7 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, train_data, test_data, ru
     from ..data import BatchLoader, derive_seed
 
     session_start = time.perf_counter()
+    cfg = cfg.replace(precision=precision.resolve(cfg.precision, ctx.device))   # 'auto' -> what runs
     if cfg.batch_size % ctx.world_size:
         raise ValueError(f"batch_size {cfg.batch_size} must divide evenly over {ctx.world_size} ranks")
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
@@ -337,15 +343,14 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, train_data, test_data, ru
     if ctx.distributed:
         net = DistributedDataParallel(hip, device_ids=[ctx.device] if ctx.device.type == "cuda" else None,
                                       broadcast_buffers=False)
-    bf16 = cfg.bf16 and ctx.device.type == "cuda"
-    if cfg.bf16 and not bf16 and ctx.main:
-        print("warning: bf16 autocast is for CUDA; training in float32 on the CPU", file=sys.stderr)
-    autocast = torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=bf16)
+    autocast = precision.autocast(cfg.precision, ctx.device)
+    scaler = precision.grad_scaler(cfg.precision, ctx.device)
     trainable = [p for p in hip.parameters() if p.requires_grad]
     speak = ctx.main and not cfg.quiet
     bar = progress_bar(total_steps, state.step, f"{cfg.task} {Path(cfg.variant).stem}", quiet=not speak)
     say = (bar.write if not bar.disable else lambda s: print(s, file=sys.stderr)) if speak else (lambda s: None)
     say(f"{'resuming' if resumed else 'starting'} {cfg.task} run {run_dir} at step {state.step}/{total_steps}: "
+        f"{cfg.precision}, "
         f"{cfg.variant} ({sum(p.numel() for p in hip.parameters()):,} parameters), {cfg.dataset} "
         f"{len(train_set)} train / {len(test_set)} test, {steps_per_epoch} steps per epoch, "
         f"batch {cfg.batch_size} on {ctx.world_size} x {ctx.device}")
@@ -409,12 +414,14 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, train_data, test_data, ru
                 if not math.isfinite(loss_value):
                     raise NonFiniteLossError(_stopped("loss", loss_value, step, epoch, last_path))
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)                        # fp16: true gradients to clip
                 grad_norm = nn.utils.clip_grad_norm_(trainable, cfg.clip_grad or math.inf).item()
-                if not math.isfinite(grad_norm):
+                if not math.isfinite(grad_norm) and not scaler.is_enabled():
                     raise NonFiniteLossError(_stopped("gradient norm", grad_norm, step, epoch, last_path))
                 lr = scheduler.get_last_lr()[0]
-                optimizer.step()
+                scaler.step(optimizer)                            # fp16: skipped on an overflow
+                scaler.update()
                 scheduler.step()
 
                 state.step = step

@@ -1,0 +1,177 @@
+"""Numeric precision of a run: float32, or bfloat16 / float16 autocast over float32 weights.
+
+    requested  'auto' | 'fp32' | 'bf16' | 'fp16'   (TrainConfig.precision, --precision)
+    resolved   'fp32' | 'bf16' | 'fp16'            (what the run computes; stored in its config)
+
+Under 'bf16' and 'fp16' only the forward and backward passes run in low precision (torch's
+autocast: matmuls and attention in 16 bits, reductions, norms and losses in float32). The
+master weights, gradients, optimiser state and losses stay float32, so checkpoints are the
+same whatever the precision. 'fp16' adds a gradient scaler against underflow.
+
+`resolve` decides once per process and device:
+- CUDA: 'auto' is bf16 where the GPU computes it (Ampere and later), fp16 elsewhere (a T4).
+- CPU: 'auto' is bf16 only where the processor computes it natively (AMX-BF16 or AVX512-BF16
+  in /proc/cpuinfo's flags) AND a training step of a small HiP measures faster in bf16 than
+  in fp32; otherwise fp32. An explicit 'bf16' or 'fp16' the CPU cannot compute natively is an
+  error: torch would emulate it, slower than fp32, which is never what was meant.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import sys
+import time
+from typing import Callable
+
+import torch
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+# /proc/cpuinfo flags that make a CPU compute each low precision natively (matmul units).
+NATIVE_CPU_FLAGS = {"bf16": ("amx_bf16", "avx512_bf16"), "fp16": ("amx_fp16", "avx512_fp16")}
+
+
+class PrecisionError(ValueError):
+    """A precision that is unknown, or that the device cannot compute."""
+
+
+def check_name(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise PrecisionError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return precision
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags of /proc/cpuinfo (empty where there is none, e.g. macOS)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_name() -> str:
+    """The processor's model name, for messages and provenance."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+    return platform.processor() or platform.machine()
+
+
+def native_on_cpu(precision: str, flags: frozenset[str] | None = None) -> bool:
+    """Whether this CPU has matmul units for `precision` ('fp32' always)."""
+    if precision == "fp32":
+        return True
+    flags = cpu_flags() if flags is None else flags
+    return any(flag in flags for flag in NATIVE_CPU_FLAGS[precision])
+
+
+def supported(precision: str, device: torch.device) -> bool:
+    """Whether `device` computes the resolved `precision` natively."""
+    if precision == "fp32":
+        return True
+    if device.type == "cuda":
+        return precision == "fp16" or torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and native_on_cpu(precision)
+
+
+def _why_not(precision: str, device: torch.device) -> str:
+    if device.type == "cpu":
+        return (f"this CPU ({cpu_name()}) has none of the flags {', '.join(NATIVE_CPU_FLAGS[precision])}, "
+                f"so torch would emulate {precision}, slower than fp32")
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} does not compute {precision}"
+    return f"{device.type} devices are not supported for {precision} here"
+
+
+def resolve(requested: str, device: torch.device | str,
+            measure: Callable[[], dict[str, float]] | None = None) -> str:
+    """'auto' or an explicit precision -> the one this device computes (see the module doc).
+
+    measure: for tests, replaces the CPU step timing ({'fp32': s, 'bf16': s})."""
+    device = torch.device(device)
+    check_name(requested)
+    if requested != "auto":
+        if not supported(requested, device):
+            raise PrecisionError(f"precision {requested!r} is not available on {device}: "
+                                 f"{_why_not(requested, device)}. Use --precision fp32 or auto.")
+        return requested
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if device.type != "cpu" or not native_on_cpu("bf16"):
+        return "fp32"
+    return _auto_cpu(measure)
+
+
+def _auto_cpu(measure: Callable[[], dict[str, float]] | None) -> str:
+    """bf16 where a small HiP's training step is measured faster in it, cached per process."""
+    seconds = measure() if measure is not None else _measured_cpu_steps()
+    return "bf16" if seconds["bf16"] < seconds["fp32"] else "fp32"
+
+
+@functools.lru_cache(maxsize=None)
+def _cpu_steps_cached(threads: int) -> tuple[tuple[str, float], ...]:
+    seconds = time_cpu_steps()
+    print(f"precision auto: a small3 training step takes {seconds['fp32'] * 1e3:.0f} ms in fp32 and "
+          f"{seconds['bf16'] * 1e3:.0f} ms in bf16 on this CPU ({cpu_name()}, {threads} threads): "
+          f"training in {'bf16' if seconds['bf16'] < seconds['fp32'] else 'fp32'}", file=sys.stderr)
+    return tuple(seconds.items())
+
+
+def _measured_cpu_steps() -> dict[str, float]:
+    return dict(_cpu_steps_cached(torch.get_num_threads()))
+
+
+def time_cpu_steps(batch: int = 64, repeats: int = 3) -> dict[str, float]:
+    """Best seconds of a classification step (forward, backward, AdamW) of small3 on 28 x 28
+    random images, in fp32 and under bf16 autocast, interleaved."""
+    from ..config import ModalitySpec, variant
+    from ..model import HiP
+
+    generator = torch.Generator().manual_seed(0)
+    x = {"image": torch.rand(batch, 784, 1, generator=generator)}
+    y = torch.randint(0, 10, (batch,), generator=generator)
+    with torch.random.fork_rng():                              # never moves the caller's seeds
+        torch.manual_seed(0)
+        hip = HiP(variant("small3", num_classes=10), {"image": ModalitySpec(784, 1, (28, 28))})
+    optimizer = torch.optim.AdamW(hip.parameters(), lr=1e-4)
+
+    def step(precision: str) -> float:
+        start = time.perf_counter()
+        with autocast(precision, torch.device("cpu")):
+            loss = torch.nn.functional.cross_entropy(hip(x, reconstruct=False).logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return time.perf_counter() - start
+
+    best = {"fp32": float("inf"), "bf16": float("inf")}
+    for precision in best:
+        step(precision)                                        # warm-up
+    for _ in range(repeats):
+        for precision in best:
+            best[precision] = min(best[precision], step(precision))
+    return best
+
+
+def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """The context a forward (and its loss) runs in: autocast for bf16/fp16, nothing for fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=DTYPES[precision])
+
+
+def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler:
+    """A gradient scaler that is active for fp16 only (a no-op object otherwise)."""
+    return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
