@@ -24,7 +24,7 @@ import torch
 from ..data import load_dataset
 from ..model import HiP
 from ..notebook import ParameterError
-from ..report import Finding, paper_reference
+from ..report import paper_reference
 from ..train import model_config
 from . import common
 from .common import Arm
@@ -174,12 +174,6 @@ def record_findings(path: str | Path, rows: list[dict[str, Any]], findings=FINDI
     return recorded
 
 
-def verdict_sentence(f: Finding) -> str:
-    """What we measured for one computed finding, and its verdict."""
-    paper = "n/a" if f.paper is None else f"{f.paper:+.1f}"
-    spread = "" if f.seeds < 2 else f" ± {f.effect_sd:.2f}"
-    return (f"{f.finding}: paper {paper}, ours {f.effect:+.2f}{spread} {f.metric} "
-            f"(treatment {f.treatment:.2f} vs baseline {f.baseline:.2f}, {f.seeds} seed(s)) -> {f.verdict}")
 
 
 # ---- figures ----

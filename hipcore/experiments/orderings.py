@@ -125,12 +125,6 @@ def contrast_table(rows: list[dict[str, Any]], contrasts: Contrasts) -> str:
     return "\n".join(lines)
 
 
-def verdict_sentence(f) -> str:
-    """One sentence per computed Finding: what we measured and the verdict."""
-    paper = "n/a" if f.paper is None else f"{f.paper:+.1f}"
-    spread = "" if f.seeds < 2 else f" ± {f.effect_sd:.2f}"
-    return (f"{f.finding}: paper {paper}, ours {f.effect:+.2f}{spread} {f.metric} over {f.seeds} "
-            f"seed(s) -> {f.verdict}")
 
 
 def draw_accuracy_bars(rows: list[dict[str, Any]], categories: list[str], series: list[str],
