@@ -361,6 +361,21 @@ def verdict_sentence(f: Finding) -> str:
     return text
 
 
+def compare_scores(name_a: str, a: float, name_b: str, b: float, noise_a: float, noise_b: float,
+                   what: str = "structure", k: float = 3.0) -> str:
+    """A computed sentence comparing two scores that reads a difference only when it exceeds k
+    times its noise (sqrt(noise_a² + noise_b²), e.g. chance sds); otherwise it says so."""
+    noise = math.hypot(noise_a, noise_b)
+    diff = a - b
+    if not math.isfinite(diff) or not math.isfinite(noise):
+        return f"{name_a} vs {name_b}: {what} cannot be compared ({a:+.3f} vs {b:+.3f})."
+    if abs(diff) <= k * noise:
+        return (f"{name_a} and {name_b} hold about the same {what} ({a:+.3f} vs {b:+.3f}: the difference, "
+                f"{diff:+.3f}, is within {k:g} x its noise of {noise:.3f}).")
+    return (f"{name_a} holds {'more' if diff > 0 else 'less'} {what} than {name_b} ({a:+.3f} vs {b:+.3f}; "
+            f"the difference is {abs(diff) / noise:.0f} x its noise of {noise:.3f}).")
+
+
 def merge_notebooks(per_notebook: dict[str, list[dict]], reference: dict[str, Reference]) -> list[Finding]:
     """One finding per name across notebooks: a finding several notebooks record (the same
     runs, e.g. F1 in 01 and 03) is one row naming them all; differing rows are an error."""

@@ -245,3 +245,10 @@ def test_the_memory_half_of_f5_is_its_own_row_from_the_full_profile(tmp_path):
     (full / "metrics.csv").write_text(header + "hip16,2048,2,OOM,\nhip256,2048,2,ok,6.2\nperceiver_io,2048,2,OOM,\n")
     assert "| reproduced |" in report.memory_finding(tmp_path)
     assert report.memory_finding(tmp_path / "nothing") == ""
+
+
+def test_sentences_read_no_meaning_into_differences_below_the_noise():
+    same = report.compare_scores("shuffled", 0.076, "raster", 0.077, 0.002, 0.002)
+    assert "about the same" in same and "more" not in same and "less" not in same
+    more = report.compare_scores("MAE", 0.30, "classification", 0.05, 0.01, 0.01)
+    assert "MAE holds more structure than classification" in more
