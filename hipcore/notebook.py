@@ -17,9 +17,14 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
+
+# Progress bars fall back to text without ipywidgets; the warning that says so would put the
+# machine's site-packages path into executed notebooks, so it is not shown.
+warnings.filterwarnings("ignore", message="IProgress not found")
 
 PROFILES = ("smoke", "quick", "full", "paper")
 PROFILE_ENV = "HIPCORE_PROFILE"

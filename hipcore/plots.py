@@ -17,9 +17,9 @@ from .data.orderings import to_grid
 
 
 # How titles name datasets and model variants (never their code names).
-NAMES = {"fashion_mnist": "Fashion-MNIST", "imagefolder": "an image folder", "shapes3d": "3-D shapes",
-         "modelnet40": "ModelNet40", "small3": "a small HiP (16-1-16 groups)", "small5": "a small 5-block HiP",
-         "hip16": "HiP-16", "hip256": "HiP-256", "mini": "HiP Mini", "perceiver_small": "a small flat Perceiver IO",
+NAMES = {"fashion_mnist": "Fashion-MNIST", "imagefolder": "image folder", "shapes3d": "3-D shapes",
+         "modelnet40": "ModelNet40", "small3": "small HiP (16-1-16 groups)", "small5": "small 5-block HiP",
+         "hip16": "HiP-16", "hip256": "HiP-256", "mini": "HiP Mini", "perceiver_small": "small flat Perceiver IO",
          "perceiver_io_imagenet": "Perceiver IO (ImageNet configuration)"}
 
 
@@ -28,9 +28,10 @@ def readable(name: str) -> str:
     return NAMES.get(name, name.replace("_", " "))
 
 
-def wrap_labels(labels: list[str], width: int = 14) -> list[str]:
-    """Tick labels broken into lines of at most `width` characters, so neighbours never overlap."""
-    return ["\n".join(textwrap.wrap(label, width)) for label in labels]
+def wrap_labels(labels: list[str], width: int = 16) -> list[str]:
+    """Tick labels broken at spaces into lines of at most `width` characters, so neighbours
+    never overlap."""
+    return ["\n".join(textwrap.wrap(label, width, break_on_hyphens=False)) for label in labels]
 
 
 def save_figure(fig: plt.Figure, stem: str | Path) -> list[Path]:

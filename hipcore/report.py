@@ -302,15 +302,17 @@ def describe_ours(f: Finding) -> str:
 def markdown_table(found: list[Finding], links: dict[str, str] | None = None) -> str:
     """Paper | ours (with its interval) | size against the paper's | power | verdict, one row each."""
     links = links or {}
+    shown_in = any(f.notebooks for f in found)
     lines = ["| finding | paper | ours [interval] | unit | ours / paper | n | power at the paper's effect "
-             "| verdict | notebooks |", "|---|---|---|---|---|---|---|---|---|"]
+             "| verdict |" + (" notebooks |" if shown_in else ""), "|---|---|---|---|---|---|---|---|" + ("---|" if shown_in else "")]
     for f in found:
         size = "" if f.size_ratio is None else f"{f.size_ratio:.2g}" + (
             f" (outside {SIZE_RANGE[0]:g}-{SIZE_RANGE[1]:g}x)" if f.size_flag else "")
         pw = "n/a" if math.isnan(f.power) else f"{100 * f.power:.0f}%"
         shown = ", ".join(f"[{nb[:2]}]({links[nb]})" if nb in links else nb[:2] for nb in f.notebooks)
         lines.append(f"| {f.finding} | {describe_paper(f)} | {describe_ours(f)} | {f.metric} | {size} | "
-                     f"{f.seeds} {f.replicate}{'s' if f.seeds != 1 else ''} | {pw} | {f.verdict} | {shown} |")
+                     f"{f.seeds} {f.replicate}{'s' if f.seeds != 1 else ''} | {pw} | {f.verdict} |"
+                     + (f" {shown} |" if shown_in else ""))
     return "\n".join(lines)
 
 
