@@ -243,10 +243,10 @@ def finding(name: str, group: list[dict], reference: dict[str, Reference],
         values = [t - b for b, t in zip(base, treat)]
     margin = None
     if claim == "same":
-        text = _one(group, "margin", name) or repr(MARGINS.get(metric, ""))
-        if not text:
+        text = _one(group, "margin", name)                   # the margin the rows state, else MARGINS'
+        margin = float(text) if text else MARGINS.get(metric)
+        if margin is None:
             raise ValueError(f"finding {name!r}: a 'same' claim in {metric!r} states no margin")
-        margin = float(text)
     rule = verdict(claim, values, margin, replicate)
     paper = None if ref is None else ref.value
     finite = all(math.isfinite(v) for v in values) and len(values) > 1
@@ -290,7 +290,7 @@ def describe_paper(f: Finding) -> str:
 
 
 def describe_ours(f: Finding) -> str:
-    """'-1.90 [-3.76, -0.04]' (95% interval; 90% for 'same'), or a ratio 'x8.2 [7.1, 9.5]'."""
+    """'-1.90 [-3.78, -0.02]' (95% interval; 90% for 'same'), or a ratio '8.17x [6.86, 9.74]'."""
     ratio = f.scale == "ratio"
     mean = f"{f.effect:.2f}x" if ratio else _fmt(f.effect)
     if f.seeds < 2 or math.isnan(f.low):

@@ -182,6 +182,10 @@ def test_old_files_without_the_optional_columns_are_read(tmp_path):
                     "F3,same,effect.F3_mae_on_fourier,top-1 %,1,71.0,70.9\n")
     (f,) = findings(read_comparisons(path))
     assert f.margin == 1.0 and f.replicate == "seed" and f.kind == "effect"
+    other = tmp_path / "other.csv"
+    other.write_text(path.read_text().replace("top-1 %", "steps/s"))
+    with pytest.raises(ValueError, match="states no margin"):
+        findings(read_comparisons(other))
     bad = tmp_path / "bad.csv"
     bad.write_text("finding,seed\nx,0\n")
     with pytest.raises(ValueError, match="missing columns"):
