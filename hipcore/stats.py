@@ -8,7 +8,6 @@ over a handful of seeds needs.
 from __future__ import annotations
 
 import math
-import statistics
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -92,6 +91,8 @@ def t_interval(values: list[float], level: float = 0.95) -> Interval:
         raise ValueError(f"an interval needs 2 or more values, got {len(values)}")
     if not all(math.isfinite(v) for v in values):
         raise ValueError(f"values must be finite, got {values}")
-    mean, sd, n = statistics.fmean(values), statistics.stdev(values), len(values)
+    n = len(values)
+    mean = math.fsum(values) / n
+    sd = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))     # two-pass, in floats
     half = t_quantile((1 + level) / 2, n - 1) * sd / math.sqrt(n)
     return Interval(mean, sd, n, level, mean - half, mean + half)

@@ -11,7 +11,7 @@ from hipcore.report import (append_comparison, equivalence_verdict, findings, ma
                             power, read_comparisons, verdict, write_summary)
 from hipcore.stats import t_cdf, t_interval, t_quantile
 
-TRIALS = 3000
+TRIALS = 8000
 # A simulated rate of a true 5% is within 2 Monte Carlo standard errors of it:
 ALLOWANCE = 2 * math.sqrt(0.05 * 0.95 / TRIALS)
 
