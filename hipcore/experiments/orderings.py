@@ -164,7 +164,7 @@ def learned_tables(arms: list[common.Arm], seed: int, settings: Mapping[str, Any
     """{arm label: (position table [M, E] in input order, its ModalitySpec)} for one seed.
 
     An MAE arm gives the table its pretraining learned (the checkpoint its classifier started
-    from), an arm without MAE its classifier's. 'at initialisation' adds a fresh model's table:
+    from), an arm without MAE its classifier's. 'untrained (at initialisation)' adds a fresh model's table:
     what a table with no geometry scores. kwargs: dataset, data_dir, data_options, as for
     common.train_configs (so the runs must have been trained with the same ones).
     """
@@ -177,7 +177,7 @@ def learned_tables(arms: list[common.Arm], seed: int, settings: Mapping[str, Any
     torch.manual_seed(seed)
     fresh = HiP(model.config, model.modalities)
     with torch.no_grad():
-        out["at initialisation"] = (fresh.positions(modality).float(), model.modalities[modality])
+        out["untrained (at initialisation)"] = (fresh.positions(modality).float(), model.modalities[modality])
     return out
 
 
