@@ -303,8 +303,9 @@ def markdown_table(found: list[Finding], links: dict[str, str] | None = None) ->
     """Paper | ours (with its interval) | size against the paper's | power | verdict, one row each."""
     links = links or {}
     shown_in = any(f.notebooks for f in found)
-    lines = ["| finding | paper | ours [interval] | unit | ours / paper | n | power at the paper's effect "
-             "| verdict |" + (" notebooks |" if shown_in else ""), "|---|---|---|---|---|---|---|---|" + ("---|" if shown_in else "")]
+    header = ["finding", "paper", "ours [interval]", "unit", "ours / paper", "n", "power at the paper's effect",
+              "verdict"] + (["notebooks"] if shown_in else [])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for f in found:
         size = "" if f.size_ratio is None else f"{f.size_ratio:.2g}" + (
             f" (outside {SIZE_RANGE[0]:g}-{SIZE_RANGE[1]:g}x)" if f.size_flag else "")

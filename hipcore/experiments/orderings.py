@@ -164,8 +164,8 @@ def learned_tables(arms: list[common.Arm], seed: int, settings: Mapping[str, Any
     """{arm label: (position table [M, E] in input order, its ModalitySpec)} for one seed.
 
     An MAE arm gives the table its pretraining learned (the checkpoint its classifier started
-    from), an arm without MAE its classifier's. 'untrained (at initialisation)' adds a fresh model's table:
-    what a table with no geometry scores. kwargs: dataset, data_dir, data_options, as for
+    from), an arm without MAE its classifier's. 'untrained (at initialisation)' adds a fresh
+    model's table: what a table with no geometry scores. kwargs: dataset, data_dir, data_options, as for
     common.train_configs (so the runs must have been trained with the same ones).
     """
     out = {}

@@ -107,7 +107,8 @@ def limit(dataset, n: int | None, seed: int = 0):
     """A random subset of n examples drawn with `seed`, or the dataset itself."""
     if n is None or n >= len(dataset):
         return dataset
-    return Subset(dataset, torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:n].sort().values)
+    pick = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:n]
+    return Subset(dataset, pick.sort().values)
 
 
 def load_data(cfg: TrainConfig, train_data=None, test_data=None):
