@@ -176,9 +176,10 @@ def readme_times(results_dir: str | Path, profile: str = "quick") -> str:
 
 
 def update_readme(readme: str | Path, results_dir: str | Path, profile: str = "quick") -> bool:
-    """Replace the README's block between README_START and README_END; False when it has none."""
+    """Replace the README's block between README_START and README_END; False when there is no
+    such file or block."""
     readme = Path(readme)
-    text = readme.read_text()
+    text = readme.read_text() if readme.is_file() else ""
     if README_START not in text or README_END not in text:
         return False
     head, rest = text.split(README_START, 1)
