@@ -71,9 +71,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
+    from . import provenance
     from .report import write_summary
 
-    print(f"wrote {write_summary(args.results_dir, args.profile)}")
+    print(f"wrote {write_summary(args.results_dir, args.profile, args.out)}")
+    if args.profile == "quick" and args.out is None and args.readme:
+        if provenance.update_readme(args.readme, args.results_dir, args.profile):
+            print(f"updated the times in {args.readme}")
     return 0
 
 
@@ -126,9 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bench_commands(sub)
 
-    summary = sub.add_parser("summary", help="regenerate results/SUMMARY.md from the comparisons CSVs")
+    summary = sub.add_parser("summary", help="regenerate a profile's summary from its comparisons CSVs",
+                             description="Writes results/SUMMARY.md for --profile quick (and the README's "
+                                         "times), results/SUMMARY_<profile>.md for any other profile, or --out.")
     summary.add_argument("--results-dir", default="results")
     summary.add_argument("--profile", default="quick")
+    summary.add_argument("--out", default=None, help="write the summary here instead")
+    summary.add_argument("--readme", default="README.md",
+                         help="README whose generated times block to refresh (quick profile only; '' for none)")
     summary.set_defaults(func=cmd_summary)
 
     sweep = sub.add_parser("sweep", help="run a notebook over a grid of parameters and seeds",
@@ -142,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--out", default="results/sweeps", help="folder for executed notebooks and results")
     sweep.set_defaults(func=cmd_sweep)
 
-    reproduce = sub.add_parser("reproduce", help="run every notebook, then regenerate SUMMARY.md")
+    reproduce = sub.add_parser("reproduce", help="run every notebook at a profile into results/executed/<profile>/, "
+                                                 "then regenerate that profile's summary")
     reproduce.add_argument("--profile", default="quick")
     reproduce.set_defaults(func=cmd_reproduce)
     return parser

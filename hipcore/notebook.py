@@ -16,9 +16,15 @@ Profiles:
 from __future__ import annotations
 
 import os
+import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
+
+# Progress bars fall back to text without ipywidgets; the warning that says so would put the
+# machine's site-packages path into executed notebooks, so it is not shown.
+warnings.filterwarnings("ignore", message="IProgress not found")
 
 PROFILES = ("smoke", "quick", "full", "paper")
 PROFILE_ENV = "HIPCORE_PROFILE"
@@ -83,9 +89,18 @@ class Setup:
     settings: Mapping[str, Any]          # this profile's row of the notebook's table
     out: Path                            # <results_dir>/<notebook>/<profile>/
     seeds: tuple[int, ...] = field(default=())
+    started: float = field(default_factory=time.perf_counter)
 
     def __getitem__(self, key: str) -> Any:
         return self.settings[key]
+
+    def record_provenance(self, **extra: Any) -> Path:
+        """`provenance.json` in this notebook's results folder: code, packages, machine, and the
+        wall time since `setup` (the notebook's own run). Call it as the last step."""
+        from . import provenance
+
+        return provenance.write(self.out, self.settings, notebook=self.notebook, profile=self.profile,
+                                seeds=list(self.seeds), wall_seconds=time.perf_counter() - self.started)
 
 
 def setup(notebook: str, *, profile: str, table: Mapping[str, Mapping[str, Any]],

@@ -6,6 +6,7 @@ Values in a flattened input order are put back on the pixel grid with `data.orde
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -13,6 +14,24 @@ import numpy as np
 import torch
 
 from .data.orderings import to_grid
+
+
+# How titles name datasets and model variants (never their code names).
+NAMES = {"fashion_mnist": "Fashion-MNIST", "imagefolder": "image folder", "shapes3d": "3-D shapes",
+         "modelnet40": "ModelNet40", "small3": "small HiP (16-1-16 groups)", "small5": "small 5-block HiP",
+         "hip16": "HiP-16", "hip256": "HiP-256", "mini": "HiP Mini", "perceiver_small": "small flat Perceiver IO",
+         "perceiver_io_imagenet": "Perceiver IO (ImageNet configuration)"}
+
+
+def readable(name: str) -> str:
+    """A dataset's or variant's name for a title: 'fashion_mnist' -> 'Fashion-MNIST'."""
+    return NAMES.get(name, name.replace("_", " "))
+
+
+def wrap_labels(labels: list[str], width: int = 16) -> list[str]:
+    """Tick labels broken at spaces into lines of at most `width` characters, so neighbours
+    never overlap."""
+    return ["\n".join(textwrap.wrap(label, width, break_on_hyphens=False)) for label in labels]
 
 
 def save_figure(fig: plt.Figure, stem: str | Path) -> list[Path]:
@@ -60,6 +79,21 @@ def latent_attention_map(weights: torch.Tensor, group: int, latent: int, group_s
     return to_grid(row[:m, None], order, height, width)[..., 0].numpy()
 
 
+def draw_attention(image: np.ndarray, maps: list[np.ndarray], titles: list[str], title: str) -> plt.Figure:
+    """The input beside attention maps on the pixel grid, each with its colour bar."""
+    fig, axes = plt.subplots(1, 1 + len(maps), figsize=(2.9 * (1 + len(maps)), 2.9), layout="constrained")
+    axes[0].imshow(image.squeeze(), cmap="gray")
+    axes[0].set_title("input", fontsize=9)
+    for ax, amap, name in zip(axes[1:], maps, titles):
+        shown = ax.imshow(amap, cmap="magma", interpolation="nearest")
+        fig.colorbar(shown, ax=ax, shrink=0.8, label="attention weight")
+        ax.set_title(name, fontsize=9)
+    for ax in axes:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
 def pca_rgb(table: torch.Tensor, order: torch.Tensor | None, height: int, width: int) -> np.ndarray:
     """First three principal components of a position table [M, P], as RGB on the grid."""
     x = table.detach().float()
@@ -81,19 +115,21 @@ def similarity_maps(table: torch.Tensor, order: torch.Tensor | None, height: int
 
 def draw_position_tables(tables: dict[str, torch.Tensor], order: torch.Tensor | None, height: int,
                          width: int, pixels: list[tuple[int, int]]) -> plt.Figure:
-    """One row per table: PCA as RGB, then a similarity map per chosen pixel (marked)."""
-    fig, axes = plt.subplots(len(tables), 1 + len(pixels), squeeze=False,
-                             figsize=(2.2 * (1 + len(pixels)), 2.3 * len(tables)))
+    """One row per table: PCA as RGB, then a similarity map per chosen pixel (marked), with
+    one colour bar for every similarity map (cosine similarity, -1 to 1)."""
+    fig, axes = plt.subplots(len(tables), 1 + len(pixels), squeeze=False, layout="constrained",
+                             figsize=(2.2 * (1 + len(pixels)) + 0.8, 2.3 * len(tables)))
     for row, (name, table) in zip(axes, tables.items()):
         row[0].imshow(pca_rgb(table, order, height, width), interpolation="nearest")
         row[0].set_ylabel(name)
         row[0].set_title("PCA -> RGB", fontsize=8)
         for ax, (r, c), sim in zip(row[1:], pixels, similarity_maps(table, order, height, width, pixels)):
-            ax.imshow(sim, cmap="viridis", vmin=-1, vmax=1, interpolation="nearest")
+            shown = ax.imshow(sim, cmap="viridis", vmin=-1, vmax=1, interpolation="nearest")
             ax.plot(c, r, "r+", markersize=8)
             ax.set_title(f"similarity to ({r}, {c})", fontsize=8)
         for ax in row:
             ax.set_xticks([])
             ax.set_yticks([])
-    fig.tight_layout()
+    if pixels:
+        fig.colorbar(shown, ax=axes[:, 1:].ravel().tolist(), shrink=0.6, label="cosine similarity")
     return fig

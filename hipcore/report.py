@@ -1,33 +1,62 @@
 """Findings: the paper's numbers, ours, and a verdict computed from the runs' CSVs.
 
 A notebook records each comparison a verdict rests on as paired rows in
-`results/<notebook>/<profile>/comparisons.csv`, one per seed:
+`results/<notebook>/<profile>/comparisons.csv`, one per replicate (a seed, or a repeat of a
+timing):
 
-    finding, claim, paper_key, metric, seed, baseline, treatment
+    finding, claim, paper_key, metric, seed, baseline, treatment[, kind, margin, replicate]
 
-`claim` is the paper's direction for treatment - baseline: 'higher', 'lower', or 'same'
-(no effect). The verdict rule, the same everywhere:
+`claim` is the paper's statement about treatment vs baseline: 'higher', 'lower' or 'same'
+(no effect). `kind` is 'effect' or 'interaction' (a difference of two effects, e.g. F4's
+shuffle cost with MAE minus without, recorded as baseline = one effect, treatment = the
+other). `margin` is the equivalence margin of a 'same' claim (`MARGINS` by metric unless the
+row states one). `replicate` says what varies between rows: 'seed' or 'repeat'. Where the
+paper states the effect as a ratio (its unit in paper_reference.csv is 'ratio'), each
+replicate gives log(treatment / baseline) and the effect is the ratio; otherwise each gives
+treatment - baseline in the metric's units.
 
-- 'higher' / 'lower': reproduced when the mean difference has the paper's sign and is larger
-  than twice the seed-to-seed standard deviation of the difference;
-- 'same': reproduced when the mean difference is within twice that standard deviation;
-- fewer than 2 seeds: no verdict.
+The rules (each can fail; their error rates are simulated in tests/test_report.py):
 
-`SUMMARY.md` is regenerated from these CSVs alone.
+- 'higher' / 'lower' (and interactions): a 95% t interval of the mean per-replicate effect.
+  reproduced: the paper's direction and the interval excludes 0 (a false positive at a true
+  effect of 0 at most 2.5% of the time); same direction, not significant; opposite
+  direction (significant or not); no verdict with fewer than 2 replicates. Beside it, our
+  effect over the paper's, flagged when outside 0.5x-2x.
+- 'same': two one-sided t tests at 5% against +-margin (the 90% interval inside the margin).
+  reproduced ("the same within +-margin") at most 5% of the time when the true effect is
+  at the margin; "not shown" when the interval reaches outside it, which is the answer,
+  however close the mean is to 0, while the seeds are too few or too noisy for the interval
+  to fit inside the margin.
+- power: how often the rule would say 'reproduced' if the true effect were the paper's and
+  the replicate-to-replicate sd what we measured (`power`).
+
+`SUMMARY.md` is regenerated from these CSVs alone, one row per finding.
 """
 
 from __future__ import annotations
 
 import csv
 import math
+import random
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
+from .stats import Interval, t_interval
+
 REPO = Path(__file__).resolve().parent.parent
 REFERENCE_CSV = REPO / "results" / "paper_reference.csv"
 COMPARISON_FIELDS = ("finding", "claim", "paper_key", "metric", "seed", "baseline", "treatment")
+OPTIONAL_FIELDS = {"kind": "effect", "margin": "", "replicate": "seed"}
 CLAIMS = ("higher", "lower", "same")
+KINDS = ("effect", "interaction")
+REPLICATES = ("seed", "repeat")
+# Equivalence margins of 'same' claims, by metric, fixed before any run was looked at.
+MARGINS = {"top-1 %": 1.0}
+SIZE_RANGE = (0.5, 2.0)            # our effect over the paper's outside this range is flagged
+LEVEL = 0.95                       # two-sided level of the directional intervals
+ALPHA_SAME = 0.05                  # each one-sided test of the equivalence rule
+POWER_DRAWS = 4000
 
 
 @dataclass(frozen=True)
@@ -47,125 +76,427 @@ def paper_reference(path: str | Path = REFERENCE_CSV) -> dict[str, Reference]:
                                 r["table"], r["description"]) for r in rows}
 
 
+# ---- the rules ----
+
+def _no_verdict(values: list[float], replicate: str = "seed") -> str | None:
+    if any(not math.isfinite(v) for v in values):
+        return "no verdict (a run produced a non-finite value)"
+    if len(values) < 2:
+        return f"no verdict ({len(values)} {replicate}{'' if len(values) == 1 else 's'}; needs 2 or more)"
+    return None
+
+
+def directional_verdict(claim: str, values: list[float], replicate: str = "seed") -> str:
+    """'higher' / 'lower' on per-replicate effects (0 = no effect): see the module docstring."""
+    if claim not in ("higher", "lower"):
+        raise ValueError(f"a directional claim is 'higher' or 'lower', got {claim!r}")
+    if (why := _no_verdict(values, replicate)) is not None:
+        return why
+    ci = t_interval(values, LEVEL)
+    sign = 1.0 if claim == "higher" else -1.0
+    significant = ci.low > 0 or ci.high < 0
+    if sign * ci.mean > 0:
+        return "reproduced" if significant else "same direction, not significant"
+    return f"opposite direction, {'significant' if significant else 'not significant'}"
+
+
+def equivalence_verdict(values: list[float], margin: float, replicate: str = "seed") -> str:
+    """'same': two one-sided tests against +-margin (the 90% interval within the margin)."""
+    if not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin > 0):
+        raise ValueError(f"an equivalence margin must be a positive number, got {margin!r}")
+    if (why := _no_verdict(values, replicate)) is not None:
+        return why
+    ci = t_interval(values, 1 - 2 * ALPHA_SAME)
+    if -margin < ci.low and ci.high < margin:
+        return "reproduced"
+    if ci.low >= margin or ci.high <= -margin:
+        return f"not reproduced (a difference beyond ±{margin:g})"
+    if ci.half_width >= margin:
+        return f"not shown (the interval, ±{ci.half_width:.2f}, cannot fit in ±{margin:g} with these {replicate}s)"
+    return f"not shown (the interval reaches beyond ±{margin:g})"
+
+
+def verdict(claim: str, values: list[float], margin: float | None = None, replicate: str = "seed") -> str:
+    """The rule for `claim` on per-replicate effects (differences, or log ratios)."""
+    if claim not in CLAIMS:
+        raise ValueError(f"claim must be one of {CLAIMS}, got {claim!r}")
+    if claim == "same":
+        if margin is None:
+            raise ValueError("a 'same' claim needs its equivalence margin")
+        return equivalence_verdict(values, margin, replicate)
+    return directional_verdict(claim, values, replicate)
+
+
+def power(claim: str, true_effect: float, sd: float, n: int, margin: float | None = None,
+          draws: int = POWER_DRAWS, seed: int = 0) -> float:
+    """How often `verdict` says 'reproduced' for n normal replicates of mean true_effect and
+    standard deviation sd (simulated, `draws` times, with a fixed seed)."""
+    if n < 2 or not (math.isfinite(sd) and sd >= 0) or not math.isfinite(true_effect):
+        return float("nan")
+    if sd == 0:
+        return 1.0 if verdict(claim, [true_effect + 1e-12 * i for i in range(n)], margin) == "reproduced" else 0.0
+    rng = random.Random(seed)
+    hits = sum(verdict(claim, [rng.gauss(true_effect, sd) for _ in range(n)], margin) == "reproduced"
+               for _ in range(draws))
+    return hits / draws
+
+
+# ---- findings ----
+
 @dataclass(frozen=True)
 class Finding:
     finding: str
     claim: str
+    kind: str                # 'effect' or 'interaction'
     paper_key: str
-    paper: float | None
+    paper: float | None      # the paper's effect (a ratio where scale == 'ratio'); None: not in the paper
     metric: str
-    seeds: int
-    baseline: float          # mean over seeds
+    scale: str               # 'difference' or 'ratio'
+    replicate: str           # 'seed' or 'repeat'
+    seeds: int               # replicates (seeds or repeats)
+    baseline: float          # mean over replicates
     treatment: float
-    effect: float            # mean of treatment - baseline
-    effect_sd: float         # seed-to-seed standard deviation of the difference (nan for 1 seed)
-    verdict: str             # 'reproduced', 'not reproduced at this scale', or 'no verdict (...)'
+    effect: float            # mean difference, or the geometric-mean ratio
+    effect_sd: float         # replicate-to-replicate sd of the difference (of the log ratio); nan for 1
+    low: float               # the interval the rule used (95%; 90% for 'same'), on the effect's scale
+    high: float
+    margin: float | None     # 'same' claims only
+    verdict: str
+    power: float             # the rule's chance of 'reproduced' at the paper's effect and our sd
+    notebooks: tuple[str, ...] = ()
 
     @property
     def reproduced(self) -> bool:
         return self.verdict == "reproduced"
 
+    @property
+    def size_ratio(self) -> float | None:
+        """Our effect over the paper's (for ratios: our speed-up over the paper's)."""
+        if self.paper is None or self.paper == 0 or self.claim == "same":
+            return None
+        return self.effect / self.paper
 
-def verdict(claim: str, differences: list[float]) -> str:
-    """The rule in the module docstring, on per-seed differences treatment - baseline."""
-    if claim not in CLAIMS:
-        raise ValueError(f"claim must be one of {CLAIMS}, got {claim!r}")
-    if any(not math.isfinite(d) for d in differences):
-        return "no verdict (a run produced a non-finite value)"
-    if len(differences) < 2:
-        return f"no verdict ({len(differences)} seed; needs 2 or more)"
-    mean, sd = statistics.fmean(differences), statistics.stdev(differences)
-    if claim == "same":
-        ok = abs(mean) <= 2 * sd
-    else:
-        ok = (mean > 0 if claim == "higher" else mean < 0) and abs(mean) > 2 * sd
-    return "reproduced" if ok else "not reproduced at this scale"
+    @property
+    def size_flag(self) -> str:
+        r = self.size_ratio
+        if r is None or math.isnan(r) or SIZE_RANGE[0] <= r <= SIZE_RANGE[1]:
+            return ""
+        return f"{r:.2g}x the paper's"
 
 
 def append_comparison(path: str | Path, *, finding: str, claim: str, paper_key: str, metric: str,
-                      seed: int, baseline: float, treatment: float) -> None:
-    """Add one paired row (one seed) to a comparisons CSV, writing the header if new."""
+                      seed: int, baseline: float, treatment: float, kind: str = "effect",
+                      margin: float | None = None, replicate: str = "seed") -> None:
+    """Add one paired row (one seed or repeat) to a comparisons CSV, writing the header if new."""
     if claim not in CLAIMS:
         raise ValueError(f"claim must be one of {CLAIMS}, got {claim!r}")
+    if kind not in KINDS or replicate not in REPLICATES:
+        raise ValueError(f"kind must be one of {KINDS} and replicate one of {REPLICATES}, got {kind!r}, {replicate!r}")
+    if claim == "same" and margin is None:
+        margin = MARGINS.get(metric)
+        if margin is None:
+            raise ValueError(f"a 'same' claim in {metric!r} needs a margin (MARGINS has {sorted(MARGINS)})")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists()
     with open(path, "a", newline="") as f:
         writer = csv.writer(f)
         if new:
-            writer.writerow(COMPARISON_FIELDS)
-        writer.writerow([finding, claim, paper_key, metric, seed, repr(float(baseline)), repr(float(treatment))])
+            writer.writerow(COMPARISON_FIELDS + tuple(OPTIONAL_FIELDS))
+        writer.writerow([finding, claim, paper_key, metric, seed, repr(float(baseline)), repr(float(treatment)),
+                         kind, "" if margin is None else repr(float(margin)), replicate])
 
 
 def read_comparisons(path: str | Path) -> list[dict]:
+    """The rows of a comparisons CSV; optional columns a file lacks take their defaults."""
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         missing = set(COMPARISON_FIELDS) - set(reader.fieldnames or ())
         if missing:
             raise ValueError(f"{path}: missing columns {sorted(missing)}")
-        return list(reader)
+        return [{**OPTIONAL_FIELDS, **{k: v for k, v in row.items() if v is not None}} for row in reader]
 
 
-def findings(rows: list[dict], reference: dict[str, Reference] | None = None) -> list[Finding]:
+def _one(group: list[dict], field: str, name: str) -> str:
+    values = {r[field] for r in group}
+    if len(values) != 1:
+        raise ValueError(f"finding {name!r} has several values of {field}: {sorted(values)}")
+    return values.pop()
+
+
+def finding(name: str, group: list[dict], reference: dict[str, Reference],
+            notebooks: tuple[str, ...] = ()) -> Finding:
+    """One finding from its paired rows (one per replicate)."""
+    claim, kind, key, metric, replicate = (_one(group, f, name) for f in
+                                           ("claim", "kind", "paper_key", "metric", "replicate"))
+    ref = reference.get(key) if key else None
+    if key and ref is None:
+        raise ValueError(f"finding {name!r}: paper key {key!r} is not in paper_reference.csv")
+    scale = "ratio" if ref is not None and ref.unit == "ratio" else "difference"
+    base = [float(r["baseline"]) for r in group]
+    treat = [float(r["treatment"]) for r in group]
+    if scale == "ratio":
+        if min(base + treat) <= 0:
+            raise ValueError(f"finding {name!r}: a ratio needs positive values")
+        values = [math.log(t / b) for b, t in zip(base, treat)]
+    else:
+        values = [t - b for b, t in zip(base, treat)]
+    margin = None
+    if claim == "same":
+        text = _one(group, "margin", name)                   # the margin the rows state, else MARGINS'
+        margin = float(text) if text else MARGINS.get(metric)
+        if margin is None:
+            raise ValueError(f"finding {name!r}: a 'same' claim in {metric!r} states no margin")
+    rule = verdict(claim, values, margin, replicate)
+    paper = None if ref is None else ref.value
+    finite = all(math.isfinite(v) for v in values) and len(values) > 1
+    ci = t_interval(values, 1 - 2 * ALPHA_SAME if claim == "same" else LEVEL) if finite else None
+    sd = ci.sd if ci else float("nan")
+    true = None if paper is None else (math.log(paper) if scale == "ratio" else paper)
+    pw = float("nan") if true is None or ci is None else power(claim, true, sd, len(values), margin)
+    back = math.exp if scale == "ratio" else (lambda v: v)
+    mean = statistics.fmean(values) if all(math.isfinite(v) for v in values) else float("nan")
+    return Finding(finding=name, claim=claim, kind=kind, paper_key=key, paper=paper, metric=metric,
+                   scale=scale, replicate=replicate, seeds=len(group), baseline=statistics.fmean(base),
+                   treatment=statistics.fmean(treat), effect=back(mean), effect_sd=sd,
+                   low=back(ci.low) if ci else float("nan"), high=back(ci.high) if ci else float("nan"),
+                   margin=margin, verdict=rule, power=pw, notebooks=notebooks)
+
+
+def findings(rows: list[dict], reference: dict[str, Reference] | None = None,
+             notebooks: tuple[str, ...] = ()) -> list[Finding]:
     """Group paired rows by finding and compute each verdict."""
     reference = paper_reference() if reference is None else reference
     grouped: dict[str, list[dict]] = {}
     for row in rows:
         grouped.setdefault(row["finding"], []).append(row)
-    out = []
-    for name, group in grouped.items():
-        claims = {r["claim"] for r in group}
-        if len(claims) != 1:
-            raise ValueError(f"finding {name!r} has several claims: {sorted(claims)}")
-        base = [float(r["baseline"]) for r in group]
-        treat = [float(r["treatment"]) for r in group]
-        diffs = [t - b for b, t in zip(base, treat)]
-        key = group[0]["paper_key"]
-        ref = reference.get(key)
-        out.append(Finding(
-            finding=name, claim=group[0]["claim"], paper_key=key,
-            paper=None if ref is None else ref.value, metric=group[0]["metric"], seeds=len(group),
-            baseline=statistics.fmean(base), treatment=statistics.fmean(treat),
-            effect=statistics.fmean(diffs),
-            effect_sd=statistics.stdev(diffs) if len(diffs) > 1 else float("nan"),
-            verdict=verdict(group[0]["claim"], diffs)))
-    return out
+    return [finding(name, group, reference, notebooks) for name, group in grouped.items()]
 
 
-def _fmt(x: float | None, digits: int = 2) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:+.{digits}f}"
+def _fmt(x: float | None, digits: int = 2, sign: bool = True) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
 
 
-def markdown_table(found: list[Finding]) -> str:
-    """The 'paper | ours | reproduced?' table."""
-    lines = ["| finding | metric | paper | ours (mean ± sd over seeds) | seeds | reproduced? |",
-             "|---|---|---|---|---|---|"]
+def describe_paper(f: Finding) -> str:
+    """The paper's effect, and what the claim is where the number alone does not say it."""
+    if not f.paper_key:
+        return "not in the paper"
+    text = f"{f.paper:.1f}x" if f.scale == "ratio" else _fmt(f.paper, 1)
+    if f.claim == "same":
+        return f"{text} (no effect: within ±{f.margin:g})"
+    return text + (" (interaction)" if f.kind == "interaction" else "")
+
+
+def describe_ours(f: Finding) -> str:
+    """'-1.90 [-3.78, -0.02]' (95% interval; 90% for 'same'), or a ratio '8.17x [6.86, 9.74]'."""
+    ratio = f.scale == "ratio"
+    mean = f"{f.effect:.2f}x" if ratio else _fmt(f.effect)
+    if f.seeds < 2 or math.isnan(f.low):
+        return mean
+    low, high = (_fmt(f.low, sign=not ratio), _fmt(f.high, sign=not ratio))
+    return f"{mean} [{low}, {high}]"
+
+
+def markdown_table(found: list[Finding], links: dict[str, str] | None = None) -> str:
+    """Paper | ours (with its interval) | size against the paper's | power | verdict, one row each."""
+    links = links or {}
+    shown_in = any(f.notebooks for f in found)
+    header = ["finding", "paper", "ours [interval]", "unit", "ours / paper", "n", "power at the paper's effect",
+              "verdict"] + (["notebooks"] if shown_in else [])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for f in found:
-        ours = f"{_fmt(f.effect)} ± {abs(f.effect_sd):.2f}" if f.seeds > 1 else _fmt(f.effect)
-        lines.append(f"| {f.finding} | {f.metric} | {_fmt(f.paper, 1)} | {ours} | {f.seeds} | {f.verdict} |")
+        size = "" if f.size_ratio is None else f"{f.size_ratio:.2g}" + (
+            f" (outside {SIZE_RANGE[0]:g}-{SIZE_RANGE[1]:g}x)" if f.size_flag else "")
+        pw = "n/a" if math.isnan(f.power) else f"{100 * f.power:.0f}%"
+        shown = ", ".join(f"[{nb[:2]}]({links[nb]})" if nb in links else nb[:2] for nb in f.notebooks)
+        lines.append(f"| {f.finding} | {describe_paper(f)} | {describe_ours(f)} | {f.metric} | {size} | "
+                     f"{f.seeds} {f.replicate}{'s' if f.seeds != 1 else ''} | {pw} | {f.verdict} |"
+                     + (f" {shown} |" if shown_in else ""))
     return "\n".join(lines)
 
 
-def write_summary(results_dir: str | Path, profile: str = "quick",
-                  executed_dir: str | Path | None = None) -> Path:
-    """Regenerate `<results_dir>/SUMMARY.md` from every `<notebook>/<profile>/comparisons.csv`."""
+def previous_verdict(f: Finding) -> str | None:
+    """What the rule before this one said (reproduced when |mean| > 2 sd in the paper's
+    direction, or |mean| <= 2 sd for 'same'), for differences over 2 or more seeds."""
+    if f.scale != "difference" or f.seeds < 2 or math.isnan(f.effect_sd):
+        return None
+    within = abs(f.effect) <= 2 * f.effect_sd
+    if f.claim == "same":
+        ok = within
+    else:
+        ok = (f.effect > 0 if f.claim == "higher" else f.effect < 0) and not within
+    return "reproduced" if ok else "not reproduced at this scale"
+
+
+def why(f: Finding) -> str:
+    """Why the rule said what it said, in numbers."""
+    if f.verdict.startswith("no verdict"):
+        return ""
+    if f.claim == "same":
+        return (f"the 90% interval [{f.low:+.2f}, {f.high:+.2f}] must lie inside ±{f.margin:g} "
+                f"{f.metric}")
+    zero = "1" if f.scale == "ratio" else "0"
+    ci = describe_ours(f)
+    return f"95% interval {ci.split(' ', 1)[1] if ' ' in ci else ci}; it must exclude {zero} in the paper's direction"
+
+
+def verdict_sentence(f: Finding) -> str:
+    """One computed sentence per finding: paper, ours with its interval, the verdict and why;
+    and, where it differs, what the earlier rule (mean against 2 sd) would have said."""
+    paper = ("not in the paper" if f.paper is None else
+             f"paper {f.paper:.1f}x" if f.scale == "ratio" else f"paper {f.paper:+.1f}")
+    n = f"{f.seeds} {f.replicate}{'s' if f.seeds != 1 else ''}"
+    text = f"{f.finding}: {paper}, ours {describe_ours(f).split(' ')[0]} {f.metric} over {n} -> {f.verdict}"
+    reason = why(f)
+    if reason:
+        text += f" ({reason})"
+    if f.size_flag:
+        text += f"; our effect is {f.size_flag}, outside {SIZE_RANGE[0]:g}-{SIZE_RANGE[1]:g}x"
+    before = previous_verdict(f)
+    if before is not None and (before == "reproduced") != f.reproduced:
+        text += (f". The earlier rule (|mean| against 2 sd = {2 * f.effect_sd:.2f}) said '{before}'; "
+                 + ("it ignored how few seeds there are, which the t interval accounts for"
+                    if before == "reproduced" and f.claim != "same" else
+                    "it passed any mean within 2 sd, so noisier seeds made 'no effect' easier to pass"
+                    if f.claim == "same" else "the t interval now decides"))
+    return text
+
+
+def compare_scores(name_a: str, a: float, name_b: str, b: float, noise_a: float, noise_b: float,
+                   what: str = "structure", k: float = 3.0) -> str:
+    """A computed sentence comparing two scores that reads a difference only when it exceeds k
+    times its noise (sqrt(noise_a² + noise_b²), e.g. chance sds); otherwise it says so."""
+    noise = math.hypot(noise_a, noise_b)
+    diff = a - b
+    if not math.isfinite(diff) or not math.isfinite(noise):
+        return f"{name_a} vs {name_b}: {what} cannot be compared ({a:+.3f} vs {b:+.3f})."
+    if abs(diff) <= k * noise:
+        return (f"{name_a} and {name_b} hold about the same {what} ({a:+.3f} vs {b:+.3f}: the difference, "
+                f"{diff:+.3f}, is within {k:g} x its noise of {noise:.3f}).")
+    return (f"{name_a} holds {'more' if diff > 0 else 'less'} {what} than {name_b} ({a:+.3f} vs {b:+.3f}; "
+            f"the difference is {abs(diff) / noise:.0f} x its noise of {noise:.3f}).")
+
+
+def merge_notebooks(per_notebook: dict[str, list[dict]], reference: dict[str, Reference]) -> list[Finding]:
+    """One finding per name across notebooks: a finding several notebooks record (the same
+    runs, e.g. F1 in 01 and 03) is one row naming them all; differing rows are an error."""
+    rows_of: dict[str, list[dict]] = {}
+    shown_in: dict[str, list[str]] = {}
+    for notebook, rows in per_notebook.items():
+        mine: dict[str, list[dict]] = {}
+        for row in rows:
+            mine.setdefault(row["finding"], []).append(row)
+        for name, group in mine.items():
+            if name in rows_of and sorted(map(_pair, rows_of[name])) != sorted(map(_pair, group)):
+                raise ValueError(f"finding {name!r} differs between notebooks {shown_in[name]} and {notebook}")
+            rows_of.setdefault(name, group)
+            shown_in.setdefault(name, []).append(notebook)
+    return [finding(name, group, reference, tuple(shown_in[name])) for name, group in rows_of.items()]
+
+
+def _pair(row: dict) -> tuple:
+    return (row["claim"], row["paper_key"], row["seed"], float(row["baseline"]), float(row["treatment"]))
+
+
+# ---- SUMMARY.md, one file per profile ----
+
+COVERS = {
+    "seed": "Seeds vary the initialisation, the batch order, MAE's masks and, where a profile trains "
+            "on a subset of the training set, which subset (each seed draws its own); the test set is "
+            "the same for every seed. The intervals cover that variation, not a change of data set, "
+            "model size or schedule.",
+    "repeat": "Repeats are timed steps of models that take turns in one process on one machine "
+              "(interleaved); their interval covers step-to-step timing noise, not another machine.",
+}
+
+
+def summary_path(results_dir: str | Path, profile: str) -> Path:
+    """results/SUMMARY.md for 'quick' (what make reproduce commits), SUMMARY_<profile>.md otherwise."""
+    return Path(results_dir) / ("SUMMARY.md" if profile == "quick" else f"SUMMARY_{profile}.md")
+
+
+def executed_path(results_dir: str | Path, profile: str) -> Path:
+    """Where `reproduce --profile X` puts executed notebooks: results/executed/<profile>/."""
+    return Path(results_dir) / "executed" / profile
+
+
+def write_summary(results_dir: str | Path, profile: str = "quick", out: str | Path | None = None) -> Path:
+    """Regenerate the profile's summary (`summary_path`) from `<notebook>/<profile>/comparisons.csv`.
+
+    Writes nothing else: other profiles' files are never touched."""
     results_dir = Path(results_dir)
-    executed_dir = Path(executed_dir) if executed_dir else results_dir / "executed"
     reference = paper_reference(results_dir / "paper_reference.csv") \
         if (results_dir / "paper_reference.csv").exists() else paper_reference()
-    parts = ["# Summary of findings", "",
-             f"Generated from `results/*/{profile}/comparisons.csv` by `python -m hipcore summary`; "
-             "do not edit by hand. Effects are treatment minus baseline, in the metric's units; "
-             "the paper's are from `paper_reference.csv`.", ""]
-    sources = sorted(results_dir.glob(f"*/{profile}/comparisons.csv"))
-    if not sources:
+    sources = {p.parent.parent.name: read_comparisons(p)
+               for p in sorted(results_dir.glob(f"*/{profile}/comparisons.csv"))}
+    found = merge_notebooks(sources, reference)
+    executed = executed_path(results_dir, profile)
+    links = {nb: (executed / f"{nb}.ipynb").relative_to(results_dir).as_posix() for nb in sources}
+    parts = [f"# Summary of findings ({profile} profile)", "",
+             f"Generated from `results/*/{profile}/comparisons.csv` by `python -m hipcore summary "
+             f"--profile {profile}`; do not edit by hand. One row per finding, naming the notebooks "
+             "that show it (linked to their executed copies). Effects are treatment minus baseline in "
+             "the metric's units (a ratio where the paper gives one); the paper's are from "
+             "`paper_reference.csv`. The rules are in `hipcore/report.py`:", "",
+             "- directional claims: the mean per-seed effect with its 95% t interval; *reproduced* "
+             "when it has the paper's sign and the interval excludes 0; *ours / paper* is flagged "
+             f"outside {SIZE_RANGE[0]:g}-{SIZE_RANGE[1]:g}x;",
+             "- no-effect claims: two one-sided tests, the 90% interval inside a margin fixed in "
+             "advance (`MARGINS`); *not shown* when it is not, however near 0 the mean is;",
+             "- power: how often the same rule, with as many seeds and our seed-to-seed spread, "
+             "would say *reproduced* if the true effect were the paper's.", ""]
+    if not found:
         parts.append(f"No comparisons found for profile '{profile}' yet.")
-    for path in sources:
-        notebook = path.parent.parent.name
-        link = executed_dir / f"{notebook}.ipynb"
-        rel = link.relative_to(results_dir) if link.is_relative_to(results_dir) else link
-        parts += [f"## {notebook}", "", f"Executed notebook: [{rel}]({rel})", "",
-                  markdown_table(findings(read_comparisons(path), reference)), ""]
-    out = results_dir / "SUMMARY.md"
-    out.write_text("\n".join(parts) + "\n")
+    else:
+        parts += [markdown_table(found, links), ""]
+        parts += [COVERS[r] for r in dict.fromkeys(f.replicate for f in found)]
+        parts.append("")
+    memory = memory_finding(results_dir)
+    if memory:
+        parts += [memory, ""]
+    from .provenance import summary_lines
+
+    parts += summary_lines(results_dir, profile)
+    out = Path(out) if out else summary_path(results_dir, profile)
+    out.write_text("\n".join(parts).rstrip() + "\n")
     return out
+
+
+# ---- F5's memory half, from the full-profile benchmark ----
+
+MEMORY_SOURCE = Path("05_efficiency") / "full" / "metrics.csv"
+MEMORY_MODELS = {"hip16": "HiP-16", "hip256": "HiP-256", "perceiver_io": "Perceiver IO",
+                 "hip16_fourier": "HiP-16 Fourier"}
+
+
+def memory_finding(results_dir: str | Path, side: int = 2048) -> str:
+    """F5's second half (only HiP-256 trains at 2048 x 2048) as its own row, from the
+    full-profile benchmark (results/05_efficiency/full/metrics.csv); '' when it has not run."""
+    path = Path(results_dir) / MEMORY_SOURCE
+    if not path.exists():
+        return ""
+    with open(path, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["side"] == str(side) and r["model"] in MEMORY_MODELS]
+    if not rows:
+        return ""
+    ours = []
+    for r in rows:
+        name = MEMORY_MODELS[r["model"]]
+        ours.append(f"{name}: trains, {float(r['peak_memory_gb']):.1f} GiB" if r["status"] == "ok"
+                    else f"{name}: {r['status']}")
+    trained = sorted(MEMORY_MODELS[r["model"]] for r in rows if r["status"] == "ok")
+    untried = [MEMORY_MODELS[r["model"]] for r in rows if r["status"] not in ("ok", "OOM")]
+    if trained == ["HiP-256"] and not untried:
+        rule = "reproduced"
+    elif trained and trained != ["HiP-256"]:
+        rule = f"not reproduced at batch {rows[0]['batch']} on this machine ({', '.join(trained)} train)"
+    else:
+        rule = "no verdict (" + ", ".join(untried) + " not measured)"
+    return "\n".join([
+        f"F5's memory half, from the **full** profile (`{MEMORY_SOURCE.as_posix()}`; not a quick-profile run):", "",
+        "| finding | paper (TPUv3, batch 8) | ours (CPU, batch " + rows[0]["batch"] + ") | verdict |",
+        "|---|---|---|---|",
+        f"| F5 only HiP-256 trains at {side} x {side} | only HiP-256 (the others out of memory) | "
+        f"{'; '.join(ours)} | {rule} |"])

@@ -11,6 +11,7 @@ import ast
 import csv
 import itertools
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -92,13 +93,24 @@ def sweep(notebook: str | Path, grid: Mapping[str, Iterable[Any]], seeds: Iterab
     return target
 
 
-def reproduce(profile: str = "quick", executed_dir: Path = REPO / "results" / "executed",
-              results_dir: Path = REPO / "results") -> None:
-    """Run every numbered notebook at `profile` into `executed_dir`, then regenerate SUMMARY.md."""
-    from .report import write_summary
+def reproduce(profile: str = "quick", results_dir: Path = REPO / "results",
+              readme: Path | None = REPO / "README.md") -> Path:
+    """Run every numbered notebook at `profile` into results/executed/<profile>/, record each
+    one's wall time with the provenance there, regenerate that profile's summary (and, at
+    'quick', the README's times). Other profiles' files are never touched."""
+    from . import provenance
+    from .report import executed_path, write_summary
 
+    executed_dir = executed_path(results_dir, profile)
+    seconds = {}
     for nb in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
-        seconds = run_notebook(nb, executed_dir / nb.name,
-                               {"profile": profile, "results_dir": str(results_dir.resolve())})
-        print(f"{nb.stem}: {seconds:.0f} s", flush=True)
-    print(f"wrote {write_summary(results_dir, profile, executed_dir)}")
+        # relative to the notebook's folder (papermill's cwd), so no machine path is recorded
+        where = os.path.relpath(Path(results_dir).resolve(), nb.parent.resolve())
+        seconds[nb.stem] = run_notebook(nb, executed_dir / nb.name, {"profile": profile, "results_dir": where})
+        print(f"{nb.stem}: {seconds[nb.stem]:.0f} s", flush=True)
+    provenance.reproduce_record(executed_dir, seconds, profile)
+    summary = write_summary(results_dir, profile)
+    print(f"wrote {summary}")
+    if profile == "quick" and readme is not None and provenance.update_readme(readme, results_dir, profile):
+        print(f"updated the times in {readme}")
+    return summary

@@ -67,15 +67,16 @@ def rows_from(acc):
     return [{"arm": a, "seed": s, "test_accuracy": v} for a, by_seed in acc.items() for s, v in by_seed.items()]
 
 
-def test_contrasts_and_interaction():
+def test_contrasts():
     rows = rows_from({"raster + MAE": {0: 80, 1: 82}, "raster, no MAE": {0: 70, 1: 70},
                       "shuffled + MAE": {0: 75, 1: 76}, "shuffled, no MAE": {0: 69, 1: 68, 2: 50}})
     found = flattening.contrasts(rows)
     assert "column minus raster, with MAE" not in found            # column never ran
-    weights, paper = found["MAE gain, raster minus shuffled (interaction)"]
-    assert orderings.contrast(rows, weights) == [(80 - 70) - (75 - 69), (82 - 70) - (76 - 68)]
+    weights, paper = found["MAE gain, shuffled"]
+    assert orderings.contrast(rows, weights) == [75 - 69, 76 - 68]
     table = orderings.contrast_table(rows, found)
-    assert "| MAE gain, raster minus shuffled (interaction) | +3.4 | +4.00 ± 0.00 | 2 |" in table
+    assert "| MAE gain, shuffled | +7.5 | +7.00 ± 1.41 | 2 |" in table
+    assert not any("interaction" in name for name in found)         # a verdict row of its own
 
 
 def test_findings_are_recorded_per_seed(tmp_path):
@@ -87,6 +88,9 @@ def test_findings_are_recorded_per_seed(tmp_path):
     found = {f.paper_key: f for f in report.findings(report.read_comparisons(tmp_path / "c.csv"))}
     assert found["effect.F4_shuffle_with_mae"].effect == pytest.approx(-5.5)
     assert found["effect.F4_shuffle_without_mae"].effect == pytest.approx(-1.0)
+    interaction = found["effect.F4_interaction"]              # the paper's -4.7 - (-1.3) = -3.4
+    assert interaction.kind == "interaction" and interaction.effect == pytest.approx(-5.5 - -1.0)
+    assert interaction.paper == pytest.approx(-3.4) and interaction.finding == flattening.INTERACTION
 
 
 def test_raster_table_undoes_the_order():

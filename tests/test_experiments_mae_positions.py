@@ -33,9 +33,10 @@ def test_arms_shared_with_01_are_the_same_runs():
 
 def test_controls_and_transfer_arms():
     settings = mp.TABLE["quick"]
-    arms = mp.arms(settings, mask_ratio=0.85, compare_mask_ratio=0.75)
+    assert "compute_matched" not in mp.arms(settings)               # its steps come from the FLOP budget
+    arms = mp.arms(settings, mask_ratio=0.85, compare_mask_ratio=0.75, control_steps=321)
     pre, sup = common.train_configs(arms["compute_matched"], 0, settings, **DATA)
-    assert pre is None and sup.epochs == settings["epochs"] + settings["pretrain_epochs"]
+    assert pre is None and sup.max_steps == 321
     mae_pre, mae_sup = common.train_configs(arms["hip_mae"], 0, settings, **DATA)
     pos_pre, pos_sup = common.train_configs(arms["positions_only"], 0, settings, **DATA)
     assert pos_pre.run_id == mae_pre.run_id                     # one pretraining, two fine-tunings
@@ -61,8 +62,8 @@ def test_mask_ratios_are_checked():
 
 def test_findings_point_at_the_papers_numbers():
     ref = paper_reference()
-    assert all(key in ref for _, _, key, _, _ in mp.FINDINGS)
-    assert ref["effect.F1_compute_matched"].value == ref["effect.F1_mae_vs_classification_positions"].value
+    assert all(key in ref for _, _, key, _, _ in mp.FINDINGS if key)
+    assert [key for name, _, key, *_ in mp.FINDINGS if "FLOP-matched" in name] == [""]   # not in the paper
     assert {claim for name, claim, *_ in mp.FINDINGS if name.startswith("F3")} == {"same"}
 
 
@@ -95,3 +96,23 @@ def test_geometry_score_sees_the_grid_in_any_input_order():
 def test_chosen_pixels_lie_on_the_grid():
     for h, w in ((28, 28), (224, 160)):
         assert all(0 <= r < h and 0 <= c < w for r, c in mp.chosen_pixels(h, w))
+
+
+def test_the_control_is_matched_in_flops_not_epochs():
+    budget = mp.FlopBudget(pretrain_step_flops=55, supervised_step_flops=36, pretrain_steps=92, supervised_steps=92)
+    assert budget.mae_arm_flops == 92 * (55 + 36)
+    assert budget.control_steps == round(92 * 91 / 36) and abs(budget.control_flops - budget.mae_arm_flops) <= 18
+    rows = [{"arm": ic.HIP_MAE.label, "total_seconds": 100.0}, {"arm": mp.COMPUTE_MATCHED, "total_seconds": 90.0}]
+    table = mp.budget_table(budget, rows)
+    assert "| 92 steps x 0.0 GFLOP |" in table and "100 s" in table and "90 s" in table
+
+
+def test_step_flops_are_counted_and_an_mae_step_costs_more(tmp_path):
+    from hipcore.data import load_dataset
+
+    settings = {**mp.TABLE["smoke"], "limit_train": 32, "batch_size": 8}
+    train = load_dataset("fashion_mnist", "train")
+    budget = mp.flop_budget(settings, train_data=train, **DATA)
+    assert budget.pretrain_steps == budget.supervised_steps == 32 // 8
+    assert budget.pretrain_step_flops > budget.supervised_step_flops > 0
+    assert budget.control_steps > budget.supervised_steps

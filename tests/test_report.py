@@ -1,56 +1,258 @@
-"""Verdicts, findings tables and SUMMARY.md come from the comparisons CSVs alone."""
+"""Verdict rules, their simulated error rates, findings tables and SUMMARY files per profile."""
 
+import hashlib
 import math
+import random
 
 import pytest
 
-from hipcore.report import (append_comparison, findings, markdown_table, paper_reference,
-                            read_comparisons, verdict, write_summary)
+from hipcore import report
+from hipcore.report import (append_comparison, equivalence_verdict, findings, markdown_table, paper_reference,
+                            power, read_comparisons, verdict, write_summary)
+from hipcore.stats import t_cdf, t_interval, t_quantile
+
+TRIALS = 8000
+# A simulated rate of a true 5% is within 2 Monte Carlo standard errors of it:
+ALLOWANCE = 2 * math.sqrt(0.05 * 0.95 / TRIALS)
+
+
+def rate(claim, true_effect, sd, n, margin=None, trials=TRIALS, seed=1):
+    """How often the rule says 'reproduced' for simulated seeds with a known true effect."""
+    rng = random.Random(seed)
+    return sum(verdict(claim, [rng.gauss(true_effect, sd) for _ in range(n)], margin) == "reproduced"
+               for _ in range(trials)) / trials
+
+
+def test_t_quantiles_match_the_tables():
+    for df, q975, q95 in ((1, 12.7062, 6.3138), (2, 4.3027, 2.9200), (4, 2.7764, 2.1318),
+                          (10, 2.2281, 1.8125), (30, 2.0423, 1.6973)):
+        assert t_quantile(0.975, df) == pytest.approx(q975, abs=1e-4)
+        assert t_quantile(0.95, df) == pytest.approx(q95, abs=1e-4)
+    assert t_cdf(0.0, 3) == 0.5 and t_quantile(0.025, 4) == pytest.approx(-2.7764, abs=1e-4)
+    ci = t_interval([1.0, 2.0, 3.0])
+    assert (ci.mean, ci.sd) == (2.0, 1.0) and ci.half_width == pytest.approx(4.3027 / math.sqrt(3), abs=1e-4)
+    with pytest.raises(ValueError):
+        t_interval([1.0])
 
 
 def test_paper_reference_holds_the_papers_numbers():
     ref = paper_reference()
     assert ref["imagenet.hip16"].value == 81.0
     assert ref["effect.F4_shuffle_with_mae"].value == -4.7
+    assert ref["effect.F4_interaction"].value == pytest.approx(-4.7 - -1.3)
+    assert ref["effect.F5_speedup_hip16_vs_perceiver_io_224"].unit == "ratio"
     assert ref["speed.perceiver_io.1024"].value is None           # out of memory in the paper
+    assert not any("compute_matched" in key for key in ref)       # the paper ran no such control
 
 
 @pytest.mark.parametrize("claim, diffs, expected", [
     ("higher", [2.0, 2.2, 1.8], "reproduced"),
-    ("higher", [-2.0, -2.2, -1.8], "not reproduced at this scale"),   # wrong direction
-    ("higher", [2.0, -1.0, 3.0], "not reproduced at this scale"),     # within the noise
+    ("higher", [2.0, -1.0, 3.0], "same direction, not significant"),
+    ("higher", [-2.0, -2.2, -1.8], "opposite direction, significant"),
+    ("higher", [-2.0, 1.0, -3.0], "opposite direction, not significant"),
     ("lower", [-1.0, -1.1, -0.9], "reproduced"),
-    ("same", [0.1, -0.2, 0.05], "reproduced"),
-    ("same", [3.0, 3.1, 2.9], "not reproduced at this scale"),
 ])
-def test_verdict_rule(claim, diffs, expected):
+def test_directional_levels(claim, diffs, expected):
     assert verdict(claim, diffs) == expected
 
 
-def test_verdict_needs_two_seeds_and_finite_values():
+def test_equivalence_levels():
+    assert equivalence_verdict([0.1, -0.2, 0.05], 1.0) == "reproduced"
+    # F3 as committed: a mean near 0 with an sd of about 0.94 cannot be shown within +-1 with 3 seeds
+    assert equivalence_verdict([-0.57 - 0.94, -0.57, -0.57 + 0.94], 1.0).startswith("not shown (the interval")
+    assert "cannot fit" in equivalence_verdict([-1.51, -0.57, 0.37], 1.0)
+    assert equivalence_verdict([0.6, 0.9, 0.75], 1.0) == "not shown (the interval reaches beyond ±1)"
+    assert equivalence_verdict([3.0, 3.1, 2.9], 1.0).startswith("not reproduced (a difference")
+    with pytest.raises(ValueError, match="margin"):
+        verdict("same", [0.0, 0.1])
+    with pytest.raises(ValueError, match="margin"):
+        equivalence_verdict([0.0, 0.1], -1.0)
+
+
+def test_rules_need_two_replicates_and_finite_values():
     assert verdict("higher", [5.0]).startswith("no verdict")
+    assert verdict("same", [0.0], 1.0).startswith("no verdict")
     assert verdict("higher", [1.0, math.nan]).startswith("no verdict")
     with pytest.raises(ValueError, match="claim"):
         verdict("bigger", [1.0, 2.0])
 
 
-def test_summary_is_generated_from_the_csvs(tmp_path):
-    path = tmp_path / "02_flattening_ablation" / "quick" / "comparisons.csv"
-    for seed, (base, treat) in enumerate([(80.0, 76.0), (81.0, 76.5), (80.5, 75.5)]):
-        append_comparison(path, finding="F4 shuffled pixels, with MAE", claim="lower",
-                          paper_key="effect.F4_shuffle_with_mae", metric="top-1 %",
-                          seed=seed, baseline=base, treatment=treat)
-    (found,) = findings(read_comparisons(path))
-    assert found.seeds == 3 and found.paper == -4.7 and found.reproduced
-    assert found.effect == pytest.approx(-4.5)
-    table = markdown_table([found])
-    assert "| F4 shuffled pixels, with MAE | top-1 % | -4.7 | -4.50 ± 0.50 | 3 | reproduced |" in table
-    summary = write_summary(tmp_path, "quick").read_text()
-    assert "## 02_flattening_ablation" in summary and "reproduced" in summary
+@pytest.mark.parametrize("n", [3, 5, 10])
+def test_directional_rule_false_positives_at_a_true_effect_of_zero(n):
+    for claim in ("higher", "lower"):
+        assert rate(claim, 0.0, 1.0, n) <= 0.05                   # the rule is built for 2.5%
 
 
-def test_a_comparisons_file_without_its_columns_is_refused(tmp_path):
-    bad = tmp_path / "c.csv"
+@pytest.mark.parametrize("n, sd", [(3, 0.2), (5, 0.3), (10, 0.5), (3, 1.0)])
+def test_equivalence_false_same_at_a_true_effect_equal_to_the_margin(n, sd):
+    for true in (1.0, -1.0):
+        assert rate("same", true, sd, n, margin=1.0) <= 0.05 + ALLOWANCE
+
+
+def test_noise_makes_equivalence_harder_not_easier():
+    rates = [rate("same", 0.0, sd, 3, margin=1.0, trials=1000) for sd in (0.1, 0.5, 1.0)]
+    assert rates[0] > 0.9 and rates[0] > rates[1] > rates[2]
+    rng = random.Random(2)
+    old = [[rng.gauss(0.0, 1.0) for _ in range(3)] for _ in range(1000)]
+    old_rate = sum(abs(sum(d) / 3) <= 2 * t_interval(d).sd for d in old) / len(old)
+    assert old_rate > 0.9 and rates[2] < 0.2     # the earlier |mean| <= 2 sd rule passed 93% of these
+
+
+def test_the_rules_can_pass_power_grows_with_effect_and_seeds():
+    assert rate("higher", 3.0, 1.0, 5) > 0.9
+    assert power("higher", 0.5, 1.0, 3) < power("higher", 2.0, 1.0, 3) < power("higher", 2.0, 1.0, 10)
+    assert power("higher", 0.0, 1.0, 5) <= 0.05
+    assert power("higher", 1.0, 1.0, 4) == pytest.approx(rate("higher", 1.0, 1.0, 4, trials=4000, seed=0))
+    assert math.isnan(power("higher", 1.0, 1.0, 1))
+
+
+def write_pairs(path, name, claim, key, pairs, metric="top-1 %", **kwargs):
+    for seed, (base, treat) in enumerate(pairs):
+        append_comparison(path, finding=name, claim=claim, paper_key=key, metric=metric,
+                          seed=seed, baseline=base, treatment=treat, **kwargs)
+
+
+def test_a_finding_has_its_interval_size_and_power(tmp_path):
+    path = tmp_path / "c.csv"
+    write_pairs(path, "F4 with MAE", "lower", "effect.F4_shuffle_with_mae", [(80.0, 76.0), (81.0, 76.5), (80.5, 75.5)])
+    (f,) = findings(read_comparisons(path))
+    assert f.seeds == 3 and f.paper == -4.7 and f.reproduced and f.replicate == "seed"
+    assert f.effect == pytest.approx(-4.5) and f.effect_sd == pytest.approx(0.5)
+    half = 4.3027 * 0.5 / math.sqrt(3)                          # t(0.975, 2) x sd / sqrt(n)
+    assert (f.low, f.high) == pytest.approx((-4.5 - half, -4.5 + half), abs=1e-3)
+    assert f.size_ratio == pytest.approx(4.5 / 4.7) and f.size_flag == ""
+    assert 0.5 < f.power <= 1.0
+    table = markdown_table([f])
+    assert "| F4 with MAE | -4.7 | -4.50 [-5.74, -3.26] | top-1 % | 0.96 | 3 seeds |" in table
+
+
+def test_effects_far_from_the_papers_size_are_flagged(tmp_path):
+    path = tmp_path / "c.csv"
+    write_pairs(path, "F4 with MAE", "lower", "effect.F4_shuffle_with_mae", [(80.0, 60.0), (81.0, 62.0), (80.5, 59.5)])
+    (f,) = findings(read_comparisons(path))
+    assert f.reproduced and f.size_flag and "outside 0.5-2x" in markdown_table([f])
+
+
+def test_a_ratio_claim_is_judged_as_a_ratio_over_repeats(tmp_path):
+    path = tmp_path / "c.csv"
+    write_pairs(path, "F5", "higher", "effect.F5_speedup_hip16_vs_perceiver_io_224",
+                [(0.05, 0.40), (0.05, 0.42), (0.048, 0.39)], metric="steps/s ratio at 224", replicate="repeat")
+    (f,) = findings(read_comparisons(path))
+    assert f.scale == "ratio" and f.replicate == "repeat" and f.paper == 3.7
+    assert 7.5 < f.effect < 8.5 and f.low < f.effect < f.high and f.reproduced
+    assert f.size_ratio == pytest.approx(f.effect / 3.7)
+    assert "3 repeats" in markdown_table([f]) and "3.7x" in markdown_table([f])
+
+
+def test_equivalence_margin_is_written_with_the_rows(tmp_path):
+    path = tmp_path / "c.csv"
+    write_pairs(path, "F3", "same", "effect.F3_mae_on_fourier", [(70.0, 70.1), (71.0, 70.9), (70.5, 70.5)])
+    (row, *_) = read_comparisons(path)
+    assert float(row["margin"]) == report.MARGINS["top-1 %"]
+    (f,) = findings(read_comparisons(path))
+    assert f.reproduced and f.margin == 1.0 and "within ±1" in markdown_table([f])
+    with pytest.raises(ValueError, match="margin"):
+        append_comparison(tmp_path / "d.csv", finding="x", claim="same", paper_key="", metric="steps/s",
+                          seed=0, baseline=1.0, treatment=1.0)
+
+
+def test_a_finding_not_in_the_paper_shows_no_paper_number(tmp_path):
+    path = tmp_path / "c.csv"
+    write_pairs(path, "control", "higher", "", [(70.0, 72.0), (71.0, 73.5)])
+    (f,) = findings(read_comparisons(path))
+    assert f.paper is None and math.isnan(f.power) and "| not in the paper |" in markdown_table([f])
+    write_pairs(tmp_path / "e.csv", "x", "higher", "effect.nonexistent", [(1.0, 2.0), (1.0, 2.0)])
+    with pytest.raises(ValueError, match="not in paper_reference"):
+        findings(read_comparisons(tmp_path / "e.csv"))
+
+
+def test_the_sentence_says_why_a_verdict_changed_from_the_earlier_rule(tmp_path):
+    path = tmp_path / "c.csv"
+    write_pairs(path, "F3", "same", "effect.F3_mae_on_fourier", [(70.0, 68.5), (71.0, 70.43), (70.5, 70.87)])
+    (f,) = findings(read_comparisons(path))
+    assert report.previous_verdict(f) == "reproduced" and not f.reproduced
+    sentence = report.verdict_sentence(f)
+    assert "not shown" in sentence and "earlier rule" in sentence and "noisier seeds" in sentence
+
+
+def test_old_files_without_the_optional_columns_are_read(tmp_path):
+    path = tmp_path / "c.csv"
+    path.write_text("finding,claim,paper_key,metric,seed,baseline,treatment\n"
+                    "F3,same,effect.F3_mae_on_fourier,top-1 %,0,70.0,70.1\n"
+                    "F3,same,effect.F3_mae_on_fourier,top-1 %,1,71.0,70.9\n")
+    (f,) = findings(read_comparisons(path))
+    assert f.margin == 1.0 and f.replicate == "seed" and f.kind == "effect"
+    other = tmp_path / "other.csv"
+    other.write_text(path.read_text().replace("top-1 %", "steps/s"))
+    with pytest.raises(ValueError, match="states no margin"):
+        findings(read_comparisons(other))
+    bad = tmp_path / "bad.csv"
     bad.write_text("finding,seed\nx,0\n")
     with pytest.raises(ValueError, match="missing columns"):
         read_comparisons(bad)
+
+
+def quick_results(root):
+    """Two notebooks recording the same finding (the same runs), as 01 and 03 do."""
+    for notebook in ("01_imagenet_comparison", "03_mae_positional_embeddings"):
+        write_pairs(root / notebook / "quick" / "comparisons.csv", "F1", "higher",
+                    "effect.F1_mae_vs_classification_positions", [(60.0, 62.0), (61.0, 63.5), (60.5, 62.0)])
+    write_pairs(root / "02_flattening_ablation" / "quick" / "comparisons.csv", "F4 interaction", "lower",
+                "effect.F4_interaction", [(-1.0, -5.0), (-2.0, -5.5), (-1.5, -4.0)], kind="interaction")
+
+
+def test_one_finding_one_row_naming_every_notebook(tmp_path):
+    quick_results(tmp_path)
+    text = write_summary(tmp_path, "quick").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| F1 ")]
+    assert len(rows) == 1 and "[01](executed/quick/01_imagenet_comparison.ipynb)" in rows[0] \
+        and "[03](executed/quick/03_mae_positional_embeddings.ipynb)" in rows[0]
+    assert "(interaction)" in text and "Seeds vary" in text
+    write_pairs(tmp_path / "01_imagenet_comparison" / "quick" / "comparisons.csv", "F1", "higher",
+                "effect.F1_mae_vs_classification_positions", [(60.0, 99.0)])
+    with pytest.raises(ValueError, match="differs between notebooks"):
+        write_summary(tmp_path, "quick")
+
+
+def digest(root):
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_summary_at_another_profile_leaves_the_quick_files_byte_identical(tmp_path):
+    from hipcore.cli import main
+
+    quick_results(tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text("x\n")
+    assert main(["summary", "--results-dir", str(tmp_path), "--readme", str(readme)]) == 0
+    write_pairs(tmp_path / "01_imagenet_comparison" / "smoke" / "comparisons.csv", "F1", "higher",
+                "effect.F1_mae_vs_classification_positions", [(10.0, 12.0)])
+    before = digest(tmp_path)
+    assert main(["summary", "--results-dir", str(tmp_path), "--profile", "smoke", "--readme", str(readme)]) == 0
+    after = digest(tmp_path)
+    assert set(after) - set(before) == {"SUMMARY_smoke.md"}
+    assert {k: after[k] for k in before} == before
+    assert "(smoke profile)" in (tmp_path / "SUMMARY_smoke.md").read_text()
+    assert "executed/smoke/01_imagenet_comparison.ipynb" in (tmp_path / "SUMMARY_smoke.md").read_text()
+
+
+def test_the_memory_half_of_f5_is_its_own_row_from_the_full_profile(tmp_path):
+    full = tmp_path / "05_efficiency" / "full"
+    full.mkdir(parents=True)
+    header = "model,side,batch,status,peak_memory_gb\n"
+    (full / "metrics.csv").write_text(header + "hip16,2048,2,ok,10.4\nhip256,2048,2,ok,6.2\n"
+                                      "perceiver_io,2048,2,skipped (too slow),\nhip16,1024,2,ok,4.4\n")
+    row = report.memory_finding(tmp_path)
+    assert "**full** profile" in row and "batch 2" in row and "TPUv3, batch 8" in row
+    assert "not reproduced at batch 2" in row and "HiP-256: trains, 6.2 GiB" in row
+    (full / "metrics.csv").write_text(header + "hip16,2048,2,OOM,\nhip256,2048,2,ok,6.2\nperceiver_io,2048,2,OOM,\n")
+    assert "| reproduced |" in report.memory_finding(tmp_path)
+    assert report.memory_finding(tmp_path / "nothing") == ""
+
+
+def test_sentences_read_no_meaning_into_differences_below_the_noise():
+    same = report.compare_scores("shuffled", 0.076, "raster", 0.077, 0.002, 0.002)
+    assert "about the same" in same and "more" not in same and "less" not in same
+    more = report.compare_scores("MAE", 0.30, "classification", 0.05, 0.01, 0.01)
+    assert "MAE holds more structure than classification" in more

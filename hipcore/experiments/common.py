@@ -2,10 +2,11 @@
 
 An `Arm` is one model in a comparison: its variant, how positions are made (learned or
 Fourier), whether MAE pretraining comes first and what it hands to the classifier. `run_arm`
-trains it for one seed under a profile's settings. Runs are cached by their configuration:
-the run folder is named after `TrainConfig.run_id`, so an identical run (the same MAE
-pretraining in two notebooks, or a rerun) resumes its finished checkpoint instead of
-training again.
+trains it for one seed under a profile's settings. Runs are cached by their configuration
+and the code that trains them: the run folder is named after `TrainConfig.run_id` plus
+`provenance.code_fingerprint()`, so an identical run (the same MAE pretraining in two
+notebooks, or a rerun) resumes its finished checkpoint instead of training again, while a
+run trained by other model, training or data code is never reused.
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..data.fingerprint import dataset_fingerprint
+from ..provenance import code_fingerprint, relative
 from ..report import append_comparison
 from ..train import TrainConfig, train
+from ..train.distributed import pick_device
+from ..train.precision import resolve as resolve_precision
 
 RUNS_DIR = Path(__file__).resolve().parents[2] / "runs"
 
@@ -33,7 +37,7 @@ class Arm:
     transfer: str = "all"                # what the MAE checkpoint gives: all / positions / positions_frozen
     ordering: str | None = None          # input order (None: the dataset's default)
     mask_ratio: float = 0.85
-    extra_epochs: int = 0                # more supervised epochs (compute-matched controls)
+    steps: int | None = None             # supervised optimiser steps instead of the epochs (FLOP-matched controls)
     model: Mapping[str, Any] = field(default_factory=dict)   # other HiPConfig overrides
 
     def replace(self, **changes: Any) -> "Arm":
@@ -44,26 +48,28 @@ def train_configs(arm: Arm, seed: int, settings: Mapping[str, Any], *, dataset: 
                   data_dir: str | None = None, data_options: Mapping[str, Any] | None = None,
                   runs_dir: Path = RUNS_DIR) -> tuple[TrainConfig | None, TrainConfig]:
     """The (MAE pretraining or None, supervised) TrainConfigs of one arm and seed."""
+    code = code_fingerprint()                           # run folders: <run_id>-<code fingerprint>
     common = dict(dataset=dataset, data_dir=None if data_dir is None else str(data_dir),
                   ordering=arm.ordering, data_options=dict(data_options or {}),
                   variant=arm.variant or settings.get("variant", "small3"),
                   model={"position": arm.position, **arm.model}, seed=seed,
                   limit_train=settings.get("limit_train"), limit_test=settings.get("limit_test"),
                   batch_size=settings.get("batch_size", 128), weight_decay=settings.get("weight_decay", 0.05),
-                  warmup_epochs=settings.get("warmup_epochs", 1.0), quiet=settings.get("quiet", True))
+                  warmup_epochs=settings.get("warmup_epochs", 1.0), quiet=settings.get("quiet", True),
+                  precision=resolve_precision(settings.get("precision", "auto"), pick_device("auto")))
     pre = None
     data = "-data" + dataset_fingerprint(dataset, data_dir=data_dir, **dict(data_options or {}))  # changed data: a new run
     if arm.mae:
         pre = TrainConfig(task="pretrain", epochs=settings["pretrain_epochs"], mask_ratio=arm.mask_ratio,
                           lr=settings.get("pretrain_lr", settings.get("lr", 1e-3)), **common)
-        pre = pre.replace(run_dir=str(runs_dir / (pre.run_id + data)))
-    sup = TrainConfig(task="supervised", epochs=settings["epochs"] + arm.extra_epochs,
+        pre = pre.replace(run_dir=str(runs_dir / f"{pre.run_id}-{code}{data}"))
+    sup = TrainConfig(task="supervised", epochs=settings["epochs"], max_steps=arm.steps,
                       lr=settings.get("lr", 1e-3), label_smoothing=settings.get("label_smoothing", 0.0),
                       **common)
     if pre is not None:
         # The checkpoint path is part of the config, so the run_id follows the pretraining.
         sup = sup.replace(init_from=str(Path(pre.run_dir) / "last.pt"), transfer=arm.transfer)
-    return pre, sup.replace(run_dir=str(runs_dir / (sup.run_id + data)))
+    return pre, sup.replace(run_dir=str(runs_dir / f"{sup.run_id}-{code}{data}"))
 
 
 def run_arm(arm: Arm, seed: int, settings: Mapping[str, Any], *, dataset: str,
@@ -79,25 +85,38 @@ def run_arm(arm: Arm, seed: int, settings: Mapping[str, Any], *, dataset: str,
     sup = train(sup_cfg, train_data=train_data, test_data=test_data)
     row.update(test_accuracy=100.0 * sup.metrics["test_accuracy"], test_loss=sup.metrics["test_loss"],
                train_seconds=sup.wall_time, train_examples_per_s=sup.throughput,
-               run_dir=str(sup.run_dir), checkpoint=str(sup.last_checkpoint))
+               run_dir=relative(sup.run_dir), checkpoint=relative(sup.last_checkpoint))
     row["total_seconds"] = row["pretrain_seconds"] + row["train_seconds"]
     return row
 
 
-def record_pairs(path: Path, rows: list[dict[str, Any]], *, finding: str, claim: str, paper_key: str,
-                 baseline: str, treatment: str, metric: str = "test_accuracy",
-                 unit: str = "top-1 %") -> int:
-    """Append one comparisons.csv row per seed that both arms ran; returns how many."""
+Side = str | Mapping[str, float]        # an arm's label, or {label: weight} summed per seed
+
+
+def per_seed(rows: list[dict[str, Any]], side: Side, metric: str = "test_accuracy") -> dict[int, float]:
+    """{seed: value} of one arm, or of a weighted sum of arms ({'b': 1, 'a': -1} is b - a) over
+    the seeds every one of them ran."""
     by_arm: dict[str, dict[int, float]] = {}
     for row in rows:
         by_arm.setdefault(row["arm"], {})[row["seed"]] = row[metric]
-    for name in (baseline, treatment):
-        if name not in by_arm:
-            raise KeyError(f"no results for arm {name!r}; arms run: {sorted(by_arm)}")
-    seeds = sorted(set(by_arm[baseline]) & set(by_arm[treatment]))
+    weights = {side: 1.0} if isinstance(side, str) else dict(side)
+    missing = [a for a in weights if a not in by_arm]
+    if missing:
+        raise KeyError(f"no results for arms {missing}; arms run: {sorted(by_arm)}")
+    seeds = set.intersection(*(set(by_arm[a]) for a in weights))
+    return {s: sum(w * by_arm[a][s] for a, w in weights.items()) for s in sorted(seeds)}
+
+
+def record_pairs(path: Path, rows: list[dict[str, Any]], *, finding: str, claim: str, paper_key: str,
+                 baseline: Side, treatment: Side, metric: str = "test_accuracy",
+                 unit: str = "top-1 %", kind: str = "effect") -> int:
+    """Append one comparisons.csv row per seed that both sides ran; returns how many.
+    A side is an arm, or a weighted sum of arms (an interaction compares two effects)."""
+    base, treat = per_seed(rows, baseline, metric), per_seed(rows, treatment, metric)
+    seeds = sorted(set(base) & set(treat))
     for seed in seeds:
         append_comparison(path, finding=finding, claim=claim, paper_key=paper_key, metric=unit,
-                          seed=seed, baseline=by_arm[baseline][seed], treatment=by_arm[treatment][seed])
+                          seed=seed, baseline=base[seed], treatment=treat[seed], kind=kind)
     return len(seeds)
 
 

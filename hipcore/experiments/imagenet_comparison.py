@@ -24,7 +24,8 @@ import torch
 from ..data import load_dataset
 from ..model import HiP
 from ..notebook import ParameterError
-from ..report import Finding, paper_reference
+from ..plots import readable, wrap_labels
+from ..report import paper_reference
 from ..train import model_config
 from . import common
 from .common import Arm
@@ -174,12 +175,6 @@ def record_findings(path: str | Path, rows: list[dict[str, Any]], findings=FINDI
     return recorded
 
 
-def verdict_sentence(f: Finding) -> str:
-    """What we measured for one computed finding, and its verdict."""
-    paper = "n/a" if f.paper is None else f"{f.paper:+.1f}"
-    spread = "" if f.seeds < 2 else f" ± {f.effect_sd:.2f}"
-    return (f"{f.finding}: paper {paper}, ours {f.effect:+.2f}{spread} {f.metric} "
-            f"(treatment {f.treatment:.2f} vs baseline {f.baseline:.2f}, {f.seeds} seed(s)) -> {f.verdict}")
 
 
 # ---- figures ----
@@ -189,11 +184,11 @@ def draw_accuracy(ax: plt.Axes, summary: list[dict[str, Any]], dataset: str) -> 
     for i, a in enumerate(summary):
         sd = None if math.isnan(a["accuracy_sd"]) else a["accuracy_sd"]
         ax.bar(i - 0.2, a["accuracy"], 0.38, yerr=sd, capsize=3, color="C0",
-               label=f"ours ({dataset})" if i == 0 else None)
+               label=f"ours ({readable(dataset)})" if i == 0 else None)
         ax.plot([i - 0.2] * len(a["accuracies"]), a["accuracies"], "k.", markersize=3)
         if a["paper"] is not None:
             ax.bar(i + 0.2, a["paper"], 0.38, color="C7", label="paper (ImageNet)" if i == 0 else None)
-    ax.set_xticks(range(len(summary)), [a["arm"].replace(", ", ",\n") for a in summary], fontsize=7)
+    ax.set_xticks(range(len(summary)), wrap_labels([a["arm"] for a in summary]), fontsize=7)
     ax.set_ylim(0, 108)
     ax.set_ylabel("test top-1 %")
     ax.legend(fontsize=7, loc="upper center", ncol=2, frameon=False)
@@ -201,7 +196,7 @@ def draw_accuracy(ax: plt.Axes, summary: list[dict[str, Any]], dataset: str) -> 
 
 def draw_accuracy_figure(summary: list[dict[str, Any]], dataset: str, title: str = "") -> plt.Figure:
     """draw_accuracy on a figure of its own."""
-    fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(summary), 3.6))
+    fig, ax = plt.subplots(figsize=(1.6 + 1.6 * len(summary), 3.8))
     draw_accuracy(ax, summary, dataset)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
@@ -209,19 +204,20 @@ def draw_accuracy_figure(summary: list[dict[str, Any]], dataset: str, title: str
 
 
 def draw_comparison(summary: list[dict[str, Any]], dataset: str, title: str = "") -> plt.Figure:
-    """Accuracy per arm beside the paper's; accuracy against parameters and against throughput."""
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8), gridspec_kw={"width_ratios": [2, 1, 1]})
+    """Accuracy per arm beside the paper's, and accuracy against parameters. (No per-arm
+    throughput: arms trained at different times measure the machine's load, not the model;
+    notebook 05 times models side by side.)"""
+    fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.0), gridspec_kw={"width_ratios": [2, 1]})
     draw_accuracy(axes[0], summary, dataset)
-    for ax, key, xlabel in ((axes[1], "classifier_parameters", "parameters (classifier)"),
-                            (axes[2], "examples_per_s", "train examples / s")):
-        for i, a in enumerate(summary):
-            if key in a:
-                sd = None if math.isnan(a["accuracy_sd"]) else a["accuracy_sd"]
-                ax.errorbar(a[key], a["accuracy"], yerr=sd, fmt="o", color=f"C{i}", capsize=3, label=a["arm"])
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("test top-1 %")
+    for i, a in enumerate(summary):
+        if "classifier_parameters" in a:
+            sd = None if math.isnan(a["accuracy_sd"]) else a["accuracy_sd"]
+            axes[1].errorbar(a["classifier_parameters"], a["accuracy"], yerr=sd, fmt="o", color=f"C{i}",
+                             capsize=3, label=a["arm"])
+    axes[1].set_xlabel("parameters (classifier)")
+    axes[1].set_ylabel("test top-1 %")
     axes[1].set_xscale("log")
-    axes[2].legend(fontsize=7, loc="best")
+    axes[1].legend(fontsize=7, loc="best")
     fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -4,8 +4,9 @@ Arms, all HiP in raster order:
 - MAE-learned positions, classification-learned positions, Fourier features: imported from
   imagenet_comparison, so they are the same cached runs as notebook 01's;
 - Fourier features + MAE (F3);
-- compute-matched control: classification only, for as many epochs as pretraining plus
-  fine-tuning, so that MAE's gain is not just more training;
+- compute-matched control: classification only, for as many steps as match the FLOPs of MAE
+  pretraining plus fine-tuning (`flop_budget`, counted by torch's flop counter), so that
+  MAE's gain is not just more compute; the paper has no such control;
 - positions only: fine-tuning starts from only the MAE-learned positions (trainable), every
   other weight fresh: is the value of MAE in the positions?
 - another masking ratio (0.75 beside the default 0.85).
@@ -15,14 +16,17 @@ Then reconstructions of masked test images, and the learned tables drawn on the 
 from __future__ import annotations
 
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import matplotlib.pyplot as plt
 import torch
 
+from ..model import HiP
 from ..notebook import ParameterError
 from ..train import load_model, plot_reconstructions, reconstruct_examples
+from ..train.engine import compute_loss, freeze_decoder, load_data, model_config
 from . import common
 from .common import Arm
 from .imagenet_comparison import HIP_CLASSIFICATION, HIP_FOURIER, HIP_MAE
@@ -58,7 +62,7 @@ FINDINGS = (
     ("F2 MAE-learned positions vs Fourier features", "higher", "effect.F2_mae_vs_fourier",
      HIP_FOURIER.label, HIP_MAE.label),
     ("F3 MAE on top of Fourier features", "same", "effect.F3_mae_on_fourier", HIP_FOURIER.label, FOURIER_MAE),
-    ("F1 against a compute-matched control (not in the paper)", "higher", "effect.F1_compute_matched",
+    ("F1 against a FLOP-matched classification control (not in the paper)", "higher", "",
      COMPUTE_MATCHED, HIP_MAE.label),
 )
 
@@ -76,20 +80,98 @@ def check_mask_ratios(mask_ratio: Any, compare_mask_ratio: Any) -> tuple[float, 
     return float(mask_ratio), float(compare_mask_ratio)
 
 
-def arms(settings: Mapping[str, Any], mask_ratio: float = 0.85, compare_mask_ratio: float = 0.75) -> dict[str, Arm]:
+def arms(settings: Mapping[str, Any], mask_ratio: float = 0.85, compare_mask_ratio: float = 0.75,
+         control_steps: int | None = None) -> dict[str, Arm]:
     """{key: arm} for settings['arms']. Every MAE arm masks `mask_ratio` of each group except
-    the 'mask_ratio' arm, which masks `compare_mask_ratio`; at 0.85 the MAE arm is 01's."""
+    the 'mask_ratio' arm, which masks `compare_mask_ratio`; at 0.85 the MAE arm is 01's. The
+    compute-matched control trains `control_steps` supervised steps (`flop_budget`); it is
+    left out when they are not given."""
     mae = HIP_MAE.replace(mask_ratio=mask_ratio)
     every = {
         "hip_mae": mae,
         "hip_classification": HIP_CLASSIFICATION,
         "hip_fourier": HIP_FOURIER,
         "hip_fourier_mae": HIP_FOURIER.replace(label=FOURIER_MAE, mae=True, mask_ratio=mask_ratio),
-        "compute_matched": HIP_CLASSIFICATION.replace(label=COMPUTE_MATCHED, extra_epochs=settings["pretrain_epochs"]),
+        "compute_matched": HIP_CLASSIFICATION.replace(label=COMPUTE_MATCHED, steps=control_steps),
         "positions_only": mae.replace(label=POSITIONS_ONLY, transfer="positions"),
         "mask_ratio": mae.replace(label=mask_label(compare_mask_ratio), mask_ratio=compare_mask_ratio),
     }
-    return {key: every[key] for key in settings["arms"]}
+    if control_steps is None:
+        every.pop("compute_matched")
+    return {key: every[key] for key in settings["arms"] if key in every}
+
+
+# ---- the compute-matched control: FLOPs, not epochs ----
+
+@dataclass(frozen=True)
+class FlopBudget:
+    """FLOPs of one training step (forward + backward, torch.utils.flop_counter) of MAE
+    pretraining and of classification, the MAE arm's steps of each, and the control's steps."""
+
+    pretrain_step_flops: int
+    supervised_step_flops: int
+    pretrain_steps: int
+    supervised_steps: int
+
+    @property
+    def mae_arm_flops(self) -> int:
+        return self.pretrain_steps * self.pretrain_step_flops + self.supervised_steps * self.supervised_step_flops
+
+    @property
+    def control_steps(self) -> int:
+        """Supervised steps whose FLOPs come nearest the MAE arm's pretraining + fine-tuning."""
+        return max(1, round(self.mae_arm_flops / self.supervised_step_flops))
+
+    @property
+    def control_flops(self) -> int:
+        return self.control_steps * self.supervised_step_flops
+
+
+def step_flops(cfg, train_set) -> int:
+    """FLOPs of one training step of `cfg` (one batch, forward and backward) on `train_set`."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(cfg.seed)
+    model = HiP(model_config(cfg, train_set.num_classes if cfg.task == "supervised" else 0),
+                       train_set.modalities)
+    if cfg.task == "supervised":
+        freeze_decoder(model)
+    inputs, labels = train_set.get_batch(torch.arange(min(cfg.batch_size, len(train_set))), train=True)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        loss, _, _ = compute_loss(model, model, inputs, labels, cfg)
+        loss.backward()
+    return int(counter.get_total_flops())
+
+
+def flop_budget(settings: Mapping[str, Any], *, train_data=None, **data: Any) -> FlopBudget:
+    """The FLOP budget of the MAE arm (seed 0; every seed takes the same steps) and the
+    control's matching number of supervised steps. data: dataset, data_dir, data_options."""
+    pre, sup = common.train_configs(HIP_MAE, 0, settings, **data)
+    train_set, _ = load_data(sup, train_data, train_data)          # the test split is not used here
+    per_epoch = len(train_set) // sup.batch_size                   # the loader drops the last partial batch
+    if per_epoch == 0:
+        raise ValueError(f"batch {sup.batch_size} is larger than the {len(train_set)} training examples")
+    return FlopBudget(pretrain_step_flops=step_flops(pre, train_set), supervised_step_flops=step_flops(sup, train_set),
+                      pretrain_steps=pre.max_steps or pre.epochs * per_epoch,
+                      supervised_steps=sup.max_steps or sup.epochs * per_epoch)
+
+
+def budget_table(budget: FlopBudget, rows: list[dict[str, Any]]) -> str:
+    """Markdown: FLOPs and measured wall time of the MAE arm and of its FLOP-matched control."""
+    def seconds(label: str) -> str:
+        values = [r["total_seconds"] for r in rows if r["arm"] == label]
+        return f"{statistics.fmean(values):.0f} s" if values else "not run"
+
+    b = budget
+    return "\n".join([
+        "| arm | MAE pretraining | classification | total TFLOP | wall time (mean over seeds) |",
+        "|---|---|---|---|---|",
+        f"| {HIP_MAE.label} | {b.pretrain_steps} steps x {b.pretrain_step_flops / 1e9:.1f} GFLOP | "
+        f"{b.supervised_steps} steps x {b.supervised_step_flops / 1e9:.1f} GFLOP | {b.mae_arm_flops / 1e12:.2f} | "
+        f"{seconds(HIP_MAE.label)} |",
+        f"| {COMPUTE_MATCHED} | - | {b.control_steps} steps x {b.supervised_step_flops / 1e9:.1f} GFLOP | "
+        f"{b.control_flops / 1e12:.2f} | {seconds(COMPUTE_MATCHED)} |"])
 
 
 def plan(arms_by_key: Mapping[str, Arm], seeds: tuple[int, ...], other_seeds: int) -> list[tuple[Arm, tuple[int, ...]]]:

@@ -125,12 +125,6 @@ def contrast_table(rows: list[dict[str, Any]], contrasts: Contrasts) -> str:
     return "\n".join(lines)
 
 
-def verdict_sentence(f) -> str:
-    """One sentence per computed Finding: what we measured and the verdict."""
-    paper = "n/a" if f.paper is None else f"{f.paper:+.1f}"
-    spread = "" if f.seeds < 2 else f" ± {f.effect_sd:.2f}"
-    return (f"{f.finding}: paper {paper}, ours {f.effect:+.2f}{spread} {f.metric} over {f.seeds} "
-            f"seed(s) -> {f.verdict}")
 
 
 def draw_accuracy_bars(rows: list[dict[str, Any]], categories: list[str], series: list[str],
@@ -170,8 +164,8 @@ def learned_tables(arms: list[common.Arm], seed: int, settings: Mapping[str, Any
     """{arm label: (position table [M, E] in input order, its ModalitySpec)} for one seed.
 
     An MAE arm gives the table its pretraining learned (the checkpoint its classifier started
-    from), an arm without MAE its classifier's. 'at initialisation' adds a fresh model's table:
-    what a table with no geometry scores. kwargs: dataset, data_dir, data_options, as for
+    from), an arm without MAE its classifier's. 'untrained (at initialisation)' adds a fresh
+    model's table: what a table with no geometry scores. kwargs: dataset, data_dir, data_options, as for
     common.train_configs (so the runs must have been trained with the same ones).
     """
     out = {}
@@ -183,7 +177,7 @@ def learned_tables(arms: list[common.Arm], seed: int, settings: Mapping[str, Any
     torch.manual_seed(seed)
     fresh = HiP(model.config, model.modalities)
     with torch.no_grad():
-        out["at initialisation"] = (fresh.positions(modality).float(), model.modalities[modality])
+        out["untrained (at initialisation)"] = (fresh.positions(modality).float(), model.modalities[modality])
     return out
 
 

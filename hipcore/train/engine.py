@@ -106,15 +106,17 @@ class Subset:
         return {**self.dataset.describe(), "size": len(self), "subset_of": len(self.dataset)}
 
 
-def limit(dataset, n: int | None):
-    """A fixed random subset of n examples (the same for every seed), or the dataset itself."""
+def limit(dataset, n: int | None, seed: int = 0):
+    """A random subset of n examples drawn with `seed`, or the dataset itself."""
     if n is None or n >= len(dataset):
         return dataset
-    return Subset(dataset, torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:n].sort().values)
+    pick = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:n]
+    return Subset(dataset, pick.sort().values)
 
 
 def load_data(cfg: TrainConfig, train_data=None, test_data=None):
-    """The train and test splits named by cfg (or the ones given), limited as asked."""
+    """The train and test splits named by cfg (or the ones given), limited as asked: each seed
+    trains on its own subset of the training set, the test subset is the same for every seed."""
     from ..data import load_dataset
 
     def load(split: str):
@@ -126,7 +128,7 @@ def load_data(cfg: TrainConfig, train_data=None, test_data=None):
 
     train_data = load("train") if train_data is None else train_data
     test_data = load("test") if test_data is None else test_data
-    return limit(train_data, cfg.limit_train), limit(test_data, cfg.limit_test)
+    return limit(train_data, cfg.limit_train, seed=cfg.seed), limit(test_data, cfg.limit_test)
 
 
 def model_config(cfg: TrainConfig, num_classes: int) -> HiPConfig:

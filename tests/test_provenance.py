@@ -1,0 +1,69 @@
+"""Provenance: what every results folder records, the code fingerprint of the run cache, and
+the times the README and SUMMARY show, generated from the records."""
+
+import json
+import shutil
+
+import pytest
+
+from hipcore import notebook, provenance
+from hipcore.train.precision import resolve
+from hipcore.experiments import common, imagenet_comparison as ic
+
+
+def test_a_record_names_the_commit_packages_machine_and_precision(tmp_path):
+    path = provenance.write(tmp_path, {"precision": "fp32"}, wall_seconds=12.5, notebook="01_x")
+    record = json.loads(path.read_text())
+    assert path.name == "provenance.json" and record["wall_seconds"] == 12.5
+    assert set(record) >= {"commit", "dirty", "code_fingerprint", "packages", "machine"}
+    assert record["commit"] is None or len(record["commit"]) == 40
+    assert record["dirty"] in (True, False, None)
+    assert record["packages"]["torch"] and record["packages"]["python"]
+    m = record["machine"]
+    assert m["cpu"] and m["cores"] >= 1 and m["torch_threads"] >= 1 and m["precision"] == "fp32"
+    assert provenance.machine({})["precision"] == resolve("auto", "cpu")  # none named: auto, resolved
+    assert str(provenance.REPO) not in path.read_text()               # no machine paths
+
+
+def test_the_fingerprint_follows_the_training_code(tmp_path):
+    for part in provenance.TRAINING_CODE:
+        src = provenance.REPO / part
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / part)
+    before = provenance.code_fingerprint(tmp_path)
+    assert before == provenance.code_fingerprint(tmp_path) and len(before) == 12
+    (tmp_path / "hipcore/model/layers.py").write_text((tmp_path / "hipcore/model/layers.py").read_text() + "\n# x\n")
+    assert provenance.code_fingerprint(tmp_path) != before
+    with pytest.raises(FileNotFoundError, match="training code"):
+        provenance.code_fingerprint(tmp_path / "nowhere")
+
+
+def test_run_folders_are_keyed_by_config_and_code(tmp_path, monkeypatch):
+    settings = ic.TABLE["smoke"]
+    pre, sup = common.train_configs(ic.HIP_MAE, 0, settings, dataset="fashion_mnist", runs_dir=tmp_path)
+    code = provenance.code_fingerprint()
+    assert f"/{pre.run_id}-{code}-data" in pre.run_dir and f"/{sup.run_id}-{code}-data" in sup.run_dir
+    monkeypatch.setattr(common, "code_fingerprint", lambda: "othercode123")
+    _, other = common.train_configs(ic.HIP_MAE, 0, settings, dataset="fashion_mnist", runs_dir=tmp_path)
+    assert other.run_dir != sup.run_dir                                # other code: another run
+
+
+def test_notebook_times_come_from_the_records(tmp_path):
+    S = notebook.setup("01_x", profile="smoke", table={p: {} for p in notebook.PROFILES}, results_dir=tmp_path)
+    record = json.loads(S.record_provenance().read_text())
+    assert record["notebook"] == "01_x" and record["profile"] == "smoke" and record["wall_seconds"] >= 0
+    assert provenance.notebook_times(tmp_path, "smoke") == {"01_x": record["wall_seconds"]}
+    provenance.reproduce_record(tmp_path / "executed" / "smoke", {"01_x": 600.0, "00_y": 5.0}, "smoke")
+    assert provenance.notebook_times(tmp_path, "smoke") == {"01_x": 600.0, "00_y": 5.0}   # the run's own measure
+    lines = "\n".join(provenance.summary_lines(tmp_path, "smoke"))
+    assert "00 5 s, 01 10 min; 10 min in all" in lines and "intervals are what to compare" in lines
+    readme = tmp_path / "README.md"
+    readme.write_text(f"a\n{provenance.README_START}\nold typed times\n{provenance.README_END}\nb\n")
+    assert provenance.update_readme(readme, tmp_path, "smoke")
+    text = readme.read_text()
+    assert "old typed times" not in text and "took 10 min" in text and text.startswith("a\n") and text.endswith("b\n")
+    assert not provenance.update_readme(tmp_path / "no README.md", tmp_path, "smoke")
+
+
+def test_paths_are_relative_to_the_repository():
+    assert provenance.relative(provenance.REPO / "runs" / "x") == "runs/x"
+    assert provenance.relative("/elsewhere/x") == "/elsewhere/x"
