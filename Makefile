@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 TORCH  := torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: install data test reproduce clean
+.PHONY: install data test reproduce gpu-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ test: data
 
 reproduce: data
 	$(BIN)/python -m hipcore reproduce --profile quick
+
+# Once, on a machine with a GPU: every precision, a one-GPU torchrun, HiP at 224-1024.
+gpu-check: install
+	$(BIN)/python -m hipcore.bench.gpu_check
 
 clean:
 	rm -rf $(VENV) build *.egg-info

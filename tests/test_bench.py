@@ -15,7 +15,11 @@ from hipcore import notebook
 from hipcore.bench import MODEL_NAMES, PROFILES, check_settings, count_flops, make_model, results, suite
 from hipcore.bench.cli import add_commands
 from hipcore.bench.models import PERCEIVER_PYTORCH, grid_fourier_features
-from hipcore.bench.timing import OOM, measure
+from hipcore.bench import timing, trees
+from hipcore.bench.timing import OOM, Trainee, measure
+from hipcore.notebook import ParameterError
+from hipcore.train import precision
+from hipcore.train.precision import resolve
 
 TINY = dict(PROFILES["smoke"], models=("hip_small",), sides=(8,), repeats=2, peak_sizes=(128,))
 
@@ -45,8 +49,12 @@ def test_run_writes_the_documented_files(tiny_run, tmp_path):
     assert 0 < float(row["fraction_of_peak"]) == pytest.approx(float(row["achieved_gflops"]) / float(row["peak_gflops"]))
     with open(tmp_path / "steps.csv", newline="") as f:
         assert len(list(csv.DictReader(f))) == TINY["repeats"]
+    assert row["precision"] == resolve("auto", "cpu")
+    assert float(row["fraction_of_best_peak"]) == pytest.approx(float(row["achieved_gflops"]) / float(row["best_peak_gflops"]))
+    assert float(row["best_peak_gflops"]) >= float(row["peak_gflops"])
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert {"machine", "load_start", "peak_gflops", "targets", "settings"} <= set(summary)
+    assert {"machine", "load_start", "peak_gflops", "targets", "settings", "precision", "peaks_gflops"} <= set(summary)
+    assert "fp32" in summary["peaks_gflops"]
     again = results.read(tmp_path)
     assert again.rows[0]["steps_per_s"] == pytest.approx(tiny_run.rows[0]["steps_per_s"])
 
@@ -138,3 +146,41 @@ def test_cli_registers_bench():
     args = parser.parse_args(["bench", "--profile", "smoke", "--models", "hip_small", "--sides", "8"])
     assert args.func.__name__ == "run_bench" and args.sides == [8] and args.models == ["hip_small"]
     assert set(MODEL_NAMES) >= {"hip16", "hip256", "hip16_fourier", "perceiver_io", "perceiver_pytorch"}
+
+
+def test_a_precision_this_cpu_cannot_compute_is_refused_before_anything_runs(monkeypatch):
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2"}))
+    with pytest.raises(ParameterError, match="'bf16' is not available on cpu"):
+        check_settings(dict(PROFILES["smoke"], precision="bf16"))
+    with pytest.raises(ParameterError, match="must be one of"):
+        check_settings(dict(PROFILES["smoke"], precision="half"))
+
+
+def test_a_low_precision_step_trains_float32_weights_under_autocast():
+    t = Trainee.build("hip_small", 8, 2, precision="bf16", classes=10)   # emulated where not native
+    before = [p.detach().clone() for p in t.model.parameters()]
+    assert t.step() > 0
+    assert all(p.dtype == torch.float32 for p in t.model.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, t.model.parameters()))
+    assert timing.matmul_peak((64,), repeats=1, precision="bf16") > 0
+
+
+def test_trees_are_exported_from_git_and_compared_by_medians(tmp_path):
+    tree = trees.export("HEAD", tmp_path / "head")
+    assert (tree / "hipcore" / "__init__.py").is_file() and not (tree / ".git").exists()
+    with pytest.raises(trees.TreeError, match="cannot export"):
+        trees.export("no-such-revision", tmp_path / "none")
+    rows = [{"task": "supervised", "tree": t, "round": r, "examples_per_s": v}
+            for t, r, v in (("base", 0, 100.0), ("head", 0, 150.0), ("base", 1, 110.0), ("head", 1, 160.0))]
+    found = trees.ratios(rows)["supervised"]
+    assert found["base"] == 105.0 and found["head"] == 155.0 and found["ratio"] == pytest.approx(155 / 105)
+    with pytest.raises(trees.TreeError, match="failed"):
+        trees.run_once(tree, "supervised", tmp_path / "run", limit_train=8, threads=1, extra=["--no-such-option"])
+
+
+def test_the_gpu_check_stops_at_once_without_a_gpu(monkeypatch, capsys):
+    from hipcore.bench import gpu_check
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert gpu_check.main() == 2
+    assert "no CUDA device" in capsys.readouterr().err

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from hipcore import BlockConfig, HiPConfig, ModalitySpec, build, plain_attention, variant
 from hipcore.model import GroupLayout, allot_groups, regroup
+from hipcore.model import layers
 from hipcore.model.layers import Attention
 
 IMAGE = {"image": ModalitySpec(64, 3, (8, 8))}
@@ -163,8 +164,12 @@ def test_tiny_model_overfits_a_tiny_batch():
     assert F.mse_loss(out.reconstruction["image"], x["image"]).item() < 0.5 * first
 
 
+@pytest.mark.parametrize("kernel", ["matmuls", "sdpa"])
 @pytest.mark.parametrize("mods", [IMAGE, {"a": ModalitySpec(30, 2), "b": ModalitySpec(7, 1)}])
-def test_fast_path_equals_plain_path(mods):
+def test_fast_path_equals_plain_path(mods, kernel, monkeypatch):
+    """Both fast kernels (two matmuls around a float32 softmax, and torch's fused attention)
+    equal the plain path, with padding and empty groups in the two-modality case."""
+    monkeypatch.setattr(layers, "MATMUL_SCORES", 1 << 30 if kernel == "matmuls" else 0)
     model = tiny(mods, num_classes=3, readout="query").eval()
     x = batch(mods)
     fast = model(x)
@@ -215,6 +220,19 @@ def test_absorbed_key_value_projections_compute_the_same_attention(monkeypatch, 
         assert torch.isfinite(new.logits).all()
         for name in ref_w:
             torch.testing.assert_close(new_w[name], ref_w[name], rtol=1e-5, atol=1e-6)
+
+
+def test_small_attention_on_a_cpu_takes_the_matmul_kernel_and_keeps_bf16_close():
+    small, large = torch.zeros(8, 2, 16, 32), torch.zeros(1, 1, 512, 32)
+    assert layers.uses_matmuls(small, small) and not layers.uses_matmuls(large, torch.zeros(1, 1, 50176, 32))
+    model = tiny(IMAGE, num_classes=3).eval()
+    x = batch(IMAGE)
+    with plain_attention(model):
+        exact = model(x).logits
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = model(x).logits
+    assert low.dtype == torch.bfloat16
+    torch.testing.assert_close(low.float(), exact, rtol=0.05, atol=0.05)
 
 
 def test_projections_are_absorbed_only_where_they_save_work():

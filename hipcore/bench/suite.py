@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 from ..notebook import ParameterError, choose_list
 from .models import MODEL_NAMES, MODELS, available, count_flops
+from ..train.precision import PrecisionError, native_on_cpu, resolve
 from .timing import OOM, TOO_SLOW, matmul_peak, measure
 
 ALL_SIDES = (32, 64, 128, 224, 384, 512, 1024, 2048)
@@ -38,26 +39,31 @@ PROFILES: dict[str, dict[str, Any]] = {
     # ~15 s: a tiny HiP at two small sides, to check that it all runs
     "smoke": dict(models=("hip_small",), sides=(16, 32), batch=1, warmup=1,
                   repeats=2, max_step_s=5.0, memory_limit_gb=4.0, peak_sizes=(512, 1024),
-                  min_side={}, max_side={}, threads=1, seed=0),
+                  min_side={}, max_side={}, threads=1, seed=0, precision="auto",
+                  loop_images=128),
     # ~10 min on 2 cores: up to 224 x 224, where the paper's 3.7x is measured (Perceiver IO,
     # 2.4 TFLOP a step at any side, only there)
     "quick": dict(models=PAPER_MODELS + BASELINES, sides=(32, 64, 128, 224), batch=2, warmup=1,
                   repeats=3, max_step_s=90.0, memory_limit_gb=18.0, peak_sizes=(2048, 3072, 4096),
-                  min_side={"perceiver_io": 224}, max_side=SMALL_ONLY, threads=None, seed=0),
+                  min_side={"perceiver_io": 224}, max_side=SMALL_ONLY, threads=None, seed=0, precision="auto",
+                  loop_images=2560),
     # ~1.5 h on 2 cores: every side up to 2048 x 2048 (Perceiver IO from the paper's 224 on)
     "full": dict(models=PAPER_MODELS + BASELINES, sides=ALL_SIDES, batch=2, warmup=1, repeats=5,
                  max_step_s=150.0, memory_limit_gb=20.0, peak_sizes=(2048, 3072, 4096),
-                 min_side={"perceiver_io": 224}, max_side=SMALL_ONLY, threads=None, seed=0),
+                 min_side={"perceiver_io": 224}, max_side=SMALL_ONLY, threads=None, seed=0, precision="auto",
+                  loop_images=2560),
     # the paper's models and batch of 8 at its sides, for a machine with more cores and memory
     "paper": dict(models=PAPER_MODELS, sides=ALL_SIDES[3:], batch=8, warmup=2, repeats=10,
                   max_step_s=600.0, memory_limit_gb=120.0, peak_sizes=(2048, 3072, 4096),
-                  min_side={}, max_side={}, threads=None, seed=0),
+                  min_side={}, max_side={}, threads=None, seed=0, precision="auto",
+                  loop_images=2560),
 }
 
 COLUMNS = ("model", "package", "side", "inputs", "batch", "status", "steps_per_s", "images_per_s",
            "inputs_per_s", "step_s_median", "step_s_min", "step_s_max", "repeats",
            "peak_memory_gb", "params", "trained_params", "flops_per_step", "achieved_gflops",
-           "fraction_of_peak", "peak_gflops", "threads")
+           "fraction_of_peak", "peak_gflops", "threads", "precision", "fraction_of_best_peak",
+           "best_peak_gflops")
 STEP_COLUMNS = ("model", "side", "batch", "repeat", "seconds")
 
 
@@ -78,6 +84,10 @@ def check_settings(settings: dict[str, Any]) -> dict[str, Any]:
     threads = settings.get("threads")
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise ParameterError(f"threads must be None (all cores) or an int >= 1, got {threads!r}")
+    try:
+        resolve(settings.get("precision", "auto"), "cpu")
+    except PrecisionError as error:
+        raise ParameterError(str(error)) from None
     return settings
 
 
@@ -143,6 +153,7 @@ class _Run:
 
     def __init__(self, settings: dict[str, Any], threads: int, options: dict, log: Callable[[str], None]):
         self.s, self.threads, self.options, self.log = settings, threads, options, log
+        self.precision = resolve(settings.get("precision", "auto"), "cpu")
         self.rows: list[dict[str, Any]] = []
         self.steps: list[dict[str, Any]] = []
         self.failed: dict[str, str] = {}           # model -> the status that stops it at larger sides
@@ -150,14 +161,17 @@ class _Run:
     def hipcore_options(self, name: str) -> dict:
         return self.options if MODELS[name].package == "hipcore" else {}
 
-    def peak(self) -> float:
-        return matmul_peak(tuple(self.s["peak_sizes"]), threads=self.threads)
+    def peaks(self) -> dict[str, float]:
+        """The matmul peak of every precision this CPU computes natively (fp32 always)."""
+        return {p: matmul_peak(tuple(self.s["peak_sizes"]), threads=self.threads, precision=p)
+                for p in native_precisions()}
 
     def job(self, models: list[str], side: int, *, warmup: int, repeats: int) -> dict:
         return {"models": models, "side": side, "batch": self.s["batch"], "warmup": warmup,
                 "repeats": repeats, "threads": self.threads, "memory_limit_gb": self.s["memory_limit_gb"],
                 "max_step_s": self.s["max_step_s"], "seed": self.s.get("seed", 0),
-                "options_by_model": {n: self.hipcore_options(n) for n in models}}
+                "options_by_model": {n: self.hipcore_options(n) for n in models},
+                "precision": self.precision}
 
     def measure(self, models: list[str], side: int, *, warmup: int, repeats: int) -> tuple[dict, float | None]:
         """({name: result}, peak memory GiB) of one fresh process training `models`."""
@@ -214,9 +228,19 @@ class _Run:
                 inputs_per_s=batch * side * side / median, step_s_median=median, step_s_min=min(seconds),
                 step_s_max=max(seconds), repeats=len(seconds), peak_memory_gb=memory[name],
                 trained_params=result.get("trained_params"), achieved_gflops=flops / median / 1e9,
-                threads=self.threads, **counted[name]))
+                threads=self.threads, precision=self.precision, **counted[name]))
             self.log(f"{side:5d} {name:18s} {1 / median:8.3f} steps/s  {memory[name]:6.2f} GiB  "
                      f"{flops / median / 1e9:6.1f} GFLOP/s")
+
+
+def threads_of(settings: dict[str, Any]) -> int:
+    """The torch threads a profile runs with (None: all cores)."""
+    return settings.get("threads") or os.cpu_count() or 1
+
+
+def native_precisions() -> tuple[str, ...]:
+    """The precisions this CPU computes natively, fp32 first."""
+    return tuple(p for p in ("fp32", "bf16", "fp16") if native_on_cpu(p))
 
 
 def run(settings: dict[str, Any], *, options: dict | None = None,
@@ -224,24 +248,27 @@ def run(settings: dict[str, Any], *, options: dict | None = None,
     """Run the benchmark with one profile's `settings` (see PROFILES); `options` are HiPConfig
     fields given to every hipcore model (e.g. {'checkpoint': True})."""
     check_settings(settings)
-    threads = settings.get("threads") or os.cpu_count() or 1
+    threads = threads_of(settings)
     r = _Run(settings, threads, dict(options or {}), log)
     info = {"machine": machine(), "threads": threads, "load_start": load_average(),
             "settings": dict(settings), "options": r.options, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-    peaks = [r.peak()]
-    log(f"{info['machine']['cpu']}, {threads} threads, batch {settings['batch']}: matmul peak "
-        f"{peaks[0]:.0f} GFLOP/s, load average {info['load_start']:.2f}")
+    peaks = [r.peaks()]
+    log(f"{info['machine']['cpu']}, {threads} threads, batch {settings['batch']}, {r.precision}: matmul peak "
+        + ", ".join(f"{p} {v:.0f}" for p, v in peaks[0].items()) + f" GFLOP/s, load average {info['load_start']:.2f}")
     for side in settings["sides"]:
         names = [n for n in settings["models"]
                  if settings.get("min_side", {}).get(n, 0) <= side <= settings.get("max_side", {}).get(n, math.inf)]
-        r.side(side, names, max(peaks))
-    peaks.append(r.peak())
-    peak = max(peaks)
+        r.side(side, names, peaks[0][r.precision])
+    peaks.append(r.peaks())
+    best_of = {p: max(run[p] for run in peaks) for p in peaks[0]}          # per precision, over both runs
+    peak, best = best_of[r.precision], max(best_of.values())
     for row in r.rows:
-        row["peak_gflops"] = peak
+        row.update(peak_gflops=peak, best_peak_gflops=best)
         if row["achieved_gflops"] is not None and peak:
             row["fraction_of_peak"] = row["achieved_gflops"] / peak
-    info.update(peak_gflops=peak, peak_gflops_runs=peaks, load_end=load_average(),
-                finished=time.strftime("%Y-%m-%d %H:%M:%S"))
-    log(f"matmul peak {peaks[-1]:.0f} GFLOP/s at the end (reference {peak:.0f}), load average {info['load_end']:.2f}")
+            row["fraction_of_best_peak"] = row["achieved_gflops"] / best
+    info.update(precision=r.precision, peak_gflops=peak, best_peak_gflops=best, peaks_gflops=best_of,
+                peak_gflops_runs=peaks, load_end=load_average(), finished=time.strftime("%Y-%m-%d %H:%M:%S"))
+    log(f"matmul peak at the end " + ", ".join(f"{p} {v:.0f}" for p, v in peaks[-1].items())
+        + f" GFLOP/s (reference {r.precision} {peak:.0f}, best {best:.0f}), load average {info['load_end']:.2f}")
     return Results(r.rows, r.steps, info)

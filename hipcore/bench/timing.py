@@ -31,6 +31,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..train.precision import autocast
+
 RESULT_MARK = "HIPCORE_BENCH_RESULT "
 OOM = "OOM"
 TOO_SLOW = "skipped (too slow)"
@@ -103,14 +105,17 @@ def limit_memory(gb: float) -> None:
 
 
 def matmul_peak(sizes: tuple[int, ...] = (2048, 3072, 4096), repeats: int = 3,
-                threads: int | None = None) -> float:
-    """The machine's fp32 matmul rate in GFLOP/s: the best of a few large square products."""
+                threads: int | None = None, precision: str = "fp32") -> float:
+    """The machine's matmul rate in GFLOP/s for one precision ('fp32', 'bf16', 'fp16'): the
+    best of a few large square products in that dtype."""
+    from ..train.precision import DTYPES
+
     previous = torch.get_num_threads()
     torch.set_num_threads(threads or previous)
     best = 0.0
     try:
         for n in sizes:
-            a, b = torch.randn(n, n), torch.randn(n, n)
+            a, b = torch.randn(n, n, dtype=DTYPES[precision]), torch.randn(n, n, dtype=DTYPES[precision])
             a @ b                                                  # first call: warm-up
             for _ in range(repeats):
                 start = time.perf_counter()
@@ -134,11 +139,12 @@ class Trainee:
     pixels: torch.Tensor            # [B, M, 3]
     labels: torch.Tensor            # [B]
     optimizer: torch.optim.Optimizer
+    precision: str = "fp32"         # resolved: the forward runs under its autocast
     times: list[float] = field(default_factory=list)
 
     @classmethod
     def build(cls, name: str, side: int, batch: int, *, seed: int = 0, classes: int = 1000,
-              options: dict | None = None) -> "Trainee":
+              options: dict | None = None, precision: str = "fp32") -> "Trainee":
         from .models import make_model
 
         torch.manual_seed(seed)
@@ -146,13 +152,15 @@ class Trainee:
         pixels = torch.rand(batch, side * side, 3)
         labels = torch.randint(0, classes, (batch,))
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
-        return cls(name, model, pixels, labels, optimizer)
+        return cls(name, model, pixels, labels, optimizer, precision)
 
     def step(self) -> float:
         """One training step; returns its wall-clock seconds."""
         start = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(self.model(self.pixels), self.labels)
+        with autocast(self.precision, self.pixels.device):
+            logits = self.model(self.pixels)
+        loss = F.cross_entropy(logits.float(), self.labels)
         loss.backward()
         self.optimizer.step()
         return time.perf_counter() - start
@@ -166,7 +174,8 @@ def run_job(job: dict) -> dict:
     """Everything a fresh measuring process does; returns its results as a dict.
 
     job: models (names), side, batch, warmup, repeats, threads, memory_limit_gb, max_step_s,
-    seed, options_by_model ({name: HiPConfig fields}), keep_freed_memory (default True).
+    seed, options_by_model ({name: HiPConfig fields}), precision (resolved, default fp32),
+    keep_freed_memory (default True).
     """
     torch.set_num_threads(job["threads"])
     kept = job.get("keep_freed_memory", True) and keep_freed_memory()
@@ -190,7 +199,8 @@ def train_side_by_side(job: dict) -> dict[str, dict]:
             continue
         try:
             t = Trainee.build(name, job["side"], job["batch"], seed=job.get("seed", 0),
-                              options=job.get("options_by_model", {}).get(name))
+                              options=job.get("options_by_model", {}).get(name),
+                              precision=job.get("precision", "fp32"))
             warm = [t.step() for _ in range(job["warmup"])]
         except (RuntimeError, MemoryError) as error:
             results[name] = {"status": OOM if is_oom(error) else f"error: {error}"}

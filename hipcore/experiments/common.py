@@ -125,16 +125,16 @@ def record_pairs(path: Path, rows: list[dict[str, Any]], *, finding: str, claim:
 IMAGE_TABLE: dict[str, dict[str, Any]] = {
     # CI: a few hundred images, one seed; checks the plumbing, not the finding.
     "smoke": dict(variant="small3", epochs=1, pretrain_epochs=1, limit_train=256, limit_test=256,
-                  batch_size=64, lr=1e-3, pretrain_lr=1e-3, warmup_epochs=0.5, seeds=(0,)),
+                  batch_size=64, lr=1e-3, pretrain_lr=1e-3, warmup_epochs=0.5, precision="auto", seeds=(0,)),
     # 2 CPU cores: 6,000 training images, 2 + 2 epochs, 3 seeds.
     "quick": dict(variant="small3", epochs=2, pretrain_epochs=2, limit_train=6000, limit_test=2000,
-                  batch_size=128, lr=1e-3, pretrain_lr=1e-3, warmup_epochs=0.5, seeds=(0, 1, 2)),
+                  batch_size=128, lr=1e-3, pretrain_lr=1e-3, warmup_epochs=0.5, precision="auto", seeds=(0, 1, 2)),
     # The whole of Fashion-MNIST, long enough for MAE to matter: hours on CPU, minutes on a GPU.
     "full": dict(variant="small5", epochs=30, pretrain_epochs=60, limit_train=None, limit_test=None,
-                 batch_size=128, lr=1e-3, pretrain_lr=1.5e-3, warmup_epochs=2, seeds=(0, 1, 2)),
+                 batch_size=128, lr=1e-3, pretrain_lr=1.5e-3, warmup_epochs=2, precision="auto", seeds=(0, 1, 2)),
     # The paper's ImageNet setting (HiP-16 at 224 x 224, dataset='imagefolder'); for a GPU cluster.
     "paper": dict(variant="hip16", epochs=110, pretrain_epochs=200, limit_train=None, limit_test=None,
-                  batch_size=1024, lr=2e-3, pretrain_lr=1.5e-3, warmup_epochs=10, seeds=(0, 1, 2)),
+                  batch_size=1024, lr=2e-3, pretrain_lr=1.5e-3, warmup_epochs=10, precision="auto", seeds=(0, 1, 2)),
 }
 
 

@@ -33,20 +33,20 @@ TABLE: dict[str, dict[str, Any]] = {
     # CI: tiny clouds, one seed, one epoch each; checks the plumbing, not the finding.
     "smoke": dict(variant="small3", num_points=256, train_per_class=20, test_per_class=10,
                   epochs=1, pretrain_epochs=1, batch_size=50, lr=1e-3, pretrain_lr=1e-3,
-                  warmup_epochs=0.5, limit_train=None, limit_test=None, perceiver=False, seeds=(0,)),
+                  warmup_epochs=0.5, limit_train=None, limit_test=None, perceiver=False, precision="auto", seeds=(0,)),
     # 2 CPU cores, about 15 minutes: 2,000 clouds of 1,024 points (16 groups of 64), 3 seeds.
     "quick": dict(variant="small3", num_points=1024, train_per_class=200, test_per_class=50,
                   epochs=3, pretrain_epochs=3, batch_size=64, lr=1e-3, pretrain_lr=1e-3,
-                  warmup_epochs=0.5, limit_train=None, limit_test=None, perceiver=False, seeds=(0, 1, 2)),
+                  warmup_epochs=0.5, limit_train=None, limit_test=None, perceiver=False, precision="auto", seeds=(0, 1, 2)),
     # Long enough for MAE to matter, plus a flat Perceiver (one group) without MAE.
     "full": dict(variant="small5", num_points=1024, train_per_class=200, test_per_class=50,
                  epochs=60, pretrain_epochs=120, batch_size=64, lr=1e-3, pretrain_lr=1.5e-3,
-                 warmup_epochs=2, limit_train=None, limit_test=None, perceiver=True, seeds=(0, 1, 2)),
+                 warmup_epochs=2, limit_train=None, limit_test=None, perceiver=True, precision="auto", seeds=(0, 1, 2)),
     # The paper's setting: HiP-16 on ModelNet40 (dataset='modelnet40'), 2,048 points in stored
     # order. Its schedule is not in the paper's available text: ours, for a GPU.
     "paper": dict(variant="hip16", num_points=2048, train_per_class=200, test_per_class=50,
                   epochs=200, pretrain_epochs=400, batch_size=64, lr=1e-3, pretrain_lr=1.5e-3,
-                  warmup_epochs=10, limit_train=None, limit_test=None, perceiver=True, seeds=(0, 1, 2)),
+                  warmup_epochs=10, limit_train=None, limit_test=None, perceiver=True, precision="auto", seeds=(0, 1, 2)),
 }
 
 PERCEIVER = "Perceiver (1 group), no MAE"

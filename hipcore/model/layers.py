@@ -96,6 +96,17 @@ class DropPath(nn.Module):
         return x * keep.to(x.dtype)  # not rescaled, as in the official model
 
 
+# Attention on a CPU with at most this many scores per head runs as two matmuls around a
+# float32 softmax instead of scaled_dot_product_attention: for the small per-group blocks of
+# HiP (16-64 latents over 16-256 keys) the flash kernel is slower, above all its bf16 backward.
+MATMUL_SCORES = 64 * 1024
+
+
+def uses_matmuls(q: torch.Tensor, k: torch.Tensor) -> bool:
+    """Whether attention of q [.., Nq, dk] over k [.., Nk, dk] takes the two-matmul path."""
+    return q.device.type == "cpu" and q.shape[-2] * k.shape[-2] <= MATMUL_SCORES
+
+
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None,
            *, plain: bool, scale: float | None = None,
            values: Callable[[torch.Tensor], torch.Tensor] | None = None
@@ -120,6 +131,12 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Te
             scores = scores.masked_fill(~key_mask, float("-inf"))
         weights = scores.softmax(dim=-1)                 # float32 softmax
         out = torch.einsum("bhqk,bhkc->bhqc", weights, v.float()).to(v.dtype)
+    elif uses_matmuls(q, k):
+        weights = None
+        scores = (q * scale) @ k.transpose(-1, -2)       # [BG, H, Nq, Nk] in q's dtype
+        if key_mask is not None:
+            scores = scores.masked_fill(~key_mask, float("-inf"))
+        out = scores.float().softmax(dim=-1).to(v.dtype) @ v
     else:
         weights = None
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, scale=scale)
