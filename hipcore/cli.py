@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from .errors import HipcoreError
-from .train.cli import _positive_int as positive_int
+from .argtypes import non_negative_int, positive_int
 
 
 SWEEP_EXAMPLE = "python -m hipcore sweep 03 -p mask_ratio 0.75 0.85 --seeds 0 1 2 --profile quick"
@@ -120,16 +120,6 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
     reproduce(args.profile)
     return 0
-
-
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from hipcore.argtypes import positive_int as _positive_int
 from hipcore.data.base import DataNotFoundError
 
 
@@ -17,16 +18,6 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("data", help="fetch, describe and benchmark datasets")
     _populate(parser)
     return parser
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
 
 
 def _populate(parser: argparse.ArgumentParser) -> None:
