@@ -75,11 +75,17 @@ def seed_parameter(notebook: Path, parameters: Iterable[str]) -> str:
     raise NotebookError(f"{notebook.stem} takes no seed parameter, so --seeds cannot be applied")
 
 
-def check_parameters(notebook: Path, names: Iterable[str], *, seeds: bool = False) -> str | None:
+def check_parameters(notebook: Path, names: Iterable[str], *, seeds: bool = False,
+                     profile: bool = False) -> str | None:
     """Refuse a name the notebook does not take (listing those it does), one the sweep sets
-    itself, and a seed given both in the grid and by --seeds. Returns the seed parameter's
-    name when `seeds` is asked for."""
+    itself, a seed given both in the grid and by --seeds, and a notebook without the
+    results_dir (or, when one is asked for, profile) the sweep sets. Returns the seed
+    parameter's name when `seeds` is asked for."""
     have = notebook_parameters(notebook)
+    for name in ["results_dir"] + (["profile"] if profile else []):
+        if name not in have:
+            raise NotebookError(f"{notebook.stem} takes no {name} parameter, so the sweep cannot set it; "
+                                f"its parameters: {', '.join(have)}")
     for name in names:
         if name in SET_BY_SWEEP:
             raise NotebookError(f"-p {name}: {SET_BY_SWEEP[name]}")
@@ -161,7 +167,7 @@ def sweep(notebook: str | Path, grid: Mapping[str, Iterable[Any]], seeds: Iterab
             raise NotebookError(f"-p {name} needs at least one value and each value once, got {list(grid[name])}")
     if seeds is not None and len(set(seeds)) < len(seeds):
         raise NotebookError(f"--seeds gives a seed twice: {seeds}")
-    seed_name = check_parameters(nb, names, seeds=seeds is not None)
+    seed_name = check_parameters(nb, names, seeds=seeds is not None, profile=profile is not None)
     grid_points = [dict(zip(names, values)) for values in itertools.product(*(grid[n] for n in names))]
     points = [{**p, "seed": s} if s is not None else p
               for p in grid_points for s in (seeds if seeds is not None else [None])]

@@ -2,6 +2,7 @@
 that the notebook cannot take."""
 
 import csv
+import re
 import shlex
 
 import nbformat
@@ -73,14 +74,32 @@ def test_seeds_go_to_the_notebooks_own_seed_parameter(tmp_path, capsys, stand_in
     assert row["notebook"] == "02_flattening_ablation" and row["param_data_dir"] == "" and row["param_seed"] == "1"
 
 
-def test_a_notebook_without_a_seed_parameter_refuses_seeds(tmp_path, capsys, stand_in_runs):
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("width = 3", metadata={"tags": ["parameters"]})],
-                                 metadata={"kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"}})
-    path = tmp_path / "x.ipynb"
+def write_notebook(path, parameters, *cells):
+    nb = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}),
+               *(nbformat.v4.new_code_cell(c) for c in cells)],
+        metadata={"kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"}})
     nbformat.write(nb, path)
+    return path
+
+
+def test_a_notebook_without_the_parameters_a_sweep_sets_is_refused(tmp_path, capsys, stand_in_runs):
+    path = write_notebook(tmp_path / "x.ipynb", "width = 3")
     assert notebook_parameters(path) == ["width"]
+    assert main(["sweep", str(path), "-p", "width", "4", "--out", str(tmp_path / "out")]) == 2
+    assert "x takes no results_dir parameter" in capsys.readouterr().err
+    path = write_notebook(tmp_path / "x.ipynb", "width = 3\nresults_dir = 'results'")
     assert main(["sweep", str(path), "-p", "width", "4", "--seeds", "0", "--out", str(tmp_path / "out")]) == 2
     assert "x takes no seed parameter" in capsys.readouterr().err and not stand_in_runs
+
+
+def test_a_notebook_that_stops_is_reported_in_one_plain_line(tmp_path, capfd):
+    path = write_notebook(tmp_path / "x.ipynb", "width = 3\nseed = 0\nresults_dir = 'results'",
+                          "if width > 3:\n    raise ValueError(f'width={width} is too wide')")
+    assert main(["sweep", str(path), "-p", "width", "4", "--seeds", "0", "--out", str(tmp_path / "out")]) == 2
+    out, err = capfd.readouterr()
+    assert "[1/1] x width=4 seed=0" in out and "x stopped in cell 3: width=4 is too wide" in err
+    assert not re.search(r"\w+(Error|Exception|Warning)\b|Traceback|encryption", out + err), out + err
 
 
 def test_the_help_example_uses_parameters_the_notebook_has():
