@@ -5,9 +5,18 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from .errors import HipcoreError
-from .train.cli import _positive_int as positive_int
+from .argtypes import non_negative_int, positive_int
+
+
+SWEEP_EXAMPLE = "python -m hipcore sweep 03 -p mask_ratio 0.75 0.85 --seeds 0 1 2 --profile quick"
+
+
+def dataset_name(text: str) -> str:
+    """'fashion-mnist' -> 'fashion_mnist'."""
+    return text.replace("-", "_")
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
@@ -22,26 +31,34 @@ def parse_shape(text: str) -> tuple[int, ...]:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    """Parameters of every variant (or the ones named) for one input shape."""
+    """Parameters of every variant (or the ones named) for one input shape and head."""
     import torch
 
     from . import VARIANT_NAMES, ModalitySpec, build
-
     from .config import variant
+    from .data.registry import num_classes
 
     names = args.variants or VARIANT_NAMES
     for name in names:
         variant(name)                                   # unknown names fail before any output
+    classes, head = args.classes, f"{args.classes} classes"
+    if args.dataset == "imagefolder" and args.data_dir is None:
+        raise ValueError("--dataset imagefolder counts the class folders of --data-dir: give it, or --classes N instead")
+    if args.dataset is not None:
+        classes = num_classes(args.dataset, args.data_dir)
+        head = f"{classes} classes ({args.dataset})"
+    elif args.data_dir is not None:
+        raise ValueError("--data-dir goes with --dataset imagefolder")
     *grid, channels = args.input
     m = 1
     for n in grid:
         m *= n
     mods = {"image": ModalitySpec(m, channels, tuple(grid))}
-    print(f"input {'x'.join(map(str, grid))} x {channels} = {m} inputs, {args.classes} classes")
+    print(f"input {'x'.join(map(str, grid))} x {channels} = {m} inputs, {head}")
     print(f"{'variant':<24}{'blocks':>7}  {'groups per block':<34}{'parameters':>14}")
     for name in names:
         with torch.device("meta"):
-            model = build(name, mods, num_classes=args.classes)
+            model = build(name, mods, num_classes=classes)
         groups = "-".join(str(b.groups) for b in model.config.blocks)
         n = sum(p.numel() for p in model.parameters())
         print(f"{name:<24}{len(model.config.blocks):>7}  {groups:<34}{n:>14,}")
@@ -74,6 +91,8 @@ def cmd_summary(args: argparse.Namespace) -> int:
     from . import provenance
     from .report import write_summary
 
+    if not Path(args.results_dir).is_dir():
+        raise ValueError(f"--results-dir {args.results_dir} is not a folder")
     print(f"wrote {write_summary(args.results_dir, args.profile, args.out)}")
     if args.profile == "quick" and args.out is None and args.readme:
         if provenance.update_readme(args.readme, args.results_dir, args.profile):
@@ -88,6 +107,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     for name, *values in args.param or []:
         if not values:
             raise ValueError(f"-p {name} needs at least one value")
+        if name in grid:
+            raise ValueError(f"-p {name} is given twice; list all its values after one -p")
         grid[name] = [parse_value(v) for v in values]
     target = sweep(args.notebook, grid, args.seeds, args.out, profile=args.profile)
     print(f"wrote {target}")
@@ -102,20 +123,32 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+    from .config import VARIANT_NAMES
+    from .data.registry import DATASETS
+    from .notebook import PROFILES
+
     parser = argparse.ArgumentParser(prog="python -m hipcore", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"hipcore {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    info = sub.add_parser("info", help="parameter counts of the model variants")
+    info = sub.add_parser("info", help="parameter counts of the model variants",
+                          description="Parameters of each variant for an input shape and a read-out head: "
+                                      "--classes N, or a dataset's classes with --dataset.")
     info.add_argument("--input", type=parse_shape, default=(224, 224, 3),
                       help="input grid and channels, e.g. 28x28x1 (default 224x224x3)")
-    info.add_argument("--classes", type=int, default=1000, help="classes of the read-out (default 1000)")
-    info.add_argument("variants", nargs="*", help="variant names (default: all)")
+    head = info.add_mutually_exclusive_group()
+    head.add_argument("--classes", type=positive_int, default=1000, help="classes of the read-out (default 1000)")
+    head.add_argument("--dataset", type=dataset_name, choices=DATASETS,
+                      help="count the read-out of this dataset's classes (imagefolder: with --data-dir)")
+    info.add_argument("--data-dir", default=None, help="the image folder whose class folders --dataset imagefolder counts")
+    info.add_argument("variants", nargs="*", help=f"variant names (default: all): {', '.join(VARIANT_NAMES)}")
     info.set_defaults(func=cmd_info)
 
     demo = sub.add_parser("demo", help="one batch through a small HiP, with shapes and timing")
-    demo.add_argument("--variant", default="small3")
-    demo.add_argument("--batch-size", type=positive_int, default=32)
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--variant", default="small3", choices=VARIANT_NAMES, help="the model (default small3)")
+    demo.add_argument("--batch-size", type=positive_int, default=32, help="random 28 x 28 images (default 32)")
+    demo.add_argument("--seed", type=non_negative_int, default=0, help="weights and inputs (default 0)")
     demo.set_defaults(func=cmd_demo)
 
     from .data.cli import add_subparser as add_data_commands
@@ -133,27 +166,30 @@ def build_parser() -> argparse.ArgumentParser:
     summary = sub.add_parser("summary", help="regenerate a profile's summary from its comparisons CSVs",
                              description="Writes results/SUMMARY.md for --profile quick (and the README's "
                                          "times), results/SUMMARY_<profile>.md for any other profile, or --out.")
-    summary.add_argument("--results-dir", default="results")
-    summary.add_argument("--profile", default="quick")
+    summary.add_argument("--results-dir", default="results", help="the results folder (default results)")
+    summary.add_argument("--profile", default="quick", choices=PROFILES, help="whose results (default quick)")
     summary.add_argument("--out", default=None, help="write the summary here instead")
     summary.add_argument("--readme", default="README.md",
                          help="README whose generated times block to refresh (quick profile only; '' for none)")
     summary.set_defaults(func=cmd_summary)
 
     sweep = sub.add_parser("sweep", help="run a notebook over a grid of parameters and seeds",
-                           description="Example: python -m hipcore sweep 02 -p ordering raster "
-                                       "hilbert --seeds 0 1 2 --profile quick")
+                           description=f"Example: {SWEEP_EXAMPLE}. Every -p name must be one of the "
+                                       "notebook's parameters; --seeds goes to its seed or seeds parameter. "
+                                       "Writes one executed notebook and results folder per point and "
+                                       "<out>/sweep_metrics.csv.")
     sweep.add_argument("notebook", help="path, or a name prefix such as 02")
     sweep.add_argument("-p", "--param", nargs="+", action="append", metavar=("NAME", "VALUE"),
-                       help="a parameter and its values (repeatable)")
-    sweep.add_argument("--seeds", nargs="+", type=int, default=None)
-    sweep.add_argument("--profile", default=None)
+                       help="a parameter and its values, read as Python literals where they parse (repeatable)")
+    sweep.add_argument("--seeds", nargs="+", type=non_negative_int, default=None,
+                       help="one point per seed (default: the notebook's own seeds)")
+    sweep.add_argument("--profile", default=None, choices=PROFILES, help="default: the notebook's own")
     sweep.add_argument("--out", default="results/sweeps", help="folder for executed notebooks and results")
     sweep.set_defaults(func=cmd_sweep)
 
     reproduce = sub.add_parser("reproduce", help="run every notebook at a profile into results/executed/<profile>/, "
                                                  "then regenerate that profile's summary")
-    reproduce.add_argument("--profile", default="quick")
+    reproduce.add_argument("--profile", default="quick", choices=PROFILES, help="default quick")
     reproduce.set_defaults(func=cmd_reproduce)
     return parser
 

@@ -2,23 +2,39 @@
 
 A sweep runs one executed notebook and one results folder per point of the grid
 (parameters x seeds) and then concatenates every point's metrics.csv, with the point's
-parameters as extra columns, into `<out>/sweep_metrics.csv`.
+parameters as extra columns, into `<out>/sweep_metrics.csv`. Nothing runs until every
+parameter is known to be one of the notebook's own (papermill would only warn and run the
+defaults), and `seeds` goes to whichever of `seeds` or `seed` the notebook takes.
+
+On the console each notebook shows one line when it starts, one per finished training run
+(hipcore.progress) and one when it ends; the kernels run over IPC sockets where the system
+has them, so they start without a warning about unencrypted TCP.
 """
 
 from __future__ import annotations
 
 import ast
 import csv
+import hashlib
 import itertools
 import json
 import os
 import re
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from .errors import HipcoreError
+
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
+SET_BY_SWEEP = {"results_dir": "the sweep sets it to a folder per point under --out",
+                "profile": "use --profile"}
+
+
+class NotebookError(HipcoreError):
+    """A notebook cannot be swept as asked, or stopped with an error while it ran."""
 
 
 def parse_value(text: str) -> Any:
@@ -41,49 +57,141 @@ def find_notebook(name: str | Path) -> Path:
     return matches[0]
 
 
-def run_notebook(notebook: Path, output: Path, parameters: Mapping[str, Any], *,
-                 cwd: Path | None = None, log_output: bool = False) -> float:
-    """Execute `notebook` into `output` with papermill; returns the wall time in seconds."""
+def notebook_parameters(notebook: Path) -> list[str]:
+    """The names in the notebook's tagged `parameters` cell, read by papermill's inspection."""
     import papermill
+    from nbformat.validator import MissingIDFieldWarning
+
+    with warnings.catch_warnings():      # stored notebooks may lack cell ids; reading them is fine
+        warnings.simplefilter("ignore", MissingIDFieldWarning)
+        return list(papermill.inspect_notebook(str(notebook)))
+
+
+def seed_parameter(notebook: Path, parameters: Iterable[str]) -> str:
+    """'seeds' (a list) or 'seed' (an int): the parameter a notebook takes its seeds in."""
+    for name in ("seeds", "seed"):
+        if name in parameters:
+            return name
+    raise NotebookError(f"{notebook.stem} takes no seed parameter, so --seeds cannot be applied")
+
+
+def check_parameters(notebook: Path, names: Iterable[str], *, seeds: bool = False,
+                     profile: bool = False) -> str | None:
+    """Refuse a name the notebook does not take (listing those it does), one the sweep sets
+    itself, a seed given both in the grid and by --seeds, and a notebook without the
+    results_dir (or, when one is asked for, profile) the sweep sets. Returns the seed
+    parameter's name when `seeds` is asked for."""
+    have = notebook_parameters(notebook)
+    for name in ["results_dir"] + (["profile"] if profile else []):
+        if name not in have:
+            raise NotebookError(f"{notebook.stem} takes no {name} parameter, so the sweep cannot set it; "
+                                f"its parameters: {', '.join(have)}")
+    for name in names:
+        if name in SET_BY_SWEEP:
+            raise NotebookError(f"-p {name}: {SET_BY_SWEEP[name]}")
+        if name not in have:
+            raise NotebookError(f"{notebook.stem} has no parameter {name!r}; its parameters: {', '.join(have)}")
+    if not seeds:
+        return None
+    seed_name = seed_parameter(notebook, have)
+    if seed_name in names:
+        raise NotebookError(f"{seed_name!r} is given both by -p and by --seeds; give it once")
+    return seed_name
+
+
+def kernel_config():
+    """Kernels talk over IPC sockets where the system has them (not Windows), which removes
+    the cause of ipykernel's warning that TCP is unencrypted."""
+    from traitlets.config import Config
+
+    return Config({"KernelManager": {"transport": "tcp" if os.name == "nt" else "ipc"}})
+
+
+def run_notebook(notebook: Path, output: Path, parameters: Mapping[str, Any], *,
+                 cwd: Path | None = None) -> float:
+    """Execute `notebook` into `output` with papermill, passing its training runs' progress
+    lines to the console; returns the wall time in seconds."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    from .progress import RunLines
 
     output.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    papermill.execute_notebook(str(notebook), str(output), parameters=dict(parameters),
-                               cwd=str(cwd or notebook.parent), log_output=log_output,
-                               progress_bar=False)
+    try:
+        papermill.execute_notebook(str(notebook), str(output), parameters=dict(parameters),
+                                   cwd=str(cwd or notebook.parent), progress_bar=False,
+                                   stdout_file=RunLines(), config=kernel_config())
+    except PapermillExecutionError as error:
+        raise NotebookError(f"{notebook.stem} stopped in cell {error.exec_count}: {error.evalue} "
+                            f"(the executed notebook, with the trace: {output})") from None
     return time.perf_counter() - start
 
 
+def plain(value: Any) -> Any:
+    """A value as a CSV cell: numbers, strings and booleans as they are, None empty, lists as JSON."""
+    if value is None:
+        return ""
+    return value if isinstance(value, (str, int, float, bool)) else json.dumps(value)
+
+
 def point_name(point: Mapping[str, Any]) -> str:
+    """A file-system-safe name: 'ordering-raster_seed-1'."""
     text = "_".join(f"{k}-{v}" for k, v in point.items())
     return re.sub(r"[^A-Za-z0-9._-]+", "", text)[:120] or "default"
+
+
+def point_names(points: list[Mapping[str, Any]]) -> list[str]:
+    """point_name of each point, with a short hash of the point's values added where two
+    points would share a name (values differing only in punctuation, or too long)."""
+    names = [point_name(p) for p in points]
+    clash = {n for n in names if names.count(n) > 1}
+    return [f"{n}-{hashlib.sha1(json.dumps(p, sort_keys=True, default=str).encode()).hexdigest()[:8]}"
+            if n in clash else n for n, p in zip(names, points)]
+
+
+def describe(point: Mapping[str, Any]) -> str:
+    return " ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in point.items())
 
 
 def sweep(notebook: str | Path, grid: Mapping[str, Iterable[Any]], seeds: Iterable[int] | None,
           out: Path, *, profile: str | None = None) -> Path:
     """Run every point of `grid` x `seeds`; returns the aggregated CSV's path."""
     nb = find_notebook(notebook)
+    grid = {name: list(values) for name, values in grid.items()}
+    seeds = None if seeds is None else list(seeds)
     names = list(grid)
-    points = [dict(zip(names, values)) for values in itertools.product(*(list(grid[n]) for n in names))]
+    for name in names:
+        values = [json.dumps(v, sort_keys=True, default=str) for v in grid[name]]
+        if not values or len(set(values)) < len(values):
+            raise NotebookError(f"-p {name} needs at least one value and each value once, got {list(grid[name])}")
+    if seeds is not None and len(set(seeds)) < len(seeds):
+        raise NotebookError(f"--seeds gives a seed twice: {seeds}")
+    seed_name = check_parameters(nb, names, seeds=seeds is not None, profile=profile is not None)
+    grid_points = [dict(zip(names, values)) for values in itertools.product(*(grid[n] for n in names))]
+    points = [{**p, "seed": s} if s is not None else p
+              for p in grid_points for s in (seeds if seeds is not None else [None])]
     out = Path(out).resolve()
     rows: list[dict] = []
-    for point in points:
-        for seed in (list(seeds) if seeds is not None else [None]):
-            params = dict(point)
-            if seed is not None:
-                params["seeds"] = [seed]
-            if profile is not None:
-                params["profile"] = profile
-            name = point_name({**point, **({"seed": seed} if seed is not None else {})})
-            results_dir = out / name
-            params["results_dir"] = str(results_dir)
-            seconds = run_notebook(nb, out / f"{name}.ipynb", params)
-            print(f"{nb.stem} {name}: {seconds:.0f} s", flush=True)
-            for metrics in sorted(results_dir.glob("*/*/metrics.csv")):
-                with open(metrics, newline="") as f:
-                    for row in csv.DictReader(f):
-                        rows.append({**{f"param_{k}": json.dumps(v) for k, v in point.items()},
-                                     "param_seed": seed, **row})
+    for i, (point, name) in enumerate(zip(points, point_names(points)), 1):
+        params = {k: v for k, v in point.items() if k != "seed" or seed_name is None}
+        if seed_name is not None:
+            params[seed_name] = [point["seed"]] if seed_name == "seeds" else point["seed"]
+        if profile is not None:
+            params["profile"] = profile
+        results_dir = out / name
+        params["results_dir"] = str(results_dir)
+        step = f"[{i}/{len(points)}] {nb.stem}"
+        print(f"{step} {describe(point)}", flush=True)
+        seconds = run_notebook(nb, out / f"{name}.ipynb", params)
+        print(f"{step} done in {seconds:.0f} s", flush=True)
+        found = sorted(results_dir.glob("*/*/metrics.csv"))
+        if not found:
+            raise NotebookError(f"{nb.stem} wrote no metrics.csv under {results_dir} for {describe(point)}")
+        for metrics in found:
+            with open(metrics, newline="") as f:
+                for row in csv.DictReader(f):
+                    rows.append({"notebook": nb.stem, "point": name, **{f"param_{k}": plain(v) for k, v in point.items()}, **row})
     target = out / "sweep_metrics.csv"
     fields = list(dict.fromkeys(k for row in rows for k in row))
     with open(target, "w", newline="") as f:
@@ -103,11 +211,14 @@ def reproduce(profile: str = "quick", results_dir: Path = REPO / "results",
 
     executed_dir = executed_path(results_dir, profile)
     seconds = {}
-    for nb in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
+    notebooks = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    for i, nb in enumerate(notebooks, 1):
         # relative to the notebook's folder (papermill's cwd), so no machine path is recorded
         where = os.path.relpath(Path(results_dir).resolve(), nb.parent.resolve())
+        step = f"[{i}/{len(notebooks)}] {nb.stem}"
+        print(f"{step} at {profile}", flush=True)
         seconds[nb.stem] = run_notebook(nb, executed_dir / nb.name, {"profile": profile, "results_dir": where})
-        print(f"{nb.stem}: {seconds[nb.stem]:.0f} s", flush=True)
+        print(f"{step} done in {seconds[nb.stem]:.0f} s", flush=True)
     provenance.reproduce_record(executed_dir, seconds, profile)
     summary = write_summary(results_dir, profile)
     print(f"wrote {summary}")

@@ -1,11 +1,16 @@
-"""A papermill sweep runs one notebook per grid point and aggregates the metrics."""
+"""A papermill sweep runs one notebook per grid point and aggregates the metrics; nothing runs
+that the notebook cannot take."""
 
 import csv
+import re
+import shlex
 
+import nbformat
 import pytest
 
-from hipcore.cli import main
-from hipcore.sweep import find_notebook, parse_value, point_name
+from hipcore import sweep as sweep_module
+from hipcore.cli import SWEEP_EXAMPLE, main
+from hipcore.sweep import find_notebook, notebook_parameters, parse_value, point_name, point_names
 
 
 def test_values_parse_as_literals_or_strings():
@@ -14,12 +19,97 @@ def test_values_parse_as_literals_or_strings():
     assert point_name({"ordering": "raster", "seed": 1}) == "ordering-raster_seed-1"
 
 
+def test_point_names_differ_where_the_points_do():
+    points = [{"data_dir": "data/a,b"}, {"data_dir": "data/a;b"}, {"data_dir": "other"}]
+    names = point_names(points)
+    assert len(set(names)) == 3 and names[2] == "data_dir-other"
+    assert names[0].startswith("data_dir-dataab-") and names[1].startswith("data_dir-dataab-")
+    assert point_names(points) == names                       # the same points, the same names
+
+
 def test_unknown_notebook_lists_the_ones_there_are():
     with pytest.raises(FileNotFoundError, match="00_tour"):
         find_notebook("99")
 
 
-def test_sweep_runs_each_point_and_aggregates(tmp_path):
+@pytest.fixture
+def stand_in_runs(monkeypatch):
+    """run_notebook replaced by one that records the parameters and writes a metrics.csv."""
+    seen = []
+
+    def run(nb, output, parameters, **_):
+        seen.append(dict(parameters))
+        metrics = sweep_module.Path(parameters["results_dir"]) / nb.stem / "smoke" / "metrics.csv"
+        metrics.parent.mkdir(parents=True)
+        metrics.write_text("run_id,seed,metric,value\narm,0,test_accuracy,50.0\n")
+        return 1.0
+
+    monkeypatch.setattr(sweep_module, "run_notebook", run)
+    return seen
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["-p", "orderingg", "hilbert"], "00_tour has no parameter 'orderingg'; its parameters: profile, seed, dataset"),
+    (["-p", "results_dir", "x"], "-p results_dir: the sweep sets it"),
+    (["-p", "seed", "1", "--seeds", "2"], "'seed' is given both by -p and by --seeds"),
+    (["-p", "ordering", "raster", "raster"], "each value once"),
+    (["-p", "ordering", "raster", "-p", "ordering", "hilbert"], "-p ordering is given twice"),
+])
+def test_a_sweep_that_cannot_apply_its_settings_stops_before_any_kernel(tmp_path, capsys, stand_in_runs, argv, message):
+    assert main(["sweep", "00", "--out", str(tmp_path), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and not stand_in_runs and not list(tmp_path.iterdir()), err
+
+
+def test_seeds_go_to_the_notebooks_own_seed_parameter(tmp_path, capsys, stand_in_runs):
+    assert main(["sweep", "00", "--seeds", "1", "2", "--out", str(tmp_path / "a")]) == 0
+    assert [p["seed"] for p in stand_in_runs] == [1, 2] and all("seeds" not in p for p in stand_in_runs)
+    stand_in_runs.clear()
+    assert main(["sweep", "02", "-p", "data_dir", "None", "--seeds", "1", "--out", str(tmp_path / "b")]) == 0
+    assert [p["seeds"] for p in stand_in_runs] == [[1]] and "seed" not in stand_in_runs[0]
+    out = capsys.readouterr().out
+    assert "[1/2] 00_tour seed=1" in out and "[1/1] 02_flattening_ablation data_dir=None seed=1" in out
+    with open(tmp_path / "b" / "sweep_metrics.csv", newline="") as f:
+        row = next(csv.DictReader(f))
+    assert row["notebook"] == "02_flattening_ablation" and row["param_data_dir"] == "" and row["param_seed"] == "1"
+
+
+def write_notebook(path, parameters, *cells):
+    nb = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}),
+               *(nbformat.v4.new_code_cell(c) for c in cells)],
+        metadata={"kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"}})
+    nbformat.write(nb, path)
+    return path
+
+
+def test_a_notebook_without_the_parameters_a_sweep_sets_is_refused(tmp_path, capsys, stand_in_runs):
+    path = write_notebook(tmp_path / "x.ipynb", "width = 3")
+    assert notebook_parameters(path) == ["width"]
+    assert main(["sweep", str(path), "-p", "width", "4", "--out", str(tmp_path / "out")]) == 2
+    assert "x takes no results_dir parameter" in capsys.readouterr().err
+    path = write_notebook(tmp_path / "x.ipynb", "width = 3\nresults_dir = 'results'")
+    assert main(["sweep", str(path), "-p", "width", "4", "--seeds", "0", "--out", str(tmp_path / "out")]) == 2
+    assert "x takes no seed parameter" in capsys.readouterr().err and not stand_in_runs
+
+
+def test_a_notebook_that_stops_is_reported_in_one_plain_line(tmp_path, capfd):
+    path = write_notebook(tmp_path / "x.ipynb", "width = 3\nseed = 0\nresults_dir = 'results'",
+                          "if width > 3:\n    raise ValueError(f'width={width} is too wide')")
+    assert main(["sweep", str(path), "-p", "width", "4", "--seeds", "0", "--out", str(tmp_path / "out")]) == 2
+    out, err = capfd.readouterr()
+    assert "[1/1] x width=4 seed=0" in out and "x stopped in cell 3: width=4 is too wide" in err
+    assert not re.search(r"\w+(Error|Exception|Warning)\b|Traceback|encryption", out + err), out + err
+
+
+def test_the_help_example_uses_parameters_the_notebook_has():
+    words = shlex.split(SWEEP_EXAMPLE)
+    names = [words[i + 1] for i, w in enumerate(words) if w == "-p"]
+    have = notebook_parameters(find_notebook(words[words.index("sweep") + 1]))
+    assert names and set(names) <= set(have), (names, have)
+
+
+def test_sweep_runs_each_point_and_aggregates(tmp_path, capfd):
     rc = main(["sweep", "00", "-p", "ordering", "raster", "hilbert", "--seeds", "0",
                "--profile", "smoke", "--out", str(tmp_path)])
     assert rc == 0
@@ -27,8 +117,11 @@ def test_sweep_runs_each_point_and_aggregates(tmp_path):
         ["ordering-hilbert_seed-0.ipynb", "ordering-raster_seed-0.ipynb"]
     with open(tmp_path / "sweep_metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert {r["param_ordering"] for r in rows} == {'"raster"', '"hilbert"'}
-    assert {"metric", "value", "param_seed"} <= set(rows[0])
+    assert {r["param_ordering"] for r in rows} == {"raster", "hilbert"}       # plain values, not JSON
+    assert {"notebook", "point", "metric", "value", "param_seed"} <= set(rows[0])
+    out, err = capfd.readouterr()                                              # the kernels' own output too
+    assert "[1/2] 00_tour ordering='raster' seed=0" in out and "[2/2] 00_tour done in" in out
+    assert "encryption" not in out + err and "Warning" not in out + err, err
 
 
 def test_reproduce_writes_only_its_profiles_files_with_times_and_provenance(tmp_path, monkeypatch):

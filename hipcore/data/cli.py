@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from hipcore.argtypes import positive_int as _positive_int
 from hipcore.data.base import DataNotFoundError
 
 
@@ -20,24 +21,30 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
 
 
 def _populate(parser: argparse.ArgumentParser) -> None:
+    from hipcore.data.orderings import IMAGE_ORDERINGS, POINT_ORDERINGS
+    from hipcore.data.registry import DATASETS
+
     sub = parser.add_subparsers(dest="data_command", required=True)
     fetch = sub.add_parser("fetch", help="make a dataset available locally")
-    fetch.add_argument("dataset", choices=["fashion-mnist", "fashion_mnist"])
+    fetch.add_argument("dataset", choices=["fashion-mnist", "fashion_mnist"], help="the dataset to fetch")
     fetch.add_argument("--no-download", action="store_true", help="do not try the official URL")
     fetch.add_argument("--no-install", action="store_true", help="do not try apt-get")
-    fetch.add_argument("--timeout", type=float, default=15.0, help="download timeout in seconds")
+    fetch.add_argument("--timeout", type=float, default=15.0, help="download timeout in seconds (default 15)")
     fetch.set_defaults(func=_fetch)
     info = sub.add_parser("info", help="load a dataset split and print its description")
-    info.add_argument("dataset")
-    info.add_argument("--split", default="train")
-    info.add_argument("--ordering", default=None)
-    info.add_argument("--data-dir", default=None)
-    info.add_argument("--resolution", type=int, default=None, help="imagefolder resolution")
+    info.add_argument("dataset", type=lambda text: text.replace("-", "_"), choices=DATASETS, help="the dataset")
+    info.add_argument("--split", default="train", choices=("train", "test"), help="default train")
+    info.add_argument("--ordering", default=None, choices=tuple(dict.fromkeys(IMAGE_ORDERINGS + POINT_ORDERINGS)),
+                      help=f"input order: images {'|'.join(IMAGE_ORDERINGS)}, points {'|'.join(POINT_ORDERINGS)} "
+                           "(default: the dataset's)")
+    info.add_argument("--data-dir", default=None, help="folder of the dataset's files (default: its usual places)")
+    info.add_argument("--resolution", type=_positive_int, default=None,
+                      help="imagefolder only (required there): the side images are resized to")
     info.set_defaults(func=_info)
     bench = sub.add_parser("bench", help="measure batches/s served (Fashion-MNIST, shapes3d)")
-    bench.add_argument("--batch-size", type=int, default=128)
-    bench.add_argument("--batches", type=int, default=300)
-    bench.add_argument("--threads", type=int, default=None, help="torch threads (default: as is)")
+    bench.add_argument("--batch-size", type=_positive_int, default=128, help="examples per batch (default 128)")
+    bench.add_argument("--batches", type=_positive_int, default=300, help="batches timed per case (default 300)")
+    bench.add_argument("--threads", type=_positive_int, default=None, help="torch threads (default: as is)")
     bench.add_argument("--json", default=None, help="also write the results to this file")
     bench.set_defaults(func=_bench)
 
@@ -55,11 +62,15 @@ def _fetch(args) -> int:
 
 def _info(args) -> int:
     from hipcore.data.registry import load_dataset
+    if (args.resolution is not None) != (args.dataset == "imagefolder"):
+        problem = ("imagefolder needs --resolution, the side its images are resized to" if args.dataset == "imagefolder"
+                   else f"--resolution applies to imagefolder only, not {args.dataset}")
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     options = {"resolution": args.resolution} if args.resolution else {}
     try:
-        ds = load_dataset(args.dataset.replace("-", "_"), args.split, ordering=args.ordering,
-                          data_dir=args.data_dir, **options)
-    except (FileNotFoundError, ValueError, TypeError) as e:
+        ds = load_dataset(args.dataset, args.split, ordering=args.ordering, data_dir=args.data_dir, **options)
+    except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(json.dumps(ds.describe(), indent=2))

@@ -66,14 +66,20 @@ def _class_folders(split_dir: Path) -> list[str]:
     return classes
 
 
-def scan_image_folder(root: str | os.PathLike, split: str) -> tuple[list[str], list[str], list[int]]:
-    """(class_names, image paths relative to root, labels) of one split, in sorted order."""
+def folder_classes(root: str | os.PathLike) -> list[str]:
+    """The class names of an image folder (its train subfolders, or val's where there is no
+    train folder), found without listing any image."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} does not exist")
+    return _class_folders(root / "train" if (root / "train").is_dir() else root / "val")
+
+
+def scan_image_folder(root: str | os.PathLike, split: str) -> tuple[list[str], list[str], list[int]]:
+    """(class_names, image paths relative to root, labels) of one split, in sorted order."""
+    root = Path(root)
+    class_names = folder_classes(root)
     folder = "val" if check_split(split) == "test" else "train"
-    train_dir = root / "train"
-    class_names = _class_folders(train_dir if train_dir.is_dir() else root / folder)
     index = {name: i for i, name in enumerate(class_names)}
     files, labels = [], []
     for name in _class_folders(root / folder):

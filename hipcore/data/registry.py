@@ -7,6 +7,26 @@ from hipcore.data.base import Dataset, check_split
 DATASETS = ("fashion_mnist", "imagefolder", "shapes3d", "modelnet40", "fashion_mnist_points")
 
 
+def num_classes(name: str, data_dir: str | None = None) -> int:
+    """Classes of a dataset's head, known without loading it; imagefolder's are the class
+    folders of `data_dir` (listed, not read)."""
+    if name in ("fashion_mnist", "fashion_mnist_points"):
+        from hipcore.data.fashion_mnist import CLASS_NAMES
+        return len(CLASS_NAMES)
+    if name == "shapes3d":
+        from hipcore.data.pointclouds import SHAPE_NAMES
+        return len(SHAPE_NAMES)
+    if name == "modelnet40":
+        return 40
+    if name == "imagefolder":
+        if data_dir is None:
+            raise ValueError("imagefolder's classes are the class folders of its data: give its folder, "
+                             "or the number of classes")
+        from hipcore.data.imagefolder import folder_classes
+        return len(folder_classes(data_dir))
+    raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+
+
 def load_dataset(name: str, split: str, *, ordering: str | None = None, data_dir: str | None = None,
                  seed: int = 0, **options) -> Dataset:
     """Load one split ('train' or 'test') of a dataset by name.

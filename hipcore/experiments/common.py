@@ -14,9 +14,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from ..data.fingerprint import dataset_fingerprint
+from ..progress import run_line
 from ..provenance import code_fingerprint, relative
 from ..report import append_comparison
 from ..train import TrainConfig, train
@@ -140,13 +141,21 @@ IMAGE_TABLE: dict[str, dict[str, Any]] = {
 
 def run_arms(arms: list[Arm], seeds: tuple[int, ...], settings: Mapping[str, Any], **kwargs: Any) -> list[dict[str, Any]]:
     """run_arm for every arm and seed, printing one line per run; returns the rows."""
+    return run_plan([(arm, seed) for arm in arms for seed in seeds], settings, **kwargs)
+
+
+def run_plan(plan: list[tuple[Arm, int]], settings: Mapping[str, Any], *,
+             splits: Callable[[Arm, int], tuple[Any, Any]] | None = None, **kwargs: Any) -> list[dict[str, Any]]:
+    """run_arm for every (arm, seed) of the plan in its order; returns the rows. After each run
+    it prints progress.run_line (how far, arm, seed, accuracy, seconds), the line `sweep` and
+    `reproduce` show on the console. `splits(arm, seed)`, if given, supplies (train, test)."""
     rows = []
-    for arm in arms:
-        for seed in seeds:
-            row = run_arm(arm, seed, settings, **kwargs)
-            print(f"{arm.label:<40} seed {seed}: {row['test_accuracy']:.2f}% "
-                  f"({row['total_seconds']:.0f} s)", flush=True)
-            rows.append(row)
+    for done, (arm, seed) in enumerate(plan, 1):
+        if splits is not None:
+            kwargs["train_data"], kwargs["test_data"] = splits(arm, seed)
+        row = run_arm(arm, seed, settings, **kwargs)
+        print(run_line(done, len(plan), arm.label, seed, row["test_accuracy"], row["total_seconds"]), flush=True)
+        rows.append(row)
     return rows
 
 

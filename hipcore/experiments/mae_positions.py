@@ -180,8 +180,8 @@ def plan(arms_by_key: Mapping[str, Arm], seeds: tuple[int, ...], other_seeds: in
 
 
 def run_plan(runs: list[tuple[Arm, tuple[int, ...]]], settings: Mapping[str, Any], **kwargs: Any) -> list[dict[str, Any]]:
-    """common.run_arms for each (arm, seeds); kwargs as for common.run_arm."""
-    return [row for arm, seeds in runs for row in common.run_arms([arm], seeds, settings, **kwargs)]
+    """common.run_arm for each (arm, seeds), in one numbered plan; kwargs as for common.run_arm."""
+    return common.run_plan([(arm, seed) for arm, seeds in runs for seed in seeds], settings, **kwargs)
 
 
 def contrasts(rows: list[dict[str, Any]], arms_by_key: Mapping[str, Arm]) -> dict[str, tuple[str, str]]:

@@ -48,16 +48,11 @@ def run_grid(plan: list[tuple[common.Arm, int]], settings: Mapping[str, Any], *,
              data_dir: str | None = None, data_options: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """Train every (arm, seed) of the plan in its order; plans list runs of one (order, seed)
     together, so each dataset is loaded once. Prints one line per run; returns the rows."""
-    rows = []
-    for arm, seed in plan:
-        train_data, test_data = load_splits(dataset, arm.ordering, seed, data_dir=data_dir,
-                                            data_options=data_options)
-        row = common.run_arm(arm, seed, settings, dataset=dataset, data_dir=data_dir,
-                             data_options=data_options, train_data=train_data, test_data=test_data)
-        print(f"{arm.label:<28} seed {seed}: {row['test_accuracy']:.2f}% ({row['total_seconds']:.0f} s)",
-              flush=True)
-        rows.append(row)
-    return rows
+    def splits(arm: common.Arm, seed: int):
+        return load_splits(dataset, arm.ordering, seed, data_dir=data_dir, data_options=data_options)
+
+    return common.run_plan(plan, settings, splits=splits, dataset=dataset, data_dir=data_dir,
+                           data_options=data_options)
 
 
 # ---- accuracies and paired differences ----

@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
 import sys
 
+from ..argtypes import finite as _finite, positive_int as _positive_int
 from ..errors import HipcoreError
 from .config import OPTIMIZERS, TRANSFERS, TrainConfig
 from .precision import PRECISIONS
@@ -37,32 +37,15 @@ def key_value(text: str) -> tuple[str, object]:
         return key.replace("-", "_"), value
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _finite(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-    return value
-
-
 def _add_common(p: argparse.ArgumentParser) -> None:
     from ..config import VARIANT_NAMES
-    from ..data import DATASETS
+    from ..data import DATASETS, IMAGE_ORDERINGS, POINT_ORDERINGS
 
     d = p.add_argument_group("data")
     d.add_argument("--dataset", default=DEFAULTS["dataset"], choices=DATASETS, help="what to train on")
     d.add_argument("--data-dir", default=None, help="folder of the dataset's files (default: its usual places)")
-    d.add_argument("--ordering", default=None,
-                   help="input order: images raster|column|hilbert|shuffled, points stored|morton|hilbert|shuffled")
+    d.add_argument("--ordering", default=None, choices=tuple(dict.fromkeys(IMAGE_ORDERINGS + POINT_ORDERINGS)),
+                   help=f"input order: images {'|'.join(IMAGE_ORDERINGS)}, points {'|'.join(POINT_ORDERINGS)}")
     d.add_argument("--data-option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="another load_dataset option, e.g. num_points=256 or resolution=64 (repeatable)")
     d.add_argument("--no-augment", dest="augment", action="store_false",
