@@ -79,8 +79,9 @@ def unit_of(metric: str) -> str:
 
 # ---- reading one folder ----
 
-def _csv(path: Path, needs: Iterable[str] = ()) -> pd.DataFrame:
-    """A CSV as strings ('' where empty), with `needs` among its columns."""
+def read_csv(path: str | Path, needs: Iterable[str] = ()) -> pd.DataFrame:
+    """A CSV as strings ('' where empty), with `needs` among its columns; any other shape is
+    a ResultsError naming the file."""
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
@@ -108,7 +109,7 @@ def _seeds(values: pd.Series, path: Path) -> pd.Series:
 
 
 def _long_metrics(path: Path) -> pd.DataFrame:
-    raw = _csv(path, LONG_FIELDS)
+    raw = read_csv(path, LONG_FIELDS)
     out = pd.DataFrame({"arm": raw["run_id"], "seed": _seeds(raw["seed"], path), "metric": raw["metric"],
                         "value": _numbers(raw["value"], path, "value")})
     return out
@@ -116,7 +117,7 @@ def _long_metrics(path: Path) -> pd.DataFrame:
 
 def _wide_metrics(path: Path) -> pd.DataFrame:
     """05's benchmark table (one row per model and side) as long rows; unmeasured cells dropped."""
-    raw = _csv(path, ("model", "side", "batch", "status"))
+    raw = read_csv(path, ("model", "side", "batch", "status"))
     metrics = [c for c in raw.columns if c not in WIDE_SETTINGS]
     wide = pd.DataFrame({c: _numbers(raw[c], path, c) for c in metrics})
     wide["arm"] = raw["model"]
@@ -130,7 +131,7 @@ def _wide_metrics(path: Path) -> pd.DataFrame:
 
 
 def _loops(path: Path) -> pd.DataFrame:
-    raw = _csv(path, ("task", "precision", "examples_per_s"))
+    raw = read_csv(path, ("task", "precision", "examples_per_s"))
     return pd.DataFrame({"arm": "loop: " + raw["task"], "precision": raw["precision"],
                          "metric": "train_examples_per_s",
                          "value": _numbers(raw["examples_per_s"], path, "examples_per_s")})
@@ -144,7 +145,7 @@ def _comparison_metric(text: str, path: Path) -> str:
 
 
 def _comparisons(path: Path) -> pd.DataFrame:
-    raw = _csv(path, ("finding", "metric", "seed", "baseline", "treatment"))
+    raw = read_csv(path, ("finding", "metric", "seed", "baseline", "treatment"))
     metric = raw["metric"].map(lambda t: _comparison_metric(t, path))
     parts = [pd.DataFrame({"finding": raw["finding"], "role": role, "seed": _seeds(raw["seed"], path),
                            "metric": metric, "value": _numbers(raw[role], path, role)})
@@ -153,7 +154,7 @@ def _comparisons(path: Path) -> pd.DataFrame:
 
 
 def _arms(path: Path) -> pd.DataFrame:
-    raw = _csv(path, ("arm",) + ARM_SETTINGS)
+    raw = read_csv(path, ("arm",) + ARM_SETTINGS)
     if raw["arm"].duplicated().any():
         raise ResultsError(f"{path}: arm {raw['arm'][raw['arm'].duplicated()].iloc[0]!r} appears twice")
     out = raw[["arm", *ARM_SETTINGS]].replace("", math.nan)
@@ -186,7 +187,7 @@ def load_folder(folder: str | Path) -> pd.DataFrame:
     parts = []
     metrics = folder / "metrics.csv"
     if metrics.exists():
-        header = _csv(metrics).columns
+        header = read_csv(metrics).columns
         parts.append(_wide_metrics(metrics) if "model" in header and "metric" not in header
                      else _long_metrics(metrics))
     if (folder / "loops.csv").exists():
@@ -233,10 +234,16 @@ def mean_sd(frame: pd.DataFrame, by: str | list[str], value: str = "value") -> p
     return (frame.groupby(by, sort=False)[value].agg(mean="mean", sd="std", n="count").reset_index())
 
 
+def fmt_mean_sd(mean: float, sd: float, signed: bool = False) -> str:
+    """'64.05 ± 0.75' ('+2.00 ± 0.41' signed); the mean alone where sd is NaN (one value)."""
+    text = f"{mean:+.2f}" if signed else f"{mean:.2f}"
+    return text if math.isnan(sd) else f"{text} ± {sd:.2f}"
+
+
 def markdown(frame: pd.DataFrame) -> str:
     """A DataFrame as a markdown pipe table, cells as they are (format them beforehand)."""
     def line(cells: Iterable[Any]) -> str:
-        return "|" + "|".join(f" {c} " if str(c) else " " for c in cells) + "|"
+        return "|" + "|".join(f" {c} " for c in cells) + "|"
 
     cells = frame.astype(object).where(frame.notna(), "")
     return "\n".join([line(frame.columns), "|" + "---|" * len(frame.columns),

@@ -155,4 +155,6 @@ def test_markdown_and_mean_sd():
     assert (list(summary.arm), list(summary["mean"]), list(summary.n)) == (["a", "b"], [2.0, 5.0], [2, 1])
     assert summary.sd[0] == pytest.approx(math.sqrt(2)) and math.isnan(summary.sd[1])
     assert results.markdown(pd.DataFrame({"x": ["1", ""], "y": ["a", None]})) == \
-        "| x | y |\n|---|---|\n| 1 | a |\n| | |"
+        "| x | y |\n|---|---|\n| 1 | a |\n|  |  |"
+    assert results.fmt_mean_sd(2.0, math.sqrt(2)) == "2.00 ± 1.41"
+    assert results.fmt_mean_sd(5.0, math.nan, signed=True) == "+5.00"
