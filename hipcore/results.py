@@ -92,13 +92,16 @@ def read_csv(path: str | Path, needs: Iterable[str] = ()) -> pd.DataFrame:
     return frame
 
 
-def _numbers(values: pd.Series, path: Path, what: str) -> pd.Series:
-    """Strings as floats ('' is NaN); any other text is an error naming the file."""
-    out = pd.to_numeric(values.replace("", math.nan), errors="coerce")
-    bad = values[out.isna() & (values != "")]
+def _numbers(values: pd.Series, path: Path, what: str, required: bool = False) -> pd.Series:
+    """Strings as finite floats ('' is NaN, an error where `required`); any other text, or a
+    non-finite number, is an error naming the file."""
+    out = pd.to_numeric(values.replace("", math.nan), errors="coerce").astype(float)
+    bad = values[(out.isna() & (values != "")) | out.isin([math.inf, -math.inf])]
     if len(bad):
-        raise ResultsError(f"{path}: {what} {bad.iloc[0]!r} is not a number")
-    return out.astype(float)
+        raise ResultsError(f"{path}: {what} {bad.iloc[0]!r} is not a finite number")
+    if required and (values == "").any():
+        raise ResultsError(f"{path}: a row has no {what}")
+    return out
 
 
 def _seeds(values: pd.Series, path: Path) -> pd.Series:
@@ -110,9 +113,8 @@ def _seeds(values: pd.Series, path: Path) -> pd.Series:
 
 def _long_metrics(path: Path) -> pd.DataFrame:
     raw = read_csv(path, LONG_FIELDS)
-    out = pd.DataFrame({"arm": raw["run_id"], "seed": _seeds(raw["seed"], path), "metric": raw["metric"],
-                        "value": _numbers(raw["value"], path, "value")})
-    return out
+    return pd.DataFrame({"arm": raw["run_id"], "seed": _seeds(raw["seed"], path), "metric": raw["metric"],
+                         "value": _numbers(raw["value"], path, "value", required=True)})
 
 
 def _wide_metrics(path: Path) -> pd.DataFrame:
@@ -134,7 +136,7 @@ def _loops(path: Path) -> pd.DataFrame:
     raw = read_csv(path, ("task", "precision", "examples_per_s"))
     return pd.DataFrame({"arm": "loop: " + raw["task"], "precision": raw["precision"],
                          "metric": "train_examples_per_s",
-                         "value": _numbers(raw["examples_per_s"], path, "examples_per_s")})
+                         "value": _numbers(raw["examples_per_s"], path, "examples_per_s", required=True)})
 
 
 def _comparison_metric(text: str, path: Path) -> str:
@@ -148,7 +150,7 @@ def _comparisons(path: Path) -> pd.DataFrame:
     raw = read_csv(path, ("finding", "metric", "seed", "baseline", "treatment"))
     metric = raw["metric"].map(lambda t: _comparison_metric(t, path))
     parts = [pd.DataFrame({"finding": raw["finding"], "role": role, "seed": _seeds(raw["seed"], path),
-                           "metric": metric, "value": _numbers(raw[role], path, role)})
+                           "metric": metric, "value": _numbers(raw[role], path, role, required=True)})
              for role in ("baseline", "treatment")]
     return pd.concat(parts, ignore_index=True)
 

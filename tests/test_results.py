@@ -119,7 +119,9 @@ def test_the_committed_results_load():
 
 @pytest.mark.parametrize("name, text, message", [
     ("metrics.csv", "run_id,seed,metric\nx,0,test_accuracy\n", "missing columns ['value']"),
-    ("metrics.csv", "run_id,seed,metric,value\nx,0,test_accuracy,high\n", "value 'high' is not a number"),
+    ("metrics.csv", "run_id,seed,metric,value\nx,0,test_accuracy,high\n", "value 'high' is not a finite number"),
+    ("metrics.csv", "run_id,seed,metric,value\nx,0,test_accuracy,nan\n", "value 'nan' is not a finite number"),
+    ("metrics.csv", "run_id,seed,metric,value\nx,0,test_loss,\n", "a row has no value"),
     ("metrics.csv", "run_id,seed,metric,value\nx,0.5,test_accuracy,1\n", "seeds must be whole numbers"),
     ("metrics.csv", "run_id,seed,metric,value\nx,0,mystery,1\n", "metric 'mystery' has no unit"),
     ("metrics.csv", 'run_id,seed,metric,value\n"x,0,test_accuracy,1\n', "not a readable CSV"),
