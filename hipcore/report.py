@@ -38,10 +38,12 @@ from __future__ import annotations
 import csv
 import math
 import random
-import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
+from .results import markdown, read_csv
 from .stats import Interval, t_interval
 
 REPO = Path(__file__).resolve().parent.parent
@@ -70,10 +72,9 @@ class Reference:
 
 def paper_reference(path: str | Path = REFERENCE_CSV) -> dict[str, Reference]:
     """The paper's numbers, keyed like 'effect.F1_mae_vs_classification_positions'."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    return {r["key"]: Reference(r["key"], float(r["value"]) if r["value"] else None, r["unit"],
-                                r["table"], r["description"]) for r in rows}
+    rows = read_csv(path, ("key", "value", "unit", "table", "description"))
+    return {r.key: Reference(r.key, float(r.value) if r.value else None, r.unit, r.table, r.description)
+            for r in rows.itertuples(index=False)}
 
 
 # ---- the rules ----
@@ -208,39 +209,40 @@ def append_comparison(path: str | Path, *, finding: str, claim: str, paper_key: 
 
 
 def read_comparisons(path: str | Path) -> list[dict]:
-    """The rows of a comparisons CSV; optional columns a file lacks take their defaults."""
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        missing = set(COMPARISON_FIELDS) - set(reader.fieldnames or ())
-        if missing:
-            raise ValueError(f"{path}: missing columns {sorted(missing)}")
-        return [{**OPTIONAL_FIELDS, **{k: v for k, v in row.items() if v is not None}} for row in reader]
+    """The rows of a comparisons CSV (text, as written); optional columns a file lacks take
+    their defaults."""
+    frame = read_csv(path, COMPARISON_FIELDS)
+    for column, default in OPTIONAL_FIELDS.items():
+        if column not in frame:
+            frame[column] = default
+    return frame.to_dict("records")
 
 
-def _one(group: list[dict], field: str, name: str) -> str:
-    values = {r[field] for r in group}
+def _one(group: pd.DataFrame, field: str, name: str) -> str:
+    values = group[field].unique()
     if len(values) != 1:
         raise ValueError(f"finding {name!r} has several values of {field}: {sorted(values)}")
-    return values.pop()
+    return values[0]
 
 
-def finding(name: str, group: list[dict], reference: dict[str, Reference],
+def finding(name: str, group: list[dict] | pd.DataFrame, reference: dict[str, Reference],
             notebooks: tuple[str, ...] = ()) -> Finding:
     """One finding from its paired rows (one per replicate)."""
+    group = pd.DataFrame(group)
     claim, kind, key, metric, replicate = (_one(group, f, name) for f in
                                            ("claim", "kind", "paper_key", "metric", "replicate"))
     ref = reference.get(key) if key else None
     if key and ref is None:
         raise ValueError(f"finding {name!r}: paper key {key!r} is not in paper_reference.csv")
     scale = "ratio" if ref is not None and ref.unit == "ratio" else "difference"
-    base = [float(r["baseline"]) for r in group]
-    treat = [float(r["treatment"]) for r in group]
+    base, treat = group["baseline"].astype(float), group["treatment"].astype(float)
     if scale == "ratio":
-        if min(base + treat) <= 0:
+        if min(base.min(), treat.min()) <= 0:
             raise ValueError(f"finding {name!r}: a ratio needs positive values")
-        values = [math.log(t / b) for b, t in zip(base, treat)]
+        effects = (treat / base).map(math.log)
     else:
-        values = [t - b for b, t in zip(base, treat)]
+        effects = treat - base
+    values = effects.tolist()
     margin = None
     if claim == "same":
         text = _one(group, "margin", name)                   # the margin the rows state, else MARGINS'
@@ -255,10 +257,10 @@ def finding(name: str, group: list[dict], reference: dict[str, Reference],
     true = None if paper is None else (math.log(paper) if scale == "ratio" else paper)
     pw = float("nan") if true is None or ci is None else power(claim, true, sd, len(values), margin)
     back = math.exp if scale == "ratio" else (lambda v: v)
-    mean = statistics.fmean(values) if all(math.isfinite(v) for v in values) else float("nan")
+    mean = effects.mean() if all(math.isfinite(v) for v in values) else float("nan")
     return Finding(finding=name, claim=claim, kind=kind, paper_key=key, paper=paper, metric=metric,
-                   scale=scale, replicate=replicate, seeds=len(group), baseline=statistics.fmean(base),
-                   treatment=statistics.fmean(treat), effect=back(mean), effect_sd=sd,
+                   scale=scale, replicate=replicate, seeds=len(group), baseline=base.mean(),
+                   treatment=treat.mean(), effect=back(mean), effect_sd=sd,
                    low=back(ci.low) if ci else float("nan"), high=back(ci.high) if ci else float("nan"),
                    margin=margin, verdict=rule, power=pw, notebooks=notebooks)
 
@@ -267,10 +269,10 @@ def findings(rows: list[dict], reference: dict[str, Reference] | None = None,
              notebooks: tuple[str, ...] = ()) -> list[Finding]:
     """Group paired rows by finding and compute each verdict."""
     reference = paper_reference() if reference is None else reference
-    grouped: dict[str, list[dict]] = {}
-    for row in rows:
-        grouped.setdefault(row["finding"], []).append(row)
-    return [finding(name, group, reference, notebooks) for name, group in grouped.items()]
+    if not rows:
+        return []
+    return [finding(name, group, reference, notebooks)
+            for name, group in pd.DataFrame(rows).groupby("finding", sort=False)]
 
 
 def _fmt(x: float | None, digits: int = 2, sign: bool = True) -> str:
@@ -302,19 +304,25 @@ def describe_ours(f: Finding) -> str:
 def markdown_table(found: list[Finding], links: dict[str, str] | None = None) -> str:
     """Paper | ours (with its interval) | size against the paper's | power | verdict, one row each."""
     links = links or {}
-    shown_in = any(f.notebooks for f in found)
-    header = ["finding", "paper", "ours [interval]", "unit", "ours / paper", "n", "power at the paper's effect",
-              "verdict"] + (["notebooks"] if shown_in else [])
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for f in found:
-        size = "" if f.size_ratio is None else f"{f.size_ratio:.2g}" + (
+
+    def size(f: Finding) -> str:
+        return "" if f.size_ratio is None else f"{f.size_ratio:.2g}" + (
             f" (outside {SIZE_RANGE[0]:g}-{SIZE_RANGE[1]:g}x)" if f.size_flag else "")
-        pw = "n/a" if math.isnan(f.power) else f"{100 * f.power:.0f}%"
-        shown = ", ".join(f"[{nb[:2]}]({links[nb]})" if nb in links else nb[:2] for nb in f.notebooks)
-        lines.append(f"| {f.finding} | {describe_paper(f)} | {describe_ours(f)} | {f.metric} | {size} | "
-                     f"{f.seeds} {f.replicate}{'s' if f.seeds != 1 else ''} | {pw} | {f.verdict} |"
-                     + (f" {shown} |" if shown_in else ""))
-    return "\n".join(lines)
+
+    table = pd.DataFrame({
+        "finding": [f.finding for f in found],
+        "paper": [describe_paper(f) for f in found],
+        "ours [interval]": [describe_ours(f) for f in found],
+        "unit": [f.metric for f in found],
+        "ours / paper": [size(f) for f in found],
+        "n": [f"{f.seeds} {f.replicate}{'s' if f.seeds != 1 else ''}" for f in found],
+        "power at the paper's effect": ["n/a" if math.isnan(f.power) else f"{100 * f.power:.0f}%" for f in found],
+        "verdict": [f.verdict for f in found],
+        "notebooks": [", ".join(f"[{nb[:2]}]({links[nb]})" if nb in links else nb[:2] for nb in f.notebooks)
+                      for f in found]})
+    if not any(f.notebooks for f in found):
+        table = table.drop(columns="notebooks")
+    return markdown(table)
 
 
 def previous_verdict(f: Finding) -> str | None:
@@ -382,22 +390,23 @@ def compare_scores(name_a: str, a: float, name_b: str, b: float, noise_a: float,
 def merge_notebooks(per_notebook: dict[str, list[dict]], reference: dict[str, Reference]) -> list[Finding]:
     """One finding per name across notebooks: a finding several notebooks record (the same
     runs, e.g. F1 in 01 and 03) is one row naming them all; differing rows are an error."""
-    rows_of: dict[str, list[dict]] = {}
-    shown_in: dict[str, list[str]] = {}
-    for notebook, rows in per_notebook.items():
-        mine: dict[str, list[dict]] = {}
-        for row in rows:
-            mine.setdefault(row["finding"], []).append(row)
-        for name, group in mine.items():
-            if name in rows_of and sorted(map(_pair, rows_of[name])) != sorted(map(_pair, group)):
-                raise ValueError(f"finding {name!r} differs between notebooks {shown_in[name]} and {notebook}")
-            rows_of.setdefault(name, group)
-            shown_in.setdefault(name, []).append(notebook)
-    return [finding(name, group, reference, tuple(shown_in[name])) for name, group in rows_of.items()]
+    frames = [pd.DataFrame(rows).assign(notebook=notebook) for notebook, rows in per_notebook.items() if rows]
+    if not frames:
+        return []
+    found = []
+    for name, group in pd.concat(frames, ignore_index=True).groupby("finding", sort=False):
+        shown_in = list(dict.fromkeys(group["notebook"]))
+        first = group[group["notebook"] == shown_in[0]].drop(columns="notebook")
+        for i, notebook in enumerate(shown_in[1:], 1):
+            if _pairs(group[group["notebook"] == notebook]) != _pairs(first):
+                raise ValueError(f"finding {name!r} differs between notebooks {shown_in[:i]} and {notebook}")
+        found.append(finding(name, first, reference, tuple(shown_in)))
+    return found
 
 
-def _pair(row: dict) -> tuple:
-    return (row["claim"], row["paper_key"], row["seed"], float(row["baseline"]), float(row["treatment"]))
+def _pairs(group: pd.DataFrame) -> list[tuple]:
+    return sorted(zip(group["claim"], group["paper_key"], group["seed"], group["baseline"].astype(float),
+                      group["treatment"].astype(float)))
 
 
 # ---- SUMMARY.md, one file per profile ----
@@ -477,26 +486,26 @@ def memory_finding(results_dir: str | Path, side: int = 2048) -> str:
     path = Path(results_dir) / MEMORY_SOURCE
     if not path.exists():
         return ""
-    with open(path, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["side"] == str(side) and r["model"] in MEMORY_MODELS]
-    if not rows:
+    rows = read_csv(path, ("model", "side", "batch", "status", "peak_memory_gb"))
+    rows = rows[(rows["side"] == str(side)) & rows["model"].isin(list(MEMORY_MODELS))]
+    if rows.empty:
         return ""
-    ours = []
-    for r in rows:
-        name = MEMORY_MODELS[r["model"]]
-        ours.append(f"{name}: trains, {float(r['peak_memory_gb']):.1f} GiB" if r["status"] == "ok"
-                    else f"{name}: {r['status']}")
-    trained = sorted(MEMORY_MODELS[r["model"]] for r in rows if r["status"] == "ok")
-    untried = [MEMORY_MODELS[r["model"]] for r in rows if r["status"] not in ("ok", "OOM")]
+    name = rows["model"].map(MEMORY_MODELS)
+    ok = rows["status"] == "ok"
+    ours = [f"{n}: trains, {float(r.peak_memory_gb):.1f} GiB" if r.status == "ok" else f"{n}: {r.status}"
+            for n, r in zip(name, rows.itertuples(index=False))]
+    trained = sorted(name[ok])
+    untried = list(name[~rows["status"].isin(["ok", "OOM"])])
+    batch = rows["batch"].iloc[0]
     if trained == ["HiP-256"] and not untried:
         rule = "reproduced"
     elif trained and trained != ["HiP-256"]:
-        rule = f"not reproduced at batch {rows[0]['batch']} on this machine ({', '.join(trained)} train)"
+        rule = f"not reproduced at batch {batch} on this machine ({', '.join(trained)} train)"
     else:
         rule = "no verdict (" + ", ".join(untried) + " not measured)"
+    table = pd.DataFrame([{"finding": f"F5 only HiP-256 trains at {side} x {side}",
+                           "paper (TPUv3, batch 8)": "only HiP-256 (the others out of memory)",
+                           f"ours (CPU, batch {batch})": "; ".join(ours), "verdict": rule}])
     return "\n".join([
         f"F5's memory half, from the **full** profile (`{MEMORY_SOURCE.as_posix()}`; not a quick-profile run):", "",
-        "| finding | paper (TPUv3, batch 8) | ours (CPU, batch " + rows[0]["batch"] + ") | verdict |",
-        "|---|---|---|---|",
-        f"| F5 only HiP-256 trains at {side} x {side} | only HiP-256 (the others out of memory) | "
-        f"{'; '.join(ours)} | {rule} |"])
+        markdown(table)])

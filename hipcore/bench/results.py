@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
+import pandas as pd
 
 from .. import report
 from ..plots import save_figure
+from ..results import markdown
 from .suite import COLUMNS, STEP_COLUMNS, Results
 
 F5_KEY = "effect.F5_speedup_hip16_vs_perceiver_io_224"
@@ -167,31 +169,33 @@ def targets(results: Results, reference: dict[str, report.Reference] | None = No
 
 
 def markdown_targets(found: list[dict[str, Any]]) -> str:
-    lines = ["| target | paper | ours | met? |", "|---|---|---|---|"]
-    lines += [f"| {t['target']} | {t['paper']} | {t['ours']} | {t['met']} |" for t in found]
-    return "\n".join(lines)
+    return markdown(pd.DataFrame(found, columns=["target", "paper", "ours", "met"]).rename(columns={"met": "met?"}))
 
 
 def markdown_table(results: Results, models: list[str] | None = None) -> str:
     """Our figures per model and side, with the paper's TPU steps/s beside them."""
     paper = paper_speed()
     models = models or list(dict.fromkeys(r["model"] for r in results.rows))
-    lines = ["| model | side | precision | steps/s | images/s | inputs/s | peak GiB | GFLOP/step | GFLOP/s "
-             "| % of its peak | % of best peak | paper steps/s |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    cells = []
     for r in sorted((r for r in results.rows if r["model"] in models),
                     key=lambda r: (models.index(r["model"]), r["side"])):
         ref = paper.get((r["model"], r["side"]), "")
-        ref = "OOM" if ref is None else (f"{ref}" if ref != "" else "")
-        gflop = f"{r['flops_per_step'] / 1e9:.0f}" if r["flops_per_step"] else ""
-        precision = r.get("precision") or "fp32"
-        if r["status"] != "ok":
-            lines.append(f"| {r['model']} | {r['side']} | {precision} | {r['status']} | | | | {gflop} | | | | {ref} |")
-            continue
+        ok = r["status"] == "ok"
         best = r.get("fraction_of_best_peak") or r["fraction_of_peak"]
-        lines.append(f"| {r['model']} | {r['side']} | {precision} | {r['steps_per_s']:.3g} | {r['images_per_s']:.3g} | "
-                     f"{r['inputs_per_s']:.3g} | {r['peak_memory_gb']:.2f} | {gflop} | "
-                     f"{r['achieved_gflops']:.1f} | {100 * r['fraction_of_peak']:.0f}% | {100 * best:.0f}% | {ref} |")
-    return "\n".join(lines)
+        cells.append({
+            "model": r["model"], "side": r["side"], "precision": r.get("precision") or "fp32",
+            "steps/s": f"{r['steps_per_s']:.3g}" if ok else r["status"],
+            "images/s": f"{r['images_per_s']:.3g}" if ok else "",
+            "inputs/s": f"{r['inputs_per_s']:.3g}" if ok else "",
+            "peak GiB": f"{r['peak_memory_gb']:.2f}" if ok else "",
+            "GFLOP/step": f"{r['flops_per_step'] / 1e9:.0f}" if r["flops_per_step"] else "",
+            "GFLOP/s": f"{r['achieved_gflops']:.1f}" if ok else "",
+            "% of its peak": f"{100 * r['fraction_of_peak']:.0f}%" if ok else "",
+            "% of best peak": f"{100 * best:.0f}%" if ok else "",
+            "paper steps/s": "OOM" if ref is None else f"{ref}"})
+    return markdown(pd.DataFrame(cells, columns=["model", "side", "precision", "steps/s", "images/s", "inputs/s",
+                                                 "peak GiB", "GFLOP/step", "GFLOP/s", "% of its peak",
+                                                 "% of best peak", "paper steps/s"]))
 
 
 def record_comparisons(results: Results, path: str | Path, side: int = 224) -> int:

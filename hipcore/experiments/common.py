@@ -11,6 +11,7 @@ run trained by other model, training or data code is never reused.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from ..data.fingerprint import dataset_fingerprint
 from ..progress import run_line
 from ..provenance import code_fingerprint, relative
 from ..report import append_comparison
+from ..results import ARM_SETTINGS
 from ..train import TrainConfig, train
 from ..train.distributed import pick_device
 from ..train.precision import resolve as resolve_precision
@@ -79,7 +81,7 @@ def run_arm(arm: Arm, seed: int, settings: Mapping[str, Any], *, dataset: str,
     """Train one arm for one seed (reusing finished runs); returns a flat row of its results."""
     pre_cfg, sup_cfg = train_configs(arm, seed, settings, dataset=dataset, data_dir=data_dir,
                                      data_options=data_options, runs_dir=runs_dir)
-    row: dict[str, Any] = {"arm": arm.label, "seed": seed, "pretrain_seconds": 0.0}
+    row: dict[str, Any] = {"arm": arm.label, "seed": seed, **arm_settings(arm, settings), "pretrain_seconds": 0.0}
     if pre_cfg is not None:
         pre = train(pre_cfg, train_data=train_data, test_data=test_data)
         row.update(pretrain_test_loss=pre.metrics.get("test_loss"), pretrain_seconds=pre.wall_time)
@@ -89,6 +91,29 @@ def run_arm(arm: Arm, seed: int, settings: Mapping[str, Any], *, dataset: str,
                run_dir=relative(sup.run_dir), checkpoint=relative(sup.last_checkpoint))
     row["total_seconds"] = row["pretrain_seconds"] + row["train_seconds"]
     return row
+
+
+def arm_settings(arm: Arm, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings that tell an arm from the others (hipcore.results reads them from arms.csv):
+    ordering None is the dataset's default; transfer and mask_ratio apply to MAE arms only."""
+    return {"ordering": arm.ordering, "position": arm.position, "mae": arm.mae,
+            "transfer": arm.transfer if arm.mae else None, "mask_ratio": arm.mask_ratio if arm.mae else None,
+            "steps": arm.steps, "variant": arm.variant or settings.get("variant", "small3")}
+
+
+def write_arms(path: str | Path, rows: list[dict[str, Any]]) -> Path:
+    """arms.csv: one row per arm of `rows` (as run_arm returns them) with its ARM_SETTINGS."""
+    arms: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        mine = {k: row[k] for k in ARM_SETTINGS}
+        if arms.setdefault(row["arm"], mine) != mine:
+            raise ValueError(f"arm {row['arm']!r} ran with two sets of settings: {arms[row['arm']]} and {mine}")
+    path = Path(path)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(("arm",) + ARM_SETTINGS)
+        writer.writerows([label, *("" if s[k] is None else s[k] for k in ARM_SETTINGS)] for label, s in arms.items())
+    return path
 
 
 Side = str | Mapping[str, float]        # an arm's label, or {label: weight} summed per seed

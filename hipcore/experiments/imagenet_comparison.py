@@ -14,11 +14,11 @@ The helpers below (per-arm summaries, the accuracy figure, recording findings) s
 from __future__ import annotations
 
 import math
-import statistics
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import matplotlib.pyplot as plt
+import pandas as pd
 import torch
 
 from ..data import load_dataset
@@ -26,6 +26,7 @@ from ..model import HiP
 from ..notebook import ParameterError
 from ..plots import readable, wrap_labels
 from ..report import paper_reference
+from ..results import fmt_mean_sd, markdown
 from ..train import model_config
 from . import common
 from .common import Arm
@@ -118,47 +119,37 @@ def parameter_counts(arm: Arm, settings: Mapping[str, Any], modalities, num_clas
     return {"parameters": total, "classifier_parameters": total - unused}
 
 
-def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else float("nan")
-
-
 def arm_summary(rows: list[dict[str, Any]], paper_keys: Mapping[str, str] = PAPER_KEYS,
                 params: Mapping[str, Mapping[str, int]] | None = None) -> list[dict[str, Any]]:
     """One dict per arm (in the order they ran): accuracies per seed, mean and sd, the paper's
     top-1 where it has one, mean throughput and seconds, and parameter counts when given."""
     ref = paper_reference()
-    out: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        arm = out.setdefault(row["arm"], {"arm": row["arm"], "accuracies": [], "examples_per_s": [], "seconds": []})
-        arm["accuracies"].append(row["test_accuracy"])
-        arm["examples_per_s"].append(row["train_examples_per_s"])
-        arm["seconds"].append(row["total_seconds"])
-    for arm in out.values():
-        key = paper_keys.get(arm["arm"])
-        arm["paper_key"], arm["paper"] = key, ref[key].value if key in ref else None
-        arm["accuracy"], arm["accuracy_sd"] = _mean_sd(arm["accuracies"])
-        arm["seeds"] = len(arm["accuracies"])
-        arm["examples_per_s"] = statistics.fmean(arm["examples_per_s"])
-        arm["seconds"] = statistics.fmean(arm["seconds"])
-        arm.update((params or {}).get(arm["arm"], {}))
-    return list(out.values())
-
-
-def _mean_sd_text(mean: float, sd: float) -> str:
-    return f"{mean:.2f}" if math.isnan(sd) else f"{mean:.2f} ± {sd:.2f}"
+    per_arm = pd.DataFrame(rows).groupby("arm", sort=False).agg(
+        accuracies=("test_accuracy", list), accuracy=("test_accuracy", "mean"), accuracy_sd=("test_accuracy", "std"),
+        seeds=("test_accuracy", "count"), examples_per_s=("train_examples_per_s", "mean"),
+        seconds=("total_seconds", "mean"))
+    out = []
+    for arm, a in per_arm.iterrows():
+        key = paper_keys.get(arm)
+        out.append({"arm": arm, "accuracies": list(a["accuracies"]), "paper_key": key,
+                    "paper": ref[key].value if key in ref else None, "accuracy": float(a["accuracy"]),
+                    "accuracy_sd": float(a["accuracy_sd"]), "seeds": int(a["seeds"]),
+                    "examples_per_s": float(a["examples_per_s"]), "seconds": float(a["seconds"]),
+                    **(params or {}).get(arm, {})})
+    return out
 
 
 def markdown_arms(summary: list[dict[str, Any]], dataset: str) -> str:
     """The per-arm table: paper (ImageNet) beside ours, parameters, throughput, time."""
-    lines = [f"| arm | paper top-1 % (ImageNet) | ours top-1 % ({dataset}, mean ± sd) | seeds "
-             "| parameters (classifier / all) | train examples/s | seconds per run |",
-             "|---|---|---|---|---|---|---|"]
-    for a in summary:
-        paper = "n/a" if a["paper"] is None else f"{a['paper']:.1f}"
-        params = (f"{a['classifier_parameters']:,} / {a['parameters']:,}" if "parameters" in a else "n/a")
-        lines.append(f"| {a['arm']} | {paper} | {_mean_sd_text(a['accuracy'], a['accuracy_sd'])} | {a['seeds']} "
-                     f"| {params} | {a['examples_per_s']:.0f} | {a['seconds']:.0f} |")
-    return "\n".join(lines)
+    return markdown(pd.DataFrame([{
+        "arm": a["arm"],
+        "paper top-1 % (ImageNet)": "n/a" if a["paper"] is None else f"{a['paper']:.1f}",
+        f"ours top-1 % ({dataset}, mean ± sd)": fmt_mean_sd(a["accuracy"], a["accuracy_sd"]),
+        "seeds": a["seeds"],
+        "parameters (classifier / all)": f"{a['classifier_parameters']:,} / {a['parameters']:,}"
+        if "parameters" in a else "n/a",
+        "train examples/s": f"{a['examples_per_s']:.0f}",
+        "seconds per run": f"{a['seconds']:.0f}"} for a in summary]))
 
 
 # ---- findings ----

@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import matplotlib.pyplot as plt
+import pandas as pd
 import torch
 
 from ..model import HiP
 from ..notebook import ParameterError
+from ..results import fmt_mean_sd, markdown
 from ..train import load_model, plot_reconstructions, reconstruct_examples
 from ..train.engine import compute_loss, freeze_decoder, load_data, model_config
 from . import common
@@ -159,19 +161,19 @@ def flop_budget(settings: Mapping[str, Any], *, train_data=None, **data: Any) ->
 
 def budget_table(budget: FlopBudget, rows: list[dict[str, Any]]) -> str:
     """Markdown: FLOPs and measured wall time of the MAE arm and of its FLOP-matched control."""
-    def seconds(label: str) -> str:
-        values = [r["total_seconds"] for r in rows if r["arm"] == label]
-        return f"{statistics.fmean(values):.0f} s" if values else "not run"
+    seconds = pd.DataFrame(rows, columns=["arm", "total_seconds"]).groupby("arm")["total_seconds"].mean()
+
+    def wall(label: str) -> str:
+        return f"{seconds[label]:.0f} s" if label in seconds else "not run"
 
     b = budget
-    return "\n".join([
-        "| arm | MAE pretraining | classification | total TFLOP | wall time (mean over seeds) |",
-        "|---|---|---|---|---|",
-        f"| {HIP_MAE.label} | {b.pretrain_steps} steps x {b.pretrain_step_flops / 1e9:.1f} GFLOP | "
-        f"{b.supervised_steps} steps x {b.supervised_step_flops / 1e9:.1f} GFLOP | {b.mae_arm_flops / 1e12:.2f} | "
-        f"{seconds(HIP_MAE.label)} |",
-        f"| {COMPUTE_MATCHED} | - | {b.control_steps} steps x {b.supervised_step_flops / 1e9:.1f} GFLOP | "
-        f"{b.control_flops / 1e12:.2f} | {seconds(COMPUTE_MATCHED)} |"])
+    return markdown(pd.DataFrame({
+        "arm": [HIP_MAE.label, COMPUTE_MATCHED],
+        "MAE pretraining": [f"{b.pretrain_steps} steps x {b.pretrain_step_flops / 1e9:.1f} GFLOP", "-"],
+        "classification": [f"{steps} steps x {b.supervised_step_flops / 1e9:.1f} GFLOP"
+                           for steps in (b.supervised_steps, b.control_steps)],
+        "total TFLOP": [f"{b.mae_arm_flops / 1e12:.2f}", f"{b.control_flops / 1e12:.2f}"],
+        "wall time (mean over seeds)": [wall(HIP_MAE.label), wall(COMPUTE_MATCHED)]}))
 
 
 def plan(arms_by_key: Mapping[str, Arm], seeds: tuple[int, ...], other_seeds: int) -> list[tuple[Arm, tuple[int, ...]]]:
@@ -214,13 +216,14 @@ def contrast_table(rows: list[dict[str, Any]], pairs: Mapping[str, tuple[str, st
     """Markdown: per-seed differences treatment - baseline, mean ± sd, for the seeds both ran."""
     if not pairs:
         return "None of these arms ran at this profile."
-    lines = ["| comparison | ours, top-1 points (mean ± sd over seeds) | seeds |", "|---|---|---|"]
+    table = []
     for name, (baseline, treatment) in pairs.items():
-        diffs = paired_differences(rows, baseline, treatment)
-        text = "n/a" if not diffs else f"{statistics.fmean(diffs):+.2f}" + (
-            f" ± {statistics.stdev(diffs):.2f}" if len(diffs) > 1 else "")
-        lines.append(f"| {name} | {text} | {len(diffs)} |")
-    return "\n".join(lines)
+        diffs = pd.Series(paired_differences(rows, baseline, treatment), dtype=float)
+        table.append({"comparison": name,
+                      "ours, top-1 points (mean ± sd over seeds)":
+                      fmt_mean_sd(diffs.mean(), diffs.std(), signed=True) if len(diffs) else "n/a",
+                      "seeds": len(diffs)})
+    return markdown(pd.DataFrame(table))
 
 
 # ---- checkpoints, reconstructions, position tables ----

@@ -17,14 +17,16 @@ from __future__ import annotations
 import math
 import statistics
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Mapping
 
 import matplotlib.pyplot as plt
+import pandas as pd
 import torch
 
 from ..data import load_dataset
 from ..model import HiP
 from ..report import paper_reference
+from ..results import fmt_mean_sd, markdown, mean_sd
 from ..train import load_model
 from . import common
 
@@ -65,18 +67,6 @@ def by_arm(rows: list[dict[str, Any]], metric: str = "test_accuracy") -> dict[st
     return out
 
 
-def mean_sd(values: Iterable[float]) -> tuple[float, float, int]:
-    """Mean, sample standard deviation (nan for one value) and count."""
-    values = list(values)
-    sd = statistics.stdev(values) if len(values) > 1 else float("nan")
-    return statistics.fmean(values), sd, len(values)
-
-
-def fmt_mean_sd(mean: float, sd: float, n: int, signed: bool = False) -> str:
-    text = f"{mean:+.2f}" if signed else f"{mean:.2f}"
-    return text if n < 2 or math.isnan(sd) else f"{text} ± {sd:.2f}"
-
-
 def contrast(rows: list[dict[str, Any]], weights: Mapping[str, float]) -> list[float]:
     """Per-seed sum of weight x accuracy over arms, for the seeds every arm ran.
 
@@ -93,12 +83,12 @@ def contrast(rows: list[dict[str, Any]], weights: Mapping[str, float]) -> list[f
 def accuracy_table(rows: list[dict[str, Any]], paper_keys: Mapping[str, str]) -> str:
     """Markdown: one line per arm, the paper's top-1 (where it has one) beside our mean ± sd."""
     ref = paper_reference()
-    lines = ["| arm | paper top-1 % | ours top-1 % (mean ± sd) | seeds |", "|---|---|---|---|"]
-    for arm, accs in by_arm(rows).items():
-        key = paper_keys.get(arm)
-        paper = f"{ref[key].value:.1f}" if key in ref else "n/a"
-        lines.append(f"| {arm} | {paper} | {fmt_mean_sd(*mean_sd(accs.values()))} | {len(accs)} |")
-    return "\n".join(lines)
+    acc = mean_sd(pd.DataFrame(rows), "arm", "test_accuracy")
+    return markdown(pd.DataFrame({
+        "arm": acc["arm"],
+        "paper top-1 %": [f"{ref[k].value:.1f}" if (k := paper_keys.get(arm)) in ref else "n/a" for arm in acc["arm"]],
+        "ours top-1 % (mean ± sd)": [fmt_mean_sd(m, sd) for m, sd in zip(acc["mean"], acc["sd"])],
+        "seeds": acc["n"]}))
 
 
 Contrasts = Mapping[str, tuple[Mapping[str, float], Mapping[str, float] | None]]
@@ -111,13 +101,16 @@ def contrast_table(rows: list[dict[str, Any]], contrasts: Contrasts) -> str:
     {'ablation.learned_mae_raster': 1, 'ablation.learned_raster': -1}, or None.
     """
     ref = paper_reference()
-    lines = ["| comparison | paper | ours (mean ± sd over seeds) | seeds |", "|---|---|---|---|"]
+    table = []
     for name, (weights, paper_weights) in contrasts.items():
-        diffs = contrast(rows, weights)
-        paper = "n/a" if not paper_weights else f"{sum(w * ref[k].value for k, w in paper_weights.items()):+.1f}"
-        ours = fmt_mean_sd(*mean_sd(diffs), signed=True) if diffs else "n/a"
-        lines.append(f"| {name} | {paper} | {ours} | {len(diffs)} |")
-    return "\n".join(lines)
+        diffs = pd.Series(contrast(rows, weights), dtype=float)
+        table.append({"comparison": name,
+                      "paper": "n/a" if not paper_weights else
+                      f"{sum(w * ref[k].value for k, w in paper_weights.items()):+.1f}",
+                      "ours (mean ± sd over seeds)": fmt_mean_sd(diffs.mean(), diffs.std(), signed=True)
+                      if len(diffs) else "n/a",
+                      "seeds": len(diffs)})
+    return markdown(pd.DataFrame(table, columns=["comparison", "paper", "ours (mean ± sd over seeds)", "seeds"]))
 
 
 
@@ -137,7 +130,7 @@ def draw_accuracy_bars(rows: list[dict[str, Any]], categories: list[str], series
             values = list(acc.get(label(cat, name), {}).values())
             if not values:
                 continue
-            mean, sd, _ = mean_sd(values)
+            mean, sd = pd.Series(values).mean(), pd.Series(values).std()
             x = i + (j - (len(series) - 1) / 2) * width
             ax.bar(x, mean, width * 0.9, yerr=None if math.isnan(sd) else sd, capsize=3,
                    color=f"C{j}", label=None if labelled else name)

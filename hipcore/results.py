@@ -1,0 +1,252 @@
+"""Every notebook's results as one long pandas DataFrame, and markdown tables from DataFrames.
+
+    import hipcore.results
+    df = hipcore.results.load(profile="quick")     # one row per (notebook, arm, seed, metric)
+
+`load` reads `results/<notebook>/<profile>/` for every notebook:
+
+- metrics.csv: long rows (run_id = the arm, seed, metric, value) as `notebook.write_metrics`
+  writes them; notebook 05's benchmark writes a wide one (one row per model and side, the
+  columns of `bench.suite.COLUMNS`), made long here (arm = the model, `side` and `batch` as
+  columns, seed empty);
+- loops.csv (05): training examples/s of the notebooks' loops per precision;
+- comparisons.csv: the paired rows a verdict rests on, as rows with `finding` and `role`
+  ('baseline' or 'treatment') set, `arm` empty;
+- arms.csv: each arm's settings (`experiments.common.write_arms`), joined on the arm's label:
+  ordering, position, mae, transfer, mask_ratio, steps, variant;
+- provenance.json: commit and machine of the folder's run, and the precision it trained in
+  (empty, NaN, in folders written before provenance was recorded).
+
+One unit per metric (`UNITS`): accuracies and fractions are percentages everywhere, and the
+`unit` column says so. A malformed file stops the load with an error naming it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS_DIR = REPO / "results"
+
+COLUMNS = ("notebook", "finding", "role", "arm", "seed", "metric", "value", "unit",
+           "ordering", "position", "mae", "transfer", "mask_ratio", "steps", "variant", "side", "batch",
+           "precision", "commit", "machine")
+# Whole numbers that may be missing are nullable integers, mae a nullable boolean, text object.
+DTYPES = {**{c: object for c in COLUMNS}, "seed": "Int64", "value": float, "mask_ratio": float,
+          "steps": "Int64", "side": "Int64", "batch": "Int64", "mae": "boolean"}
+ARM_SETTINGS = ("ordering", "position", "mae", "transfer", "mask_ratio", "steps", "variant")
+LONG_FIELDS = ("run_id", "seed", "metric", "value")
+
+# The unit of every metric a results folder holds; a metric not named here (nor matched by
+# `unit_of`'s rules) stops the load rather than appear without a unit.
+UNITS = {
+    "test_accuracy": "%", "test_loss": "nats", "pretrain_test_loss": "nats",
+    "train_examples_per_s": "examples/s", "examples_per_s": "examples/s",
+    "total_seconds": "s", "train_seconds": "s", "pretrain_seconds": "s", "forward_seconds": "s",
+    "parameters": "count", "classifier_parameters": "count",
+    # notebook 05's benchmark
+    "steps_per_s": "steps/s", "images_per_s": "images/s", "inputs_per_s": "inputs/s",
+    "step_s_median": "s", "step_s_min": "s", "step_s_max": "s", "peak_memory_gb": "GiB",
+    "params": "count", "trained_params": "count", "flops_per_step": "FLOP",
+    "achieved_gflops": "GFLOP/s", "peak_gflops": "GFLOP/s", "best_peak_gflops": "GFLOP/s",
+    "fraction_of_peak": "%", "fraction_of_best_peak": "%",
+}
+# Stored as a fraction, shown as a percentage (x 100) so that one metric has one unit.
+FRACTIONS = {"fraction_of_peak", "fraction_of_best_peak"}
+# Columns of 05's wide metrics.csv that describe the measurement rather than measure it.
+WIDE_SETTINGS = ("model", "package", "side", "inputs", "batch", "status", "repeats", "threads", "precision")
+# What a comparisons.csv 'metric' (the unit of its effect) is, as a metric of this frame.
+COMPARISON_METRICS = (("top-1 %", "test_accuracy"), ("steps/s", "steps_per_s"))
+
+
+class ResultsError(ValueError):
+    """A results file that cannot be read as what it should be; the message names it."""
+
+
+def unit_of(metric: str) -> str:
+    """The unit of `metric`: `UNITS`, else the structure scores of the position tables."""
+    if metric in UNITS:
+        return UNITS[metric]
+    if metric.startswith("structure") or metric.endswith("chance_sd"):
+        return "score"                  # a correlation-like structure score and its chance sd
+    raise ResultsError(f"metric {metric!r} has no unit; add it to hipcore.results.UNITS")
+
+
+# ---- reading one folder ----
+
+def read_csv(path: str | Path, needs: Iterable[str] = ()) -> pd.DataFrame:
+    """A CSV as strings ('' where empty), with `needs` among its columns; any other shape is
+    a ResultsError naming the file."""
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise ResultsError(f"{path}: not a readable CSV ({e})") from None
+    missing = sorted(set(needs) - set(frame.columns))
+    if missing:
+        raise ResultsError(f"{path}: missing columns {missing}")
+    return frame
+
+
+def _numbers(values: pd.Series, path: Path, what: str, required: bool = False) -> pd.Series:
+    """Strings as finite floats ('' is NaN, an error where `required`); any other text, or a
+    non-finite number, is an error naming the file."""
+    out = pd.to_numeric(values.replace("", math.nan), errors="coerce").astype(float)
+    bad = values[(out.isna() & (values != "")) | out.isin([math.inf, -math.inf])]
+    if len(bad):
+        raise ResultsError(f"{path}: {what} {bad.iloc[0]!r} is not a finite number")
+    if required and (values == "").any():
+        raise ResultsError(f"{path}: a row has no {what}")
+    return out
+
+
+def _seeds(values: pd.Series, path: Path) -> pd.Series:
+    seeds = _numbers(values, path, "seed")
+    if ((seeds.dropna() % 1) != 0).any() or (seeds.dropna() < 0).any():
+        raise ResultsError(f"{path}: seeds must be whole numbers >= 0")
+    return seeds.astype("Int64")
+
+
+def _long_metrics(path: Path) -> pd.DataFrame:
+    raw = read_csv(path, LONG_FIELDS)
+    return pd.DataFrame({"arm": raw["run_id"], "seed": _seeds(raw["seed"], path), "metric": raw["metric"],
+                         "value": _numbers(raw["value"], path, "value", required=True)})
+
+
+def _wide_metrics(path: Path) -> pd.DataFrame:
+    """05's benchmark table (one row per model and side) as long rows; unmeasured cells dropped."""
+    raw = read_csv(path, ("model", "side", "batch", "status"))
+    metrics = [c for c in raw.columns if c not in WIDE_SETTINGS]
+    wide = pd.DataFrame({c: _numbers(raw[c], path, c) for c in metrics})
+    wide["arm"] = raw["model"]
+    wide["variant"] = raw["model"]
+    wide["side"] = _numbers(raw["side"], path, "side").astype("Int64")
+    wide["batch"] = _numbers(raw["batch"], path, "batch").astype("Int64")
+    wide["precision"] = raw["precision"].replace("", math.nan) if "precision" in raw else math.nan
+    out = wide.melt(id_vars=["arm", "variant", "side", "batch", "precision"], value_vars=metrics,
+                    var_name="metric", value_name="value").dropna(subset=["value"])
+    return out
+
+
+def _loops(path: Path) -> pd.DataFrame:
+    raw = read_csv(path, ("task", "precision", "examples_per_s"))
+    return pd.DataFrame({"arm": "loop: " + raw["task"], "precision": raw["precision"],
+                         "metric": "train_examples_per_s",
+                         "value": _numbers(raw["examples_per_s"], path, "examples_per_s", required=True)})
+
+
+def _comparison_metric(text: str, path: Path) -> str:
+    for prefix, metric in COMPARISON_METRICS:
+        if text.startswith(prefix):
+            return metric
+    raise ResultsError(f"{path}: comparison metric {text!r} is not one of {[p for p, _ in COMPARISON_METRICS]}")
+
+
+def _comparisons(path: Path) -> pd.DataFrame:
+    raw = read_csv(path, ("finding", "metric", "seed", "baseline", "treatment"))
+    metric = raw["metric"].map(lambda t: _comparison_metric(t, path))
+    parts = [pd.DataFrame({"finding": raw["finding"], "role": role, "seed": _seeds(raw["seed"], path),
+                           "metric": metric, "value": _numbers(raw[role], path, role, required=True)})
+             for role in ("baseline", "treatment")]
+    return pd.concat(parts, ignore_index=True)
+
+
+def _arms(path: Path) -> pd.DataFrame:
+    raw = read_csv(path, ("arm",) + ARM_SETTINGS)
+    if raw["arm"].duplicated().any():
+        raise ResultsError(f"{path}: arm {raw['arm'][raw['arm'].duplicated()].iloc[0]!r} appears twice")
+    out = raw[["arm", *ARM_SETTINGS]].replace("", math.nan)
+    bad = ~out["mae"].isin(["True", "False"])
+    if bad.any():
+        raise ResultsError(f"{path}: mae must be True or False, got {out['mae'][bad].iloc[0]!r}")
+    out["mae"] = out["mae"].map({"True": True, "False": False}).astype("boolean")
+    out["mask_ratio"] = _numbers(raw["mask_ratio"], path, "mask_ratio")
+    out["steps"] = _numbers(raw["steps"], path, "steps").astype("Int64")
+    return out
+
+
+def _provenance(folder: Path) -> dict[str, Any]:
+    path = folder / "provenance.json"
+    if not path.exists():
+        return {"commit": math.nan, "machine": math.nan, "precision": math.nan}
+    try:
+        record = json.loads(path.read_text())
+        machine = record["machine"]
+        return {"commit": record.get("commit") or math.nan,
+                "machine": f"{machine['cpu']}, {machine['cores']} cores",
+                "precision": machine.get("precision") or math.nan}
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ResultsError(f"{path}: not a provenance record ({type(e).__name__}: {e})") from None
+
+
+def load_folder(folder: str | Path) -> pd.DataFrame:
+    """One notebook's results folder (`results/<notebook>/<profile>/`) as long rows."""
+    folder = Path(folder)
+    parts = []
+    metrics = folder / "metrics.csv"
+    if metrics.exists():
+        header = read_csv(metrics).columns
+        parts.append(_wide_metrics(metrics) if "model" in header and "metric" not in header
+                     else _long_metrics(metrics))
+    if (folder / "loops.csv").exists():
+        parts.append(_loops(folder / "loops.csv"))
+    if (folder / "comparisons.csv").exists():
+        parts.append(_comparisons(folder / "comparisons.csv"))
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["arm", "metric", "value"])
+    if (folder / "arms.csv").exists():
+        settings = _arms(folder / "arms.csv")
+        frame = frame.drop(columns=[c for c in ARM_SETTINGS if c in frame]).merge(settings, on="arm", how="left")
+    provenance = _provenance(folder)
+    frame["commit"], frame["machine"] = provenance["commit"], provenance["machine"]
+    own = (frame["precision"] if "precision" in frame else pd.Series(math.nan, index=frame.index)).astype(object)
+    frame["precision"] = own.fillna(provenance["precision"]) if isinstance(provenance["precision"], str) else own
+    frame["notebook"] = folder.parent.name
+    try:
+        frame["unit"] = frame["metric"].map(unit_of)
+    except ResultsError as e:
+        raise ResultsError(f"{folder / 'metrics.csv'}: {e}") from None
+    fractions = frame["metric"].isin(FRACTIONS)
+    frame.loc[fractions, "value"] = 100 * frame.loc[fractions, "value"]
+    for column in COLUMNS:
+        if column not in frame:
+            frame[column] = math.nan
+    return frame[list(COLUMNS)].astype(DTYPES)
+
+
+def load(profile: str = "quick", results_dir: str | Path = RESULTS_DIR) -> pd.DataFrame:
+    """Every notebook's results at `profile` as one long DataFrame (`COLUMNS`)."""
+    if not isinstance(profile, str) or not profile:
+        raise ValueError(f"profile must be a profile name such as 'quick', got {profile!r}")
+    results_dir = Path(results_dir)
+    folders = sorted(p for p in results_dir.glob(f"*/{profile}") if p.is_dir() and p.parent.name != "executed")
+    if not folders:
+        raise FileNotFoundError(f"no results for profile {profile!r} under {results_dir} "
+                                f"(expected <notebook>/{profile}/ folders)")
+    return pd.concat([load_folder(f) for f in folders], ignore_index=True)
+
+
+# ---- summaries and tables ----
+
+def mean_sd(frame: pd.DataFrame, by: str | list[str], value: str = "value") -> pd.DataFrame:
+    """mean, sd (NaN for one row) and n of `value` per group, groups in first-seen order."""
+    return (frame.groupby(by, sort=False)[value].agg(mean="mean", sd="std", n="count").reset_index())
+
+
+def fmt_mean_sd(mean: float, sd: float, signed: bool = False) -> str:
+    """'64.05 ± 0.75' ('+2.00 ± 0.41' signed); the mean alone where sd is NaN (one value)."""
+    text = f"{mean:+.2f}" if signed else f"{mean:.2f}"
+    return text if math.isnan(sd) else f"{text} ± {sd:.2f}"
+
+
+def markdown(frame: pd.DataFrame) -> str:
+    """A DataFrame as a markdown pipe table, cells as they are (format them beforehand)."""
+    def line(cells: Iterable[Any]) -> str:
+        return "|" + "|".join(f" {c} " for c in cells) + "|"
+
+    cells = frame.astype(object).where(frame.notna(), "")
+    return "\n".join([line(frame.columns), "|" + "---|" * len(frame.columns),
+                      *(line(row) for row in cells.itertuples(index=False))])

@@ -1,0 +1,162 @@
+"""hipcore.results: every notebook's results folder as one long DataFrame, one unit per metric."""
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from hipcore import results
+from hipcore.experiments import common
+
+
+def write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def provenance(folder, commit="abc123", precision="bf16"):
+    write(folder / "provenance.json", json.dumps({
+        "commit": commit, "dirty": False, "code_fingerprint": "f00",
+        "machine": {"cpu": "Test CPU", "cores": 2, "torch_threads": 2, "gpu": None,
+                    "precision": precision, "platform": "Linux"}}))
+
+
+@pytest.fixture
+def folders(tmp_path):
+    """An image notebook (long metrics, arms, comparisons, provenance), 05's wide benchmark
+    table (with loops.csv, no provenance) and a notebook of another profile."""
+    nb = tmp_path / "02_flattening_ablation" / "quick"
+    write(nb / "metrics.csv", "run_id,seed,epoch,step,split,metric,value\n"
+          "raster + MAE,0,,,test,test_accuracy,64.5\n"
+          "raster + MAE,1,,,test,test_accuracy,63.5\n"
+          "shuffled,0,,,test,test_accuracy,40.0\n"
+          "shuffled,0,,,test,total_seconds,12.5\n"
+          "learned table,0,,,positions,structure_pixels,0.25\n")
+    arms = [{"arm": "raster + MAE", "seed": s, **common.arm_settings(
+                common.Arm("raster + MAE", mae=True, ordering="raster"), {"variant": "small3"})} for s in (0, 1)]
+    arms.append({"arm": "shuffled", "seed": 0, **common.arm_settings(
+        common.Arm("shuffled", ordering="shuffled", variant="small5", steps=40), {"variant": "small3"})})
+    common.write_arms(nb / "arms.csv", arms)
+    write(nb / "comparisons.csv", "finding,claim,paper_key,metric,seed,baseline,treatment\n"
+          "F4 shuffle,lower,effect.F4_shuffle_with_mae,top-1 %,0,64.5,40.0\n")
+    provenance(nb)
+
+    bench = tmp_path / "05_efficiency" / "quick"
+    header = "model,package,side,inputs,batch,status,steps_per_s,peak_memory_gb,fraction_of_peak,threads,precision\n"
+    write(bench / "metrics.csv", header + "hip16,hipcore,32,1024,2,ok,0.5,2.0,0.25,2,fp32\n"
+          "perceiver_io,hipcore,2048,4194304,2,OOM,,,,2,fp32\n")
+    write(bench / "loops.csv", "task,precision,examples_per_s\nsupervised,bf16,180.0\n")
+
+    write(tmp_path / "01_imagenet_comparison" / "full" / "metrics.csv",
+          "run_id,seed,epoch,step,split,metric,value\nHiP,0,,,test,test_accuracy,80.0\n")
+    return tmp_path
+
+
+def test_one_long_frame_with_the_arm_settings_as_columns(folders):
+    df = results.load(profile="quick", results_dir=folders)
+    assert list(df.columns) == list(results.COLUMNS)
+    assert set(df.notebook) == {"02_flattening_ablation", "05_efficiency"}      # the full profile is not read
+    row = df[(df.arm == "raster + MAE") & (df.seed == 1)].iloc[0]
+    assert (row.metric, row.value, row.unit) == ("test_accuracy", 63.5, "%")
+    assert (row.ordering, row.position, bool(row.mae), row.transfer, row.mask_ratio, row.variant) == (
+        "raster", "learned", True, "all", 0.85, "small3")
+    shuffled = df[(df.arm == "shuffled") & (df.metric == "test_accuracy")].iloc[0]
+    assert (shuffled.variant, shuffled.steps, bool(shuffled.mae)) == ("small5", 40, False)
+    assert pd.isna(shuffled.transfer) and pd.isna(shuffled.mask_ratio)       # MAE settings of a non-MAE arm
+    table = df[df.arm == "learned table"].iloc[0]                            # not an arm: no settings
+    assert table.unit == "score" and pd.isna(table.ordering)
+
+
+def test_commit_machine_and_precision_come_from_provenance(folders):
+    df = results.load("quick", folders)
+    nb = df[df.notebook == "02_flattening_ablation"]
+    assert set(nb.commit) == {"abc123"} and set(nb.machine) == {"Test CPU, 2 cores"}
+    assert set(nb.precision) == {"bf16"}
+    bench = df[df.notebook == "05_efficiency"]
+    assert bench.commit.isna().all() and bench.machine.isna().all()         # no provenance.json: NaN
+    assert set(bench[bench.arm == "hip16"].precision) == {"fp32"}           # the benchmark's own column
+    assert set(bench[bench.arm == "loop: supervised"].precision) == {"bf16"}
+
+
+def test_the_wide_benchmark_table_is_long_with_one_unit_per_metric(folders):
+    bench = results.load("quick", folders).query("notebook == '05_efficiency'")
+    hip = bench[bench.arm == "hip16"].set_index("metric")
+    assert hip.loc["steps_per_s", "value"] == 0.5 and hip.loc["steps_per_s", "unit"] == "steps/s"
+    assert hip.loc["peak_memory_gb", "unit"] == "GiB"
+    assert hip.loc["fraction_of_peak", "value"] == pytest.approx(25.0)       # a fraction, shown in %
+    assert hip.loc["fraction_of_peak", "unit"] == "%"
+    assert (hip.loc["steps_per_s", "side"], hip.loc["steps_per_s", "batch"]) == (32, 2)
+    assert "threads" not in set(bench.metric) and "side" not in set(bench.metric)
+    assert bench[bench.arm == "perceiver_io"].empty                           # OOM: nothing measured
+    assert bench.seed.isna().all()
+    loop = bench[bench.arm == "loop: supervised"].iloc[0]
+    assert (loop.metric, loop.value, loop.unit) == ("train_examples_per_s", 180.0, "examples/s")
+
+
+def test_comparisons_are_rows_of_their_finding(folders):
+    df = results.load("quick", folders)
+    pair = df[df.finding == "F4 shuffle"].set_index("role")
+    assert pair.loc["baseline", "value"] == 64.5 and pair.loc["treatment", "value"] == 40.0
+    assert set(pair.metric) == {"test_accuracy"} and set(pair.unit) == {"%"}
+    assert pair.arm.isna().all()
+
+
+def test_every_metric_has_one_unit_and_values_are_finite(folders):
+    df = results.load("quick", folders)
+    assert (df.groupby("metric").unit.nunique() == 1).all()
+    assert df.value.map(math.isfinite).all()
+
+
+def test_the_committed_results_load():
+    df = results.load("quick")
+    assert {"01_imagenet_comparison", "05_efficiency"} <= set(df.notebook)
+    assert (df.groupby("metric").unit.nunique() == 1).all()
+    accuracy = df[df.metric == "test_accuracy"].value
+    assert accuracy.between(1, 100).all()                                    # percentages, not fractions
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("metrics.csv", "run_id,seed,metric\nx,0,test_accuracy\n", "missing columns ['value']"),
+    ("metrics.csv", "run_id,seed,metric,value\nx,0,test_accuracy,high\n", "value 'high' is not a finite number"),
+    ("metrics.csv", "run_id,seed,metric,value\nx,0,test_accuracy,nan\n", "value 'nan' is not a finite number"),
+    ("metrics.csv", "run_id,seed,metric,value\nx,0,test_loss,\n", "a row has no value"),
+    ("metrics.csv", "run_id,seed,metric,value\nx,0.5,test_accuracy,1\n", "seeds must be whole numbers"),
+    ("metrics.csv", "run_id,seed,metric,value\nx,0,mystery,1\n", "metric 'mystery' has no unit"),
+    ("metrics.csv", 'run_id,seed,metric,value\n"x,0,test_accuracy,1\n', "not a readable CSV"),
+    ("arms.csv", "arm,ordering\nx,raster\n", "missing columns"),
+    ("comparisons.csv", "finding,metric,seed,baseline,treatment\nF,furlongs,0,1,2\n", "comparison metric 'furlongs'"),
+    ("provenance.json", "{not json", "not a provenance record"),
+])
+def test_a_malformed_file_is_an_error_naming_it(tmp_path, name, text, message):
+    folder = tmp_path / "01_x" / "quick"
+    write(folder / "metrics.csv", "run_id,seed,metric,value\nx,0,test_accuracy,50\n")
+    path = write(folder / name, text)
+    with pytest.raises(ValueError) as info:
+        results.load("quick", tmp_path)
+    assert str(path) in str(info.value) and message in str(info.value)
+
+
+def test_no_results_for_a_profile_is_an_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no results for profile 'quick'"):
+        results.load("quick", tmp_path)
+
+
+def test_an_arm_run_with_two_sets_of_settings_is_an_error(tmp_path):
+    rows = [{"arm": "a", **common.arm_settings(common.Arm("a"), {})},
+            {"arm": "a", **common.arm_settings(common.Arm("a", ordering="shuffled"), {})}]
+    with pytest.raises(ValueError, match="two sets of settings"):
+        common.write_arms(tmp_path / "arms.csv", rows)
+
+
+def test_markdown_and_mean_sd():
+    frame = pd.DataFrame({"arm": ["a", "a", "b"], "value": [1.0, 3.0, 5.0]})
+    summary = results.mean_sd(frame, "arm")
+    assert list(summary.columns) == ["arm", "mean", "sd", "n"]
+    assert (list(summary.arm), list(summary["mean"]), list(summary.n)) == (["a", "b"], [2.0, 5.0], [2, 1])
+    assert summary.sd[0] == pytest.approx(math.sqrt(2)) and math.isnan(summary.sd[1])
+    assert results.markdown(pd.DataFrame({"x": ["1", ""], "y": ["a", None]})) == \
+        "| x | y |\n|---|---|\n| 1 | a |\n|  |  |"
+    assert results.fmt_mean_sd(2.0, math.sqrt(2)) == "2.00 ± 1.41"
+    assert results.fmt_mean_sd(5.0, math.nan, signed=True) == "+5.00"
