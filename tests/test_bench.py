@@ -178,6 +178,8 @@ def test_trees_are_exported_from_git_and_compared_by_medians(tmp_path):
             for t, r, v in (("base", 0, 100.0), ("head", 0, 150.0), ("base", 1, 110.0), ("head", 1, 160.0))]
     found = trees.ratios(rows)["supervised"]
     assert found["base"] == 105.0 and found["head"] == 155.0 and found["ratio"] == pytest.approx(155 / 105)
+    table = trees.markdown_loops([{"task": "pretrain", "precision": "fp32", "examples_per_s": 80.04}])
+    assert table.splitlines()[-1] == "| MAE pretraining | fp32 | 80.0 |"
     with pytest.raises(trees.TreeError, match="failed"):
         trees.run_once(tree, "supervised", tmp_path / "run", limit_train=8, threads=1, extra=["--no-such-option"])
 

@@ -109,7 +109,11 @@ def loop_rates(*, limit_train: int, threads: int, precisions: tuple[str, ...] = 
 
 
 def markdown_loops(rows: list[dict[str, Any]]) -> str:
-    lines = ["| loop | precision | training examples/s |", "|---|---|---|"]
-    lines += [f"| {'classification' if r['task'] == 'supervised' else 'MAE pretraining'} | {r['precision']} | "
-              f"{r['examples_per_s']:.1f} |" for r in rows]
-    return "\n".join(lines)
+    import pandas as pd
+
+    from ..results import markdown
+
+    frame = pd.DataFrame(rows)
+    return markdown(pd.DataFrame({
+        "loop": frame["task"].map({"supervised": "classification", "pretrain": "MAE pretraining"}),
+        "precision": frame["precision"], "training examples/s": frame["examples_per_s"].map("{:.1f}".format)}))
