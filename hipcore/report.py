@@ -44,8 +44,6 @@ from pathlib import Path
 
 from .stats import Interval, t_interval
 
-REPO = Path(__file__).resolve().parent.parent
-REFERENCE_CSV = REPO / "results" / "paper_reference.csv"
 COMPARISON_FIELDS = ("finding", "claim", "paper_key", "metric", "seed", "baseline", "treatment")
 OPTIONAL_FIELDS = {"kind": "effect", "margin": "", "replicate": "seed"}
 CLAIMS = ("higher", "lower", "same")
@@ -68,8 +66,13 @@ class Reference:
     description: str
 
 
-def paper_reference(path: str | Path = REFERENCE_CSV) -> dict[str, Reference]:
-    """The paper's numbers, keyed like 'effect.F1_mae_vs_classification_positions'."""
+def paper_reference(path: str | Path | None = None) -> dict[str, Reference]:
+    """The paper's numbers, keyed like 'effect.F1_mae_vs_classification_positions'
+    (default: results/paper_reference.csv of the checkout, `hipcore.locations`)."""
+    if path is None:
+        from .locations import results_dir
+
+        path = results_dir() / "paper_reference.csv"
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     return {r["key"]: Reference(r["key"], float(r["value"]) if r["value"] else None, r["unit"],

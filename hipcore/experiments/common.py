@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..data.fingerprint import dataset_fingerprint
+from ..locations import runs_dir as default_runs_dir
 from ..provenance import code_fingerprint, relative
 from ..report import append_comparison
 from ..train import TrainConfig, train
 from ..train.distributed import pick_device
 from ..train.precision import resolve as resolve_precision
 
-RUNS_DIR = Path(__file__).resolve().parents[2] / "runs"
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,9 @@ class Arm:
 
 def train_configs(arm: Arm, seed: int, settings: Mapping[str, Any], *, dataset: str,
                   data_dir: str | None = None, data_options: Mapping[str, Any] | None = None,
-                  runs_dir: Path = RUNS_DIR) -> tuple[TrainConfig | None, TrainConfig]:
+                  runs_dir: Path | None = None) -> tuple[TrainConfig | None, TrainConfig]:
     """The (MAE pretraining or None, supervised) TrainConfigs of one arm and seed."""
+    runs_dir = default_runs_dir() if runs_dir is None else Path(runs_dir)   # <home>/runs: never site-packages
     code = code_fingerprint()                           # run folders: <run_id>-<code fingerprint>
     common = dict(dataset=dataset, data_dir=None if data_dir is None else str(data_dir),
                   ordering=arm.ordering, data_options=dict(data_options or {}),
@@ -74,7 +75,7 @@ def train_configs(arm: Arm, seed: int, settings: Mapping[str, Any], *, dataset: 
 
 def run_arm(arm: Arm, seed: int, settings: Mapping[str, Any], *, dataset: str,
             data_dir: str | None = None, data_options: Mapping[str, Any] | None = None,
-            runs_dir: Path = RUNS_DIR, train_data=None, test_data=None) -> dict[str, Any]:
+            runs_dir: Path | None = None, train_data=None, test_data=None) -> dict[str, Any]:
     """Train one arm for one seed (reusing finished runs); returns a flat row of its results."""
     pre_cfg, sup_cfg = train_configs(arm, seed, settings, dataset=dataset, data_dir=data_dir,
                                      data_options=data_options, runs_dir=runs_dir)
