@@ -9,7 +9,8 @@ installed package.
      into a checkout), recognised the same way.
 A copy installed into site-packages is never a home: it has no notebooks, and runs written
 beside it would be lost with the next install. Without a home, `HomeNotFound` says how to
-name one. Below the home: `notebooks/`, `runs/` (the notebooks' run cache) and `results/`.
+name one. Below the home: `notebooks/`, `runs/` (the notebooks' run cache; $HIPCORE_RUNS puts
+it elsewhere) and `results/`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from .errors import HipcoreError
 
 HOME_ENV = "HIPCORE_HOME"
+RUNS_ENV = "HIPCORE_RUNS"
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -67,8 +69,9 @@ def notebooks_dir() -> Path:
 
 
 def runs_dir() -> Path:
-    """The notebooks' run cache: <home>/runs."""
-    return home() / "runs"
+    """The notebooks' run cache: $HIPCORE_RUNS, else <home>/runs."""
+    named = os.environ.get(RUNS_ENV)
+    return Path(named).expanduser().resolve() if named else home() / "runs"
 
 
 def results_dir() -> Path:
