@@ -127,8 +127,8 @@ IMAGE_TABLE: dict[str, dict[str, Any]] = {
     # CI: a few hundred images, one seed; checks the plumbing, not the finding.
     "smoke": dict(variant="small3", epochs=1, pretrain_epochs=1, limit_train=256, limit_test=256,
                   batch_size=64, lr=1e-3, pretrain_lr=1e-3, warmup_epochs=0.5, precision="auto", seeds=(0,)),
-    # Binder (2 GB, a share of a CPU): 2,000 training images, 1 + 1 epochs, one seed; minutes.
-    "binder": dict(variant="small3", epochs=1, pretrain_epochs=1, limit_train=2000, limit_test=1000,
+    # Binder (2 GB, a share of a CPU): 1,000 training images, 1 + 1 epochs, one seed.
+    "binder": dict(variant="small3", epochs=1, pretrain_epochs=1, limit_train=1000, limit_test=500,
                    batch_size=64, lr=1e-3, pretrain_lr=1e-3, warmup_epochs=0.5, precision="auto", seeds=(0,)),
     # 2 CPU cores: 6,000 training images, 2 + 2 epochs, 3 seeds.
     "quick": dict(variant="small3", epochs=2, pretrain_epochs=2, limit_train=6000, limit_test=2000,
