@@ -8,11 +8,13 @@ asks for it anywhere. A JupyterHub alone is not taken for Binder: many hubs have
 memory.
 
 `python -m hipcore.binder` (`make binder-check`) runs every numbered notebook at the binder
-profile, one fresh kernel each, with a fresh run cache (so every run trains), and measures its peak memory: the sum, over every process of
-the run (this process, the kernel, whatever the kernel starts), of each one's own peak
-resident memory (Linux's VmHWM, read every 50 ms while it lives). Processes peak at different
-moments, so the sum bounds what they held together from above; it fails when a notebook's sum
-reaches LIMIT_BYTES.
+profile, one fresh kernel each, with a fresh run cache (so every run trains), and measures its
+peak memory: every 50 ms, the sum over the processes alive then (this one, the kernel,
+whatever the kernel starts, such as notebook 05's one process per model) of each one's own
+peak resident memory so far (Linux's VmHWM), and the largest such sum. A process' peak is at
+least what it holds at any moment, so the figure bounds from above what the processes held
+together (this process imports torch, which a Binder session's server does not); the check
+fails when a notebook's figure reaches LIMIT_BYTES.
 """
 
 from __future__ import annotations
@@ -65,23 +67,26 @@ def _children(pid: int) -> list[int]:
 
 
 class PeakMemory:
-    """Tracks every process below this one while in use; `.total` is the sum of their peaks
-    (this process' included: it runs papermill, which a Binder session's server also does)."""
+    """Tracks this process and every one below it while in use. `.total`: the largest sum, over
+    one sample, of the peaks so far of the processes alive then; `.peaks`: each one's peak."""
 
     def __init__(self) -> None:
         if not Path("/proc/self/status").exists():
             raise RuntimeError("the memory check reads /proc: it runs on Linux (as Binder does)")
         self.peaks: dict[int, int] = {}
+        self.total = 0
         self._stop = threading.Event()
 
     def _sample(self) -> None:
-        todo = [os.getpid()]
+        todo, alive = [os.getpid()], 0
         while todo:
             pid = todo.pop()
             peak = _peak_bytes(pid)
-            if peak is not None:
+            if peak is not None:                          # gone (or a zombie): holds nothing now
                 self.peaks[pid] = max(peak, self.peaks.get(pid, 0))
+                alive += peak
             todo += _children(pid)
+        self.total = max(self.total, alive)
 
     def _watch(self) -> None:
         while not self._stop.wait(POLL_SECONDS):
@@ -97,10 +102,6 @@ class PeakMemory:
         self._stop.set()
         self._thread.join()
         self._sample()
-
-    @property
-    def total(self) -> int:
-        return sum(self.peaks.values())
 
 
 def check(notebooks: list[Path], out: Path, limit: int = LIMIT_BYTES) -> dict[str, int]:
