@@ -66,6 +66,15 @@ def _children(pid: int) -> list[int]:
         return []
 
 
+def _name(pid: int) -> str:
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "?"
+    words = [a.decode(errors="replace") for a in args if a]
+    return " ".join(Path(w).name if w.startswith("/") else w for w in words[:3])[:40]
+
+
 class PeakMemory:
     """Tracks this process and every one below it while in use. `.total`: the largest sum, over
     one sample, of the peaks so far of the processes alive then; `.peaks`: each one's peak."""
@@ -74,19 +83,24 @@ class PeakMemory:
         if not Path("/proc/self/status").exists():
             raise RuntimeError("the memory check reads /proc: it runs on Linux (as Binder does)")
         self.peaks: dict[int, int] = {}
+        self.names: dict[int, str] = {}
+        self.at_total: dict[int, int] = {}               # the processes that made up `total`
         self.total = 0
         self._stop = threading.Event()
 
     def _sample(self) -> None:
-        todo, alive = [os.getpid()], 0
+        todo, alive = [os.getpid()], {}
         while todo:
             pid = todo.pop()
             peak = _peak_bytes(pid)
             if peak is not None:                          # gone (or a zombie): holds nothing now
                 self.peaks[pid] = max(peak, self.peaks.get(pid, 0))
-                alive += peak
+                alive[pid] = peak
+                if pid not in self.names:
+                    self.names[pid] = _name(pid)
             todo += _children(pid)
-        self.total = max(self.total, alive)
+        if sum(alive.values()) > self.total:
+            self.total, self.at_total = sum(alive.values()), alive
 
     def _watch(self) -> None:
         while not self._stop.wait(POLL_SECONDS):
@@ -118,8 +132,9 @@ def check(notebooks: list[Path], out: Path, limit: int = LIMIT_BYTES) -> dict[st
             run_notebook(nb, out / nb.name, {"profile": PROFILE, "results_dir": str(results)})
         peaks[nb.stem] = memory.total
         verdict = "ok" if memory.total < limit else f"OVER {limit / 1e9:.1f} GB"
-        print(f"{nb.stem}: peak {memory.total / 1e9:.2f} GB over {len(memory.peaks)} processes ({verdict})",
-              flush=True)
+        parts = ", ".join(f"{memory.names[pid]}: {peak / 1e9:.2f}" for pid, peak in
+                          sorted(memory.at_total.items(), key=lambda item: -item[1]))
+        print(f"{nb.stem}: peak {memory.total / 1e9:.2f} GB ({verdict}); then alive: {parts}", flush=True)
     return peaks
 
 
