@@ -75,7 +75,8 @@ def test_run_folders_go_to_the_home(nowhere, monkeypatch):
 
 def test_non_editable_install_runs_a_notebook_from_a_checkout(tmp_path):
     """pip-install the package (not -e) into a folder, then run notebook 00 at smoke through
-    `python -m hipcore sweep` from a checkout that holds no package code."""
+    `python -m hipcore sweep` from a checkout that holds no package code. The build uses the
+    environment's setuptools (>= 77, as the Makefile installs), so it needs no network."""
     source = tmp_path / "source"                         # built away from the worktree: no build/ left there
     shutil.copytree(ROOT / "hipcore", source / "hipcore", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md", "LICENSE"):
