@@ -1,17 +1,18 @@
 # Two commands do everything on a fresh machine:
 #   make reproduce   install, get the data, run the notebooks (papermill, 'quick' profile)
 #   make test        install, get the data, run every test
+#   make lab         install, get the data, open the notebooks in JupyterLab
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 TORCH  := torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: install data test reproduce gpu-check clean
+.PHONY: install data test reproduce lab binder-check gpu-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q --upgrade pip "setuptools>=77"
 	$(BIN)/python -m pip install -q $(TORCH)
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $(STAMP)
@@ -27,6 +28,14 @@ test: data
 
 reproduce: data
 	$(BIN)/python -m hipcore reproduce --profile quick
+
+# JupyterLab on the notebooks, in this project's environment (.venv).
+lab: data
+	$(BIN)/python -m jupyter lab notebooks
+
+# Each notebook at the 'binder' profile, with its peak memory against Binder's 2 GB.
+binder-check: data
+	$(BIN)/python -m hipcore.binder
 
 # Once, on a machine with a GPU: every precision, a one-GPU torchrun, HiP at 224-1024.
 gpu-check: install

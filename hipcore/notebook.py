@@ -8,6 +8,7 @@ returns the notebook's settings for that profile plus the folder its results go 
 
 Profiles:
 - smoke: each notebook under 60 s on 2 CPU cores, for CI;
+- binder: a few minutes each within Binder's 2 GB (`python -m hipcore.binder` checks the memory);
 - quick: the whole set under 90 minutes on 2 CPU cores, the default of `make reproduce`;
 - full:  longer runs started on purpose (overnight on CPU, minutes on a GPU);
 - paper: the paper's own configurations, for a GPU cluster (documented, not run here).
@@ -17,17 +18,14 @@ from __future__ import annotations
 
 import os
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-# Progress bars fall back to text without ipywidgets; the warning that says so would put the
-# machine's site-packages path into executed notebooks, so it is not shown.
-warnings.filterwarnings("ignore", message="IProgress not found")
-
-PROFILES = ("smoke", "quick", "full", "paper")
+PROFILES = ("smoke", "binder", "quick", "full", "paper")
 PROFILE_ENV = "HIPCORE_PROFILE"
+AUTO = "auto"            # a notebook's default: 'binder' on Binder (hipcore.binder.detected), else 'quick'
+DEFAULT_PROFILE = "quick"
 
 
 class ParameterError(ValueError):
@@ -53,9 +51,23 @@ def choose_list(name: str, values: Any, allowed: Iterable[Any]) -> tuple:
 
 
 def resolve_profile(profile: str) -> str:
-    """The notebook's `profile`, unless the environment's HIPCORE_PROFILE overrides it."""
-    profile = os.environ.get(PROFILE_ENV) or profile
-    return choose("profile", profile, PROFILES)
+    """The notebook's `profile`, unless the environment's HIPCORE_PROFILE overrides it; 'auto'
+    is 'binder' on Binder and 'quick' elsewhere."""
+    return profile_choice(profile)[0]
+
+
+def profile_choice(profile: str) -> tuple[str, str]:
+    """(profile, why): why names what chose it, for the notebook's first output."""
+    from .binder import detected
+
+    why = "the notebook's parameter"
+    if os.environ.get(PROFILE_ENV):
+        profile, why = os.environ[PROFILE_ENV], f"{PROFILE_ENV}={os.environ[PROFILE_ENV]} in the environment"
+    if profile == AUTO:
+        variable = detected()
+        profile, why = (("binder", f"Binder detected ({variable} is set); set profile = 'quick' for longer runs")
+                        if variable else (DEFAULT_PROFILE, "profile 'auto' off Binder"))
+    return choose("profile", profile, (AUTO, *PROFILES)), why
 
 
 def check_seeds(seeds: Any) -> tuple[int, ...]:
@@ -111,7 +123,8 @@ def setup(notebook: str, *, profile: str, table: Mapping[str, Mapping[str, Any]]
     `seeds=None` takes the profile's own `seeds`. With `fresh`, files the notebook writes
     cumulatively (comparisons.csv) are cleared so a rerun never mixes with an older one.
     """
-    profile = resolve_profile(profile)
+    profile, why = profile_choice(profile)
+    print(f"profile {profile}: {why}", flush=True)
     missing = [p for p in PROFILES if p not in table]
     if missing:
         raise ParameterError(f"notebook {notebook!r} has no settings for profiles {missing}")

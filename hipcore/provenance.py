@@ -106,8 +106,16 @@ def write(folder: str | Path, settings: Mapping[str, Any] | None = None, **extra
     return path
 
 
-def relative(path: str | Path, root: Path = REPO) -> str:
-    """A path relative to the repository root when it lies inside it (as given otherwise)."""
+def relative(path: str | Path, root: Path | None = None) -> str:
+    """A path relative to the checkout (`hipcore.locations.home`, else the package's parent
+    folder) when it lies inside it (as given otherwise)."""
+    if root is None:
+        from .locations import HomeNotFound, home
+
+        try:
+            root = home()
+        except HomeNotFound:
+            root = REPO
     resolved = Path(path).resolve()
     return resolved.relative_to(root).as_posix() if resolved.is_relative_to(root) else str(path)
 

@@ -46,8 +46,6 @@ import pandas as pd
 from .results import markdown, read_csv
 from .stats import Interval, t_interval
 
-REPO = Path(__file__).resolve().parent.parent
-REFERENCE_CSV = REPO / "results" / "paper_reference.csv"
 COMPARISON_FIELDS = ("finding", "claim", "paper_key", "metric", "seed", "baseline", "treatment")
 OPTIONAL_FIELDS = {"kind": "effect", "margin": "", "replicate": "seed"}
 CLAIMS = ("higher", "lower", "same")
@@ -70,8 +68,13 @@ class Reference:
     description: str
 
 
-def paper_reference(path: str | Path = REFERENCE_CSV) -> dict[str, Reference]:
-    """The paper's numbers, keyed like 'effect.F1_mae_vs_classification_positions'."""
+def paper_reference(path: str | Path | None = None) -> dict[str, Reference]:
+    """The paper's numbers, keyed like 'effect.F1_mae_vs_classification_positions'
+    (default: results/paper_reference.csv of the checkout, `hipcore.locations`)."""
+    if path is None:
+        from .locations import results_dir
+
+        path = results_dir() / "paper_reference.csv"
     rows = read_csv(path, ("key", "value", "unit", "table", "description"))
     return {r.key: Reference(r.key, float(r.value) if r.value else None, r.unit, r.table, r.description)
             for r in rows.itertuples(index=False)}

@@ -30,9 +30,6 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-REPO = Path(__file__).resolve().parent.parent
-RESULTS_DIR = REPO / "results"
-
 COLUMNS = ("notebook", "finding", "role", "arm", "seed", "metric", "value", "unit",
            "ordering", "position", "mae", "transfer", "mask_ratio", "steps", "variant", "side", "batch",
            "precision", "commit", "machine")
@@ -134,7 +131,8 @@ def _wide_metrics(path: Path) -> pd.DataFrame:
 
 def _loops(path: Path) -> pd.DataFrame:
     raw = read_csv(path, ("task", "precision", "examples_per_s"))
-    return pd.DataFrame({"arm": "loop: " + raw["task"], "precision": raw["precision"],
+    batch = _numbers(raw["batch"], path, "batch") if "batch" in raw else None
+    return pd.DataFrame({"arm": "loop: " + raw["task"], "precision": raw["precision"], "batch": batch,
                          "metric": "train_examples_per_s",
                          "value": _numbers(raw["examples_per_s"], path, "examples_per_s", required=True)})
 
@@ -217,10 +215,15 @@ def load_folder(folder: str | Path) -> pd.DataFrame:
     return frame[list(COLUMNS)].astype(DTYPES)
 
 
-def load(profile: str = "quick", results_dir: str | Path = RESULTS_DIR) -> pd.DataFrame:
-    """Every notebook's results at `profile` as one long DataFrame (`COLUMNS`)."""
+def load(profile: str = "quick", results_dir: str | Path | None = None) -> pd.DataFrame:
+    """Every notebook's results at `profile` as one long DataFrame (`COLUMNS`), from
+    `results_dir` (default: the checkout's results/, `hipcore.locations`)."""
     if not isinstance(profile, str) or not profile:
         raise ValueError(f"profile must be a profile name such as 'quick', got {profile!r}")
+    if results_dir is None:
+        from .locations import results_dir as default
+
+        results_dir = default()
     results_dir = Path(results_dir)
     folders = sorted(p for p in results_dir.glob(f"*/{profile}") if p.is_dir() and p.parent.name != "executed")
     if not folders:

@@ -25,12 +25,16 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from . import locations
 from .errors import HipcoreError
 
-REPO = Path(__file__).resolve().parent.parent
-NOTEBOOKS = REPO / "notebooks"
+NOTEBOOKS: Path | None = None       # None: <home>/notebooks, the checkout's (hipcore.locations)
 SET_BY_SWEEP = {"results_dir": "the sweep sets it to a folder per point under --out",
                 "profile": "use --profile"}
+
+
+def notebooks_dir() -> Path:
+    return NOTEBOOKS if NOTEBOOKS is not None else locations.notebooks_dir()
 
 
 class NotebookError(HipcoreError):
@@ -50,9 +54,10 @@ def find_notebook(name: str | Path) -> Path:
     path = Path(name)
     if path.suffix == ".ipynb" and path.exists():
         return path
-    matches = sorted(NOTEBOOKS.glob(f"{name}*.ipynb"))
+    notebooks = notebooks_dir()
+    matches = sorted(notebooks.glob(f"{name}*.ipynb"))
     if len(matches) != 1:
-        have = ", ".join(p.stem for p in sorted(NOTEBOOKS.glob("[0-9]*.ipynb")))
+        have = ", ".join(p.stem for p in sorted(notebooks.glob("[0-9]*.ipynb")))
         raise FileNotFoundError(f"no single notebook matches {str(name)!r}; notebooks: {have}")
     return matches[0]
 
@@ -201,17 +206,20 @@ def sweep(notebook: str | Path, grid: Mapping[str, Iterable[Any]], seeds: Iterab
     return target
 
 
-def reproduce(profile: str = "quick", results_dir: Path = REPO / "results",
-              readme: Path | None = REPO / "README.md") -> Path:
+def reproduce(profile: str = "quick", results_dir: Path | None = None,
+              readme: Path | None | str = "home") -> Path:
     """Run every numbered notebook at `profile` into results/executed/<profile>/, record each
     one's wall time with the provenance there, regenerate that profile's summary (and, at
-    'quick', the README's times). Other profiles' files are never touched."""
+    'quick', the README's times). Other profiles' files are never touched. By default the
+    results and README are the checkout's (`hipcore.locations`); readme=None updates none."""
     from . import provenance
     from .report import executed_path, write_summary
 
+    results_dir = locations.results_dir() if results_dir is None else results_dir
+    readme = locations.home() / "README.md" if readme == "home" else readme
     executed_dir = executed_path(results_dir, profile)
     seconds = {}
-    notebooks = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    notebooks = sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
     for i, nb in enumerate(notebooks, 1):
         # relative to the notebook's folder (papermill's cwd), so no machine path is recorded
         where = os.path.relpath(Path(results_dir).resolve(), nb.parent.resolve())

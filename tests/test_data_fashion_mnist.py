@@ -209,3 +209,21 @@ def test_loader_throughput_smoke(train):
 def test_cli_fetch_finds_the_data(fmnist_dir, capsys):
     assert data_cli(["fetch", "fashion-mnist", "--no-download", "--no-install"]) == 0
     assert "ready" in capsys.readouterr().out
+
+
+def test_fetch_into_a_user_folder_from_a_mirror_without_root(fmnist_dir, isolated, monkeypatch, capsys):
+    """What Binder's postBuild does: no root, no apt, a folder the user names (a file:// mirror
+    stands in for the official address)."""
+    mirror = link_files(fmnist_dir, isolated / "mirror")
+    monkeypatch.setattr(fm, "_apt_install", lambda log: pytest.fail("apt-get must not be tried with --into"))
+    monkeypatch.setenv(fm.BASE_URL_ENV, mirror.as_uri())
+    target = isolated / "home" / "data"
+    assert data_cli(["fetch", "fashion-mnist", "--into", str(target)]) == 0
+    assert sorted(p.name for p in target.iterdir()) == sorted(f"{s}.gz" for s in fm.FILES)
+    assert f"set HIPCORE_DATA={target}" in capsys.readouterr().out    # not on the search path
+    monkeypatch.setenv("HIPCORE_DATA", str(target))
+    assert fm.find_fashion_mnist() == target
+    # an unreachable mirror and an empty folder: a clear error, nothing half-written
+    empty = isolated / "empty"
+    assert data_cli(["fetch", "fashion-mnist", "--into", str(empty), "--base-url", "http://127.0.0.1:9/"]) == 1
+    assert not [p for p in empty.iterdir()]

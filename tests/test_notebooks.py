@@ -43,7 +43,7 @@ def test_profile_comes_from_the_environment_and_is_checked(monkeypatch):
     assert resolve_profile("quick") == "smoke"
     monkeypatch.setenv("HIPCORE_PROFILE", "")
     assert resolve_profile("full") == "full"
-    with pytest.raises(ParameterError, match="choose one of 'smoke', 'quick', 'full', 'paper'"):
+    with pytest.raises(ParameterError, match="choose one of 'auto', 'smoke', 'binder', 'quick', 'full', 'paper'"):
         resolve_profile("fast")
     with pytest.raises(ParameterError, match="ordering='spiral' is not allowed"):
         choose("ordering", "spiral", ("raster", "hilbert"))
@@ -53,7 +53,7 @@ def test_setup_takes_the_profile_row_and_checks_overrides(tmp_path, monkeypatch)
     monkeypatch.delenv("HIPCORE_PROFILE", raising=False)
     table = {p: {"epochs": i, "seeds": (0, 1)} for i, p in enumerate(PROFILES)}
     s = setup("99_test", profile="full", table=table, results_dir=tmp_path, overrides={"epochs": None})
-    assert s["epochs"] == 2 and s.seeds == (0, 1) and s.out == tmp_path / "99_test" / "full"
+    assert s["epochs"] == PROFILES.index("full") and s.seeds == (0, 1) and s.out == tmp_path / "99_test" / "full"
     with pytest.raises(ParameterError, match="unknown setting 'epoch'"):
         setup("99_test", profile="full", table=table, results_dir=tmp_path, overrides={"epoch": 3})
     with pytest.raises(ParameterError, match="seeds"):

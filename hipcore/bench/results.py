@@ -57,10 +57,10 @@ def write(results: Results, out: str | Path) -> list[Path]:
 
 
 def write_loops(rows: list[dict[str, Any]], out: str | Path) -> Path:
-    """loops.csv: training examples/s of the notebooks' loops (task, precision, examples_per_s)."""
+    """loops.csv: training examples/s of the notebooks' loops (task, precision, batch, examples_per_s)."""
     path = Path(out) / "loops.csv"
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=("task", "precision", "examples_per_s"))
+        writer = csv.DictWriter(f, fieldnames=("task", "precision", "batch", "examples_per_s"))
         writer.writeheader()
         writer.writerows(rows)
     return path

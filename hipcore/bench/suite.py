@@ -34,29 +34,36 @@ BASELINES = ("perceiver_small", "perceiver_pytorch", "perceiver_matched")
 SMALL_ONLY = {"perceiver_small": 512, "perceiver_pytorch": 512, "perceiver_matched": 512}
 
 # batch: images per step, the same for every model (the ratios compare equal batches);
+# loop_images / loop_batch: one epoch of the notebooks' training loops (notebook 05);
 # min_side / max_side: the sides a model is tried at; threads: None = all cores.
 PROFILES: dict[str, dict[str, Any]] = {
     # ~15 s: a tiny HiP at two small sides, to check that it all runs
     "smoke": dict(models=("hip_small",), sides=(16, 32), batch=1, warmup=1,
                   repeats=2, max_step_s=5.0, memory_limit_gb=4.0, peak_sizes=(512, 1024),
                   min_side={}, max_side={}, threads=1, seed=0, precision="auto",
-                  loop_images=128),
+                  loop_images=128, loop_batch=64),
+    # Binder (2 GB, a share of a CPU): CPU-scale HiP and flat Perceivers up to 128 x 128; the
+    # paper's models do not fit (HiP-16 with AdamW needs 1.6 GB before any activation)
+    "binder": dict(models=("hip_small", "perceiver_small", "perceiver_matched"), sides=(32, 64, 128), batch=1,
+                   warmup=1, repeats=2, max_step_s=20.0, memory_limit_gb=1.0, peak_sizes=(1024, 2048),
+                   min_side={}, max_side={}, threads=None, seed=0, precision="auto", loop_images=512,
+                   loop_batch=32),
     # ~10 min on 2 cores: up to 224 x 224, where the paper's 3.7x is measured (Perceiver IO,
     # 2.4 TFLOP a step at any side, only there)
     "quick": dict(models=PAPER_MODELS + BASELINES, sides=(32, 64, 128, 224), batch=2, warmup=1,
                   repeats=3, max_step_s=90.0, memory_limit_gb=18.0, peak_sizes=(2048, 3072, 4096),
                   min_side={"perceiver_io": 224}, max_side=SMALL_ONLY, threads=None, seed=0, precision="auto",
-                  loop_images=2560),
+                  loop_images=2560, loop_batch=128),
     # ~1.5 h on 2 cores: every side up to 2048 x 2048 (Perceiver IO from the paper's 224 on)
     "full": dict(models=PAPER_MODELS + BASELINES, sides=ALL_SIDES, batch=2, warmup=1, repeats=5,
                  max_step_s=150.0, memory_limit_gb=20.0, peak_sizes=(2048, 3072, 4096),
                  min_side={"perceiver_io": 224}, max_side=SMALL_ONLY, threads=None, seed=0, precision="auto",
-                  loop_images=2560),
+                  loop_images=2560, loop_batch=128),
     # the paper's models and batch of 8 at its sides, for a machine with more cores and memory
     "paper": dict(models=PAPER_MODELS, sides=ALL_SIDES[3:], batch=8, warmup=2, repeats=10,
                   max_step_s=600.0, memory_limit_gb=120.0, peak_sizes=(2048, 3072, 4096),
                   min_side={}, max_side={}, threads=None, seed=0, precision="auto",
-                  loop_images=2560),
+                  loop_images=2560, loop_batch=128),
 }
 
 COLUMNS = ("model", "package", "side", "inputs", "batch", "status", "steps_per_s", "images_per_s",

@@ -18,6 +18,7 @@ In that fresh process (`run_job`):
 from __future__ import annotations
 
 import ctypes
+import importlib
 import json
 import os
 import resource
@@ -179,6 +180,7 @@ def run_job(job: dict) -> dict:
     """
     torch.set_num_threads(job["threads"])
     kept = job.get("keep_freed_memory", True) and keep_freed_memory()
+    importlib.import_module("torch._dynamo")    # the optimiser imports it lazily: not under the limit
     limit_memory(job["memory_limit_gb"])
     with PeakMemory() as memory:
         results = train_side_by_side(job)

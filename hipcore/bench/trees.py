@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 THROUGHPUT = re.compile(r"throughput=([0-9.]+) examples/s")
-REPO = Path(__file__).resolve().parents[2]
+IMPORT_ROOT = Path(__file__).resolve().parents[2]      # the folder holding this hipcore/
 TASKS = {"supervised": "train", "pretrain": "pretrain"}
 
 
@@ -33,8 +33,13 @@ class TreeError(RuntimeError):
     """A tree could not be exported, or one of its runs failed."""
 
 
-def export(rev: str, into: Path, repo: Path = REPO) -> Path:
-    """REV's committed tree, unpacked under `into` (nothing of the working checkout)."""
+def export(rev: str, into: Path, repo: Path | None = None) -> Path:
+    """REV's committed tree from the checkout's git (`hipcore.locations`), unpacked under
+    `into` (nothing of the working tree)."""
+    if repo is None:
+        from ..locations import home
+
+        repo = home()
     archive = subprocess.run(["git", "-C", str(repo), "archive", "--format=tar", rev],
                              capture_output=True)
     if archive.returncode:
@@ -49,10 +54,10 @@ def export(rev: str, into: Path, repo: Path = REPO) -> Path:
 
 
 def run_once(tree: Path, task: str, run_dir: Path, *, limit_train: int, threads: int,
-             extra: list[str]) -> float:
+             extra: list[str], batch: int = 128) -> float:
     """Examples/s of one `python -m hipcore <task>` run of `tree` (a fresh process)."""
     command = [sys.executable, "-m", "hipcore", TASKS[task], "--limit-train", str(limit_train),
-               "--limit-test", "256", "--epochs", "1", "--batch-size", "128", "--threads", str(threads),
+               "--limit-test", "256", "--epochs", "1", "--batch-size", str(batch), "--threads", str(threads),
                "--quiet", "--run-dir", str(run_dir), *extra]
     env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS=str(threads))
     done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
@@ -72,7 +77,7 @@ def compare(against: str, *, tasks: tuple[str, ...] = ("supervised", "pretrain")
     extra = extra or {}
     rows = []
     with tempfile.TemporaryDirectory(prefix="hipcore-trees-") as scratch:
-        trees = {"base": export(against, Path(scratch) / "base"), "head": REPO}
+        trees = {"base": export(against, Path(scratch) / "base"), "head": IMPORT_ROOT}
         for round_ in range(repeats):
             for task in tasks:
                 for name, tree in trees.items():
@@ -95,16 +100,16 @@ def ratios(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 
 def loop_rates(*, limit_train: int, threads: int, precisions: tuple[str, ...] = ("fp32",),
-               tasks: tuple[str, ...] = ("supervised", "pretrain")) -> list[dict[str, Any]]:
-    """Rows {task, precision, examples_per_s} of this checkout's training command (small3 on
-    Fashion-MNIST, batch 128, one epoch of `limit_train` images), one fresh process each."""
+               tasks: tuple[str, ...] = ("supervised", "pretrain"), batch: int = 128) -> list[dict[str, Any]]:
+    """Rows {task, precision, batch, examples_per_s} of this hipcore's training command (small3
+    on Fashion-MNIST, one epoch of `limit_train` images), one fresh process each."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="hipcore-loops-") as scratch:
         for precision in precisions:
             for task in tasks:
-                rate = run_once(REPO, task, Path(scratch) / f"{task}-{precision}", limit_train=limit_train,
-                                threads=threads, extra=["--precision", precision])
-                rows.append({"task": task, "precision": precision, "examples_per_s": rate})
+                rate = run_once(IMPORT_ROOT, task, Path(scratch) / f"{task}-{precision}", limit_train=limit_train,
+                                threads=threads, extra=["--precision", precision], batch=batch)
+                rows.append({"task": task, "precision": precision, "batch": batch, "examples_per_s": rate})
     return rows
 
 

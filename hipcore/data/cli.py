@@ -30,6 +30,12 @@ def _populate(parser: argparse.ArgumentParser) -> None:
     fetch.add_argument("--no-download", action="store_true", help="do not try the official URL")
     fetch.add_argument("--no-install", action="store_true", help="do not try apt-get")
     fetch.add_argument("--timeout", type=float, default=15.0, help="download timeout in seconds (default 15)")
+    fetch.add_argument("--into", default=None, metavar="DIR",
+                       help="download into this folder (any you can write; no root needed) instead of the user "
+                            "cache; set HIPCORE_DATA=DIR unless it is the user cache")
+    fetch.add_argument("--base-url", default=None, metavar="URL",
+                       help="a mirror of the official files (file:// works; default $HIPCORE_FASHION_MNIST_URL, "
+                            "else the official address)")
     fetch.set_defaults(func=_fetch)
     info = sub.add_parser("info", help="load a dataset split and print its description")
     info.add_argument("dataset", type=lambda text: text.replace("-", "_"), choices=DATASETS, help="the dataset")
@@ -53,7 +59,7 @@ def _fetch(args) -> int:
     from hipcore.data.fashion_mnist import fetch_fashion_mnist
     try:
         fetch_fashion_mnist(download=not args.no_download, install=not args.no_install,
-                            timeout=args.timeout)
+                            timeout=args.timeout, into=args.into, base_url=args.base_url)
     except (DataNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -8,7 +8,9 @@ Each file may be gzipped (`<name>.gz`) or raw. Every file is checked before use:
 and size, then its checksum (the official .gz md5, or the sha256 of the raw content), so a
 truncated or corrupted copy raises ValueError naming the file and is never half-used.
 `fetch_fashion_mnist` additionally downloads the official files into the cache, then (on
-Debian, as root) installs the `dataset-fashion-mnist` package.
+Debian, as root) installs the `dataset-fashion-mnist` package. Without root (Binder, Colab, a
+shared machine) the download is the way: `into` names any folder the user can write (the user
+cache by default), and `base_url` (or $HIPCORE_FASHION_MNIST_URL) a mirror, file:// included.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 MEAN, STD = 0.2860406, 0.3530242          # pixel statistics of the training set, in [0, 1] units
 BASE_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+BASE_URL_ENV = "HIPCORE_FASHION_MNIST_URL"     # a mirror of BASE_URL's four files (file:// works)
 SYSTEM_DIRS = [Path("/usr/share/datasets/fashion-mnist")]
 DEBIAN_PACKAGE = "dataset-fashion-mnist"
 FETCH_COMMAND = "python -m hipcore data fetch fashion-mnist"
@@ -200,17 +203,26 @@ def verify_folder(folder: Path) -> None:
 
 
 def fetch_fashion_mnist(*, download: bool = True, install: bool = True, timeout: float = 15.0,
-                        base_url: str = BASE_URL, log: Callable[[str], None] = print) -> Path:
+                        base_url: str | None = None, into: str | os.PathLike | None = None,
+                        log: Callable[[str], None] = print) -> Path:
     """Make Fashion-MNIST available and return its verified folder.
 
-    Looks in the search path; else downloads the official files into the user cache; else
-    installs the Debian package. Raises DataNotFoundError listing the three ways to get the
-    data when nothing works, ValueError when a found file is corrupted.
+    Looks in the search path; else downloads the official files (or base_url's, else
+    $HIPCORE_FASHION_MNIST_URL's) into the user cache; else installs the Debian package. With
+    `into`, the files must end up in that folder: it is the only one looked in and the one
+    downloaded into (the Debian package cannot put them there, so it is not tried). Raises
+    DataNotFoundError listing the ways to get the data when nothing works, ValueError when a
+    found file is corrupted.
     """
-    folder = find_fashion_mnist()
+    base_url = base_url or os.environ.get(BASE_URL_ENV) or BASE_URL
+    if not base_url.endswith("/"):
+        base_url += "/"
+    folder = find_fashion_mnist(into)
     attempts = []
+    if into is not None:
+        install = False
     if folder is None and download:
-        target = cache_root() / "fashion-mnist"
+        target = cache_root() / "fashion-mnist" if into is None else Path(into).expanduser()
         log(f"downloading Fashion-MNIST from {base_url} into {target}")
         try:
             _download(target, timeout, base_url)
@@ -226,9 +238,11 @@ def fetch_fashion_mnist(*, download: bool = True, install: bool = True, timeout:
             log(f"package install failed: {e}")
         folder = find_fashion_mnist()
     if folder is None:
-        raise DataNotFoundError(not_found_message(None, attempts))
+        raise DataNotFoundError(not_found_message(into, attempts))
     verify_folder(folder)
     log(f"Fashion-MNIST is ready in {folder}")
+    if into is not None and find_fashion_mnist() != folder:
+        log(f"notebooks look in {', '.join(map(str, search_dirs()))}: set HIPCORE_DATA={folder} so they find it")
     return folder
 
 

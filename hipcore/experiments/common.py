@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping
 
 from ..data.fingerprint import dataset_fingerprint
 from ..progress import run_line
+from ..locations import runs_dir as default_runs_dir
 from ..provenance import code_fingerprint, relative
 from ..report import append_comparison
 from ..results import ARM_SETTINGS
@@ -26,7 +27,6 @@ from ..train import TrainConfig, train
 from ..train.distributed import pick_device
 from ..train.precision import resolve as resolve_precision
 
-RUNS_DIR = Path(__file__).resolve().parents[2] / "runs"
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,9 @@ class Arm:
 
 def train_configs(arm: Arm, seed: int, settings: Mapping[str, Any], *, dataset: str,
                   data_dir: str | None = None, data_options: Mapping[str, Any] | None = None,
-                  runs_dir: Path = RUNS_DIR) -> tuple[TrainConfig | None, TrainConfig]:
+                  runs_dir: Path | None = None) -> tuple[TrainConfig | None, TrainConfig]:
     """The (MAE pretraining or None, supervised) TrainConfigs of one arm and seed."""
+    runs_dir = default_runs_dir() if runs_dir is None else Path(runs_dir)   # <home>/runs: never site-packages
     code = code_fingerprint()                           # run folders: <run_id>-<code fingerprint>
     common = dict(dataset=dataset, data_dir=None if data_dir is None else str(data_dir),
                   ordering=arm.ordering, data_options=dict(data_options or {}),
@@ -77,7 +78,7 @@ def train_configs(arm: Arm, seed: int, settings: Mapping[str, Any], *, dataset: 
 
 def run_arm(arm: Arm, seed: int, settings: Mapping[str, Any], *, dataset: str,
             data_dir: str | None = None, data_options: Mapping[str, Any] | None = None,
-            runs_dir: Path = RUNS_DIR, train_data=None, test_data=None) -> dict[str, Any]:
+            runs_dir: Path | None = None, train_data=None, test_data=None) -> dict[str, Any]:
     """Train one arm for one seed (reusing finished runs); returns a flat row of its results."""
     pre_cfg, sup_cfg = train_configs(arm, seed, settings, dataset=dataset, data_dir=data_dir,
                                      data_options=data_options, runs_dir=runs_dir)
@@ -152,6 +153,9 @@ IMAGE_TABLE: dict[str, dict[str, Any]] = {
     # CI: a few hundred images, one seed; checks the plumbing, not the finding.
     "smoke": dict(variant="small3", epochs=1, pretrain_epochs=1, limit_train=256, limit_test=256,
                   batch_size=64, lr=1e-3, pretrain_lr=1e-3, warmup_epochs=0.5, precision="auto", seeds=(0,)),
+    # Binder (2 GB, a share of a CPU): 1,000 training images, 1 + 1 epochs, one seed.
+    "binder": dict(variant="small3", epochs=1, pretrain_epochs=1, limit_train=1000, limit_test=500,
+                   batch_size=64, lr=1e-3, pretrain_lr=1e-3, warmup_epochs=0.5, precision="auto", seeds=(0,)),
     # 2 CPU cores: 6,000 training images, 2 + 2 epochs, 3 seeds.
     "quick": dict(variant="small3", epochs=2, pretrain_epochs=2, limit_train=6000, limit_test=2000,
                   batch_size=128, lr=1e-3, pretrain_lr=1e-3, warmup_epochs=0.5, precision="auto", seeds=(0, 1, 2)),

@@ -30,6 +30,7 @@ VERDICT_ORDERINGS = ("raster", "shuffled")
 # seeds the orders no verdict rests on (column, Hilbert) get.
 TABLE: dict[str, dict[str, Any]] = {
     "smoke": {**common.IMAGE_TABLE["smoke"], "orderings": VERDICT_ORDERINGS, "other_seeds": 1},
+    "binder": {**common.IMAGE_TABLE["binder"], "orderings": VERDICT_ORDERINGS, "other_seeds": 1},
     # 'quick' keeps to the two orders the verdicts rest on, to fit the 90-minute budget;
     # column-major and Hilbert run at 'full', or at any profile with the notebook's `pixel_orderings`.
     "quick": {**common.IMAGE_TABLE["quick"], "orderings": VERDICT_ORDERINGS, "other_seeds": 1},

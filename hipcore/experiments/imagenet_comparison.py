@@ -48,6 +48,7 @@ ALL_ARMS = ("hip_mae", "perceiver_fourier", "perceiver_learned", "hip_fourier", 
 TABLE: dict[str, dict[str, Any]] = {
     "smoke": {**common.IMAGE_TABLE["smoke"], "flat_variant": "perceiver_small",
               "arms": ("hip_mae", "perceiver_fourier")},
+    "binder": {**common.IMAGE_TABLE["binder"], "flat_variant": "perceiver_small", "arms": ALL_ARMS},
     "quick": {**common.IMAGE_TABLE["quick"], "flat_variant": "perceiver_small", "arms": ALL_ARMS},
     "full": {**common.IMAGE_TABLE["full"], "flat_variant": "perceiver_small", "arms": ALL_ARMS},
     "paper": {**common.IMAGE_TABLE["paper"], "flat_variant": "perceiver_io_imagenet", "arms": ALL_ARMS},

@@ -48,6 +48,7 @@ OTHER_ARMS = ("mask_ratio",)
 TABLE: dict[str, dict[str, Any]] = {
     "smoke": {**common.IMAGE_TABLE["smoke"], "arms": ("hip_mae", "hip_classification", "hip_fourier"),
               "other_seeds": 1},
+    "binder": {**common.IMAGE_TABLE["binder"], "arms": ALL_ARMS, "other_seeds": 1},
     "quick": {**common.IMAGE_TABLE["quick"], "arms": ALL_ARMS, "other_seeds": 1},
     "full": {**common.IMAGE_TABLE["full"], "arms": ALL_ARMS, "other_seeds": 3},
     "paper": {**common.IMAGE_TABLE["paper"], "arms": ALL_ARMS, "other_seeds": 3},

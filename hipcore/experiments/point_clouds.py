@@ -34,6 +34,10 @@ TABLE: dict[str, dict[str, Any]] = {
     "smoke": dict(variant="small3", num_points=256, train_per_class=20, test_per_class=10,
                   epochs=1, pretrain_epochs=1, batch_size=50, lr=1e-3, pretrain_lr=1e-3,
                   warmup_epochs=0.5, limit_train=None, limit_test=None, perceiver=False, precision="auto", seeds=(0,)),
+    # Binder (2 GB): 400 clouds of 512 points, 1 + 1 epochs, one seed.
+    "binder": dict(variant="small3", num_points=512, train_per_class=40, test_per_class=20,
+                   epochs=1, pretrain_epochs=1, batch_size=50, lr=1e-3, pretrain_lr=1e-3,
+                   warmup_epochs=0.5, limit_train=None, limit_test=None, perceiver=False, precision="auto", seeds=(0,)),
     # 2 CPU cores, about 15 minutes: 2,000 clouds of 1,024 points (16 groups of 64), 3 seeds.
     "quick": dict(variant="small3", num_points=1024, train_per_class=200, test_per_class=50,
                   epochs=3, pretrain_epochs=3, batch_size=64, lr=1e-3, pretrain_lr=1e-3,

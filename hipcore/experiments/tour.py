@@ -12,6 +12,7 @@ from ..model import HiP, HiPOutput, plain_attention
 # Per profile: which model, how many images go through it.
 TABLE: dict[str, dict[str, Any]] = {
     "smoke": {"variant": "small3", "batch_size": 4, "seeds": (0,)},
+    "binder": {"variant": "small3", "batch_size": 16, "seeds": (0,)},
     "quick": {"variant": "small3", "batch_size": 32, "seeds": (0,)},
     "full": {"variant": "small5", "batch_size": 128, "seeds": (0,)},
     "paper": {"variant": "hip16", "batch_size": 8, "seeds": (0,)},

@@ -1,0 +1,166 @@
+"""Binder: how a notebook knows it runs there, and the check that every notebook fits Binder's
+memory at the `binder` profile.
+
+mybinder.org gives a session about 2 GB of memory and a share of a CPU. A notebook whose
+`profile` is "auto" (the default) runs the `binder` profile when `detected()` names one of
+BinderHub's variables, and `quick` elsewhere; `profile = "binder"` (or HIPCORE_PROFILE=binder)
+asks for it anywhere. A JupyterHub alone is not taken for Binder: many hubs have far more
+memory.
+
+`python -m hipcore.binder` (`make binder-check`) runs every numbered notebook at the binder
+profile, one fresh kernel each, with a fresh run cache (so every run trains), and measures its
+peak memory: every 50 ms, the sum over the processes alive then (this one, the kernel,
+whatever the kernel starts, such as notebook 05's one process per model) of each one's own
+peak resident memory so far (Linux's VmHWM), and the largest such sum. A process' peak is at
+least what it holds at any moment, so the figure bounds from above what the processes held
+together (this process imports torch, which a Binder session's server does not); the check
+fails when a notebook's figure reaches LIMIT_BYTES.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Mapping
+
+# Set in a Binder session's environment by BinderHub.
+VARIABLES = ("BINDER_LAUNCH_HOST", "BINDER_REPO_URL", "BINDER_REQUEST", "BINDER_SERVICE_HOST")
+PROFILE = "binder"
+LIMIT_BYTES = 2 * 10**9                 # mybinder.org's memory per session: 2 GB
+POLL_SECONDS = 0.05
+
+
+def detected(environ: Mapping[str, str] | None = None) -> str | None:
+    """The first of BinderHub's variables set in the environment, or None off Binder."""
+    environ = os.environ if environ is None else environ
+    return next((name for name in VARIABLES if environ.get(name)), None)
+
+
+# ---------------------------------------------------------------------------- the memory check
+
+def _peak_bytes(pid: int) -> int | None:
+    """The process' own peak resident memory so far (VmHWM), or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return None
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        tasks = Path(f"/proc/{pid}/task").iterdir()
+        kids = []
+        for task in tasks:
+            kids += [int(c) for c in (task / "children").read_text().split()]
+        return kids
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return []
+
+
+def _name(pid: int) -> str:
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "?"
+    words = [a.decode(errors="replace") for a in args if a]
+    return " ".join(Path(w).name if w.startswith("/") else w for w in words[:3])[:40]
+
+
+class PeakMemory:
+    """Tracks this process and every one below it while in use. `.total`: the largest sum, over
+    one sample, of the peaks so far of the processes alive then; `.peaks`: each one's peak."""
+
+    def __init__(self) -> None:
+        if not Path("/proc/self/status").exists():
+            raise RuntimeError("the memory check reads /proc: it runs on Linux (as Binder does)")
+        self.peaks: dict[int, int] = {}
+        self.names: dict[int, str] = {}
+        self.at_total: dict[int, int] = {}               # the processes that made up `total`
+        self.total = 0
+        self._stop = threading.Event()
+
+    def _sample(self) -> None:
+        todo, alive = [os.getpid()], {}
+        while todo:
+            pid = todo.pop()
+            peak = _peak_bytes(pid)
+            if peak is not None:                          # gone (or a zombie): holds nothing now
+                self.peaks[pid] = max(peak, self.peaks.get(pid, 0))
+                alive[pid] = peak
+                if pid not in self.names:
+                    self.names[pid] = _name(pid)
+            todo += _children(pid)
+        if sum(alive.values()) > self.total:
+            self.total, self.at_total = sum(alive.values()), alive
+
+    def _watch(self) -> None:
+        while not self._stop.wait(POLL_SECONDS):
+            self._sample()
+
+    def __enter__(self) -> "PeakMemory":
+        self._sample()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+
+def check(notebooks: list[Path], out: Path, limit: int = LIMIT_BYTES) -> dict[str, int]:
+    """Run each notebook at the binder profile into `out`; {notebook: peak bytes}."""
+    from .sweep import run_notebook
+
+    from .locations import RUNS_ENV
+
+    peaks = {}
+    os.environ[RUNS_ENV] = str(out / "runs")       # a fresh run cache: every run trains, as on Binder
+    for nb in notebooks:
+        results = out / "results"
+        with PeakMemory() as memory:
+            run_notebook(nb, out / nb.name, {"profile": PROFILE, "results_dir": str(results)})
+        peaks[nb.stem] = memory.total
+        verdict = "ok" if memory.total < limit else f"OVER {limit / 1e9:.1f} GB"
+        parts = ", ".join(f"{memory.names[pid]}: {peak / 1e9:.2f}" for pid, peak in
+                          sorted(memory.at_total.items(), key=lambda item: -item[1]))
+        print(f"{nb.stem}: peak {memory.total / 1e9:.2f} GB ({verdict}); then alive: {parts}", flush=True)
+    return peaks
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .locations import notebooks_dir
+
+    parser = argparse.ArgumentParser(prog="python -m hipcore.binder", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("notebooks", nargs="*", help="name prefixes such as 03 (default: every numbered notebook)")
+    parser.add_argument("--out", default=None, help="folder for the executed notebooks and their results "
+                                                    "(default: a temporary folder, removed afterwards)")
+    args = parser.parse_args(argv)
+    if os.environ.get("HIPCORE_PROFILE", PROFILE) != PROFILE:
+        parser.error(f"HIPCORE_PROFILE={os.environ['HIPCORE_PROFILE']} would override the binder profile; unset it")
+    found = sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
+    chosen = [nb for nb in found if not args.notebooks or any(nb.stem.startswith(p) for p in args.notebooks)]
+    if not chosen:
+        parser.error(f"no notebook matches {args.notebooks}; notebooks: {', '.join(nb.stem for nb in found)}")
+    with tempfile.TemporaryDirectory(prefix="hipcore-binder-") as scratch:
+        peaks = check(chosen, Path(args.out or scratch))
+    over = [name for name, peak in peaks.items() if peak >= LIMIT_BYTES]
+    if over:
+        print(f"over Binder's {LIMIT_BYTES / 1e9:.0f} GB at the binder profile: {', '.join(over)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
