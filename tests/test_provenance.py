@@ -2,6 +2,8 @@
 the times the README and SUMMARY show, generated from the records."""
 
 import json
+import re
+import subprocess
 import shutil
 
 import pytest
@@ -67,3 +69,14 @@ def test_notebook_times_come_from_the_records(tmp_path):
 def test_paths_are_relative_to_the_repository():
     assert provenance.relative(provenance.REPO / "runs" / "x") == "runs/x"
     assert provenance.relative("/elsewhere/x") == "/elsewhere/x"
+
+
+def test_committed_results_hold_no_machine_paths():
+    """Every committed file under results/ names files relative to the repository."""
+    machine_path = re.compile(r"(?<![\w.])/(home|root|work|tmp|Users|opt|usr)/")
+    tracked = subprocess.run(["git", "-C", str(provenance.REPO), "ls-files", "results"],
+                             capture_output=True, text=True, check=True).stdout.split()
+    found = [f"{name}: {m.group(0)}" for name in tracked
+             if (path := provenance.REPO / name).suffix in (".json", ".csv", ".md", ".ipynb")
+             for m in [machine_path.search(path.read_text(errors="replace"))] if m]
+    assert not found, "absolute machine paths in committed results:\n" + "\n".join(found)

@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 from ..notebook import ParameterError, choose_list
 from .models import MODEL_NAMES, MODELS, available, count_flops
-from ..train.precision import PrecisionError, native_on_cpu, resolve
+from ..train.precision import PrecisionError, cpu_name, native_on_cpu, resolve
 from .timing import OOM, TOO_SLOW, matmul_peak, measure
 
 ALL_SIDES = (32, 64, 128, 224, 384, 512, 1024, 2048)
@@ -114,17 +114,11 @@ class Results:
 def machine() -> dict[str, Any]:
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     try:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     except (ValueError, OSError, AttributeError):
         memory = None
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": memory, "torch": torch.__version__,
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "memory_gb": memory, "torch": torch.__version__,
             "python": platform.python_version()}
 
 
