@@ -122,6 +122,28 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_parity(args: argparse.Namespace) -> int:
+    from . import provenance
+    from .experiments import precision_parity as parity
+    from .locations import results_dir
+    from .results import markdown
+
+    fast = args.against or parity.fastest_precision()
+    if fast == "fp32":
+        print("precision parity does not apply here: fp32 is this machine's fastest precision "
+              f"({provenance.cpu_model()}); it needs a GPU or a CPU with AMX-BF16 or AVX512-BF16")
+        return 0
+    out = Path(args.out) if args.out else results_dir() / "05_efficiency" / args.profile / "parity"
+    start = time.perf_counter()
+    rows = parity.run(args.profile, seeds=tuple(args.seeds) if args.seeds else None, against=fast)
+    paths = parity.write(out, rows)
+    provenance.write(out, parity.settings_for(args.profile, fast), wall_seconds=time.perf_counter() - start,
+                     command="python -m hipcore parity " + " ".join(sys.argv[2:]))
+    print(markdown(parity.verdict_table(out / "comparisons.csv")))
+    print("wrote " + ", ".join(provenance.relative(p) for p in paths))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .config import VARIANT_NAMES
@@ -186,6 +208,20 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--profile", default=None, choices=PROFILES, help="default: the notebook's own")
     sweep.add_argument("--out", default="results/sweeps", help="folder for executed notebooks and results")
     sweep.set_defaults(func=cmd_sweep)
+
+    parity = sub.add_parser("parity", help="top-1 and MAE loss of HiP + MAE in fp32 against the fastest precision",
+                            description="Trains notebook 01's HiP + MAE arm in fp32 and in the machine's fastest "
+                                        "precision (or --against) for each seed, judges the top-1 difference "
+                                        "by the equivalence rule and draws the MAE loss curves. Writes "
+                                        "results/05_efficiency/<profile>/parity/ (or --out).")
+    parity.add_argument("--profile", default="quick", choices=("smoke", "binder", "quick", "full"),
+                        help="the image notebooks' settings to train at (default quick)")
+    parity.add_argument("--against", default=None, choices=("bf16", "fp16"),
+                        help="the precision to compare with fp32 (default: what 'auto' picks here)")
+    parity.add_argument("--seeds", nargs="+", type=non_negative_int, default=None,
+                        help="default: the profile's seeds")
+    parity.add_argument("--out", default=None, help="the folder to write (default results/05_efficiency/<profile>/parity)")
+    parity.set_defaults(func=cmd_parity)
 
     reproduce = sub.add_parser("reproduce", help="run every notebook at a profile into results/executed/<profile>/, "
                                                  "then regenerate that profile's summary")

@@ -60,6 +60,7 @@ def train_configs(arm: Arm, seed: int, settings: Mapping[str, Any], *, dataset: 
                   limit_train=settings.get("limit_train"), limit_test=settings.get("limit_test"),
                   batch_size=settings.get("batch_size", 128), weight_decay=settings.get("weight_decay", 0.05),
                   warmup_epochs=settings.get("warmup_epochs", 1.0), quiet=settings.get("quiet", True),
+                  log_every=settings.get("log_every", 50),
                   precision=resolve_precision(settings.get("precision", "auto"), pick_device("auto")))
     pre = None
     data = "-data" + dataset_fingerprint(dataset, data_dir=data_dir, **dict(data_options or {}))  # changed data: a new run
