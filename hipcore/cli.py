@@ -122,6 +122,13 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def parity_command(args: argparse.Namespace) -> str:
+    """The parity command that wrote a folder, less its --out (the folder itself)."""
+    seeds = f" --seeds {' '.join(map(str, args.seeds))}" if args.seeds else ""
+    against = f" --against {args.against}" if args.against else ""
+    return f"python -m hipcore parity --profile {args.profile}{seeds}{against}"
+
+
 def cmd_parity(args: argparse.Namespace) -> int:
     from . import provenance
     from .experiments import precision_parity as parity
@@ -138,7 +145,7 @@ def cmd_parity(args: argparse.Namespace) -> int:
     rows = parity.run(args.profile, seeds=tuple(args.seeds) if args.seeds else None, against=fast)
     paths = parity.write(out, rows)
     provenance.write(out, parity.settings_for(args.profile, fast), wall_seconds=time.perf_counter() - start,
-                     command="python -m hipcore parity " + " ".join(sys.argv[2:]))
+                     command=parity_command(args))
     print(markdown(parity.verdict_table(out / "comparisons.csv")))
     print("wrote " + ", ".join(provenance.relative(p) for p in paths))
     return 0

@@ -139,6 +139,28 @@ def notebook_times(results_dir: str | Path, profile: str) -> dict[str, float]:
     return times
 
 
+def training_times(results_dir: str | Path, profile: str) -> dict[str, float]:
+    """{notebook: seconds} its runs recorded training (metric total_seconds of metrics.csv):
+    what the notebook alone costs on an empty run cache, whether this invocation trained its
+    runs or reused them (a run two notebooks share counts in both)."""
+    import pandas as pd
+
+    times = {}
+    for path in sorted(Path(results_dir).glob(f"*/{profile}/metrics.csv")):
+        metrics = pd.read_csv(path)
+        if "metric" in metrics and (metrics["metric"] == "total_seconds").any():
+            times[path.parent.parent.name] = float(metrics.loc[metrics["metric"] == "total_seconds", "value"].sum())
+    return times
+
+
+def _training_clause(results_dir: str | Path, profile: str) -> str:
+    training = training_times(results_dir, profile)
+    if not training:
+        return ""
+    return ("; training time its runs recorded, per notebook as if run alone on an empty cache: "
+            + ", ".join(f"{nb[:2]} {_duration(s)}" for nb, s in sorted(training.items())))
+
+
 def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
@@ -163,7 +185,7 @@ def summary_lines(results_dir: str | Path, profile: str) -> list[str]:
     if times:
         lines.append(f"- wall time per notebook (measured by the run): "
                      + ", ".join(f"{nb[:2]} {_duration(s)}" for nb, s in sorted(times.items()))
-                     + f"; {_duration(sum(times.values()))} in all")
+                     + f"; {_duration(sum(times.values()))} in all" + _training_clause(results_dir, profile))
     lines.append("- on one machine the same commit regenerates these numbers to the digit; on another CPU "
                  "model the digits may differ, and the intervals are what to compare.")
     return lines
@@ -179,7 +201,8 @@ def readme_times(results_dir: str | Path, profile: str = "quick") -> str:
     where = f" on {m['cpu']} ({m['cores']} cores, {m['torch_threads']} threads)" if m else ""
     return (f"`make reproduce` (every notebook at `{profile}`) took {_duration(sum(times.values()))} of notebook "
             f"time{where}: " + ", ".join(f"{nb[:2]} {_duration(s)}" for nb, s in sorted(times.items()))
-            + ". Across CPU models the digits of the results may differ; compare the intervals.")
+            + _training_clause(results_dir, profile) + " (a run reused from the cache costs seconds of "
+            "wall time). Across CPU models the digits of the results may differ; compare the intervals.")
 
 
 def update_readme(readme: str | Path, results_dir: str | Path, profile: str = "quick") -> bool:

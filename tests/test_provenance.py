@@ -66,6 +66,20 @@ def test_notebook_times_come_from_the_records(tmp_path):
     assert not provenance.update_readme(tmp_path / "no README.md", tmp_path, "smoke")
 
 
+def test_training_times_count_the_runs_each_notebook_reports(tmp_path):
+    folder = tmp_path / "01_x" / "smoke"
+    folder.mkdir(parents=True)
+    rows = [{"run_id": arm, "seed": seed, "epoch": "", "step": "", "split": "test", "metric": metric, "value": value}
+            for arm, seed, metric, value in [("a", 0, "total_seconds", 250.0), ("a", 1, "total_seconds", 350.0),
+                                             ("a", 0, "test_accuracy", 60.0)]]
+    notebook.write_metrics(folder / "metrics.csv", rows)
+    assert provenance.training_times(tmp_path, "smoke") == {"01_x": 600.0}
+    provenance.reproduce_record(tmp_path / "executed" / "smoke", {"01_x": 12.0}, "smoke")
+    assert "took 12 s" in provenance.readme_times(tmp_path, "smoke")
+    assert "as if run alone on an empty cache: 01 10 min" in provenance.readme_times(tmp_path, "smoke")
+    assert "01 10 min" in "\n".join(provenance.summary_lines(tmp_path, "smoke"))
+
+
 def test_paths_are_relative_to_the_repository():
     assert provenance.relative(provenance.REPO / "runs" / "x") == "runs/x"
     assert provenance.relative("/elsewhere/x") == "/elsewhere/x"
