@@ -151,6 +151,41 @@ def cmd_parity(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scaling(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from . import provenance
+    from .experiments import scaling
+    from .locations import results_dir
+    from .results import markdown
+
+    settings = dict(scaling.TABLE[args.profile])
+    if args.sides:
+        settings["sides"] = tuple(args.sides)
+    seeds = tuple(args.seeds) if args.seeds else tuple(settings["seeds"])
+    out = Path(args.out) if args.out else results_dir() / "06_scaling" / args.profile
+    start = time.perf_counter()
+    if args.merge:
+        missing = [p for p in args.merge if not Path(p).is_file()]
+        if missing:
+            raise ValueError(f"--merge: no such curve file(s): {', '.join(missing)}")
+        curve = scaling.merge([pd.read_csv(p) for p in args.merge])
+    else:
+        curve = scaling.run_curve(settings, seeds, runs_dir=args.runs_dir)
+    maps = scaling.draw_longest(settings, seed=seeds[0], runs_dir=args.runs_dir) if args.maps else None
+    paths = scaling.write(out, curve, maps)
+    command = f"python -m hipcore scaling --profile {args.profile}" + (
+        f" --sides {' '.join(map(str, args.sides))}" if args.sides else "") + (
+        f" --seeds {' '.join(map(str, args.seeds))}" if args.seeds else "") + (
+        f" --merge ({len(args.merge)} parts)" if args.merge else "") + (" --maps" if args.maps else "")
+    provenance.write(out, settings, wall_seconds=time.perf_counter() - start, command=command)
+    table = scaling.effects(curve)
+    print(markdown(table.round(2)))
+    print("first MAE length from which F1 is reproduced, per side:", scaling.first_reproduced(table))
+    print("wrote " + ", ".join(provenance.relative(p) for p in paths))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .config import VARIANT_NAMES
@@ -229,6 +264,23 @@ def build_parser() -> argparse.ArgumentParser:
                         help="default: the profile's seeds")
     parity.add_argument("--out", default=None, help="the folder to write (default results/05_efficiency/<profile>/parity)")
     parity.set_defaults(func=cmd_parity)
+
+    scaling = sub.add_parser("scaling", help="the F1 effect and position structure against MAE length and image side",
+                             description="Trains the grid of notebook 06 (MAE epochs x image sides x seeds, with "
+                                         "FLOP-matched controls) or merges curve.csv parts run apart (--merge), "
+                                         "then writes curve.csv, effects.csv, structure.csv and the figures to "
+                                         "results/06_scaling/<profile>/ (or --out).")
+    scaling.add_argument("--profile", default="quick", choices=PROFILES, help="the grid and settings (default quick)")
+    scaling.add_argument("--sides", nargs="+", type=positive_int, default=None,
+                         help="image sides to run (default: the profile's; 28 is Fashion-MNIST's own)")
+    scaling.add_argument("--seeds", nargs="+", type=non_negative_int, default=None, help="default: the profile's seeds")
+    scaling.add_argument("--merge", nargs="+", default=None, metavar="CURVE_CSV",
+                         help="merge these curve.csv files instead of training")
+    scaling.add_argument("--maps", action="store_true",
+                         help="also draw the position tables of the longest MAE run (needs its runs in the cache)")
+    scaling.add_argument("--runs-dir", default=None, help="the run cache (default: the checkout's runs/ or $HIPCORE_RUNS)")
+    scaling.add_argument("--out", default=None, help="the folder to write (default results/06_scaling/<profile>)")
+    scaling.set_defaults(func=cmd_scaling)
 
     reproduce = sub.add_parser("reproduce", help="run every notebook at a profile into results/executed/<profile>/, "
                                                  "then regenerate that profile's summary")

@@ -276,12 +276,20 @@ def chosen_pixels(height: int, width: int) -> list[tuple[int, int]]:
 
 def geometry_score(table: torch.Tensor, spec, *, draws: int = 10, max_positions: int = 1024,
                    seed: int = 0) -> tuple[float, float]:
-    """(score, chance sd) of a position table [M, E] in input order on its 2-D pixel grid.
+    """(score, chance sd) of a position table (see geometry_null)."""
+    score, _, chance_sd = geometry_null(table, spec, draws=draws, max_positions=max_positions, seed=seed)
+    return score, chance_sd
+
+
+def geometry_null(table: torch.Tensor, spec, *, draws: int = 10, max_positions: int = 1024,
+                  seed: int = 0) -> tuple[float, float, float]:
+    """(score, chance mean, chance sd) of a position table [M, E] in input order on its 2-D
+    pixel grid.
 
     score: minus the correlation, over pairs of pixels, between the cosine similarity of their
     embeddings and their distance on the grid: 0 for no geometry, positive when near pixels
-    have similar embeddings. chance sd: the score's spread when the rows are randomly
-    permuted (the same embeddings, no tie to pixels). Above max_positions, a fixed random
+    have similar embeddings. chance mean and sd: the score's level and spread when the rows
+    are randomly permuted (the same embeddings, no tie to pixels). Above max_positions, a fixed random
     subset of pixels is used."""
     gen = torch.Generator().manual_seed(seed)
     m = table.shape[0]
@@ -300,7 +308,7 @@ def geometry_score(table: torch.Tensor, spec, *, draws: int = 10, max_positions:
         return -(sim @ dist).item() / max(sim.norm().item(), 1e-12)
 
     chance = [score(x[torch.randperm(len(keep), generator=gen)]) for _ in range(draws)]
-    return score(x), statistics.stdev(chance)
+    return score(x), statistics.fmean(chance), statistics.stdev(chance)
 
 
 def structure_rows(tables: Mapping[str, torch.Tensor], spec) -> list[dict[str, Any]]:

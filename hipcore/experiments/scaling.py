@@ -1,0 +1,260 @@
+"""06_scaling: at what scale does MAE pretraining start to pay for learned positions?
+
+F1 (MAE-learned positions beat classification-learned ones) measured as a curve rather than
+at one budget: for each image side (positions = side^2) and each MAE pretraining length
+(epochs), the paired per-seed effect
+
+    MAE arm (E MAE epochs, then the profile's classification epochs)
+      minus classification-learned positions (classification epochs only)      -> F1
+      minus a FLOP-matched control (classification only, as many FLOPs as the
+            MAE arm: `mae_positions.flop_budget`)                             -> not just compute
+
+with its 95% t interval, against epochs and against the MAE arm's training TFLOPs. The
+paper's explanation is that classification alone learns many position embeddings badly, so
+the gap should grow with the number of positions: 28 x 28 Fashion-MNIST (784 positions)
+beside the same images upsampled bilinearly to 56 x 56 (3,136 positions; `resolution`).
+
+Beside each MAE run: the structure score of its pretrained position table (F7:
+`mae_positions.geometry_score`, 0 for no geometry) against its chance level (the same rows
+randomly permuted), so the curve says after how much pretraining the table holds the grid.
+
+Every run is `common.run_arm`, so a point shared with notebooks 01-03 (28 x 28, the profile's
+MAE length) is the same cached run.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+
+from .. import plots
+from ..report import directional_verdict
+from ..stats import t_interval
+from ..train import load_model
+from . import common
+from .imagenet_comparison import HIP_CLASSIFICATION, HIP_MAE, load_splits
+from .mae_positions import (COMPUTE_MATCHED, checkpoints, chosen_pixels, flop_budget, geometry_null,
+                            position_tables)
+
+NATIVE_SIDE = 28                      # Fashion-MNIST's own side: no resolution option, shared runs
+ARMS = {"mae": HIP_MAE, "classification": HIP_CLASSIFICATION}
+EFFECTS = {"F1: MAE minus classification-learned": "classification",
+           "MAE minus FLOP-matched control": "control"}
+
+# Per profile: the image notebooks' training settings, the sides and MAE lengths of the grid,
+# and whether each point gets its FLOP-matched control.
+TABLE: dict[str, dict[str, Any]] = {
+    # CI: the plumbing, two short points.
+    "smoke": {**common.IMAGE_TABLE["smoke"], "sides": (28,), "pretrain_grid": (1, 2), "control": True},
+    "binder": {**common.IMAGE_TABLE["binder"], "sides": (28,), "pretrain_grid": (1, 2), "control": False},
+    # 2 CPU cores: 28 x 28 only, four MAE lengths, 3 seeds.
+    "quick": {**common.IMAGE_TABLE["quick"], "sides": (28,), "pretrain_grid": (1, 2, 4, 8), "control": True},
+    # The whole grid on quick's data (6,000 training images), 5 seeds: minutes on a GPU, hours on a CPU.
+    "full": {**common.IMAGE_TABLE["quick"], "sides": (28, 56), "pretrain_grid": (1, 2, 4, 8, 16),
+             "control": True, "seeds": (0, 1, 2, 3, 4)},
+    # The same grid on all 60,000 images.
+    "paper": {**common.IMAGE_TABLE["quick"], "limit_train": None, "limit_test": None, "sides": (28, 56),
+              "pretrain_grid": (1, 2, 4, 8, 16, 32), "control": True, "seeds": (0, 1, 2, 3, 4)},
+}
+
+
+def data_options(side: int) -> dict[str, Any]:
+    """load_dataset options of one side: none at 28 (so runs are shared with 01-03)."""
+    if not isinstance(side, int) or isinstance(side, bool) or side < NATIVE_SIDE:
+        raise ValueError(f"side must be an int >= {NATIVE_SIDE}, got {side!r}")
+    return {} if side == NATIVE_SIDE else {"resolution": side}
+
+
+def point_settings(settings: Mapping[str, Any], pretrain_epochs: int) -> dict[str, Any]:
+    if not isinstance(pretrain_epochs, int) or pretrain_epochs < 1:
+        raise ValueError(f"pretrain_epochs must be a positive int, got {pretrain_epochs!r}")
+    return {**settings, "pretrain_epochs": pretrain_epochs}
+
+
+def structure(arm, seed: int, settings: Mapping[str, Any], which: int, **data: Any) -> dict[str, float]:
+    """Structure score of an arm's position table (which: 0 the MAE checkpoint, 1 the classifier)."""
+    model = load_model(checkpoints(arm, seed, settings, **data)[which])
+    with torch.no_grad():
+        table = model.positions("image").float()
+    score, chance_mean, chance_sd = geometry_null(table, model.modalities["image"], seed=seed)
+    return {"structure": score, "structure_chance": chance_mean, "structure_chance_sd": chance_sd}
+
+
+def run_curve(settings: Mapping[str, Any], seeds: tuple[int, ...], *, runs_dir=None, data_dir=None) -> pd.DataFrame:
+    """Train every point of the grid; returns tidy rows: side, positions, pretrain_epochs
+    (0 for arms without MAE), arm ('mae', 'classification', 'control'), seed, metric, value.
+    Metrics: test_accuracy (%), total_seconds, tflops (training FLOPs of the arm) and, for
+    position tables, structure / structure_chance / structure_chance_sd."""
+    rows: list[dict[str, Any]] = []
+    plan = [(side, e) for side in settings["sides"] for e in settings["pretrain_grid"]]
+    for side in settings["sides"]:
+        options = data_options(side)
+        data = dict(dataset="fashion_mnist", data_dir=data_dir, data_options=options)
+        train_data, test_data = load_splits("fashion_mnist", data_dir, options)
+        kwargs = dict(runs_dir=runs_dir, train_data=train_data, test_data=test_data, **data)
+
+        def add(arm_key: str, epochs: int, seed: int, result: Mapping[str, Any], tflops: float,
+                extra: Mapping[str, float] = {}) -> None:
+            values = {"test_accuracy": result["test_accuracy"], "total_seconds": result["total_seconds"],
+                      "tflops": tflops, **extra}
+            rows.extend({"side": side, "positions": side * side, "pretrain_epochs": epochs, "arm": arm_key,
+                         "seed": seed, "metric": m, "value": float(v)} for m, v in values.items())
+
+        first = point_settings(settings, settings["pretrain_grid"][0])
+        budget = flop_budget(first, train_data=train_data, **data)
+        for seed in seeds:                                          # the classification arm: once per side
+            result = common.run_arm(ARMS["classification"], seed, first, **kwargs)
+            add("classification", 0, seed, result, budget.supervised_steps * budget.supervised_step_flops / 1e12,
+                structure(ARMS["classification"], seed, first, 1, runs_dir=runs_dir, **data))
+        for epochs in settings["pretrain_grid"]:
+            point = point_settings(settings, epochs)
+            budget = flop_budget(point, train_data=train_data, **data)
+            control = HIP_CLASSIFICATION.replace(label=COMPUTE_MATCHED, steps=budget.control_steps)
+            for seed in seeds:
+                done = plan.index((side, epochs)) + 1
+                result = common.run_arm(ARMS["mae"], seed, point, **kwargs)
+                add("mae", epochs, seed, result, budget.mae_arm_flops / 1e12,
+                    structure(ARMS["mae"], seed, point, 0, runs_dir=runs_dir, **data))
+                line = f"    point {done}/{len(plan)}: {side} x {side}, {epochs} MAE epochs, seed {seed}: " \
+                       f"MAE {result['test_accuracy']:.2f}%"
+                if settings["control"]:
+                    result = common.run_arm(control, seed, point, **kwargs)
+                    add("control", epochs, seed, result, budget.control_flops / 1e12)
+                    line += f", FLOP-matched control {result['test_accuracy']:.2f}%"
+                print(line, flush=True)
+    return pd.DataFrame(rows)
+
+
+def _wide(curve: pd.DataFrame, metric: str) -> pd.DataFrame:
+    return curve[curve["metric"] == metric].pivot_table(
+        index=["side", "seed"], columns=["arm", "pretrain_epochs"], values="value")
+
+
+def effects(curve: pd.DataFrame) -> pd.DataFrame:
+    """One row per (side, MAE epochs, comparison): seeds, mean effect in top-1 points, 95%
+    interval, the directional verdict ('higher'), and the MAE arm's mean TFLOPs."""
+    acc, flops = _wide(curve, "test_accuracy"), _wide(curve, "tflops")
+    out = []
+    for side in sorted(curve["side"].unique()):
+        a, f = acc.loc[side], flops.loc[side]
+        for epochs in sorted(e for arm, e in a.columns if arm == "mae"):
+            for name, baseline in EFFECTS.items():
+                base = a[("classification", 0)] if baseline == "classification" else a.get(("control", epochs))
+                if base is None:
+                    continue
+                diffs = (a[("mae", epochs)] - base).dropna().tolist()
+                ci = t_interval(diffs) if len(diffs) > 1 else None
+                out.append({"side": int(side), "positions": int(side) ** 2, "pretrain_epochs": int(epochs),
+                            "mae_tflops": float(f[("mae", epochs)].mean()), "comparison": name,
+                            "seeds": len(diffs), "effect": sum(diffs) / len(diffs) if diffs else math.nan,
+                            "low": ci.low if ci else math.nan, "high": ci.high if ci else math.nan,
+                            "verdict": directional_verdict("higher", diffs)})
+    return pd.DataFrame(out)
+
+
+def first_reproduced(table: pd.DataFrame, comparison: str = next(iter(EFFECTS))) -> dict[int, int | None]:
+    """{side: the shortest MAE length from which every longer one is 'reproduced', or None}."""
+    out = {}
+    for side, rows in table[table["comparison"] == comparison].groupby("side"):
+        rows = rows.sort_values("pretrain_epochs")
+        ok = (rows["verdict"] == "reproduced").tolist()
+        out[int(side)] = next((int(e) for i, e in enumerate(rows["pretrain_epochs"]) if all(ok[i:])), None)
+    return out
+
+
+def structure_table(curve: pd.DataFrame) -> pd.DataFrame:
+    """Per side and table (classification-learned, MAE after E epochs): mean structure score,
+    mean chance level and chance sd over seeds, and the seeds whose score clears chance by 3 sd."""
+    wide = curve[curve["metric"].str.startswith("structure")].pivot_table(
+        index=["side", "arm", "pretrain_epochs", "seed"], columns="metric", values="value").reset_index()
+    wide["clear"] = wide["structure"] > wide["structure_chance"] + 3 * wide["structure_chance_sd"]
+    return wide.groupby(["side", "arm", "pretrain_epochs"], sort=True).agg(
+        structure=("structure", "mean"), chance=("structure_chance", "mean"),
+        chance_sd=("structure_chance_sd", "mean"), seeds=("seed", "count"),
+        seeds_above_chance=("clear", "sum")).reset_index()
+
+
+def draw(table: pd.DataFrame, structures: pd.DataFrame) -> plt.Figure:
+    """Effect against MAE epochs and against the MAE arm's TFLOPs (one line per side and
+    comparison, 95% intervals), and the structure score against MAE epochs."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    axes[2].set_xscale("log")
+    styles = {name: style for name, style in zip(EFFECTS, ("-o", "--s"))}
+    colours = dict(zip(sorted(table["side"].unique()), ("tab:blue", "tab:orange", "tab:green", "tab:red")))
+    for (side, name), rows in table.groupby(["side", "comparison"], sort=False):
+        rows = rows.sort_values("pretrain_epochs")
+        for ax, x in ((axes[0], "pretrain_epochs"), (axes[1], "mae_tflops")):
+            err = [rows["effect"] - rows["low"], rows["high"] - rows["effect"]]
+            ax.errorbar(rows[x], rows["effect"], yerr=err, fmt=styles[name], color=colours[side], capsize=3,
+                        label=f"{side}x{side}: {name}")
+    grid = sorted(table["pretrain_epochs"].unique())
+    for ax, label in ((axes[0], "MAE pretraining epochs"), (axes[1], "MAE arm training TFLOPs")):
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set(xscale="log", xlabel=label, ylabel="top-1 points (mean, 95% interval)")
+    for ax in (axes[0], axes[2]):
+        ax.set_xticks(grid, [str(e) for e in grid])
+        ax.minorticks_off()
+    axes[0].set_title("F1 effect against MAE length")
+    axes[1].set_title("... against training compute")
+    axes[0].legend(fontsize=8)
+    mae = structures[structures["arm"] == "mae"]
+    for side, rows in mae.groupby("side"):
+        axes[2].plot(rows["pretrain_epochs"], rows["structure"], "-o", color=colours[side], label=f"{side}x{side} MAE")
+        axes[2].fill_between(rows["pretrain_epochs"], rows["chance"] - 3 * rows["chance_sd"],
+                             rows["chance"] + 3 * rows["chance_sd"], color=colours[side], alpha=0.15)
+        cls = structures[(structures["arm"] == "classification") & (structures["side"] == side)]
+        if len(cls):
+            axes[2].axhline(float(cls["structure"].iloc[0]), color=colours[side], ls=":",
+                            label=f"{side}x{side} classification-learned")
+    axes[2].set(xlabel="MAE pretraining epochs", ylabel="structure score (0: none)",
+                title="F7: grid structure (band: chance ± 3 sd)")
+    axes[2].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def draw_longest(settings: Mapping[str, Any], *, seed: int = 0, runs_dir=None, data_dir=None) -> plt.Figure:
+    """PCA and similarity maps of the MAE-learned (pretrained, fine-tuned) and the
+    classification-learned tables of the longest MAE run at the largest side."""
+    side, epochs = max(settings["sides"]), max(settings["pretrain_grid"])
+    data = dict(dataset="fashion_mnist", data_dir=data_dir, data_options=data_options(side), runs_dir=runs_dir)
+    arms = {"hip_mae": ARMS["mae"], "hip_classification": ARMS["classification"]}
+    tables, spec = position_tables(arms, seed, point_settings(settings, epochs), **data)
+    h, w = spec.grid
+    fig = plots.draw_position_tables(tables, spec.order, h, w, chosen_pixels(h, w))
+    fig.suptitle(f"{side} x {side}, {epochs} MAE epochs, seed {seed}")
+    return fig
+
+
+def merge(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """One curve from parts run separately (sides or seeds apart); a row twice is an error."""
+    curve = pd.concat(parts, ignore_index=True)
+    key = ["side", "pretrain_epochs", "arm", "seed", "metric"]
+    twice = curve[curve.duplicated(key, keep=False)]
+    if len(twice):
+        raise ValueError(f"{len(twice)} rows appear in more than one part, e.g. {twice.iloc[0][key].to_dict()}")
+    return curve.sort_values(key, kind="stable", ignore_index=True)
+
+
+def write(out, curve: pd.DataFrame, maps: plt.Figure | None = None) -> list:
+    """curve.csv (tidy), effects.csv, structure.csv and the figures scaling.png/.svg (and
+    maps.png/.svg when given) into `out`; returns the paths."""
+    from pathlib import Path
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    table, structures = effects(curve), structure_table(curve)
+    curve.to_csv(out / "curve.csv", index=False)
+    table.to_csv(out / "effects.csv", index=False)
+    structures.to_csv(out / "structure.csv", index=False)
+    fig = draw(table, structures)
+    paths = [out / "curve.csv", out / "effects.csv", out / "structure.csv", *plots.save_figure(fig, out / "scaling")]
+    plt.close(fig)
+    if maps is not None:
+        paths += plots.save_figure(maps, out / "maps")
+        plt.close(maps)
+    return paths
