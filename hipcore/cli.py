@@ -186,6 +186,17 @@ def cmd_scaling(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_weights(args: argparse.Namespace) -> int:
+    from . import provenance
+    from .pretrained import describe, export
+
+    paths = export(args.profile, seed=args.seed, runs_dir=args.runs_dir, out=args.out)
+    for path in paths[:-1]:
+        print(describe(path.stem, path.parent))
+    print("wrote " + ", ".join(provenance.relative(p) for p in paths))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .config import VARIANT_NAMES
@@ -281,6 +292,21 @@ def build_parser() -> argparse.ArgumentParser:
     scaling.add_argument("--runs-dir", default=None, help="the run cache (default: the checkout's runs/ or $HIPCORE_RUNS)")
     scaling.add_argument("--out", default=None, help="the folder to write (default results/06_scaling/<profile>)")
     scaling.set_defaults(func=cmd_scaling)
+
+    weights = sub.add_parser("weights", help="export the shipped pretrained weights from the notebooks' run cache",
+                             description="Writes the MAE-pretrained and the fine-tuned HiP of notebook 01's arm "
+                                         "'HiP, MAE-learned positions' (one seed, from the run cache at --profile) "
+                                         "to hipcore/weights/ with their manifest (checksums, configuration, test "
+                                         "metric, source run), for hipcore.pretrained(name). Trains nothing: run "
+                                         "notebook 01 at that profile first (make reproduce for quick).")
+    weights.add_argument("--profile", default="quick", choices=("smoke", "binder", "quick", "full", "paper"),
+                         help="the image notebooks' settings the runs were trained at (default quick)")
+    weights.add_argument("--seed", type=non_negative_int, default=0, help="which seed's runs to export (default 0)")
+    weights.add_argument("--runs-dir", default=None,
+                         help="the run cache to read (default: $HIPCORE_RUNS, else runs/ of the checkout)")
+    weights.add_argument("--out", default=None,
+                         help="the folder to write (default: hipcore/weights/ of this checkout)")
+    weights.set_defaults(func=cmd_weights)
 
     reproduce = sub.add_parser("reproduce", help="run every notebook at a profile into results/executed/<profile>/, "
                                                  "then regenerate that profile's summary")

@@ -6,6 +6,12 @@ every parameter against what is allowed (stopping with a message that lists the 
 returns the notebook's settings for that profile plus the folder its results go to:
 `<results_dir>/<notebook>/<profile>/`.
 
+Notebooks that can draw their figures from the shipped weights (`hipcore.pretrained`) have a
+`pretrained` parameter: `shipped_weights(pretrained, ...)` checks it and finds the weights, and
+`setup(..., shipped=...)` then takes the weights' variant and seed, refuses training settings
+that would not apply, writes to `<results_dir>/<notebook>/pretrained/` (never over a profile's
+results) and says in its first output where the figures come from.
+
 Profiles:
 - smoke: each notebook under 60 s on 2 CPU cores, for CI;
 - binder: a few minutes each within Binder's 2 GB (`python -m hipcore.binder` checks the memory);
@@ -23,6 +29,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 PROFILES = ("smoke", "binder", "quick", "full", "paper")
+SHIPPED_FOLDER = "pretrained"     # <results_dir>/<notebook>/pretrained/: figures drawn from the shipped weights
 PROFILE_ENV = "HIPCORE_PROFILE"
 AUTO = "auto"            # a notebook's default: 'binder' on Binder (hipcore.binder.detected), else 'quick'
 DEFAULT_PROFILE = "quick"
@@ -68,6 +75,26 @@ def profile_choice(profile: str) -> tuple[str, str]:
         profile, why = (("binder", f"Binder detected ({variable} is set); set profile = 'quick' for longer runs")
                         if variable else (DEFAULT_PROFILE, "profile 'auto' off Binder"))
     return choose("profile", profile, (AUTO, *PROFILES)), why
+
+
+def check_flag(name: str, value: Any) -> bool:
+    """True or False, nothing else (not 0, 1 or 'yes')."""
+    if not isinstance(value, bool):
+        raise ParameterError(f"{name}={value!r} is not allowed; choose True or False")
+    return value
+
+
+def shipped_weights(pretrained: Any, *, dataset: str, variant: str | None = None):
+    """None for pretrained=False; for True, the shipped (MAE, classifier) pair of `dataset`
+    (and `variant`, when given): a `hipcore.pretrained.Pair`. ParameterError when none fits."""
+    from .pretrained import UnknownWeights, pair
+
+    if not check_flag("pretrained", pretrained):
+        return None
+    try:
+        return pair(dataset=dataset, variant=variant)
+    except UnknownWeights as error:
+        raise ParameterError(f"pretrained=True: {error}") from None
 
 
 def check_seeds(seeds: Any) -> tuple[int, ...]:
@@ -117,11 +144,15 @@ class Setup:
 
 def setup(notebook: str, *, profile: str, table: Mapping[str, Mapping[str, Any]],
           results_dir: str | os.PathLike = "results", seeds: Any = None,
-          overrides: Mapping[str, Any] | None = None, fresh: bool = True) -> Setup:
+          overrides: Mapping[str, Any] | None = None, fresh: bool = True,
+          source: str | None = None, shipped=None) -> Setup:
     """Resolve the profile, pick its settings from `table`, apply non-None `overrides`.
 
     `seeds=None` takes the profile's own `seeds`. With `fresh`, files the notebook writes
     cumulatively (comparisons.csv) are cleared so a rerun never mixes with an older one.
+    `source` says where the figures come from (printed under the profile line). `shipped`
+    (from `shipped_weights`) draws them from the shipped weights instead: their variant and
+    seed, no other override (nothing is trained), results in `<notebook>/pretrained/`.
     """
     profile, why = profile_choice(profile)
     print(f"profile {profile}: {why}", flush=True)
@@ -129,14 +160,30 @@ def setup(notebook: str, *, profile: str, table: Mapping[str, Mapping[str, Any]]
     if missing:
         raise ParameterError(f"notebook {notebook!r} has no settings for profiles {missing}")
     settings = dict(table[profile])
-    for key, value in (overrides or {}).items():
+    overrides = dict(overrides or {})
+    if shipped is not None:
+        unused = sorted(k for k, v in overrides.items() if v is not None and k != "variant")
+        if unused:
+            raise ParameterError(f"{', '.join(unused)} set, but pretrained=True trains nothing, so "
+                                 f"{'they do' if len(unused) > 1 else 'it does'} not apply: leave "
+                                 f"{'them' if len(unused) > 1 else 'it'} None")
+        if seeds is not None and check_seeds(seeds) != (shipped.seed,):
+            raise ParameterError(f"seeds={seeds!r}, but the shipped weights are seed {shipped.seed}'s; "
+                                 f"with pretrained=True leave seeds at None (or [{shipped.seed}])")
+        overrides = {"variant": shipped.variant} if "variant" in settings else {}
+        seeds = (shipped.seed,)
+        print("figures from the shipped weights (hipcore.pretrained), nothing is trained:\n"
+              + shipped.describe(), flush=True)
+    elif source is not None:
+        print(f"figures from {source}", flush=True)
+    for key, value in overrides.items():
         if value is not None:
             if key not in settings:
                 raise ParameterError(f"unknown setting {key!r}; settings are {sorted(settings)}")
             settings[key] = value
     if seeds is None:
         seeds = settings.get("seeds", (0,))
-    out = Path(results_dir) / notebook / profile
+    out = Path(results_dir) / notebook / (SHIPPED_FOLDER if shipped is not None else profile)
     out.mkdir(parents=True, exist_ok=True)
     if fresh:
         (out / "comparisons.csv").unlink(missing_ok=True)

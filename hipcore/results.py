@@ -42,7 +42,7 @@ LONG_FIELDS = ("run_id", "seed", "metric", "value")
 # The unit of every metric a results folder holds; a metric not named here (nor matched by
 # `unit_of`'s rules) stops the load rather than appear without a unit.
 UNITS = {
-    "test_accuracy": "%", "test_loss": "nats", "pretrain_test_loss": "nats",
+    "test_accuracy": "%", "test_loss": "nats", "pretrain_test_loss": "MSE (normalised pixels)",
     "train_examples_per_s": "examples/s", "examples_per_s": "examples/s",
     "total_seconds": "s", "train_seconds": "s", "pretrain_seconds": "s", "forward_seconds": "s",
     "parameters": "count", "classifier_parameters": "count",

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import hipcore
 from hipcore import locations
 from hipcore.experiments import common
 
@@ -93,13 +94,18 @@ def test_non_editable_install_runs_a_notebook_from_a_checkout(tmp_path):
     where = subprocess.run([sys.executable, "-c", "import hipcore; print(hipcore.__file__)"], cwd=checkout,
                            env=env, capture_output=True, text=True, check=True).stdout.strip()
     assert Path(where).is_relative_to(site)               # the installed copy, not the worktree
+    shipped = subprocess.run([sys.executable, "-c", "import hipcore; names = hipcore.pretrained_names(); "
+                              "[hipcore.pretrained(n) for n in names]; print(' '.join(names))"],
+                             cwd=checkout, env=env, capture_output=True, text=True, check=True).stdout.split()
+    assert shipped and shipped == hipcore.pretrained_names()    # the weights are package data, and verify
     done = subprocess.run([sys.executable, "-m", "hipcore", "sweep", "00", "--profile", "smoke"],
                           cwd=checkout, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     executed = list((checkout / "results" / "sweeps").glob("*.ipynb"))
     assert len(executed) == 1
     outputs = json.dumps([c.get("outputs", []) for c in json.loads(executed[0].read_text())["cells"]])
-    assert "profile smoke" in outputs and "IProgress" not in outputs
+    assert "profile smoke" in outputs and "figures from a model with random weights" in outputs
+    assert "IProgress" not in outputs
     left_in_site = {p.name for p in site.iterdir()} - {"hipcore", "bin"}
     assert all(name.startswith("hipcore-") and name.endswith(".dist-info") for name in left_in_site), left_in_site
     assert not (site / "runs").exists() and not (site / "results").exists()

@@ -69,3 +69,23 @@ def test_bad_parameters_stop_a_notebook_in_its_first_cells(tmp_path, monkeypatch
         papermill.execute_notebook(str(path), str(tmp_path / "out.ipynb"), cwd=str(path.parent),
                                    parameters={"profile": "smoke", "ordering": "spiral",
                                                "results_dir": str(tmp_path)}, progress_bar=False)
+
+
+@pytest.mark.parametrize("stem, figures", [("00_tour", ("attention", "reconstructions")),
+                                           ("03_mae_positional_embeddings", ("position_tables", "reconstructions"))])
+def test_pretrained_draws_the_figures_from_the_shipped_weights_without_training(stem, figures, tmp_path, monkeypatch):
+    import papermill
+
+    monkeypatch.setenv("HIPCORE_PROFILE", "smoke")
+    monkeypatch.setenv("HIPCORE_RUNS", str(tmp_path / "runs"))
+    path = next(p for p in NOTEBOOKS if p.stem == stem)
+    executed = papermill.execute_notebook(str(path), str(tmp_path / "out.ipynb"), cwd=str(path.parent),
+                                          parameters={"pretrained": True, "results_dir": str(tmp_path)},
+                                          progress_bar=False)
+    first = next("".join("".join(o.get("text", "")) for o in c["outputs"]) for c in executed["cells"]
+                 if c.get("outputs"))                                # the first cell that prints
+    assert "figures from the shipped weights" in first and "small3_fashion_mnist_quick_mae" in first
+    out = tmp_path / stem / "pretrained"
+    assert all((out / f"{name}.png").is_file() for name in figures)
+    assert not (tmp_path / stem / "smoke").exists() and not (out / "comparisons.csv").exists()
+    assert not (tmp_path / "runs").exists()                          # nothing trained

@@ -189,6 +189,28 @@ def run_plan(plan: list[tuple[Arm, int]], settings: Mapping[str, Any], *,
     return rows
 
 
+def reconstruction_figure(model, test_data, *, mask_ratio: float, seed: int, count: int = 4,
+                          source: str | None = None):
+    """input | masked | reconstruction of the first `count` test images by an MAE model,
+    masked with the evaluation masks of `seed` (as its pretraining evaluated them)."""
+    from ..train import plot_reconstructions, reconstruct_examples
+
+    rec = reconstruct_examples(model, test_data, list(range(count)), mask_ratio=mask_ratio, seed=seed)
+    return plot_reconstructions(rec, title=f"MAE, mask ratio {mask_ratio:g}, seed {seed}"
+                                           + (f" ({source})" if source else ""))
+
+
+def shipped_reconstructions(shipped, test_data, count: int = 4):
+    """reconstruction_figure from the shipped MAE model (a `hipcore.pretrained.Pair`), masked as
+    in its pretraining; the test data must read as the model was trained (check_fits)."""
+    from ..pretrained import check_fits
+
+    mae, _ = shipped.models()
+    check_fits(mae, test_data.modalities, "the test data")
+    return reconstruction_figure(mae, test_data, mask_ratio=shipped.mask_ratio, seed=shipped.seed, count=count,
+                                 source=f"shipped weights {shipped.mae}")
+
+
 def metric_rows(rows: list[dict[str, Any]], metrics=("test_accuracy", "test_loss", "train_examples_per_s",
                                                         "total_seconds")) -> list[dict[str, Any]]:
     """Tidy metric rows (run_id = the arm's label) for notebook.write_metrics."""

@@ -27,7 +27,8 @@ import torch
 from ..model import HiP
 from ..notebook import ParameterError
 from ..results import fmt_mean_sd, markdown
-from ..train import load_model, plot_reconstructions, reconstruct_examples
+from .. import report
+from ..train import load_model
 from ..train.engine import compute_loss, freeze_decoder, load_data, model_config
 from . import common
 from .common import Arm
@@ -36,6 +37,9 @@ from .imagenet_comparison import HIP_CLASSIFICATION, HIP_FOURIER, HIP_MAE
 FOURIER_MAE = "HiP, Fourier features + MAE"
 COMPUTE_MATCHED = "HiP, classification-learned, compute-matched"
 POSITIONS_ONLY = "HiP, MAE positions only (trainable)"
+# The position tables' names in the F7 figure and its structure scores.
+MAE_PRETRAINED, MAE_FINE_TUNED = "MAE-learned (pretrained)", "MAE-learned (fine-tuned)"
+CLASSIFICATION_LEARNED = "classification-learned"
 
 ALL_ARMS = ("hip_mae", "hip_classification", "hip_fourier", "hip_fourier_mae", "compute_matched",
             "positions_only", "mask_ratio")
@@ -74,12 +78,17 @@ def mask_label(ratio: float) -> str:
     return f"HiP, MAE-learned positions, mask {ratio:g}"
 
 
-def check_mask_ratios(mask_ratio: Any, compare_mask_ratio: Any) -> tuple[float, float]:
+def check_mask_ratios(mask_ratio: Any, compare_mask_ratio: Any, shipped=None) -> tuple[float, float]:
+    """Both ratios as floats; with the shipped weights (`shipped`), mask_ratio must be the one
+    their MAE was trained with (the reconstructions mask that much)."""
     for name, value in (("mask_ratio", mask_ratio), ("compare_mask_ratio", compare_mask_ratio)):
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < 1:
             raise ParameterError(f"{name}={value!r} is not allowed; give a fraction in (0, 1), e.g. 0.85 or 0.75")
     if mask_ratio == compare_mask_ratio:
         raise ParameterError(f"compare_mask_ratio must differ from mask_ratio ({mask_ratio})")
+    if shipped is not None and mask_ratio != shipped.mask_ratio:
+        raise ParameterError(f"mask_ratio={mask_ratio!r}, but the shipped MAE was trained at {shipped.mask_ratio:g}: "
+                             f"with pretrained=True leave mask_ratio at {shipped.mask_ratio:g}")
     return float(mask_ratio), float(compare_mask_ratio)
 
 
@@ -243,8 +252,7 @@ def draw_reconstructions(arm: Arm, seed: int, settings: Mapping[str, Any], test_
     pre, _ = checkpoints(arm, seed, settings, **data)
     if pre is None:
         raise ValueError(f"arm {arm.label!r} has no MAE pretraining")
-    rec = reconstruct_examples(load_model(pre), test_data, list(range(count)), mask_ratio=arm.mask_ratio, seed=seed)
-    return plot_reconstructions(rec, title=f"MAE, mask ratio {arm.mask_ratio:g}, seed {seed}")
+    return common.reconstruction_figure(load_model(pre), test_data, mask_ratio=arm.mask_ratio, seed=seed, count=count)
 
 
 def position_tables(arms_by_key: Mapping[str, Arm], seed: int, settings: Mapping[str, Any],
@@ -255,17 +263,40 @@ def position_tables(arms_by_key: Mapping[str, Arm], seed: int, settings: Mapping
     (projected otherwise), or the projected Fourier features. MAE-learned after pretraining
     and after fine-tuning, classification-learned, and Fourier (a reference with geometry
     built in), for those arms that ran."""
-    wanted = [("hip_mae", 0, "MAE-learned (pretrained)"), ("hip_mae", 1, "MAE-learned (fine-tuned)"),
-              ("hip_classification", 1, "classification-learned"), ("hip_fourier", 1, "Fourier (trained projection)")]
+    wanted = [("hip_mae", 0, MAE_PRETRAINED), ("hip_mae", 1, MAE_FINE_TUNED),
+              ("hip_classification", 1, CLASSIFICATION_LEARNED), ("hip_fourier", 1, "Fourier (trained projection)")]
+    return model_tables({name: load_model(checkpoints(arms_by_key[key], seed, settings, **data)[which])
+                         for key, which, name in wanted if key in arms_by_key}, modality)
+
+
+def model_tables(models: Mapping[str, HiP], modality: str = "image") -> tuple[dict[str, torch.Tensor], Any]:
+    """({name: model.positions(modality) [M, E]}, the modality's spec) of the models given."""
     tables, spec = {}, None
-    for key, which, name in wanted:
-        if key not in arms_by_key:
-            continue
-        model = load_model(checkpoints(arms_by_key[key], seed, settings, **data)[which])
+    for name, model in models.items():
         with torch.no_grad():
             tables[name] = model.positions(modality).float()
         spec = model.modalities[modality]
     return tables, spec
+
+
+def shipped_tables(shipped, modality: str = "image") -> tuple[dict[str, torch.Tensor], Any]:
+    """position_tables from the shipped weights (`hipcore.pretrained.Pair`): the MAE-learned
+    table after pretraining and after fine-tuning."""
+    mae, classifier = shipped.models()
+    return model_tables({MAE_PRETRAINED: mae, MAE_FINE_TUNED: classifier}, modality)
+
+
+def structure_sentence(structure: list[dict[str, Any]]) -> str:
+    """How the MAE-learned table's pixel-grid structure compares with the classification-learned
+    one's (or, from the shipped weights, with itself after fine-tuning)."""
+    score = {r["table"]: r for r in structure}
+    if CLASSIFICATION_LEARNED in score:
+        names, other = ("The MAE-learned table", "the classification-learned one"), score[CLASSIFICATION_LEARNED]
+    else:
+        names, other = ("The MAE-learned table after pretraining", "after fine-tuning"), score[MAE_FINE_TUNED]
+    mae = score[MAE_PRETRAINED]
+    return report.compare_scores(names[0], mae["structure"], names[1], other["structure"],
+                                 mae["chance_sd"], other["chance_sd"], what="pixel-grid structure")
 
 
 def chosen_pixels(height: int, width: int) -> list[tuple[int, int]]:

@@ -1,4 +1,5 @@
-"""00_tour: one batch of real images through a small HiP, level by level."""
+"""00_tour: one batch of real images through a small HiP, level by level: a model with random
+weights, or (pretrained=True) the shipped trained classifier and MAE model (hipcore.pretrained)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from typing import Any
 
 import torch
 
-from ..model import HiP, HiPOutput, plain_attention
+from ..model import HiP, HiPOutput, build, plain_attention
+from ..pretrained import check_fits
 
 # Per profile: which model, how many images go through it.
 TABLE: dict[str, dict[str, Any]] = {
@@ -50,3 +52,21 @@ def first_level_weights(weights: dict[str, torch.Tensor], batch: int, example: i
     """The first block's cross-attention for one example: [G, heads, K, N]."""
     w = weights["blocks.0.cross_attend.attention"]                 # [B*G, heads, K, N]
     return w.view(batch, -1, *w.shape[1:])[example]
+
+
+def models(variant: str, data, shipped=None) -> tuple[HiP, HiP | None]:
+    """(the model the tour runs, an MAE model or None). Without `shipped`: `variant` with
+    random weights (seed torch first) and no MAE model; with the shipped weights (a
+    `hipcore.pretrained.Pair`): its classifier and MAE model, checked to read `data` as given."""
+    if shipped is None:
+        return build(variant, data.modalities, num_classes=data.num_classes), None
+    mae, classifier = shipped.models()
+    for model in (mae, classifier):
+        check_fits(model, data.modalities, "this notebook's dataset and ordering")
+    return classifier, mae
+
+
+def attention_title(variant_name: str, shipped=None) -> str:
+    if shipped is None:
+        return f"First-level attention of an untrained {variant_name} (random weights)"
+    return f"First-level attention of the trained {variant_name}, shipped weights {shipped.classifier}"

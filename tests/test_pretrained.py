@@ -1,0 +1,187 @@
+"""Shipped weights: hipcore.pretrained loads them verified, `python -m hipcore weights` exports
+them from the notebooks' run cache with provenance, and every bad case is named."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import hipcore
+from hipcore import cli, notebook
+from hipcore.data import load_dataset
+from hipcore.experiments import common, mae_positions as mp, tour
+from hipcore.experiments.imagenet_comparison import HIP_MAE
+from hipcore.pretrained import (KINDS, RunsNotFound, UnknownWeights, check_fits, describe, entry, export,
+                                pair, read_manifest)
+from hipcore.train import CheckpointError
+from hipcore.train.checkpoint import save_atomic
+
+# A tiny version of the image notebooks' smoke settings: two MAE and two fine-tuning steps.
+TINY = {**common.IMAGE_TABLE["smoke"], "limit_train": 64, "limit_test": 64, "batch_size": 32}
+
+
+def strings(x):
+    """Every string inside a JSON value."""
+    if isinstance(x, str):
+        yield x
+    elif isinstance(x, dict):
+        for k, v in x.items():
+            yield k
+            yield from strings(v)
+    elif isinstance(x, list):
+        for v in x:
+            yield from strings(v)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """Notebook 01's HiP + MAE arm trained at TINY in a fresh run cache, then exported."""
+    root = tmp_path_factory.mktemp("weights")
+    row = common.run_arm(HIP_MAE, 0, TINY, dataset="fashion_mnist", runs_dir=root / "runs")
+    paths = export("smoke", settings=TINY, runs_dir=root / "runs", out=root / "out")
+    return root, row, paths
+
+
+def test_the_package_ships_an_mae_model_and_its_classifier():
+    names = hipcore.pretrained_names()
+    shipped = pair(dataset="fashion_mnist")
+    assert sorted([shipped.mae, shipped.classifier]) == names
+    manifest = read_manifest()
+    for name in names:
+        e = entry(name)
+        assert e["kind"] in KINDS and e["profile"] == "quick" and e["seed"] == 0 and e["arm"] == HIP_MAE.label
+        assert e["source"]["code_fingerprint"] == e["exported"]["code_fingerprint"]
+        assert e["source"]["run_folder"].startswith(e["source"]["run_id"] + "-" + e["source"]["code_fingerprint"])
+        assert e["exported"]["commit"] and 1e6 < e["bytes"] < 2e7       # a few MB of weights, no optimiser state
+    assert not [s for s in strings(manifest) if s.startswith(("/", "~")) or ":\\" in s]   # no machine paths
+    assert entry(shipped.classifier)["metric"]["unit"] == "%" and "MAE loss" in entry(shipped.mae)["metric"]["name"]
+
+
+def test_the_shipped_classifier_classifies_and_the_mae_model_reconstructs():
+    shipped = pair(dataset="fashion_mnist")
+    mae, classifier = shipped.models()
+    assert not classifier.training and classifier.config.num_classes == 10 and mae.config.num_classes == 0
+    test = load_dataset("fashion_mnist", "test", ordering="raster")
+    check_fits(classifier, test.modalities)
+    inputs, labels = test.get_batch(torch.arange(200))
+    with torch.no_grad():
+        top1 = (classifier(inputs, reconstruct=False).logits.argmax(-1) == labels).float().mean().item()
+        shape = mae({"image": inputs["image"][:4]}).reconstruction["image"].shape
+    assert top1 > 0.45                  # 64% on its 2,000 test images; chance is 10%
+    assert shape == (4, 784, 1)
+    assert "test top-1 64.45%" in describe(shipped.classifier)
+
+
+def test_pretrained_stays_the_function_beside_its_module():
+    from hipcore.pretrained import pretrained_names                  # the submodule, imported again
+    assert callable(hipcore.pretrained) and hipcore.pretrained_names is pretrained_names
+
+
+def test_unknown_name_lists_the_names():
+    with pytest.raises(UnknownWeights, match="no shipped weights named 'small9'; the names are: small3_"):
+        hipcore.pretrained("small9")
+    with pytest.raises(UnknownWeights, match="shipped pairs: small3 on fashion_mnist"):
+        pair(dataset="fashion_mnist", variant="small5")
+
+
+def test_export_round_trip(exported):
+    root, row, paths = exported
+    out = root / "out"
+    assert [p.name for p in paths] == ["small3_fashion_mnist_smoke_mae.pt", "small3_fashion_mnist_smoke_classifier.pt",
+                                       "manifest.json"]
+    pre, sup = common.train_configs(HIP_MAE, 0, TINY, dataset="fashion_mnist", runs_dir=root / "runs")
+    for kind, cfg in (("mae", pre), ("classifier", sup)):
+        name = f"small3_fashion_mnist_smoke_{kind}"
+        model = hipcore.pretrained(name, folder=out)
+        saved = torch.load(Path(cfg.run_dir) / "last.pt", weights_only=True)
+        assert model.state_dict().keys() == saved["model"].keys()
+        assert all(torch.equal(v, saved["model"][k]) for k, v in model.state_dict().items())
+        e = entry(name, out)
+        assert e["source"]["run_id"] == cfg.run_id and e["source"]["run_folder"] == Path(cfg.run_dir).name
+        assert "run_dir" not in e["source"]["training"] and e["data"]["limit_test"] == 64
+    assert entry("small3_fashion_mnist_smoke_classifier", out)["metric"]["value"] == pytest.approx(row["test_accuracy"])
+    assert entry("small3_fashion_mnist_smoke_mae", out)["metric"]["value"] == pytest.approx(row["pretrain_test_loss"])
+    assert (entry("small3_fashion_mnist_smoke_classifier", out)["source"]["training"]["init_from"]
+            == f"{Path(pre.run_dir).name}/last.pt")
+    text = (out / "manifest.json").read_text()
+    assert str(root) not in text and str(Path.home()) not in text
+    again = export("smoke", settings=TINY, runs_dir=root / "runs", out=root / "again")
+    assert [p.read_bytes() for p in again[:2]] == [p.read_bytes() for p in paths[:2]]   # equal runs, equal files
+    assert pair(dataset="fashion_mnist", folder=out).mask_ratio == HIP_MAE.mask_ratio
+
+
+def test_a_damaged_weights_file_is_named(exported, tmp_path):
+    root, _, _ = exported
+    out = tmp_path / "w"
+    shutil.copytree(root / "out", out)
+    name = "small3_fashion_mnist_smoke_mae"
+    path = out / f"{name}.pt"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF                                   # one flipped byte, same size
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=f"{name}.pt of '{name}' does not match its SHA-256"):
+        hipcore.pretrained(name, folder=out)
+    path.write_bytes(bytes(data[:1000]))
+    with pytest.raises(CheckpointError, match="holds 1,000 bytes where the manifest says .* truncated"):
+        hipcore.pretrained(name, folder=out)
+    path.unlink()
+    with pytest.raises(CheckpointError, match=f"{name}.pt of '{name}' is missing"):
+        hipcore.pretrained(name, folder=out)
+
+
+def test_missing_or_unfinished_runs_say_to_run_notebook_01(exported, tmp_path):
+    root, _, _ = exported
+    with pytest.raises(RunsNotFound, match="does not exist. Run notebook 01_imagenet_comparison at profile smoke"):
+        export("smoke", settings=TINY, runs_dir=tmp_path / "empty", out=tmp_path / "w")
+    assert not (tmp_path / "w").exists()
+    runs = tmp_path / "runs"
+    shutil.copytree(root / "runs", runs)
+    pre, _ = common.train_configs(HIP_MAE, 0, TINY, dataset="fashion_mnist", runs_dir=runs)
+    last = Path(pre.run_dir) / "last.pt"
+    state = torch.load(last, weights_only=True)
+    state["step"] -= 1                                             # as a run stopped one step short
+    save_atomic({k: v for k, v in state.items() if k != "digest"}, last)
+    with pytest.raises(RunsNotFound, match="stopped at step 1 of 2. Run notebook 01"):
+        export("smoke", settings=TINY, runs_dir=runs, out=tmp_path / "w")
+
+
+def test_the_command(exported, tmp_path, capsys):
+    with pytest.raises(SystemExit) as done:
+        cli.main(["weights", "--help"])
+    assert done.value.code == 0
+    help_text = capsys.readouterr().out
+    assert all(option in help_text for option in ("--profile", "--seed", "--runs-dir", "--out"))
+    code = cli.main(["weights", "--profile", "smoke", "--runs-dir", str(tmp_path / "none"), "--out", str(tmp_path / "w")])
+    assert code == 2 and "error: no finished run of notebook 01's arm" in capsys.readouterr().err
+
+
+def test_notebook_parameter_is_checked_and_takes_the_shipped_variant_and_seed(tmp_path, monkeypatch):
+    monkeypatch.delenv("HIPCORE_PROFILE", raising=False)
+    assert notebook.shipped_weights(False, dataset="fashion_mnist") is None
+    for bad in (1, "yes", None):
+        with pytest.raises(notebook.ParameterError, match="choose True or False"):
+            notebook.shipped_weights(bad, dataset="fashion_mnist")
+    with pytest.raises(notebook.ParameterError, match="pretrained=True: no shipped weights for imagefolder"):
+        notebook.shipped_weights(True, dataset="imagefolder")
+    shipped = notebook.shipped_weights(True, dataset="fashion_mnist")
+    S = notebook.setup("03_x", profile="full", table=mp.TABLE, results_dir=tmp_path, shipped=shipped,
+                       overrides={"variant": None, "precision": None})
+    assert S["variant"] == shipped.variant == "small3" and S.seeds == (0,) and S.out == tmp_path / "03_x" / "pretrained"
+    with pytest.raises(notebook.ParameterError, match="precision set, but pretrained=True trains nothing"):
+        notebook.setup("03_x", profile="smoke", table=mp.TABLE, results_dir=tmp_path, shipped=shipped,
+                       overrides={"precision": "bf16"})
+    with pytest.raises(notebook.ParameterError, match="the shipped weights are seed 0's"):
+        notebook.setup("03_x", profile="smoke", table=mp.TABLE, results_dir=tmp_path, shipped=shipped, seeds=[1, 2])
+    with pytest.raises(notebook.ParameterError, match="shipped MAE was trained at 0.85"):
+        mp.check_mask_ratios(0.75, 0.85, shipped)
+
+
+def test_the_tour_refuses_data_in_another_order():
+    shipped = pair(dataset="fashion_mnist")
+    hilbert = load_dataset("fashion_mnist", "test", ordering="hilbert")
+    with pytest.raises(ValueError, match="flattened in another order"):
+        tour.models("small3", hilbert, shipped)
+    classifier, mae = tour.models("small3", load_dataset("fashion_mnist", "test", ordering="raster"), shipped)
+    assert classifier.config.num_classes == 10 and mae.config.num_classes == 0
