@@ -52,6 +52,8 @@ UNITS = {
     "params": "count", "trained_params": "count", "flops_per_step": "FLOP",
     "achieved_gflops": "GFLOP/s", "peak_gflops": "GFLOP/s", "best_peak_gflops": "GFLOP/s",
     "fraction_of_peak": "%", "fraction_of_best_peak": "%",
+    # notebook 06's curve
+    "tflops": "TFLOP",
 }
 # Stored as a fraction, shown as a percentage (x 100) so that one metric has one unit.
 FRACTIONS = {"fraction_of_peak", "fraction_of_best_peak"}
@@ -137,6 +139,16 @@ def _loops(path: Path) -> pd.DataFrame:
                          "value": _numbers(raw["examples_per_s"], path, "examples_per_s", required=True)})
 
 
+def _curve(path: Path) -> pd.DataFrame:
+    """06's curve (one row per side, MAE length, arm, seed and metric); each point an arm."""
+    raw = read_csv(path, ("side", "pretrain_epochs", "arm", "seed", "metric", "value"))
+    side = _numbers(raw["side"], path, "side").astype("Int64")
+    epochs = _numbers(raw["pretrain_epochs"], path, "pretrain_epochs").astype("Int64")
+    arm = [f"{a}, {s}x{s}" + (f", {e} MAE epochs" if e else "") for a, s, e in zip(raw["arm"], side, epochs)]
+    return pd.DataFrame({"arm": arm, "side": side, "seed": _seeds(raw["seed"], path), "metric": raw["metric"],
+                         "value": _numbers(raw["value"], path, "value", required=True)})
+
+
 def _comparison_metric(text: str, path: Path) -> str:
     for prefix, metric in COMPARISON_METRICS:
         if text.startswith(prefix):
@@ -175,7 +187,8 @@ def _provenance(folder: Path) -> dict[str, Any]:
         record = json.loads(path.read_text())
         machine = record["machine"]
         return {"commit": record.get("commit") or math.nan,
-                "machine": f"{machine['cpu']}, {machine['cores']} cores",
+                "machine": f"{machine['cpu']}, {machine['cores']} cores"
+                           + (f", {machine['gpu']}" if machine.get("gpu") else ""),
                 "precision": machine.get("precision") or math.nan}
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise ResultsError(f"{path}: not a provenance record ({type(e).__name__}: {e})") from None
@@ -190,6 +203,8 @@ def load_folder(folder: str | Path) -> pd.DataFrame:
         header = read_csv(metrics).columns
         parts.append(_wide_metrics(metrics) if "model" in header and "metric" not in header
                      else _long_metrics(metrics))
+    if (folder / "curve.csv").exists():
+        parts.append(_curve(folder / "curve.csv"))
     if (folder / "loops.csv").exists():
         parts.append(_loops(folder / "loops.csv"))
     if (folder / "comparisons.csv").exists():
