@@ -468,12 +468,37 @@ def write_summary(results_dir: str | Path, profile: str = "quick", out: str | Pa
     memory = memory_finding(results_dir)
     if memory:
         parts += [memory, ""]
+    parts += scale_section(results_dir, profile)
     from .provenance import summary_lines
 
     parts += summary_lines(results_dir, profile)
     out = Path(out) if out else summary_path(results_dir, profile)
     out.write_text("\n".join(parts).rstrip() + "\n")
     return out
+
+
+# ---- at what scale F1 appears: notebook 06's grid ----
+
+def scale_section(results_dir: str | Path, profile: str) -> list[str]:
+    """Lines on notebook 06's grid (its effects.csv at `profile`, else at full), naming the
+    folder and the machine that made it; none when no grid has run."""
+    import json
+
+    from .experiments.scaling import scale_sentences     # experiments import this module
+
+    for source in (profile, "full"):
+        folder = Path(results_dir) / "06_scaling" / source
+        if (folder / "effects.csv").exists():
+            break
+    else:
+        return []
+    record = json.loads((folder / "provenance.json").read_text()) if (folder / "provenance.json").exists() else {}
+    m = record.get("machine", {})
+    where = f" on {m.get('gpu') or m.get('cpu')}" if m else ""
+    lines = [f"## At what scale F1 appears", "",
+             f"From `{folder.relative_to(results_dir).as_posix()}/effects.csv` (notebook 06's grid{where}; "
+             "paired per-seed effects, 95% t intervals):", ""]
+    return lines + [f"- {line}" for line in scale_sentences(pd.read_csv(folder / "effects.csv"))] + [""]
 
 
 # ---- F5's memory half, from the full-profile benchmark ----

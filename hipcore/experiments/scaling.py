@@ -25,6 +25,7 @@ MAE length) is the same cached run.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Mapping
 
 import matplotlib.pyplot as plt
@@ -46,19 +47,19 @@ EFFECTS = {"F1: MAE minus classification-learned": "classification",
            "MAE minus FLOP-matched control": "control"}
 
 # Per profile: the image notebooks' training settings, the sides and MAE lengths of the grid,
-# and whether each point gets its FLOP-matched control.
+# and the MAE lengths whose point gets its FLOP-matched control ('controls').
 TABLE: dict[str, dict[str, Any]] = {
-    # CI: the plumbing, two short points.
-    "smoke": {**common.IMAGE_TABLE["smoke"], "sides": (28,), "pretrain_grid": (1, 2), "control": True},
-    "binder": {**common.IMAGE_TABLE["binder"], "sides": (28,), "pretrain_grid": (1, 2), "control": False},
-    # 2 CPU cores: 28 x 28 only, four MAE lengths, 3 seeds.
-    "quick": {**common.IMAGE_TABLE["quick"], "sides": (28,), "pretrain_grid": (1, 2, 4, 8), "control": True},
-    # The whole grid on quick's data (6,000 training images), 5 seeds: minutes on a GPU, hours on a CPU.
+    # CI: the plumbing: one short point and its control.
+    "smoke": {**common.IMAGE_TABLE["smoke"], "sides": (28,), "pretrain_grid": (1,), "controls": (1,)},
+    "binder": {**common.IMAGE_TABLE["binder"], "sides": (28,), "pretrain_grid": (1, 2), "controls": ()},
+    # 2 CPU cores: 28 x 28, quick's own MAE length (8: the runs of 01-03, its control 03's) and 2.
+    "quick": {**common.IMAGE_TABLE["quick"], "sides": (28,), "pretrain_grid": (2, 8), "controls": (8,)},
+    # The whole grid on quick's data (6,000 training images), 4 seeds: minutes on a GPU, hours on a CPU.
     "full": {**common.IMAGE_TABLE["quick"], "sides": (28, 56), "pretrain_grid": (1, 2, 4, 8, 16),
-             "control": True, "seeds": (0, 1, 2, 3, 4)},
+             "controls": (1, 2, 4, 8, 16), "seeds": (0, 1, 2, 3)},
     # The same grid on all 60,000 images.
     "paper": {**common.IMAGE_TABLE["quick"], "limit_train": None, "limit_test": None, "sides": (28, 56),
-              "pretrain_grid": (1, 2, 4, 8, 16, 32), "control": True, "seeds": (0, 1, 2, 3, 4)},
+              "pretrain_grid": (1, 2, 4, 8, 16, 32), "controls": (1, 2, 4, 8, 16, 32), "seeds": (0, 1, 2, 3)},
 }
 
 
@@ -121,7 +122,7 @@ def run_curve(settings: Mapping[str, Any], seeds: tuple[int, ...], *, runs_dir=N
                     structure(ARMS["mae"], seed, point, 0, runs_dir=runs_dir, **data))
                 line = f"    point {done}/{len(plan)}: {side} x {side}, {epochs} MAE epochs, seed {seed}: " \
                        f"MAE {result['test_accuracy']:.2f}%"
-                if settings["control"]:
+                if epochs in settings["controls"]:
                     result = common.run_arm(control, seed, point, **kwargs)
                     add("control", epochs, seed, result, budget.control_flops / 1e12)
                     line += f", FLOP-matched control {result['test_accuracy']:.2f}%"
@@ -240,21 +241,61 @@ def merge(parts: list[pd.DataFrame]) -> pd.DataFrame:
     return curve.sort_values(key, kind="stable", ignore_index=True)
 
 
-def write(out, curve: pd.DataFrame, maps: plt.Figure | None = None) -> list:
-    """curve.csv (tidy), effects.csv, structure.csv and the figures scaling.png/.svg (and
-    maps.png/.svg when given) into `out`; returns the paths."""
-    from pathlib import Path
-
+def write_tables(out, curve: pd.DataFrame) -> list[Path]:
+    """curve.csv (tidy), effects.csv and structure.csv into `out`; returns the paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    table, structures = effects(curve), structure_table(curve)
     curve.to_csv(out / "curve.csv", index=False)
-    table.to_csv(out / "effects.csv", index=False)
-    structures.to_csv(out / "structure.csv", index=False)
-    fig = draw(table, structures)
-    paths = [out / "curve.csv", out / "effects.csv", out / "structure.csv", *plots.save_figure(fig, out / "scaling")]
+    effects(curve).to_csv(out / "effects.csv", index=False)
+    structure_table(curve).to_csv(out / "structure.csv", index=False)
+    return [out / "curve.csv", out / "effects.csv", out / "structure.csv"]
+
+
+def write(out, curve: pd.DataFrame, maps: plt.Figure | None = None) -> list[Path]:
+    """write_tables, then the figures scaling.png/.svg (and maps.png/.svg when given)."""
+    paths = write_tables(out, curve)
+    fig = draw(effects(curve), structure_table(curve))
+    paths += plots.save_figure(fig, Path(out) / "scaling")
     plt.close(fig)
     if maps is not None:
-        paths += plots.save_figure(maps, out / "maps")
+        paths += plots.save_figure(maps, Path(out) / "maps")
         plt.close(maps)
     return paths
+
+
+def check_grid(sides: Any, pretrain_grid: Any) -> tuple[tuple[int, ...] | None, tuple[int, ...] | None]:
+    """Notebook parameters: None (the profile's) or lists of sides >= 28 and MAE lengths >= 1."""
+    from ..notebook import ParameterError
+
+    out = []
+    for name, values, low in (("sides", sides, NATIVE_SIDE), ("pretrain_grid", pretrain_grid, 1)):
+        if values is None:
+            out.append(None)
+            continue
+        if (not isinstance(values, (list, tuple)) or not values
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v >= low for v in values)
+                or len(set(values)) != len(values)):
+            raise ParameterError(f"{name}={values!r} is not allowed; give a list of distinct ints >= {low}, "
+                                 f"e.g. {[28, 56] if name == 'sides' else [1, 2, 4, 8, 16]}")
+        out.append(tuple(sorted(values)))
+    return out[0], out[1]
+
+
+def scale_sentences(table: pd.DataFrame) -> list[str]:
+    """What the grid says, computed: per side, from which MAE length F1 is reproduced (every
+    longer length too), and how the MAE arm compares with its FLOP-matched control there."""
+    lines = []
+    first = first_reproduced(table)
+    for side, rows in table.groupby("side"):
+        grid = sorted(rows["pretrain_epochs"].unique())
+        start = first.get(int(side))
+        f1 = (f"F1 is reproduced from {start} MAE epochs on (of {', '.join(map(str, grid))})" if start
+              else f"F1 is not reproduced at the longest MAE length run ({max(grid)} epochs)")
+        ctl = rows[rows["comparison"] == "MAE minus FLOP-matched control"].sort_values("pretrain_epochs")
+        if len(ctl):
+            last = ctl.iloc[-1]
+            f1 += (f"; against a classification-only control with the same FLOPs, the MAE arm at "
+                   f"{int(last['pretrain_epochs'])} epochs is {last['effect']:+.2f} points "
+                   f"[{last['low']:+.2f}, {last['high']:+.2f}] ({last['verdict']})")
+        lines.append(f"{side} x {side} ({int(side) ** 2} positions): {f1}.")
+    return lines

@@ -1,0 +1,112 @@
+"""06_scaling: the grid's tables, verdicts, merge, parameters and its lines in SUMMARY."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hipcore import report, results
+from hipcore.experiments import common, scaling
+from hipcore.notebook import ParameterError
+
+
+def fake_curve(effect_by_epochs, sides=(28,), seeds=(0, 1, 2), control_gap=-3.0, noise=0.5):
+    """A curve as run_curve returns it: MAE arm = classification + effect (+ noise per seed)."""
+    rng = np.random.default_rng(0)
+    rows = []
+
+    def add(side, epochs, arm, seed, **values):
+        rows.extend({"side": side, "positions": side * side, "pretrain_epochs": epochs, "arm": arm, "seed": seed,
+                     "metric": m, "value": v} for m, v in values.items())
+
+    for side in sides:
+        for seed in seeds:
+            base = 60.0 + seed
+            add(side, 0, "classification", seed, test_accuracy=base, total_seconds=10.0, tflops=1.0,
+                structure=0.03, structure_chance=0.0, structure_chance_sd=0.003)
+            for epochs, effect in effect_by_epochs.items():
+                mae = base + effect + rng.normal(0, noise)
+                add(side, epochs, "mae", seed, test_accuracy=mae, total_seconds=20.0, tflops=2.0 * epochs,
+                    structure=0.002 * epochs, structure_chance=0.0, structure_chance_sd=0.003)
+                add(side, epochs, "control", seed, test_accuracy=mae - control_gap, total_seconds=20.0,
+                    tflops=2.0 * epochs)
+    return pd.DataFrame(rows)
+
+
+def test_effects_are_paired_per_seed_with_intervals_and_verdicts():
+    table = scaling.effects(fake_curve({1: -2.0, 4: 0.0, 8: 5.0}))
+    f1 = table[table["comparison"].str.startswith("F1")].set_index("pretrain_epochs")
+    assert list(f1.index) == [1, 4, 8] and (f1["seeds"] == 3).all()
+    assert f1.loc[8, "effect"] == pytest.approx(5.0, abs=1.0) and f1.loc[8, "low"] > 0
+    assert f1.loc[8, "verdict"] == "reproduced" and f1.loc[1, "verdict"].startswith("opposite")
+    control = table[table["comparison"] == "MAE minus FLOP-matched control"]
+    assert np.allclose(control["effect"], -3.0) and (control["mae_tflops"] == 2.0 * control["pretrain_epochs"]).all()
+
+
+def test_first_reproduced_needs_every_longer_length_to_hold():
+    table = scaling.effects(fake_curve({1: 5.0, 2: -5.0, 4: 5.0, 8: 6.0}))
+    assert scaling.first_reproduced(table) == {28: 4}
+    assert scaling.first_reproduced(scaling.effects(fake_curve({1: -5.0, 2: -4.0}))) == {28: None}
+    lines = scaling.scale_sentences(table)
+    assert lines[0].startswith("28 x 28 (784 positions): F1 is reproduced from 4 MAE epochs on")
+    assert "the MAE arm at 8 epochs is -3.00 points" in lines[0]
+
+
+def test_structure_table_counts_seeds_above_chance():
+    table = scaling.structure_table(fake_curve({1: 0.0, 8: 0.0}))
+    mae = table[table["arm"] == "mae"].set_index("pretrain_epochs")
+    assert mae.loc[1, "seeds_above_chance"] == 0 and mae.loc[8, "seeds_above_chance"] == 3
+    assert table.set_index("arm").loc["classification", "seeds_above_chance"] == 3
+
+
+def test_merge_refuses_a_row_twice_and_keeps_parts_apart():
+    a, b = fake_curve({1: 1.0}, seeds=(0,)), fake_curve({1: 1.0}, seeds=(1,))
+    assert sorted(scaling.merge([a, b])["seed"].unique()) == [0, 1]
+    with pytest.raises(ValueError, match="more than one part"):
+        scaling.merge([a, a])
+
+
+def test_write_gives_tables_and_figures(tmp_path):
+    paths = scaling.write(tmp_path, fake_curve({1: 0.0, 2: 3.0}, sides=(28, 56)))
+    assert {p.name for p in paths} == {"curve.csv", "effects.csv", "structure.csv", "scaling.png", "scaling.svg"}
+    assert set(pd.read_csv(tmp_path / "effects.csv")["side"]) == {28, 56}
+
+
+def test_parameters_and_sides():
+    assert scaling.check_grid(None, [8, 2]) == (None, (2, 8))
+    assert scaling.check_grid([56, 28], None) == ((28, 56), None)
+    for bad in ([14], [28, 28], "28", [], [28.0]):
+        with pytest.raises(ParameterError, match="sides="):
+            scaling.check_grid(bad, None)
+    with pytest.raises(ParameterError, match="pretrain_grid="):
+        scaling.check_grid(None, [0, 2])
+    assert scaling.data_options(28) == {} and scaling.data_options(56) == {"resolution": 56}
+    with pytest.raises(ValueError, match="side"):
+        scaling.data_options(20)
+
+
+def test_quick_shares_its_own_point_with_the_image_notebooks():
+    quick = scaling.TABLE["quick"]
+    own = common.IMAGE_TABLE["quick"]["pretrain_epochs"]
+    assert own in quick["pretrain_grid"] and own in quick["controls"] and quick["sides"] == (28,)
+    point = scaling.point_settings(quick, own)
+    from hipcore.experiments.imagenet_comparison import HIP_MAE
+    mine = common.train_configs(HIP_MAE, 0, point, dataset="fashion_mnist", data_options=scaling.data_options(28))
+    theirs = common.train_configs(HIP_MAE, 0, common.IMAGE_TABLE["quick"], dataset="fashion_mnist")
+    assert [c.run_id for c in mine] == [c.run_id for c in theirs]
+    for profile, settings in scaling.TABLE.items():
+        assert set(settings["controls"]) <= set(settings["pretrain_grid"]), profile
+
+
+def test_summary_and_results_read_the_grid(tmp_path):
+    folder = tmp_path / "06_scaling" / "full"
+    scaling.write_tables(folder, fake_curve({2: 0.0, 8: 5.0}))
+    (folder / "provenance.json").write_text(json.dumps({"machine": {"cpu": "X", "cores": 2, "gpu": "G"}}))
+    lines = report.scale_section(tmp_path, "quick")            # no quick grid: the full one, named
+    assert "06_scaling/full/effects.csv" in lines[2] and "on G" in lines[2]
+    assert any("reproduced from 8 MAE epochs" in line for line in lines)
+    frame = results.load_folder(folder)
+    assert set(frame["arm"]) >= {"classification, 28x28", "mae, 28x28, 8 MAE epochs", "control, 28x28, 2 MAE epochs"}
+    assert frame.loc[frame["metric"] == "tflops", "unit"].unique().tolist() == ["TFLOP"]
+    assert report.scale_section(tmp_path / "nothing", "quick") == []
