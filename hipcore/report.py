@@ -288,6 +288,8 @@ def describe_paper(f: Finding) -> str:
     """The paper's effect, and what the claim is where the number alone does not say it."""
     if not f.paper_key:
         return "not in the paper"
+    if f.paper is None:
+        return "claimed, no number"
     text = f"{f.paper:.1f}x" if f.scale == "ratio" else _fmt(f.paper, 1)
     if f.claim == "same":
         return f"{text} (no effect: within ±{f.margin:g})"
@@ -434,16 +436,49 @@ def executed_path(results_dir: str | Path, profile: str) -> Path:
     return Path(results_dir) / "executed" / profile
 
 
-def write_summary(results_dir: str | Path, profile: str = "quick", out: str | Path | None = None) -> Path:
-    """Regenerate the profile's summary (`summary_path`) from `<notebook>/<profile>/comparisons.csv`.
-
-    Writes nothing else: other profiles' files are never touched."""
+def profile_findings(results_dir: str | Path, profile: str) -> tuple[dict[str, list[dict]], list[Finding]]:
+    """({notebook: its comparison rows}, the findings they make) of `<notebook>/<profile>/`."""
     results_dir = Path(results_dir)
     reference = paper_reference(results_dir / "paper_reference.csv") \
         if (results_dir / "paper_reference.csv").exists() else paper_reference()
     sources = {p.parent.parent.name: read_comparisons(p)
                for p in sorted(results_dir.glob(f"*/{profile}/comparisons.csv"))}
-    found = merge_notebooks(sources, reference)
+    return sources, merge_notebooks(sources, reference)
+
+
+GLANCE_FIGURE = Path("06_scaling") / "full" / "scaling.png"
+
+
+def readme_results(results_dir: str | Path, profile: str = "quick") -> str:
+    """The README's results at a glance: each finding's paper effect, ours with its interval and
+    the verdict (from the profile's comparisons), the scale F1 needs, and one figure."""
+    results_dir = Path(results_dir)
+    _, found = profile_findings(results_dir, profile)
+    if not found:
+        return f"No `{profile}` results yet: `make reproduce` writes them."
+    table = pd.DataFrame({"finding": [f.finding for f in found], "paper": [describe_paper(f) for f in found],
+                          "ours [interval]": [describe_ours(f) for f in found],
+                          "unit": [f.metric for f in found], "verdict": [f.verdict for f in found]})
+    where = f"{results_dir.name}/{summary_path(results_dir, profile).name}"
+    parts = [f"Every finding at the `{profile}` profile (Fashion-MNIST, a small HiP, a few epochs; "
+             f"rules, power and provenance in [{where}]({where})):", "", markdown(table), ""]
+    scale = scale_section(results_dir, profile)
+    if scale:
+        parts += [line for line in scale[2:] if line]
+        parts.append("")
+    if (results_dir / GLANCE_FIGURE).exists():
+        figure = (Path(results_dir.name) / GLANCE_FIGURE).as_posix()
+        parts.append(f"![F1 against MAE length and compute, and the structure of the MAE-learned "
+                     f"positions]({figure})")
+    return "\n".join(parts).rstrip()
+
+
+def write_summary(results_dir: str | Path, profile: str = "quick", out: str | Path | None = None) -> Path:
+    """Regenerate the profile's summary (`summary_path`) from `<notebook>/<profile>/comparisons.csv`.
+
+    Writes nothing else: other profiles' files are never touched."""
+    results_dir = Path(results_dir)
+    sources, found = profile_findings(results_dir, profile)
     executed = executed_path(results_dir, profile)
     links = {nb: (executed / f"{nb}.ipynb").relative_to(results_dir).as_posix() for nb in sources}
     parts = [f"# Summary of findings ({profile} profile)", "",

@@ -60,7 +60,7 @@ FRACTIONS = {"fraction_of_peak", "fraction_of_best_peak"}
 # Columns of 05's wide metrics.csv that describe the measurement rather than measure it.
 WIDE_SETTINGS = ("model", "package", "side", "inputs", "batch", "status", "repeats", "threads", "precision")
 # What a comparisons.csv 'metric' (the unit of its effect) is, as a metric of this frame.
-COMPARISON_METRICS = (("top-1 %", "test_accuracy"), ("steps/s", "steps_per_s"))
+COMPARISON_METRICS = (("top-1 %", "test_accuracy"), ("steps/s", "steps_per_s"), ("structure score", "structure"))
 
 
 class ResultsError(ValueError):

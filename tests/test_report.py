@@ -256,3 +256,32 @@ def test_sentences_read_no_meaning_into_differences_below_the_noise():
     assert "about the same" in same and "more" not in same and "less" not in same
     more = report.compare_scores("MAE", 0.30, "classification", 0.05, 0.01, 0.01)
     assert "MAE holds more structure than classification" in more
+
+
+def test_a_claim_the_paper_makes_without_a_number_is_named_so(tmp_path):
+    path = tmp_path / "c.csv"
+    write_pairs(path, "F7", "higher", "effect.F7_mae_positions_structure", [(0.0, 0.10), (0.001, 0.12)])
+    (f,) = findings(read_comparisons(path))
+    assert f.paper is None and f.verdict.startswith("same direction") or f.verdict == "reproduced"
+    assert "| claimed, no number |" in markdown_table([f]) and math.isnan(f.power)
+
+
+def test_the_readme_blocks_are_filled_from_the_results(tmp_path):
+    from hipcore import notebook, provenance
+
+    quick_results(tmp_path)
+    folder = tmp_path / "01_imagenet_comparison" / "quick"
+    notebook.write_metrics(folder / "metrics.csv", [
+        {"run_id": "HiP, MAE", "seed": s, "metric": "total_seconds", "value": 120.0 * (s + 1)} for s in (0, 1)])
+    provenance.reproduce_record(tmp_path / "executed" / "quick", {"01_imagenet_comparison": 30.0}, "quick")
+    readme = tmp_path / "README.md"
+    marks = [provenance.block_marks(name) for name in ("results", "times", "budget")]
+    readme.write_text("top\n" + "\nmiddle\n".join(f"{a}\nold\n{b}" for a, b in marks) + "\nend\n")
+    assert provenance.update_readme(readme, tmp_path, "quick")
+    text = readme.read_text()
+    assert "old" not in text and text.startswith("top\n") and text.endswith("end\n")
+    assert "| finding | paper | ours [interval] | unit | verdict |" in text
+    assert "| 01 | HiP, MAE | 2 | 3.0 | 6.0 |" in text                           # minutes per seed, in all
+    assert "as if run alone on an empty cache: 01 6 min" in text
+    readme.write_text("no blocks\n")
+    assert not provenance.update_readme(readme, tmp_path, "quick")

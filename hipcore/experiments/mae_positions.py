@@ -345,6 +345,27 @@ def geometry_null(table: torch.Tensor, spec, *, draws: int = 10, max_positions: 
     return score(x), statistics.fmean(chance), statistics.stdev(chance)
 
 
+F7 = ("F7 MAE-learned positions hold the image grid's structure (score against its chance level)",
+      "effect.F7_mae_positions_structure")
+
+
+def record_structure_finding(path: Path, arm: Arm, seeds: tuple[int, ...], settings: Mapping[str, Any],
+                             modality: str = "image", **data: Any) -> int:
+    """F7's paired rows in comparisons.csv, one per seed: the structure score of the arm's
+    MAE-pretrained table (treatment) against its chance level, the mean score of the same rows
+    randomly permuted (baseline). Returns how many seeds were recorded."""
+    from ..report import append_comparison
+
+    for seed in seeds:
+        model = load_model(checkpoints(arm, seed, settings, **data)[0])
+        with torch.no_grad():
+            table = model.positions(modality).float()
+        score, chance, _ = geometry_null(table, model.modalities[modality], seed=seed)
+        append_comparison(path, finding=F7[0], claim="higher", paper_key=F7[1], metric="structure score",
+                          seed=seed, baseline=chance, treatment=score)
+    return len(seeds)
+
+
 def structure_rows(tables: Mapping[str, torch.Tensor], spec) -> list[dict[str, Any]]:
     """geometry_score of each table: {'table', 'structure', 'chance_sd'}."""
     return [dict(zip(("table", "structure", "chance_sd"), (name, *geometry_score(t, spec))))
