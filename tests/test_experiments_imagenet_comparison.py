@@ -85,7 +85,7 @@ def test_derived_paper_rows_are_differences_of_the_papers_numbers():
         value("imagenet.hip16") - value("imagenet.perceiver_io_fourier"))
     assert value("effect.perceiver_io_fourier_vs_learned") == pytest.approx(
         value("imagenet.perceiver_io_fourier") - value("imagenet.perceiver_io_learned"))
-    assert all(key in ref for _, _, key, _, _ in ic.FINDINGS)
+    assert all(key in ref for _, _, key, _, _ in ic.FINDINGS if key)          # "": not in the paper
     assert all(key in ref for key in ic.PAPER_KEYS.values())
 
 
@@ -95,3 +95,19 @@ def test_data_options_check_the_resolution():
     for bad in (None, 2, 64.0, True):
         with pytest.raises(ParameterError, match="resolution"):
             ic.data_options("imagefolder", bad)
+
+
+def test_the_flop_matched_perceiver_trains_the_mae_arms_flops():
+    settings = {**ic.TABLE["smoke"], "limit_train": 64}
+    train = load_dataset("fashion_mnist", "train", ordering="raster")
+    steps = ic.matched_steps(settings, train, **DATA)
+    from hipcore.experiments import mae_positions as mp
+    budget = mp.flop_budget(settings, train_data=train, **DATA)
+    fourier, _ = ic.perceiver_arms(settings["flat_variant"])
+    _, sup = common.train_configs(fourier, 0, settings, **DATA)
+    per_step = budget.mae_arm_flops / steps
+    assert steps > budget.supervised_steps and per_step > 0
+    matched = [a for a in ic.arms(settings, matched_steps=steps) if a.label == ic.PERCEIVER_MATCHED]
+    assert len(matched) == 1 and matched[0].steps == steps and matched[0].position == "fourier"
+    assert ic.PERCEIVER_MATCHED not in [a.label for a in ic.arms(settings)]    # no steps: left out
+    assert common.train_configs(matched[0], 0, settings, **DATA)[1].max_steps == steps

@@ -18,8 +18,8 @@ def test_table_has_every_profile_and_smoke_keeps_each_kind_of_arm():
         assert set(row["arms"]) <= set(mp.ALL_ARMS)
     smoke = mp.arms(mp.TABLE["smoke"])
     assert any(a.mae for a in smoke.values()) and any(a.position == "fourier" for a in smoke.values())
-    # quick: every arm a verdict or a contrast rests on; the second masking ratio moves to full
-    assert set(mp.TABLE["quick"]["arms"]) == set(mp.ALL_ARMS) - {"mask_ratio"}
+    # quick: every arm a verdict rests on; the others move to full
+    assert set(mp.TABLE["quick"]["arms"]) == set(mp.ALL_ARMS) - {"mask_ratio", "positions_only"}
     assert mp.TABLE["full"]["arms"] == mp.ALL_ARMS and len(mp.TABLE["quick"]["seeds"]) >= 3
 
 

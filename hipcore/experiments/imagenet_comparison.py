@@ -40,14 +40,16 @@ HIP_CLASSIFICATION = Arm("HiP, classification-learned positions", ordering="rast
 HIP_FOURIER = Arm("HiP, Fourier features", position="fourier", ordering="raster")
 PERCEIVER_FOURIER = "Perceiver IO, Fourier features"
 PERCEIVER_LEARNED = "Perceiver IO, learned positions"
+PERCEIVER_MATCHED = "Perceiver IO, Fourier features, FLOP-matched"
 
-ALL_ARMS = ("hip_mae", "perceiver_fourier", "perceiver_learned", "hip_fourier", "hip_classification")
+ALL_ARMS = ("hip_mae", "perceiver_fourier", "perceiver_learned", "hip_fourier", "hip_classification",
+            "perceiver_matched")
 
 # Per profile: common.IMAGE_TABLE's training settings (so shared arms hit the cache), the flat
 # baseline's variant, and which arms run (smoke keeps one MAE and one Fourier arm).
 TABLE: dict[str, dict[str, Any]] = {
     "smoke": {**common.IMAGE_TABLE["smoke"], "flat_variant": "perceiver_small",
-              "arms": ("hip_mae", "perceiver_fourier")},
+              "arms": ("hip_mae", "perceiver_fourier", "perceiver_matched")},
     "binder": {**common.IMAGE_TABLE["binder"], "flat_variant": "perceiver_small", "arms": ALL_ARMS},
     "quick": {**common.IMAGE_TABLE["quick"], "flat_variant": "perceiver_small", "arms": ALL_ARMS},
     "full": {**common.IMAGE_TABLE["full"], "flat_variant": "perceiver_small", "arms": ALL_ARMS},
@@ -68,6 +70,8 @@ FINDINGS = (
      PERCEIVER_LEARNED, PERCEIVER_FOURIER),
     ("F1 MAE-learned vs classification-learned positions", "higher",
      "effect.F1_mae_vs_classification_positions", HIP_CLASSIFICATION.label, HIP_MAE.label),
+    ("HiP (MAE-learned) vs Perceiver IO (Fourier) at matched training FLOPs (not in the paper)", "higher", "",
+     PERCEIVER_MATCHED, HIP_MAE.label),
 )
 
 
@@ -77,12 +81,27 @@ def perceiver_arms(flat_variant: str) -> tuple[Arm, Arm]:
             Arm(PERCEIVER_LEARNED, variant=flat_variant, ordering="raster"))
 
 
-def arms(settings: Mapping[str, Any]) -> list[Arm]:
-    """The arms settings['arms'] names, in that order."""
+def arms(settings: Mapping[str, Any], matched_steps: int | None = None) -> list[Arm]:
+    """The arms settings['arms'] names, in that order. The FLOP-matched Perceiver IO trains
+    `matched_steps` steps (`matched_steps` below); it is left out when they are not given."""
     fourier, learned = perceiver_arms(settings["flat_variant"])
     every = {"hip_mae": HIP_MAE, "perceiver_fourier": fourier, "perceiver_learned": learned,
-             "hip_fourier": HIP_FOURIER, "hip_classification": HIP_CLASSIFICATION}
-    return [every[key] for key in settings["arms"]]
+             "hip_fourier": HIP_FOURIER, "hip_classification": HIP_CLASSIFICATION,
+             "perceiver_matched": fourier.replace(label=PERCEIVER_MATCHED, steps=matched_steps)}
+    return [every[key] for key in settings["arms"] if key != "perceiver_matched" or matched_steps is not None]
+
+
+def matched_steps(settings: Mapping[str, Any], train_data, **data: Any) -> int:
+    """Steps of the flat Perceiver IO (Fourier) whose training FLOPs come nearest those of
+    HIP_MAE (MAE pretraining plus fine-tuning), both counted by torch's flop counter."""
+    from ..train.engine import load_data
+    from .mae_positions import flop_budget, step_flops         # mae_positions imports this module
+
+    budget = flop_budget(settings, train_data=train_data, **data)
+    fourier, _ = perceiver_arms(settings["flat_variant"])
+    _, sup = common.train_configs(fourier, 0, settings, **data)
+    train_set, _ = load_data(sup, train_data, train_data)
+    return max(1, round(budget.mae_arm_flops / step_flops(sup, train_set)))
 
 
 # ---- data ----

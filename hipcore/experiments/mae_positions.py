@@ -53,9 +53,9 @@ TABLE: dict[str, dict[str, Any]] = {
     "smoke": {**common.IMAGE_TABLE["smoke"], "arms": ("hip_mae", "hip_classification", "hip_fourier"),
               "other_seeds": 1},
     "binder": {**common.IMAGE_TABLE["binder"], "arms": ALL_ARMS, "other_seeds": 1},
-    # quick: the second masking ratio (no verdict rests on it, and an MAE pretraining of its
-    # own) moves to full.
-    "quick": {**common.IMAGE_TABLE["quick"], "arms": tuple(a for a in ALL_ARMS if a != "mask_ratio"),
+    # quick: the second masking ratio (an MAE pretraining of its own) and the positions-only
+    # transfer move to full: no verdict rests on them.
+    "quick": {**common.IMAGE_TABLE["quick"], "arms": tuple(a for a in ALL_ARMS if a not in ("mask_ratio", "positions_only")),
               "other_seeds": 1},
     "full": {**common.IMAGE_TABLE["full"], "arms": ALL_ARMS, "other_seeds": 3},
     "paper": {**common.IMAGE_TABLE["paper"], "arms": ALL_ARMS, "other_seeds": 3},
