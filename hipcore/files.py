@@ -1,5 +1,5 @@
-"""Atomic file writes with one recognisable temporary name, and the cleanup of the ones a
-killed process left behind.
+"""Atomic file writes with one recognisable temporary name, the cleanup of the ones a killed
+process left behind, and a file's SHA-256.
 
 Every temporary file of hipcore is named `.<target name>.<pid>.hipcore-tmp` beside its
 target, so a cleanup can remove exactly these (and only those whose writer is gone), never
@@ -8,6 +8,7 @@ a user's file that happens to look temporary.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -64,3 +65,12 @@ def clean_temps(folder: str | os.PathLike, *, only_dead: bool = True) -> list[Pa
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes (hex), read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

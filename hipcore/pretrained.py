@@ -34,7 +34,6 @@ It imports torch and the model only when a model is loaded, so `import hipcore` 
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -43,6 +42,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import HipcoreError
+from .files import sha256_file
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MANIFEST = "manifest.json"
@@ -100,14 +100,6 @@ def entry(name: str, folder: str | os.PathLike | None = None) -> dict[str, Any]:
     return weights[name]
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def verified_file(name: str, folder: str | os.PathLike | None = None) -> Path:
     """The weights file of `name`, after checking its size and SHA-256 against the manifest.
     CheckpointError naming the file when it is missing, truncated or altered."""
@@ -122,7 +114,7 @@ def verified_file(name: str, folder: str | os.PathLike | None = None) -> Path:
     if size != e["bytes"]:
         raise CheckpointError(f"weights file {path} of {name!r} holds {size:,} bytes where the manifest "
                               f"says {e['bytes']:,}: it is truncated or was replaced; {fix}")
-    if sha256(path) != e["sha256"]:
+    if sha256_file(path) != e["sha256"]:
         raise CheckpointError(f"weights file {path} of {name!r} does not match its SHA-256 in {MANIFEST}: "
                               f"it is corrupted or was modified; {fix}")
     return path
@@ -374,7 +366,7 @@ def export(profile: str = "quick", *, seed: int = 0, runs_dir: str | os.PathLike
                    "unit": "mean squared error of hidden pixels, normalised"})
         examples = cfg.limit_test if cfg.limit_test is not None else "all"
         manifest["weights"][name] = {
-            "file": path.name, "sha256": sha256(path), "bytes": path.stat().st_size, "kind": kind,
+            "file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size, "kind": kind,
             "what": what_it_is(kind, cfg, dataset),
             "model": model_spec(state, cfg.variant),
             "data": {"dataset": dataset, "ordering": cfg.ordering, "limit_train": cfg.limit_train,

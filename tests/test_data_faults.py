@@ -181,7 +181,7 @@ def test_fashion_mnist_fingerprint_digests_its_files_once_per_path_size_and_time
     def no_reading(path):
         raise AssertionError(f"{path} was read again although unchanged")
 
-    monkeypatch.setattr(fp, "_sha256", no_reading)
+    monkeypatch.setattr(fp, "sha256_file", no_reading)
     fp._memory.clear()                                  # a new process: only the file cache is left
     assert dataset_fingerprint("fashion_mnist") == first
     assert dataset_fingerprint("fashion_mnist_points") == first

@@ -21,7 +21,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from hipcore.data.base import cache_root
-from hipcore.files import write_text_atomic
+from hipcore.files import sha256_file, write_text_atomic
 
 LENGTH = 16                     # hex digits kept: 64 bits
 
@@ -37,20 +37,12 @@ def _cache_file() -> Path:
     return cache_root() / "fingerprints.json"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def file_digest(path: str | os.PathLike, cached: bool = True) -> str:
     """SHA-256 of a file's content, cached by (resolved path, size, mtime) unless cached=False
     (then read afresh: the full-content check)."""
     path = Path(path).resolve()
     if not cached:
-        return _sha256(path)
+        return sha256_file(path)
     st = path.stat()
     stamp = (st.st_size, st.st_mtime_ns)
     key = str(path)
@@ -64,7 +56,7 @@ def file_digest(path: str | os.PathLike, cached: bool = True) -> str:
     if isinstance(entry, list) and len(entry) == 3 and tuple(entry[:2]) == stamp:
         digest = entry[2]
     else:
-        digest = _sha256(path)
+        digest = sha256_file(path)
         stored = stored if isinstance(stored, dict) else {}
         stored[key] = [*stamp, digest]
         try:
