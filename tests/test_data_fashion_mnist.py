@@ -227,3 +227,21 @@ def test_fetch_into_a_user_folder_from_a_mirror_without_root(fmnist_dir, isolate
     empty = isolated / "empty"
     assert data_cli(["fetch", "fashion-mnist", "--into", str(empty), "--base-url", "http://127.0.0.1:9/"]) == 1
     assert not [p for p in empty.iterdir()]
+
+
+def test_resolution_upsamples_each_image_bilinearly_to_8_bits():
+    import torch
+    from hipcore.data.fashion_mnist import upsample
+
+    images = torch.randint(0, 256, (5, 28, 28), dtype=torch.uint8)
+    assert upsample(images, None) is images and upsample(images, 28) is images
+    big = upsample(images, 56)
+    assert big.shape == (5, 56, 56) and big.dtype == torch.uint8
+    flat = torch.full((2, 28, 28), 77, dtype=torch.uint8)
+    assert (upsample(flat, 56) == 77).all()                       # a constant image stays constant
+    assert abs(big.float().mean() - images.float().mean()) < 2    # brightness kept
+    for bad in (14, 56.0, True):
+        with pytest.raises(ValueError, match="resolution"):
+            upsample(images, bad)
+    test = load_dataset("fashion_mnist", "test", resolution=56)
+    assert test.modalities["image"].grid == (56, 56) and test.modalities["image"].num_inputs == 3136
