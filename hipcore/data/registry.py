@@ -36,8 +36,8 @@ def load_dataset(name: str, split: str, *, ordering: str | None = None, data_dir
 
     name: 'fashion_mnist' (options: hflip, download), 'imagefolder' (data_dir and resolution
     required; cache_dir, workers, hflip; 'test' reads the val folder), 'shapes3d' (num_points,
-    train_per_class, test_per_class, augment; takes no data_dir), 'parts3d' (as shapes3d, and
-    partial: partial views, default true), 'modelnet40' (data_dir
+    train_per_class, test_per_class, augment; takes no data_dir), 'parts3d' (the same options,
+    and partial: partial views, default true; no data_dir), 'modelnet40' (data_dir
     required; num_points, augment), 'fashion_mnist_points' (num_points, download).
     ordering: images 'raster' (default), 'column', 'hilbert', 'shuffled'; point clouds
     'stored' (default), 'morton', 'hilbert', 'shuffled'.
