@@ -18,8 +18,9 @@ from .data.orderings import to_grid
 
 # How titles name datasets and model variants (never their code names).
 NAMES = {"fashion_mnist": "Fashion-MNIST", "imagefolder": "image folder", "shapes3d": "3-D shapes",
-         "modelnet40": "ModelNet40", "small3": "small HiP (16-1-16 groups)", "small5": "small 5-block HiP",
-         "hip16": "HiP-16", "hip256": "HiP-256", "mini": "HiP Mini", "perceiver_small": "small flat Perceiver IO",
+         "parts3d": "3-D part assemblies", "modelnet40": "ModelNet40", "small3": "small HiP (16-1-16 groups)",
+         "small5": "small 5-block HiP", "hip16": "HiP-16", "hip256": "HiP-256", "mini": "HiP Mini",
+         "perceiver_small": "small flat Perceiver IO",
          "perceiver_io_imagenet": "Perceiver IO (ImageNet configuration)"}
 
 

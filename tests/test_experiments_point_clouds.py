@@ -7,7 +7,7 @@ import torch
 matplotlib.use("Agg")
 
 from hipcore.config import variant
-from hipcore.experiments import common, orderings, point_clouds
+from hipcore.experiments import common, orderings, point_clouds, shortcuts
 from hipcore.notebook import PROFILES
 
 
@@ -22,8 +22,10 @@ def test_profiles():
 
 def test_data_options_follow_the_dataset():
     quick = point_clouds.TABLE["quick"]
-    assert point_clouds.data_options("shapes3d", quick) == {"num_points": 1024, "train_per_class": 200,
-                                                           "test_per_class": 50}
+    assert point_clouds.DATASETS[0] == "parts3d"
+    for name in ("parts3d", "shapes3d"):
+        assert point_clouds.data_options(name, quick) == {"num_points": 1024, "train_per_class": 200,
+                                                          "test_per_class": 50}
     assert point_clouds.data_options("modelnet40", quick) == {"num_points": 1024}
 
 
@@ -66,9 +68,12 @@ def test_findings_and_figure(tmp_path):
 
     rows = [{"arm": point_clouds.label(o, m), "seed": s, "test_accuracy": 70 + 5 * m + s}
             for o in point_clouds.ORDERINGS for m in (True, False) for s in (0, 1)]
+    rows = [{**r, "test_accuracy": r["test_accuracy"] - 8 * r["arm"].startswith("shuffled")} for r in rows]
     point_clouds.record_findings(tmp_path / "c.csv", rows)
-    (f,) = report.findings(report.read_comparisons(tmp_path / "c.csv"))
-    assert f.paper_key == "effect.F6_mae_point_clouds" and f.effect == 5
+    f6, order = report.findings(report.read_comparisons(tmp_path / "c.csv"))
+    assert f6.finding == point_clouds.F6 and f6.paper_key == "effect.F6_mae_point_clouds" and f6.effect == 5
+    assert order.finding == point_clouds.ORDER and order.paper_key == "" and order.effect == -8
+    assert report.describe_paper(order) == "not in the paper" and order.claim == "lower"
     assert "HiP + MAE minus Perceiver, stored" not in point_clouds.contrasts(rows)
 
     labels = torch.tensor([0, 0, 1, 2, 2])
@@ -78,3 +83,37 @@ def test_findings_and_figure(tmp_path):
     fig = point_clouds.draw_clouds(tables, clouds, [0, 3], ["a", "b", "c"], labels)
     assert len(fig.axes) == 4
     assert [r["table"] for r in point_clouds.structure_rows(tables, clouds)] == list(tables)
+
+
+def test_shortcut_rows_per_seed_and_scored_once_per_data(monkeypatch):
+    options = {"num_points": 64, "train_per_class": 4, "test_per_class": 2}
+    rows = point_clouds.shortcut_rows((0, 1), dataset="parts3d", data_options=options)
+    assert [r["seed"] for r in rows] == [0] * 3 + [1] * 3
+    assert {r["arm"] for r in rows} == set(shortcuts.BASELINES) | {point_clouds.CHANCE}
+    assert all(r["test_accuracy"] == 10.0 for r in rows if r["arm"] == point_clouds.CHANCE)
+    # a set read from files is the same for every seed: scored once, its rows repeated
+    same = orderings.load_splits("parts3d", "stored", 0, data_options=options)
+    monkeypatch.setattr(orderings, "load_splits", lambda *a, **k: same)
+    calls = []
+    monkeypatch.setattr(shortcuts, "shortcut_scores", lambda *a: calls.append(1) or {n: 20.0 for n in shortcuts.BASELINES})
+    rows = point_clouds.shortcut_rows((0, 1, 2), dataset="modelnet40")
+    assert len(calls) == 1 and len(rows) == 9
+
+
+def test_margin_lines_say_whether_hip_is_above_the_baselines():
+    names = list(shortcuts.BASELINES)
+    baselines = [{"arm": n, "seed": s, "test_accuracy": 10.0 + i} for i, n in enumerate(names) for s in (0, 1, 2)]
+    rows = ([{"arm": "stored, no MAE", "seed": s, "test_accuracy": 50.0 + s} for s in (0, 1, 2)]
+            + [{"arm": "shuffled, no MAE", "seed": s, "test_accuracy": 11.0 + (-1) ** s} for s in (0, 1, 2)]
+            + [{"arm": "stored + MAE", "seed": 0, "test_accuracy": 30.0}])
+    above, level, single = point_clouds.margin_lines(rows, baselines)
+    assert above.startswith("stored, no MAE: 51.0% top-1, the better shortcut baseline 11.0%")
+    assert "margin +40.0 points" in above and above.endswith("above the shortcut baselines.")
+    assert level.endswith("not shown to be above them.")
+    assert single.endswith("(one seed: no interval).")
+    assert point_clouds.reference_levels(baselines) == {names[0]: 10.0, names[1]: 11.0}
+    with pytest.raises(ValueError, match="no shortcut baseline"):
+        point_clouds.margin_lines(rows, [])
+    fig = orderings.draw_accuracy_bars(rows, ["stored"], ["no MAE"], lambda o, s: f"{o}, {s}",
+                                       references=point_clouds.reference_levels(baselines))
+    assert len(fig.axes[0].lines) >= 2

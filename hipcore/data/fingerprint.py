@@ -111,6 +111,6 @@ def dataset_fingerprint(name: str, *, data_dir: str | os.PathLike | None = None,
         if data_dir is None:
             raise ValueError("modelnet40 needs data_dir")
         return files_fingerprint([p for split in ("train", "test") for p in modelnet40_sources(data_dir, split)])
-    if name == "shapes3d":               # generated from its options alone
+    if name in ("shapes3d", "parts3d"):  # generated from its options alone
         return listing_fingerprint([name, options])
     raise ValueError(f"no fingerprint for dataset {name!r}")

@@ -116,10 +116,12 @@ def contrast_table(rows: list[dict[str, Any]], contrasts: Contrasts) -> str:
 
 
 def draw_accuracy_bars(rows: list[dict[str, Any]], categories: list[str], series: list[str],
-                       label: Callable[[str, str], str], *, xlabel: str = "", title: str = "") -> plt.Figure:
+                       label: Callable[[str, str], str], *, xlabel: str = "", title: str = "",
+                       references: Mapping[str, float] | None = None) -> plt.Figure:
     """Grouped bars, mean ± sd over seeds (seeds as dots): one group per category, one bar per series.
 
     label(category, series) is the arm label of that bar; a missing arm leaves a gap.
+    references: {name: accuracy} drawn as labelled horizontal lines (baselines, chance).
     """
     acc = by_arm(rows)
     fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(categories), 3.2))
@@ -136,6 +138,8 @@ def draw_accuracy_bars(rows: list[dict[str, Any]], categories: list[str], series
                    color=f"C{j}", label=None if labelled else name)
             ax.plot([x] * len(values), values, "k.", markersize=3)
             labelled = True
+    for k, (name, value) in enumerate((references or {}).items()):
+        ax.axhline(value, color="0.4", linestyle=("--", ":", "-.")[k % 3], linewidth=1, label=name)
     ax.legend(fontsize=8)
     ax.set_xticks(range(len(categories)), categories)
     ax.set_xlabel(xlabel)

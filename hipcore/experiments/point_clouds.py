@@ -3,9 +3,16 @@
 A cloud is flattened to [P, 3] in its stored order and cut into contiguous groups, like an
 image. The paper (finding F6) reports +4.7 top-1 on ModelNet40 from MAE pretraining (80.6 vs
 75.9, 2,048 points, stored order), and that the learned point embeddings showed "no visible
-structure". Here: MAE vs no MAE on the built-in 3-D shapes (or ModelNet40 from a folder), in
+structure". Here: MAE vs no MAE on the built-in part assemblies (parts3d, whose classes differ
+only in where the same parts stand; or the built-in shapes3d, or ModelNet40 from a folder), in
 the sampler's stored order and in one fixed shuffled order, and a number for how much of the
 clouds' geometry each learned position table holds (orderings.structure_score).
+
+Beside HiP's arms, the shortcut baselines (hipcore.experiments.shortcuts: 1-NN on a radius
+histogram, and on a distance histogram plus PCA eigenvalues) say what a classifier gets right
+without seeing arrangement; HiP's margin over them is what it learned beyond that. Recorded
+comparisons: F6 (MAE minus no MAE, stored order), and our own row, not in the paper, for
+shuffled minus stored order without MAE.
 
 A position table row belongs to a slot of the sequence, not to a point: slot m holds a
 different point in every cloud. What a table can learn is what slot m has in common across
@@ -22,12 +29,14 @@ import torch
 
 from .. import plots
 from ..data import POINT_ORDERINGS, load_dataset
-from . import common, orderings
+from ..stats import t_interval
+from . import common, orderings, shortcuts
 
-DATASETS = ("shapes3d", "modelnet40")
+DATASETS = ("parts3d", "shapes3d", "modelnet40")
+GENERATED = ("parts3d", "shapes3d")           # built in: sized per class, drawn from the seed
 ORDERINGS = ("stored", "shuffled")
 
-# Per profile. shapes3d: 10 classes x train_per_class clouds to train on; modelnet40 ignores
+# Per profile. parts3d and shapes3d: 10 classes x train_per_class clouds to train on; modelnet40 ignores
 # the per-class sizes (it has 9,843 / 2,468 clouds) and keeps the first num_points points.
 TABLE: dict[str, dict[str, Any]] = {
     # CI: tiny clouds, one seed, one epoch each; checks the plumbing, not the finding.
@@ -59,8 +68,8 @@ PAPER_KEYS = {"stored + MAE": "modelnet40.hip16_mae", "stored, no MAE": "modelne
 
 
 def data_options(dataset: str, settings: Mapping[str, Any]) -> dict[str, Any]:
-    """load_dataset options of a profile: clouds' size, and for shapes3d how many per class."""
-    if dataset == "shapes3d":
+    """load_dataset options of a profile: clouds' size, and for a built-in set how many per class."""
+    if dataset in GENERATED:
         return {k: settings[k] for k in ("num_points", "train_per_class", "test_per_class")}
     return {"num_points": settings["num_points"]}
 
@@ -83,11 +92,70 @@ def plan(seeds: tuple[int, ...], perceiver: bool = False) -> list[tuple[common.A
     return runs + [(perceiver_arm(), seed) for seed in seeds] if perceiver else runs
 
 
+F6 = "F6 MAE minus no MAE, point clouds (stored order)"
+ORDER = "Shuffled minus stored point order, HiP without MAE (ours)"
+
+
 def record_findings(path, rows: list[dict[str, Any]]) -> None:
-    """F6: MAE minus no MAE in stored order (the paper's setting), paired by seed."""
-    common.record_pairs(path, rows, finding="F6 MAE minus no MAE, point clouds (stored order)",
-                        claim="higher", paper_key="effect.F6_mae_point_clouds",
+    """F6: MAE minus no MAE in stored order (the paper's setting), paired by seed; and our own
+    row (an empty paper key: not in the paper): shuffled minus stored order without MAE, which
+    should be lower where the stored order's locality is what HiP's groups use."""
+    common.record_pairs(path, rows, finding=F6, claim="higher", paper_key="effect.F6_mae_point_clouds",
                         baseline=label("stored", False), treatment=label("stored", True))
+    common.record_pairs(path, rows, finding=ORDER, claim="lower", paper_key="",
+                        baseline=label("stored", False), treatment=label("shuffled", False))
+
+
+CHANCE = "chance (most frequent class)"
+
+
+def shortcut_rows(seeds: tuple[int, ...], *, dataset: str, data_dir: str | None = None,
+                  data_options: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Rows like HiP's ({'arm', 'seed', 'test_accuracy'}) for each shortcut baseline and chance,
+    on the data each seed's runs train and test on (a built-in set is drawn from the seed; a
+    set read from files is scored once and its rows repeated per seed)."""
+    rows, scored = [], {}
+    for seed in seeds:
+        train, test = orderings.load_splits(dataset, "stored", seed, data_dir=data_dir, data_options=data_options)
+        key = (train.fingerprint, test.fingerprint)
+        if key not in scored:
+            scored[key] = {**shortcuts.shortcut_scores(train.points, train.labels, test.points, test.labels),
+                           CHANCE: shortcuts.chance(test.labels)}
+        rows += [{"arm": name, "seed": seed, "test_accuracy": value} for name, value in scored[key].items()]
+    return rows
+
+
+def reference_levels(baselines: list[dict[str, Any]]) -> dict[str, float]:
+    """{baseline: mean accuracy over seeds}, for the accuracy figure's horizontal lines."""
+    return {arm: sum(accs.values()) / len(accs) for arm, accs in orderings.by_arm(baselines).items()}
+
+
+def margin_lines(rows: list[dict[str, Any]], baselines: list[dict[str, Any]]) -> list[str]:
+    """One computed sentence per HiP arm: its mean accuracy and its margin over the better
+    shortcut baseline, seed by seed (mean, and with 2 or more seeds the 95% t interval: above
+    the baselines when the interval lies above 0)."""
+    base = orderings.by_arm(baselines)
+    names = [n for n in shortcuts.BASELINES if n in base]
+    if not names:
+        raise ValueError("no shortcut baseline rows to compare with")
+    best = {seed: max(base[n][seed] for n in names) for seed in set.intersection(*(set(base[n]) for n in names))}
+    lines = []
+    for arm, accs in orderings.by_arm(rows).items():
+        seeds = sorted(set(accs) & set(best))
+        if not seeds:
+            continue
+        gaps = [accs[s] - best[s] for s in seeds]
+        ours, shortcut = (sum(v) / len(seeds) for v in ([accs[s] for s in seeds], [best[s] for s in seeds]))
+        text = (f"{arm}: {ours:.1f}% top-1, the better shortcut baseline {shortcut:.1f}% (mean over "
+                f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}): margin {sum(gaps) / len(gaps):+.1f} points")
+        if len(seeds) < 2:
+            lines.append(text + " (one seed: no interval).")
+            continue
+        ci = t_interval(gaps)
+        verdict = ("above the shortcut baselines" if ci.low > 0 else
+                   "below them" if ci.high < 0 else "not shown to be above them")
+        lines.append(f"{text}, 95% interval [{ci.low:+.1f}, {ci.high:+.1f}]: {verdict}.")
+    return lines
 
 
 def contrasts(rows: list[dict[str, Any]]) -> dict[str, tuple[dict[str, float], dict[str, float] | None]]:
