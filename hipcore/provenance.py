@@ -46,8 +46,12 @@ def code_fingerprint(root: Path = REPO, parts: tuple[str, ...] = TRAINING_CODE) 
     return digest.hexdigest()[:12]
 
 
+WRITTEN_BY_RUNS = ("results", "README.md")
+
+
 def git_state(root: Path = REPO) -> dict[str, Any]:
-    """{'commit': sha or None, 'dirty': True/False/None}: None when this is not a git checkout."""
+    """{'commit': sha or None, 'dirty': True/False/None}: None when this is not a git checkout;
+    dirty when tracked files other than those runs write (WRITTEN_BY_RUNS) differ from HEAD."""
     def git(*args: str) -> str | None:
         try:
             done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30)
@@ -56,7 +60,9 @@ def git_state(root: Path = REPO) -> dict[str, Any]:
         return done.stdout.strip() if done.returncode == 0 else None
 
     commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    # What runs write (results/, the README's generated blocks) does not make the code dirty.
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ".", *(f":!{p}" for p in WRITTEN_BY_RUNS)) \
+        if commit else None
     return {"commit": commit, "dirty": None if status is None else bool(status)}
 
 

@@ -449,6 +449,21 @@ def profile_findings(results_dir: str | Path, profile: str) -> tuple[dict[str, l
 GLANCE_FIGURE = Path("06_scaling") / "full" / "scaling.png"
 
 
+def _as_run(results_dir: Path, profile: str) -> str:
+    """', as run at commit abc1234: N MAE + M epochs on K images', from notebook 01's record."""
+    import json
+
+    folder = results_dir / "01_imagenet_comparison" / profile
+    try:
+        settings = json.loads((folder / "summary.json").read_text())["settings"]
+        commit = json.loads((folder / "provenance.json").read_text()).get("commit") or "unknown"
+    except (OSError, KeyError, ValueError):
+        return ""
+    images = "all" if settings.get("limit_train") is None else f"{settings['limit_train']:,}"
+    return (f", as run at commit {commit[:7]}: {settings['pretrain_epochs']} MAE + {settings['epochs']} epochs "
+            f"on {images} images")
+
+
 def readme_results(results_dir: str | Path, profile: str = "quick") -> str:
     """The README's results at a glance: each finding's paper effect, ours with its interval and
     the verdict (from the profile's comparisons), the scale F1 needs, and one figure."""
@@ -460,7 +475,7 @@ def readme_results(results_dir: str | Path, profile: str = "quick") -> str:
                           "ours [interval]": [describe_ours(f) for f in found],
                           "unit": [f.metric for f in found], "verdict": [f.verdict for f in found]})
     where = f"{results_dir.name}/{summary_path(results_dir, profile).name}"
-    parts = [f"Every finding at the `{profile}` profile (Fashion-MNIST, a small HiP, a few epochs; "
+    parts = [f"Every finding at the `{profile}` profile (Fashion-MNIST, a small HiP, a few epochs{_as_run(results_dir, profile)}; "
              f"rules, power and provenance in [{where}]({where})):", "", markdown(table), ""]
     scale = scale_section(results_dir, profile)
     if scale:

@@ -54,6 +54,8 @@ UNITS = {
     "fraction_of_peak": "%", "fraction_of_best_peak": "%",
     # notebook 06's curve
     "tflops": "TFLOP",
+    # the sides of an interaction (a difference of two effects), e.g. F4's shuffle costs
+    "test_accuracy_effect": "top-1 points",
 }
 # Stored as a fraction, shown as a percentage (x 100) so that one metric has one unit.
 FRACTIONS = {"fraction_of_peak", "fraction_of_best_peak"}
@@ -159,6 +161,8 @@ def _comparison_metric(text: str, path: Path) -> str:
 def _comparisons(path: Path) -> pd.DataFrame:
     raw = read_csv(path, ("finding", "metric", "seed", "baseline", "treatment"))
     metric = raw["metric"].map(lambda t: _comparison_metric(t, path))
+    if "kind" in raw:                  # an interaction's sides are effects (differences), not values
+        metric = metric.where(raw["kind"] != "interaction", metric + "_effect")
     parts = [pd.DataFrame({"finding": raw["finding"], "role": role, "seed": _seeds(raw["seed"], path),
                            "metric": metric, "value": _numbers(raw[role], path, role, required=True)})
              for role in ("baseline", "treatment")]

@@ -130,7 +130,28 @@ def run_notebook(notebook: Path, output: Path, parameters: Mapping[str, Any], *,
     except PapermillExecutionError as error:
         raise NotebookError(f"{notebook.stem} stopped in cell {error.exec_count}: {error.evalue} "
                             f"(the executed notebook, with the trace: {output})") from None
+    finally:
+        relative_paths(output)
     return time.perf_counter() - start
+
+
+def relative_paths(executed: Path) -> None:
+    """papermill records where it read and wrote a notebook as given (absolute paths of this
+    machine): make them relative to the checkout (`provenance.relative`), in place."""
+    import nbformat
+
+    from .provenance import relative
+
+    if not executed.exists():
+        return
+    nb = nbformat.read(executed, as_version=4)
+    meta = nb.metadata.get("papermill", {})
+    changed = False
+    for key in ("input_path", "output_path"):
+        if isinstance(meta.get(key), str) and meta[key] != relative(meta[key]):
+            meta[key], changed = relative(meta[key]), True
+    if changed:
+        nbformat.write(nb, executed)
 
 
 def plain(value: Any) -> Any:

@@ -94,3 +94,20 @@ def test_committed_results_hold_no_machine_paths():
              if (path := provenance.REPO / name).suffix in (".json", ".csv", ".md", ".ipynb")
              for m in [machine_path.search(path.read_text(errors="replace"))] if m]
     assert not found, "absolute machine paths in committed results:\n" + "\n".join(found)
+
+
+def test_what_runs_write_does_not_make_the_code_dirty(tmp_path):
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    for name in ("code.py", "README.md", "results/x.csv"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("a\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x")
+    (tmp_path / "README.md").write_text("b\n")
+    (tmp_path / "results" / "x.csv").write_text("b\n")
+    assert provenance.git_state(tmp_path)["dirty"] is False
+    (tmp_path / "code.py").write_text("b\n")
+    assert provenance.git_state(tmp_path)["dirty"] is True

@@ -158,3 +158,19 @@ def test_reproduce_writes_only_its_profiles_files_with_times_and_provenance(tmp_
     record = json.loads((results / "executed" / "smoke" / "provenance.json").read_text())
     assert record["notebook_seconds"] == {"01_a": 3.0, "02_b": 3.0} and record["total_seconds"] == 6.0
     assert all(not p["results_dir"].startswith("/") for p in seen)   # relative: no machine path recorded
+
+
+def test_executed_notebooks_name_their_paths_relative_to_the_checkout(tmp_path):
+    import nbformat
+
+    from hipcore import provenance
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["papermill"] = {"input_path": str(provenance.REPO / "notebooks" / "00_tour.ipynb"),
+                                "output_path": "/elsewhere/out.ipynb"}
+    path = tmp_path / "x.ipynb"
+    nbformat.write(nb, path)
+    sweep_module.relative_paths(path)
+    meta = nbformat.read(path, as_version=4).metadata["papermill"]
+    assert meta["input_path"] == "notebooks/00_tour.ipynb" and meta["output_path"] == "/elsewhere/out.ipynb"
+    sweep_module.relative_paths(tmp_path / "missing.ipynb")                 # a notebook that never got written
