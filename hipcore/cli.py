@@ -122,13 +122,6 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
-def parity_command(args: argparse.Namespace) -> str:
-    """The parity command that wrote a folder, less its --out (the folder itself)."""
-    seeds = f" --seeds {' '.join(map(str, args.seeds))}" if args.seeds else ""
-    against = f" --against {args.against}" if args.against else ""
-    return f"python -m hipcore parity --profile {args.profile}{seeds}{against}"
-
-
 def cmd_parity(args: argparse.Namespace) -> int:
     from . import provenance
     from .experiments import precision_parity as parity
@@ -145,7 +138,8 @@ def cmd_parity(args: argparse.Namespace) -> int:
     rows = parity.run(args.profile, seeds=tuple(args.seeds) if args.seeds else None, against=fast)
     paths = parity.write(out, rows)
     provenance.write(out, parity.settings_for(args.profile, fast), wall_seconds=time.perf_counter() - start,
-                     command=parity_command(args))
+                     command=provenance.command("parity", profile=args.profile, seeds=args.seeds,
+                                                     against=args.against))
     print(markdown(parity.verdict_table(out / "comparisons.csv")))
     print("wrote " + ", ".join(provenance.relative(p) for p in paths))
     return 0
@@ -173,16 +167,14 @@ def cmd_scaling(args: argparse.Namespace) -> int:
     else:
         curve = scaling.run_curve(settings, seeds, runs_dir=args.runs_dir)
     maps = scaling.draw_longest(settings, seed=seeds[0], runs_dir=args.runs_dir) if args.maps else None
-    paths = scaling.write(out, curve, maps)
-    command = f"python -m hipcore scaling --profile {args.profile}" + (
-        f" --sides {' '.join(map(str, args.sides))}" if args.sides else "") + (
-        f" --seeds {' '.join(map(str, args.seeds))}" if args.seeds else "") + (
-        f" --merge ({len(args.merge)} parts)" if args.merge else "") + (" --maps" if args.maps else "")
-    provenance.write(out, settings, wall_seconds=time.perf_counter() - start, command=command)
-    table = scaling.effects(curve)
+    written = scaling.write(out, curve, maps)
+    merged = f"({len(args.merge)} parts)" if args.merge else None
+    provenance.write(out, settings, wall_seconds=time.perf_counter() - start, command=provenance.command(
+        "scaling", profile=args.profile, sides=args.sides, seeds=args.seeds, merge=merged, maps=args.maps))
+    table = written.effects
     print(markdown(table.round(2)))
     print("first MAE length from which F1 is reproduced, per side:", scaling.first_reproduced(table))
-    print("wrote " + ", ".join(provenance.relative(p) for p in paths))
+    print("wrote " + ", ".join(provenance.relative(p) for p in written.paths))
     return 0
 
 

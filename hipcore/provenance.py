@@ -112,6 +112,19 @@ def write(folder: str | Path, settings: Mapping[str, Any] | None = None, **extra
     return path
 
 
+def command(subcommand: str, **options: Any) -> str:
+    """The `python -m hipcore` command line that wrote a folder, for its provenance: each option
+    given as --name value (a list space-joined, True a bare flag; None, False and [] left out),
+    less --out, which is the folder itself."""
+    words = [f"python -m hipcore {subcommand}"]
+    for name, value in options.items():
+        if value is None or value is False or (isinstance(value, (list, tuple)) and not value):
+            continue
+        flag = "--" + name.replace("_", "-")
+        words.append(flag if value is True else f"{flag} {' '.join(map(str, value)) if isinstance(value, (list, tuple)) else value}")
+    return " ".join(words)
+
+
 def relative(path: str | Path, root: Path | None = None) -> str:
     """A path relative to the checkout (`hipcore.locations.home`, else the package's parent
     folder) when it lies inside it (as given otherwise)."""
@@ -275,5 +288,5 @@ def update_readme(readme: str | Path, results_dir: str | Path, profile: str = "q
 def reproduce_record(folder: str | Path, notebook_seconds: Mapping[str, float], profile: str) -> Path:
     """What `reproduce` leaves in results/executed/<profile>/: provenance plus every notebook's time."""
     return write(folder, None, profile=profile, notebook_seconds=dict(notebook_seconds),
-                 total_seconds=sum(notebook_seconds.values()), command=" ".join(
-                     ["python -m hipcore reproduce", f"--profile {profile}"]), python=sys.version.split()[0])
+                 total_seconds=sum(notebook_seconds.values()), command=command("reproduce", profile=profile),
+                 python=sys.version.split()[0])

@@ -111,3 +111,9 @@ def test_what_runs_write_does_not_make_the_code_dirty(tmp_path):
     assert provenance.git_state(tmp_path)["dirty"] is False
     (tmp_path / "code.py").write_text("b\n")
     assert provenance.git_state(tmp_path)["dirty"] is True
+
+
+def test_command_names_the_options_given_and_leaves_out_the_rest():
+    line = provenance.command("scaling", profile="quick", sides=[28, 56], seeds=None, merge=None,
+                              maps=True, against=False, runs_dir=())
+    assert line == "python -m hipcore scaling --profile quick --sides 28 56 --maps"

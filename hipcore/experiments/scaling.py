@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -241,26 +241,33 @@ def merge(parts: list[pd.DataFrame]) -> pd.DataFrame:
     return curve.sort_values(key, kind="stable", ignore_index=True)
 
 
-def write_tables(out, curve: pd.DataFrame) -> list[Path]:
-    """curve.csv (tidy), effects.csv and structure.csv into `out`; returns the paths."""
+class Written(NamedTuple):
+    """What write_tables and write made: the tables they computed once, and the files."""
+    effects: pd.DataFrame                 # effects(curve)
+    structure: pd.DataFrame               # structure_table(curve)
+    paths: list[Path]
+
+
+def write_tables(out, curve: pd.DataFrame) -> Written:
+    """curve.csv (tidy), effects.csv and structure.csv into `out`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    curve.to_csv(out / "curve.csv", index=False)
-    effects(curve).to_csv(out / "effects.csv", index=False)
-    structure_table(curve).to_csv(out / "structure.csv", index=False)
-    return [out / "curve.csv", out / "effects.csv", out / "structure.csv"]
+    written = Written(effects(curve), structure_table(curve), [out / "curve.csv", out / "effects.csv", out / "structure.csv"])
+    for frame, path in zip((curve, written.effects, written.structure), written.paths):
+        frame.to_csv(path, index=False)
+    return written
 
 
-def write(out, curve: pd.DataFrame, maps: plt.Figure | None = None) -> list[Path]:
+def write(out, curve: pd.DataFrame, maps: plt.Figure | None = None) -> Written:
     """write_tables, then the figures scaling.png/.svg (and maps.png/.svg when given)."""
-    paths = write_tables(out, curve)
-    fig = draw(effects(curve), structure_table(curve))
-    paths += plots.save_figure(fig, Path(out) / "scaling")
+    written = write_tables(out, curve)
+    fig = draw(written.effects, written.structure)
+    written.paths.extend(plots.save_figure(fig, Path(out) / "scaling"))
     plt.close(fig)
     if maps is not None:
-        paths += plots.save_figure(maps, Path(out) / "maps")
+        written.paths.extend(plots.save_figure(maps, Path(out) / "maps"))
         plt.close(maps)
-    return paths
+    return written
 
 
 def check_grid(sides: Any, pretrain_grid: Any) -> tuple[tuple[int, ...] | None, tuple[int, ...] | None]:
