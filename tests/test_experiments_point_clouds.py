@@ -35,6 +35,10 @@ def test_plan_and_configs():
     assert sum(a.mae for a, _ in runs) == 6
     with_perceiver = point_clouds.plan((0,), perceiver=True)
     assert with_perceiver[-1][0].variant == "perceiver_small"
+    stored = point_clouds.plan((0, 1), order_names=point_clouds.TABLE["quick"]["orderings"])
+    assert {(a.label, s) for a, s in stored} == {(point_clouds.label("stored", m), s) for m in (True, False) for s in (0, 1)}
+    for name, settings in point_clouds.TABLE.items():    # every profile runs F6's arms
+        assert set(point_clouds.VERDICT_ORDERINGS) <= set(settings["orderings"]) <= set(point_clouds.ORDERINGS), name
     pre, sup = common.train_configs(point_clouds.arm("shuffled", True), 1, point_clouds.TABLE["smoke"],
                                     dataset="shapes3d", data_options={"num_points": 256})
     assert pre.task == "pretrain" and pre.ordering == sup.ordering == "shuffled"
