@@ -77,6 +77,9 @@ def test_findings_and_figure(tmp_path):
     f6, order = report.findings(report.read_comparisons(tmp_path / "c.csv"))
     assert f6.finding == point_clouds.F6 and f6.paper_key == "effect.F6_mae_point_clouds" and f6.effect == 5
     assert order.finding == point_clouds.ORDER and order.paper_key == "" and order.effect == -8
+    stored_only = [r for r in rows if r["arm"].startswith("stored")]          # quick runs no shuffled arms
+    point_clouds.record_findings(tmp_path / "stored.csv", stored_only)
+    assert [f.finding for f in report.findings(report.read_comparisons(tmp_path / "stored.csv"))] == [point_clouds.F6]
     assert report.describe_paper(order) == "not in the paper" and order.claim == "lower"
     assert "HiP + MAE minus Perceiver, stored" not in point_clouds.contrasts(rows)
 
