@@ -478,9 +478,7 @@ def readme_results(results_dir: str | Path, profile: str = "quick") -> str:
     parts = [f"Every finding at the `{profile}` profile (Fashion-MNIST, a small HiP, a few epochs{_as_run(results_dir, profile)}; "
              f"rules, power and provenance in [{where}]({where})):", "", markdown(table), ""]
     scale = scale_section(results_dir, profile)
-    if scale:
-        parts += [line for line in scale[2:] if line]
-        parts.append("")
+    parts += scale[2:]                                      # without its heading
     if (results_dir / GLANCE_FIGURE).exists():
         figure = (Path(results_dir.name) / GLANCE_FIGURE).as_posix()
         parts.append(f"![F1 against MAE length and compute, and the structure of the MAE-learned "
@@ -530,25 +528,29 @@ def write_summary(results_dir: str | Path, profile: str = "quick", out: str | Pa
 # ---- at what scale F1 appears: notebook 06's grid ----
 
 def scale_section(results_dir: str | Path, profile: str) -> list[str]:
-    """Lines on notebook 06's grid (its effects.csv at `profile`, else at full), naming the
-    folder and the machine that made it; none when no grid has run."""
-    import json
-
+    """Lines on notebook 06's grids: its effects.csv at `profile` and at full, each that exists,
+    naming the folder and the machine that made it; none when no grid has run."""
     from .experiments.scaling import scale_sentences     # experiments import this module
 
-    for source in (profile, "full"):
-        folder = Path(results_dir) / "06_scaling" / source
-        if (folder / "effects.csv").exists():
-            break
-    else:
+    folders = [Path(results_dir) / "06_scaling" / source for source in dict.fromkeys((profile, "full"))]
+    folders = [folder for folder in folders if (folder / "effects.csv").exists()]
+    if not folders:
         return []
+    lines = ["## At what scale F1 appears", ""]
+    for folder in folders:
+        lines += [f"From `{folder.relative_to(results_dir).as_posix()}/effects.csv` (notebook 06's grid"
+                  f"{_made_on(folder)}; paired per-seed effects, 95% t intervals):", ""]
+        lines += [f"- {line}" for line in scale_sentences(pd.read_csv(folder / "effects.csv"))] + [""]
+    return lines
+
+
+def _made_on(folder: Path) -> str:
+    """' on <GPU or CPU>' from a results folder's provenance.json ('' without one)."""
+    import json
+
     record = json.loads((folder / "provenance.json").read_text()) if (folder / "provenance.json").exists() else {}
     m = record.get("machine", {})
-    where = f" on {m.get('gpu') or m.get('cpu')}" if m else ""
-    lines = [f"## At what scale F1 appears", "",
-             f"From `{folder.relative_to(results_dir).as_posix()}/effects.csv` (notebook 06's grid{where}; "
-             "paired per-seed effects, 95% t intervals):", ""]
-    return lines + [f"- {line}" for line in scale_sentences(pd.read_csv(folder / "effects.csv"))] + [""]
+    return f" on {m.get('gpu') or m.get('cpu')}" if m else ""
 
 
 # ---- F5's memory half, from the full-profile benchmark ----
