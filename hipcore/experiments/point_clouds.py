@@ -50,7 +50,7 @@ TABLE: dict[str, dict[str, Any]] = {
                    epochs=1, pretrain_epochs=1, batch_size=50, lr=1e-3, pretrain_lr=1e-3,
                    warmup_epochs=0.5, limit_train=None, limit_test=None, perceiver=False, precision="auto", seeds=(0,),
                    orderings=VERDICT_ORDERINGS),
-    # 2 CPU cores, about 20 minutes: 2,000 clouds of 1,024 points (16 groups of 64), 3 seeds,
+    # 2 CPU cores, about 18 minutes: 2,000 clouds of 1,024 points (16 groups of 64), 3 seeds,
     # stored order only. 20 + 20 epochs: on parts3d (seed 0, bf16) HiP without MAE reached 24%
     # after 20 epochs and 37% after 40, with MAE 55% after 20 + 20 but 20% after 10 + 10; at
     # 3 + 3 every arm stayed at chance (10%), where MAE could show nothing.
