@@ -118,10 +118,12 @@ def command(subcommand: str, **options: Any) -> str:
     less --out, which is the folder itself."""
     words = [f"python -m hipcore {subcommand}"]
     for name, value in options.items():
-        if value is None or value is False or (isinstance(value, (list, tuple)) and not value):
+        if isinstance(value, (list, tuple)):
+            value = " ".join(map(str, value)) or None
+        if value is None or value is False:
             continue
         flag = "--" + name.replace("_", "-")
-        words.append(flag if value is True else f"{flag} {' '.join(map(str, value)) if isinstance(value, (list, tuple)) else value}")
+        words.append(flag if value is True else f"{flag} {value}")
     return " ".join(words)
 
 
