@@ -6,8 +6,8 @@ from .model import HiP, HiPOutput, build, plain_attention
 # Shipped weights: hipcore.pretrained(name) binds the function over the submodule of the same
 # name (whose other helpers stay importable: from hipcore.pretrained import export).
 from .pretrained import pretrained, pretrained_names
+from .version import __version__
 
-__version__ = "0.1.0"
 
 __all__ = ["VARIANT_NAMES", "BlockConfig", "HiP", "HiPConfig", "HiPOutput", "ModalitySpec",
            "build", "plain_attention", "pretrained", "pretrained_names", "variant", "__version__"]

@@ -24,21 +24,13 @@ import os
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
-from typing import Mapping
 
-# Set in a Binder session's environment by BinderHub.
-VARIABLES = ("BINDER_LAUNCH_HOST", "BINDER_REPO_URL", "BINDER_REQUEST", "BINDER_SERVICE_HOST")
+
+
 PROFILE = "binder"
 LIMIT_BYTES = 2 * 10**9                 # mybinder.org's memory per session: 2 GB
 POLL_SECONDS = 0.05
-
-
-def detected(environ: Mapping[str, str] | None = None) -> str | None:
-    """The first of BinderHub's variables set in the environment, or None off Binder."""
-    environ = os.environ if environ is None else environ
-    return next((name for name in VARIABLES if environ.get(name)), None)
 
 
 # ---------------------------------------------------------------------------- the memory check

@@ -88,14 +88,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    from . import provenance
-    from .report import write_summary
+    from .summary import update_readme, write_summary
 
     if not Path(args.results_dir).is_dir():
         raise ValueError(f"--results-dir {args.results_dir} is not a folder")
     print(f"wrote {write_summary(args.results_dir, args.profile, args.out)}")
     if args.profile == "quick" and args.out is None and args.readme:
-        if provenance.update_readme(args.readme, args.results_dir, args.profile):
+        if update_readme(args.readme, args.results_dir, args.profile):
             print(f"updated the times in {args.readme}")
     return 0
 
@@ -123,7 +122,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_parity(args: argparse.Namespace) -> int:
-    from . import provenance
+    from . import device, provenance
     from .experiments import precision_parity as parity
     from .locations import results_dir
     from .results import markdown
@@ -131,7 +130,7 @@ def cmd_parity(args: argparse.Namespace) -> int:
     fast = args.against or parity.fastest_precision()
     if fast == "fp32":
         print("precision parity does not apply here: fp32 is this machine's fastest precision "
-              f"({provenance.cpu_model()}); it needs a GPU or a CPU with AMX-BF16 or AVX512-BF16")
+              f"({device.cpu_name()}); it needs a GPU or a CPU with AMX-BF16 or AVX512-BF16")
         return 0
     out = Path(args.out) if args.out else results_dir() / "05_efficiency" / args.profile / "parity"
     start = time.perf_counter()
@@ -180,7 +179,8 @@ def cmd_scaling(args: argparse.Namespace) -> int:
 
 def cmd_weights(args: argparse.Namespace) -> int:
     from . import provenance
-    from .pretrained import describe, export
+    from .experiments.export import export
+    from .pretrained import describe
 
     paths = export(args.profile, seed=args.seed, runs_dir=args.runs_dir, out=args.out)
     for path in paths[:-1]:
@@ -307,10 +307,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What a user can act on: the package's own errors, the ValueErrors it raises for values it
+# refuses, and files that are missing or unreadable. A TypeError or KeyError is a bug in the
+# package and keeps its traceback.
+USER_ERRORS = (HipcoreError, ValueError, OSError)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (HipcoreError, ValueError, FileNotFoundError, KeyError, TypeError) as error:
+    except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -15,7 +15,7 @@ The paper's tables use the official code's names; ours map one to one:
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import torch
@@ -68,6 +68,34 @@ class ModalitySpec:
             _require(torch.equal(order.sort().values, torch.arange(self.num_inputs)),
                      "order must be a permutation of range(num_inputs)")
             object.__setattr__(self, "order", order)
+
+    def to_dict(self, *, plain: bool = False) -> dict[str, Any]:
+        """{num_inputs, channels, grid, order}. order stays a tensor (for checkpoints) unless
+        `plain`: then JSON-ready, 'identity' for the raster order, else a list (or None)."""
+        order = self.order
+        if plain and order is not None:
+            order = "identity" if torch.equal(order.cpu(), torch.arange(self.num_inputs)) else order.tolist()
+        return {"num_inputs": self.num_inputs, "channels": self.channels, "grid": list(self.grid), "order": order}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ModalitySpec":
+        """The inverse of `to_dict`, plain or not."""
+        order = d["order"]
+        if isinstance(order, str):
+            if order != "identity":
+                raise ValueError(f"a modality's order is a permutation, 'identity' or null, got {order!r}")
+            order = torch.arange(d["num_inputs"])
+        elif order is not None:
+            order = torch.as_tensor(order, dtype=torch.long)
+        return cls(d["num_inputs"], d["channels"], tuple(d["grid"]), order)
+
+
+def modalities_to_dict(modalities: Mapping[str, ModalitySpec], *, plain: bool = False) -> dict[str, Any]:
+    return {name: spec.to_dict(plain=plain) for name, spec in modalities.items()}
+
+
+def modalities_from_dict(d: Mapping[str, Any]) -> dict[str, ModalitySpec]:
+    return {name: ModalitySpec.from_dict(spec) for name, spec in d.items()}
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Mapping
 
 from .errors import HipcoreError
 
@@ -76,3 +77,13 @@ def runs_dir() -> Path:
 
 def results_dir() -> Path:
     return home() / "results"
+
+
+# Set in a Binder session's environment by BinderHub.
+BINDER_VARIABLES = ("BINDER_LAUNCH_HOST", "BINDER_REPO_URL", "BINDER_REQUEST", "BINDER_SERVICE_HOST")
+
+
+def binder_detected(environ: Mapping[str, str] | None = None) -> str | None:
+    """The first of BinderHub's variables set in the environment, or None off Binder."""
+    environ = os.environ if environ is None else environ
+    return next((name for name in BINDER_VARIABLES if environ.get(name)), None)

@@ -28,10 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from .locations import binder_detected
+
 PROFILES = ("smoke", "binder", "quick", "full", "paper")
 SHIPPED_FOLDER = "pretrained"     # <results_dir>/<notebook>/pretrained/: figures drawn from the shipped weights
 PROFILE_ENV = "HIPCORE_PROFILE"
-AUTO = "auto"            # a notebook's default: 'binder' on Binder (hipcore.binder.detected), else 'quick'
+AUTO = "auto"            # a notebook's default: 'binder' on Binder (hipcore.locations.binder_detected), else 'quick'
 DEFAULT_PROFILE = "quick"
 
 
@@ -57,21 +59,16 @@ def choose_list(name: str, values: Any, allowed: Iterable[Any]) -> tuple:
     return tuple(dict.fromkeys(values))
 
 
-def resolve_profile(profile: str) -> str:
-    """The notebook's `profile`, unless the environment's HIPCORE_PROFILE overrides it; 'auto'
-    is 'binder' on Binder and 'quick' elsewhere."""
-    return profile_choice(profile)[0]
-
-
 def profile_choice(profile: str) -> tuple[str, str]:
-    """(profile, why): why names what chose it, for the notebook's first output."""
-    from .binder import detected
+    """(profile, why): the notebook's `profile`, unless the environment's HIPCORE_PROFILE
+    overrides it; 'auto' is 'binder' on Binder and 'quick' elsewhere. why names what chose it,
+    for the notebook's first output."""
 
     why = "the notebook's parameter"
     if os.environ.get(PROFILE_ENV):
         profile, why = os.environ[PROFILE_ENV], f"{PROFILE_ENV}={os.environ[PROFILE_ENV]} in the environment"
     if profile == AUTO:
-        variable = detected()
+        variable = binder_detected()
         profile, why = (("binder", f"Binder detected ({variable} is set); set profile = 'quick' for longer runs")
                         if variable else (DEFAULT_PROFILE, "profile 'auto' off Binder"))
     return choose("profile", profile, (AUTO, *PROFILES)), why

@@ -23,23 +23,23 @@ Runs are found by the training-code fingerprint (`hipcore.provenance.code_finger
 `source.code_fingerprint` equals `exported.code_fingerprint`: the exporting commit holds the
 very training code that trained the runs (run folders do not record a commit of their own).
 
-`python -m hipcore weights --profile quick` regenerates the files from the run cache (`export`).
-Inputs are what `hipcore.data.load_dataset(dataset, split, ordering=...)` gives (normalised
-pixels, flattened in the recorded order); `check_fits` refuses data of another shape or order.
+`python -m hipcore weights --profile quick` regenerates the files from the run cache
+(`hipcore.experiments.export`). Inputs are what `hipcore.data.load_dataset(dataset, split,
+ordering=...)` gives (normalised pixels, flattened in the recorded order);
+`hipcore.model.check_fits` refuses data of another shape or order.
 
 `hipcore.pretrained` is the loading function (bound over this module's name by the package);
-import the other helpers from the module: `from hipcore.pretrained import describe, export`.
-It imports torch and the model only when a model is loaded, so `import hipcore` costs no more.
+import the other helpers from the module: `from hipcore.pretrained import describe, pair`.
+It imports the model only when a model is loaded, so `import hipcore` costs no more.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import HipcoreError
 from .files import sha256_file
@@ -125,6 +125,7 @@ def pretrained(name: str, *, folder: str | os.PathLike | None = None):
     `folder` reads weights exported elsewhere (`python -m hipcore weights --out DIR`)."""
     import torch
 
+    from .config import modalities_from_dict
     from .model import build
     from .train.checkpoint import CheckpointError
 
@@ -135,7 +136,7 @@ def pretrained(name: str, *, folder: str | os.PathLike | None = None):
     except Exception:     # torch and pickle raise many types for a bad file
         raise CheckpointError(f"weights file {path} of {name!r} is unreadable although its digest "
                               "matches: it was written by another version of torch?") from None
-    model = build(spec["variant"], modalities_from_json(spec["modalities"]), **spec["overrides"])
+    model = build(spec["variant"], modalities_from_dict(spec["modalities"]), **spec["overrides"])
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError) as error:
@@ -201,198 +202,3 @@ def pair(*, dataset: str, variant: str | None = None, folder: str | os.PathLike 
         problem = "no shipped weights" if not found else f"{len(found)} shipped pairs"
         raise UnknownWeights(f"{problem} for {what}; shipped pairs: {shipped}")
     return Pair(found[0]["mae"], found[0]["classifier"], None if folder is None else str(folder))
-
-
-def check_fits(model, modalities: Mapping[str, Any], what: str = "the data") -> None:
-    """ValueError unless `modalities` (a dataset's) are exactly the model's: the same inputs,
-    channels, grid and input order (a model trained in raster order does not read Hilbert)."""
-    import torch
-
-    for name, spec in model.modalities.items():
-        if name not in modalities:
-            raise ValueError(f"the model reads modality {name!r}, which {what} does not have")
-        other = modalities[name]
-        mine = (spec.num_inputs, spec.channels, tuple(spec.grid))
-        theirs = (other.num_inputs, other.channels, tuple(other.grid))
-        if mine != theirs:
-            raise ValueError(f"the model reads {name!r} as {spec.num_inputs} inputs x {spec.channels} channels on "
-                             f"grid {tuple(spec.grid)}; {what} gives {theirs[0]} x {theirs[1]} on grid {theirs[2]}")
-        a = torch.arange(spec.num_inputs) if spec.order is None else spec.order
-        b = torch.arange(other.num_inputs) if other.order is None else other.order
-        if not torch.equal(a.cpu(), b.cpu()):
-            raise ValueError(f"the model was trained with {name!r} flattened in another order than {what}'s: "
-                             "load the data in the model's ordering (raster for the shipped weights)")
-
-
-# ---- modalities as JSON ----
-
-def modalities_to_json(modalities: Mapping[str, Any]) -> dict[str, Any]:
-    """{name: {num_inputs, channels, grid, order}}; order 'identity' (raster), null or a list."""
-    import torch
-
-    out = {}
-    for name, s in modalities.items():
-        order = s.order
-        if order is not None:
-            order = "identity" if torch.equal(order.cpu(), torch.arange(s.num_inputs)) else order.tolist()
-        out[name] = {"num_inputs": s.num_inputs, "channels": s.channels, "grid": list(s.grid), "order": order}
-    return out
-
-
-def modalities_from_json(d: Mapping[str, Any]) -> dict[str, Any]:
-    import torch
-
-    from .config import ModalitySpec
-
-    def order(o: Any, n: int):
-        return None if o is None else torch.arange(n) if o == "identity" else torch.tensor(o, dtype=torch.long)
-
-    return {name: ModalitySpec(s["num_inputs"], s["channels"], tuple(s["grid"]), order(s["order"], s["num_inputs"]))
-            for name, s in d.items()}
-
-
-# ---- exporting from the run cache ----
-
-def shipped_name(variant: str, dataset: str, profile: str, kind: str) -> str:
-    return f"{variant}_{dataset}_{profile}_{kind}"
-
-
-def finished_run(cfg, profile: str, label: str) -> dict[str, Any]:
-    """The verified last checkpoint of the run `cfg` names, when that run finished. RunsNotFound
-    (what is missing, and the command that trains it) otherwise."""
-    from .train.checkpoint import CheckpointError, load
-
-    folder, last = Path(cfg.run_dir), Path(cfg.run_dir) / "last.pt"
-    train = (f"Run notebook 01_imagenet_comparison at profile {profile} first (`make reproduce` for quick, "
-             f"or `python -m hipcore sweep 01 --profile {profile}`), or name its run cache with --runs-dir.")
-    where = f"notebook 01's arm {label!r}, {cfg.task} run {cfg.run_id}, seed {cfg.seed}, profile {profile}"
-    if not last.is_file():
-        held = "holds no last.pt" if folder.is_dir() else "does not exist"
-        raise RunsNotFound(f"no finished run of {where}: {folder.name} in {folder.parent} {held}. {train}")
-    try:
-        state = load(last, training=True)
-    except CheckpointError as error:
-        raise RunsNotFound(f"the run of {where} cannot be read: {error}") from None
-    total = state["scheduler"].get("lr_lambdas", [{}])[0].get("total_steps")
-    if total is None:
-        raise RunsNotFound(f"cannot tell whether {last} finished (its scheduler records no total steps)")
-    if state["step"] != total:
-        raise RunsNotFound(f"the run of {where} stopped at step {state['step']} of {total}. {train}")
-    if state.get("run_id") != cfg.run_id:
-        raise RunsNotFound(f"{last} holds run {state.get('run_id')}, not {cfg.run_id}")
-    differ = [d for d in cfg.differences(state["config"]) if not d.startswith(("run_dir:", "init_from:"))]
-    if differ:
-        raise RunsNotFound(f"{last} was trained with other settings than {where}: {'; '.join(differ)}")
-    return state
-
-
-def model_spec(state: Mapping[str, Any], variant: str) -> dict[str, Any]:
-    """variant + the HiPConfig fields that differ from it + modalities, checked to rebuild the
-    checkpoint's configuration exactly."""
-    from .config import VARIANT_NAMES, HiPConfig
-    from .config import variant as named
-    from .train.checkpoint import modalities_from_dict
-
-    if variant not in VARIANT_NAMES:
-        raise ValueError(f"only named variants ship; this run's variant is {variant!r}")
-    saved = HiPConfig.from_dict(state["model_config"])
-    base, want = named(variant).to_dict(), saved.to_dict()
-    overrides = {k: v for k, v in want.items() if base.get(k) != v}
-    rebuilt = named(variant, **overrides)
-    if rebuilt != saved:
-        raise ValueError(f"variant {variant!r} with overrides {sorted(overrides)} does not rebuild the checkpoint's model")
-    plain = json.loads(json.dumps(overrides, default=list))
-    return {"variant": variant, "overrides": plain, "modalities": modalities_to_json(modalities_from_dict(state["modalities"]))}
-
-
-def training_record(state: Mapping[str, Any]) -> dict[str, Any]:
-    """The run's training configuration with no machine path: run_dir dropped, init_from as
-    '<pretraining run folder>/last.pt'."""
-    config = {k: v for k, v in state["config"].items() if k != "run_dir"}
-    if config.get("init_from"):
-        config["init_from"] = "/".join(Path(config["init_from"]).parts[-2:])
-    return config
-
-
-def export(profile: str = "quick", *, seed: int = 0, runs_dir: str | os.PathLike | None = None,
-           out: str | os.PathLike | None = None, settings: Mapping[str, Any] | None = None,
-           dataset: str = "fashion_mnist") -> list[Path]:
-    """Write the MAE-pretrained and the fine-tuned model of notebook 01's HiP + MAE arm
-    (`imagenet_comparison.HIP_MAE`) for `seed`, from the run cache at `profile`, into `out`
-    (default: this checkout's hipcore/weights) with their manifest entries. The runs are the
-    notebooks' own (`common.train_configs` at `common.IMAGE_TABLE[profile]`, or `settings`).
-    Returns the files written. Entries of other names in the manifest are kept."""
-    import torch
-
-    from . import provenance
-    from .experiments import common
-    from .experiments.imagenet_comparison import HIP_MAE
-    from .files import write_atomic, write_text_atomic
-    from .locations import PACKAGE_DIR, is_checkout
-
-    if settings is None:
-        if profile not in common.IMAGE_TABLE:
-            raise ValueError(f"profile {profile!r} is not one of {', '.join(common.IMAGE_TABLE)}")
-        settings = common.IMAGE_TABLE[profile]
-    if out is None:
-        if not is_checkout(PACKAGE_DIR.parent):
-            raise ValueError(f"hipcore is installed at {PACKAGE_DIR}, not in a checkout: pass --out DIR "
-                             "(the weights belong in a checkout's hipcore/weights/)")
-        out = PACKAGE_DIR / "weights"
-    out = Path(out)
-    pre_cfg, sup_cfg = common.train_configs(HIP_MAE, seed, settings, dataset=dataset, runs_dir=runs_dir)
-    pre_state = finished_run(pre_cfg, profile, HIP_MAE.label)
-    sup_state = finished_run(sup_cfg, profile, HIP_MAE.label)
-    source = sup_state.get("source") or {}
-    if (source.get("run_id"), source.get("digest")) != (pre_cfg.run_id, pre_state["digest"]):
-        raise RunsNotFound(f"{Path(sup_cfg.run_dir).name} was not fine-tuned from the checkpoint now in "
-                           f"{Path(pre_cfg.run_dir).name}: rerun notebook 01 at profile {profile}")
-    code = provenance.code_fingerprint()
-    exported = {**provenance.git_state(), "code_fingerprint": code, "torch": torch.__version__}
-    manifest = read_manifest(out)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for kind, cfg, state in (("mae", pre_cfg, pre_state), ("classifier", sup_cfg, sup_state)):
-        name = shipped_name(cfg.variant, dataset, profile, kind)
-        path = out / f"{name}.pt"
-        weights = {k: v.detach().cpu().contiguous() for k, v in state["model"].items()}
-        payload = io.BytesIO()                 # saved in memory: the archive's names do not depend
-        torch.save(weights, payload)           # on the file's (temporary) name, so equal runs give equal bytes
-        write_atomic(path, lambda tmp: tmp.write_bytes(payload.getvalue()))
-        metrics = state["run"]["metrics"]
-        metric = ({"name": "test top-1", "metric": "test_accuracy", "value": round(100.0 * metrics["test_accuracy"], 4),
-                   "unit": "%"} if kind == "classifier" else
-                  {"name": "test MAE loss", "metric": "pretrain_test_loss", "value": metrics["test_loss"],
-                   "unit": "mean squared error of hidden pixels, normalised"})
-        examples = cfg.limit_test if cfg.limit_test is not None else "all"
-        manifest["weights"][name] = {
-            "file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size, "kind": kind,
-            "what": what_it_is(kind, cfg, dataset),
-            "model": model_spec(state, cfg.variant),
-            "data": {"dataset": dataset, "ordering": cfg.ordering, "limit_train": cfg.limit_train,
-                     "limit_test": cfg.limit_test, "fingerprints": state.get("data")},
-            "metric": {**metric, "examples": examples, "epoch": metrics.get("epoch")},
-            "profile": profile, "seed": seed, "arm": HIP_MAE.label,
-            "source": {"run_id": cfg.run_id, "run_folder": Path(cfg.run_dir).name, "code_fingerprint": code,
-                       "step": state["step"], "versions": read_versions(Path(cfg.run_dir)),
-                       "training": training_record(state)},
-            "exported": exported,
-        }
-        written.append(path)
-    manifest = {"format": FORMAT, "about": ABOUT, "weights": dict(sorted(manifest["weights"].items()))}
-    write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
-    return [*written, out / MANIFEST]
-
-
-def what_it_is(kind: str, cfg, dataset: str) -> str:
-    if kind == "mae":
-        return (f"HiP {cfg.variant} MAE-pretrained on {dataset} ({cfg.ordering} order, mask ratio "
-                f"{cfg.mask_ratio:g}, {cfg.epochs} epochs), with its reconstruction head")
-    return (f"HiP {cfg.variant} classifier fine-tuned on {dataset} ({cfg.ordering} order, {cfg.epochs} epochs) "
-            f"from that MAE pretraining (transfer: {cfg.transfer})")
-
-
-def read_versions(run_dir: Path) -> dict[str, Any] | None:
-    """The run's versions.json (python, torch, numpy, device, threads), or None."""
-    path = run_dir / "versions.json"
-    return json.loads(path.read_text()) if path.is_file() else None

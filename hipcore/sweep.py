@@ -234,7 +234,7 @@ def reproduce(profile: str = "quick", results_dir: Path | None = None,
     'quick', the README's times). Other profiles' files are never touched. By default the
     results and README are the checkout's (`hipcore.locations`); readme=None updates none."""
     from . import provenance
-    from .report import executed_path, write_summary
+    from .summary import executed_path, update_readme, write_summary
 
     results_dir = locations.results_dir() if results_dir is None else results_dir
     readme = locations.home() / "README.md" if readme == "home" else readme
@@ -249,8 +249,8 @@ def reproduce(profile: str = "quick", results_dir: Path | None = None,
         seconds[nb.stem] = run_notebook(nb, executed_dir / nb.name, {"profile": profile, "results_dir": where})
         print(f"{step} done in {seconds[nb.stem]:.0f} s", flush=True)
     provenance.reproduce_record(executed_dir, seconds, profile)
-    summary = write_summary(results_dir, profile)
-    print(f"wrote {summary}")
-    if profile == "quick" and readme is not None and provenance.update_readme(readme, results_dir, profile):
+    written = write_summary(results_dir, profile)
+    print(f"wrote {written}")
+    if profile == "quick" and readme is not None and update_readme(readme, results_dir, profile):
         print(f"updated the times in {readme}")
-    return summary
+    return written

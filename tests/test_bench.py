@@ -6,7 +6,9 @@ notebook 05_efficiency.
 
 import argparse
 import csv
+import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,11 +17,13 @@ from hipcore import notebook
 from hipcore.bench import MODEL_NAMES, PROFILES, check_settings, count_flops, make_model, results, suite
 from hipcore.bench.cli import add_commands
 from hipcore.bench.models import PERCEIVER_PYTORCH, grid_fourier_features
-from hipcore.bench import timing, trees
+from hipcore.bench import loops, timing
 from hipcore.bench.timing import OOM, Trainee, measure
 from hipcore.notebook import ParameterError
-from hipcore.train import precision
-from hipcore.train.precision import resolve
+from hipcore import device as precision
+from hipcore.device import resolve
+
+ROOT = Path(__file__).resolve().parent.parent
 
 TINY = dict(PROFILES["smoke"], models=("hip_small",), sides=(8,), repeats=2, peak_sizes=(128,))
 
@@ -169,7 +173,16 @@ def test_a_low_precision_step_trains_float32_weights_under_autocast():
     assert timing.matmul_peak((64,), repeats=1, precision="bf16") > 0
 
 
+def bench_trees_tool():
+    """tools/bench_trees.py, a developer's tool outside the package, as a module."""
+    spec = importlib.util.spec_from_file_location("bench_trees", ROOT / "tools" / "bench_trees.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_trees_are_exported_from_git_and_compared_by_medians(tmp_path):
+    trees = bench_trees_tool()
     tree = trees.export("HEAD", tmp_path / "head")
     assert (tree / "hipcore" / "__init__.py").is_file() and not (tree / ".git").exists()
     with pytest.raises(trees.TreeError, match="cannot export"):
@@ -178,10 +191,16 @@ def test_trees_are_exported_from_git_and_compared_by_medians(tmp_path):
             for t, r, v in (("base", 0, 100.0), ("head", 0, 150.0), ("base", 1, 110.0), ("head", 1, 160.0))]
     found = trees.ratios(rows)["supervised"]
     assert found["base"] == 105.0 and found["head"] == 155.0 and found["ratio"] == pytest.approx(155 / 105)
-    table = trees.markdown_loops([{"task": "pretrain", "precision": "fp32", "examples_per_s": 80.04}])
+    with pytest.raises(SystemExit):
+        trees.main(["--against", "HEAD", "--repeats", "0"])
+
+
+def test_loops_table_and_a_failed_loop_is_named(tmp_path):
+    table = loops.markdown_loops([{"task": "pretrain", "precision": "fp32", "examples_per_s": 80.04}])
     assert table.splitlines()[-1] == "| MAE pretraining | fp32 | 80.0 |"
-    with pytest.raises(trees.TreeError, match="failed"):
-        trees.run_once(tree, "supervised", tmp_path / "run", limit_train=8, threads=1, extra=["--no-such-option"])
+    with pytest.raises(loops.LoopError, match="failed"):
+        loops.run_once(loops.IMPORT_ROOT, "supervised", tmp_path / "run", limit_train=8, threads=1,
+                       extra=["--no-such-option"])
 
 
 def test_the_gpu_check_stops_at_once_without_a_gpu(monkeypatch, capsys):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hipcore import binder, notebook
+from hipcore import binder, locations, notebook
 from hipcore.bench import PROFILES as BENCH_PROFILES
 from hipcore.experiments import flattening, imagenet_comparison, mae_positions, point_clouds, tour
 
@@ -19,23 +19,23 @@ BINDER = ROOT / "binder"
 
 @pytest.fixture
 def off_binder(monkeypatch):
-    for name in (*binder.VARIABLES, notebook.PROFILE_ENV):
+    for name in (*locations.BINDER_VARIABLES, notebook.PROFILE_ENV):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
 
 def test_auto_is_binder_on_binder_and_quick_elsewhere(off_binder):
-    assert binder.detected() is None
+    assert locations.binder_detected() is None
     assert notebook.profile_choice("auto") == ("quick", "profile 'auto' off Binder")
-    assert notebook.resolve_profile("full") == "full"
+    assert notebook.profile_choice("full")[0] == "full"
     off_binder.setenv("JUPYTERHUB_API_URL", "http://hub")          # a hub alone is not Binder
-    assert notebook.resolve_profile("auto") == "quick"
+    assert notebook.profile_choice("auto")[0] == "quick"
     off_binder.setenv("BINDER_LAUNCH_HOST", "https://mybinder.org/")
     profile, why = notebook.profile_choice("auto")
     assert profile == "binder" and "BINDER_LAUNCH_HOST" in why
-    assert notebook.resolve_profile("quick") == "quick"              # asked for: honoured
+    assert notebook.profile_choice("quick")[0] == "quick"              # asked for: honoured
     off_binder.setenv(notebook.PROFILE_ENV, "smoke")
-    assert notebook.resolve_profile("auto") == "smoke"
+    assert notebook.profile_choice("auto")[0] == "smoke"
 
 
 def test_setup_says_which_profile_and_why(off_binder, tmp_path, capsys):

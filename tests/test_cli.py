@@ -71,7 +71,6 @@ def test_info_counts_the_head_of_a_dataset(capsys, tmp_path):
     (["train", "--ordering", "spiral"], "invalid choice: 'spiral'"),
     (["bench", "--sides", "-4"], "sides must be a non-empty list of positive ints"),
     (["bench", "--profile", "huge"], "invalid choice: 'huge'"),
-    (["bench-trees", "--against", "HEAD", "--repeats", "0"], "--repeats must be at least 1"),
     (["summary", "--profile", "nightly"], "invalid choice: 'nightly'"),
     (["summary", "--results-dir", "no/such/folder"], "--results-dir no/such/folder is not a folder"),
     (["sweep", "99"], "no single notebook matches '99'"),

@@ -6,7 +6,6 @@ import os
 import signal
 import time
 import warnings
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -17,7 +16,8 @@ import hipcore.data.imagefolder as imf
 from hipcore.data import load_dataset
 from hipcore.data.base import check_examples
 import hipcore.data.fingerprint as fp
-from hipcore.data.fingerprint import dataset_fingerprint, files_fingerprint
+from hipcore.data.fingerprint import files_fingerprint
+from hipcore.data.registry import dataset_fingerprint
 from hipcore.errors import DataError
 from hipcore.experiments.common import Arm, train_configs
 

@@ -6,7 +6,7 @@ import torch
 
 from hipcore.data import load_dataset
 from hipcore.data import parts3d as P
-from hipcore.data.fingerprint import dataset_fingerprint
+from hipcore.data.registry import dataset_fingerprint
 from hipcore.data.registry import num_classes
 
 SMALL = dict(num_points=128, train_per_class=6, test_per_class=3)

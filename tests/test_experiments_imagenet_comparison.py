@@ -5,6 +5,7 @@ import pytest
 from hipcore.config import variant
 from hipcore.data import load_dataset
 from hipcore.experiments import common, imagenet_comparison as ic
+from hipcore.experiments import image_arms
 from hipcore.notebook import PROFILES, ParameterError
 from hipcore.report import paper_reference, read_comparisons
 
@@ -20,7 +21,7 @@ def test_table_has_every_profile_on_the_image_settings():
     smoke = ic.TABLE["smoke"]
     assert smoke["limit_train"] <= 256 and smoke["epochs"] == 1 and len(smoke["seeds"]) == 1
     labels = [a.label for a in ic.arms(smoke)]
-    assert ic.HIP_MAE.label in labels and any("Fourier" in label for label in labels)
+    assert image_arms.HIP_MAE.label in labels and any("Fourier" in label for label in labels)
     assert len(ic.TABLE["quick"]["seeds"]) >= 3 and ic.TABLE["quick"]["arms"] == ic.ALL_ARMS
 
 
@@ -37,7 +38,7 @@ def test_flat_baseline_is_one_block_one_group(profile):
 
 def test_shared_hip_arms_are_label_independent_runs():
     settings = ic.TABLE["quick"]
-    mine = common.train_configs(ic.HIP_MAE, 1, settings, **DATA)
+    mine = common.train_configs(image_arms.HIP_MAE, 1, settings, **DATA)
     other = common.train_configs(common.Arm("raster + MAE", mae=True, ordering="raster"), 1, settings, **DATA)
     assert [c.run_id for c in mine] == [c.run_id for c in other]
     assert mine[0].task == "pretrain" and mine[0].mask_ratio == 0.85 and mine[1].transfer == "all"
@@ -47,34 +48,34 @@ def test_parameter_counts_leave_out_what_classification_never_runs():
     modalities = load_dataset("fashion_mnist", "test").modalities
     settings = {**ic.TABLE["smoke"], "arms": ic.ALL_ARMS}
     counts = {a.label: ic.parameter_counts(a, settings, modalities, 10, **DATA) for a in ic.arms(settings)}
-    hip, flat = counts[ic.HIP_MAE.label], counts[ic.PERCEIVER_FOURIER]
+    hip, flat = counts[image_arms.HIP_MAE.label], counts[ic.PERCEIVER_FOURIER]
     assert 0 < hip["classifier_parameters"] < hip["parameters"]
     assert 0 < flat["classifier_parameters"] < flat["parameters"]
     # Learned tables are [784, 32]; Fourier features are fixed, only their projection learns.
-    assert counts[ic.HIP_MAE.label]["parameters"] > counts[ic.HIP_FOURIER.label]["parameters"]
+    assert counts[image_arms.HIP_MAE.label]["parameters"] > counts[image_arms.HIP_FOURIER.label]["parameters"]
 
 
 def _rows():
-    accuracies = {ic.HIP_MAE.label: (80.0, 82.0, 81.0), ic.PERCEIVER_FOURIER: (78.0, 79.0, 79.5),
-                  ic.HIP_FOURIER.label: (77.0, 78.0, 79.0)}
+    accuracies = {image_arms.HIP_MAE.label: (80.0, 82.0, 81.0), ic.PERCEIVER_FOURIER: (78.0, 79.0, 79.5),
+                  image_arms.HIP_FOURIER.label: (77.0, 78.0, 79.0)}
     return [{"arm": arm, "seed": s, "test_accuracy": acc, "train_examples_per_s": 100.0 + s,
              "total_seconds": 10.0} for arm, accs in accuracies.items() for s, acc in enumerate(accs)]
 
 
 def test_findings_are_recorded_only_for_arms_that_ran(tmp_path):
     path = tmp_path / "comparisons.csv"
-    assert ic.record_findings(path, _rows()) == ["HiP (MAE-learned) vs Perceiver IO (Fourier)"]
+    assert image_arms.record_findings(path, _rows(), ic.FINDINGS) == ["HiP (MAE-learned) vs Perceiver IO (Fourier)"]
     rows = read_comparisons(path)
     assert [float(r["treatment"]) - float(r["baseline"]) for r in rows] == [2.0, 3.0, 1.5]
     assert {r["paper_key"] for r in rows} == {"effect.hip16_vs_perceiver_io_fourier"}
 
 
 def test_summary_and_table_put_the_papers_number_beside_ours():
-    summary = ic.arm_summary(_rows(), ic.PAPER_KEYS, {ic.HIP_MAE.label: {"parameters": 10, "classifier_parameters": 7}})
+    summary = image_arms.arm_summary(_rows(), ic.PAPER_KEYS, {image_arms.HIP_MAE.label: {"parameters": 10, "classifier_parameters": 7}})
     hip = summary[0]
-    assert (hip["arm"], hip["paper"], hip["accuracy"], hip["seeds"]) == (ic.HIP_MAE.label, 81.0, 81.0, 3)
+    assert (hip["arm"], hip["paper"], hip["accuracy"], hip["seeds"]) == (image_arms.HIP_MAE.label, 81.0, 81.0, 3)
     assert hip["accuracy_sd"] == pytest.approx(1.0) and hip["examples_per_s"] == pytest.approx(101.0)
-    table = ic.markdown_arms(summary, "fashion_mnist")
+    table = image_arms.markdown_arms(summary, "fashion_mnist")
     assert "| 81.0 | 81.00 ± 1.00 | 3 | 7 / 10 |" in table and "| 78.8 |" in table
 
 
@@ -90,19 +91,18 @@ def test_derived_paper_rows_are_differences_of_the_papers_numbers():
 
 
 def test_data_options_check_the_resolution():
-    assert ic.data_options("fashion_mnist", "ignored") == {}
-    assert ic.data_options("imagefolder", 64) == {"resolution": 64}
+    assert image_arms.data_options("fashion_mnist", "ignored") == {}
+    assert image_arms.data_options("imagefolder", 64) == {"resolution": 64}
     for bad in (None, 2, 64.0, True):
         with pytest.raises(ParameterError, match="resolution"):
-            ic.data_options("imagefolder", bad)
+            image_arms.data_options("imagefolder", bad)
 
 
 def test_the_flop_matched_perceiver_trains_the_mae_arms_flops():
     settings = {**ic.TABLE["smoke"], "limit_train": 64}
     train = load_dataset("fashion_mnist", "train", ordering="raster")
     steps = ic.matched_steps(settings, train, **DATA)
-    from hipcore.experiments import mae_positions as mp
-    budget = mp.flop_budget(settings, train_data=train, **DATA)
+    budget = image_arms.flop_budget(settings, train_data=train, **DATA)
     fourier, _ = ic.perceiver_arms(settings["flat_variant"])
     _, sup = common.train_configs(fourier, 0, settings, **DATA)
     per_step = budget.mae_arm_flops / steps

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from hipcore.config import ModalitySpec
-from hipcore.experiments import common, imagenet_comparison as ic, mae_positions as mp
+from hipcore.experiments import common, mae_positions as mp
+from hipcore.experiments import image_arms
 from hipcore.notebook import PROFILES, ParameterError
 from hipcore.report import paper_reference
 
@@ -26,8 +27,8 @@ def test_table_has_every_profile_and_smoke_keeps_each_kind_of_arm():
 def test_arms_shared_with_01_are_the_same_runs():
     settings = mp.TABLE["full"]
     arms = mp.arms(settings)
-    for key, arm in (("hip_mae", ic.HIP_MAE), ("hip_classification", ic.HIP_CLASSIFICATION),
-                     ("hip_fourier", ic.HIP_FOURIER)):
+    for key, arm in (("hip_mae", image_arms.HIP_MAE), ("hip_classification", image_arms.HIP_CLASSIFICATION),
+                     ("hip_fourier", image_arms.HIP_FOURIER)):
         assert arms[key] == arm
         mine, theirs = (common.train_configs(a, 2, settings, **DATA) for a in (arms[key], arm))
         assert [c and c.run_id for c in mine] == [c and c.run_id for c in theirs]
@@ -71,7 +72,7 @@ def test_findings_point_at_the_papers_numbers():
 
 def test_contrasts_use_paired_seeds():
     arms = mp.arms(mp.TABLE["full"])
-    acc = {ic.HIP_CLASSIFICATION.label: (70.0, 71.0), mp.POSITIONS_ONLY: (72.0, 74.0), ic.HIP_MAE.label: (75.0, 75.0),
+    acc = {image_arms.HIP_CLASSIFICATION.label: (70.0, 71.0), mp.POSITIONS_ONLY: (72.0, 74.0), image_arms.HIP_MAE.label: (75.0, 75.0),
            arms["mask_ratio"].label: (76.0,)}
     rows = [{"arm": arm, "seed": s, "test_accuracy": a} for arm, accs in acc.items() for s, a in enumerate(accs)]
     pairs = mp.contrasts(rows, arms)
@@ -86,25 +87,25 @@ def test_geometry_score_sees_the_grid_in_any_input_order():
     rc = torch.stack(torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij"), -1).reshape(-1, 2).float()
     smooth = torch.cat([torch.cos(rc / 4), torch.sin(rc / 4)], -1)           # [M, 4], raster order
     raster = ModalitySpec(h * w, 1, (h, w))
-    score, chance = mp.geometry_score(smooth, raster)
+    score, chance = image_arms.geometry_score(smooth, raster)
     assert score > 10 * chance > 0
-    noise, _ = mp.geometry_score(torch.randn(h * w, 8, generator=torch.Generator().manual_seed(0)), raster)
+    noise, _ = image_arms.geometry_score(torch.randn(h * w, 8, generator=torch.Generator().manual_seed(0)), raster)
     assert abs(noise) < 0.1
     order = torch.randperm(h * w, generator=torch.Generator().manual_seed(1))
     shuffled = ModalitySpec(h * w, 1, (h, w), order)
-    assert mp.geometry_score(smooth[order], shuffled)[0] == pytest.approx(score)
+    assert image_arms.geometry_score(smooth[order], shuffled)[0] == pytest.approx(score)
 
 
 def test_chosen_pixels_lie_on_the_grid():
     for h, w in ((28, 28), (224, 160)):
-        assert all(0 <= r < h and 0 <= c < w for r, c in mp.chosen_pixels(h, w))
+        assert all(0 <= r < h and 0 <= c < w for r, c in image_arms.chosen_pixels(h, w))
 
 
 def test_the_control_is_matched_in_flops_not_epochs():
-    budget = mp.FlopBudget(pretrain_step_flops=55, supervised_step_flops=36, pretrain_steps=92, supervised_steps=92)
+    budget = image_arms.FlopBudget(pretrain_step_flops=55, supervised_step_flops=36, pretrain_steps=92, supervised_steps=92)
     assert budget.mae_arm_flops == 92 * (55 + 36)
     assert budget.control_steps == round(92 * 91 / 36) and abs(budget.control_flops - budget.mae_arm_flops) <= 18
-    rows = [{"arm": ic.HIP_MAE.label, "total_seconds": 100.0}, {"arm": mp.COMPUTE_MATCHED, "total_seconds": 90.0}]
+    rows = [{"arm": image_arms.HIP_MAE.label, "total_seconds": 100.0}, {"arm": image_arms.COMPUTE_MATCHED, "total_seconds": 90.0}]
     table = mp.budget_table(budget, rows)
     assert "| 92 steps x 0.0 GFLOP |" in table and "100 s" in table and "90 s" in table
 
@@ -114,7 +115,7 @@ def test_step_flops_are_counted_and_an_mae_step_costs_more(tmp_path):
 
     settings = {**mp.TABLE["smoke"], "limit_train": 32, "batch_size": 8}
     train = load_dataset("fashion_mnist", "train")
-    budget = mp.flop_budget(settings, train_data=train, **DATA)
+    budget = image_arms.flop_budget(settings, train_data=train, **DATA)
     assert budget.pretrain_steps == budget.supervised_steps == 32 // 8
     assert budget.pretrain_step_flops > budget.supervised_step_flops > 0
     assert budget.control_steps > budget.supervised_steps

@@ -5,7 +5,7 @@ import pytest
 
 from hipcore import cli
 from hipcore.experiments import common, precision_parity as parity
-from hipcore.experiments.imagenet_comparison import HIP_MAE
+from hipcore.experiments.image_arms import HIP_MAE
 from hipcore.report import read_comparisons
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hipcore import report, results
+from hipcore import results, summary
 from hipcore.experiments import common, scaling
 from hipcore.notebook import ParameterError
 
@@ -92,7 +92,7 @@ def test_quick_shares_its_own_point_with_the_image_notebooks():
     own = common.IMAGE_TABLE["quick"]["pretrain_epochs"]
     assert own in quick["pretrain_grid"] and own in quick["controls"] and quick["sides"] == (28,)
     point = scaling.point_settings(quick, own)
-    from hipcore.experiments.imagenet_comparison import HIP_MAE
+    from hipcore.experiments.image_arms import HIP_MAE
     mine = common.train_configs(HIP_MAE, 0, point, dataset="fashion_mnist", data_options=scaling.data_options(28))
     theirs = common.train_configs(HIP_MAE, 0, common.IMAGE_TABLE["quick"], dataset="fashion_mnist")
     assert [c.run_id for c in mine] == [c.run_id for c in theirs]
@@ -104,10 +104,10 @@ def test_summary_and_results_read_the_grid(tmp_path):
     folder = tmp_path / "06_scaling" / "full"
     scaling.write_tables(folder, fake_curve({2: 0.0, 8: 5.0}))
     (folder / "provenance.json").write_text(json.dumps({"machine": {"cpu": "X", "cores": 2, "gpu": "G"}}))
-    lines = report.scale_section(tmp_path, "quick")            # no quick grid: the full one, named
+    lines = summary.scale_section(tmp_path, "quick")            # no quick grid: the full one, named
     assert "06_scaling/full/effects.csv" in lines[2] and "on G" in lines[2]
     assert any("reproduced from 8 MAE epochs" in line for line in lines)
     frame = results.load_folder(folder)
     assert set(frame["arm"]) >= {"classification, 28x28", "mae, 28x28, 8 MAE epochs", "control, 28x28, 2 MAE epochs"}
     assert frame.loc[frame["metric"] == "tflops", "unit"].unique().tolist() == ["TFLOP"]
-    assert report.scale_section(tmp_path / "nothing", "quick") == []
+    assert summary.scale_section(tmp_path / "nothing", "quick") == []

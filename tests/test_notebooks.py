@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hipcore.notebook import PROFILES, ParameterError, choose, resolve_profile, setup
+from hipcore.notebook import PROFILES, ParameterError, choose, profile_choice, setup
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 
@@ -40,11 +40,11 @@ def test_notebook_has_badges_and_one_literal_parameters_cell(path):
 
 def test_profile_comes_from_the_environment_and_is_checked(monkeypatch):
     monkeypatch.setenv("HIPCORE_PROFILE", "smoke")
-    assert resolve_profile("quick") == "smoke"
+    assert profile_choice("quick")[0] == "smoke"
     monkeypatch.setenv("HIPCORE_PROFILE", "")
-    assert resolve_profile("full") == "full"
+    assert profile_choice("full")[0] == "full"
     with pytest.raises(ParameterError, match="choose one of 'auto', 'smoke', 'binder', 'quick', 'full', 'paper'"):
-        resolve_profile("fast")
+        profile_choice("fast")[0]
     with pytest.raises(ParameterError, match="ordering='spiral' is not allowed"):
         choose("ordering", "spiral", ("raster", "hilbert"))
 

@@ -1,7 +1,6 @@
 """Shipped weights: hipcore.pretrained loads them verified, `python -m hipcore weights` exports
 them from the notebooks' run cache with provenance, and every bad case is named."""
 
-import json
 import shutil
 from pathlib import Path
 
@@ -12,9 +11,10 @@ import hipcore
 from hipcore import cli, notebook
 from hipcore.data import load_dataset
 from hipcore.experiments import common, mae_positions as mp, tour
-from hipcore.experiments.imagenet_comparison import HIP_MAE
-from hipcore.pretrained import (KINDS, RunsNotFound, UnknownWeights, check_fits, describe, entry, export,
-                                pair, read_manifest)
+from hipcore.experiments.image_arms import HIP_MAE
+from hipcore.experiments.export import export
+from hipcore.model import check_fits
+from hipcore.pretrained import KINDS, RunsNotFound, UnknownWeights, describe, entry, pair, read_manifest
 from hipcore.train import CheckpointError
 from hipcore.train.checkpoint import save_atomic
 

@@ -8,9 +8,10 @@ import shutil
 
 import pytest
 
-from hipcore import notebook, provenance
-from hipcore.train.precision import resolve
+from hipcore import notebook, provenance, summary
+from hipcore.device import resolve
 from hipcore.experiments import common, imagenet_comparison as ic
+from hipcore.experiments import image_arms
 
 
 def test_a_record_names_the_commit_packages_machine_and_precision(tmp_path):
@@ -41,11 +42,11 @@ def test_the_fingerprint_follows_the_training_code(tmp_path):
 
 def test_run_folders_are_keyed_by_config_and_code(tmp_path, monkeypatch):
     settings = ic.TABLE["smoke"]
-    pre, sup = common.train_configs(ic.HIP_MAE, 0, settings, dataset="fashion_mnist", runs_dir=tmp_path)
+    pre, sup = common.train_configs(image_arms.HIP_MAE, 0, settings, dataset="fashion_mnist", runs_dir=tmp_path)
     code = provenance.code_fingerprint()
     assert f"/{pre.run_id}-{code}-data" in pre.run_dir and f"/{sup.run_id}-{code}-data" in sup.run_dir
     monkeypatch.setattr(common, "code_fingerprint", lambda: "othercode123")
-    _, other = common.train_configs(ic.HIP_MAE, 0, settings, dataset="fashion_mnist", runs_dir=tmp_path)
+    _, other = common.train_configs(image_arms.HIP_MAE, 0, settings, dataset="fashion_mnist", runs_dir=tmp_path)
     assert other.run_dir != sup.run_dir                                # other code: another run
 
 
@@ -53,17 +54,17 @@ def test_notebook_times_come_from_the_records(tmp_path):
     S = notebook.setup("01_x", profile="smoke", table={p: {} for p in notebook.PROFILES}, results_dir=tmp_path)
     record = json.loads(S.record_provenance().read_text())
     assert record["notebook"] == "01_x" and record["profile"] == "smoke" and record["wall_seconds"] >= 0
-    assert provenance.notebook_times(tmp_path, "smoke") == {"01_x": record["wall_seconds"]}
+    assert summary.notebook_times(tmp_path, "smoke") == {"01_x": record["wall_seconds"]}
     provenance.reproduce_record(tmp_path / "executed" / "smoke", {"01_x": 600.0, "00_y": 5.0}, "smoke")
-    assert provenance.notebook_times(tmp_path, "smoke") == {"01_x": 600.0, "00_y": 5.0}   # the run's own measure
-    lines = "\n".join(provenance.summary_lines(tmp_path, "smoke"))
+    assert summary.notebook_times(tmp_path, "smoke") == {"01_x": 600.0, "00_y": 5.0}   # the run's own measure
+    lines = "\n".join(summary.summary_lines(tmp_path, "smoke"))
     assert "00 5 s, 01 10 min; 10 min in all" in lines and "intervals are what to compare" in lines
     readme = tmp_path / "README.md"
-    readme.write_text(f"a\n{provenance.README_START}\nold typed times\n{provenance.README_END}\nb\n")
-    assert provenance.update_readme(readme, tmp_path, "smoke")
+    readme.write_text(f"a\n{summary.README_START}\nold typed times\n{summary.README_END}\nb\n")
+    assert summary.update_readme(readme, tmp_path, "smoke")
     text = readme.read_text()
     assert "old typed times" not in text and "took 10 min" in text and text.startswith("a\n") and text.endswith("b\n")
-    assert not provenance.update_readme(tmp_path / "no README.md", tmp_path, "smoke")
+    assert not summary.update_readme(tmp_path / "no README.md", tmp_path, "smoke")
 
 
 def test_training_times_count_the_runs_each_notebook_reports(tmp_path):
@@ -73,11 +74,11 @@ def test_training_times_count_the_runs_each_notebook_reports(tmp_path):
             for arm, seed, metric, value in [("a", 0, "total_seconds", 250.0), ("a", 1, "total_seconds", 350.0),
                                              ("a", 0, "test_accuracy", 60.0)]]
     notebook.write_metrics(folder / "metrics.csv", rows)
-    assert provenance.training_times(tmp_path, "smoke") == {"01_x": 600.0}
+    assert summary.training_times(tmp_path, "smoke") == {"01_x": 600.0}
     provenance.reproduce_record(tmp_path / "executed" / "smoke", {"01_x": 12.0}, "smoke")
-    assert "took 12 s" in provenance.readme_times(tmp_path, "smoke")
-    assert "as if run alone on an empty cache: 01 10 min" in provenance.readme_times(tmp_path, "smoke")
-    assert "01 10 min" in "\n".join(provenance.summary_lines(tmp_path, "smoke"))
+    assert "took 12 s" in summary.readme_times(tmp_path, "smoke")
+    assert "as if run alone on an empty cache: 01 10 min" in summary.readme_times(tmp_path, "smoke")
+    assert "01 10 min" in "\n".join(summary.summary_lines(tmp_path, "smoke"))
 
 
 def test_paths_are_relative_to_the_repository():

@@ -6,9 +6,10 @@ import random
 
 import pytest
 
-from hipcore import report
+from hipcore import report, summary
 from hipcore.report import (append_comparison, equivalence_verdict, findings, markdown_table, paper_reference,
-                            power, read_comparisons, verdict, write_summary)
+                            power, read_comparisons, verdict)
+from hipcore.summary import write_summary
 from hipcore.stats import t_cdf, t_interval, t_quantile
 
 TRIALS = 8000
@@ -243,12 +244,12 @@ def test_the_memory_half_of_f5_is_its_own_row_from_the_full_profile(tmp_path):
     header = "model,side,batch,status,peak_memory_gb\n"
     (full / "metrics.csv").write_text(header + "hip16,2048,2,ok,10.4\nhip256,2048,2,ok,6.2\n"
                                       "perceiver_io,2048,2,skipped (too slow),\nhip16,1024,2,ok,4.4\n")
-    row = report.memory_finding(tmp_path)
+    row = summary.memory_finding(tmp_path)
     assert "**full** profile" in row and "batch 2" in row and "TPUv3, batch 8" in row
     assert "not reproduced at batch 2" in row and "HiP-256: trains, 6.2 GiB" in row
     (full / "metrics.csv").write_text(header + "hip16,2048,2,OOM,\nhip256,2048,2,ok,6.2\nperceiver_io,2048,2,OOM,\n")
-    assert "| reproduced |" in report.memory_finding(tmp_path)
-    assert report.memory_finding(tmp_path / "nothing") == ""
+    assert "| reproduced |" in summary.memory_finding(tmp_path)
+    assert summary.memory_finding(tmp_path / "nothing") == ""
 
 
 def test_sentences_read_no_meaning_into_differences_below_the_noise():
@@ -275,13 +276,13 @@ def test_the_readme_blocks_are_filled_from_the_results(tmp_path):
         {"run_id": "HiP, MAE", "seed": s, "metric": "total_seconds", "value": 120.0 * (s + 1)} for s in (0, 1)])
     provenance.reproduce_record(tmp_path / "executed" / "quick", {"01_imagenet_comparison": 30.0}, "quick")
     readme = tmp_path / "README.md"
-    marks = [provenance.block_marks(name) for name in ("results", "times", "budget")]
+    marks = [summary.block_marks(name) for name in ("results", "times", "budget")]
     readme.write_text("top\n" + "\nmiddle\n".join(f"{a}\nold\n{b}" for a, b in marks) + "\nend\n")
-    assert provenance.update_readme(readme, tmp_path, "quick")
+    assert summary.update_readme(readme, tmp_path, "quick")
     text = readme.read_text()
     assert "old" not in text and text.startswith("top\n") and text.endswith("end\n")
     assert "| finding | paper | ours [interval] | unit | verdict |" in text
     assert "| 01 | HiP, MAE | 2 | 3.0 | 6.0 |" in text                           # minutes per seed, in all
     assert "as if run alone on an empty cache: 01 6 min" in text
     readme.write_text("no blocks\n")
-    assert not provenance.update_readme(readme, tmp_path, "quick")
+    assert not summary.update_readme(readme, tmp_path, "quick")

@@ -31,7 +31,7 @@ SHAPES = ["--dataset", "shapes3d", "--data-option", "num_points=64", "--data-opt
 def command(tmp_path, run_dir, *extra):
     variant = tmp_path / "tiny.json"
     variant.write_text(json.dumps(TINY))
-    return [sys.executable, "-m", "hipcore.train", "train", *SHAPES, "--variant", str(variant),
+    return [sys.executable, "-m", "hipcore", "train", *SHAPES, "--variant", str(variant),
             "--batch-size", "8", "--threads", "1", "--quiet", "--run-dir", str(tmp_path / run_dir), *extra]
 
 

@@ -11,7 +11,7 @@ from hipcore import ModalitySpec
 from hipcore.train import (ConfigMismatchError, NonFiniteLossError, TrainConfig, load_model,
                            read_metrics, reconstruct_examples, train)
 from hipcore.train import checkpoint as ckpt
-from hipcore.train import precision
+from hipcore import device as precision
 
 matplotlib.use("Agg")
 

@@ -21,6 +21,7 @@ from test_train_engine import TINY, Toy, config, run
 from hipcore import ModalitySpec
 from hipcore.cli import main as hipcore_main
 from hipcore.train import ConfigMismatchError, read_metrics, train
+from hipcore.config import modalities_to_dict
 from hipcore.train import checkpoint as ckpt
 from hipcore.train import rundir
 from hipcore.train.transfer import TransferMismatchError, transfer
@@ -249,7 +250,7 @@ def _model(modalities, **kw):
 def test_a_transfer_across_orderings_grids_or_modalities_names_both_sides():
     raster = {"image": ModalitySpec(64, 1, (8, 8))}
     state = lambda model: {"model": model.state_dict(), "model_config": model.config.to_dict(),
-                           "modalities": ckpt.modalities_to_dict(model.modalities)}
+                           "modalities": modalities_to_dict(model.modalities)}
     mae = state(_model(raster))
     shuffled = {"image": ModalitySpec(64, 1, (8, 8), torch.randperm(64, generator=torch.Generator().manual_seed(0)))}
     for modalities, message in ((shuffled, r"image element order raster \(identity\) in the checkpoint, \[\d+, "),

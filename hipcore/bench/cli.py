@@ -34,21 +34,6 @@ def add_commands(subparsers) -> None:
     bench.add_argument("--results-dir", default="results", help="default: results")
     bench.set_defaults(func=run_bench)
 
-    trees = subparsers.add_parser(
-        "bench-trees", help="training examples/s of this checkout against another commit, interleaved",
-        description="Run `python -m hipcore train` and `pretrain` of this checkout and of another "
-                    "commit in turn (fresh processes, fresh run directories) and report the median "
-                    "training examples/s of each and their ratio.")
-    trees.add_argument("--against", required=True, metavar="REV", help="the commit to compare with, e.g. c1ee28c")
-    trees.add_argument("--tasks", nargs="+", choices=("supervised", "pretrain"), default=["supervised", "pretrain"],
-                       help="which loops to time (default: both)")
-    trees.add_argument("--repeats", type=int, default=2, help="rounds of alternating runs (default 2)")
-    trees.add_argument("--limit-train", type=int, default=2560, help="training images per run (default 2560)")
-    trees.add_argument("--threads", type=int, default=2, help="torch threads per run (default 2)")
-    trees.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"),
-                       help="this checkout's --precision (the other commit runs as it did)")
-    trees.set_defaults(func=run_trees)
-
 
 def run_bench(args: argparse.Namespace) -> int:
     from ..notebook import ParameterError
@@ -71,27 +56,4 @@ def run_bench(args: argparse.Namespace) -> int:
     print()
     print(results.markdown_targets(results.targets(run)))
     print("\nwrote", ", ".join(str(p) for p in paths))
-    return 0
-
-
-def run_trees(args: argparse.Namespace) -> int:
-    from ..train.precision import cpu_flags, cpu_name
-    from . import trees
-
-    for name in ("repeats", "limit_train", "threads"):
-        if getattr(args, name) < 1:
-            print(f"error: --{name.replace('_', '-')} must be at least 1", file=sys.stderr)
-            return 2
-    flags = sorted(f for f in cpu_flags() if "bf16" in f or "fp16" in f or f.startswith("amx"))
-    print(f"CPU: {cpu_name()}; low-precision flags: {', '.join(flags) or 'none'}")
-    extra = {"head": ["--precision", args.precision]} if args.precision else {}
-    try:
-        rows = trees.compare(args.against, tasks=tuple(args.tasks), repeats=args.repeats,
-                             limit_train=args.limit_train, threads=args.threads, extra=extra)
-    except trees.TreeError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    for task, r in trees.ratios(rows).items():
-        print(f"{task:<10} {args.against}: {r['base']:.1f}  this checkout: {r['head']:.1f} examples/s "
-              f"(median of {args.repeats}): {r['ratio']:.2f}x")
     return 0

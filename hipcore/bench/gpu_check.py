@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from ..config import ModalitySpec, variant
 from ..model import HiP
-from ..train.precision import autocast, grad_scaler, resolve, supported
+from ..device import autocast, grad_scaler, resolve, supported
 
 
 def step_time(name: str, side: int, channels: int, batch: int, classes: int, precision: str,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import os
-import platform
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from typing import Any, Callable
 
 from ..notebook import ParameterError, choose_list
 from .models import MODEL_NAMES, MODELS, available, count_flops
-from ..train.precision import PrecisionError, cpu_name, native_on_cpu, resolve
+from ..device import PrecisionError, machine, native_on_cpu, resolve
 from .timing import OOM, TOO_SLOW, matmul_peak, measure
 
 ALL_SIDES = (32, 64, 128, 224, 384, 512, 1024, 2048)
@@ -109,17 +108,6 @@ class Results:
 
     def row(self, model: str, side: int) -> dict[str, Any] | None:
         return next((r for r in self.rows if r["model"] == model and r["side"] == side), None)
-
-
-def machine() -> dict[str, Any]:
-    import torch
-
-    try:
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    except (ValueError, OSError, AttributeError):
-        memory = None
-    return {"cpu": cpu_name(), "cores": os.cpu_count(), "memory_gb": memory, "torch": torch.__version__,
-            "python": platform.python_version()}
 
 
 def load_average() -> float:
@@ -270,6 +258,6 @@ def run(settings: dict[str, Any], *, options: dict | None = None,
             row["fraction_of_best_peak"] = row["achieved_gflops"] / best
     info.update(precision=r.precision, peak_gflops=peak, best_peak_gflops=best, peaks_gflops=best_of,
                 peak_gflops_runs=peaks, load_end=load_average(), finished=time.strftime("%Y-%m-%d %H:%M:%S"))
-    log(f"matmul peak at the end " + ", ".join(f"{p} {v:.0f}" for p, v in peaks[-1].items())
+    log("matmul peak at the end " + ", ".join(f"{p} {v:.0f}" for p, v in peaks[-1].items())
         + f" GFLOP/s (reference {r.precision} {peak:.0f}, best {best:.0f}), load average {info['load_end']:.2f}")
     return Results(r.rows, r.steps, info)

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..train.precision import autocast
+from ..device import autocast
 
 RESULT_MARK = "HIPCORE_BENCH_RESULT "
 OOM = "OOM"
@@ -109,7 +109,7 @@ def matmul_peak(sizes: tuple[int, ...] = (2048, 3072, 4096), repeats: int = 3,
                 threads: int | None = None, precision: str = "fp32") -> float:
     """The machine's matmul rate in GFLOP/s for one precision ('fp32', 'bf16', 'fp16'): the
     best of a few large square products in that dtype."""
-    from ..train.precision import DTYPES
+    from ..device import DTYPES
 
     previous = torch.get_num_threads()
     torch.set_num_threads(threads or previous)

@@ -2,11 +2,11 @@
 
     files_fingerprint([p1, p2])          names, sizes and SHA-256 contents of files
     arrays_fingerprint(points, labels)   dtype, shape and bytes of in-memory arrays
-    dataset_fingerprint("fashion_mnist") both splits of a dataset by name, without loading it
 
 A file's SHA-256 is cached (in memory and in the user cache's fingerprints.json) under its
 resolved path, size and modification time, so fingerprinting the same unchanged files again
-costs a stat each. Every Dataset carries `fingerprint` (its split's); a run records it, a
+costs a stat each. Every Dataset carries `fingerprint` (its split's), and
+`registry.dataset_fingerprint(name)` gives both splits' without loading them; a run records it, a
 resumption on other data is refused, and the notebooks' run cache names its runs with it.
 """
 
@@ -91,26 +91,3 @@ def arrays_fingerprint(*arrays: np.ndarray) -> str:
         h.update(f"{a.dtype}{a.shape}".encode())
         h.update(memoryview(a).cast("B"))
     return _short(h)
-
-
-def dataset_fingerprint(name: str, *, data_dir: str | os.PathLike | None = None, **options: Any) -> str:
-    """The fingerprint of both splits of a dataset by name, read from its files' listing and
-    cached digests rather than by loading it (what names a run after its data)."""
-    if name in ("fashion_mnist", "fashion_mnist_points"):
-        from hipcore.data.fashion_mnist import split_files
-        parts = [split_files(split, data_dir) for split in ("train", "test")]
-        return files_fingerprint([p for part in parts for p in part])
-    if name == "imagefolder":
-        from hipcore.data.imagefolder import folder_key
-        if data_dir is None:
-            raise ValueError("imagefolder needs data_dir")
-        return listing_fingerprint([folder_key(data_dir, split, options.get("content_check", False))
-                                    for split in ("train", "test")])
-    if name == "modelnet40":
-        from hipcore.data.pointclouds import modelnet40_sources
-        if data_dir is None:
-            raise ValueError("modelnet40 needs data_dir")
-        return files_fingerprint([p for split in ("train", "test") for p in modelnet40_sources(data_dir, split)])
-    if name in ("shapes3d", "parts3d"):  # generated from its options alone
-        return listing_fingerprint([name, options])
-    raise ValueError(f"no fingerprint for dataset {name!r}")

@@ -62,11 +62,6 @@ class BatchLoader:
             return torch.arange(n)
         return torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(self.seed, epoch)))
 
-    def batch_indices(self, epoch: int, step: int) -> torch.Tensor:
-        """This rank's dataset indices [b] for batch `step` of epoch `epoch`."""
-        rows = self.epoch_order(epoch)[step * self.global_batch:(step + 1) * self.global_batch]
-        return torch.tensor_split(rows, self.world_size)[self.rank]
-
     def set_epoch(self, epoch: int) -> None:
         if epoch != self.epoch:
             self.epoch, self.position = int(epoch), 0

@@ -1,33 +1,105 @@
-"""load_dataset: one entry point for every dataset by name."""
+"""Every dataset by name: one table (`REGISTRY`) of what the package knows about each one
+before loading it, and `load_dataset`, the one entry point.
+
+A dataset's row says: its loader class, how many classes its head needs (known without
+loading), the fingerprint of both its splits (read from its files' listing and cached
+digests, or from its options where it is generated), and whether it needs a folder
+(`data_dir`) or is generated in memory (and refuses one). A new dataset is its own module
+plus one row here.
+"""
 
 from __future__ import annotations
 
-from hipcore.data.base import Dataset, check_split
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
 
-DATASETS = ("fashion_mnist", "imagefolder", "shapes3d", "parts3d", "modelnet40", "fashion_mnist_points")
+from hipcore.data.base import Dataset, check_split
+from hipcore.data.fashion_mnist import CLASS_NAMES as FASHION_CLASSES
+from hipcore.data.fashion_mnist import FashionMNIST, FashionMNISTPoints, split_files
+from hipcore.data.fingerprint import files_fingerprint, listing_fingerprint
+from hipcore.data.imagefolder import ImageFolder, folder_classes, folder_key
+from hipcore.data.parts3d import CLASS_NAMES as PARTS3D_CLASSES
+from hipcore.data.parts3d import Parts3D
+from hipcore.data.pointclouds import SHAPE_NAMES, ModelNet40, Shapes3D, modelnet40_sources
+
+Folder = str | os.PathLike | None
+
+
+def _fashion_fingerprint(data_dir: Folder, options: dict[str, Any]) -> str:
+    return files_fingerprint([p for split in ("train", "test") for p in split_files(split, data_dir)])
+
+
+def _folder_fingerprint(data_dir: Folder, options: dict[str, Any]) -> str:
+    return listing_fingerprint([folder_key(data_dir, split, options.get("content_check", False))
+                                for split in ("train", "test")])
+
+
+def _modelnet40_fingerprint(data_dir: Folder, options: dict[str, Any]) -> str:
+    return files_fingerprint([p for split in ("train", "test") for p in modelnet40_sources(data_dir, split)])
+
+
+def _generated_fingerprint(name: str) -> Callable[[Folder, dict[str, Any]], str]:
+    def fingerprint(data_dir: Folder, options: dict[str, Any]) -> str:
+        return listing_fingerprint([name, options])              # made from its options alone
+    return fingerprint
+
+
+def _folder_classes(data_dir: Folder) -> int:
+    if data_dir is None:
+        raise ValueError("imagefolder's classes are the class folders of its data: give its folder, "
+                         "or the number of classes")
+    return len(folder_classes(data_dir))
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What the package knows about one dataset before loading it."""
+
+    loader: type[Dataset]                                   # loader(split, ordering=, seed=, [data_dir=], **options)
+    classes: Callable[[Folder], int]                        # classes of the head, from data_dir when it decides
+    fingerprint: Callable[[Folder, dict[str, Any]], str]    # both splits, without loading them
+    needs_dir: bool = False                                 # data_dir required
+    generated: bool = False                                 # made in memory: takes no data_dir
+    options: str = ""                                       # the loader's options, for messages and --help
+
+
+REGISTRY: dict[str, Entry] = {
+    "fashion_mnist": Entry(FashionMNIST, lambda d: len(FASHION_CLASSES), _fashion_fingerprint,
+                           options="hflip, download"),
+    "imagefolder": Entry(ImageFolder, _folder_classes, _folder_fingerprint, needs_dir=True,
+                         options="resolution (required), cache_dir, workers, hflip, content_check"),
+    "shapes3d": Entry(Shapes3D, lambda d: len(SHAPE_NAMES), _generated_fingerprint("shapes3d"), generated=True,
+                      options="num_points, train_per_class, test_per_class, augment"),
+    "parts3d": Entry(Parts3D, lambda d: len(PARTS3D_CLASSES), _generated_fingerprint("parts3d"), generated=True,
+                     options="num_points, train_per_class, test_per_class, augment, partial"),
+    "modelnet40": Entry(ModelNet40, lambda d: 40, _modelnet40_fingerprint, needs_dir=True,
+                        options="num_points, augment"),
+    "fashion_mnist_points": Entry(FashionMNISTPoints, lambda d: len(FASHION_CLASSES), _fashion_fingerprint,
+                                  options="num_points, download"),
+}
+DATASETS = tuple(REGISTRY)
+
+
+def entry(name: str) -> Entry:
+    if name not in REGISTRY:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    return REGISTRY[name]
 
 
 def num_classes(name: str, data_dir: str | None = None) -> int:
     """Classes of a dataset's head, known without loading it; imagefolder's are the class
     folders of `data_dir` (listed, not read)."""
-    if name in ("fashion_mnist", "fashion_mnist_points"):
-        from hipcore.data.fashion_mnist import CLASS_NAMES
-        return len(CLASS_NAMES)
-    if name == "shapes3d":
-        from hipcore.data.pointclouds import SHAPE_NAMES
-        return len(SHAPE_NAMES)
-    if name == "parts3d":
-        from hipcore.data.parts3d import CLASS_NAMES
-        return len(CLASS_NAMES)
-    if name == "modelnet40":
-        return 40
-    if name == "imagefolder":
-        if data_dir is None:
-            raise ValueError("imagefolder's classes are the class folders of its data: give its folder, "
-                             "or the number of classes")
-        from hipcore.data.imagefolder import folder_classes
-        return len(folder_classes(data_dir))
-    raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    return entry(name).classes(data_dir)
+
+
+def dataset_fingerprint(name: str, *, data_dir: Folder = None, **options: Any) -> str:
+    """The fingerprint of both splits of a dataset by name, read from its files' listing and
+    cached digests rather than by loading it (what names a run after its data)."""
+    found = entry(name)
+    if found.needs_dir and data_dir is None:
+        raise ValueError(f"{name} needs data_dir")
+    return found.fingerprint(data_dir, options)
 
 
 def load_dataset(name: str, split: str, *, ordering: str | None = None, data_dir: str | None = None,
@@ -44,24 +116,9 @@ def load_dataset(name: str, split: str, *, ordering: str | None = None, data_dir
     seed: fixes the 'shuffled' permutation and any random generation or sampling.
     """
     check_split(split)
-    if name == "fashion_mnist":
-        from hipcore.data.fashion_mnist import FashionMNIST as cls
-    elif name == "fashion_mnist_points":
-        from hipcore.data.fashion_mnist import FashionMNISTPoints as cls
-    elif name == "imagefolder":
-        from hipcore.data.imagefolder import ImageFolder as cls
-    elif name == "modelnet40":
-        from hipcore.data.pointclouds import ModelNet40 as cls
-    elif name == "shapes3d":
-        from hipcore.data.pointclouds import Shapes3D
+    found = entry(name)
+    if found.generated:
         if data_dir is not None:
-            raise ValueError("shapes3d is generated in memory and takes no data_dir")
-        return Shapes3D(split, ordering=ordering, seed=seed, **options)
-    elif name == "parts3d":
-        from hipcore.data.parts3d import Parts3D
-        if data_dir is not None:
-            raise ValueError("parts3d is generated in memory and takes no data_dir")
-        return Parts3D(split, ordering=ordering, seed=seed, **options)
-    else:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
-    return cls(split, ordering=ordering, data_dir=data_dir, seed=seed, **options)
+            raise ValueError(f"{name} is generated in memory and takes no data_dir")
+        return found.loader(split, ordering=ordering, seed=seed, **options)
+    return found.loader(split, ordering=ordering, data_dir=data_dir, seed=seed, **options)

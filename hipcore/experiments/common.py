@@ -17,15 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ..data.fingerprint import dataset_fingerprint
+from ..data.registry import dataset_fingerprint
 from ..progress import run_line
 from ..locations import runs_dir as default_runs_dir
 from ..provenance import code_fingerprint, relative
 from ..report import append_comparison
 from ..results import ARM_SETTINGS
 from ..train import TrainConfig, train
-from ..train.distributed import pick_device
-from ..train.precision import resolve as resolve_precision
+from ..device import pick_device
+from ..device import resolve as resolve_precision
 
 
 
@@ -47,30 +47,55 @@ class Arm:
         return dataclasses.replace(self, **changes)
 
 
+# What a profile's row holds beside TrainConfig fields (every other key of a row must be a
+# TrainConfig field: an override of its default, which lives there alone).
+PROFILE_FIELDS = {
+    "seeds": "the seeds a notebook runs by default",
+    "pretrain_epochs": "MAE pretraining epochs (the row's `epochs` are the supervised ones)",
+    "pretrain_lr": "MAE pretraining's peak learning rate (default: the row's lr)",
+}
+TRAIN_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainConfig))
+# Set per arm and seed by train_configs, never by a profile.
+PER_RUN_FIELDS = frozenset({"task", "dataset", "data_dir", "ordering", "data_options", "model", "seed",
+                            "max_steps", "mask_ratio", "init_from", "transfer", "run_dir"})
+
+
+def check_profiles(table: Mapping[str, Mapping[str, Any]], extra: Mapping[str, str] | None = None) -> None:
+    """ValueError unless every key of every row is a TrainConfig field a profile may set, a
+    PROFILE_FIELDS key, or one of the notebook's own `extra` settings ({name: what it is})."""
+    allowed = (TRAIN_FIELDS - PER_RUN_FIELDS) | set(PROFILE_FIELDS) | set(extra or {})
+    for profile, row in table.items():
+        unknown = sorted(set(row) - allowed)
+        if unknown:
+            raise ValueError(f"profile {profile!r} sets {unknown}, which are neither TrainConfig fields a "
+                             f"profile may set nor settings of its notebook")
+
+
+def train_overrides(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The TrainConfig fields a profile's row sets (every other field keeps its default)."""
+    return {k: v for k, v in settings.items() if k in TRAIN_FIELDS and k not in PER_RUN_FIELDS}
+
+
 def train_configs(arm: Arm, seed: int, settings: Mapping[str, Any], *, dataset: str,
                   data_dir: str | None = None, data_options: Mapping[str, Any] | None = None,
                   runs_dir: Path | None = None) -> tuple[TrainConfig | None, TrainConfig]:
-    """The (MAE pretraining or None, supervised) TrainConfigs of one arm and seed."""
+    """The (MAE pretraining or None, supervised) TrainConfigs of one arm and seed: the
+    profile's overrides of TrainConfig (`train_overrides`), the arm's model and order, quiet."""
     runs_dir = default_runs_dir() if runs_dir is None else Path(runs_dir)   # <home>/runs: never site-packages
     code = code_fingerprint()                           # run folders: <run_id>-<code fingerprint>
-    common = dict(dataset=dataset, data_dir=None if data_dir is None else str(data_dir),
-                  ordering=arm.ordering, data_options=dict(data_options or {}),
-                  variant=arm.variant or settings.get("variant", "small3"),
-                  model={"position": arm.position, **arm.model}, seed=seed,
-                  limit_train=settings.get("limit_train"), limit_test=settings.get("limit_test"),
-                  batch_size=settings.get("batch_size", 128), weight_decay=settings.get("weight_decay", 0.05),
-                  warmup_epochs=settings.get("warmup_epochs", 1.0), quiet=settings.get("quiet", True),
-                  log_every=settings.get("log_every", 50),
-                  precision=resolve_precision(settings.get("precision", "auto"), pick_device("auto")))
+    base = TrainConfig(quiet=True).replace(**train_overrides(settings))
+    base = base.replace(dataset=dataset, data_dir=None if data_dir is None else str(data_dir),
+                        ordering=arm.ordering, data_options=dict(data_options or {}),
+                        variant=arm.variant or base.variant, model={"position": arm.position, **arm.model},
+                        seed=seed, precision=resolve_precision(base.precision, pick_device("auto")))
     pre = None
     data = "-data" + dataset_fingerprint(dataset, data_dir=data_dir, **dict(data_options or {}))  # changed data: a new run
     if arm.mae:
-        pre = TrainConfig(task="pretrain", epochs=settings["pretrain_epochs"], mask_ratio=arm.mask_ratio,
-                          lr=settings.get("pretrain_lr", settings.get("lr", 1e-3)), **common)
+        pre = base.replace(task="pretrain", epochs=settings["pretrain_epochs"], mask_ratio=arm.mask_ratio,
+                           lr=settings.get("pretrain_lr", base.lr),
+                           label_smoothing=TrainConfig.label_smoothing)   # supervised only: one pretraining for all
         pre = pre.replace(run_dir=str(runs_dir / f"{pre.run_id}-{code}{data}"))
-    sup = TrainConfig(task="supervised", epochs=settings["epochs"], max_steps=arm.steps,
-                      lr=settings.get("lr", 1e-3), label_smoothing=settings.get("label_smoothing", 0.0),
-                      **common)
+    sup = base.replace(task="supervised", max_steps=arm.steps)
     if pre is not None:
         # The checkpoint path is part of the config, so the run_id follows the pretraining.
         sup = sup.replace(init_from=str(Path(pre.run_dir) / "last.pt"), transfer=arm.transfer)
@@ -100,7 +125,7 @@ def arm_settings(arm: Arm, settings: Mapping[str, Any]) -> dict[str, Any]:
     ordering None is the dataset's default; transfer and mask_ratio apply to MAE arms only."""
     return {"ordering": arm.ordering, "position": arm.position, "mae": arm.mae,
             "transfer": arm.transfer if arm.mae else None, "mask_ratio": arm.mask_ratio if arm.mae else None,
-            "steps": arm.steps, "variant": arm.variant or settings.get("variant", "small3")}
+            "steps": arm.steps, "variant": arm.variant or settings.get("variant", TrainConfig.variant)}
 
 
 def write_arms(path: str | Path, rows: list[dict[str, Any]]) -> Path:
@@ -169,6 +194,7 @@ IMAGE_TABLE: dict[str, dict[str, Any]] = {
     "paper": dict(variant="hip16", epochs=110, pretrain_epochs=200, limit_train=None, limit_test=None,
                   batch_size=1024, lr=2e-3, pretrain_lr=1.5e-3, warmup_epochs=10, precision="auto", seeds=(0, 1, 2)),
 }
+check_profiles(IMAGE_TABLE)
 
 
 def run_arms(arms: list[Arm], seeds: tuple[int, ...], settings: Mapping[str, Any], **kwargs: Any) -> list[dict[str, Any]]:
@@ -205,7 +231,7 @@ def reconstruction_figure(model, test_data, *, mask_ratio: float, seed: int, cou
 def shipped_reconstructions(shipped, test_data, count: int = 4):
     """reconstruction_figure from the shipped MAE model (a `hipcore.pretrained.Pair`), masked as
     in its pretraining; the test data must read as the model was trained (check_fits)."""
-    from ..pretrained import check_fits
+    from ..model import check_fits
 
     mae, _ = shipped.models()
     check_fits(mae, test_data.modalities, "the test data")

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 
 from .. import plots
@@ -37,6 +38,7 @@ TABLE: dict[str, dict[str, Any]] = {
     "full": {**common.IMAGE_TABLE["full"], "orderings": IMAGE_ORDERINGS, "other_seeds": 3},
     "paper": {**common.IMAGE_TABLE["paper"], "orderings": IMAGE_ORDERINGS, "other_seeds": 3},
 }
+common.check_profiles(TABLE, {"orderings": "pixel orders that run", "other_seeds": "seeds of the orders no verdict rests on"})
 
 # The paper's ablation rows (results/paper_reference.csv) for the arms it ran.
 PAPER_KEYS = {"raster + MAE": "ablation.learned_mae_raster", "raster, no MAE": "ablation.learned_raster",

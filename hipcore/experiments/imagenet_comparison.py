@@ -5,39 +5,27 @@ Perceiver IO (the same code with one block and one group) with Fourier features 
 learned positions; HiP with Fourier features; HiP with positions learned by classification
 alone. Per arm: test top-1, parameters, training throughput (examples/s).
 
-The three HiP arms are defined here once and imported by 03_mae_positional_embeddings; the
-learned ones also equal 02_flattening_ablation's raster arms. Equal Arm fields under
-common.IMAGE_TABLE's settings give equal run ids, so each is trained once for all notebooks.
-The helpers below (per-arm summaries, the accuracy figure, recording findings) serve 03 too.
+The three HiP arms, per-arm summaries, the accuracy figure and recording findings are shared
+with 03 and 06 (`image_arms`); equal Arm fields under common.IMAGE_TABLE's settings give
+equal run ids, so each arm is trained once for all notebooks.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any, Mapping
 
 import matplotlib.pyplot as plt
-import pandas as pd
 import torch
 
-from ..data import load_dataset
 from ..model import HiP
-from ..notebook import ParameterError
-from ..plots import readable, wrap_labels
-from ..report import paper_reference
-from ..results import fmt_mean_sd, markdown
 from ..train import model_config
 from . import common
 from .common import Arm
+from .image_arms import HIP_CLASSIFICATION, HIP_FOURIER, HIP_MAE, draw_accuracy, flop_budget, step_flops
 
 DATASETS = ("fashion_mnist", "imagefolder")
 
-# HiP arms shared with 03 (and, the learned ones, with 02's raster arms): never change one
-# field here without changing it there too, or the runs stop being shared.
-HIP_MAE = Arm("HiP, MAE-learned positions", mae=True, ordering="raster")
-HIP_CLASSIFICATION = Arm("HiP, classification-learned positions", ordering="raster")
-HIP_FOURIER = Arm("HiP, Fourier features", position="fourier", ordering="raster")
 PERCEIVER_FOURIER = "Perceiver IO, Fourier features"
 PERCEIVER_LEARNED = "Perceiver IO, learned positions"
 PERCEIVER_MATCHED = "Perceiver IO, Fourier features, FLOP-matched"
@@ -55,6 +43,7 @@ TABLE: dict[str, dict[str, Any]] = {
     "full": {**common.IMAGE_TABLE["full"], "flat_variant": "perceiver_small", "arms": ALL_ARMS},
     "paper": {**common.IMAGE_TABLE["paper"], "flat_variant": "perceiver_io_imagenet", "arms": ALL_ARMS},
 }
+common.check_profiles(TABLE, {"flat_variant": "the flat Perceiver IO variant", "arms": "which arms run"})
 
 # The paper's top-1 for each arm (results/paper_reference.csv): the ImageNet table, and the
 # ablation table for the two HiP-16 arms the main table lacks.
@@ -95,7 +84,6 @@ def matched_steps(settings: Mapping[str, Any], train_data, **data: Any) -> int:
     """Steps of the flat Perceiver IO (Fourier) whose training FLOPs come nearest those of
     HIP_MAE (MAE pretraining plus fine-tuning), both counted by torch's flop counter."""
     from ..train.engine import load_data
-    from .mae_positions import flop_budget, step_flops         # mae_positions imports this module
 
     budget = flop_budget(settings, train_data=train_data, **data)
     fourier, _ = perceiver_arms(settings["flat_variant"])
@@ -105,21 +93,6 @@ def matched_steps(settings: Mapping[str, Any], train_data, **data: Any) -> int:
 
 
 # ---- data ----
-
-def data_options(dataset: str, resolution: Any) -> dict[str, Any]:
-    """load_dataset options beyond the name: an image folder's side in pixels."""
-    if dataset != "imagefolder":
-        return {}
-    if not isinstance(resolution, int) or isinstance(resolution, bool) or resolution < 8:
-        raise ParameterError(f"resolution={resolution!r} is not allowed; give the image side in "
-                             "pixels as an int >= 8 (224 for ImageNet; 32 or 64 keep a CPU run short)")
-    return {"resolution": resolution}
-
-
-def load_splits(dataset: str, data_dir: str | Path | None, options: Mapping[str, Any]):
-    """(train, test) in raster order, loaded once for every arm (raster order needs no seed)."""
-    return tuple(load_dataset(dataset, split, ordering="raster", data_dir=data_dir, **options)
-                 for split in ("train", "test"))
 
 
 # ---- per-arm numbers ----
@@ -139,79 +112,10 @@ def parameter_counts(arm: Arm, settings: Mapping[str, Any], modalities, num_clas
     return {"parameters": total, "classifier_parameters": total - unused}
 
 
-def arm_summary(rows: list[dict[str, Any]], paper_keys: Mapping[str, str] = PAPER_KEYS,
-                params: Mapping[str, Mapping[str, int]] | None = None) -> list[dict[str, Any]]:
-    """One dict per arm (in the order they ran): accuracies per seed, mean and sd, the paper's
-    top-1 where it has one, mean throughput and seconds, and parameter counts when given."""
-    ref = paper_reference()
-    per_arm = pd.DataFrame(rows).groupby("arm", sort=False).agg(
-        accuracies=("test_accuracy", list), accuracy=("test_accuracy", "mean"), accuracy_sd=("test_accuracy", "std"),
-        seeds=("test_accuracy", "count"), examples_per_s=("train_examples_per_s", "mean"),
-        seconds=("total_seconds", "mean"))
-    out = []
-    for arm, a in per_arm.iterrows():
-        key = paper_keys.get(arm)
-        out.append({"arm": arm, "accuracies": list(a["accuracies"]), "paper_key": key,
-                    "paper": ref[key].value if key in ref else None, "accuracy": float(a["accuracy"]),
-                    "accuracy_sd": float(a["accuracy_sd"]), "seeds": int(a["seeds"]),
-                    "examples_per_s": float(a["examples_per_s"]), "seconds": float(a["seconds"]),
-                    **(params or {}).get(arm, {})})
-    return out
-
-
-def markdown_arms(summary: list[dict[str, Any]], dataset: str) -> str:
-    """The per-arm table: paper (ImageNet) beside ours, parameters, throughput, time."""
-    return markdown(pd.DataFrame([{
-        "arm": a["arm"],
-        "paper top-1 % (ImageNet)": "n/a" if a["paper"] is None else f"{a['paper']:.1f}",
-        f"ours top-1 % ({dataset}, mean ± sd)": fmt_mean_sd(a["accuracy"], a["accuracy_sd"]),
-        "seeds": a["seeds"],
-        "parameters (classifier / all)": f"{a['classifier_parameters']:,} / {a['parameters']:,}"
-        if "parameters" in a else "n/a",
-        "train examples/s": f"{a['examples_per_s']:.0f}",
-        "seconds per run": f"{a['seconds']:.0f}"} for a in summary]))
-
-
 # ---- findings ----
-
-def record_findings(path: str | Path, rows: list[dict[str, Any]], findings=FINDINGS) -> list[str]:
-    """Record the per-seed pairs of every finding whose two arms ran; returns their names."""
-    ran = {row["arm"] for row in rows}
-    recorded = []
-    for name, claim, key, baseline, treatment in findings:
-        if {baseline, treatment} <= ran:
-            common.record_pairs(Path(path), rows, finding=name, claim=claim, paper_key=key,
-                                baseline=baseline, treatment=treatment)
-            recorded.append(name)
-    return recorded
-
-
 
 
 # ---- figures ----
-
-def draw_accuracy(ax: plt.Axes, summary: list[dict[str, Any]], dataset: str) -> None:
-    """Bars: ours (mean ± sd, seeds as dots) beside the paper's ImageNet top-1 where it has one."""
-    for i, a in enumerate(summary):
-        sd = None if math.isnan(a["accuracy_sd"]) else a["accuracy_sd"]
-        ax.bar(i - 0.2, a["accuracy"], 0.38, yerr=sd, capsize=3, color="C0",
-               label=f"ours ({readable(dataset)})" if i == 0 else None)
-        ax.plot([i - 0.2] * len(a["accuracies"]), a["accuracies"], "k.", markersize=3)
-        if a["paper"] is not None:
-            ax.bar(i + 0.2, a["paper"], 0.38, color="C7", label="paper (ImageNet)" if i == 0 else None)
-    ax.set_xticks(range(len(summary)), wrap_labels([a["arm"] for a in summary]), fontsize=7)
-    ax.set_ylim(0, 108)
-    ax.set_ylabel("test top-1 %")
-    ax.legend(fontsize=7, loc="upper center", ncol=2, frameon=False)
-
-
-def draw_accuracy_figure(summary: list[dict[str, Any]], dataset: str, title: str = "") -> plt.Figure:
-    """draw_accuracy on a figure of its own."""
-    fig, ax = plt.subplots(figsize=(1.6 + 1.6 * len(summary), 3.8))
-    draw_accuracy(ax, summary, dataset)
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    return fig
 
 
 def draw_comparison(summary: list[dict[str, Any]], dataset: str, title: str = "") -> plt.Figure:

@@ -2,7 +2,7 @@
 
 Arms, all HiP in raster order:
 - MAE-learned positions, classification-learned positions, Fourier features: imported from
-  imagenet_comparison, so they are the same cached runs as notebook 01's;
+  image_arms, so they are the same cached runs as notebook 01's;
 - Fourier features + MAE (F3);
 - compute-matched control: classification only, for as many steps as match the FLOPs of MAE
   pretraining plus fine-tuning (`flop_budget`, counted by torch's flop counter), so that
@@ -15,8 +15,6 @@ Then reconstructions of masked test images, and the learned tables drawn on the 
 
 from __future__ import annotations
 
-import statistics
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -24,22 +22,18 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from ..model import HiP
 from ..notebook import ParameterError
 from ..results import fmt_mean_sd, markdown
 from .. import report
 from ..train import load_model
-from ..train.engine import compute_loss, freeze_decoder, load_data, model_config
 from . import common
 from .common import Arm
-from .imagenet_comparison import HIP_CLASSIFICATION, HIP_FOURIER, HIP_MAE
+from .image_arms import (CLASSIFICATION_LEARNED, COMPUTE_MATCHED, HIP_CLASSIFICATION, HIP_FOURIER, HIP_MAE,
+                         MAE_FINE_TUNED, MAE_PRETRAINED, FlopBudget, checkpoints, geometry_null, geometry_score,
+                         model_tables)
 
 FOURIER_MAE = "HiP, Fourier features + MAE"
-COMPUTE_MATCHED = "HiP, classification-learned, compute-matched"
 POSITIONS_ONLY = "HiP, MAE positions only (trainable)"
-# The position tables' names in the F7 figure and its structure scores.
-MAE_PRETRAINED, MAE_FINE_TUNED = "MAE-learned (pretrained)", "MAE-learned (fine-tuned)"
-CLASSIFICATION_LEARNED = "classification-learned"
 
 ALL_ARMS = ("hip_mae", "hip_classification", "hip_fourier", "hip_fourier_mae", "compute_matched",
             "positions_only", "mask_ratio")
@@ -60,6 +54,7 @@ TABLE: dict[str, dict[str, Any]] = {
     "full": {**common.IMAGE_TABLE["full"], "arms": ALL_ARMS, "other_seeds": 3},
     "paper": {**common.IMAGE_TABLE["paper"], "arms": ALL_ARMS, "other_seeds": 3},
 }
+common.check_profiles(TABLE, {"arms": "which arms run", "other_seeds": "seeds of the arms no verdict rests on"})
 
 # The paper's ablation rows (results/paper_reference.csv) for the arms it ran.
 PAPER_KEYS = {HIP_MAE.label: "ablation.learned_mae_raster", HIP_CLASSIFICATION.label: "ablation.learned_raster",
@@ -117,59 +112,6 @@ def arms(settings: Mapping[str, Any], mask_ratio: float = 0.85, compare_mask_rat
 
 
 # ---- the compute-matched control: FLOPs, not epochs ----
-
-@dataclass(frozen=True)
-class FlopBudget:
-    """FLOPs of one training step (forward + backward, torch.utils.flop_counter) of MAE
-    pretraining and of classification, the MAE arm's steps of each, and the control's steps."""
-
-    pretrain_step_flops: int
-    supervised_step_flops: int
-    pretrain_steps: int
-    supervised_steps: int
-
-    @property
-    def mae_arm_flops(self) -> int:
-        return self.pretrain_steps * self.pretrain_step_flops + self.supervised_steps * self.supervised_step_flops
-
-    @property
-    def control_steps(self) -> int:
-        """Supervised steps whose FLOPs come nearest the MAE arm's pretraining + fine-tuning."""
-        return max(1, round(self.mae_arm_flops / self.supervised_step_flops))
-
-    @property
-    def control_flops(self) -> int:
-        return self.control_steps * self.supervised_step_flops
-
-
-def step_flops(cfg, train_set) -> int:
-    """FLOPs of one training step of `cfg` (one batch, forward and backward) on `train_set`."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    torch.manual_seed(cfg.seed)
-    model = HiP(model_config(cfg, train_set.num_classes if cfg.task == "supervised" else 0),
-                       train_set.modalities)
-    if cfg.task == "supervised":
-        freeze_decoder(model)
-    inputs, labels = train_set.get_batch(torch.arange(min(cfg.batch_size, len(train_set))), train=True)
-    counter = FlopCounterMode(display=False)
-    with counter:
-        loss, _, _ = compute_loss(model, model, inputs, labels, cfg)
-        loss.backward()
-    return int(counter.get_total_flops())
-
-
-def flop_budget(settings: Mapping[str, Any], *, train_data=None, **data: Any) -> FlopBudget:
-    """The FLOP budget of the MAE arm (seed 0; every seed takes the same steps) and the
-    control's matching number of supervised steps. data: dataset, data_dir, data_options."""
-    pre, sup = common.train_configs(HIP_MAE, 0, settings, **data)
-    train_set, _ = load_data(sup, train_data, train_data)          # the test split is not used here
-    per_epoch = len(train_set) // sup.batch_size                   # the loader drops the last partial batch
-    if per_epoch == 0:
-        raise ValueError(f"batch {sup.batch_size} is larger than the {len(train_set)} training examples")
-    return FlopBudget(pretrain_step_flops=step_flops(pre, train_set), supervised_step_flops=step_flops(sup, train_set),
-                      pretrain_steps=pre.max_steps or pre.epochs * per_epoch,
-                      supervised_steps=sup.max_steps or sup.epochs * per_epoch)
 
 
 def budget_table(budget: FlopBudget, rows: list[dict[str, Any]]) -> str:
@@ -241,12 +183,6 @@ def contrast_table(rows: list[dict[str, Any]], pairs: Mapping[str, tuple[str, st
 
 # ---- checkpoints, reconstructions, position tables ----
 
-def checkpoints(arm: Arm, seed: int, settings: Mapping[str, Any], **data: Any) -> tuple[Path | None, Path]:
-    """(MAE pretraining checkpoint or None, classifier checkpoint) of one arm and seed.
-    data: dataset, data_dir, data_options, as for common.train_configs."""
-    pre, sup = common.train_configs(arm, seed, settings, **data)
-    return (None if pre is None else Path(pre.run_dir) / "last.pt"), Path(sup.run_dir) / "last.pt"
-
 
 def draw_reconstructions(arm: Arm, seed: int, settings: Mapping[str, Any], test_data, count: int = 4,
                          **data: Any) -> plt.Figure:
@@ -256,30 +192,6 @@ def draw_reconstructions(arm: Arm, seed: int, settings: Mapping[str, Any], test_
     if pre is None:
         raise ValueError(f"arm {arm.label!r} has no MAE pretraining")
     return common.reconstruction_figure(load_model(pre), test_data, mask_ratio=arm.mask_ratio, seed=seed, count=count)
-
-
-def position_tables(arms_by_key: Mapping[str, Arm], seed: int, settings: Mapping[str, Any],
-                    modality: str = "image", **data: Any) -> tuple[dict[str, torch.Tensor], Any]:
-    """({name: position embedding [M, E] in input order}, the modality's spec) for one seed.
-
-    The embedding is model.positions(modality): a learned table itself when its width is E
-    (projected otherwise), or the projected Fourier features. MAE-learned after pretraining
-    and after fine-tuning, classification-learned, and Fourier (a reference with geometry
-    built in), for those arms that ran."""
-    wanted = [("hip_mae", 0, MAE_PRETRAINED), ("hip_mae", 1, MAE_FINE_TUNED),
-              ("hip_classification", 1, CLASSIFICATION_LEARNED), ("hip_fourier", 1, "Fourier (trained projection)")]
-    return model_tables({name: load_model(checkpoints(arms_by_key[key], seed, settings, **data)[which])
-                         for key, which, name in wanted if key in arms_by_key}, modality)
-
-
-def model_tables(models: Mapping[str, HiP], modality: str = "image") -> tuple[dict[str, torch.Tensor], Any]:
-    """({name: model.positions(modality) [M, E]}, the modality's spec) of the models given."""
-    tables, spec = {}, None
-    for name, model in models.items():
-        with torch.no_grad():
-            tables[name] = model.positions(modality).float()
-        spec = model.modalities[modality]
-    return tables, spec
 
 
 def shipped_tables(shipped, modality: str = "image") -> tuple[dict[str, torch.Tensor], Any]:
@@ -300,49 +212,6 @@ def structure_sentence(structure: list[dict[str, Any]]) -> str:
     mae = score[MAE_PRETRAINED]
     return report.compare_scores(names[0], mae["structure"], names[1], other["structure"],
                                  mae["chance_sd"], other["chance_sd"], what="pixel-grid structure")
-
-
-def chosen_pixels(height: int, width: int) -> list[tuple[int, int]]:
-    """Four (row, col) pixels for similarity maps: centre, two upper quarters, lower middle."""
-    return [(height // 2, width // 2), (height // 4, width // 4), (height // 4, 3 * width // 4),
-            (3 * height // 4, width // 2)]
-
-
-def geometry_score(table: torch.Tensor, spec, *, draws: int = 10, max_positions: int = 1024,
-                   seed: int = 0) -> tuple[float, float]:
-    """(score, chance sd) of a position table (see geometry_null)."""
-    score, _, chance_sd = geometry_null(table, spec, draws=draws, max_positions=max_positions, seed=seed)
-    return score, chance_sd
-
-
-def geometry_null(table: torch.Tensor, spec, *, draws: int = 10, max_positions: int = 1024,
-                  seed: int = 0) -> tuple[float, float, float]:
-    """(score, chance mean, chance sd) of a position table [M, E] in input order on its 2-D
-    pixel grid.
-
-    score: minus the correlation, over pairs of pixels, between the cosine similarity of their
-    embeddings and their distance on the grid: 0 for no geometry, positive when near pixels
-    have similar embeddings. chance mean and sd: the score's level and spread when the rows
-    are randomly permuted (the same embeddings, no tie to pixels). Above max_positions, a fixed random
-    subset of pixels is used."""
-    gen = torch.Generator().manual_seed(seed)
-    m = table.shape[0]
-    keep = torch.randperm(m, generator=gen)[:max_positions] if m > max_positions else torch.arange(m)
-    pixel = keep if spec.order is None else spec.order[keep]                 # raster index of each row
-    rc = torch.stack([pixel // spec.grid[1], pixel % spec.grid[1]], -1).double()
-    i, j = torch.triu_indices(len(keep), len(keep), offset=1)
-    dist = torch.cdist(rc, rc)[i, j]
-    dist = dist - dist.mean()
-    dist = dist / dist.norm()
-    x = torch.nn.functional.normalize(table[keep].detach().double(), dim=-1)
-
-    def score(rows: torch.Tensor) -> float:
-        sim = (rows @ rows.T)[i, j]
-        sim = sim - sim.mean()
-        return -(sim @ dist).item() / max(sim.norm().item(), 1e-12)
-
-    chance = [score(x[torch.randperm(len(keep), generator=gen)]) for _ in range(draws)]
-    return score(x), statistics.fmean(chance), statistics.stdev(chance)
 
 
 F7 = ("F7 MAE-learned positions hold the image grid's structure (score against its chance level)",

@@ -70,6 +70,9 @@ TABLE: dict[str, dict[str, Any]] = {
                   warmup_epochs=10, limit_train=None, limit_test=None, perceiver=True, precision="auto", seeds=(0, 1, 2),
                   orderings=ORDERINGS),
 }
+common.check_profiles(TABLE, {"num_points": "points per cloud", "train_per_class": "generated training clouds per class",
+                              "test_per_class": "generated test clouds per class",
+                              "perceiver": "whether the flat Perceiver IO arm runs", "orderings": "point orders that run"})
 
 PERCEIVER = "Perceiver (1 group), no MAE"
 PAPER_KEYS = {"stored + MAE": "modelnet40.hip16_mae", "stored, no MAE": "modelnet40.hip16",

@@ -22,10 +22,10 @@ import pandas as pd
 
 from ..plots import save_figure
 from ..report import append_comparison, findings
-from ..train.distributed import pick_device
-from ..train.precision import resolve
+from ..device import pick_device
+from ..device import resolve
 from . import common
-from .imagenet_comparison import HIP_MAE, load_splits
+from .image_arms import HIP_MAE, load_splits
 
 FINDING = "Precision parity: top-1, fastest precision minus fp32"
 LOG_EVERY = 2            # a train-loss row every 2 steps: a curve even at smoke's 4 steps

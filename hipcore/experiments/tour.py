@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
-from ..model import HiP, HiPOutput, build, plain_attention
-from ..pretrained import check_fits
+from ..model import HiP, HiPOutput, build, check_fits, plain_attention
+from . import common
 
 # Per profile: which model, how many images go through it.
 TABLE: dict[str, dict[str, Any]] = {
@@ -19,6 +19,7 @@ TABLE: dict[str, dict[str, Any]] = {
     "full": {"variant": "small5", "batch_size": 128, "seeds": (0,)},
     "paper": {"variant": "hip16", "batch_size": 8, "seeds": (0,)},
 }
+common.check_profiles(TABLE)
 
 
 def role(model: HiP, index: int) -> str:

@@ -14,6 +14,7 @@ A model with one block and one group is a flat Perceiver IO built by the same co
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Mapping
 
 import torch
 import torch.utils.checkpoint
@@ -288,3 +289,22 @@ def build(name_or_config: str | HiPConfig, modalities: dict[str, ModalitySpec], 
     else:
         config = variant(name_or_config, **overrides)
     return HiP(config, modalities)
+
+
+def check_fits(model: HiP, modalities: Mapping[str, ModalitySpec], what: str = "the data") -> None:
+    """ValueError unless `modalities` (a dataset's) are exactly the model's: the same inputs,
+    channels, grid and input order (a model trained in raster order does not read Hilbert)."""
+    for name, spec in model.modalities.items():
+        if name not in modalities:
+            raise ValueError(f"the model reads modality {name!r}, which {what} does not have")
+        other = modalities[name]
+        mine = (spec.num_inputs, spec.channels, tuple(spec.grid))
+        theirs = (other.num_inputs, other.channels, tuple(other.grid))
+        if mine != theirs:
+            raise ValueError(f"the model reads {name!r} as {spec.num_inputs} inputs x {spec.channels} channels on "
+                             f"grid {tuple(spec.grid)}; {what} gives {theirs[0]} x {theirs[1]} on grid {theirs[2]}")
+        a = torch.arange(spec.num_inputs) if spec.order is None else spec.order
+        b = torch.arange(other.num_inputs) if other.order is None else other.order
+        if not torch.equal(a.cpu(), b.cpu()):
+            raise ValueError(f"the model was trained with {name!r} flattened in another order than {what}'s: "
+                             "load the data in the model's ordering (raster for the shipped weights)")

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import HiPConfig, ModalitySpec
+from ..config import HiPConfig, modalities_from_dict
 from ..errors import HipcoreError
 from ..files import write_atomic
 
@@ -92,7 +92,7 @@ def _load(path: Path, training: bool) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:   # torch and pickle raise many types for a bad file; their
+    except Exception:   # torch and pickle raise many types for a bad file; their
         # messages can suggest loading without weights_only, which must never be done here
         raise CheckpointError(f"checkpoint {path} is unreadable: truncated, corrupted or not a "
                               "checkpoint at all") from None
@@ -156,16 +156,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 # ---- models ----
-
-def modalities_to_dict(modalities: dict[str, ModalitySpec]) -> dict[str, Any]:
-    return {n: {"num_inputs": s.num_inputs, "channels": s.channels, "grid": list(s.grid),
-                "order": s.order} for n, s in modalities.items()}
-
-
-def modalities_from_dict(d: dict[str, Any]) -> dict[str, ModalitySpec]:
-    return {n: ModalitySpec(s["num_inputs"], s["channels"], tuple(s["grid"]), s["order"])
-            for n, s in d.items()}
-
 
 def load_model(path: str | os.PathLike):
     """The HiP stored in a checkpoint, in eval mode on the CPU (for figures and analysis)."""

@@ -3,7 +3,7 @@
 
     python -m hipcore pretrain --dataset fashion_mnist --variant small3 --epochs 20 --run-dir runs/mae
     python -m hipcore train --init-from runs/mae/last.pt --transfer positions --run-dir runs/ft
-    torchrun --nproc_per_node 2 -m hipcore.train train ...      (one process per device)
+    torchrun --nproc_per_node 2 -m hipcore train ...            (one process per device)
 
 Rerunning a command resumes its run directory from the last checkpoint.
 """
@@ -17,9 +17,8 @@ import os
 import sys
 
 from ..argtypes import finite as _finite, positive_int as _positive_int
-from ..errors import HipcoreError
 from .config import OPTIMIZERS, TRANSFERS, TrainConfig
-from .precision import PRECISIONS
+from ..device import PRECISIONS
 
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)
             if f.default is not dataclasses.MISSING}
@@ -175,16 +174,3 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     return _run(args, "pretrain")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m hipcore.train train|pretrain ...` (the same commands as `python -m hipcore`)."""
-    parser = argparse.ArgumentParser(prog="python -m hipcore.train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except (HipcoreError, ValueError, FileNotFoundError, KeyError, TypeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2

@@ -10,7 +10,7 @@ from pathlib import PurePath
 from typing import Any, Mapping
 
 from ..config import HiPConfig
-from .precision import PRECISIONS
+from ..device import PRECISIONS
 
 TASKS = ("supervised", "pretrain")
 OPTIMIZERS = ("adamw", "lamb")
@@ -68,7 +68,7 @@ class TrainConfig:
     checkpoint_every: int = 0           # also checkpoint every this many steps (0: epoch ends only)
     log_every: int = 50                 # a train loss row every this many steps
     device: str = "auto"                # 'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1'
-    precision: str = "auto"             # 'auto', 'fp32', 'bf16' or 'fp16' (see train.precision);
+    precision: str = "auto"             # 'auto', 'fp32', 'bf16' or 'fp16' (see hipcore.device);
                                         # a run stores the one 'auto' resolved to
     quiet: bool = False                 # no progress bar, no epoch lines
 

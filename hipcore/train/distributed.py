@@ -1,7 +1,7 @@
 """One process per device: torchrun's environment -> a process group, and the helpers the
 loop needs. Without torchrun (WORLD_SIZE unset or 1) everything is a no-op on one process.
 
-    torchrun --nproc_per_node 2 -m hipcore.train train --dataset fashion_mnist ...
+    torchrun --nproc_per_node 2 -m hipcore train --dataset fashion_mnist ...
 
 Backend: NCCL when the processes use CUDA devices, gloo on CPU. Rank 0 writes metrics and
 checkpoints; every rank evaluates a 1/world_size shard of the test set and the sums are
@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+
+from ..device import pick_device
 
 
 @dataclass(frozen=True)
@@ -33,17 +35,6 @@ class Context:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
-
-
-def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    """'auto' -> CUDA when present (one device per local rank), else CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r} asked for, but torch sees no CUDA device")
-        return torch.device(name if ":" in name else f"cuda:{local_rank}")
-    return torch.device(name)
 
 
 def setup(device: str) -> Context:

@@ -31,9 +31,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ..config import BlockConfig, HiPConfig, variant
+from ..config import BlockConfig, HiPConfig, modalities_to_dict, variant
 from ..model import HiP
-from . import checkpoint, distributed, precision, rundir
+from .. import device as precision
+from . import checkpoint, distributed, rundir
 from .config import TrainConfig
 from .mae import fixed_noise, mae_loss
 from .metrics import MetricsLogger, progress_bar, versions, write_json
@@ -207,7 +208,7 @@ def evaluate(hip: HiP, dataset, cfg: TrainConfig, ctx: distributed.Context | Non
 def checkpoint_state(cfg, hip, optimizer, scheduler, loader, state: RunState, rng: list,
                      record: dict[str, Any]) -> dict[str, Any]:
     return {"format": checkpoint.FORMAT, "step": state.step, "run_id": cfg.run_id, "config": cfg.to_dict(),
-            "model_config": hip.config.to_dict(), "modalities": checkpoint.modalities_to_dict(hip.modalities),
+            "model_config": hip.config.to_dict(), "modalities": modalities_to_dict(hip.modalities),
             "model": hip.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "loader": loader.state_dict(), "rng": rng,
             "run": asdict(state), "data": record["data"], "source": record["source"]}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import platform
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,8 @@ import numpy as np
 import torch
 
 from ..files import temp_path, write_text_atomic
+from ..device import machine
+from ..version import __version__
 
 COLUMNS = ("run_id", "seed", "epoch", "step", "split", "metric", "value")
 
@@ -95,10 +96,7 @@ def progress_bar(total: int, initial: int, desc: str, quiet: bool):
 # ---- provenance ----
 
 def versions(device: torch.device, world_size: int) -> dict[str, Any]:
-    from .. import __version__
-
-    info = {"python": sys.version.split()[0], "torch": torch.__version__, "numpy": np.__version__,
-            "hipcore": __version__, "platform": platform.platform(), "threads": torch.get_num_threads(),
+    info = {**machine(), "numpy": np.__version__, "hipcore": __version__, "threads": torch.get_num_threads(),
             "device": str(device), "world_size": world_size}
     if device.type == "cuda":
         info["cuda"] = torch.version.cuda

@@ -52,11 +52,6 @@ def check_path(run_dir: str | os.PathLike | None) -> Path:
     return path
 
 
-def same_dir(a: str | os.PathLike, b: str | os.PathLike) -> bool:
-    """Whether two spellings name the same folder (resolving '.', '..', trailing slashes, links)."""
-    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
-
-
 @contextlib.contextmanager
 def claim(run_dir: str | os.PathLike | None, enabled: bool = True) -> Iterator[Path]:
     """Create and lock the run directory for this process (enabled=False: only check the path,

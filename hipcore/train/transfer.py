@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import HipcoreError
+from ..config import modalities_from_dict
 from . import checkpoint
 
 MODES = ("all", "positions", "positions_frozen", "none")
@@ -41,7 +42,7 @@ def check_inputs(state: dict[str, Any], model: nn.Module, where: str) -> None:
                                     f"{model.config.position!r}: build it with position={theirs!r}")
     if "modalities" not in state:
         return
-    saved = checkpoint.modalities_from_dict(state["modalities"])
+    saved = modalities_from_dict(state["modalities"])
     problems = []
     if sorted(saved) != sorted(model.modalities):
         problems.append(f"modalities {sorted(saved)} in the checkpoint, {sorted(model.modalities)} here")

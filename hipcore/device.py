@@ -1,4 +1,10 @@
-"""Numeric precision of a run: float32, or bfloat16 / float16 autocast over float32 weights.
+"""The device a run computes on, its numeric precision, and a description of the machine.
+
+    pick_device('auto' | 'cpu' | 'cuda' | 'cuda:1')   -> torch.device (CUDA when present)
+    resolve(requested precision, device)            -> 'fp32' | 'bf16' | 'fp16', once per process
+    machine()                                       -> CPU, cores, threads, memory, GPU, versions
+
+Numeric precision of a run: float32, or bfloat16 / float16 autocast over float32 weights.
 
     requested  'auto' | 'fp32' | 'bf16' | 'fp16'   (TrainConfig.precision, --precision)
     resolved   'fp32' | 'bf16' | 'fp16'            (what the run computes; stored in its config)
@@ -20,9 +26,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
+import platform
 import sys
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -31,6 +39,17 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 # /proc/cpuinfo flags that make a CPU compute each low precision natively (matmul units).
 NATIVE_CPU_FLAGS = {"bf16": ("amx_bf16", "avx512_bf16"), "fp16": ("amx_fp16", "avx512_fp16")}
+
+
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    """'auto' -> CUDA when present (one device per local rank), else CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} asked for, but torch sees no CUDA device")
+        return torch.device(name if ":" in name else f"cuda:{local_rank}")
+    return torch.device(name)
 
 
 class PrecisionError(ValueError):
@@ -65,7 +84,6 @@ def cpu_name() -> str:
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    import platform
     return platform.processor() or platform.machine()
 
 
@@ -136,8 +154,8 @@ def _measured_cpu_steps() -> dict[str, float]:
 def time_cpu_steps(batch: int = 64, repeats: int = 3) -> dict[str, float]:
     """Best seconds of a classification step (forward, backward, AdamW) of small3 on 28 x 28
     random images, in fp32 and under bf16 autocast, interleaved."""
-    from ..config import ModalitySpec, variant
-    from ..model import HiP
+    from .config import ModalitySpec, variant
+    from .model import HiP
 
     generator = torch.Generator().manual_seed(0)
     x = {"image": torch.rand(batch, 784, 1, generator=generator)}
@@ -175,3 +193,23 @@ def autocast(precision: str, device: torch.device) -> contextlib.AbstractContext
 def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler:
     """A gradient scaler that is active for fp16 only (a no-op object otherwise)."""
     return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+
+def memory_gb() -> float | None:
+    """The machine's memory in GiB (None where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def machine() -> dict[str, Any]:
+    """What this machine is, for provenance, benchmarks and a run's versions.json: the CPU's
+    name and its low-precision flags, cores, torch threads, memory, the GPU (None without one),
+    the platform, and the Python and torch versions."""
+    flags = sorted(f for names in NATIVE_CPU_FLAGS.values() for f in names if f in cpu_flags())
+    return {"cpu": cpu_name(), "cpu_flags": flags, "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "memory_gb": memory_gb(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "platform": platform.platform(terse=True), "python": platform.python_version(),
+            "torch": torch.__version__}

@@ -1,0 +1,160 @@
+"""Exporting shipped weights from the notebooks' run cache: notebook 01's HiP + MAE arm, its
+MAE-pretrained and its fine-tuned model, as `hipcore/weights/<name>.pt` plus their entries in
+`manifest.json` (the format `hipcore.pretrained` reads and documents).
+
+    python -m hipcore weights --profile quick        # from the run cache of `make reproduce`
+
+Runs are found by the training-code fingerprint (`hipcore.provenance.code_fingerprint`), so
+the exporting commit holds the very training code that trained the runs.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from .. import provenance
+from ..config import VARIANT_NAMES, HiPConfig, modalities_from_dict, modalities_to_dict
+from ..config import variant as named
+from ..files import sha256_file, write_atomic, write_text_atomic
+from ..locations import PACKAGE_DIR, is_checkout
+from ..pretrained import ABOUT, FORMAT, MANIFEST, RunsNotFound, read_manifest
+from ..train.checkpoint import CheckpointError, load
+from . import common
+from .image_arms import HIP_MAE
+
+
+def shipped_name(variant: str, dataset: str, profile: str, kind: str) -> str:
+    return f"{variant}_{dataset}_{profile}_{kind}"
+
+
+def finished_run(cfg, profile: str, label: str) -> dict[str, Any]:
+    """The verified last checkpoint of the run `cfg` names, when that run finished. RunsNotFound
+    (what is missing, and the command that trains it) otherwise."""
+    folder, last = Path(cfg.run_dir), Path(cfg.run_dir) / "last.pt"
+    train = (f"Run notebook 01_imagenet_comparison at profile {profile} first (`make reproduce` for quick, "
+             f"or `python -m hipcore sweep 01 --profile {profile}`), or name its run cache with --runs-dir.")
+    where = f"notebook 01's arm {label!r}, {cfg.task} run {cfg.run_id}, seed {cfg.seed}, profile {profile}"
+    if not last.is_file():
+        held = "holds no last.pt" if folder.is_dir() else "does not exist"
+        raise RunsNotFound(f"no finished run of {where}: {folder.name} in {folder.parent} {held}. {train}")
+    try:
+        state = load(last, training=True)
+    except CheckpointError as error:
+        raise RunsNotFound(f"the run of {where} cannot be read: {error}") from None
+    total = state["scheduler"].get("lr_lambdas", [{}])[0].get("total_steps")
+    if total is None:
+        raise RunsNotFound(f"cannot tell whether {last} finished (its scheduler records no total steps)")
+    if state["step"] != total:
+        raise RunsNotFound(f"the run of {where} stopped at step {state['step']} of {total}. {train}")
+    if state.get("run_id") != cfg.run_id:
+        raise RunsNotFound(f"{last} holds run {state.get('run_id')}, not {cfg.run_id}")
+    differ = [d for d in cfg.differences(state["config"]) if not d.startswith(("run_dir:", "init_from:"))]
+    if differ:
+        raise RunsNotFound(f"{last} was trained with other settings than {where}: {'; '.join(differ)}")
+    return state
+
+
+def model_spec(state: Mapping[str, Any], variant: str) -> dict[str, Any]:
+    """variant + the HiPConfig fields that differ from it + modalities, checked to rebuild the
+    checkpoint's configuration exactly."""
+    if variant not in VARIANT_NAMES:
+        raise ValueError(f"only named variants ship; this run's variant is {variant!r}")
+    saved = HiPConfig.from_dict(state["model_config"])
+    base, want = named(variant).to_dict(), saved.to_dict()
+    overrides = {k: v for k, v in want.items() if base.get(k) != v}
+    rebuilt = named(variant, **overrides)
+    if rebuilt != saved:
+        raise ValueError(f"variant {variant!r} with overrides {sorted(overrides)} does not rebuild the checkpoint's model")
+    plain = json.loads(json.dumps(overrides, default=list))
+    return {"variant": variant, "overrides": plain, "modalities": modalities_to_dict(modalities_from_dict(state["modalities"]), plain=True)}
+
+
+def training_record(state: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's training configuration with no machine path: run_dir dropped, init_from as
+    '<pretraining run folder>/last.pt'."""
+    config = {k: v for k, v in state["config"].items() if k != "run_dir"}
+    if config.get("init_from"):
+        config["init_from"] = "/".join(Path(config["init_from"]).parts[-2:])
+    return config
+
+
+def export(profile: str = "quick", *, seed: int = 0, runs_dir: str | os.PathLike | None = None,
+           out: str | os.PathLike | None = None, settings: Mapping[str, Any] | None = None,
+           dataset: str = "fashion_mnist") -> list[Path]:
+    """Write the MAE-pretrained and the fine-tuned model of notebook 01's HiP + MAE arm
+    (`image_arms.HIP_MAE`) for `seed`, from the run cache at `profile`, into `out`
+    (default: this checkout's hipcore/weights) with their manifest entries. The runs are the
+    notebooks' own (`common.train_configs` at `common.IMAGE_TABLE[profile]`, or `settings`).
+    Returns the files written. Entries of other names in the manifest are kept."""
+    if settings is None:
+        if profile not in common.IMAGE_TABLE:
+            raise ValueError(f"profile {profile!r} is not one of {', '.join(common.IMAGE_TABLE)}")
+        settings = common.IMAGE_TABLE[profile]
+    if out is None:
+        if not is_checkout(PACKAGE_DIR.parent):
+            raise ValueError(f"hipcore is installed at {PACKAGE_DIR}, not in a checkout: pass --out DIR "
+                             "(the weights belong in a checkout's hipcore/weights/)")
+        out = PACKAGE_DIR / "weights"
+    out = Path(out)
+    pre_cfg, sup_cfg = common.train_configs(HIP_MAE, seed, settings, dataset=dataset, runs_dir=runs_dir)
+    pre_state = finished_run(pre_cfg, profile, HIP_MAE.label)
+    sup_state = finished_run(sup_cfg, profile, HIP_MAE.label)
+    source = sup_state.get("source") or {}
+    if (source.get("run_id"), source.get("digest")) != (pre_cfg.run_id, pre_state["digest"]):
+        raise RunsNotFound(f"{Path(sup_cfg.run_dir).name} was not fine-tuned from the checkpoint now in "
+                           f"{Path(pre_cfg.run_dir).name}: rerun notebook 01 at profile {profile}")
+    code = provenance.code_fingerprint()
+    exported = {**provenance.git_state(), "code_fingerprint": code, "torch": torch.__version__}
+    manifest = read_manifest(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for kind, cfg, state in (("mae", pre_cfg, pre_state), ("classifier", sup_cfg, sup_state)):
+        name = shipped_name(cfg.variant, dataset, profile, kind)
+        path = out / f"{name}.pt"
+        weights = {k: v.detach().cpu().contiguous() for k, v in state["model"].items()}
+        payload = io.BytesIO()                 # saved in memory: the archive's names do not depend
+        torch.save(weights, payload)           # on the file's (temporary) name, so equal runs give equal bytes
+        write_atomic(path, lambda tmp: tmp.write_bytes(payload.getvalue()))
+        metrics = state["run"]["metrics"]
+        metric = ({"name": "test top-1", "metric": "test_accuracy", "value": round(100.0 * metrics["test_accuracy"], 4),
+                   "unit": "%"} if kind == "classifier" else
+                  {"name": "test MAE loss", "metric": "pretrain_test_loss", "value": metrics["test_loss"],
+                   "unit": "mean squared error of hidden pixels, normalised"})
+        examples = cfg.limit_test if cfg.limit_test is not None else "all"
+        manifest["weights"][name] = {
+            "file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size, "kind": kind,
+            "what": what_it_is(kind, cfg, dataset),
+            "model": model_spec(state, cfg.variant),
+            "data": {"dataset": dataset, "ordering": cfg.ordering, "limit_train": cfg.limit_train,
+                     "limit_test": cfg.limit_test, "fingerprints": state.get("data")},
+            "metric": {**metric, "examples": examples, "epoch": metrics.get("epoch")},
+            "profile": profile, "seed": seed, "arm": HIP_MAE.label,
+            "source": {"run_id": cfg.run_id, "run_folder": Path(cfg.run_dir).name, "code_fingerprint": code,
+                       "step": state["step"], "versions": read_versions(Path(cfg.run_dir)),
+                       "training": training_record(state)},
+            "exported": exported,
+        }
+        written.append(path)
+    manifest = {"format": FORMAT, "about": ABOUT, "weights": dict(sorted(manifest["weights"].items()))}
+    write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    return [*written, out / MANIFEST]
+
+
+def what_it_is(kind: str, cfg, dataset: str) -> str:
+    if kind == "mae":
+        return (f"HiP {cfg.variant} MAE-pretrained on {dataset} ({cfg.ordering} order, mask ratio "
+                f"{cfg.mask_ratio:g}, {cfg.epochs} epochs), with its reconstruction head")
+    return (f"HiP {cfg.variant} classifier fine-tuned on {dataset} ({cfg.ordering} order, {cfg.epochs} epochs) "
+            f"from that MAE pretraining (transfer: {cfg.transfer})")
+
+
+def read_versions(run_dir: Path) -> dict[str, Any] | None:
+    """The run's versions.json (python, torch, numpy, device, threads), or None."""
+    path = run_dir / "versions.json"
+    return json.loads(path.read_text()) if path.is_file() else None

@@ -1,0 +1,257 @@
+"""What the image notebooks share (01, 03, 06; 02's raster arms are the same runs): the HiP
+arms, their data, per-arm summaries and the accuracy figure, the FLOP budget of a
+compute-matched control, checkpoints and position tables, and the pixel-grid structure
+score of a table.
+
+Notebook modules import these from here and never from each other.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+
+from ..data import load_dataset
+from ..model import HiP
+from ..notebook import ParameterError
+from ..plots import readable, wrap_labels
+from ..report import paper_reference
+from ..results import fmt_mean_sd, markdown
+from ..train import load_model
+from ..train.engine import compute_loss, freeze_decoder, load_data, model_config
+from .common import Arm, record_pairs, train_configs
+
+# The HiP arms of notebooks 01, 03 and 06 (the learned ones equal 02's raster arms): equal
+# Arm fields give equal run ids, so each arm is trained once for every notebook.
+HIP_MAE = Arm("HiP, MAE-learned positions", mae=True, ordering="raster")
+HIP_CLASSIFICATION = Arm("HiP, classification-learned positions", ordering="raster")
+HIP_FOURIER = Arm("HiP, Fourier features", position="fourier", ordering="raster")
+
+
+def data_options(dataset: str, resolution: Any) -> dict[str, Any]:
+    """load_dataset options beyond the name: an image folder's side in pixels."""
+    if dataset != "imagefolder":
+        return {}
+    if not isinstance(resolution, int) or isinstance(resolution, bool) or resolution < 8:
+        raise ParameterError(f"resolution={resolution!r} is not allowed; give the image side in "
+                             "pixels as an int >= 8 (224 for ImageNet; 32 or 64 keep a CPU run short)")
+    return {"resolution": resolution}
+
+
+def load_splits(dataset: str, data_dir: str | Path | None, options: Mapping[str, Any]):
+    """(train, test) in raster order, loaded once for every arm (raster order needs no seed)."""
+    return tuple(load_dataset(dataset, split, ordering="raster", data_dir=data_dir, **options)
+                 for split in ("train", "test"))
+
+
+def arm_summary(rows: list[dict[str, Any]], paper_keys: Mapping[str, str],
+                params: Mapping[str, Mapping[str, int]] | None = None) -> list[dict[str, Any]]:
+    """One dict per arm (in the order they ran): accuracies per seed, mean and sd, the paper's
+    top-1 where it has one, mean throughput and seconds, and parameter counts when given."""
+    ref = paper_reference()
+    per_arm = pd.DataFrame(rows).groupby("arm", sort=False).agg(
+        accuracies=("test_accuracy", list), accuracy=("test_accuracy", "mean"), accuracy_sd=("test_accuracy", "std"),
+        seeds=("test_accuracy", "count"), examples_per_s=("train_examples_per_s", "mean"),
+        seconds=("total_seconds", "mean"))
+    out = []
+    for arm, a in per_arm.iterrows():
+        key = paper_keys.get(arm)
+        out.append({"arm": arm, "accuracies": list(a["accuracies"]), "paper_key": key,
+                    "paper": ref[key].value if key in ref else None, "accuracy": float(a["accuracy"]),
+                    "accuracy_sd": float(a["accuracy_sd"]), "seeds": int(a["seeds"]),
+                    "examples_per_s": float(a["examples_per_s"]), "seconds": float(a["seconds"]),
+                    **(params or {}).get(arm, {})})
+    return out
+
+
+def markdown_arms(summary: list[dict[str, Any]], dataset: str) -> str:
+    """The per-arm table: paper (ImageNet) beside ours, parameters, throughput, time."""
+    return markdown(pd.DataFrame([{
+        "arm": a["arm"],
+        "paper top-1 % (ImageNet)": "n/a" if a["paper"] is None else f"{a['paper']:.1f}",
+        f"ours top-1 % ({dataset}, mean ± sd)": fmt_mean_sd(a["accuracy"], a["accuracy_sd"]),
+        "seeds": a["seeds"],
+        "parameters (classifier / all)": f"{a['classifier_parameters']:,} / {a['parameters']:,}"
+        if "parameters" in a else "n/a",
+        "train examples/s": f"{a['examples_per_s']:.0f}",
+        "seconds per run": f"{a['seconds']:.0f}"} for a in summary]))
+
+
+def record_findings(path: str | Path, rows: list[dict[str, Any]], findings) -> list[str]:
+    """Record the per-seed pairs of every finding whose two arms ran; returns their names.
+    findings: (name, claim, paper key, baseline arm, treatment arm) tuples, a notebook's FINDINGS."""
+    ran = {row["arm"] for row in rows}
+    recorded = []
+    for name, claim, key, baseline, treatment in findings:
+        if {baseline, treatment} <= ran:
+            record_pairs(Path(path), rows, finding=name, claim=claim, paper_key=key,
+                                baseline=baseline, treatment=treatment)
+            recorded.append(name)
+    return recorded
+
+
+def draw_accuracy(ax: plt.Axes, summary: list[dict[str, Any]], dataset: str) -> None:
+    """Bars: ours (mean ± sd, seeds as dots) beside the paper's ImageNet top-1 where it has one."""
+    for i, a in enumerate(summary):
+        sd = None if math.isnan(a["accuracy_sd"]) else a["accuracy_sd"]
+        ax.bar(i - 0.2, a["accuracy"], 0.38, yerr=sd, capsize=3, color="C0",
+               label=f"ours ({readable(dataset)})" if i == 0 else None)
+        ax.plot([i - 0.2] * len(a["accuracies"]), a["accuracies"], "k.", markersize=3)
+        if a["paper"] is not None:
+            ax.bar(i + 0.2, a["paper"], 0.38, color="C7", label="paper (ImageNet)" if i == 0 else None)
+    ax.set_xticks(range(len(summary)), wrap_labels([a["arm"] for a in summary]), fontsize=7)
+    ax.set_ylim(0, 108)
+    ax.set_ylabel("test top-1 %")
+    ax.legend(fontsize=7, loc="upper center", ncol=2, frameon=False)
+
+
+def draw_accuracy_figure(summary: list[dict[str, Any]], dataset: str, title: str = "") -> plt.Figure:
+    """draw_accuracy on a figure of its own."""
+    fig, ax = plt.subplots(figsize=(1.6 + 1.6 * len(summary), 3.8))
+    draw_accuracy(ax, summary, dataset)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+# ---- the compute-matched control: FLOPs, not epochs; position tables ----
+
+COMPUTE_MATCHED = "HiP, classification-learned, compute-matched"
+# The position tables' names in the F7 figure and its structure scores.
+MAE_PRETRAINED, MAE_FINE_TUNED = "MAE-learned (pretrained)", "MAE-learned (fine-tuned)"
+CLASSIFICATION_LEARNED = "classification-learned"
+
+
+@dataclass(frozen=True)
+class FlopBudget:
+    """FLOPs of one training step (forward + backward, torch.utils.flop_counter) of MAE
+    pretraining and of classification, the MAE arm's steps of each, and the control's steps."""
+
+    pretrain_step_flops: int
+    supervised_step_flops: int
+    pretrain_steps: int
+    supervised_steps: int
+
+    @property
+    def mae_arm_flops(self) -> int:
+        return self.pretrain_steps * self.pretrain_step_flops + self.supervised_steps * self.supervised_step_flops
+
+    @property
+    def control_steps(self) -> int:
+        """Supervised steps whose FLOPs come nearest the MAE arm's pretraining + fine-tuning."""
+        return max(1, round(self.mae_arm_flops / self.supervised_step_flops))
+
+    @property
+    def control_flops(self) -> int:
+        return self.control_steps * self.supervised_step_flops
+
+
+def step_flops(cfg, train_set) -> int:
+    """FLOPs of one training step of `cfg` (one batch, forward and backward) on `train_set`."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(cfg.seed)
+    model = HiP(model_config(cfg, train_set.num_classes if cfg.task == "supervised" else 0),
+                       train_set.modalities)
+    if cfg.task == "supervised":
+        freeze_decoder(model)
+    inputs, labels = train_set.get_batch(torch.arange(min(cfg.batch_size, len(train_set))), train=True)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        loss, _, _ = compute_loss(model, model, inputs, labels, cfg)
+        loss.backward()
+    return int(counter.get_total_flops())
+
+
+def flop_budget(settings: Mapping[str, Any], *, train_data=None, **data: Any) -> FlopBudget:
+    """The FLOP budget of the MAE arm (seed 0; every seed takes the same steps) and the
+    control's matching number of supervised steps. data: dataset, data_dir, data_options."""
+    pre, sup = train_configs(HIP_MAE, 0, settings, **data)
+    train_set, _ = load_data(sup, train_data, train_data)          # the test split is not used here
+    per_epoch = len(train_set) // sup.batch_size                   # the loader drops the last partial batch
+    if per_epoch == 0:
+        raise ValueError(f"batch {sup.batch_size} is larger than the {len(train_set)} training examples")
+    return FlopBudget(pretrain_step_flops=step_flops(pre, train_set), supervised_step_flops=step_flops(sup, train_set),
+                      pretrain_steps=pre.max_steps or pre.epochs * per_epoch,
+                      supervised_steps=sup.max_steps or sup.epochs * per_epoch)
+
+
+def checkpoints(arm: Arm, seed: int, settings: Mapping[str, Any], **data: Any) -> tuple[Path | None, Path]:
+    """(MAE pretraining checkpoint or None, classifier checkpoint) of one arm and seed.
+    data: dataset, data_dir, data_options, as for common.train_configs."""
+    pre, sup = train_configs(arm, seed, settings, **data)
+    return (None if pre is None else Path(pre.run_dir) / "last.pt"), Path(sup.run_dir) / "last.pt"
+
+
+def position_tables(arms_by_key: Mapping[str, Arm], seed: int, settings: Mapping[str, Any],
+                    modality: str = "image", **data: Any) -> tuple[dict[str, torch.Tensor], Any]:
+    """({name: position embedding [M, E] in input order}, the modality's spec) for one seed.
+
+    The embedding is model.positions(modality): a learned table itself when its width is E
+    (projected otherwise), or the projected Fourier features. MAE-learned after pretraining
+    and after fine-tuning, classification-learned, and Fourier (a reference with geometry
+    built in), for those arms that ran."""
+    wanted = [("hip_mae", 0, MAE_PRETRAINED), ("hip_mae", 1, MAE_FINE_TUNED),
+              ("hip_classification", 1, CLASSIFICATION_LEARNED), ("hip_fourier", 1, "Fourier (trained projection)")]
+    return model_tables({name: load_model(checkpoints(arms_by_key[key], seed, settings, **data)[which])
+                         for key, which, name in wanted if key in arms_by_key}, modality)
+
+
+def model_tables(models: Mapping[str, HiP], modality: str = "image") -> tuple[dict[str, torch.Tensor], Any]:
+    """({name: model.positions(modality) [M, E]}, the modality's spec) of the models given."""
+    tables, spec = {}, None
+    for name, model in models.items():
+        with torch.no_grad():
+            tables[name] = model.positions(modality).float()
+        spec = model.modalities[modality]
+    return tables, spec
+
+
+def chosen_pixels(height: int, width: int) -> list[tuple[int, int]]:
+    """Four (row, col) pixels for similarity maps: centre, two upper quarters, lower middle."""
+    return [(height // 2, width // 2), (height // 4, width // 4), (height // 4, 3 * width // 4),
+            (3 * height // 4, width // 2)]
+
+
+def geometry_score(table: torch.Tensor, spec, *, draws: int = 10, max_positions: int = 1024,
+                   seed: int = 0) -> tuple[float, float]:
+    """(score, chance sd) of a position table (see geometry_null)."""
+    score, _, chance_sd = geometry_null(table, spec, draws=draws, max_positions=max_positions, seed=seed)
+    return score, chance_sd
+
+
+def geometry_null(table: torch.Tensor, spec, *, draws: int = 10, max_positions: int = 1024,
+                  seed: int = 0) -> tuple[float, float, float]:
+    """(score, chance mean, chance sd) of a position table [M, E] in input order on its 2-D
+    pixel grid.
+
+    score: minus the correlation, over pairs of pixels, between the cosine similarity of their
+    embeddings and their distance on the grid: 0 for no geometry, positive when near pixels
+    have similar embeddings. chance mean and sd: the score's level and spread when the rows
+    are randomly permuted (the same embeddings, no tie to pixels). Above max_positions, a fixed random
+    subset of pixels is used."""
+    gen = torch.Generator().manual_seed(seed)
+    m = table.shape[0]
+    keep = torch.randperm(m, generator=gen)[:max_positions] if m > max_positions else torch.arange(m)
+    pixel = keep if spec.order is None else spec.order[keep]                 # raster index of each row
+    rc = torch.stack([pixel // spec.grid[1], pixel % spec.grid[1]], -1).double()
+    i, j = torch.triu_indices(len(keep), len(keep), offset=1)
+    dist = torch.cdist(rc, rc)[i, j]
+    dist = dist - dist.mean()
+    dist = dist / dist.norm()
+    x = torch.nn.functional.normalize(table[keep].detach().double(), dim=-1)
+
+    def score(rows: torch.Tensor) -> float:
+        sim = (rows @ rows.T)[i, j]
+        sim = sim - sim.mean()
+        return -(sim @ dist).item() / max(sim.norm().item(), 1e-12)
+
+    chance = [score(x[torch.randperm(len(keep), generator=gen)]) for _ in range(draws)]
+    return score(x), statistics.fmean(chance), statistics.stdev(chance)

@@ -1,0 +1,334 @@
+"""Results writing: SUMMARY.md and the README's generated blocks, from the committed results
+alone (comparisons.csv, metrics.csv, provenance.json, notebook 06's grids, the full-profile
+benchmark), never typed.
+
+    write_summary(results_dir, profile)    results/SUMMARY.md (SUMMARY_<profile>.md for others)
+    update_readme(readme, results_dir)     refill the README's blocks: results, times, budget
+
+The verdict rules are `hipcore.report`'s; where a result came from is `hipcore.provenance`'s.
+This module sits on the top floor: it reads every notebook's results, so nothing below it
+imports it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from . import provenance
+from .experiments.scaling import scale_sentences
+from .report import (SIZE_RANGE, Finding, describe_ours, describe_paper, markdown_table, merge_notebooks,
+                     paper_reference, read_comparisons)
+from .results import markdown, read_csv
+
+
+# ---- SUMMARY.md, one file per profile ----
+
+COVERS = {
+    "seed": "Seeds vary the initialisation, the batch order, MAE's masks and, where a profile trains "
+            "on a subset of the training set, which subset (each seed draws its own); the test set is "
+            "the same for every seed. The intervals cover that variation, not a change of data set, "
+            "model size or schedule.",
+    "repeat": "Repeats are timed steps of models that take turns in one process on one machine "
+              "(interleaved); their interval covers step-to-step timing noise, not another machine.",
+}
+
+
+def summary_path(results_dir: str | Path, profile: str) -> Path:
+    """results/SUMMARY.md for 'quick' (what make reproduce commits), SUMMARY_<profile>.md otherwise."""
+    return Path(results_dir) / ("SUMMARY.md" if profile == "quick" else f"SUMMARY_{profile}.md")
+
+
+def executed_path(results_dir: str | Path, profile: str) -> Path:
+    """Where `reproduce --profile X` puts executed notebooks: results/executed/<profile>/."""
+    return Path(results_dir) / "executed" / profile
+
+
+def profile_findings(results_dir: str | Path, profile: str) -> tuple[dict[str, list[dict]], list[Finding]]:
+    """({notebook: its comparison rows}, the findings they make) of `<notebook>/<profile>/`."""
+    results_dir = Path(results_dir)
+    reference = paper_reference(results_dir / "paper_reference.csv") \
+        if (results_dir / "paper_reference.csv").exists() else paper_reference()
+    sources = {p.parent.parent.name: read_comparisons(p)
+               for p in sorted(results_dir.glob(f"*/{profile}/comparisons.csv"))}
+    return sources, merge_notebooks(sources, reference)
+
+
+GLANCE_FIGURE = Path("06_scaling") / "full" / "scaling.png"
+
+
+def _as_run(results_dir: Path, profile: str) -> str:
+    """', as run at commit abc1234: N MAE + M epochs on K images', from notebook 01's record."""
+    folder = results_dir / "01_imagenet_comparison" / profile
+    try:
+        settings = json.loads((folder / "summary.json").read_text())["settings"]
+        commit = json.loads((folder / "provenance.json").read_text()).get("commit") or "unknown"
+    except (OSError, KeyError, ValueError):
+        return ""
+    images = "all" if settings.get("limit_train") is None else f"{settings['limit_train']:,}"
+    return (f", as run at commit {commit[:7]}: {settings['pretrain_epochs']} MAE + {settings['epochs']} epochs "
+            f"on {images} images")
+
+
+def readme_results(results_dir: str | Path, profile: str = "quick") -> str:
+    """The README's results at a glance: each finding's paper effect, ours with its interval and
+    the verdict (from the profile's comparisons), the scale F1 needs, and one figure."""
+    results_dir = Path(results_dir)
+    _, found = profile_findings(results_dir, profile)
+    if not found:
+        return f"No `{profile}` results yet: `make reproduce` writes them."
+    table = pd.DataFrame({"finding": [f.finding for f in found], "paper": [describe_paper(f) for f in found],
+                          "ours [interval]": [describe_ours(f) for f in found],
+                          "unit": [f.metric for f in found], "verdict": [f.verdict for f in found]})
+    where = f"{results_dir.name}/{summary_path(results_dir, profile).name}"
+    parts = [f"Every finding at the `{profile}` profile (Fashion-MNIST, a small HiP, a few epochs{_as_run(results_dir, profile)}; "
+             f"rules, power and provenance in [{where}]({where})):", "", markdown(table), ""]
+    scale = scale_section(results_dir, profile)
+    parts += scale[2:]                                      # without its heading
+    if (results_dir / GLANCE_FIGURE).exists():
+        figure = (Path(results_dir.name) / GLANCE_FIGURE).as_posix()
+        parts.append(f"![F1 against MAE length and compute, and the structure of the MAE-learned "
+                     f"positions]({figure})")
+    return "\n".join(parts).rstrip()
+
+
+def write_summary(results_dir: str | Path, profile: str = "quick", out: str | Path | None = None) -> Path:
+    """Regenerate the profile's summary (`summary_path`) from `<notebook>/<profile>/comparisons.csv`.
+
+    Writes nothing else: other profiles' files are never touched."""
+    results_dir = Path(results_dir)
+    sources, found = profile_findings(results_dir, profile)
+    executed = executed_path(results_dir, profile)
+    links = {nb: (executed / f"{nb}.ipynb").relative_to(results_dir).as_posix() for nb in sources}
+    parts = [f"# Summary of findings ({profile} profile)", "",
+             f"Generated from `results/*/{profile}/comparisons.csv` by `python -m hipcore summary "
+             f"--profile {profile}`; do not edit by hand. One row per finding, naming the notebooks "
+             "that show it (linked to their executed copies). Effects are treatment minus baseline in "
+             "the metric's units (a ratio where the paper gives one); the paper's are from "
+             "`paper_reference.csv`. The rules are in `hipcore/report.py`:", "",
+             "- directional claims: the mean per-seed effect with its 95% t interval; *reproduced* "
+             "when it has the paper's sign and the interval excludes 0; *ours / paper* is flagged "
+             f"outside {SIZE_RANGE[0]:g}-{SIZE_RANGE[1]:g}x;",
+             "- no-effect claims: two one-sided tests, the 90% interval inside a margin fixed in "
+             "advance (`MARGINS`); *not shown* when it is not, however near 0 the mean is;",
+             "- power: how often the same rule, with as many seeds and our seed-to-seed spread, "
+             "would say *reproduced* if the true effect were the paper's.", ""]
+    if not found:
+        parts.append(f"No comparisons found for profile '{profile}' yet.")
+    else:
+        parts += [markdown_table(found, links), ""]
+        parts += [COVERS[r] for r in dict.fromkeys(f.replicate for f in found)]
+        parts.append("")
+    memory = memory_finding(results_dir)
+    if memory:
+        parts += [memory, ""]
+    parts += scale_section(results_dir, profile)
+    parts += summary_lines(results_dir, profile)
+    out = Path(out) if out else summary_path(results_dir, profile)
+    out.write_text("\n".join(parts).rstrip() + "\n")
+    return out
+
+
+# ---- at what scale F1 appears: notebook 06's grid ----
+
+def scale_section(results_dir: str | Path, profile: str) -> list[str]:
+    """Lines on notebook 06's grids: its effects.csv at `profile` and at full, each that exists,
+    naming the folder and the machine that made it; none when no grid has run."""
+    folders = [Path(results_dir) / "06_scaling" / source for source in dict.fromkeys((profile, "full"))]
+    folders = [folder for folder in folders if (folder / "effects.csv").exists()]
+    if not folders:
+        return []
+    lines = ["## At what scale F1 appears", ""]
+    for folder in folders:
+        lines += [f"From `{folder.relative_to(results_dir).as_posix()}/effects.csv` (notebook 06's grid"
+                  f"{_made_on(folder)}; paired per-seed effects, 95% t intervals):", ""]
+        lines += [f"- {line}" for line in scale_sentences(pd.read_csv(folder / "effects.csv"))] + [""]
+    return lines
+
+
+def _made_on(folder: Path) -> str:
+    """' on <GPU or CPU>' from a results folder's provenance.json ('' without one)."""
+    record = json.loads((folder / "provenance.json").read_text()) if (folder / "provenance.json").exists() else {}
+    m = record.get("machine", {})
+    return f" on {m.get('gpu') or m.get('cpu')}" if m else ""
+
+
+# ---- F5's memory half, from the full-profile benchmark ----
+
+MEMORY_SOURCE = Path("05_efficiency") / "full" / "metrics.csv"
+
+
+MEMORY_MODELS = {"hip16": "HiP-16", "hip256": "HiP-256", "perceiver_io": "Perceiver IO",
+                 "hip16_fourier": "HiP-16 Fourier"}
+
+
+def memory_finding(results_dir: str | Path, side: int = 2048) -> str:
+    """F5's second half (only HiP-256 trains at 2048 x 2048) as its own row, from the
+    full-profile benchmark (results/05_efficiency/full/metrics.csv); '' when it has not run."""
+    path = Path(results_dir) / MEMORY_SOURCE
+    if not path.exists():
+        return ""
+    rows = read_csv(path, ("model", "side", "batch", "status", "peak_memory_gb"))
+    rows = rows[(rows["side"] == str(side)) & rows["model"].isin(list(MEMORY_MODELS))]
+    if rows.empty:
+        return ""
+    name = rows["model"].map(MEMORY_MODELS)
+    ok = rows["status"] == "ok"
+    ours = [f"{n}: trains, {float(r.peak_memory_gb):.1f} GiB" if r.status == "ok" else f"{n}: {r.status}"
+            for n, r in zip(name, rows.itertuples(index=False))]
+    trained = sorted(name[ok])
+    untried = list(name[~rows["status"].isin(["ok", "OOM"])])
+    batch = rows["batch"].iloc[0]
+    if trained == ["HiP-256"] and not untried:
+        rule = "reproduced"
+    elif trained and trained != ["HiP-256"]:
+        rule = f"not reproduced at batch {batch} on this machine ({', '.join(trained)} train)"
+    else:
+        rule = "no verdict (" + ", ".join(untried) + " not measured)"
+    table = pd.DataFrame([{"finding": f"F5 only HiP-256 trains at {side} x {side}",
+                           "paper (TPUv3, batch 8)": "only HiP-256 (the others out of memory)",
+                           f"ours (CPU, batch {batch})": "; ".join(ours), "verdict": rule}])
+    return "\n".join([
+        f"F5's memory half, from the **full** profile (`{MEMORY_SOURCE.as_posix()}`; not a quick-profile run):", "",
+        markdown(table)])
+
+
+# ---- provenance and times, as SUMMARY.md and the README say them ----
+
+README_START, README_END = "<!-- times: generated by python -m hipcore summary -->", "<!-- end of times -->"
+
+
+def notebook_times(results_dir: str | Path, profile: str) -> dict[str, float]:
+    """{notebook: wall seconds} as `reproduce` measured them, else as each notebook recorded."""
+    results_dir = Path(results_dir)
+    run = provenance.read(results_dir / "executed" / profile) or {}
+    times = dict(run.get("notebook_seconds", {}))
+    for folder in sorted(results_dir.glob(f"*/{profile}")):
+        own = provenance.read(folder)
+        if own and folder.parent.name not in times and own.get("wall_seconds") is not None:
+            times[folder.parent.name] = own["wall_seconds"]
+    return times
+
+
+def training_times(results_dir: str | Path, profile: str) -> dict[str, float]:
+    """{notebook: seconds} its runs recorded training (metric total_seconds of metrics.csv):
+    what the notebook alone costs on an empty run cache, whether this invocation trained its
+    runs or reused them (a run two notebooks share counts in both)."""
+    times = {}
+    for path in sorted(Path(results_dir).glob(f"*/{profile}/metrics.csv")):
+        metrics = pd.read_csv(path)
+        if "metric" in metrics and (metrics["metric"] == "total_seconds").any():
+            times[path.parent.parent.name] = float(metrics.loc[metrics["metric"] == "total_seconds", "value"].sum())
+    return times
+
+
+def _training_clause(results_dir: str | Path, profile: str) -> str:
+    training = training_times(results_dir, profile)
+    if not training:
+        return ""
+    return ("; training time its runs recorded, per notebook as if run alone on an empty cache: "
+            + ", ".join(f"{nb[:2]} {_duration(s)}" for nb, s in sorted(training.items())))
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+def summary_lines(results_dir: str | Path, profile: str) -> list[str]:
+    """Provenance lines for SUMMARY.md: commit, machine and the measured times of the run."""
+    results_dir = Path(results_dir)
+    run = provenance.read(results_dir / "executed" / profile)
+    records = [r for r in (provenance.read(f) for f in sorted(results_dir.glob(f"*/{profile}"))) if r]
+    source = run or (records[0] if records else None)
+    if source is None:
+        return ["No provenance recorded for this profile (results from before provenance was recorded)."]
+    commits = sorted({f"{r['commit']}{' (dirty)' if r.get('dirty') else ''}" for r in [source, *records]
+                      if r.get("commit")})
+    m = source["machine"]
+    lines = ["## Provenance", "",
+             f"- code: commit {', '.join(commits) or 'unknown'}; training-code fingerprint "
+             f"{', '.join(sorted({r['code_fingerprint'] for r in [source, *records]}))}",
+             f"- machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads, {m['precision']}; "
+             + ", ".join(f"{k} {v}" for k, v in source["packages"].items())]
+    times = notebook_times(results_dir, profile)
+    if times:
+        lines.append("- wall time per notebook (measured by the run): "
+                     + ", ".join(f"{nb[:2]} {_duration(s)}" for nb, s in sorted(times.items()))
+                     + f"; {_duration(sum(times.values()))} in all" + _training_clause(results_dir, profile))
+    lines.append("- on one machine the same commit regenerates these numbers to the digit; on another CPU "
+                 "model the digits may differ, and the intervals are what to compare.")
+    return lines
+
+
+def readme_times(results_dir: str | Path, profile: str = "quick") -> str:
+    """The README's paragraph on how long `make reproduce` took, from the recorded times."""
+    times = notebook_times(results_dir, profile)
+    if not times:
+        return f"No `{profile}` run has recorded its times yet."
+    run = provenance.read(Path(results_dir) / "executed" / profile) or provenance.read(Path(results_dir) / next(iter(times)) / profile) or {}
+    m = run.get("machine", {})
+    where = f" on {m['cpu']} ({m['cores']} cores, {m['torch_threads']} threads)" if m else ""
+    return (f"`make reproduce` (every notebook at `{profile}`) took {_duration(sum(times.values()))} of notebook "
+            f"time{where}: " + ", ".join(f"{nb[:2]} {_duration(s)}" for nb, s in sorted(times.items()))
+            + _training_clause(results_dir, profile) + " (a run reused from the cache costs seconds of "
+            "wall time). Across CPU models the digits of the results may differ; compare the intervals.")
+
+
+def budget_rows(results_dir: str | Path, profile: str) -> list[dict[str, Any]]:
+    """Per notebook and arm: seeds, mean seconds a seed's run recorded (MAE pretraining and
+    training), and their sum: the measured budget of `profile` (metric total_seconds)."""
+    rows = []
+    for path in sorted(Path(results_dir).glob(f"*/{profile}/metrics.csv")):
+        metrics = pd.read_csv(path)
+        if "metric" not in metrics:
+            continue
+        times = metrics[metrics["metric"] == "total_seconds"]
+        for arm, group in times.groupby("run_id", sort=False):
+            rows.append({"notebook": path.parent.parent.name, "arm": arm, "seeds": len(group),
+                         "seconds_per_seed": float(group["value"].mean()), "seconds": float(group["value"].sum())})
+    return rows
+
+
+def readme_budget(results_dir: str | Path, profile: str = "quick") -> str:
+    """The README's budget table: minutes per notebook and arm, as the runs recorded them."""
+    rows = budget_rows(results_dir, profile)
+    if not rows:
+        return f"No `{profile}` run has recorded its budget yet."
+    lines = ["| notebook | arm | seeds | min per seed | min in all |", "|---|---|---|---|---|"]
+    lines += [f"| {r['notebook'][:2]} | {r['arm']} | {r['seeds']} | {r['seconds_per_seed'] / 60:.1f} | "
+              f"{r['seconds'] / 60:.1f} |" for r in rows]
+    return "\n".join(lines) + ("\n\nRecorded training time of each run (a run several notebooks share is "
+                               "listed under each; the cache trains it once).")
+
+
+def readme_blocks(results_dir: str | Path, profile: str) -> dict[str, Callable[[], str]]:
+    """{block name: what fills it}: the README's generated blocks."""
+    return {"times": lambda: readme_times(results_dir, profile),
+            "budget": lambda: readme_budget(results_dir, profile),
+            "results": lambda: readme_results(results_dir, profile)}
+
+
+def block_marks(name: str) -> tuple[str, str]:
+    return f"<!-- {name}: generated by python -m hipcore summary -->", f"<!-- end of {name} -->"
+
+
+def update_readme(readme: str | Path, results_dir: str | Path, profile: str = "quick") -> bool:
+    """Refill each generated block the README holds (`readme_blocks`, between `block_marks`);
+    False when there is no such file or no block."""
+    readme = Path(readme)
+    text = readme.read_text() if readme.is_file() else ""
+    found = False
+    for name, fill in readme_blocks(results_dir, profile).items():
+        start, end = block_marks(name)
+        if start not in text or end not in text:
+            continue
+        found = True
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        text = f"{head}{start}\n{fill()}\n{end}{tail}"
+    if found and text != readme.read_text():
+        readme.write_text(text)
+    return found
