@@ -7,7 +7,7 @@ import torch
 matplotlib.use("Agg")
 
 from hipcore.data import image_order
-from hipcore.experiments import common, flattening, orderings
+from hipcore.experiments import common, flattening, image_arms, orderings
 from hipcore.notebook import PROFILES, ParameterError
 
 
@@ -36,10 +36,10 @@ def test_raster_arms_are_the_runs_other_notebooks_cache(profile, mae):
 def test_data_options():
     from hipcore.notebook import ParameterError
 
-    assert flattening.data_options("fashion_mnist", 224) == {}
-    assert flattening.data_options("imagefolder", 64) == {"resolution": 64}
+    assert image_arms.data_options("fashion_mnist", 224) == {}
+    assert image_arms.data_options("imagefolder", 64) == {"resolution": 64}
     with pytest.raises(ParameterError, match="resolution"):
-        flattening.data_options("imagefolder", "big")
+        image_arms.data_options("imagefolder", "big")
 
 
 def test_orderings_parameter_is_checked():

@@ -45,16 +45,6 @@ PAPER_KEYS = {"raster + MAE": "ablation.learned_mae_raster", "raster, no MAE": "
               "shuffled + MAE": "ablation.learned_mae_shuffled", "shuffled, no MAE": "ablation.learned_shuffled"}
 
 
-def data_options(dataset: str, resolution: Any) -> dict[str, Any]:
-    """load_dataset options beyond the name: an image folder's side in pixels (as notebook 01)."""
-    if dataset != "imagefolder":
-        return {}
-    if not isinstance(resolution, int) or isinstance(resolution, bool) or resolution < 8:
-        raise ParameterError(f"resolution={resolution!r} is not allowed; give the image side in pixels "
-                             "as an int >= 8 (224 for ImageNet)")
-    return {"resolution": resolution}
-
-
 def check_orderings(value: Any) -> tuple[str, ...]:
     """The notebook's `pixel_orderings`: a list of pixel orders that holds the two verdicts rest on."""
     orders = choose_list("pixel_orderings", value, IMAGE_ORDERINGS)
@@ -100,7 +90,6 @@ def record_findings(path, rows: list[dict[str, Any]]) -> None:
                             treatment=label("shuffled", mae))
     common.record_pairs(path, rows, finding=INTERACTION, claim="lower", paper_key="effect.F4_interaction",
                         baseline=shuffle_cost(False), treatment=shuffle_cost(True), kind="interaction")
-
 
 
 def contrasts(rows: list[dict[str, Any]]) -> dict[str, tuple[dict[str, float], dict[str, float] | None]]:
