@@ -22,8 +22,9 @@ install: $(STAMP)
 data: install
 	$(BIN)/python -m hipcore data fetch fashion-mnist
 
-# Unit tests, then every notebook through nbval at the 'smoke' profile (see conftest.py).
+# Lint, unit tests, then every notebook through nbval at the 'smoke' profile (see conftest.py).
 test: data
+	$(BIN)/python -m ruff check hipcore tests tools conftest.py
 	$(BIN)/python -m pytest -q
 
 reproduce: data

@@ -26,8 +26,6 @@ import tempfile
 import threading
 from pathlib import Path
 
-
-
 PROFILE = "binder"
 LIMIT_BYTES = 2 * 10**9                 # mybinder.org's memory per session: 2 GB
 POLL_SECONDS = 0.05
@@ -112,9 +110,8 @@ class PeakMemory:
 
 def check(notebooks: list[Path], out: Path, limit: int = LIMIT_BYTES) -> dict[str, int]:
     """Run each notebook at the binder profile into `out`; {notebook: peak bytes}."""
-    from .sweep import run_notebook
-
     from .locations import RUNS_ENV
+    from .sweep import run_notebook
 
     peaks = {}
     os.environ[RUNS_ENV] = str(out / "runs")       # a fresh run cache: every run trains, as on Binder

@@ -7,9 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import HipcoreError
 from .argtypes import non_negative_int, positive_int
-
+from .errors import HipcoreError
 
 SWEEP_EXAMPLE = "python -m hipcore sweep 03 -p mask_ratio 0.75 0.85 --seeds 0 1 2 --profile quick"
 
@@ -43,7 +42,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         variant(name)                                   # unknown names fail before any output
     classes, head = args.classes, f"{args.classes} classes"
     if args.dataset == "imagefolder" and args.data_dir is None:
-        raise ValueError("--dataset imagefolder counts the class folders of --data-dir: give it, or --classes N instead")
+        raise ValueError("--dataset imagefolder counts the class folders of --data-dir: give it, "
+                         "or --classes N instead")
     if args.dataset is not None:
         classes = num_classes(args.dataset, args.data_dir)
         head = f"{classes} classes ({args.dataset})"
@@ -208,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     head.add_argument("--classes", type=positive_int, default=1000, help="classes of the read-out (default 1000)")
     head.add_argument("--dataset", type=dataset_name, choices=DATASETS,
                       help="count the read-out of this dataset's classes (imagefolder: with --data-dir)")
-    info.add_argument("--data-dir", default=None, help="the image folder whose class folders --dataset imagefolder counts")
+    info.add_argument("--data-dir", default=None,
+                      help="the image folder whose class folders --dataset imagefolder counts")
     info.add_argument("variants", nargs="*", help=f"variant names (default: all): {', '.join(VARIANT_NAMES)}")
     info.set_defaults(func=cmd_info)
 
@@ -265,7 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the precision to compare with fp32 (default: what 'auto' picks here)")
     parity.add_argument("--seeds", nargs="+", type=non_negative_int, default=None,
                         help="default: the profile's seeds")
-    parity.add_argument("--out", default=None, help="the folder to write (default results/05_efficiency/<profile>/parity)")
+    parity.add_argument("--out", default=None,
+                        help="the folder to write (default results/05_efficiency/<profile>/parity)")
     parity.set_defaults(func=cmd_parity)
 
     scaling = sub.add_parser("scaling", help="the F1 effect and position structure against MAE length and image side",
@@ -281,7 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="merge these curve.csv files instead of training")
     scaling.add_argument("--maps", action="store_true",
                          help="also draw the position tables of the longest MAE run (needs its runs in the cache)")
-    scaling.add_argument("--runs-dir", default=None, help="the run cache (default: the checkout's runs/ or $HIPCORE_RUNS)")
+    scaling.add_argument("--runs-dir", default=None,
+                         help="the run cache (default: the checkout's runs/ or $HIPCORE_RUNS)")
     scaling.add_argument("--out", default=None, help="the folder to write (default results/06_scaling/<profile>)")
     scaling.set_defaults(func=cmd_scaling)
 

@@ -203,8 +203,8 @@ def blocks_from_columns(*, groups, self_attends, heads, channels, latents, **sha
     """Blocks from the paper's column-per-block tables (one sequence per row)."""
     rows = (groups, self_attends, heads, channels, latents)
     _require(len({len(r) for r in rows}) == 1, "every row of a variant table needs one entry per block")
-    return tuple(BlockConfig(groups=g, self_attends=l, heads=h, channels=d, latents=k, **shared)
-                 for g, l, h, d, k in zip(*rows))
+    return tuple(BlockConfig(groups=g, self_attends=layers, heads=h, channels=d, latents=k, **shared)
+                 for g, layers, h, d, k in zip(*rows))
 
 
 # The paper's models (PAPER.md, "Configurations"), plus small ones that keep their rules.

@@ -15,7 +15,6 @@ import torch
 
 from .data.orderings import to_grid
 
-
 # How titles name datasets and model variants (never their code names).
 NAMES = {"fashion_mnist": "Fashion-MNIST", "imagefolder": "image folder", "shapes3d": "3-D shapes",
          "parts3d": "3-D part assemblies", "modelnet40": "ModelNet40", "small3": "small HiP (16-1-16 groups)",

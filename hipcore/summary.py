@@ -20,10 +20,17 @@ import pandas as pd
 
 from . import provenance
 from .experiments.scaling import scale_sentences
-from .report import (SIZE_RANGE, Finding, describe_ours, describe_paper, markdown_table, merge_notebooks,
-                     paper_reference, read_comparisons)
+from .report import (
+    SIZE_RANGE,
+    Finding,
+    describe_ours,
+    describe_paper,
+    markdown_table,
+    merge_notebooks,
+    paper_reference,
+    read_comparisons,
+)
 from .results import markdown, read_csv
-
 
 # ---- SUMMARY.md, one file per profile ----
 
@@ -84,7 +91,8 @@ def readme_results(results_dir: str | Path, profile: str = "quick") -> str:
                           "ours [interval]": [describe_ours(f) for f in found],
                           "unit": [f.metric for f in found], "verdict": [f.verdict for f in found]})
     where = f"{results_dir.name}/{summary_path(results_dir, profile).name}"
-    parts = [f"Every finding at the `{profile}` profile (Fashion-MNIST, a small HiP, a few epochs{_as_run(results_dir, profile)}; "
+    as_run = _as_run(results_dir, profile)
+    parts = [f"Every finding at the `{profile}` profile (Fashion-MNIST, a small HiP, a few epochs{as_run}; "
              f"rules, power and provenance in [{where}]({where})):", "", markdown(table), ""]
     scale = scale_section(results_dir, profile)
     parts += scale[2:]                                      # without its heading
@@ -268,7 +276,8 @@ def readme_times(results_dir: str | Path, profile: str = "quick") -> str:
     times = notebook_times(results_dir, profile)
     if not times:
         return f"No `{profile}` run has recorded its times yet."
-    run = provenance.read(Path(results_dir) / "executed" / profile) or provenance.read(Path(results_dir) / next(iter(times)) / profile) or {}
+    run = (provenance.read(Path(results_dir) / "executed" / profile)
+           or provenance.read(Path(results_dir) / next(iter(times)) / profile) or {})
     m = run.get("machine", {})
     where = f" on {m['cpu']} ({m['cores']} cores, {m['torch_threads']} threads)" if m else ""
     return (f"`make reproduce` (every notebook at `{profile}`) took {_duration(sum(times.values()))} of notebook "

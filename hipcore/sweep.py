@@ -217,7 +217,8 @@ def sweep(notebook: str | Path, grid: Mapping[str, Iterable[Any]], seeds: Iterab
         for metrics in found:
             with open(metrics, newline="") as f:
                 for row in csv.DictReader(f):
-                    rows.append({"notebook": nb.stem, "point": name, **{f"param_{k}": plain(v) for k, v in point.items()}, **row})
+                    params = {f"param_{k}": plain(v) for k, v in point.items()}
+                    rows.append({"notebook": nb.stem, "point": name, **params, **row})
     target = out / "sweep_metrics.csv"
     fields = list(dict.fromkeys(k for row in rows for k in row))
     with open(target, "w", newline="") as f:

@@ -13,15 +13,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from hipcore import device as precision
 from hipcore import notebook
-from hipcore.bench import MODEL_NAMES, PROFILES, check_settings, count_flops, make_model, results, suite
+from hipcore.bench import MODEL_NAMES, PROFILES, check_settings, count_flops, loops, make_model, results, suite, timing
 from hipcore.bench.cli import add_commands
 from hipcore.bench.models import PERCEIVER_PYTORCH, grid_fourier_features
-from hipcore.bench import loops, timing
 from hipcore.bench.timing import OOM, Trainee, measure
-from hipcore.notebook import ParameterError
-from hipcore import device as precision
 from hipcore.device import resolve
+from hipcore.notebook import ParameterError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,11 +49,12 @@ def test_run_writes_the_documented_files(tiny_run, tmp_path):
     row = rows[0]
     assert float(row["steps_per_s"]) > 0 and float(row["flops_per_step"]) > 0
     assert float(row["inputs_per_s"]) == pytest.approx(float(row["steps_per_s"]) * 64)
-    assert 0 < float(row["fraction_of_peak"]) == pytest.approx(float(row["achieved_gflops"]) / float(row["peak_gflops"]))
+    achieved = float(row["achieved_gflops"])
+    assert 0 < float(row["fraction_of_peak"]) == pytest.approx(achieved / float(row["peak_gflops"]))
     with open(tmp_path / "steps.csv", newline="") as f:
         assert len(list(csv.DictReader(f))) == TINY["repeats"]
     assert row["precision"] == resolve("auto", "cpu")
-    assert float(row["fraction_of_best_peak"]) == pytest.approx(float(row["achieved_gflops"]) / float(row["best_peak_gflops"]))
+    assert float(row["fraction_of_best_peak"]) == pytest.approx(achieved / float(row["best_peak_gflops"]))
     assert float(row["best_peak_gflops"]) >= float(row["peak_gflops"])
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert {"machine", "load_start", "peak_gflops", "targets", "settings", "precision", "peaks_gflops"} <= set(summary)

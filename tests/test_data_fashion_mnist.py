@@ -231,6 +231,7 @@ def test_fetch_into_a_user_folder_from_a_mirror_without_root(fmnist_dir, isolate
 
 def test_resolution_upsamples_each_image_bilinearly_to_8_bits():
     import torch
+
     from hipcore.data.fashion_mnist import upsample
 
     images = torch.randint(0, 256, (5, 28, 28), dtype=torch.uint8)

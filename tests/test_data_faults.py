@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import hipcore.data.fingerprint as fp
 import hipcore.data.imagefolder as imf
 from hipcore.data import load_dataset
 from hipcore.data.base import check_examples
-import hipcore.data.fingerprint as fp
 from hipcore.data.fingerprint import files_fingerprint
 from hipcore.data.registry import dataset_fingerprint
 from hipcore.errors import DataError
@@ -118,7 +118,8 @@ def test_a_corrupt_cache_is_named_and_rebuilt(folder, tmp_path, damage):
     blob = path.read_bytes()
     path.write_bytes(blob[:len(blob) // 2] if damage == "truncated" else b"\x93NUMPY garbage" * 8)
     del good
-    with pytest.warns(UserWarning, match=f"image cache {good_path(tmp_path)}.* is unusable: truncated or corrupted.*rebuilding"):
+    with pytest.warns(UserWarning,
+                      match=f"image cache {good_path(tmp_path)}.* is unusable: truncated or corrupted.*rebuilding"):
         rebuilt = load(folder, tmp_path)
     assert not rebuilt.from_cache and first_pixel(rebuilt) == [255, 0, 0] and len(rebuilt) == 6
     with warnings.catch_warnings():

@@ -21,7 +21,7 @@ def collect(loader, limit=None):
 
 
 def same(a, b):
-    return len(a) == len(b) and all(torch.equal(x, y) and torch.equal(l, m) for (x, l), (y, m) in zip(a, b))
+    return len(a) == len(b) and all(torch.equal(x, y) and torch.equal(lx, ly) for (x, lx), (y, ly) in zip(a, b))
 
 
 def test_epochs_depend_on_seed_and_epoch_only(ds):
@@ -33,7 +33,7 @@ def test_epochs_depend_on_seed_and_epoch_only(ds):
     assert same(first, collect(b)) and not same(first, second)
     b.set_epoch(1)
     assert same(second, collect(b))
-    assert sorted(torch.cat([l for _, l in first]).tolist()) == sorted(ds.labels.tolist())
+    assert sorted(torch.cat([labels for _, labels in first]).tolist()) == sorted(ds.labels.tolist())
     assert not same(first, collect(BatchLoader(ds, 8, shuffle=True, seed=4, train=True)))
     plain = BatchLoader(ds, 8, shuffle=False, drop_last=True)
     assert len(plain) == 6 and torch.equal(collect(plain)[0][1], ds.labels[:8])

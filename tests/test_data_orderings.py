@@ -4,8 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from hipcore.data.orderings import (IMAGE_ORDERINGS, hilbert_index, image_order, invert_order,
-                                    morton_index, point_order, to_grid)
+from hipcore.data.orderings import (
+    IMAGE_ORDERINGS,
+    hilbert_index,
+    image_order,
+    invert_order,
+    morton_index,
+    point_order,
+    to_grid,
+)
 
 
 def is_permutation(order: torch.Tensor, n: int) -> bool:

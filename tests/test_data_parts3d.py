@@ -6,8 +6,7 @@ import torch
 
 from hipcore.data import load_dataset
 from hipcore.data import parts3d as P
-from hipcore.data.registry import dataset_fingerprint
-from hipcore.data.registry import num_classes
+from hipcore.data.registry import dataset_fingerprint, num_classes
 
 SMALL = dict(num_points=128, train_per_class=6, test_per_class=3)
 
@@ -129,7 +128,7 @@ def test_jack_rays_hit_rods_and_pass_between_them():
 def test_views_leave_enough_visible_points():
     """Partial views keep num_points visible points: a view hides at most 1 - 1/OVERSAMPLE."""
     rng = np.random.default_rng(3)
-    kinds = np.concatenate([P.arrangements(u, l, 20, rng) for u, l in P.CLASS_LAYERS])
+    kinds = np.concatenate([P.arrangements(upper, lower, 20, rng) for upper, lower in P.CLASS_LAYERS])
     points = P.place_parts(kinds, 60, rng)
     visible = 1 - P.hidden_points(points, kinds, P.uniform_directions(rng, len(kinds))).mean(1)
     assert 0.3 < visible.mean() < 0.6 and visible.min() * P.OVERSAMPLE > 1.1

@@ -4,8 +4,8 @@ import pytest
 
 from hipcore.config import variant
 from hipcore.data import load_dataset
-from hipcore.experiments import common, imagenet_comparison as ic
-from hipcore.experiments import image_arms
+from hipcore.experiments import common, image_arms
+from hipcore.experiments import imagenet_comparison as ic
 from hipcore.notebook import PROFILES, ParameterError
 from hipcore.report import paper_reference, read_comparisons
 
@@ -71,7 +71,8 @@ def test_findings_are_recorded_only_for_arms_that_ran(tmp_path):
 
 
 def test_summary_and_table_put_the_papers_number_beside_ours():
-    summary = image_arms.arm_summary(_rows(), ic.PAPER_KEYS, {image_arms.HIP_MAE.label: {"parameters": 10, "classifier_parameters": 7}})
+    params = {image_arms.HIP_MAE.label: {"parameters": 10, "classifier_parameters": 7}}
+    summary = image_arms.arm_summary(_rows(), ic.PAPER_KEYS, params)
     hip = summary[0]
     assert (hip["arm"], hip["paper"], hip["accuracy"], hip["seeds"]) == (image_arms.HIP_MAE.label, 81.0, 81.0, 3)
     assert hip["accuracy_sd"] == pytest.approx(1.0) and hip["examples_per_s"] == pytest.approx(101.0)
@@ -81,7 +82,10 @@ def test_summary_and_table_put_the_papers_number_beside_ours():
 
 def test_derived_paper_rows_are_differences_of_the_papers_numbers():
     ref = paper_reference()
-    value = lambda key: ref[key].value
+
+    def value(key):
+        return ref[key].value
+
     assert value("effect.hip16_vs_perceiver_io_fourier") == pytest.approx(
         value("imagenet.hip16") - value("imagenet.perceiver_io_fourier"))
     assert value("effect.perceiver_io_fourier_vs_learned") == pytest.approx(

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from hipcore.config import ModalitySpec
-from hipcore.experiments import common, mae_positions as mp
-from hipcore.experiments import image_arms
+from hipcore.experiments import common, image_arms
+from hipcore.experiments import mae_positions as mp
 from hipcore.notebook import PROFILES, ParameterError
 from hipcore.report import paper_reference
 
@@ -72,7 +72,8 @@ def test_findings_point_at_the_papers_numbers():
 
 def test_contrasts_use_paired_seeds():
     arms = mp.arms(mp.TABLE["full"])
-    acc = {image_arms.HIP_CLASSIFICATION.label: (70.0, 71.0), mp.POSITIONS_ONLY: (72.0, 74.0), image_arms.HIP_MAE.label: (75.0, 75.0),
+    acc = {image_arms.HIP_CLASSIFICATION.label: (70.0, 71.0), mp.POSITIONS_ONLY: (72.0, 74.0),
+           image_arms.HIP_MAE.label: (75.0, 75.0),
            arms["mask_ratio"].label: (76.0,)}
     rows = [{"arm": arm, "seed": s, "test_accuracy": a} for arm, accs in acc.items() for s, a in enumerate(accs)]
     pairs = mp.contrasts(rows, arms)
@@ -102,10 +103,12 @@ def test_chosen_pixels_lie_on_the_grid():
 
 
 def test_the_control_is_matched_in_flops_not_epochs():
-    budget = image_arms.FlopBudget(pretrain_step_flops=55, supervised_step_flops=36, pretrain_steps=92, supervised_steps=92)
+    budget = image_arms.FlopBudget(pretrain_step_flops=55, supervised_step_flops=36, pretrain_steps=92,
+                                   supervised_steps=92)
     assert budget.mae_arm_flops == 92 * (55 + 36)
     assert budget.control_steps == round(92 * 91 / 36) and abs(budget.control_flops - budget.mae_arm_flops) <= 18
-    rows = [{"arm": image_arms.HIP_MAE.label, "total_seconds": 100.0}, {"arm": image_arms.COMPUTE_MATCHED, "total_seconds": 90.0}]
+    rows = [{"arm": image_arms.HIP_MAE.label, "total_seconds": 100.0},
+            {"arm": image_arms.COMPUTE_MATCHED, "total_seconds": 90.0}]
     table = mp.budget_table(budget, rows)
     assert "| 92 steps x 0.0 GFLOP |" in table and "100 s" in table and "90 s" in table
 

@@ -36,7 +36,8 @@ def test_plan_and_configs():
     with_perceiver = point_clouds.plan((0,), perceiver=True)
     assert with_perceiver[-1][0].variant == "perceiver_small"
     stored = point_clouds.plan((0, 1), order_names=point_clouds.TABLE["quick"]["orderings"])
-    assert {(a.label, s) for a, s in stored} == {(point_clouds.label("stored", m), s) for m in (True, False) for s in (0, 1)}
+    assert {(a.label, s) for a, s in stored} == {(point_clouds.label("stored", m), s)
+                                                 for m in (True, False) for s in (0, 1)}
     for name, settings in point_clouds.TABLE.items():    # every profile runs F6's arms
         assert set(point_clouds.VERDICT_ORDERINGS) <= set(settings["orderings"]) <= set(point_clouds.ORDERINGS), name
     pre, sup = common.train_configs(point_clouds.arm("shuffled", True), 1, point_clouds.TABLE["smoke"],
@@ -102,7 +103,8 @@ def test_shortcut_rows_per_seed_and_scored_once_per_data(monkeypatch):
     same = orderings.load_splits("parts3d", "stored", 0, data_options=options)
     monkeypatch.setattr(orderings, "load_splits", lambda *a, **k: same)
     calls = []
-    monkeypatch.setattr(shortcuts, "shortcut_scores", lambda *a: calls.append(1) or {n: 20.0 for n in shortcuts.BASELINES})
+    monkeypatch.setattr(shortcuts, "shortcut_scores",
+                        lambda *a: calls.append(1) or {n: 20.0 for n in shortcuts.BASELINES})
     rows = point_clouds.shortcut_rows((0, 1, 2), dataset="modelnet40")
     assert len(calls) == 1 and len(rows) == 9
 

@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 
 from hipcore import cli
-from hipcore.experiments import common, precision_parity as parity
+from hipcore.experiments import common
+from hipcore.experiments import precision_parity as parity
 from hipcore.experiments.image_arms import HIP_MAE
 from hipcore.report import read_comparisons
 

@@ -81,7 +81,8 @@ def test_nearest_neighbour_weighs_features_after_z_scoring():
     train = torch.tensor([[0.0, 0.0, 7.0], [1.0, 100.0, 7.0]], dtype=torch.float64)
     test = torch.tensor([[1.0, 30.0, 7.0]], dtype=torch.float64)
     assert shortcuts.nearest_neighbour_accuracy(train, torch.tensor([0, 1]), test, torch.tensor([1])) == 100.0
-    assert shortcuts.nearest_neighbour_accuracy(train[:, :2], torch.tensor([0, 1]), test[:, :2], torch.tensor([1])) == 100.0
+    assert shortcuts.nearest_neighbour_accuracy(train[:, :2], torch.tensor([0, 1]), test[:, :2],
+                                                torch.tensor([1])) == 100.0
     assert shortcuts.chance(torch.tensor([0, 0, 1, 2])) == 50.0
 
 

@@ -5,11 +5,11 @@ import json
 import re
 import subprocess
 import sys
-import tomllib
 import types
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from hipcore import launchers
 

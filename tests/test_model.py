@@ -7,8 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from hipcore import BlockConfig, HiPConfig, ModalitySpec, build, plain_attention, variant
-from hipcore.model import GroupLayout, allot_groups, regroup
-from hipcore.model import layers
+from hipcore.model import GroupLayout, allot_groups, layers, regroup
 from hipcore.model.layers import Attention
 
 IMAGE = {"image": ModalitySpec(64, 3, (8, 8))}

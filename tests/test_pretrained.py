@@ -10,9 +10,10 @@ import torch
 import hipcore
 from hipcore import cli, notebook
 from hipcore.data import load_dataset
-from hipcore.experiments import common, mae_positions as mp, tour
-from hipcore.experiments.image_arms import HIP_MAE
+from hipcore.experiments import common, tour
+from hipcore.experiments import mae_positions as mp
 from hipcore.experiments.export import export
+from hipcore.experiments.image_arms import HIP_MAE
 from hipcore.model import check_fits
 from hipcore.pretrained import KINDS, RunsNotFound, UnknownWeights, describe, entry, pair, read_manifest
 from hipcore.train import CheckpointError
@@ -76,7 +77,7 @@ def test_the_shipped_classifier_classifies_and_the_mae_model_reconstructs():
 
 
 def test_pretrained_stays_the_function_beside_its_module():
-    from hipcore.pretrained import pretrained_names                  # the submodule, imported again
+    from hipcore.pretrained import pretrained_names  # the submodule, imported again
     assert callable(hipcore.pretrained) and hipcore.pretrained_names is pretrained_names
 
 
@@ -154,7 +155,8 @@ def test_the_command(exported, tmp_path, capsys):
     assert done.value.code == 0
     help_text = capsys.readouterr().out
     assert all(option in help_text for option in ("--profile", "--seed", "--runs-dir", "--out"))
-    code = cli.main(["weights", "--profile", "smoke", "--runs-dir", str(tmp_path / "none"), "--out", str(tmp_path / "w")])
+    code = cli.main(["weights", "--profile", "smoke", "--runs-dir", str(tmp_path / "none"), "--out",
+                     str(tmp_path / "w")])
     assert code == 2 and "error: no finished run of notebook 01's arm" in capsys.readouterr().err
 
 

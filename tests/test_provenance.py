@@ -3,15 +3,15 @@ the times the README and SUMMARY show, generated from the records."""
 
 import json
 import re
-import subprocess
 import shutil
+import subprocess
 
 import pytest
 
 from hipcore import notebook, provenance, summary
 from hipcore.device import resolve
-from hipcore.experiments import common, imagenet_comparison as ic
-from hipcore.experiments import image_arms
+from hipcore.experiments import common, image_arms
+from hipcore.experiments import imagenet_comparison as ic
 
 
 def test_a_record_names_the_commit_packages_machine_and_precision(tmp_path):

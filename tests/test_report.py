@@ -7,10 +7,18 @@ import random
 import pytest
 
 from hipcore import report, summary
-from hipcore.report import (append_comparison, equivalence_verdict, findings, markdown_table, paper_reference,
-                            power, read_comparisons, verdict)
-from hipcore.summary import write_summary
+from hipcore.report import (
+    append_comparison,
+    equivalence_verdict,
+    findings,
+    markdown_table,
+    paper_reference,
+    power,
+    read_comparisons,
+    verdict,
+)
 from hipcore.stats import t_cdf, t_interval, t_quantile
+from hipcore.summary import write_summary
 
 TRIALS = 8000
 # A simulated rate of a true 5% is within 2 Monte Carlo standard errors of it:

@@ -8,10 +8,17 @@ import pytest
 import torch
 
 from hipcore import ModalitySpec
-from hipcore.train import (ConfigMismatchError, NonFiniteLossError, TrainConfig, load_model,
-                           read_metrics, reconstruct_examples, train)
-from hipcore.train import checkpoint as ckpt
 from hipcore import device as precision
+from hipcore.train import (
+    ConfigMismatchError,
+    NonFiniteLossError,
+    TrainConfig,
+    load_model,
+    read_metrics,
+    reconstruct_examples,
+    train,
+)
+from hipcore.train import checkpoint as ckpt
 
 matplotlib.use("Agg")
 
@@ -146,7 +153,8 @@ def test_mae_pretraining_on_two_modalities_then_reconstructions_and_a_figure(tmp
 def test_fine_tuning_transfers_positions_frozen_or_all(tmp_path):
     mae = run(config(tmp_path, "mae", task="pretrain", max_steps=4))
     mae_state = ckpt.load(mae.last_checkpoint)["model"]
-    frozen = run(config(tmp_path, "frozen", init_from=str(mae.last_checkpoint), transfer="positions_frozen", max_steps=4))
+    frozen = run(config(tmp_path, "frozen", init_from=str(mae.last_checkpoint), transfer="positions_frozen",
+                        max_steps=4))
     state = ckpt.load(frozen.last_checkpoint)["model"]
     assert torch.equal(state["positions.tables.image"], mae_state["positions.tables.image"])
     assert not torch.equal(state["blocks.0.latents"], mae_state["blocks.0.latents"])

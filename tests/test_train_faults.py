@@ -20,10 +20,9 @@ from test_train_engine import TINY, Toy, config, run
 
 from hipcore import ModalitySpec
 from hipcore.cli import main as hipcore_main
-from hipcore.train import ConfigMismatchError, read_metrics, train
 from hipcore.config import modalities_to_dict
+from hipcore.train import ConfigMismatchError, read_metrics, rundir, train
 from hipcore.train import checkpoint as ckpt
-from hipcore.train import rundir
 from hipcore.train.transfer import TransferMismatchError, transfer
 
 EXCEPTION_NAME = re.compile(r"\b\w+(Error|Exception)\b|Traceback")
@@ -47,7 +46,8 @@ class Killable(Toy):
 
 
 def run_until(cfg, stop_at=None, fingerprint="toy-v1", **kw):
-    data = dict(train_data=Killable(64, 0, stop_at, fingerprint, **kw), test_data=Killable(32, 1, None, fingerprint, **kw))
+    data = dict(train_data=Killable(64, 0, stop_at, fingerprint, **kw),
+                test_data=Killable(32, 1, None, fingerprint, **kw))
     if stop_at is None:
         return train(cfg, **data)
     with pytest.raises(Stop):
@@ -249,14 +249,19 @@ def _model(modalities, **kw):
 
 def test_a_transfer_across_orderings_grids_or_modalities_names_both_sides():
     raster = {"image": ModalitySpec(64, 1, (8, 8))}
-    state = lambda model: {"model": model.state_dict(), "model_config": model.config.to_dict(),
-                           "modalities": modalities_to_dict(model.modalities)}
+
+    def state(model):
+        return {"model": model.state_dict(), "model_config": model.config.to_dict(),
+                "modalities": modalities_to_dict(model.modalities)}
+
     mae = state(_model(raster))
     shuffled = {"image": ModalitySpec(64, 1, (8, 8), torch.randperm(64, generator=torch.Generator().manual_seed(0)))}
     for modalities, message in ((shuffled, r"image element order raster \(identity\) in the checkpoint, \[\d+, "),
-                                ({"image": ModalitySpec(64, 1, (4, 16))}, r"image grid \(8, 8\) in the checkpoint, \(4, 16\) here"),
+                                ({"image": ModalitySpec(64, 1, (4, 16))},
+                                 r"image grid \(8, 8\) in the checkpoint, \(4, 16\) here"),
                                 ({"image": ModalitySpec(64, 3, (8, 8))}, r"image channels 1 in the checkpoint, 3 here"),
-                                ({"pixels": ModalitySpec(64, 1, (8, 8))}, r"modalities \['image'\] in the checkpoint, \['pixels'\] here")):
+                                ({"pixels": ModalitySpec(64, 1, (8, 8))},
+                                 r"modalities \['image'\] in the checkpoint, \['pixels'\] here")):
         for mode in ("all", "positions"):
             with pytest.raises(TransferMismatchError, match=message):
                 transfer(_model(modalities), mae, mode, name="mae/last.pt")
@@ -284,7 +289,8 @@ def test_the_command_line_names_a_corrupt_checkpoint_without_a_traceback(tmp_pat
     (tmp_path / "g").mkdir()
     (tmp_path / "g" / "last.pt").write_text("garbage\n")
     argv = ["train", "--dataset", "shapes3d", "--data-option", "num_points=16", "--data-option", "train_per_class=2",
-            "--data-option", "test_per_class=1", "--variant", str(variant), "--batch-size", "4", "--quiet", "--max-steps", "1"]
+            "--data-option", "test_per_class=1", "--variant", str(variant), "--batch-size", "4", "--quiet",
+            "--max-steps", "1"]
     assert hipcore_main(argv + ["--run-dir", str(tmp_path / "g")]) == 2
     err = capsys.readouterr().err
     assert f"error: checkpoint {tmp_path / 'g' / 'last.pt'} is unreadable" in err

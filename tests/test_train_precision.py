@@ -9,8 +9,8 @@ import torch
 from test_train_engine import config, run
 from test_train_faults import run_until
 
-from hipcore.train import ConfigMismatchError, TrainConfig
 from hipcore import device as prec
+from hipcore.train import ConfigMismatchError, TrainConfig
 
 CPU = torch.device("cpu")
 NO_BF16 = frozenset({"avx2", "fma"})

@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from ..config import ModalitySpec, variant
-from ..model import HiP
 from ..device import autocast, grad_scaler, resolve, supported
+from ..model import HiP
 
 
 def step_time(name: str, side: int, channels: int, batch: int, classes: int, precision: str,

@@ -22,9 +22,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..device import PrecisionError, machine, native_on_cpu, resolve
 from ..notebook import ParameterError, choose_list
 from .models import MODEL_NAMES, MODELS, available, count_flops
-from ..device import PrecisionError, machine, native_on_cpu, resolve
 from .timing import OOM, TOO_SLOW, matmul_peak, measure
 
 ALL_SIDES = (32, 64, 128, 224, 384, 512, 1024, 2048)

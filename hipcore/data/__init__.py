@@ -9,8 +9,7 @@
 from hipcore.data.base import DataNotFoundError, Dataset, cache_root
 from hipcore.data.fashion_mnist import fetch_fashion_mnist, find_fashion_mnist
 from hipcore.data.loader import BatchLoader, derive_seed
-from hipcore.data.orderings import (IMAGE_ORDERINGS, POINT_ORDERINGS, image_order, invert_order,
-                                    point_order, to_grid)
+from hipcore.data.orderings import IMAGE_ORDERINGS, POINT_ORDERINGS, image_order, invert_order, point_order, to_grid
 from hipcore.data.registry import DATASETS, load_dataset
 
 __all__ = ["BatchLoader", "DATASETS", "DataNotFoundError", "Dataset", "IMAGE_ORDERINGS",

@@ -50,8 +50,7 @@ import numpy as np
 
 from hipcore.data.base import check_split
 from hipcore.data.fingerprint import arrays_fingerprint
-from hipcore.data.pointclouds import (TWO_PI, Patch, PointCloudDataset, _allocate, _box, _quad,
-                                      _sphere_cap, _sweep)
+from hipcore.data.pointclouds import TWO_PI, Patch, PointCloudDataset, _allocate, _box, _quad, _sphere_cap, _sweep
 
 PARTS = "bbjjjsss"                    # b: box (a cube), j: jack (three crossed rods), s: sphere
 LAYER = 4                             # corners per layer

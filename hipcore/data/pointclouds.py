@@ -315,7 +315,7 @@ class ModelNet40(PointCloudDataset):
         if len({d.shape[1] for d, _ in parts}) != 1:
             raise ValueError(f"{data_dir}: files disagree on points per cloud")
         points = np.concatenate([d for d, _ in parts])
-        labels = np.concatenate([l for _, l in parts])
+        labels = np.concatenate([part_labels for _, part_labels in parts])
         if num_points is not None:
             if not 0 < num_points <= points.shape[1]:
                 raise ValueError(f"num_points must be in [1, {points.shape[1]}], got {num_points}")

@@ -18,15 +18,14 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..data.registry import dataset_fingerprint
-from ..progress import run_line
+from ..device import pick_device
+from ..device import resolve as resolve_precision
 from ..locations import runs_dir as default_runs_dir
+from ..progress import run_line
 from ..provenance import code_fingerprint, relative
 from ..report import append_comparison
 from ..results import ARM_SETTINGS
 from ..train import TrainConfig, train
-from ..device import pick_device
-from ..device import resolve as resolve_precision
-
 
 
 @dataclass(frozen=True)
@@ -89,7 +88,8 @@ def train_configs(arm: Arm, seed: int, settings: Mapping[str, Any], *, dataset: 
                         variant=arm.variant or base.variant, model={"position": arm.position, **arm.model},
                         seed=seed, precision=resolve_precision(base.precision, pick_device("auto")))
     pre = None
-    data = "-data" + dataset_fingerprint(dataset, data_dir=data_dir, **dict(data_options or {}))  # changed data: a new run
+    data = "-data" + dataset_fingerprint(dataset, data_dir=data_dir,
+                                         **dict(data_options or {}))  # changed data: a new run
     if arm.mae:
         pre = base.replace(task="pretrain", epochs=settings["pretrain_epochs"], mask_ratio=arm.mask_ratio,
                            lr=settings.get("pretrain_lr", base.lr),
@@ -197,7 +197,8 @@ IMAGE_TABLE: dict[str, dict[str, Any]] = {
 check_profiles(IMAGE_TABLE)
 
 
-def run_arms(arms: list[Arm], seeds: tuple[int, ...], settings: Mapping[str, Any], **kwargs: Any) -> list[dict[str, Any]]:
+def run_arms(arms: list[Arm], seeds: tuple[int, ...], settings: Mapping[str, Any],
+             **kwargs: Any) -> list[dict[str, Any]]:
     """run_arm for every arm and seed, printing one line per run; returns the rows."""
     return run_plan([(arm, seed) for arm in arms for seed in seeds], settings, **kwargs)
 

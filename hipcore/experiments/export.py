@@ -70,9 +70,11 @@ def model_spec(state: Mapping[str, Any], variant: str) -> dict[str, Any]:
     overrides = {k: v for k, v in want.items() if base.get(k) != v}
     rebuilt = named(variant, **overrides)
     if rebuilt != saved:
-        raise ValueError(f"variant {variant!r} with overrides {sorted(overrides)} does not rebuild the checkpoint's model")
+        raise ValueError(f"variant {variant!r} with overrides {sorted(overrides)} does not rebuild "
+                         "the checkpoint's model")
     plain = json.loads(json.dumps(overrides, default=list))
-    return {"variant": variant, "overrides": plain, "modalities": modalities_to_dict(modalities_from_dict(state["modalities"]), plain=True)}
+    return {"variant": variant, "overrides": plain,
+            "modalities": modalities_to_dict(modalities_from_dict(state["modalities"]), plain=True)}
 
 
 def training_record(state: Mapping[str, Any]) -> dict[str, Any]:

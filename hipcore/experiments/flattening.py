@@ -38,7 +38,8 @@ TABLE: dict[str, dict[str, Any]] = {
     "full": {**common.IMAGE_TABLE["full"], "orderings": IMAGE_ORDERINGS, "other_seeds": 3},
     "paper": {**common.IMAGE_TABLE["paper"], "orderings": IMAGE_ORDERINGS, "other_seeds": 3},
 }
-common.check_profiles(TABLE, {"orderings": "pixel orders that run", "other_seeds": "seeds of the orders no verdict rests on"})
+common.check_profiles(TABLE, {"orderings": "pixel orders that run",
+                              "other_seeds": "seeds of the orders no verdict rests on"})
 
 # The paper's ablation rows (results/paper_reference.csv) for the arms it ran.
 PAPER_KEYS = {"raster + MAE": "ablation.learned_mae_raster", "raster, no MAE": "ablation.learned_raster",
@@ -130,7 +131,8 @@ def raster_table(table: torch.Tensor, order: torch.Tensor | None, height: int, w
     return to_grid(table, order, height, width).reshape(height * width, -1)
 
 
-def position_tables(settings: Mapping[str, Any], seed: int, **kwargs: Any) -> tuple[dict[str, torch.Tensor], tuple[int, int]]:
+def position_tables(settings: Mapping[str, Any], seed: int,
+                    **kwargs: Any) -> tuple[dict[str, torch.Tensor], tuple[int, int]]:
     """Position tables in raster order, for raster and shuffled pixels: MAE-learned and
     classification-learned (orderings.learned_tables), and a fresh one; and the grid (H, W)."""
     arms = [arm(o, mae) for o in VERDICT_ORDERINGS for mae in (True, False)]

@@ -22,15 +22,26 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
+from .. import report
 from ..notebook import ParameterError
 from ..results import fmt_mean_sd, markdown
-from .. import report
 from ..train import load_model
 from . import common
 from .common import Arm
-from .image_arms import (CLASSIFICATION_LEARNED, COMPUTE_MATCHED, HIP_CLASSIFICATION, HIP_FOURIER, HIP_MAE,
-                         MAE_FINE_TUNED, MAE_PRETRAINED, FlopBudget, checkpoints, geometry_null, geometry_score,
-                         model_tables)
+from .image_arms import (
+    CLASSIFICATION_LEARNED,
+    COMPUTE_MATCHED,
+    HIP_CLASSIFICATION,
+    HIP_FOURIER,
+    HIP_MAE,
+    MAE_FINE_TUNED,
+    MAE_PRETRAINED,
+    FlopBudget,
+    checkpoints,
+    geometry_null,
+    geometry_score,
+    model_tables,
+)
 
 FOURIER_MAE = "HiP, Fourier features + MAE"
 POSITIONS_ONLY = "HiP, MAE positions only (trainable)"
@@ -49,7 +60,8 @@ TABLE: dict[str, dict[str, Any]] = {
     "binder": {**common.IMAGE_TABLE["binder"], "arms": ALL_ARMS, "other_seeds": 1},
     # quick: the second masking ratio (an MAE pretraining of its own) and the positions-only
     # transfer move to full: no verdict rests on them.
-    "quick": {**common.IMAGE_TABLE["quick"], "arms": tuple(a for a in ALL_ARMS if a not in ("mask_ratio", "positions_only")),
+    "quick": {**common.IMAGE_TABLE["quick"],
+              "arms": tuple(a for a in ALL_ARMS if a not in ("mask_ratio", "positions_only")),
               "other_seeds": 1},
     "full": {**common.IMAGE_TABLE["full"], "arms": ALL_ARMS, "other_seeds": 3},
     "paper": {**common.IMAGE_TABLE["paper"], "arms": ALL_ARMS, "other_seeds": 3},
@@ -136,7 +148,8 @@ def plan(arms_by_key: Mapping[str, Arm], seeds: tuple[int, ...], other_seeds: in
     return [(arm, seeds[:other_seeds] if key in OTHER_ARMS else seeds) for key, arm in arms_by_key.items()]
 
 
-def run_plan(runs: list[tuple[Arm, tuple[int, ...]]], settings: Mapping[str, Any], **kwargs: Any) -> list[dict[str, Any]]:
+def run_plan(runs: list[tuple[Arm, tuple[int, ...]]], settings: Mapping[str, Any],
+             **kwargs: Any) -> list[dict[str, Any]]:
     """common.run_arm for each (arm, seeds), in one numbered plan; kwargs as for common.run_arm."""
     return common.run_plan([(arm, seed) for arm, seeds in runs for seed in seeds], settings, **kwargs)
 

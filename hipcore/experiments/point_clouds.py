@@ -56,7 +56,8 @@ TABLE: dict[str, dict[str, Any]] = {
     # 3 + 3 every arm stayed at chance (10%), where MAE could show nothing.
     "quick": dict(variant="small3", num_points=1024, train_per_class=200, test_per_class=50,
                   epochs=20, pretrain_epochs=20, batch_size=64, lr=1e-3, pretrain_lr=1e-3,
-                  warmup_epochs=0.5, limit_train=None, limit_test=None, perceiver=False, precision="auto", seeds=(0, 1, 2),
+                  warmup_epochs=0.5, limit_train=None, limit_test=None, perceiver=False, precision="auto",
+                  seeds=(0, 1, 2),
                   orderings=VERDICT_ORDERINGS),
     # Long enough for MAE to matter, plus a flat Perceiver (one group) without MAE.
     "full": dict(variant="small5", num_points=1024, train_per_class=200, test_per_class=50,
@@ -67,12 +68,15 @@ TABLE: dict[str, dict[str, Any]] = {
     # order. Its schedule is not in the paper's available text: ours, for a GPU.
     "paper": dict(variant="hip16", num_points=2048, train_per_class=200, test_per_class=50,
                   epochs=200, pretrain_epochs=400, batch_size=64, lr=1e-3, pretrain_lr=1.5e-3,
-                  warmup_epochs=10, limit_train=None, limit_test=None, perceiver=True, precision="auto", seeds=(0, 1, 2),
+                  warmup_epochs=10, limit_train=None, limit_test=None, perceiver=True, precision="auto",
+                  seeds=(0, 1, 2),
                   orderings=ORDERINGS),
 }
-common.check_profiles(TABLE, {"num_points": "points per cloud", "train_per_class": "generated training clouds per class",
+common.check_profiles(TABLE, {"num_points": "points per cloud",
+                              "train_per_class": "generated training clouds per class",
                               "test_per_class": "generated test clouds per class",
-                              "perceiver": "whether the flat Perceiver IO arm runs", "orderings": "point orders that run"})
+                              "perceiver": "whether the flat Perceiver IO arm runs",
+                              "orderings": "point orders that run"})
 
 PERCEIVER = "Perceiver (1 group), no MAE"
 PAPER_KEYS = {"stored + MAE": "modelnet40.hip16_mae", "stored, no MAE": "modelnet40.hip16",
@@ -206,7 +210,8 @@ def ordering_of(table_name: str) -> str:
     return next((o for o in POINT_ORDERINGS if table_name.startswith(o)), "stored")
 
 
-def structure_rows(tables: Mapping[str, tuple[torch.Tensor, Any]], clouds: Mapping[str, torch.Tensor]) -> list[dict[str, Any]]:
+def structure_rows(tables: Mapping[str, tuple[torch.Tensor, Any]],
+                   clouds: Mapping[str, torch.Tensor]) -> list[dict[str, Any]]:
     """Per table: structure score (and chance sd) against 3-D distance, averaged over the test
     clouds in that table's order, and against distance along the sequence (orderings docstring);
     on all slots or a fixed subset of 2,048."""
@@ -238,7 +243,8 @@ def draw_clouds(tables: Mapping[str, tuple[torch.Tensor, Any]], clouds: Mapping[
             x = points[i].numpy()
             ax.scatter(x[:, 0], x[:, 1], x[:, 2], c=colours, s=2, depthshade=False)
             ax.set_axis_off()
-            ax.set_title(f"{name}\n{class_names[int(labels[i])]}" if c == 0 else class_names[int(labels[i])], fontsize=7)
+            ax.set_title(f"{name}\n{class_names[int(labels[i])]}" if c == 0 else class_names[int(labels[i])],
+                         fontsize=7)
     fig.subplots_adjust(left=0, right=1, bottom=0, top=0.95, wspace=0, hspace=0.15)
     return fig
 

@@ -20,10 +20,9 @@ from typing import Any, Mapping
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from ..device import pick_device, resolve
 from ..plots import save_figure
 from ..report import append_comparison, findings
-from ..device import pick_device
-from ..device import resolve
 from . import common
 from .image_arms import HIP_MAE, load_splits
 

@@ -37,8 +37,17 @@ from ..report import directional_verdict
 from ..stats import t_interval
 from ..train import load_model
 from . import common
-from .image_arms import (COMPUTE_MATCHED, HIP_CLASSIFICATION, HIP_MAE, checkpoints, chosen_pixels, flop_budget,
-                         geometry_null, load_splits, position_tables)
+from .image_arms import (
+    COMPUTE_MATCHED,
+    HIP_CLASSIFICATION,
+    HIP_MAE,
+    checkpoints,
+    chosen_pixels,
+    flop_budget,
+    geometry_null,
+    load_splits,
+    position_tables,
+)
 
 NATIVE_SIDE = 28                      # Fashion-MNIST's own side: no resolution option, shared runs
 ARMS = {"mae": HIP_MAE, "classification": HIP_CLASSIFICATION}
@@ -60,7 +69,8 @@ TABLE: dict[str, dict[str, Any]] = {
     "paper": {**common.IMAGE_TABLE["quick"], "limit_train": None, "limit_test": None, "sides": (28, 56),
               "pretrain_grid": (1, 2, 4, 8, 16, 32), "controls": (1, 2, 4, 8, 16, 32), "seeds": (0, 1, 2, 3)},
 }
-common.check_profiles(TABLE, {"sides": "image sides", "pretrain_grid": "MAE lengths (epochs)", "controls": "MAE lengths with a FLOP-matched control"})
+common.check_profiles(TABLE, {"sides": "image sides", "pretrain_grid": "MAE lengths (epochs)",
+                              "controls": "MAE lengths with a FLOP-matched control"})
 
 
 def data_options(side: int) -> dict[str, Any]:
@@ -252,7 +262,8 @@ def write_tables(out, curve: pd.DataFrame) -> Written:
     """curve.csv (tidy), effects.csv and structure.csv into `out`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    written = Written(effects(curve), structure_table(curve), [out / "curve.csv", out / "effects.csv", out / "structure.csv"])
+    written = Written(effects(curve), structure_table(curve), [out / "curve.csv", out / "effects.csv",
+                                                               out / "structure.csv"])
     for frame, path in zip((curve, written.effects, written.structure), written.paths):
         frame.to_csv(path, index=False)
     return written

@@ -16,9 +16,10 @@ import json
 import os
 import sys
 
-from ..argtypes import finite as _finite, positive_int as _positive_int
-from .config import OPTIMIZERS, TRANSFERS, TrainConfig
+from ..argtypes import finite as _finite
+from ..argtypes import positive_int as _positive_int
 from ..device import PRECISIONS
+from .config import OPTIMIZERS, TRANSFERS, TrainConfig
 
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)
             if f.default is not dataclasses.MISSING}

@@ -31,9 +31,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from .. import device as precision
 from ..config import BlockConfig, HiPConfig, modalities_to_dict, variant
 from ..model import HiP
-from .. import device as precision
 from . import checkpoint, distributed, rundir
 from .config import TrainConfig
 from .mae import fixed_noise, mae_loss
@@ -156,7 +156,8 @@ def freeze_decoder(model: HiP) -> None:
 # ---- one step, one evaluation ----
 
 def compute_loss(net: nn.Module, hip: HiP, inputs: dict[str, torch.Tensor], labels: torch.Tensor,
-                 cfg: TrainConfig, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                 cfg: TrainConfig,
+                 noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """-> (mean loss, correct predictions, count the mean is over). `net` may wrap `hip` (DDP).
 
     Supervised: cross-entropy with label smoothing, count = examples. MAE: MSE on hidden

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..files import temp_path, write_text_atomic
 from ..device import machine
+from ..files import temp_path, write_text_atomic
 from ..version import __version__
 
 COLUMNS = ("run_id", "seed", "epoch", "step", "split", "metric", "value")
@@ -66,7 +66,7 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     for r in rows:
-        r["seed"], r["epoch"], r["step"], r["value"] = int(r["seed"]), int(r["epoch"]), int(r["step"]), float(r["value"])
+        r.update(seed=int(r["seed"]), epoch=int(r["epoch"]), step=int(r["step"]), value=float(r["value"]))
     return rows
 
 

@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import HipcoreError
 from ..config import modalities_from_dict
+from ..errors import HipcoreError
 from . import checkpoint
 
 MODES = ("all", "positions", "positions_frozen", "none")
@@ -90,9 +90,11 @@ def transfer(model: nn.Module, source: str | os.PathLike | dict[str, Any], mode:
     wrong = [f"{k} {tuple(weights[k].shape)} in the checkpoint, {tuple(own[k].shape)} here"
              for k in names if k in weights and weights[k].shape != own[k].shape]
     if missing or extra or wrong:
-        lines = ([f"missing from it: {', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}"] if missing else []) + \
-                ([f"not in this model: {', '.join(extra[:6])}{' ...' if len(extra) > 6 else ''}"] if extra else []) + \
-                ([f"different shapes: {'; '.join(wrong[:6])}{' ...' if len(wrong) > 6 else ''}"] if wrong else [])
+        def listed(what: str, items: list[str], sep: str = ", ") -> list[str]:
+            return [f"{what}: {sep.join(items[:6])}{' ...' if len(items) > 6 else ''}"] if items else []
+
+        lines = (listed("missing from it", missing) + listed("not in this model", extra)
+                 + listed("different shapes", wrong, "; "))
         raise ValueError(f"{where} does not fit this model for transfer={mode!r} (same variant, "
                          f"model options, dataset and ordering needed):\n  " + "\n  ".join(lines))
     model.load_state_dict({k: weights[k] for k in names}, strict=False)
