@@ -137,3 +137,16 @@ def test_learning_curves_figure_draws_validation_and_test_per_arm(tmp_path):
     acc, loss = fig.axes
     assert [l.get_label() for l in acc.get_lines()] == ["toy HiP, validation", "toy HiP, test"]
     assert all(len(l.get_xdata()) == 2 for l in loss.get_lines())
+
+
+def test_a_profile_switches_validation_and_the_plateau_on_by_its_settings(tmp_path):
+    from hipcore.experiments.common import Arm, IMAGE_TABLE, train_configs
+
+    smoke = IMAGE_TABLE["smoke"]
+    plain = train_configs(Arm("a", mae=True), 0, smoke, dataset="fashion_mnist", runs_dir=tmp_path)
+    assert all(not c.plateau and c.val_fraction == 0 for c in plain)
+    on = dict(smoke, val_fraction=0.1, plateau=True, min_epochs=1)
+    pre, sup = train_configs(Arm("a", mae=True), 0, on, dataset="fashion_mnist", runs_dir=tmp_path)
+    assert (pre.plateau, sup.plateau, pre.val_fraction, sup.min_epochs) == (True, True, 0.1, 1)
+    _, matched = train_configs(Arm("m", steps=7), 0, on, dataset="fashion_mnist", runs_dir=tmp_path)
+    assert not matched.plateau and matched.max_steps == 7 and matched.val_fraction == 0.1

@@ -60,17 +60,20 @@ def train_configs(arm: Arm, seed: int, settings: Mapping[str, Any], *, dataset: 
                   limit_train=settings.get("limit_train"), limit_test=settings.get("limit_test"),
                   batch_size=settings.get("batch_size", 128), weight_decay=settings.get("weight_decay", 0.05),
                   warmup_epochs=settings.get("warmup_epochs", 1.0), quiet=settings.get("quiet", True),
-                  log_every=settings.get("log_every", 50),
+                  log_every=settings.get("log_every", 50), val_fraction=settings.get("val_fraction", 0.0),
                   precision=resolve_precision(settings.get("precision", "auto"), pick_device("auto")))
+    # Opt-in: with settings['plateau'] each stage trains to its validation plateau, its epochs
+    # being the cap; FLOP-matched arms (arm.steps) keep their fixed step count.
+    rule = dict(plateau=True, min_epochs=settings.get("min_epochs", 4)) if settings.get("plateau") else {}
     pre = None
     data = "-data" + dataset_fingerprint(dataset, data_dir=data_dir, **dict(data_options or {}))  # changed data: a new run
     if arm.mae:
         pre = TrainConfig(task="pretrain", epochs=settings["pretrain_epochs"], mask_ratio=arm.mask_ratio,
-                          lr=settings.get("pretrain_lr", settings.get("lr", 1e-3)), **common)
+                          lr=settings.get("pretrain_lr", settings.get("lr", 1e-3)), **common, **rule)
         pre = pre.replace(run_dir=str(runs_dir / f"{pre.run_id}-{code}{data}"))
     sup = TrainConfig(task="supervised", epochs=settings["epochs"], max_steps=arm.steps,
                       lr=settings.get("lr", 1e-3), label_smoothing=settings.get("label_smoothing", 0.0),
-                      **common)
+                      **common, **({} if arm.steps else rule))
     if pre is not None:
         # The checkpoint path is part of the config, so the run_id follows the pretraining.
         sup = sup.replace(init_from=str(Path(pre.run_dir) / "last.pt"), transfer=arm.transfer)
@@ -92,6 +95,10 @@ def run_arm(arm: Arm, seed: int, settings: Mapping[str, Any], *, dataset: str,
                train_seconds=sup.wall_time, train_examples_per_s=sup.throughput,
                run_dir=relative(sup.run_dir), checkpoint=relative(sup.last_checkpoint))
     row["total_seconds"] = row["pretrain_seconds"] + row["train_seconds"]
+    if sup_cfg.plateau:                               # opt-in: whether each stage reached its plateau
+        row.update(epochs_run=sup.epochs_run, converged=sup.converged)
+        if pre_cfg is not None:
+            row.update(pretrain_epochs_run=pre.epochs_run, pretrain_converged=pre.converged)
     return row
 
 

@@ -34,25 +34,9 @@ def plateau_configs(arm: common.Arm, seed: int, settings: Mapping[str, Any], *, 
                     runs_dir: Path | None = None):
     """The arm's (pretraining or None, supervised) configs under the plateau rule, capped at
     max_epochs each, in the run cache beside the profile's own runs (other run ids)."""
-    capped = {**settings, "epochs": max_epochs, "pretrain_epochs": max_epochs}
-    pre, sup = common.train_configs(arm, seed, capped, dataset=dataset, runs_dir=runs_dir)
-    rule = dict(val_fraction=val_fraction, plateau=True, min_epochs=min_epochs)
-    if pre is not None:
-        pre = with_rule(pre, **rule)
-        sup = with_rule(sup, init_from=str(Path(pre.run_dir) / "last.pt"), **rule)
-    else:
-        sup = with_rule(sup, **rule)
-    return pre, sup
-
-
-def with_rule(cfg, **changes):
-    """cfg with `changes`, in a run folder named after its new run_id (the rest of the name,
-    code and data fingerprints, kept)."""
-    old, new = cfg.run_id, cfg.replace(**changes)
-    folder = Path(cfg.run_dir)
-    if not folder.name.startswith(old):
-        raise ValueError(f"run folder {folder} is not named after its run id {old}")
-    return new.replace(run_dir=str(folder.with_name(new.run_id + folder.name[len(old):])))
+    ruled = {**settings, "epochs": max_epochs, "pretrain_epochs": max_epochs, "val_fraction": val_fraction,
+             "plateau": True, "min_epochs": min_epochs}
+    return common.train_configs(arm, seed, ruled, dataset=dataset, runs_dir=runs_dir)
 
 
 def stage_row(stage: str, result, cfg) -> dict[str, Any]:
