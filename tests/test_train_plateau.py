@@ -150,3 +150,17 @@ def test_a_profile_switches_validation_and_the_plateau_on_by_its_settings(tmp_pa
     assert (pre.plateau, sup.plateau, pre.val_fraction, sup.min_epochs) == (True, True, 0.1, 1)
     _, matched = train_configs(Arm("m", steps=7), 0, on, dataset="fashion_mnist", runs_dir=tmp_path)
     assert not matched.plateau and matched.max_steps == 7 and matched.val_fraction == 0.1
+
+
+def test_the_train_command_takes_validation_and_the_plateau(capsys):
+    from hipcore.cli import build_parser, main as hipcore_main
+    from hipcore.train.cli import config_from_args
+
+    args = build_parser().parse_args(["train", "--val-fraction", "0.1", "--plateau", "--min-epochs", "3",
+                                      "--plateau-points", "0.5", "--epochs", "40"])
+    cfg = config_from_args(args, "supervised")
+    assert (cfg.val_fraction, cfg.plateau, cfg.min_epochs, cfg.plateau_points, cfg.epochs) == (0.1, True, 3, 0.5, 40)
+    plain = config_from_args(build_parser().parse_args(["train"]), "supervised")
+    assert plain.run_id == TrainConfig(task="supervised").run_id
+    assert hipcore_main(["train", "--plateau"]) == 2
+    assert "plateau stops on the validation set" in capsys.readouterr().err
