@@ -189,6 +189,17 @@ def cmd_weights(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plateau_budget(args: argparse.Namespace) -> int:
+    from .experiments import common, plateau_budget
+
+    settings = dict(common.IMAGE_TABLE[args.profile], quiet=True)
+    measured = plateau_budget.measure(args.arm, settings, seed=args.seed, max_epochs=args.max_epochs,
+                                      min_epochs=args.min_epochs, val_fraction=args.val_fraction,
+                                      with_baselines=args.baselines, runs_dir=args.runs_dir)
+    print("\n".join(plateau_budget.report_lines(measured)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .config import VARIANT_NAMES
@@ -303,11 +314,35 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the folder to write (default: hipcore/weights/ of this checkout)")
     weights.set_defaults(func=cmd_weights)
 
+    budget = sub.add_parser("plateau-budget", help="epochs one image arm needs to reach its validation plateau",
+                            description="Trains one arm of the image notebooks for one seed on a profile's data "
+                                        "with a validation set carved from its training subset and the plateau "
+                                        "rule (hipcore.train.plateau), capped at --max-epochs, then prints the "
+                                        "epochs to the plateau, the best validation and its test top-1, and the "
+                                        "seconds per epoch (MAE arms: for the pretraining as well).")
+    budget.add_argument("--arm", required=True, choices=sorted(plateau_budget_arms()), help="which arm")
+    budget.add_argument("--profile", default="quick", choices=PROFILES, help="whose data and recipe (default quick)")
+    budget.add_argument("--seed", type=non_negative_int, default=0, help="default 0")
+    budget.add_argument("--max-epochs", type=positive_int, default=60, help="the cap of each stage (default 60)")
+    budget.add_argument("--min-epochs", type=positive_int, default=4, help="the rule waits this long (default 4)")
+    budget.add_argument("--val-fraction", type=float, default=0.1,
+                        help="of the training subset held out for validation (default 0.1)")
+    budget.add_argument("--baselines", action="store_true", help="also train the reference baselines on the same data")
+    budget.add_argument("--runs-dir", default=None,
+                        help="the run cache (default: the checkout's runs/ or $HIPCORE_RUNS)")
+    budget.set_defaults(func=cmd_plateau_budget)
+
     reproduce = sub.add_parser("reproduce", help="run every notebook at a profile into results/executed/<profile>/, "
                                                  "then regenerate that profile's summary")
     reproduce.add_argument("--profile", default="quick", choices=PROFILES, help="default quick")
     reproduce.set_defaults(func=cmd_reproduce)
     return parser
+
+
+def plateau_budget_arms() -> tuple[str, ...]:
+    from .experiments.plateau_budget import ARMS
+
+    return tuple(ARMS)
 
 
 # What a user can act on: the package's own errors, the ValueErrors it raises for values it

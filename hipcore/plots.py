@@ -133,3 +133,56 @@ def draw_position_tables(tables: dict[str, torch.Tensor], order: torch.Tensor | 
     if pixels:
         fig.colorbar(shown, ax=axes[:, 1:].ravel().tolist(), shrink=0.6, label="cosine similarity")
     return fig
+
+
+def draw_baselines(arms: dict[str, list[float]], baselines: list[dict], title: str,
+                   chance: float | None = None) -> plt.Figure:
+    """The arms' test top-1 (one dot per seed, a bar at the mean) beside the reference baselines
+    as horizontal lines at their mean over seeds (rows as experiments.baselines writes them:
+    model, seed, test_accuracy in %), so the regime of a comparison is visible at a glance."""
+    if not arms:
+        raise ValueError("draw_baselines needs at least one arm")
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(arms), 3.6), layout="constrained")
+    for i, (label, values) in enumerate(arms.items()):
+        ax.scatter([i] * len(values), values, color="C0", s=18, zorder=3)
+        if values:
+            ax.hlines(np.mean(values), i - 0.25, i + 0.25, color="C0", lw=2, zorder=3)
+    models = list(dict.fromkeys(r["model"] for r in baselines))
+    for j, model in enumerate(models):
+        mean = np.mean([r["test_accuracy"] for r in baselines if r["model"] == model])
+        ax.axhline(mean, color=f"C{j + 1}", ls="--", lw=1, label=f"{model} ({mean:.1f})")
+    if chance is not None:
+        ax.axhline(chance, color="grey", ls=":", lw=1, label=f"chance ({chance:.0f})")
+    ax.set_xticks(range(len(arms)), wrap_labels(list(arms)))
+    ax.set_xlim(-0.6, len(arms) - 0.4)
+    ax.set_ylabel("test top-1 (%)")
+    ax.set_title(title)
+    if models or chance is not None:
+        ax.legend(fontsize=7, loc="best", title="reference baselines", title_fontsize=7)
+    return fig
+
+
+def draw_learning_curves(curves: dict[str, list[dict]], title: str) -> plt.Figure:
+    """Per arm, validation top-1 and loss per epoch (solid), the test ones dashed, from a run's
+    tidy metrics rows (`train.read_metrics(run_dir)`: split 'val' / 'test', metric
+    'accuracy' / 'loss', epoch filled in). An MAE run (no accuracy) draws its losses only."""
+    if not curves:
+        raise ValueError("draw_learning_curves needs at least one arm")
+    fig, (acc, loss) = plt.subplots(1, 2, figsize=(9, 3.4), layout="constrained")
+    for i, (label, rows) in enumerate(curves.items()):
+        for split, style in (("val", "-"), ("test", "--")):
+            for ax, metric, scale in ((acc, "accuracy", 100.0), (loss, "loss", 1.0)):
+                points = sorted((r["epoch"], r["value"]) for r in rows
+                                if r["split"] == split and r["metric"] == metric)
+                if points:
+                    epochs, values = zip(*points)
+                    ax.plot(epochs, np.asarray(values) * scale, style, color=f"C{i}", marker=".",
+                            label=f"{label}, {'validation' if split == 'val' else 'test'}")
+    acc.set_ylabel("top-1 (%)")
+    loss.set_ylabel("loss")
+    for ax in (acc, loss):
+        ax.set_xlabel("epoch")
+        if ax.has_data():
+            ax.legend(fontsize=7)
+    fig.suptitle(title)
+    return fig

@@ -135,3 +135,30 @@ class Dataset:
     def __repr__(self) -> str:
         d = self.describe()
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in d.items())})"
+
+
+class Subset:
+    """Examples `indices` [n] of a dataset, under the same Dataset contract."""
+
+    def __init__(self, dataset, indices: torch.Tensor):
+        self.dataset, self.indices = dataset, indices
+        self.labels = dataset.labels[indices]
+
+    def __getattr__(self, name: str) -> Any:          # modalities, class_names, mean, std, ...
+        if name == "dataset":
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @property
+    def num_classes(self) -> int:
+        return self.dataset.num_classes
+
+    def get_batch(self, indices, *, train: bool = False, generator=None):
+        return self.dataset.get_batch(self.indices[torch.as_tensor(indices, dtype=torch.long)],
+                                      train=train, generator=generator)
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.dataset.describe(), "size": len(self), "subset_of": len(self.dataset)}

@@ -95,7 +95,9 @@ def train_configs(arm: Arm, seed: int, settings: Mapping[str, Any], *, dataset: 
                            lr=settings.get("pretrain_lr", base.lr),
                            label_smoothing=TrainConfig.label_smoothing)   # supervised only: one pretraining for all
         pre = pre.replace(run_dir=str(runs_dir / f"{pre.run_id}-{code}{data}"))
-    sup = base.replace(task="supervised", max_steps=arm.steps)
+    # With the row's `plateau` each stage trains to its validation plateau, its epochs being the
+    # cap; a FLOP-matched arm (arm.steps) keeps its fixed step count.
+    sup = base.replace(task="supervised", max_steps=arm.steps, **({"plateau": False} if arm.steps else {}))
     if pre is not None:
         # The checkpoint path is part of the config, so the run_id follows the pretraining.
         sup = sup.replace(init_from=str(Path(pre.run_dir) / "last.pt"), transfer=arm.transfer)
@@ -117,6 +119,10 @@ def run_arm(arm: Arm, seed: int, settings: Mapping[str, Any], *, dataset: str,
                train_seconds=sup.wall_time, train_examples_per_s=sup.throughput,
                run_dir=relative(sup.run_dir), checkpoint=relative(sup.last_checkpoint))
     row["total_seconds"] = row["pretrain_seconds"] + row["train_seconds"]
+    if sup_cfg.plateau:                               # opt-in: whether each stage reached its plateau
+        row.update(epochs_run=sup.epochs_run, converged=sup.converged)
+        if pre_cfg is not None:
+            row.update(pretrain_epochs_run=pre.epochs_run, pretrain_converged=pre.converged)
     return row
 
 

@@ -83,6 +83,19 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     s.add_argument("--warmup-steps", type=int, default=None, help="warm-up in steps (overrides --warmup-epochs)")
     s.add_argument("--clip-grad", type=_finite, default=DEFAULTS["clip_grad"], help="max gradient norm; 0: no clipping")
 
+    v = p.add_argument_group("validation and the plateau (hipcore.train.plateau)")
+    v.add_argument("--val-fraction", type=_finite, default=DEFAULTS["val_fraction"], metavar="F",
+                   help="hold out this fraction of the training subset for validation; it alone picks the "
+                        "best checkpoint, whose test metrics are reported (0: none)")
+    v.add_argument("--plateau", action="store_true",
+                   help="stop at the validation plateau (needs --val-fraction); --epochs is the cap")
+    v.add_argument("--min-epochs", type=_positive_int, default=DEFAULTS["min_epochs"],
+                   help="the plateau rule waits this many epochs")
+    v.add_argument("--plateau-points", type=_finite, default=DEFAULTS["plateau_points"],
+                   help="top-1 points the last quarter of the epochs must gain to go on")
+    v.add_argument("--plateau-relative", type=_finite, default=DEFAULTS["plateau_relative"],
+                   help="MAE: relative validation-loss decrease the last quarter must make to go on")
+
     r = p.add_argument_group("run")
     r.add_argument("--seed", type=int, default=DEFAULTS["seed"],
                    help="model initialisation, data order, augmentation, masks")
@@ -166,6 +179,9 @@ def _run(args: argparse.Namespace, task: str) -> int:
         print(" ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.metrics.items()))
         print(f"run_dir={result.run_dir} steps={result.steps} wall_time={result.wall_time:.1f}s "
               f"throughput={result.throughput:.1f} examples/s")
+        if cfg.val_fraction:
+            print(f"epochs_run={result.epochs_run} selected_epoch={result.selected_epoch}"
+                  + ("" if result.converged is None else f" converged={'yes' if result.converged else 'no'}"))
     return 0
 
 

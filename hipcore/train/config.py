@@ -18,6 +18,10 @@ TRANSFERS = ("all", "positions", "positions_frozen", "none")
 
 # Fields that may change between a run and its resumption: they do not change what is computed.
 RESUMABLE_CHANGES = ("quiet", "device", "checkpoint_every")
+# Opt-in fields and their off values: a run that leaves them off has the run_id it had before
+# they existed, and a run saved before them reads them as off.
+VALIDATION_OFF = {"val_fraction": 0.0, "plateau": False}
+PLATEAU_DEFAULTS = {"min_epochs": 4, "plateau_points": 0.3, "plateau_relative": 0.01}
 
 
 def _require(ok: bool, message: str) -> None:
@@ -42,7 +46,7 @@ class TrainConfig:
     variant: str = "small3"             # a variant name, or a .json file holding a HiPConfig dict
     model: dict = field(default_factory=dict)  # HiPConfig overrides, e.g. {'position': 'fourier'}
     # schedule
-    epochs: int = 10
+    epochs: int = 10                    # with plateau: the cap (max epochs) of the run
     max_steps: int | None = None        # stop after this many optimiser steps (overrides epochs)
     batch_size: int = 128               # global batch, split evenly over the ranks
     eval_batch_size: int = 256          # per rank
@@ -62,6 +66,13 @@ class TrainConfig:
     # fine-tuning
     init_from: str | None = None        # an MAE checkpoint to start a supervised run from
     transfer: str = "all"               # what init_from gives: 'all', 'positions', 'positions_frozen', 'none'
+    # validation and the plateau (hipcore.train.validation, hipcore.train.plateau)
+    val_fraction: float = 0.0           # carve this fraction of the training subset out as a
+                                        # validation set (0: none; test-based selection as before)
+    plateau: bool = False               # stop at the validation plateau (needs val_fraction > 0)
+    min_epochs: int = 4                 # the plateau rule waits this many epochs
+    plateau_points: float = 0.3         # top-1 points the last quarter of the epochs must gain
+    plateau_relative: float = 0.01      # MAE: relative validation-loss decrease it must make
     # run
     seed: int = 0
     run_dir: str | None = None          # None: runs/<task>-<dataset>-<variant>-seed<seed>
@@ -107,6 +118,17 @@ class TrainConfig:
                  f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         _require(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
                  f"device must be 'auto', 'cpu', 'cuda' or 'cuda:<index>', got {self.device!r}")
+        _require(0 <= self.val_fraction < 1, f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        _require(not self.plateau or self.val_fraction > 0,
+                 "plateau stops on the validation set: set val_fraction > 0 with it")
+        _require(not self.plateau or self.max_steps is None,
+                 "plateau runs stop by epochs (epochs is their cap): leave max_steps unset")
+        _require(isinstance(self.min_epochs, int) and 1 <= self.min_epochs,
+                 f"min_epochs must be a positive int, got {self.min_epochs!r}")
+        _require(not self.plateau or self.min_epochs <= self.epochs,
+                 f"min_epochs ({self.min_epochs}) must not exceed the cap, epochs ({self.epochs})")
+        _require(self.plateau_points >= 0 and self.plateau_relative >= 0,
+                 "plateau_points and plateau_relative must be >= 0")
         known = {f.name for f in dataclasses.fields(HiPConfig)} - {"num_classes"}
         unknown = sorted(set(self.model) - known)
         _require(not unknown, f"unknown model option(s) {unknown}; HiPConfig fields are "
@@ -123,6 +145,12 @@ class TrainConfig:
     def run_id(self) -> str:
         """<task>-<hash of every field that changes results>: equal for equal experiments."""
         d = {k: v for k, v in self.to_dict().items() if k not in RESUMABLE_CHANGES + ("run_dir",)}
+        for k, off in VALIDATION_OFF.items():           # opt-in fields, when off, leave ids as they were
+            if d[k] == off:
+                del d[k]
+        if not self.plateau:
+            for k in PLATEAU_DEFAULTS:
+                del d[k]
         if self.init_from:     # the pretraining run's folder and file name, not where they lie
             d["init_from"] = "/".join(PurePath(self.init_from).parts[-2:])
         digest = hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
@@ -153,8 +181,11 @@ class TrainConfig:
 
 def upgrade(d: Mapping[str, Any]) -> dict[str, Any]:
     """A saved config dict in today's fields: runs written before `precision` existed carry
-    `bf16` (False: float32; True: bfloat16 autocast, which only CUDA applied then)."""
+    `bf16` (False: float32; True: bfloat16 autocast, which only CUDA applied then); runs
+    written before validation and the plateau existed had them off."""
     d = dict(d)
     if "bf16" in d and "precision" not in d:
         d["precision"] = "bf16" if d.pop("bf16") else "fp32"
+    for k, off in {**VALIDATION_OFF, **PLATEAU_DEFAULTS}.items():   # saved before they existed
+        d.setdefault(k, off)
     return d

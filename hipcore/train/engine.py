@@ -4,7 +4,9 @@ and modality dict, called by notebooks (`train(cfg)`) and the command line alike
     data   BatchLoader over a Dataset -> (inputs {name: [B, M, C]}, labels [B])
     model  HiP from the variant; num_classes from the dataset (none for MAE)
     step   loss (cross-entropy, or MSE on hidden positions) -> backward -> clip -> update -> lr
-    epoch  evaluate on the test split, log tidy rows, keep the best and last checkpoints
+    epoch  evaluate on the test split, log tidy rows, keep the best and last checkpoints;
+           with cfg.val_fraction, also on a validation set carved from the training subset,
+           which alone picks the best checkpoint (and, with cfg.plateau, when to stop)
 
 A run lives in its run_dir: config.json, versions.json, run.json (the data's fingerprints and
 the pretraining checkpoint it started from), metrics.csv (deterministic metrics), timing.csv
@@ -33,13 +35,15 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .. import device as precision
 from ..config import BlockConfig, HiPConfig, modalities_to_dict, variant
+from ..data.base import Subset
 from ..model import HiP
-from . import checkpoint, distributed, rundir
+from . import checkpoint, distributed, plateau, rundir
 from .config import TrainConfig
 from .mae import fixed_noise, mae_loss
 from .metrics import MetricsLogger, progress_bar, versions, write_json
 from .optim import build_optimizer, build_scheduler
 from .transfer import transfer
+from .validation import split_validation
 
 
 class NonFiniteLossError(RuntimeError):
@@ -61,6 +65,10 @@ class RunResult:
     steps: int
     wall_time: float                  # seconds, all sessions of the run together
     throughput: float                 # training examples per second (steps only, no evaluation)
+    epochs_run: int = 0               # epochs evaluated
+    converged: bool | None = None     # plateau runs: whether the rule stopped it (False: the cap did)
+    selected_epoch: int | None = None  # validation runs: the best-validation epoch whose test
+                                       # metrics are `metrics`
 
 
 @dataclass
@@ -76,35 +84,12 @@ class RunState:
     elapsed: float = 0.0              # wall seconds of the run before this session
     train_seconds: float = 0.0
     train_examples: int = 0
+    val_history: list[float] = field(default_factory=list)   # per epoch: val accuracy, or val loss (MAE)
+    converged: bool = False           # the plateau rule held at the last epoch
+    selected: dict[str, float] = field(default_factory=dict)  # the metrics of the best-validation epoch
 
 
 # ---- data and model ----
-
-class Subset:
-    """Examples `indices` [n] of a dataset, under the same Dataset contract."""
-
-    def __init__(self, dataset, indices: torch.Tensor):
-        self.dataset, self.indices = dataset, indices
-        self.labels = dataset.labels[indices]
-
-    def __getattr__(self, name: str) -> Any:          # modalities, class_names, mean, std, ...
-        if name == "dataset":
-            raise AttributeError(name)
-        return getattr(self.dataset, name)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    @property
-    def num_classes(self) -> int:
-        return self.dataset.num_classes
-
-    def get_batch(self, indices, *, train: bool = False, generator=None):
-        return self.dataset.get_batch(self.indices[torch.as_tensor(indices, dtype=torch.long)],
-                                      train=train, generator=generator)
-
-    def describe(self) -> dict[str, Any]:
-        return {**self.dataset.describe(), "size": len(self), "subset_of": len(self.dataset)}
 
 
 def limit(dataset, n: int | None, seed: int = 0):
@@ -310,6 +295,7 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, train_data, test_data, ru
     random.seed(cfg.seed)
 
     train_set, test_set = load_data(cfg, train_data, test_data)
+    train_set, val_set = split_validation(train_set, cfg)
     hip = HiP(model_config(cfg, train_set.num_classes if supervised else 0), train_set.modalities)
     source = None                                             # what was transferred: its identity
     if cfg.init_from and cfg.transfer != "none":
@@ -318,6 +304,8 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, train_data, test_data, ru
         source = rundir.source_identity(pretrained, cfg.init_from)
         transfer(hip, pretrained, cfg.transfer, name=cfg.init_from)
     record = run_record(train_set, test_set, source)
+    if val_set is not None:
+        record["data"]["validation"] = val_set.split_digest
     if supervised:
         freeze_decoder(hip)
     hip.to(ctx.device)
@@ -356,7 +344,8 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, train_data, test_data, ru
     say(f"{'resuming' if resumed else 'starting'} {cfg.task} run {run_dir} at step {state.step}/{total_steps}: "
         f"{cfg.precision}, "
         f"{cfg.variant} ({sum(p.numel() for p in hip.parameters()):,} parameters), {cfg.dataset} "
-        f"{len(train_set)} train / {len(test_set)} test, {steps_per_epoch} steps per epoch, "
+        f"{len(train_set)} train / " + (f"{len(val_set)} validation / " if val_set is not None else "")
+        + f"{len(test_set)} test, {steps_per_epoch} steps per epoch, "
         f"batch {cfg.batch_size} on {ctx.world_size} x {ctx.device}")
 
     elapsed_before = state.elapsed
@@ -389,15 +378,28 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, train_data, test_data, ru
         test_metrics = evaluate(hip, test_set, cfg, ctx, autocast)
         log.log(epoch, step, "train_epoch", **train_metrics)
         log.log(epoch, step, "test", **test_metrics)
+        val_metrics = {}
+        if val_set is not None:
+            val_metrics = evaluate(hip, val_set, cfg, ctx, autocast)
+            log.log(epoch, step, "val", **val_metrics)
         timing.log(epoch, step, "time", train_seconds=state.train_seconds, elapsed_seconds=elapsed(),
                    eval_seconds=time.perf_counter() - eval_start, examples_per_s=throughput())
         state.metrics = {"epoch": epoch, "step": step, **{f"train_{k}": v for k, v in train_metrics.items()},
-                         **{f"test_{k}": v for k, v in test_metrics.items()}}
+                         **{f"test_{k}": v for k, v in test_metrics.items()},
+                         **{f"val_{k}": v for k, v in val_metrics.items()}}
         state.epoch_sums = [0.0, 0.0, 0.0]
-        score = test_metrics["accuracy"] if supervised else -test_metrics["loss"]
+        chosen_by = val_metrics or test_metrics                   # validation only, when there is one
+        score = chosen_by["accuracy"] if supervised else -chosen_by["loss"]
         improved = state.best is None or score > state.best
         if improved:
-            state.best, state.best_step = score, step
+            state.best, state.best_step, state.selected = score, step, dict(state.metrics)
+        if val_set is not None:
+            state.val_history.append(val_metrics["accuracy"] if supervised else val_metrics["loss"])
+        if cfg.plateau:
+            state.converged = plateau.reached(state.val_history, "accuracy" if supervised else "loss",
+                                              min_epochs=cfg.min_epochs, points=cfg.plateau_points,
+                                              relative=cfg.plateau_relative)
+            log.log(epoch, step, "plateau", converged=float(state.converged))
         say(f"epoch {epoch} step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in state.metrics.items()
                                                        if k not in ("epoch", "step")) + f" ({elapsed():.0f} s)")
         save(*((best_path, last_path) if improved else (last_path,)))
@@ -405,7 +407,7 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, train_data, test_data, ru
     hip.train()
     tick = time.perf_counter()
     try:
-        while state.step < total_steps:
+        while state.step < total_steps and not state.converged:
             for inputs, labels in loader:                         # resumes mid-epoch
                 epoch, step = loader.epoch + 1, state.step + 1    # 1-based epochs
                 inputs = {n: x.to(ctx.device, non_blocking=True) for n, x in inputs.items()}
@@ -440,6 +442,9 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, train_data, test_data, ru
                     state.window = [0.0, 0]
                 if loader.position == steps_per_epoch or step == total_steps:
                     end_epoch(epoch, step)
+                    if state.converged:
+                        say(f"validation plateau at epoch {epoch} (the rule of hipcore.train.plateau)")
+                        break
                 elif cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
                     save(last_path)
                 tick = time.perf_counter()
@@ -452,9 +457,13 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, train_data, test_data, ru
 
     best = state.best if supervised or state.best is None else -state.best
     shown = Path(cfg.resolved_run_dir)                        # as the caller spelled it
-    return RunResult(metrics=dict(state.metrics), run_dir=shown, last_checkpoint=shown / last_path.name,
+    selected = val_set is not None and bool(state.selected)      # the best-validation checkpoint
+    return RunResult(metrics=dict(state.selected if selected else state.metrics), run_dir=shown,
+                     last_checkpoint=shown / last_path.name,
                      best_checkpoint=shown / best_path.name if best_path.is_file() else None, best=best,
-                     best_step=state.best_step, steps=state.step, wall_time=elapsed(), throughput=throughput())
+                     best_step=state.best_step, steps=state.step, wall_time=elapsed(), throughput=throughput(),
+                     epochs_run=int(state.metrics.get("epoch", 0)), converged=state.converged if cfg.plateau else None,
+                     selected_epoch=int(state.selected["epoch"]) if selected else None)
 
 
 def _stopped(what: str, value: float, step: int, epoch: int, last: Path) -> str:

@@ -1,0 +1,85 @@
+"""How long an arm must train to reach its plateau on a profile's data, and what it reaches.
+
+    python -m hipcore plateau-budget --arm hip-learned --profile quick --max-epochs 60
+
+trains one arm for one seed with a validation set carved from the profile's training subset
+and the plateau rule of `train.plateau` (MAE pretraining too, on its validation loss), then
+reports per stage: epochs run, whether the rule stopped it (or the cap did), the best
+validation top-1 (or loss), the test top-1 of the best-validation epoch and the seconds per
+epoch (wall time of the run, evaluations included, over its epochs). With baselines=True the
+reference baselines train on the same training part and test set, for comparison.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..train import train
+from . import baselines, common
+
+ARMS = {
+    "hip-learned": common.Arm("HiP, classification-learned positions", ordering="raster"),
+    "hip-fourier": common.Arm("HiP, Fourier features", position="fourier", ordering="raster"),
+    "hip-mae": common.Arm("HiP, MAE-learned positions", mae=True, ordering="raster"),
+    "perceiver-learned": common.Arm("Perceiver IO, learned positions", variant="perceiver_small", ordering="raster"),
+    "perceiver-fourier": common.Arm("Perceiver IO, Fourier features", variant="perceiver_small",
+                                    position="fourier", ordering="raster"),
+}
+
+
+def plateau_configs(arm: common.Arm, seed: int, settings: Mapping[str, Any], *, max_epochs: int,
+                    min_epochs: int, val_fraction: float, dataset: str = "fashion_mnist",
+                    runs_dir: Path | None = None):
+    """The arm's (pretraining or None, supervised) configs under the plateau rule, capped at
+    max_epochs each, in the run cache beside the profile's own runs (other run ids)."""
+    ruled = {**settings, "epochs": max_epochs, "pretrain_epochs": max_epochs, "val_fraction": val_fraction,
+             "plateau": True, "min_epochs": min_epochs}
+    return common.train_configs(arm, seed, ruled, dataset=dataset, runs_dir=runs_dir)
+
+
+def stage_row(stage: str, result, cfg) -> dict[str, Any]:
+    m = result.metrics
+    return {"stage": stage, "epochs_run": result.epochs_run, "cap": cfg.epochs, "converged": result.converged,
+            "selected_epoch": result.selected_epoch,
+            "best_val": 100 * m["val_accuracy"] if "val_accuracy" in m else m.get("val_loss"),
+            "test": 100 * m["test_accuracy"] if "test_accuracy" in m else m.get("test_loss"),
+            "seconds_per_epoch": result.wall_time / max(result.epochs_run, 1)}
+
+
+def measure(arm_name: str, settings: Mapping[str, Any], *, seed: int = 0, max_epochs: int = 60,
+            min_epochs: int = 4, val_fraction: float = 0.1, with_baselines: bool = False,
+            runs_dir: Path | None = None, train_data=None, test_data=None) -> dict[str, Any]:
+    """{'arm', 'stages': [row per stage], 'baselines': [rows]} for one arm and seed."""
+    if arm_name not in ARMS:
+        raise ValueError(f"unknown arm {arm_name!r}; known: {', '.join(ARMS)}")
+    arm = ARMS[arm_name]
+    pre, sup = plateau_configs(arm, seed, settings, max_epochs=max_epochs, min_epochs=min_epochs,
+                               val_fraction=val_fraction, runs_dir=runs_dir)
+    stages = []
+    if pre is not None:
+        stages.append(stage_row("MAE pretraining (validation loss)", train(pre, train_data=train_data,
+                                                                            test_data=test_data), pre))
+    stages.append(stage_row("classification (validation top-1 %)", train(sup, train_data=train_data,
+                                                                          test_data=test_data), sup))
+    rows = []
+    if with_baselines:
+        start = time.perf_counter()
+        rows = baselines.run_baselines({seed: sup}, family="images", train_data=train_data, test_data=test_data)
+        rows.append({"model": "(all baselines)", "seconds": time.perf_counter() - start})
+    return {"arm": arm.label, "stages": stages, "baselines": rows}
+
+
+def report_lines(measured: dict[str, Any]) -> list[str]:
+    lines = [f"{measured['arm']}:"]
+    for s in measured["stages"]:
+        state = "plateau" if s["converged"] else "cap reached, not converged"
+        lines.append(f"  {s['stage']}: {s['epochs_run']} epochs of at most {s['cap']} ({state}); "
+                     f"best validation {s['best_val']:.4g} at epoch {s['selected_epoch']}, test there "
+                     f"{s['test']:.4g}; {s['seconds_per_epoch']:.1f} s per epoch")
+    for r in measured["baselines"]:
+        if "test_accuracy" in r:
+            lines.append(f"  baseline {r['model']}: test top-1 {r['test_accuracy']:.1f} %, "
+                         f"train {r['train_accuracy']:.1f} %, {r['seconds']:.1f} s")
+    return lines

@@ -1,0 +1,54 @@
+"""When a run has learned what it will: the plateau rule, in one place.
+
+    reached(history, mode="accuracy", min_epochs=4, points=0.3, relative=0.01) -> bool
+
+`history` holds one validation score per epoch run so far: top-1 as a fraction (supervised)
+or the reconstruction loss (MAE). After e >= min_epochs epochs, the last quarter of them
+(w = ceil(e / 4) epochs, at least one) is compared with the epochs before it:
+
+    top-1   converged when  best(last w) - best(before) < points / 100
+            (less than `points` top-1 points gained over the last quarter of the epochs)
+    loss    converged when  (lowest(before) - lowest(last w)) / lowest(before) < relative
+            (the validation loss fell by less than that fraction of itself)
+
+Comparing bests, not last values, keeps a noisy flat curve from looking like progress and a
+single bad epoch from looking like a plateau. The rule reads only the logged validation
+scores, so a resumed run (whose checkpoint holds the history) decides exactly as an
+uninterrupted one. A run stops at the end of the epoch where the rule first holds, or at its
+cap (TrainConfig.epochs) without having converged.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+MODES = ("accuracy", "loss")
+
+
+def window(epochs: int) -> int:
+    """The last quarter of `epochs` epochs, rounded up, at least one."""
+    return max(1, math.ceil(epochs / 4))
+
+
+def gain(history: Sequence[float], mode: str) -> float:
+    """What the last quarter of the epochs gained over the ones before: top-1 points for
+    'accuracy' (history in fractions), the relative loss decrease for 'loss'."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if len(history) < 2:
+        raise ValueError(f"a gain needs at least two epochs, got {len(history)}")
+    w = window(len(history))
+    before, last = history[:-w], history[-w:]
+    if mode == "accuracy":
+        return 100.0 * (max(last) - max(before))
+    low = min(before)
+    return (low - min(last)) / max(abs(low), 1e-12)
+
+
+def reached(history: Sequence[float], mode: str = "accuracy", *, min_epochs: int = 4,
+            points: float = 0.3, relative: float = 0.01) -> bool:
+    """Whether the validation curve `history` has reached its plateau (see the module's rule)."""
+    if len(history) < max(2, min_epochs):
+        return False
+    return gain(history, mode) < (points if mode == "accuracy" else relative)
