@@ -33,6 +33,14 @@ from .common import Arm, record_pairs, train_configs
 HIP_MAE = Arm("HiP, MAE-learned positions", mae=True, ordering="raster")
 HIP_CLASSIFICATION = Arm("HiP, classification-learned positions", ordering="raster")
 HIP_FOURIER = Arm("HiP, Fourier features", position="fourier", ordering="raster")
+PERCEIVER_FOURIER = "Perceiver IO, Fourier features"
+PERCEIVER_LEARNED = "Perceiver IO, learned positions"
+
+
+def perceiver_arms(flat_variant: str) -> tuple[Arm, Arm]:
+    """The flat baseline (one block, one group) with Fourier features and with learned positions."""
+    return (Arm(PERCEIVER_FOURIER, variant=flat_variant, position="fourier", ordering="raster"),
+            Arm(PERCEIVER_LEARNED, variant=flat_variant, ordering="raster"))
 
 
 def data_options(dataset: str, resolution: Any) -> dict[str, Any]:

@@ -22,12 +22,20 @@ from ..model import HiP
 from ..train import model_config
 from . import common
 from .common import Arm
-from .image_arms import HIP_CLASSIFICATION, HIP_FOURIER, HIP_MAE, draw_accuracy, flop_budget, step_flops
+from .image_arms import (
+    HIP_CLASSIFICATION,
+    HIP_FOURIER,
+    HIP_MAE,
+    PERCEIVER_FOURIER,
+    PERCEIVER_LEARNED,
+    draw_accuracy,
+    flop_budget,
+    perceiver_arms,
+    step_flops,
+)
 
 DATASETS = ("fashion_mnist", "imagefolder")
 
-PERCEIVER_FOURIER = "Perceiver IO, Fourier features"
-PERCEIVER_LEARNED = "Perceiver IO, learned positions"
 PERCEIVER_MATCHED = "Perceiver IO, Fourier features, FLOP-matched"
 
 ALL_ARMS = ("hip_mae", "perceiver_fourier", "perceiver_learned", "hip_fourier", "hip_classification",
@@ -62,12 +70,6 @@ FINDINGS = (
     ("HiP (MAE-learned) vs Perceiver IO (Fourier) at matched training FLOPs (not in the paper)", "higher", "",
      PERCEIVER_MATCHED, HIP_MAE.label),
 )
-
-
-def perceiver_arms(flat_variant: str) -> tuple[Arm, Arm]:
-    """The flat baseline (one block, one group) with Fourier features and with learned positions."""
-    return (Arm(PERCEIVER_FOURIER, variant=flat_variant, position="fourier", ordering="raster"),
-            Arm(PERCEIVER_LEARNED, variant=flat_variant, ordering="raster"))
 
 
 def arms(settings: Mapping[str, Any], matched_steps: int | None = None) -> list[Arm]:

@@ -18,15 +18,12 @@ from typing import Any, Mapping
 
 from ..train import train
 from . import baselines, common
+from .image_arms import HIP_CLASSIFICATION, HIP_FOURIER, HIP_MAE, perceiver_arms
 
-ARMS = {
-    "hip-learned": common.Arm("HiP, classification-learned positions", ordering="raster"),
-    "hip-fourier": common.Arm("HiP, Fourier features", position="fourier", ordering="raster"),
-    "hip-mae": common.Arm("HiP, MAE-learned positions", mae=True, ordering="raster"),
-    "perceiver-learned": common.Arm("Perceiver IO, learned positions", variant="perceiver_small", ordering="raster"),
-    "perceiver-fourier": common.Arm("Perceiver IO, Fourier features", variant="perceiver_small",
-                                    position="fourier", ordering="raster"),
-}
+PERCEIVER_FOURIER, PERCEIVER_LEARNED = perceiver_arms("perceiver_small")
+# The image notebooks' own arms (image_arms), so a budget run measures exactly what they train.
+ARMS = {"hip-learned": HIP_CLASSIFICATION, "hip-fourier": HIP_FOURIER, "hip-mae": HIP_MAE,
+        "perceiver-learned": PERCEIVER_LEARNED, "perceiver-fourier": PERCEIVER_FOURIER}
 
 
 def plateau_configs(arm: common.Arm, seed: int, settings: Mapping[str, Any], *, max_epochs: int,
