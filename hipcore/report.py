@@ -4,7 +4,8 @@ A notebook records each comparison a verdict rests on as paired rows in
 `results/<notebook>/<profile>/comparisons.csv`, one per replicate (a seed, or a repeat of a
 timing):
 
-    finding, claim, paper_key, metric, seed, baseline, treatment[, kind, margin, replicate]
+    finding, claim, paper_key, metric, seed, baseline, treatment[, kind, margin, replicate,
+    converged, epochs, test_size]
 
 `claim` is the paper's statement about treatment vs baseline: 'higher', 'lower' or 'same'
 (no effect). `kind` is 'effect' or 'interaction' (a difference of two effects, e.g. F4's
@@ -13,15 +14,26 @@ other). `margin` is the equivalence margin of a 'same' claim (`MARGINS` by metri
 row states one). `replicate` says what varies between rows: 'seed' or 'repeat'. Where the
 paper states the effect as a ratio (its unit in paper_reference.csv is 'ratio'), each
 replicate gives log(treatment / baseline) and the effect is the ratio; otherwise each gives
-treatment - baseline in the metric's units.
+treatment - baseline in the metric's units. `converged` says whether both arms reached their
+plateau ('yes', 'no', '' = not recorded), `epochs` how long they trained (text, e.g. '20/40'),
+`test_size` how many test examples each top-1 was measured on.
 
 The rules (each can fail; their error rates are simulated in tests/test_report.py):
 
 - 'higher' / 'lower' (and interactions): a 95% t interval of the mean per-replicate effect.
-  reproduced: the paper's direction and the interval excludes 0 (a false positive at a true
-  effect of 0 at most 2.5% of the time); same direction, not significant; opposite
-  direction (significant or not); no verdict with fewer than 2 replicates. Beside it, our
-  effect over the paper's, flagged when outside 0.5x-2x.
+  reproduced: the paper's direction, the interval excludes 0 (a false positive at a true
+  effect of 0 at most 2.5% of the time) AND the size is compatible with the paper's: the
+  interval contains the paper's value, or our effect over the paper's is within
+  `SIZE_RANGE` (0.5x-2x, fixed in advance). Significant in the paper's direction but neither:
+  "direction reproduced, size Rx the paper's (the interval excludes it)"; where the paper
+  gives no number: "direction reproduced (no paper number to size against)". Otherwise: same
+  direction, not significant; opposite direction (significant or not); no verdict with fewer
+  than 2 replicates.
+- convergence: a finding over seeds (trained models) whose arms are not all recorded as
+  converged ('yes') is "not converged at N epochs: <what the rule said>" (or "not converged
+  (no plateau recorded): ..."), never "reproduced"; missing information counts as not shown
+  to be converged. Repeats (timings) need no plateau.
+- multiplicity: `holm` adjusts the directional rows' p values together (Holm at 5%).
 - 'same': two one-sided t tests at 5% against +-margin (the 90% interval inside the margin).
   reproduced ("the same within +-margin") at most 5% of the time when the true effect is
   at the margin; "not shown" when the interval reaches outside it, which is the answer,
@@ -44,16 +56,19 @@ from pathlib import Path
 import pandas as pd
 
 from .results import markdown, read_csv
-from .stats import Interval, t_interval
+from .stats import Interval, t_cdf, t_interval
 
 COMPARISON_FIELDS = ("finding", "claim", "paper_key", "metric", "seed", "baseline", "treatment")
-OPTIONAL_FIELDS = {"kind": "effect", "margin": "", "replicate": "seed"}
+OPTIONAL_FIELDS = {"kind": "effect", "margin": "", "replicate": "seed", "converged": "", "epochs": "",
+                   "test_size": ""}
+CONVERGED = ("yes", "no", "")       # both arms at their plateau; not; not recorded (= not shown)
 CLAIMS = ("higher", "lower", "same")
 KINDS = ("effect", "interaction")
 REPLICATES = ("seed", "repeat")
 # Equivalence margins of 'same' claims, by metric, fixed before any run was looked at.
 MARGINS = {"top-1 %": 1.0}
-SIZE_RANGE = (0.5, 2.0)            # our effect over the paper's outside this range is flagged
+SIZE_RANGE = (0.5, 2.0)            # our effect over the paper's: compatible inside, flagged outside
+HOLM_ALPHA = 0.05                  # family-wise level of the multiplicity-adjusted reading
 LEVEL = 0.95                       # two-sided level of the directional intervals
 ALPHA_SAME = 0.05                  # each one-sided test of the equivalence rule
 POWER_DRAWS = 4000
@@ -90,8 +105,16 @@ def _no_verdict(values: list[float], replicate: str = "seed") -> str | None:
     return None
 
 
-def directional_verdict(claim: str, values: list[float], replicate: str = "seed") -> str:
-    """'higher' / 'lower' on per-replicate effects (0 = no effect): see the module docstring."""
+def size_ratio(mean: float, paper: float, log_scale: bool = False) -> float:
+    """Our effect over the paper's (on a log scale: our ratio over the paper's ratio)."""
+    return math.exp(mean - paper) if log_scale else mean / paper
+
+
+def directional_verdict(claim: str, values: list[float], replicate: str = "seed", paper: float | None = None,
+                        log_scale: bool = False) -> str:
+    """'higher' / 'lower' on per-replicate effects (0 = no effect): see the module docstring.
+    `paper` is the paper's effect on the values' scale (a log ratio where `log_scale`); None
+    judges the direction alone."""
     if claim not in ("higher", "lower"):
         raise ValueError(f"a directional claim is 'higher' or 'lower', got {claim!r}")
     if (why := _no_verdict(values, replicate)) is not None:
@@ -100,7 +123,14 @@ def directional_verdict(claim: str, values: list[float], replicate: str = "seed"
     sign = 1.0 if claim == "higher" else -1.0
     significant = ci.low > 0 or ci.high < 0
     if sign * ci.mean > 0:
-        return "reproduced" if significant else "same direction, not significant"
+        if not significant:
+            return "same direction, not significant"
+        if paper is None or ci.low <= paper <= ci.high:
+            return "reproduced"
+        ratio = size_ratio(ci.mean, paper, log_scale) if paper != 0 else float("inf")
+        if SIZE_RANGE[0] <= ratio <= SIZE_RANGE[1]:
+            return "reproduced"
+        return f"direction reproduced, size {ratio:.2g}x the paper's (the interval excludes it)"
     return f"opposite direction, {'significant' if significant else 'not significant'}"
 
 
@@ -120,29 +150,65 @@ def equivalence_verdict(values: list[float], margin: float, replicate: str = "se
     return f"not shown (the interval reaches beyond ±{margin:g})"
 
 
-def verdict(claim: str, values: list[float], margin: float | None = None, replicate: str = "seed") -> str:
-    """The rule for `claim` on per-replicate effects (differences, or log ratios)."""
+def verdict(claim: str, values: list[float], margin: float | None = None, replicate: str = "seed",
+            paper: float | None = None, log_scale: bool = False) -> str:
+    """The rule for `claim` on per-replicate effects (differences, or log ratios); `paper`
+    (on the same scale) adds the size check of directional claims."""
     if claim not in CLAIMS:
         raise ValueError(f"claim must be one of {CLAIMS}, got {claim!r}")
     if claim == "same":
         if margin is None:
             raise ValueError("a 'same' claim needs its equivalence margin")
         return equivalence_verdict(values, margin, replicate)
-    return directional_verdict(claim, values, replicate)
+    return directional_verdict(claim, values, replicate, paper, log_scale)
+
+
+def converged_verdict(rule: str, converged: str, epochs: str = "") -> str:
+    """The rule's verdict for a finding over trained models: unchanged when both arms reached
+    their plateau ('yes'); otherwise labelled not converged and never 'reproduced'."""
+    if converged not in CONVERGED:
+        raise ValueError(f"converged must be one of {CONVERGED}, got {converged!r}")
+    if converged == "yes":
+        return rule
+    label = f"not converged at {epochs} epochs" if epochs else "not converged (no plateau recorded)"
+    return f"{label}: " + ("direction and size as the paper's" if rule == "reproduced" else rule)
+
+
+def p_value(values: list[float]) -> float:
+    """Two-sided p of the one-sample t test of mean 0 (nan with fewer than 2 finite values)."""
+    if len(values) < 2 or not all(math.isfinite(v) for v in values):
+        return float("nan")
+    ci = t_interval(values, LEVEL)
+    if ci.sd == 0:
+        return 0.0 if ci.mean != 0 else 1.0
+    t = abs(ci.mean) / (ci.sd / math.sqrt(len(values)))
+    return 2 * (1 - t_cdf(t, len(values) - 1))
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm's step-down adjusted p values (nan stays nan and is not counted)."""
+    order = sorted((p, i) for i, p in enumerate(pvalues) if math.isfinite(p))
+    adjusted, running = [float("nan")] * len(pvalues), 0.0
+    for rank, (p, i) in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * p))
+        adjusted[i] = running
+    return adjusted
 
 
 def power(claim: str, true_effect: float, sd: float, n: int, margin: float | None = None,
-          draws: int = POWER_DRAWS, seed: int = 0) -> float:
+          draws: int = POWER_DRAWS, seed: int = 0, paper: float | None = None, log_scale: bool = False) -> float:
     """How often `verdict` says 'reproduced' for n normal replicates of mean true_effect and
     standard deviation sd (simulated, `draws` times, with a fixed seed)."""
     if n < 2 or not (math.isfinite(sd) and sd >= 0) or not math.isfinite(true_effect):
         return float("nan")
+
+    def says(values: list[float]) -> bool:
+        return verdict(claim, values, margin, paper=paper, log_scale=log_scale) == "reproduced"
+
     if sd == 0:
-        return 1.0 if verdict(claim, [true_effect + 1e-12 * i for i in range(n)], margin) == "reproduced" else 0.0
+        return 1.0 if says([true_effect + 1e-12 * i for i in range(n)]) else 0.0
     rng = random.Random(seed)
-    hits = sum(verdict(claim, [rng.gauss(true_effect, sd) for _ in range(n)], margin) == "reproduced"
-               for _ in range(draws))
-    return hits / draws
+    return sum(says([rng.gauss(true_effect, sd) for _ in range(n)]) for _ in range(draws)) / draws
 
 
 # ---- findings ----
@@ -168,6 +234,10 @@ class Finding:
     verdict: str
     power: float             # the rule's chance of 'reproduced' at the paper's effect and our sd
     notebooks: tuple[str, ...] = ()
+    converged: str = ""      # 'yes': every row's arms reached their plateau; 'no'; '': not recorded
+    epochs: str = ""         # the rows' training lengths, as recorded
+    p: float = float("nan")  # two-sided p of the per-replicate effects (directional claims)
+    test_size: int | None = None   # test examples behind each top-1, where the rows record it
 
     @property
     def reproduced(self) -> bool:
@@ -190,12 +260,15 @@ class Finding:
 
 def append_comparison(path: str | Path, *, finding: str, claim: str, paper_key: str, metric: str,
                       seed: int, baseline: float, treatment: float, kind: str = "effect",
-                      margin: float | None = None, replicate: str = "seed") -> None:
+                      margin: float | None = None, replicate: str = "seed", converged: str = "",
+                      epochs: str = "", test_size: int | None = None) -> None:
     """Add one paired row (one seed or repeat) to a comparisons CSV, writing the header if new."""
     if claim not in CLAIMS:
         raise ValueError(f"claim must be one of {CLAIMS}, got {claim!r}")
     if kind not in KINDS or replicate not in REPLICATES:
         raise ValueError(f"kind must be one of {KINDS} and replicate one of {REPLICATES}, got {kind!r}, {replicate!r}")
+    if converged not in CONVERGED:
+        raise ValueError(f"converged must be one of {CONVERGED}, got {converged!r}")
     if claim == "same" and margin is None:
         margin = MARGINS.get(metric)
         if margin is None:
@@ -208,7 +281,8 @@ def append_comparison(path: str | Path, *, finding: str, claim: str, paper_key: 
         if new:
             writer.writerow(COMPARISON_FIELDS + tuple(OPTIONAL_FIELDS))
         writer.writerow([finding, claim, paper_key, metric, seed, repr(float(baseline)), repr(float(treatment)),
-                         kind, "" if margin is None else repr(float(margin)), replicate])
+                         kind, "" if margin is None else repr(float(margin)), replicate, converged, epochs,
+                         "" if test_size is None else int(test_size)])
 
 
 def read_comparisons(path: str | Path) -> list[dict]:
@@ -252,20 +326,38 @@ def finding(name: str, group: list[dict] | pd.DataFrame, reference: dict[str, Re
         margin = float(text) if text else MARGINS.get(metric)
         if margin is None:
             raise ValueError(f"finding {name!r}: a 'same' claim in {metric!r} states no margin")
-    rule = verdict(claim, values, margin, replicate)
     paper = None if ref is None else ref.value
+    true = None if paper is None else (math.log(paper) if scale == "ratio" else paper)
+    rule = verdict(claim, values, margin, replicate, paper=true, log_scale=scale == "ratio")
+    if claim != "same" and true is None and rule == "reproduced":
+        rule = "direction reproduced (no paper number to size against)"
+    converged = _converged(group, name)
+    epochs = ", ".join(e for e in dict.fromkeys(group["epochs"]) if e)
+    if replicate == "seed":                              # trained models; repeats are timings
+        rule = converged_verdict(rule, converged, epochs)
+    sizes = {int(v) for v in group["test_size"] if v}
     finite = all(math.isfinite(v) for v in values) and len(values) > 1
     ci = t_interval(values, 1 - 2 * ALPHA_SAME if claim == "same" else LEVEL) if finite else None
     sd = ci.sd if ci else float("nan")
-    true = None if paper is None else (math.log(paper) if scale == "ratio" else paper)
-    pw = float("nan") if true is None or ci is None else power(claim, true, sd, len(values), margin)
+    pw = float("nan") if true is None or ci is None else power(claim, true, sd, len(values), margin, paper=true,
+                                                                log_scale=scale == "ratio")
     back = math.exp if scale == "ratio" else (lambda v: v)
     mean = effects.mean() if all(math.isfinite(v) for v in values) else float("nan")
     return Finding(finding=name, claim=claim, kind=kind, paper_key=key, paper=paper, metric=metric,
                    scale=scale, replicate=replicate, seeds=len(group), baseline=base.mean(),
                    treatment=treat.mean(), effect=back(mean), effect_sd=sd,
                    low=back(ci.low) if ci else float("nan"), high=back(ci.high) if ci else float("nan"),
-                   margin=margin, verdict=rule, power=pw, notebooks=notebooks)
+                   margin=margin, verdict=rule, power=pw, notebooks=notebooks, converged=converged, epochs=epochs,
+                   p=p_value(values) if claim != "same" else float("nan"),
+                   test_size=sizes.pop() if len(sizes) == 1 else None)
+
+
+def _converged(group: pd.DataFrame, name: str) -> str:
+    """'yes' when every row says both arms converged, 'no' when any says not, else ''."""
+    values = set(group["converged"])
+    if not values <= set(CONVERGED):
+        raise ValueError(f"finding {name!r}: converged must be one of {CONVERGED}, got {sorted(values)}")
+    return "no" if "no" in values else "yes" if values == {"yes"} else ""
 
 
 def findings(rows: list[dict], reference: dict[str, Reference] | None = None,
@@ -306,8 +398,54 @@ def describe_ours(f: Finding) -> str:
     return f"{mean} [{low}, {high}]"
 
 
-def markdown_table(found: list[Finding], links: dict[str, str] | None = None) -> str:
-    """Paper | ours (with its interval) | size against the paper's | power | verdict, one row each."""
+def regime(f: Finding, baselines: dict[str, float] | None = None) -> str:
+    """'converged (N epochs)' / 'not converged ...', and the reference baselines' top-1 beside it."""
+    if f.replicate != "seed":
+        return "timings (no plateau needed)"
+    text = ("converged" if f.converged == "yes" else "not converged" if f.converged == "no"
+            else "not shown converged (no plateau recorded)") + (f" at {f.epochs} epochs" if f.epochs else "")
+    if baselines:
+        text += "; baselines " + ", ".join(f"{name} {value:.1f}" for name, value in baselines.items())
+    return text
+
+
+def test_noise(f: Finding, test_size: int | None) -> str:
+    """The binomial standard error of one top-1 on `test_size` test examples, at the arms' mean
+    accuracy: noise each seed's number carries that seed-to-seed intervals need not show."""
+    if f.metric != "top-1 %" or f.kind != "effect":           # an interaction's rows are effects, not top-1s
+        return ""
+    if not test_size:
+        return "n/a (test-set size not recorded)"
+    p = min(max((f.baseline + f.treatment) / 200, 0.0), 1.0)
+    return f"±{100 * math.sqrt(p * (1 - p) / test_size):.1f} ({test_size:,} test)"
+
+
+def holm_column(found: list[Finding]) -> list[str]:
+    """Each directional row's Holm-adjusted p across the table's directional rows."""
+    adjusted = holm([f.p if f.claim != "same" else float("nan") for f in found])
+    return ["" if math.isnan(a) else f"{a:.2g} ({'<' if a <= HOLM_ALPHA else '>'} {HOLM_ALPHA:g})" for a in adjusted]
+
+
+def multiplicity_line(found: list[Finding]) -> str:
+    """How many directional rows would say 'reproduced' (or its direction) by chance alone if
+    every true effect were 0, and how many survive Holm's adjustment."""
+    rows = [f for f in found if f.claim != "same" and math.isfinite(f.p)]
+    if not rows:
+        return ""
+    one_sided = (1 - LEVEL) / 2
+    held = sum(a <= HOLM_ALPHA for a in holm([f.p for f in rows]))
+    return (f"Multiplicity: {len(rows)} directional rows. Were every true effect 0, each would be called "
+            f"significant in the paper's direction {100 * one_sided:g}% of the time: about "
+            f"{len(rows) * one_sided:.2f} such rows expected by chance, and a "
+            f"{100 * (1 - (1 - one_sided) ** len(rows)):.0f}% chance of at least one. Holm's adjustment "
+            f"at {100 * HOLM_ALPHA:g}% across them (column *Holm p*) keeps {held} of {len(rows)} significant.")
+
+
+def markdown_table(found: list[Finding], links: dict[str, str] | None = None,
+                   baselines: dict[str, dict[str, float]] | None = None,
+                   test_sizes: dict[str, int] | None = None) -> str:
+    """Paper | ours (with its interval) | size against the paper's | power | verdict, one row each;
+    with `baselines` / `test_sizes` (by notebook), the regime, test noise and Holm p columns too."""
     links = links or {}
 
     def size(f: Finding) -> str:
@@ -325,6 +463,14 @@ def markdown_table(found: list[Finding], links: dict[str, str] | None = None) ->
         "verdict": [f.verdict for f in found],
         "notebooks": [", ".join(f"[{nb[:2]}]({links[nb]})" if nb in links else nb[:2] for nb in f.notebooks)
                       for f in found]})
+    if baselines is not None or test_sizes is not None:
+        def first(table: dict, f: Finding):
+            return next((table[nb] for nb in f.notebooks if table.get(nb)), None)
+
+        table.insert(5, "test-set SE of a top-1",
+                     [test_noise(f, f.test_size or first(test_sizes or {}, f)) for f in found])
+        table.insert(7, "Holm p", holm_column(found))
+        table.insert(len(table.columns) - 1, "regime", [regime(f, first(baselines or {}, f)) for f in found])
     if not any(f.notebooks for f in found):
         table = table.drop(columns="notebooks")
     return markdown(table)
@@ -418,8 +564,10 @@ def _pairs(group: pd.DataFrame) -> list[tuple]:
 
 COVERS = {
     "seed": "Seeds vary the initialisation, the batch order, MAE's masks and, where a profile trains "
-            "on a subset of the training set, which subset (each seed draws its own); the test set is "
-            "the same for every seed. The intervals cover that variation, not a change of data set, "
+            "on a subset of the training set, which subset (each seed draws its own). The image test set "
+            "is the same for every seed; a built-in point-cloud set (parts3d, shapes3d) is drawn from the "
+            "seed, its test clouds included, so there seeds also vary the test set. Each top-1 also carries "
+            "the test set's own sampling noise (its binomial standard error, in the table). The intervals cover that variation, not a change of data set, "
             "model size or schedule.",
     "repeat": "Repeats are timed steps of models that take turns in one process on one machine "
               "(interleaved); their interval covers step-to-step timing noise, not another machine.",
@@ -444,6 +592,34 @@ def profile_findings(results_dir: str | Path, profile: str) -> tuple[dict[str, l
     sources = {p.parent.parent.name: read_comparisons(p)
                for p in sorted(results_dir.glob(f"*/{profile}/comparisons.csv"))}
     return sources, merge_notebooks(sources, reference)
+
+
+def profile_baselines(results_dir: str | Path, profile: str) -> dict[str, dict[str, float]]:
+    """{notebook: {baseline model: mean test top-1 over seeds}} from each
+    `<notebook>/<profile>/baselines.csv` (columns model, seed, test_accuracy) that exists."""
+    out = {}
+    for path in sorted(Path(results_dir).glob(f"*/{profile}/baselines.csv")):
+        rows = read_csv(path, ("model", "seed", "test_accuracy"))
+        try:
+            accuracy = rows["test_accuracy"].astype(float)
+        except ValueError:
+            raise ValueError(f"{path}: test_accuracy must be numbers") from None
+        out[path.parent.parent.name] = accuracy.groupby(rows["model"], sort=False).mean().to_dict()
+    return out
+
+
+def profile_test_sizes(results_dir: str | Path, profile: str) -> dict[str, int]:
+    """{notebook: test examples} from each `<notebook>/<profile>/summary.json`: its 'test_size'
+    where recorded, else its settings' limit_test (a cap that the image test sets exceed)."""
+    import json
+
+    out = {}
+    for path in sorted(Path(results_dir).glob(f"*/{profile}/summary.json")):
+        record = json.loads(path.read_text())
+        size = record.get("test_size") or record.get("settings", {}).get("limit_test")
+        if isinstance(size, int) and size > 0:
+            out[path.parent.parent.name] = size
+    return out
 
 
 GLANCE_FIGURE = Path("06_scaling") / "full" / "scaling.png"
@@ -473,7 +649,9 @@ def readme_results(results_dir: str | Path, profile: str = "quick") -> str:
         return f"No `{profile}` results yet: `make reproduce` writes them."
     table = pd.DataFrame({"finding": [f.finding for f in found], "paper": [describe_paper(f) for f in found],
                           "ours [interval]": [describe_ours(f) for f in found],
-                          "unit": [f.metric for f in found], "verdict": [f.verdict for f in found]})
+                          "unit": [f.metric for f in found],
+                          "ours / paper": ["" if f.size_ratio is None else f"{f.size_ratio:.2g}" for f in found],
+                          "regime": [regime(f) for f in found], "verdict": [f.verdict for f in found]})
     where = f"{results_dir.name}/{summary_path(results_dir, profile).name}"
     parts = [f"Every finding at the `{profile}` profile (Fashion-MNIST, a small HiP, a few epochs{_as_run(results_dir, profile)}; "
              f"rules, power and provenance in [{where}]({where})):", "", markdown(table), ""]
@@ -501,8 +679,17 @@ def write_summary(results_dir: str | Path, profile: str = "quick", out: str | Pa
              "the metric's units (a ratio where the paper gives one); the paper's are from "
              "`paper_reference.csv`. The rules are in `hipcore/report.py`:", "",
              "- directional claims: the mean per-seed effect with its 95% t interval; *reproduced* "
-             "when it has the paper's sign and the interval excludes 0; *ours / paper* is flagged "
-             f"outside {SIZE_RANGE[0]:g}-{SIZE_RANGE[1]:g}x;",
+             "when it has the paper's sign, the interval excludes 0 and the size is compatible with the "
+             "paper's (the interval contains the paper's value, or *ours / paper* is within "
+             f"{SIZE_RANGE[0]:g}-{SIZE_RANGE[1]:g}x, a band fixed in advance); significant in the paper's "
+             "direction but neither is *direction reproduced, size Rx the paper's*;",
+             "- convergence: a row over seeds whose arms are not both recorded as having reached their "
+             "plateau is *not converged* and never *reproduced*; a row that records nothing counts as not "
+             "shown converged (*regime* says which, with the reference baselines' top-1 where a notebook "
+             "records them);",
+             "- test noise: *test-set SE of a top-1* is the binomial standard error of one accuracy on the "
+             "test set's size (from the notebook's recorded settings), noise the seed interval does not "
+             "separate out;",
              "- no-effect claims: two one-sided tests, the 90% interval inside a margin fixed in "
              "advance (`MARGINS`); *not shown* when it is not, however near 0 the mean is;",
              "- power: how often the same rule, with as many seeds and our seed-to-seed spread, "
@@ -510,7 +697,10 @@ def write_summary(results_dir: str | Path, profile: str = "quick", out: str | Pa
     if not found:
         parts.append(f"No comparisons found for profile '{profile}' yet.")
     else:
-        parts += [markdown_table(found, links), ""]
+        parts += [markdown_table(found, links, profile_baselines(results_dir, profile),
+                                 profile_test_sizes(results_dir, profile)), ""]
+        line = multiplicity_line(found)
+        parts += [line, ""] if line else []
         parts += [COVERS[r] for r in dict.fromkeys(f.replicate for f in found)]
         parts.append("")
     memory = memory_finding(results_dir)
