@@ -25,8 +25,9 @@ The rules (each can fail; their error rates are simulated in tests/test_report.p
   effect of 0 at most 2.5% of the time) AND the size is compatible with the paper's: the
   interval contains the paper's value, or our effect over the paper's is within
   `SIZE_RANGE` (0.5x-2x, fixed in advance). Significant in the paper's direction but neither:
-  "direction reproduced, size Rx the paper's (the interval excludes it)"; where the paper
-  gives no number: "direction reproduced (no paper number to size against)". Otherwise: same
+  "direction reproduced, size Rx the paper's (the interval excludes it)". A claim the paper
+  makes without a number (F7) has no size to check: its direction decides. A row not in the
+  paper (our own control) is "direction shown (not in the paper)". Otherwise: same
   direction, not significant; opposite direction (significant or not); no verdict with fewer
   than 2 replicates.
 - convergence: a finding over seeds (trained models) whose arms are not all recorded as
@@ -329,8 +330,8 @@ def finding(name: str, group: list[dict] | pd.DataFrame, reference: dict[str, Re
     paper = None if ref is None else ref.value
     true = None if paper is None else (math.log(paper) if scale == "ratio" else paper)
     rule = verdict(claim, values, margin, replicate, paper=true, log_scale=scale == "ratio")
-    if claim != "same" and true is None and rule == "reproduced":
-        rule = "direction reproduced (no paper number to size against)"
+    if claim != "same" and not key and rule == "reproduced":      # our own control: no paper claim to reproduce
+        rule = "direction shown (not in the paper)"
     converged = _converged(group, name)
     epochs = ", ".join(e for e in dict.fromkeys(group["epochs"]) if e)
     if replicate == "seed":                              # trained models; repeats are timings

@@ -340,7 +340,10 @@ def test_a_claim_the_paper_makes_without_a_number_is_named_so(tmp_path):
     write_pairs(tmp_path / "d.csv", "F7", "higher", "effect.F7_mae_positions_structure",
                 [(0.0, 0.10), (0.001, 0.12), (0.0, 0.11)], converged="yes")
     (f,) = findings(read_comparisons(tmp_path / "d.csv"))
-    assert f.verdict == "direction reproduced (no paper number to size against)" and not f.reproduced
+    assert f.reproduced                               # no number: no size to check, the direction decides
+    write_pairs(tmp_path / "e.csv", "control", "higher", "", [(0.0, 0.10), (0.001, 0.12), (0.0, 0.11)],
+                converged="yes")
+    assert findings(read_comparisons(tmp_path / "e.csv"))[0].verdict == "direction shown (not in the paper)"
     assert "| claimed, no number |" in markdown_table([f]) and math.isnan(f.power)
 
 
