@@ -172,7 +172,7 @@ def converged_verdict(rule: str, converged: str, epochs: str = "") -> str:
     if converged == "yes":
         return rule
     label = f"not converged at {epochs} epochs" if epochs else "not converged (no plateau recorded)"
-    return f"{label}: " + ("direction and size as the paper's" if rule == "reproduced" else rule)
+    return f"{label}: " + ("otherwise as the paper's (direction, and size where it gives one)" if rule == "reproduced" else rule)
 
 
 def p_value(values: list[float]) -> float:
