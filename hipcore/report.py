@@ -172,7 +172,8 @@ def converged_verdict(rule: str, converged: str, epochs: str = "") -> str:
     if converged == "yes":
         return rule
     label = f"not converged at {epochs} epochs" if epochs else "not converged (no plateau recorded)"
-    return f"{label}: " + ("otherwise as the paper's (direction, and size where it gives one)" if rule == "reproduced" else rule)
+    passed = "otherwise as the paper's (direction, and size where it gives one)"
+    return f"{label}: " + (passed if rule == "reproduced" else rule)
 
 
 def p_value(values: list[float]) -> float:
@@ -568,7 +569,8 @@ COVERS = {
             "on a subset of the training set, which subset (each seed draws its own). The image test set "
             "is the same for every seed; a built-in point-cloud set (parts3d, shapes3d) is drawn from the "
             "seed, its test clouds included, so there seeds also vary the test set. Each top-1 also carries "
-            "the test set's own sampling noise (its binomial standard error, in the table). The intervals cover that variation, not a change of data set, "
+            "the test set's own sampling noise (its binomial standard error, in the table). The intervals "
+            "cover that variation, not a change of data set, "
             "model size or schedule.",
     "repeat": "Repeats are timed steps of models that take turns in one process on one machine "
               "(interleaved); their interval covers step-to-step timing noise, not another machine.",

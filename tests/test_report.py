@@ -173,7 +173,8 @@ def test_unconverged_arms_are_never_reproduced(tmp_path):
         write_pairs(path, "F4 with MAE", "lower", "effect.F4_shuffle_with_mae", pairs, converged=converged,
                     epochs="2/10" if converged else "")
         (f,) = findings(read_comparisons(path))
-        assert not f.reproduced and f.verdict == label + "otherwise as the paper's (direction, and size where it gives one)"
+        assert not f.reproduced
+        assert f.verdict == label + "otherwise as the paper's (direction, and size where it gives one)"
     mixed = tmp_path / "mixed.csv"
     for seed, (b, t) in enumerate(pairs):
         append_comparison(mixed, finding="x", claim="lower", paper_key="effect.F4_shuffle_with_mae",
