@@ -4,7 +4,8 @@ A notebook records each comparison a verdict rests on as paired rows in
 `results/<notebook>/<profile>/comparisons.csv`, one per replicate (a seed, or a repeat of a
 timing):
 
-    finding, claim, paper_key, metric, seed, baseline, treatment[, kind, margin, replicate]
+    finding, claim, paper_key, metric, seed, baseline, treatment[, kind, margin, replicate,
+    converged, epochs, test_size]
 
 `claim` is the paper's statement about treatment vs baseline: 'higher', 'lower' or 'same'
 (no effect). `kind` is 'effect' or 'interaction' (a difference of two effects, e.g. F4's
@@ -13,15 +14,28 @@ other). `margin` is the equivalence margin of a 'same' claim (`MARGINS` by metri
 row states one). `replicate` says what varies between rows: 'seed' or 'repeat'. Where the
 paper states the effect as a ratio (its unit in paper_reference.csv is 'ratio'), each
 replicate gives log(treatment / baseline) and the effect is the ratio; otherwise each gives
-treatment - baseline in the metric's units.
+treatment - baseline in the metric's units. `converged` says whether both arms reached their
+plateau ('yes', 'no', '' = not recorded), `epochs` how long they trained (text, e.g. '20/40'),
+`test_size` how many test examples each top-1 was measured on.
 
 The rules (each can fail; their error rates are simulated in tests/test_report.py):
 
 - 'higher' / 'lower' (and interactions): a 95% t interval of the mean per-replicate effect.
-  reproduced: the paper's direction and the interval excludes 0 (a false positive at a true
-  effect of 0 at most 2.5% of the time); same direction, not significant; opposite
-  direction (significant or not); no verdict with fewer than 2 replicates. Beside it, our
-  effect over the paper's, flagged when outside 0.5x-2x.
+  reproduced: the paper's direction, the interval excludes 0 (a false positive at a true
+  effect of 0 at most 2.5% of the time) AND the size is compatible with the paper's: the
+  interval contains the paper's value, or our effect over the paper's is within
+  `SIZE_RANGE` (0.5x-2x, fixed in advance). Significant in the paper's direction but neither:
+  "direction reproduced, size Rx the paper's (the interval excludes it)". A claim the paper
+  makes without a number (F7) has no size to check: its direction decides. A row not in the
+  paper (our own control) is "direction shown (not in the paper)". Otherwise: same
+  direction, not significant; opposite direction (significant or not); no verdict with fewer
+  than 2 replicates.
+- convergence: a finding over seeds (trained models) whose arms are not all recorded as
+  converged ('yes') is "not converged at N epochs: <what the rule said>" (or "not converged
+  (no plateau recorded): ..."), never "reproduced"; missing information counts as not shown
+  to be converged. Repeats (timings) need no plateau, nor rows marked 'n/a' (one recipe
+  computed two ways, e.g. bf16 against fp32).
+- multiplicity: `holm` adjusts the directional rows' p values together (Holm at 5%).
 - 'same': two one-sided t tests at 5% against +-margin (the 90% interval inside the margin).
   reproduced ("the same within +-margin") at most 5% of the time when the true effect is
   at the margin; "not shown" when the interval reaches outside it, which is the answer,
@@ -44,16 +58,21 @@ from pathlib import Path
 import pandas as pd
 
 from .results import markdown, read_csv
-from .stats import t_interval
+from .stats import t_cdf, t_interval
 
 COMPARISON_FIELDS = ("finding", "claim", "paper_key", "metric", "seed", "baseline", "treatment")
-OPTIONAL_FIELDS = {"kind": "effect", "margin": "", "replicate": "seed"}
+OPTIONAL_FIELDS = {"kind": "effect", "margin": "", "replicate": "seed", "converged": "", "epochs": "",
+                   "test_size": ""}
+# both arms at their plateau; not; not recorded (= not shown); no plateau needed (the claim
+# compares two computations of one training recipe, e.g. bf16 against fp32)
+CONVERGED = ("yes", "no", "", "n/a")
 CLAIMS = ("higher", "lower", "same")
 KINDS = ("effect", "interaction")
 REPLICATES = ("seed", "repeat")
 # Equivalence margins of 'same' claims, by metric, fixed before any run was looked at.
 MARGINS = {"top-1 %": 1.0}
-SIZE_RANGE = (0.5, 2.0)            # our effect over the paper's outside this range is flagged
+SIZE_RANGE = (0.5, 2.0)            # our effect over the paper's: compatible inside, flagged outside
+HOLM_ALPHA = 0.05                  # family-wise level of the multiplicity-adjusted reading
 LEVEL = 0.95                       # two-sided level of the directional intervals
 ALPHA_SAME = 0.05                  # each one-sided test of the equivalence rule
 POWER_DRAWS = 4000
@@ -90,8 +109,16 @@ def _no_verdict(values: list[float], replicate: str = "seed") -> str | None:
     return None
 
 
-def directional_verdict(claim: str, values: list[float], replicate: str = "seed") -> str:
-    """'higher' / 'lower' on per-replicate effects (0 = no effect): see the module docstring."""
+def size_ratio(mean: float, paper: float, log_scale: bool = False) -> float:
+    """Our effect over the paper's (on a log scale: our ratio over the paper's ratio)."""
+    return math.exp(mean - paper) if log_scale else mean / paper
+
+
+def directional_verdict(claim: str, values: list[float], replicate: str = "seed", paper: float | None = None,
+                        log_scale: bool = False) -> str:
+    """'higher' / 'lower' on per-replicate effects (0 = no effect): see the module docstring.
+    `paper` is the paper's effect on the values' scale (a log ratio where `log_scale`); None
+    judges the direction alone."""
     if claim not in ("higher", "lower"):
         raise ValueError(f"a directional claim is 'higher' or 'lower', got {claim!r}")
     if (why := _no_verdict(values, replicate)) is not None:
@@ -100,7 +127,14 @@ def directional_verdict(claim: str, values: list[float], replicate: str = "seed"
     sign = 1.0 if claim == "higher" else -1.0
     significant = ci.low > 0 or ci.high < 0
     if sign * ci.mean > 0:
-        return "reproduced" if significant else "same direction, not significant"
+        if not significant:
+            return "same direction, not significant"
+        if paper is None or ci.low <= paper <= ci.high:
+            return "reproduced"
+        ratio = size_ratio(ci.mean, paper, log_scale) if paper != 0 else float("inf")
+        if SIZE_RANGE[0] <= ratio <= SIZE_RANGE[1]:
+            return "reproduced"
+        return f"direction reproduced, size {ratio:.2g}x the paper's (the interval excludes it)"
     return f"opposite direction, {'significant' if significant else 'not significant'}"
 
 
@@ -120,29 +154,66 @@ def equivalence_verdict(values: list[float], margin: float, replicate: str = "se
     return f"not shown (the interval reaches beyond ±{margin:g})"
 
 
-def verdict(claim: str, values: list[float], margin: float | None = None, replicate: str = "seed") -> str:
-    """The rule for `claim` on per-replicate effects (differences, or log ratios)."""
+def verdict(claim: str, values: list[float], margin: float | None = None, replicate: str = "seed",
+            paper: float | None = None, log_scale: bool = False) -> str:
+    """The rule for `claim` on per-replicate effects (differences, or log ratios); `paper`
+    (on the same scale) adds the size check of directional claims."""
     if claim not in CLAIMS:
         raise ValueError(f"claim must be one of {CLAIMS}, got {claim!r}")
     if claim == "same":
         if margin is None:
             raise ValueError("a 'same' claim needs its equivalence margin")
         return equivalence_verdict(values, margin, replicate)
-    return directional_verdict(claim, values, replicate)
+    return directional_verdict(claim, values, replicate, paper, log_scale)
+
+
+def converged_verdict(rule: str, converged: str, epochs: str = "") -> str:
+    """The rule's verdict for a finding over trained models: unchanged when both arms reached
+    their plateau ('yes'); otherwise labelled not converged and never 'reproduced'."""
+    if converged not in CONVERGED:
+        raise ValueError(f"converged must be one of {CONVERGED}, got {converged!r}")
+    if converged in ("yes", "n/a"):
+        return rule
+    label = f"not converged at {epochs} epochs" if epochs else "not converged (no plateau recorded)"
+    passed = "otherwise as the paper's (direction, and size where it gives one)"
+    return f"{label}: " + (passed if rule == "reproduced" else rule)
+
+
+def p_value(values: list[float]) -> float:
+    """Two-sided p of the one-sample t test of mean 0 (nan with fewer than 2 finite values)."""
+    if len(values) < 2 or not all(math.isfinite(v) for v in values):
+        return float("nan")
+    ci = t_interval(values, LEVEL)
+    if ci.sd == 0:
+        return 0.0 if ci.mean != 0 else 1.0
+    t = abs(ci.mean) / (ci.sd / math.sqrt(len(values)))
+    return 2 * (1 - t_cdf(t, len(values) - 1))
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm's step-down adjusted p values (nan stays nan and is not counted)."""
+    order = sorted((p, i) for i, p in enumerate(pvalues) if math.isfinite(p))
+    adjusted, running = [float("nan")] * len(pvalues), 0.0
+    for rank, (p, i) in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * p))
+        adjusted[i] = running
+    return adjusted
 
 
 def power(claim: str, true_effect: float, sd: float, n: int, margin: float | None = None,
-          draws: int = POWER_DRAWS, seed: int = 0) -> float:
+          draws: int = POWER_DRAWS, seed: int = 0, paper: float | None = None, log_scale: bool = False) -> float:
     """How often `verdict` says 'reproduced' for n normal replicates of mean true_effect and
     standard deviation sd (simulated, `draws` times, with a fixed seed)."""
     if n < 2 or not (math.isfinite(sd) and sd >= 0) or not math.isfinite(true_effect):
         return float("nan")
+
+    def says(values: list[float]) -> bool:
+        return verdict(claim, values, margin, paper=paper, log_scale=log_scale) == "reproduced"
+
     if sd == 0:
-        return 1.0 if verdict(claim, [true_effect + 1e-12 * i for i in range(n)], margin) == "reproduced" else 0.0
+        return 1.0 if says([true_effect + 1e-12 * i for i in range(n)]) else 0.0
     rng = random.Random(seed)
-    hits = sum(verdict(claim, [rng.gauss(true_effect, sd) for _ in range(n)], margin) == "reproduced"
-               for _ in range(draws))
-    return hits / draws
+    return sum(says([rng.gauss(true_effect, sd) for _ in range(n)]) for _ in range(draws)) / draws
 
 
 # ---- findings ----
@@ -168,6 +239,10 @@ class Finding:
     verdict: str
     power: float             # the rule's chance of 'reproduced' at the paper's effect and our sd
     notebooks: tuple[str, ...] = ()
+    converged: str = ""      # 'yes': every row's arms reached their plateau; 'no'; '': not recorded
+    epochs: str = ""         # the rows' training lengths, as recorded
+    p: float = float("nan")  # two-sided p of the per-replicate effects (directional claims)
+    test_size: int | None = None   # test examples behind each top-1, where the rows record it
 
     @property
     def reproduced(self) -> bool:
@@ -190,12 +265,15 @@ class Finding:
 
 def append_comparison(path: str | Path, *, finding: str, claim: str, paper_key: str, metric: str,
                       seed: int, baseline: float, treatment: float, kind: str = "effect",
-                      margin: float | None = None, replicate: str = "seed") -> None:
+                      margin: float | None = None, replicate: str = "seed", converged: str = "",
+                      epochs: str = "", test_size: int | None = None) -> None:
     """Add one paired row (one seed or repeat) to a comparisons CSV, writing the header if new."""
     if claim not in CLAIMS:
         raise ValueError(f"claim must be one of {CLAIMS}, got {claim!r}")
     if kind not in KINDS or replicate not in REPLICATES:
         raise ValueError(f"kind must be one of {KINDS} and replicate one of {REPLICATES}, got {kind!r}, {replicate!r}")
+    if converged not in CONVERGED:
+        raise ValueError(f"converged must be one of {CONVERGED}, got {converged!r}")
     if claim == "same" and margin is None:
         margin = MARGINS.get(metric)
         if margin is None:
@@ -208,7 +286,8 @@ def append_comparison(path: str | Path, *, finding: str, claim: str, paper_key: 
         if new:
             writer.writerow(COMPARISON_FIELDS + tuple(OPTIONAL_FIELDS))
         writer.writerow([finding, claim, paper_key, metric, seed, repr(float(baseline)), repr(float(treatment)),
-                         kind, "" if margin is None else repr(float(margin)), replicate])
+                         kind, "" if margin is None else repr(float(margin)), replicate, converged, epochs,
+                         "" if test_size is None else int(test_size)])
 
 
 def read_comparisons(path: str | Path) -> list[dict]:
@@ -252,20 +331,40 @@ def finding(name: str, group: list[dict] | pd.DataFrame, reference: dict[str, Re
         margin = float(text) if text else MARGINS.get(metric)
         if margin is None:
             raise ValueError(f"finding {name!r}: a 'same' claim in {metric!r} states no margin")
-    rule = verdict(claim, values, margin, replicate)
     paper = None if ref is None else ref.value
+    true = None if paper is None else (math.log(paper) if scale == "ratio" else paper)
+    rule = verdict(claim, values, margin, replicate, paper=true, log_scale=scale == "ratio")
+    if claim != "same" and not key and rule == "reproduced":      # our own control: no paper claim to reproduce
+        rule = "direction shown (not in the paper)"
+    converged = _converged(group, name)
+    epochs = ", ".join(e for e in dict.fromkeys(group["epochs"]) if e)
+    if replicate == "seed":                              # trained models; repeats are timings
+        rule = converged_verdict(rule, converged, epochs)
+    sizes = {int(v) for v in group["test_size"] if v}
     finite = all(math.isfinite(v) for v in values) and len(values) > 1
     ci = t_interval(values, 1 - 2 * ALPHA_SAME if claim == "same" else LEVEL) if finite else None
     sd = ci.sd if ci else float("nan")
-    true = None if paper is None else (math.log(paper) if scale == "ratio" else paper)
-    pw = float("nan") if true is None or ci is None else power(claim, true, sd, len(values), margin)
+    pw = float("nan") if true is None or ci is None else power(claim, true, sd, len(values), margin, paper=true,
+                                                                log_scale=scale == "ratio")
     back = math.exp if scale == "ratio" else (lambda v: v)
     mean = effects.mean() if all(math.isfinite(v) for v in values) else float("nan")
     return Finding(finding=name, claim=claim, kind=kind, paper_key=key, paper=paper, metric=metric,
                    scale=scale, replicate=replicate, seeds=len(group), baseline=base.mean(),
                    treatment=treat.mean(), effect=back(mean), effect_sd=sd,
                    low=back(ci.low) if ci else float("nan"), high=back(ci.high) if ci else float("nan"),
-                   margin=margin, verdict=rule, power=pw, notebooks=notebooks)
+                   margin=margin, verdict=rule, power=pw, notebooks=notebooks, converged=converged, epochs=epochs,
+                   p=p_value(values) if claim != "same" else float("nan"),
+                   test_size=sizes.pop() if len(sizes) == 1 else None)
+
+
+def _converged(group: pd.DataFrame, name: str) -> str:
+    """'yes' when every row says both arms converged, 'no' when any says not, else ''."""
+    values = set(group["converged"])
+    if not values <= set(CONVERGED):
+        raise ValueError(f"finding {name!r}: converged must be one of {CONVERGED}, got {sorted(values)}")
+    if values == {"n/a"}:
+        return "n/a"
+    return "no" if "no" in values else "yes" if values == {"yes"} else ""
 
 
 def findings(rows: list[dict], reference: dict[str, Reference] | None = None,
@@ -306,8 +405,56 @@ def describe_ours(f: Finding) -> str:
     return f"{mean} [{low}, {high}]"
 
 
-def markdown_table(found: list[Finding], links: dict[str, str] | None = None) -> str:
-    """Paper | ours (with its interval) | size against the paper's | power | verdict, one row each."""
+def regime(f: Finding, baselines: dict[str, float] | None = None) -> str:
+    """'converged (N epochs)' / 'not converged ...', and the reference baselines' top-1 beside it."""
+    if f.replicate != "seed":
+        return "timings (no plateau needed)"
+    if f.converged == "n/a":
+        return "one recipe computed two ways (no plateau needed)"
+    text = ("converged" if f.converged == "yes" else "not converged" if f.converged == "no"
+            else "not shown converged (no plateau recorded)") + (f" at {f.epochs} epochs" if f.epochs else "")
+    if baselines:
+        text += "; baselines " + ", ".join(f"{name} {value:.1f}" for name, value in baselines.items())
+    return text
+
+
+def test_noise(f: Finding, test_size: int | None) -> str:
+    """The binomial standard error of one top-1 on `test_size` test examples, at the arms' mean
+    accuracy: noise each seed's number carries that seed-to-seed intervals need not show."""
+    if f.metric != "top-1 %" or f.kind != "effect":           # an interaction's rows are effects, not top-1s
+        return ""
+    if not test_size:
+        return "n/a (test-set size not recorded)"
+    p = min(max((f.baseline + f.treatment) / 200, 0.0), 1.0)
+    return f"±{100 * math.sqrt(p * (1 - p) / test_size):.1f} ({test_size:,} test)"
+
+
+def holm_column(found: list[Finding]) -> list[str]:
+    """Each directional row's Holm-adjusted p across the table's directional rows."""
+    adjusted = holm([f.p if f.claim != "same" else float("nan") for f in found])
+    return ["" if math.isnan(a) else f"{a:.2g} ({'<' if a <= HOLM_ALPHA else '>'} {HOLM_ALPHA:g})" for a in adjusted]
+
+
+def multiplicity_line(found: list[Finding]) -> str:
+    """How many directional rows would say 'reproduced' (or its direction) by chance alone if
+    every true effect were 0, and how many survive Holm's adjustment."""
+    rows = [f for f in found if f.claim != "same" and math.isfinite(f.p)]
+    if not rows:
+        return ""
+    one_sided = (1 - LEVEL) / 2
+    held = sum(a <= HOLM_ALPHA for a in holm([f.p for f in rows]))
+    return (f"Multiplicity: {len(rows)} directional rows. Were every true effect 0, each would be called "
+            f"significant in the paper's direction {100 * one_sided:g}% of the time: about "
+            f"{len(rows) * one_sided:.2f} such rows expected by chance, and a "
+            f"{100 * (1 - (1 - one_sided) ** len(rows)):.0f}% chance of at least one. Holm's adjustment "
+            f"at {100 * HOLM_ALPHA:g}% across them (column *Holm p*) keeps {held} of {len(rows)} significant.")
+
+
+def markdown_table(found: list[Finding], links: dict[str, str] | None = None,
+                   baselines: dict[str, dict[str, float]] | None = None,
+                   test_sizes: dict[str, int] | None = None) -> str:
+    """Paper | ours (with its interval) | size against the paper's | power | verdict, one row each;
+    with `baselines` / `test_sizes` (by notebook), the regime, test noise and Holm p columns too."""
     links = links or {}
 
     def size(f: Finding) -> str:
@@ -325,6 +472,14 @@ def markdown_table(found: list[Finding], links: dict[str, str] | None = None) ->
         "verdict": [f.verdict for f in found],
         "notebooks": [", ".join(f"[{nb[:2]}]({links[nb]})" if nb in links else nb[:2] for nb in f.notebooks)
                       for f in found]})
+    if baselines is not None or test_sizes is not None:
+        def first(table: dict, f: Finding):
+            return next((table[nb] for nb in f.notebooks if table.get(nb)), None)
+
+        table.insert(5, "test-set SE of a top-1",
+                     [test_noise(f, f.test_size or first(test_sizes or {}, f)) for f in found])
+        table.insert(7, "Holm p", holm_column(found))
+        table.insert(len(table.columns) - 1, "regime", [regime(f, first(baselines or {}, f)) for f in found])
     if not any(f.notebooks for f in found):
         table = table.drop(columns="notebooks")
     return markdown(table)

@@ -27,8 +27,10 @@ from .report import (
     describe_paper,
     markdown_table,
     merge_notebooks,
+    multiplicity_line,
     paper_reference,
     read_comparisons,
+    regime,
 )
 from .results import markdown, read_csv
 
@@ -36,8 +38,11 @@ from .results import markdown, read_csv
 
 COVERS = {
     "seed": "Seeds vary the initialisation, the batch order, MAE's masks and, where a profile trains "
-            "on a subset of the training set, which subset (each seed draws its own); the test set is "
-            "the same for every seed. The intervals cover that variation, not a change of data set, "
+            "on a subset of the training set, which subset (each seed draws its own). The image test set "
+            "is the same for every seed; a built-in point-cloud set (parts3d, shapes3d) is drawn from the "
+            "seed, its test clouds included, so there seeds also vary the test set. Each top-1 also carries "
+            "the test set's own sampling noise (its binomial standard error, in the table). The intervals "
+            "cover that variation, not a change of data set, "
             "model size or schedule.",
     "repeat": "Repeats are timed steps of models that take turns in one process on one machine "
               "(interleaved); their interval covers step-to-step timing noise, not another machine.",
@@ -62,6 +67,32 @@ def profile_findings(results_dir: str | Path, profile: str) -> tuple[dict[str, l
     sources = {p.parent.parent.name: read_comparisons(p)
                for p in sorted(results_dir.glob(f"*/{profile}/comparisons.csv"))}
     return sources, merge_notebooks(sources, reference)
+
+
+def profile_baselines(results_dir: str | Path, profile: str) -> dict[str, dict[str, float]]:
+    """{notebook: {baseline model: mean test top-1 over seeds}} from each
+    `<notebook>/<profile>/baselines.csv` (columns model, seed, test_accuracy) that exists."""
+    out = {}
+    for path in sorted(Path(results_dir).glob(f"*/{profile}/baselines.csv")):
+        rows = read_csv(path, ("model", "seed", "test_accuracy"))
+        try:
+            accuracy = rows["test_accuracy"].astype(float)
+        except ValueError:
+            raise ValueError(f"{path}: test_accuracy must be numbers") from None
+        out[path.parent.parent.name] = accuracy.groupby(rows["model"], sort=False).mean().to_dict()
+    return out
+
+
+def profile_test_sizes(results_dir: str | Path, profile: str) -> dict[str, int]:
+    """{notebook: test examples} from each `<notebook>/<profile>/summary.json`: its 'test_size'
+    where recorded, else its settings' limit_test (a cap that the image test sets exceed)."""
+    out = {}
+    for path in sorted(Path(results_dir).glob(f"*/{profile}/summary.json")):
+        record = json.loads(path.read_text())
+        size = record.get("test_size") or record.get("settings", {}).get("limit_test")
+        if isinstance(size, int) and size > 0:
+            out[path.parent.parent.name] = size
+    return out
 
 
 GLANCE_FIGURE = Path("06_scaling") / "full" / "scaling.png"
@@ -89,7 +120,9 @@ def readme_results(results_dir: str | Path, profile: str = "quick") -> str:
         return f"No `{profile}` results yet: `make reproduce` writes them."
     table = pd.DataFrame({"finding": [f.finding for f in found], "paper": [describe_paper(f) for f in found],
                           "ours [interval]": [describe_ours(f) for f in found],
-                          "unit": [f.metric for f in found], "verdict": [f.verdict for f in found]})
+                          "unit": [f.metric for f in found],
+                          "ours / paper": ["" if f.size_ratio is None else f"{f.size_ratio:.2g}" for f in found],
+                          "regime": [regime(f) for f in found], "verdict": [f.verdict for f in found]})
     where = f"{results_dir.name}/{summary_path(results_dir, profile).name}"
     as_run = _as_run(results_dir, profile)
     parts = [f"Every finding at the `{profile}` profile (Fashion-MNIST, a small HiP, a few epochs{as_run}; "
@@ -118,8 +151,17 @@ def write_summary(results_dir: str | Path, profile: str = "quick", out: str | Pa
              "the metric's units (a ratio where the paper gives one); the paper's are from "
              "`paper_reference.csv`. The rules are in `hipcore/report.py`:", "",
              "- directional claims: the mean per-seed effect with its 95% t interval; *reproduced* "
-             "when it has the paper's sign and the interval excludes 0; *ours / paper* is flagged "
-             f"outside {SIZE_RANGE[0]:g}-{SIZE_RANGE[1]:g}x;",
+             "when it has the paper's sign, the interval excludes 0 and the size is compatible with the "
+             "paper's (the interval contains the paper's value, or *ours / paper* is within "
+             f"{SIZE_RANGE[0]:g}-{SIZE_RANGE[1]:g}x, a band fixed in advance); significant in the paper's "
+             "direction but neither is *direction reproduced, size Rx the paper's*;",
+             "- convergence: a row over seeds whose arms are not both recorded as having reached their "
+             "plateau is *not converged* and never *reproduced*; a row that records nothing counts as not "
+             "shown converged (*regime* says which, with the reference baselines' top-1 where a notebook "
+             "records them);",
+             "- test noise: *test-set SE of a top-1* is the binomial standard error of one accuracy on the "
+             "test set's size (from the notebook's recorded settings), noise the seed interval does not "
+             "separate out;",
              "- no-effect claims: two one-sided tests, the 90% interval inside a margin fixed in "
              "advance (`MARGINS`); *not shown* when it is not, however near 0 the mean is;",
              "- power: how often the same rule, with as many seeds and our seed-to-seed spread, "
@@ -127,7 +169,10 @@ def write_summary(results_dir: str | Path, profile: str = "quick", out: str | Pa
     if not found:
         parts.append(f"No comparisons found for profile '{profile}' yet.")
     else:
-        parts += [markdown_table(found, links), ""]
+        parts += [markdown_table(found, links, profile_baselines(results_dir, profile),
+                                 profile_test_sizes(results_dir, profile)), ""]
+        line = multiplicity_line(found)
+        parts += [line, ""] if line else []
         parts += [COVERS[r] for r in dict.fromkeys(f.replicate for f in found)]
         parts.append("")
     memory = memory_finding(results_dir)
@@ -167,8 +212,6 @@ def _made_on(folder: Path) -> str:
 # ---- F5's memory half, from the full-profile benchmark ----
 
 MEMORY_SOURCE = Path("05_efficiency") / "full" / "metrics.csv"
-
-
 MEMORY_MODELS = {"hip16": "HiP-16", "hip256": "HiP-256", "perceiver_io": "Perceiver IO",
                  "hip16_fourier": "HiP-16 Fourier"}
 

@@ -13,9 +13,10 @@ PACKAGE = Path(__file__).resolve().parent.parent / "hipcore"
 # Module (or package prefix) -> floor. The longest matching prefix decides. Keep in step with
 # ARCHITECTURE.md.
 FLOORS = {
-    # 0 ground: settings, errors, files, places, statistics
+    # 0 ground: settings, errors, files, places, statistics (geometry: F7's score of a table)
     "hipcore.config": 0, "hipcore.errors": 0, "hipcore.files": 0, "hipcore.argtypes": 0,
     "hipcore.locations": 0, "hipcore.stats": 0, "hipcore.progress": 0, "hipcore.version": 0,
+    "hipcore.geometry": 0,
     # 1 the model and the data, side by side; the device and its precision ('auto' times a
     #   model's training step, so it stands beside the model)
     "hipcore.model": 1, "hipcore.data": 1, "hipcore.device": 1,

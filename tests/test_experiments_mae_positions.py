@@ -122,3 +122,15 @@ def test_step_flops_are_counted_and_an_mae_step_costs_more(tmp_path):
     assert budget.pretrain_steps == budget.supervised_steps == 32 // 8
     assert budget.pretrain_step_flops > budget.supervised_step_flops > 0
     assert budget.control_steps > budget.supervised_steps
+
+
+def test_f7_records_only_seeds_both_tables_exist_for(tmp_path):
+    # no run in this cache: no seed has both the MAE-pretrained and the classification-learned
+    # table, so nothing is recorded (rows are paired per seed, never half a pair)
+    settings = mp.TABLE["smoke"]
+    arms = mp.arms(settings)
+    path = tmp_path / "comparisons.csv"
+    assert mp.record_structure_finding(path, arms["hip_mae"], (0, 1), settings, runs_dir=tmp_path / "runs",
+                                       **DATA) == 0
+    assert not path.exists()
+    assert mp.F7[1] == mp.F7_LEVEL[1] == "effect.F7_mae_positions_structure"

@@ -25,10 +25,11 @@ TRIALS = 8000
 ALLOWANCE = 2 * math.sqrt(0.05 * 0.95 / TRIALS)
 
 
-def rate(claim, true_effect, sd, n, margin=None, trials=TRIALS, seed=1):
-    """How often the rule says 'reproduced' for simulated seeds with a known true effect."""
+def rate(claim, true_effect, sd, n, margin=None, trials=TRIALS, seed=1, paper=None):
+    """How often the rule says 'reproduced' for simulated seeds with a known true effect (with
+    `paper`, the paper's effect the size check compares against)."""
     rng = random.Random(seed)
-    return sum(verdict(claim, [rng.gauss(true_effect, sd) for _ in range(n)], margin) == "reproduced"
+    return sum(verdict(claim, [rng.gauss(true_effect, sd) for _ in range(n)], margin, paper=paper) == "reproduced"
                for _ in range(trials)) / trials
 
 
@@ -123,7 +124,8 @@ def write_pairs(path, name, claim, key, pairs, metric="top-1 %", **kwargs):
 
 def test_a_finding_has_its_interval_size_and_power(tmp_path):
     path = tmp_path / "c.csv"
-    write_pairs(path, "F4 with MAE", "lower", "effect.F4_shuffle_with_mae", [(80.0, 76.0), (81.0, 76.5), (80.5, 75.5)])
+    write_pairs(path, "F4 with MAE", "lower", "effect.F4_shuffle_with_mae", [(80.0, 76.0), (81.0, 76.5), (80.5, 75.5)],
+                converged="yes", epochs="30/30")
     (f,) = findings(read_comparisons(path))
     assert f.seeds == 3 and f.paper == -4.7 and f.reproduced and f.replicate == "seed"
     assert f.effect == pytest.approx(-4.5) and f.effect_sd == pytest.approx(0.5)
@@ -137,9 +139,87 @@ def test_a_finding_has_its_interval_size_and_power(tmp_path):
 
 def test_effects_far_from_the_papers_size_are_flagged(tmp_path):
     path = tmp_path / "c.csv"
-    write_pairs(path, "F4 with MAE", "lower", "effect.F4_shuffle_with_mae", [(80.0, 60.0), (81.0, 62.0), (80.5, 59.5)])
+    write_pairs(path, "F4 with MAE", "lower", "effect.F4_shuffle_with_mae", [(80.0, 60.0), (81.0, 62.0), (80.5, 59.5)],
+                converged="yes")
     (f,) = findings(read_comparisons(path))
-    assert f.reproduced and f.size_flag and "outside 0.5-2x" in markdown_table([f])
+    assert not f.reproduced and f.size_flag and "outside 0.5-2x" in markdown_table([f])
+    assert f.verdict == "direction reproduced, size 4.3x the paper's (the interval excludes it)"
+
+
+@pytest.mark.parametrize("values, expected", [
+    ([-4.0, -4.6, -5.2], "reproduced"),                              # the interval holds -4.7
+    ([-8.0, -8.5, -9.0], "reproduced"),                              # excludes it, but 1.8x: inside the band
+    ([-20.0, -21.0, -19.5], "direction reproduced, size 4.3x the paper's (the interval excludes it)"),
+    ([-1.0, -1.1, -0.9], "direction reproduced, size 0.21x the paper's (the interval excludes it)"),
+    ([-20.0, -2.0, -6.0], "same direction, not significant"),
+])
+def test_directional_levels_weigh_the_papers_size(values, expected):
+    assert verdict("lower", values, paper=-4.7) == expected
+
+
+@pytest.mark.parametrize("n", [3, 5, 10])
+def test_size_rule_false_reproduced_at_zero_and_at_five_times_the_paper(n):
+    assert rate("higher", 0.0, 1.0, n, paper=2.0) <= 0.025 + ALLOWANCE    # no effect at all
+    # 5x the paper's with a seed sd equal to the paper's effect: 3 seeds leave a wide interval
+    # that still holds the paper's value now and then (about 6%); 5 or more almost never
+    assert rate("higher", 5.0, 1.0, n, paper=1.0) <= (0.10 if n == 3 else 0.01)
+    assert rate("higher", 1.0, 0.3, n, paper=1.0) > 0.8                   # the paper's size passes
+
+
+def test_a_noisy_interval_cannot_tell_5x_from_1x():
+    # With a seed sd twice the paper's effect, 3 seeds' interval often holds the paper's value
+    # and a 5x effect passes as 'reproduced' (about 15%); 10 seeds make that rare. The
+    # interval's width, shown beside the verdict, is what tells a reader which case a row is.
+    assert rate("higher", 5.0, 2.0, 3, paper=1.0) > 0.10
+    assert rate("higher", 5.0, 2.0, 10, paper=1.0) < 0.01
+
+
+def test_unconverged_arms_are_never_reproduced(tmp_path):
+    pairs = [(80.0, 76.0), (81.0, 76.5), (80.5, 75.5)]
+    for converged, label in (("no", "not converged at 2/10 epochs: "),
+                             ("", "not converged (no plateau recorded): ")):
+        path = tmp_path / f"c{converged}.csv"
+        write_pairs(path, "F4 with MAE", "lower", "effect.F4_shuffle_with_mae", pairs, converged=converged,
+                    epochs="2/10" if converged else "")
+        (f,) = findings(read_comparisons(path))
+        assert not f.reproduced
+        assert f.verdict == label + "otherwise as the paper's (direction, and size where it gives one)"
+    mixed = tmp_path / "mixed.csv"
+    for seed, (b, t) in enumerate(pairs):
+        append_comparison(mixed, finding="x", claim="lower", paper_key="effect.F4_shuffle_with_mae",
+                          metric="top-1 %", seed=seed, baseline=b, treatment=t, converged="yes" if seed else "no")
+    (f,) = findings(read_comparisons(mixed))
+    assert f.converged == "no" and not f.reproduced
+    assert report.converged_verdict("reproduced", "yes") == "reproduced"
+    # 'n/a' (one recipe computed two ways) passes only when every row says so
+    parity = tmp_path / "parity.csv"
+    for seed, (b, t) in enumerate([(80.0, 80.1), (81.0, 80.9), (80.5, 80.5)]):
+        append_comparison(parity, finding="bf16 = fp32", claim="same", paper_key="", metric="top-1 %", seed=seed,
+                          baseline=b, treatment=t, converged="n/a" if seed else "")
+    (f,) = findings(read_comparisons(parity))
+    assert f.converged == "" and f.verdict.startswith("not converged (no plateau recorded)")
+    append_comparison(parity.with_name("p2.csv"), finding="bf16 = fp32", claim="same", paper_key="",
+                      metric="top-1 %", seed=0, baseline=80.0, treatment=80.1, converged="n/a")
+    append_comparison(parity.with_name("p2.csv"), finding="bf16 = fp32", claim="same", paper_key="",
+                      metric="top-1 %", seed=1, baseline=81.0, treatment=80.9, converged="n/a")
+    (f,) = findings(read_comparisons(parity.with_name("p2.csv")))
+    assert f.converged == "n/a" and not f.verdict.startswith("not converged")
+    with pytest.raises(ValueError, match="converged"):
+        append_comparison(mixed, finding="x", claim="lower", paper_key="", metric="top-1 %", seed=0,
+                          baseline=1.0, treatment=0.0, converged="maybe")
+
+
+def test_holm_adjusts_and_keeps_the_family_wise_rate():
+    assert report.holm([0.01, 0.04, 0.03, math.nan]) == pytest.approx([0.03, 0.06, 0.06, math.nan], nan_ok=True)
+    rng, rows, trials = random.Random(3), 10, 2000
+    naive = holm_hits = 0
+    for _ in range(trials):
+        ps = [report.p_value([rng.gauss(0.0, 1.0) for _ in range(3)]) for _ in range(rows)]
+        naive += min(ps) <= 0.05
+        holm_hits += min(report.holm(ps)) <= report.HOLM_ALPHA
+    assert naive / trials > 0.3                                   # ten unadjusted tests: often one false hit
+    assert holm_hits / trials <= 0.05 + 2 * math.sqrt(0.05 * 0.95 / trials)
+    assert report.p_value([1.0, 2.0, 3.0]) == pytest.approx(2 * (1 - t_cdf(2.0 / (1 / math.sqrt(3)), 2)))
 
 
 def test_a_ratio_claim_is_judged_as_a_ratio_over_repeats(tmp_path):
@@ -148,14 +228,19 @@ def test_a_ratio_claim_is_judged_as_a_ratio_over_repeats(tmp_path):
                 [(0.05, 0.40), (0.05, 0.42), (0.048, 0.39)], metric="steps/s ratio at 224", replicate="repeat")
     (f,) = findings(read_comparisons(path))
     assert f.scale == "ratio" and f.replicate == "repeat" and f.paper == 3.7
-    assert 7.5 < f.effect < 8.5 and f.low < f.effect < f.high and f.reproduced
+    assert 7.5 < f.effect < 8.5 and f.low < f.effect < f.high       # timings need no plateau; 2.2x the paper's
+    assert f.verdict == "direction reproduced, size 2.2x the paper's (the interval excludes it)"
+    write_pairs(tmp_path / "d.csv", "F5", "higher", "effect.F5_speedup_hip16_vs_perceiver_io_224",
+                [(0.1, 0.40), (0.1, 0.42), (0.098, 0.39)], metric="steps/s ratio at 224", replicate="repeat")
+    assert findings(read_comparisons(tmp_path / "d.csv"))[0].reproduced
     assert f.size_ratio == pytest.approx(f.effect / 3.7)
     assert "3 repeats" in markdown_table([f]) and "3.7x" in markdown_table([f])
 
 
 def test_equivalence_margin_is_written_with_the_rows(tmp_path):
     path = tmp_path / "c.csv"
-    write_pairs(path, "F3", "same", "effect.F3_mae_on_fourier", [(70.0, 70.1), (71.0, 70.9), (70.5, 70.5)])
+    write_pairs(path, "F3", "same", "effect.F3_mae_on_fourier", [(70.0, 70.1), (71.0, 70.9), (70.5, 70.5)],
+                converged="yes")
     (row, *_) = read_comparisons(path)
     assert float(row["margin"]) == report.MARGINS["top-1 %"]
     (f,) = findings(read_comparisons(path))
@@ -177,7 +262,8 @@ def test_a_finding_not_in_the_paper_shows_no_paper_number(tmp_path):
 
 def test_the_sentence_says_why_a_verdict_changed_from_the_earlier_rule(tmp_path):
     path = tmp_path / "c.csv"
-    write_pairs(path, "F3", "same", "effect.F3_mae_on_fourier", [(70.0, 68.5), (71.0, 70.43), (70.5, 70.87)])
+    write_pairs(path, "F3", "same", "effect.F3_mae_on_fourier", [(70.0, 68.5), (71.0, 70.43), (70.5, 70.87)],
+                converged="yes")
     (f,) = findings(read_comparisons(path))
     assert report.previous_verdict(f) == "reproduced" and not f.reproduced
     sentence = report.verdict_sentence(f)
@@ -191,6 +277,7 @@ def test_old_files_without_the_optional_columns_are_read(tmp_path):
                     "F3,same,effect.F3_mae_on_fourier,top-1 %,1,71.0,70.9\n")
     (f,) = findings(read_comparisons(path))
     assert f.margin == 1.0 and f.replicate == "seed" and f.kind == "effect"
+    assert f.converged == "" and f.verdict.startswith("not converged (no plateau recorded)")
     other = tmp_path / "other.csv"
     other.write_text(path.read_text().replace("top-1 %", "steps/s"))
     with pytest.raises(ValueError, match="states no margin"):
@@ -217,6 +304,7 @@ def test_one_finding_one_row_naming_every_notebook(tmp_path):
     assert len(rows) == 1 and "[01](executed/quick/01_imagenet_comparison.ipynb)" in rows[0] \
         and "[03](executed/quick/03_mae_positional_embeddings.ipynb)" in rows[0]
     assert "(interaction)" in text and "Seeds vary" in text
+    assert "not shown converged (no plateau recorded)" in rows[0] and "Multiplicity: 2 directional rows" in text
     write_pairs(tmp_path / "01_imagenet_comparison" / "quick" / "comparisons.csv", "F1", "higher",
                 "effect.F1_mae_vs_classification_positions", [(60.0, 99.0)])
     with pytest.raises(ValueError, match="differs between notebooks"):
@@ -271,7 +359,14 @@ def test_a_claim_the_paper_makes_without_a_number_is_named_so(tmp_path):
     path = tmp_path / "c.csv"
     write_pairs(path, "F7", "higher", "effect.F7_mae_positions_structure", [(0.0, 0.10), (0.001, 0.12)])
     (f,) = findings(read_comparisons(path))
-    assert f.paper is None and f.verdict.startswith("same direction") or f.verdict == "reproduced"
+    assert f.paper is None and f.verdict == "not converged (no plateau recorded): same direction, not significant"
+    write_pairs(tmp_path / "d.csv", "F7", "higher", "effect.F7_mae_positions_structure",
+                [(0.0, 0.10), (0.001, 0.12), (0.0, 0.11)], converged="yes")
+    (f,) = findings(read_comparisons(tmp_path / "d.csv"))
+    assert f.reproduced                               # no number: no size to check, the direction decides
+    write_pairs(tmp_path / "e.csv", "control", "higher", "", [(0.0, 0.10), (0.001, 0.12), (0.0, 0.11)],
+                converged="yes")
+    assert findings(read_comparisons(tmp_path / "e.csv"))[0].verdict == "direction shown (not in the paper)"
     assert "| claimed, no number |" in markdown_table([f]) and math.isnan(f.power)
 
 
@@ -289,8 +384,28 @@ def test_the_readme_blocks_are_filled_from_the_results(tmp_path):
     assert summary.update_readme(readme, tmp_path, "quick")
     text = readme.read_text()
     assert "old" not in text and text.startswith("top\n") and text.endswith("end\n")
-    assert "| finding | paper | ours [interval] | unit | verdict |" in text
+    assert "| finding | paper | ours [interval] | unit | ours / paper | regime | verdict |" in text
+    assert "| 0.98 | not shown converged (no plateau recorded) |" in text          # F4 interaction: -3.33 / -3.4
     assert "| 01 | HiP, MAE | 2 | 3.0 | 6.0 |" in text                           # minutes per seed, in all
     assert "as if run alone on an empty cache: 01 6 min" in text
     readme.write_text("no blocks\n")
     assert not summary.update_readme(readme, tmp_path, "quick")
+
+
+def test_summary_shows_regime_baselines_and_test_noise(tmp_path):
+    import json
+
+    quick_results(tmp_path)
+    folder = tmp_path / "01_imagenet_comparison" / "quick"
+    (folder / "baselines.csv").write_text("model,seed,test_accuracy\nlogistic regression,0,80.5\n"
+                                          "logistic regression,1,81.5\nsmall CNN,0,85.6\n")
+    (folder / "summary.json").write_text(json.dumps({"settings": {"limit_test": 2000}}))
+    text = write_summary(tmp_path, "quick").read_text()
+    (row,) = [line for line in text.splitlines() if line.startswith("| F1 ")]
+    assert "baselines logistic regression 81.0, small CNN 85.6" in row
+    assert "±1.1 (2,000 test)" in row                 # sqrt(0.612 x 0.388 / 2000) at the arms' mean 61.2%
+    (inter,) = [line for line in text.splitlines() if line.startswith("| F4 interaction")]
+    assert "test)" not in inter                        # an interaction's rows are effects, not top-1s
+    (folder / "baselines.csv").write_text("model,seed,test_accuracy\nlogistic regression,0,high\n")
+    with pytest.raises(ValueError, match="baselines.csv: test_accuracy must be numbers"):
+        write_summary(tmp_path, "quick")
