@@ -9,7 +9,7 @@ evaluated on the same test set, once per seed.
                                           training set's per-pixel mean and sd (full-batch L-BFGS)
                   'MLP (256 hidden)'       two layers, ReLU, Adam
                   'small CNN'              three 3x3 conv layers (2x2 max-pooling after the first
-                                          two), global average pool, linear; Adam
+                                          two), a 128-unit layer on the flattened map; Adam
     point clouds  'PointNet'               shared per-point MLP, max-pool over points, MLP; Adam
     (order-free)  'PointNet++-style'       farthest-point centres, k-nearest-neighbour groups in
                                           centre-relative coordinates, a shared MLP max-pooled
@@ -175,13 +175,16 @@ def one_row(name: str, seed: int, train: tuple[torch.Tensor, torch.Tensor],
 
 # ---- images ----
 
-def small_cnn(channels: int, classes: int, width: int = 32) -> nn.Module:
-    """[B, C, H, W] -> [B, classes]: conv-pool, conv-pool, conv, global average pool, linear."""
+def small_cnn(channels: int, classes: int, height: int, width: int, filters: int = 32) -> nn.Module:
+    """[B, C, H, W] -> [B, classes]: conv-pool, conv-pool, conv, then the flattened feature map
+    through a 128-unit layer (global average pooling instead underfits: it throws away where
+    the features are, 77% train top-1 on quick's Fashion-MNIST)."""
+    cells = (height // 4) * (width // 4)
     return nn.Sequential(
-        nn.Conv2d(channels, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(2 * width, 2 * width, 3, padding=1), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * width, classes))
+        nn.Conv2d(channels, filters, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(filters, 2 * filters, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(2 * filters, 2 * filters, 3, padding=1), nn.ReLU(),
+        nn.Flatten(), nn.Linear(2 * filters * cells, 128), nn.ReLU(), nn.Linear(128, classes))
 
 
 def image_baselines(train_set, test_set, seed: int, *, models: tuple[str, ...] = IMAGE_MODELS,
@@ -203,7 +206,7 @@ def image_baselines(train_set, test_set, seed: int, *, models: tuple[str, ...] =
                              lambda: nn.Sequential(Standardise(flat_train), nn.Linear(pixels, 256), nn.ReLU(),
                                                    nn.Linear(256, classes)),
                              lambda m, x, y: fit_adam(m, x, y, epochs=epochs, seed=seed)),
-        "small CNN": (train_x, test_x, lambda: small_cnn(train_x.shape[1], classes),
+        "small CNN": (train_x, test_x, lambda: small_cnn(train_x.shape[1], classes, *train_x.shape[2:]),
                       lambda m, x, y: fit_adam(m, x, y, epochs=cnn_epochs, seed=seed)),
     }
     rows = []
