@@ -189,6 +189,19 @@ def cmd_weights(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_provenance_env(args: argparse.Namespace) -> int:
+    from . import provenance
+
+    state = provenance.git_state()
+    if not state["commit"]:
+        raise ValueError("provenance-env needs a git checkout: it names HEAD for a copy of this tree")
+    if state["dirty"]:
+        raise ValueError("the tree differs from HEAD: commit first, so the copy runs a commit's code")
+    fingerprint = provenance.commit_fingerprint(state["commit"])
+    print(f"{provenance.COMMIT_ENV}={state['commit']} {provenance.FINGERPRINT_ENV}={fingerprint}")
+    return 0
+
+
 def cmd_plateau_budget(args: argparse.Namespace) -> int:
     from .experiments import common, plateau_budget
 
@@ -331,6 +344,13 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--runs-dir", default=None,
                         help="the run cache (default: the checkout's runs/ or $HIPCORE_RUNS)")
     budget.set_defaults(func=cmd_plateau_budget)
+
+    env = sub.add_parser("provenance-env", help="the variables that let a copy of this tree prove its commit",
+                         description="Prints HIPCORE_COMMIT=<HEAD> HIPCORE_CODE_FINGERPRINT=<its fingerprint> "
+                                     "for a clean checkout. Set them before a run on a machine whose copy of "
+                                     "the tree carries other git metadata (a GPU machine): its results are "
+                                     "then recorded as verified when the code that ran is that commit's.")
+    env.set_defaults(func=cmd_provenance_env)
 
     reproduce = sub.add_parser("reproduce", help="run every notebook at a profile into results/executed/<profile>/, "
                                                  "then regenerate that profile's summary")

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import subprocess
 import sys
 import time
 from functools import lru_cache
 from importlib import metadata
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 
 from . import device
@@ -33,17 +34,71 @@ PACKAGES = ("torch", "numpy", "matplotlib", "papermill", "nbformat")
 FILE = "provenance.json"
 
 
-def code_fingerprint(root: Path = REPO, parts: tuple[str, ...] = TRAINING_CODE) -> str:
-    """sha256 (first 12 hex digits) of the training code's .py files: their paths and bytes."""
+# Everything whose code makes a result: the package and the notebooks. A results folder is
+# "verified" when these files, as they ran, are byte for byte those of the commit it names.
+RESULT_CODE = ("hipcore", "notebooks")
+SOURCE_SUFFIXES = (".py", ".ipynb")
+COMMIT_ENV = "HIPCORE_COMMIT"                # the commit a copied tree was made from
+FINGERPRINT_ENV = "HIPCORE_CODE_FINGERPRINT"  # that commit's result_fingerprint, computed where git has it
+
+
+def _digest(files: list[tuple[str, bytes]]) -> str:
+    """sha256 (first 12 hex digits) of (path, bytes) pairs, in path order."""
     digest = hashlib.sha256()
+    for name, data in sorted(files, key=lambda f: PurePosixPath(f[0]).parts):
+        digest.update(name.encode() + b"\0" + data + b"\0")
+    return digest.hexdigest()[:12]
+
+
+def _tree_files(root: Path, parts: tuple[str, ...], suffixes: tuple[str, ...],
+                what: str = "code") -> list[tuple[str, bytes]]:
+    files = []
     for part in parts:
         path = root / part
         if not path.exists():
-            raise FileNotFoundError(f"training code {part} is missing under {root}")
-        files = [path] if path.is_file() else sorted(path.rglob("*.py"))
-        for file in files:
-            digest.update(file.relative_to(root).as_posix().encode() + b"\0" + file.read_bytes() + b"\0")
-    return digest.hexdigest()[:12]
+            raise FileNotFoundError(f"{what} {part} is missing under {root}")
+        found = [path] if path.is_file() else [f for f in path.rglob("*") if f.suffix in suffixes and f.is_file()]
+        files += [(f.relative_to(root).as_posix(), f.read_bytes()) for f in found if "__pycache__" not in f.parts]
+    return files
+
+
+def code_fingerprint(root: Path = REPO, parts: tuple[str, ...] = TRAINING_CODE) -> str:
+    """sha256 (first 12 hex digits) of the training code's .py files: their paths and bytes."""
+    return _digest(_tree_files(root, parts, (".py",), "training code"))
+
+
+def result_fingerprint(root: Path = REPO) -> str:
+    """The fingerprint of every file whose code makes a result (RESULT_CODE) in this tree."""
+    return _digest(_tree_files(root, RESULT_CODE, SOURCE_SUFFIXES))
+
+
+def commit_fingerprint(commit: str, root: Path = REPO) -> str | None:
+    """result_fingerprint of `commit`'s files, read from git's objects (None where this
+    checkout's git does not hold that commit)."""
+    listing = _git(root, "ls-tree", "-r", "-z", "--name-only", commit, "--", *RESULT_CODE)
+    if listing is None:
+        return None
+    files = []
+    for name in filter(None, listing.split("\0")):
+        if name.endswith(SOURCE_SUFFIXES):
+            data = _git_bytes(root, "cat-file", "blob", f"{commit}:{name}")
+            if data is None:
+                return None
+            files.append((name, data))
+    return _digest(files)
+
+
+def _git_bytes(root: Path, *args: str) -> bytes | None:
+    try:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def _git(root: Path, *args: str) -> str | None:
+    out = _git_bytes(root, *args)
+    return None if out is None else out.decode().strip()
 
 
 WRITTEN_BY_RUNS = ("results", "README.md")
@@ -52,18 +107,51 @@ WRITTEN_BY_RUNS = ("results", "README.md")
 def git_state(root: Path = REPO) -> dict[str, Any]:
     """{'commit': sha or None, 'dirty': True/False/None}: None when this is not a git checkout;
     dirty when tracked files other than those runs write (WRITTEN_BY_RUNS) differ from HEAD."""
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    commit = git("rev-parse", "HEAD")
+    commit = _git(root, "rev-parse", "HEAD")
     # What runs write (results/, the README's generated blocks) does not make the code dirty.
-    status = git("status", "--porcelain", "--untracked-files=no", "--", ".", *(f":!{p}" for p in WRITTEN_BY_RUNS)) \
-        if commit else None
+    status = _git(root, "status", "--porcelain", "--untracked-files=no", "--", ".",
+                  *(f":!{p}" for p in WRITTEN_BY_RUNS)) if commit else None
     return {"commit": commit, "dirty": None if status is None else bool(status)}
+
+
+def code_identity(root: Path = REPO, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Which commit's code made a result, and whether that is verified.
+
+    A tree copied to another machine (a GPU) may carry stale git metadata: name its commit in
+    $HIPCORE_COMMIT (and, where that machine's git lacks the commit, its fingerprint from
+    `python -m hipcore provenance-env` in $HIPCORE_CODE_FINGERPRINT). The result is verified
+    when the fingerprint of the code that ran (`result_fingerprint`) equals that commit's, read
+    from git or given; else it names the commit it ran at, and says why it is unverified. In a
+    checkout, HEAD with a clean tree is verified by git itself.
+
+    -> {'commit', 'dirty', 'code_fingerprint' (training code), 'result_fingerprint',
+        'verified': bool, 'verified_by': 'git status' | 'git objects' | 'given fingerprint' | None,
+        'unverified': reason or None}"""
+    environ = os.environ if environ is None else environ
+    state = git_state(root)
+    ran = result_fingerprint(root)
+    out = {**state, "code_fingerprint": code_fingerprint(root), "result_fingerprint": ran,
+           "verified": False, "verified_by": None, "unverified": None}
+    named = (environ.get(COMMIT_ENV) or "").strip()
+    if not named:
+        if state["commit"] and state["dirty"] is False:
+            return {**out, "verified": True, "verified_by": "git status"}
+        out["unverified"] = ("not a git checkout and no $HIPCORE_COMMIT" if not state["commit"]
+                             else "the tree differs from its commit (dirty)")
+        return out
+    expected = commit_fingerprint(named, root)
+    how = "git objects"
+    if expected is None:
+        expected, how = (environ.get(FINGERPRINT_ENV) or "").strip() or None, "given fingerprint"
+    out.update(commit=named, dirty=None)
+    if expected is None:
+        out["unverified"] = (f"$HIPCORE_COMMIT={named} is not in this checkout's git and no "
+                             f"${FINGERPRINT_ENV} was given")
+    elif expected != ran:
+        out["unverified"] = f"the code that ran ({ran}) is not {named}'s ({expected})"
+    else:
+        out.update(dirty=False, verified=True, verified_by=how)
+    return out
 
 
 @lru_cache(maxsize=1)
@@ -86,7 +174,7 @@ def machine(settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
 
 def collect(settings: Mapping[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
     """The whole record: git, training-code fingerprint, packages, machine, plus `extra`."""
-    return {**git_state(), "code_fingerprint": code_fingerprint(), "packages": packages(),
+    return {**code_identity(), "packages": packages(),
             "machine": machine(settings), "written": time.strftime("%Y-%m-%d %H:%M:%S %Z"), **extra}
 
 

@@ -296,8 +296,9 @@ def summary_lines(results_dir: str | Path, profile: str) -> list[str]:
     source = run or (records[0] if records else None)
     if source is None:
         return ["No provenance recorded for this profile (results from before provenance was recorded)."]
-    commits = sorted({f"{r['commit']}{' (dirty)' if r.get('dirty') else ''}" for r in [source, *records]
-                      if r.get("commit")})
+    commits = sorted({f"{r['commit']}{' (dirty)' if r.get('dirty') else ''}"
+                      + (f" (unverified: {r['unverified']})" if r.get("verified") is False else "")
+                      for r in [source, *records] if r.get("commit")})
     m = source["machine"]
     lines = ["## Provenance", "",
              f"- code: commit {', '.join(commits) or 'unknown'}; training-code fingerprint "

@@ -118,3 +118,60 @@ def test_command_names_the_options_given_and_leaves_out_the_rest():
     line = provenance.command("scaling", profile="quick", sides=[28, 56], seeds=None, merge=None,
                               maps=True, against=False, runs_dir=())
     assert line == "python -m hipcore scaling --profile quick --sides 28 56 --maps"
+
+
+def _repo(path):
+    """A tiny checkout holding every part the fingerprints read, committed."""
+    for part in (*provenance.TRAINING_CODE, "notebooks/01_x.ipynb"):
+        target = path / part
+        if part.endswith((".py", ".ipynb")):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(f"# {part}\n")
+        else:
+            target.mkdir(parents=True, exist_ok=True)
+            (target / "a.py").write_text(f"# {part}\n")
+    git = ["git", "-C", str(path), "-c", "user.email=a@b", "-c", "user.name=a"]
+    subprocess.run(git[:3] + ["init", "-q"], check=True)
+    subprocess.run(git + ["add", "-A"], check=True)
+    subprocess.run(git + ["commit", "-qm", "x"], check=True)
+    return subprocess.run(git[:3] + ["rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+
+
+def test_a_result_is_verified_only_when_the_code_that_ran_is_its_commits(tmp_path):
+    head = _repo(tmp_path / "repo")
+    repo = tmp_path / "repo"
+    clean = provenance.code_identity(repo, {})
+    assert clean["verified"] and clean["verified_by"] == "git status" and clean["commit"] == head
+    named = provenance.code_identity(repo, {provenance.COMMIT_ENV: head})
+    assert named["verified"] and named["verified_by"] == "git objects" and named["dirty"] is False
+    expected = provenance.commit_fingerprint(head, repo)
+    assert expected == provenance.result_fingerprint(repo)
+
+    (repo / "hipcore/model/a.py").write_text("# edited\n")                    # the tree is not its commit
+    dirty = provenance.code_identity(repo, {})
+    assert not dirty["verified"] and "dirty" in dirty["unverified"]
+    edited = provenance.code_identity(repo, {provenance.COMMIT_ENV: head})
+    assert not edited["verified"] and f"not {head}'s" in edited["unverified"]
+
+    copy = tmp_path / "copy"                                                  # copied without git
+    shutil.copytree(repo, copy, ignore=shutil.ignore_patterns(".git"))
+    (copy / "hipcore/model/a.py").write_text("# hipcore/model\n")
+    given = {provenance.COMMIT_ENV: head, provenance.FINGERPRINT_ENV: expected}
+    ok = provenance.code_identity(copy, given)
+    assert ok["verified"] and ok["verified_by"] == "given fingerprint" and ok["commit"] == head
+    assert not provenance.code_identity(copy, {provenance.COMMIT_ENV: head})["verified"]        # nothing to check
+    wrong = provenance.code_identity(copy, {**given, provenance.FINGERPRINT_ENV: "0" * 12})
+    assert not wrong["verified"] and "is not" in wrong["unverified"]
+    bare = provenance.code_identity(copy, {})
+    assert not bare["verified"] and "not a git checkout" in bare["unverified"]
+
+
+def test_summary_names_an_unverified_result(tmp_path):
+    folder = tmp_path / "01_x" / "full"
+    folder.mkdir(parents=True)
+    machine = {"cpu": "c", "cores": 2, "torch_threads": 2, "precision": "bf16"}
+    (folder / "provenance.json").write_text(json.dumps({
+        "commit": "abc1234", "dirty": None, "verified": False, "unverified": "the code that ran is not abc1234's",
+        "code_fingerprint": "f" * 12, "machine": machine, "packages": {"torch": "2.11"}}))
+    lines = "\n".join(summary.summary_lines(tmp_path, "full"))
+    assert "commit abc1234 (unverified: the code that ran is not abc1234's)" in lines
