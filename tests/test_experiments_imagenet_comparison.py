@@ -115,3 +115,20 @@ def test_the_flop_matched_perceiver_trains_the_mae_arms_flops():
     assert len(matched) == 1 and matched[0].steps == steps and matched[0].position == "fourier"
     assert ic.PERCEIVER_MATCHED not in [a.label for a in ic.arms(settings)]    # no steps: left out
     assert common.train_configs(matched[0], 0, settings, **DATA)[1].max_steps == steps
+
+
+def test_comparisons_record_whether_both_arms_reached_their_plateau(tmp_path):
+    def row(arm, seed, acc, **extra):
+        return {"arm": arm, "seed": seed, "test_accuracy": acc, "steps": None, **extra}
+
+    rows = [row("a", 0, 70.0, converged=True, epochs_run=12),
+            row("b", 0, 75.0, converged=True, epochs_run=9, pretrain_converged=True, pretrain_epochs_run=20),
+            row("a", 1, 71.0, converged=False, epochs_run=30), row("b", 1, 76.0, converged=True, epochs_run=8),
+            row("a", 2, 72.0), row("b", 2, 74.0)]
+    path = tmp_path / "c.csv"
+    assert common.record_pairs(path, rows, finding="x", claim="higher", paper_key="", baseline="a",
+                               treatment="b") == 3
+    recorded = {int(r["seed"]): (r["converged"], r["epochs"]) for r in read_comparisons(path)}
+    assert recorded == {0: ("yes", "12/20/9"), 1: ("no", "30/8"), 2: ("", "")}
+    matched = [row("a", 0, 70.0, converged=True, epochs_run=5), {**row("m", 0, 69.0), "steps": 400}]
+    assert common.convergence(matched) == ("yes", "5")          # a FLOP-matched arm runs to its budget

@@ -173,10 +173,33 @@ def record_pairs(path: Path, rows: list[dict[str, Any]], *, finding: str, claim:
     A side is an arm, or a weighted sum of arms (an interaction compares two effects)."""
     base, treat = per_seed(rows, baseline, metric), per_seed(rows, treatment, metric)
     seeds = sorted(set(base) & set(treat))
+    arms = [side for part in (baseline, treatment) for side in ([part] if isinstance(part, str) else part)]
     for seed in seeds:
+        converged, epochs = convergence([r for r in rows if r["arm"] in arms and r["seed"] == seed])
         append_comparison(path, finding=finding, claim=claim, paper_key=paper_key, metric=unit,
-                          seed=seed, baseline=base[seed], treatment=treat[seed], kind=kind)
+                          seed=seed, baseline=base[seed], treatment=treat[seed], kind=kind,
+                          converged=converged, epochs=epochs)
     return len(seeds)
+
+
+def convergence(rows: list[dict[str, Any]]) -> tuple[str, str]:
+    """('yes' | 'no' | '', epochs run 'a/b') of the runs a comparison rests on: 'yes' when each
+    stage of each arm reached its validation plateau (a FLOP-matched arm, trained for fixed
+    steps, counts as run to its budget), 'no' when one did not, '' when a run recorded nothing
+    (the plateau rule was off)."""
+    flags, epochs = [], []
+    for row in rows:
+        if row.get("steps"):                      # FLOP-matched: its length is the comparison's point
+            continue
+        for stage in ("pretrain_", ""):
+            if f"{stage}converged" in row:
+                flags.append(row[f"{stage}converged"])
+                epochs.append(str(row[f"{stage}epochs_run"]))
+        if "converged" not in row:
+            flags.append(None)
+    if not flags or None in flags:
+        return "", ""
+    return ("yes" if all(flags) else "no"), "/".join(epochs)
 
 
 # Training settings shared by the image notebooks (01, 02, 03), so that an arm they have in
