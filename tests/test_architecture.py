@@ -32,6 +32,7 @@ FLOORS = {
     "hipcore.experiments": 4,
     # 5 results writing (SUMMARY.md, README blocks, exported weights), sweeps, Binder, launchers
     "hipcore.summary": 5, "hipcore.sweep": 5, "hipcore.binder": 5, "hipcore.launchers": 5,
+    "hipcore.gpu_reproduce": 5,
     "hipcore.experiments.export": 5,
     # 6 the command line
     "hipcore.cli": 6, "hipcore.__main__": 6, "hipcore.bench.cli": 6,

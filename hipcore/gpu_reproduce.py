@@ -1,0 +1,145 @@
+"""The verdict pairs of notebooks 01 and 03 at a profile, trained to their plateau in stretches
+of a time budget: the one prepared command of a GPU session.
+
+    HIPCORE_COMMIT=... HIPCORE_CODE_FINGERPRINT=... \\
+    python -m hipcore reproduce-gpu --profile full --device cuda --out DIR --budget-seconds 540
+
+Arms (image_arms): HiP with MAE-learned positions, HiP with classification-learned positions
+(F1) and the flat Perceiver IO with Fourier features (HiP against Perceiver IO), `seeds` each.
+Every (arm, seed) is one job: its MAE pretraining (if any), then its classification, trained by
+`common.run_arm` into DIR/runs, the run cache: a finished run is reused, an unfinished one
+resumes exactly from its last checkpoint (saved every `checkpoint_every` steps as well as at
+epoch ends). Jobs run in child processes, `parallel` at a time on the one device, so a GPU is
+kept busy by several small models at once.
+
+Before the budget runs out the command stops every child (a stopped child loses at most the
+steps since its last checkpoint) and says what is left; run it again with the same DIR to go
+on. When every job is done it writes DIR/results/<notebook>/<profile>/: comparisons.csv (with
+each pair's convergence), arms.csv and provenance.json, whose commit is verified only when the
+code that ran is that commit's (`hipcore.provenance.code_identity`). What DIR must carry
+between machines is DIR/runs (checkpoints of small models, a few MB each) and DIR/rows.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from . import provenance
+from .experiments import common, image_arms
+from .experiments import imagenet_comparison as ic
+from .experiments import mae_positions as mp
+
+ARMS = {"hip_mae": image_arms.HIP_MAE, "hip_classification": image_arms.HIP_CLASSIFICATION,
+        "perceiver_fourier": image_arms.perceiver_arms("perceiver_small")[0]}
+NOTEBOOKS = {"01_imagenet_comparison": ic.FINDINGS, "03_mae_positional_embeddings": mp.FINDINGS}
+# Each stage trains to its validation plateau (hipcore.train.plateau) within the profile's epochs.
+PLATEAU = {"val_fraction": 0.1, "plateau": True}
+MIN_EPOCHS = 4
+STOP_MARGIN_S = 20.0            # stop the children this long before the budget ends
+POLL_S = 0.5
+
+
+@dataclass(frozen=True)
+class Job:
+    arm: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.arm}-seed{self.seed}"
+
+
+def settings_for(profile: str, device: str, checkpoint_every: int) -> dict[str, Any]:
+    """The profile's image settings with the plateau rule on, on `device`."""
+    if profile not in common.IMAGE_TABLE:
+        raise ValueError(f"profile {profile!r} is not one of {', '.join(common.IMAGE_TABLE)}")
+    row = common.IMAGE_TABLE[profile]
+    wait = min(MIN_EPOCHS, row["epochs"], row["pretrain_epochs"])    # the rule's wait fits the caps
+    return {**row, **PLATEAU, "min_epochs": wait, "device": device, "checkpoint_every": checkpoint_every}
+
+
+def _run_job(job: Job, settings: dict[str, Any], runs_dir: str, rows_dir: str) -> None:
+    """One job in a child process: train (or resume, or reuse) it, then write its row."""
+    row = common.run_arm(ARMS[job.arm], job.seed, settings, dataset="fashion_mnist", runs_dir=Path(runs_dir))
+    path = Path(rows_dir) / f"{job.name}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(row, default=str))
+    tmp.replace(path)                                  # a row exists only for a finished job
+
+
+def run(profile: str, *, out: str | Path, budget_seconds: float, device: str = "cuda",
+        seeds: tuple[int, ...] | None = None, parallel: int = 2, checkpoint_every: int = 200,
+        log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train what is left of the jobs within the budget; write the results once all are done.
+    Returns {'done': [job names], 'left': [job names], 'written': [paths]}."""
+    if budget_seconds <= STOP_MARGIN_S:
+        raise ValueError(f"--budget-seconds must exceed the {STOP_MARGIN_S:.0f} s the command keeps to stop")
+    if parallel < 1:
+        raise ValueError(f"--parallel must be at least 1, got {parallel}")
+    started = time.monotonic()
+    out = Path(out)
+    settings = settings_for(profile, device, checkpoint_every)
+    seeds = tuple(settings["seeds"] if seeds is None else seeds)
+    runs_dir, rows_dir = out / "runs", out / "rows"
+    rows_dir.mkdir(parents=True, exist_ok=True)
+    jobs = [Job(arm, seed) for seed in seeds for arm in ARMS]
+    todo = [job for job in jobs if not (rows_dir / f"{job.name}.json").exists()]
+    log(f"{len(jobs) - len(todo)} of {len(jobs)} jobs done before this stretch; budget {budget_seconds:.0f} s")
+    context = multiprocessing.get_context("spawn")
+    running: dict[str, multiprocessing.Process] = {}
+    failed = []
+    while todo or running:
+        left = budget_seconds - (time.monotonic() - started)
+        if left <= STOP_MARGIN_S:
+            break
+        while todo and len(running) < parallel:
+            job = todo.pop(0)
+            process = context.Process(target=_run_job, args=(job, settings, str(runs_dir), str(rows_dir)),
+                                      name=job.name)
+            process.start()
+            running[job.name] = process
+            log(f"started {job.name}")
+        time.sleep(POLL_S)
+        for name, process in list(running.items()):
+            if not process.is_alive():
+                process.join()
+                del running[name]
+                if process.exitcode == 0 and (rows_dir / f"{name}.json").exists():
+                    log(f"finished {name}")
+                else:
+                    failed.append(name)
+                    log(f"{name} failed (exit {process.exitcode})")
+    for name, process in running.items():                  # the budget is running out
+        process.kill()
+        process.join()
+        log(f"stopped {name}: it resumes from its last checkpoint next time")
+    if failed:
+        raise RuntimeError(f"jobs failed: {', '.join(failed)} (their output is above)")
+    done = sorted(p.stem for p in rows_dir.glob("*.json"))
+    left = [job.name for job in jobs if job.name not in done]
+    written = [] if left else write_results(out, profile, settings, seeds, rows_dir)
+    log(f"{len(done)} of {len(jobs)} jobs done" + (f"; left: {', '.join(left)}" if left else "; results written"))
+    return {"done": done, "left": left, "written": written}
+
+
+def write_results(out: Path, profile: str, settings: Mapping[str, Any], seeds: tuple[int, ...],
+                  rows_dir: Path) -> list[Path]:
+    """DIR/results/<notebook>/<profile>/: comparisons.csv, arms.csv, provenance.json."""
+    rows = [json.loads((rows_dir / f"{Job(arm, seed).name}.json").read_text()) for seed in seeds for arm in ARMS]
+    written = []
+    for notebook, findings in NOTEBOOKS.items():
+        folder = out / "results" / notebook / profile
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "comparisons.csv").unlink(missing_ok=True)
+        image_arms.record_findings(folder / "comparisons.csv", rows, findings)
+        common.write_arms(folder / "arms.csv", rows)
+        written += [folder / "comparisons.csv", folder / "arms.csv",
+                    provenance.write(folder, settings, profile=profile, seeds=list(seeds),
+                                     command=provenance.command("reproduce-gpu", profile=profile,
+                                                                device=settings["device"]))]
+    return written
