@@ -217,6 +217,7 @@ def cmd_plateau_budget(args: argparse.Namespace) -> int:
     settings = dict(common.IMAGE_TABLE[args.profile], quiet=True)
     measured = plateau_budget.measure(args.arm, settings, seed=args.seed, max_epochs=args.max_epochs,
                                       min_epochs=args.min_epochs, val_fraction=args.val_fraction,
+                                      patience=args.patience,
                                       with_baselines=args.baselines, runs_dir=args.runs_dir)
     print("\n".join(plateau_budget.report_lines(measured)))
     return 0
@@ -347,6 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--seed", type=non_negative_int, default=0, help="default 0")
     budget.add_argument("--max-epochs", type=positive_int, default=60, help="the cap of each stage (default 60)")
     budget.add_argument("--min-epochs", type=positive_int, default=4, help="the rule waits this long (default 4)")
+    budget.add_argument("--patience", type=positive_int, default=5,
+                        help="the rule judges at least this many last epochs (default 5)")
     budget.add_argument("--val-fraction", type=float, default=0.1,
                         help="of the training subset held out for validation (default 0.1)")
     budget.add_argument("--baselines", action="store_true", help="also train the reference baselines on the same data")

@@ -162,3 +162,14 @@ def test_the_train_command_takes_validation_and_the_plateau(capsys):
     assert plain.run_id == TrainConfig(task="supervised").run_id
     assert hipcore_main(["train", "--plateau"]) == 2
     assert "plateau stops on the validation set" in capsys.readouterr().err
+
+
+def test_patience_keeps_a_short_stall_from_ending_a_rising_curve():
+    stall = [0.50, 0.60, 0.67, 0.672, 0.673, 0.674]               # two flat epochs after a rise
+    assert plateau.reached(stall, min_epochs=4)                    # patience 1: the last 2 epochs judge
+    assert not plateau.reached(stall, min_epochs=4, patience=5)    # the last 5 still rose 7 points
+    flat = stall + [0.674, 0.675, 0.674, 0.675, 0.675]
+    assert plateau.reached(flat, min_epochs=4, patience=5)         # five epochs gained < 0.3 points
+    assert plateau.window(8, patience=5) == 5 and plateau.window(40, patience=5) == 10
+    with pytest.raises(ValueError, match="leave none"):
+        plateau.gain([0.5, 0.6, 0.7], "accuracy", patience=3)

@@ -27,12 +27,12 @@ ARMS = {"hip-learned": HIP_CLASSIFICATION, "hip-fourier": HIP_FOURIER, "hip-mae"
 
 
 def plateau_configs(arm: common.Arm, seed: int, settings: Mapping[str, Any], *, max_epochs: int,
-                    min_epochs: int, val_fraction: float, dataset: str = "fashion_mnist",
+                    min_epochs: int, val_fraction: float, patience: int = 5, dataset: str = "fashion_mnist",
                     runs_dir: Path | None = None):
     """The arm's (pretraining or None, supervised) configs under the plateau rule, capped at
     max_epochs each, in the run cache beside the profile's own runs (other run ids)."""
     ruled = {**settings, "epochs": max_epochs, "pretrain_epochs": max_epochs, "val_fraction": val_fraction,
-             "plateau": True, "min_epochs": min_epochs}
+             "plateau": True, "min_epochs": min_epochs, "plateau_patience": patience}
     return common.train_configs(arm, seed, ruled, dataset=dataset, runs_dir=runs_dir)
 
 
@@ -46,14 +46,14 @@ def stage_row(stage: str, result, cfg) -> dict[str, Any]:
 
 
 def measure(arm_name: str, settings: Mapping[str, Any], *, seed: int = 0, max_epochs: int = 60,
-            min_epochs: int = 4, val_fraction: float = 0.1, with_baselines: bool = False,
+            min_epochs: int = 4, val_fraction: float = 0.1, patience: int = 5, with_baselines: bool = False,
             runs_dir: Path | None = None, train_data=None, test_data=None) -> dict[str, Any]:
     """{'arm', 'stages': [row per stage], 'baselines': [rows]} for one arm and seed."""
     if arm_name not in ARMS:
         raise ValueError(f"unknown arm {arm_name!r}; known: {', '.join(ARMS)}")
     arm = ARMS[arm_name]
     pre, sup = plateau_configs(arm, seed, settings, max_epochs=max_epochs, min_epochs=min_epochs,
-                               val_fraction=val_fraction, runs_dir=runs_dir)
+                               val_fraction=val_fraction, patience=patience, runs_dir=runs_dir)
     stages = []
     if pre is not None:
         stages.append(stage_row("MAE pretraining (validation loss)", train(pre, train_data=train_data,

@@ -21,7 +21,7 @@ RESUMABLE_CHANGES = ("quiet", "device", "checkpoint_every")
 # Opt-in fields and their off values: a run that leaves them off has the run_id it had before
 # they existed, and a run saved before them reads them as off.
 VALIDATION_OFF = {"val_fraction": 0.0, "plateau": False}
-PLATEAU_DEFAULTS = {"min_epochs": 4, "plateau_points": 0.3, "plateau_relative": 0.01}
+PLATEAU_DEFAULTS = {"min_epochs": 4, "plateau_points": 0.3, "plateau_relative": 0.01, "plateau_patience": 1}
 
 
 def _require(ok: bool, message: str) -> None:
@@ -73,6 +73,7 @@ class TrainConfig:
     min_epochs: int = 4                 # the plateau rule waits this many epochs
     plateau_points: float = 0.3         # top-1 points the last quarter of the epochs must gain
     plateau_relative: float = 0.01      # MAE: relative validation-loss decrease it must make
+    plateau_patience: int = 1           # the last max(patience, a quarter of the epochs) are judged
     # run
     seed: int = 0
     run_dir: str | None = None          # None: runs/<task>-<dataset>-<variant>-seed<seed>
@@ -127,6 +128,8 @@ class TrainConfig:
                  f"min_epochs must be a positive int, got {self.min_epochs!r}")
         _require(not self.plateau or self.min_epochs <= self.epochs,
                  f"min_epochs ({self.min_epochs}) must not exceed the cap, epochs ({self.epochs})")
+        _require(isinstance(self.plateau_patience, int) and self.plateau_patience >= 1,
+                 f"plateau_patience must be a positive int, got {self.plateau_patience!r}")
         _require(self.plateau_points >= 0 and self.plateau_relative >= 0,
                  "plateau_points and plateau_relative must be >= 0")
         known = {f.name for f in dataclasses.fields(HiPConfig)} - {"num_classes"}

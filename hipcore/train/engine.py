@@ -398,7 +398,7 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, train_data, test_data, ru
         if cfg.plateau:
             state.converged = plateau.reached(state.val_history, "accuracy" if supervised else "loss",
                                               min_epochs=cfg.min_epochs, points=cfg.plateau_points,
-                                              relative=cfg.plateau_relative)
+                                              relative=cfg.plateau_relative, patience=cfg.plateau_patience)
             log.log(epoch, step, "plateau", converged=float(state.converged))
         say(f"epoch {epoch} step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in state.metrics.items()
                                                        if k not in ("epoch", "step")) + f" ({elapsed():.0f} s)")
