@@ -54,7 +54,7 @@ def test_the_cpu_timing_leaves_the_callers_random_state_alone():
     torch.manual_seed(5)
     expected = torch.rand(3)
     torch.manual_seed(5)
-    seconds = prec.time_cpu_steps(batch=4, repeats=1)
+    seconds = prec.time_steps(CPU, batch=4, repeats=1)
     assert set(seconds) == {"fp32", "bf16"} and all(s > 0 for s in seconds.values())
     assert torch.equal(torch.rand(3), expected)
 
@@ -101,3 +101,12 @@ def test_a_bf16_run_resumes_exactly_and_refuses_a_machine_resolving_otherwise(tm
     flags(NO_BF16)                                       # the same run directory on another CPU
     with pytest.raises(ConfigMismatchError, match=r"(?s)precision: 'bf16' -> 'fp32'.*trained in bf16"):
         run_until(config(tmp_path, "run"))
+
+
+def test_auto_on_a_gpu_is_chosen_by_a_timed_step_too(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    gpu = torch.device("cuda")
+    assert prec.resolve("auto", gpu, measure=lambda: {"fp32": 0.0127, "bf16": 0.0155}) == "fp32"
+    assert prec.resolve("auto", gpu, measure=lambda: {"fp32": 0.0127, "bf16": 0.0040}) == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)     # a T4: fp16 or fp32
+    assert prec.resolve("auto", gpu, measure=lambda: {"fp32": 0.02, "fp16": 0.01}) == "fp16"
