@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 TORCH  := torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: install data test reproduce lab binder-check gpu-check clean
+.PHONY: install data test reproduce reproduce-gpu lab binder-check gpu-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ lab: data
 # Each notebook at the 'binder' profile, with its peak memory against Binder's 2 GB.
 binder-check: data
 	$(BIN)/python -m hipcore.binder
+
+# On a GPU: notebooks 01 and 03's verdict pairs at the full profile, to their plateau, within
+# BUDGET seconds; run it again to go on from runs/gpu (tools/gpu_session.sh adds the speed checks).
+BUDGET ?= 540
+reproduce-gpu: data
+	$(BIN)/python -m hipcore reproduce-gpu --profile full --device cuda --out runs/gpu --budget-seconds $(BUDGET)
 
 # Once, on a machine with a GPU: every precision, a one-GPU torchrun, HiP at 224-1024.
 gpu-check: install

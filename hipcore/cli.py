@@ -194,7 +194,7 @@ def cmd_reproduce_gpu(args: argparse.Namespace) -> int:
 
     outcome = run(args.profile, out=args.out, budget_seconds=args.budget_seconds, device=args.device,
                   seeds=None if args.seeds is None else tuple(args.seeds), parallel=args.parallel,
-                  checkpoint_every=args.checkpoint_every)
+                  checkpoint_every=args.checkpoint_every, batch=args.batch)
     return 0 if not outcome["left"] else 3         # 3: stopped at the budget, run again to go on
 
 
@@ -373,6 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
     gpu.add_argument("--budget-seconds", type=float, required=True, help="stop before this much wall time")
     gpu.add_argument("--seeds", nargs="+", type=non_negative_int, default=None, help="default: the profile's")
     gpu.add_argument("--parallel", type=positive_int, default=2, help="jobs training at once (default 2)")
+    gpu.add_argument("--batch", type=positive_int, default=128,
+                     help="batch size; above 128 the large-batch recipe scales the learning rates by "
+                          "sqrt(batch / 128) (hipcore.gpu_reproduce.large_batch)")
     gpu.add_argument("--checkpoint-every", type=positive_int, default=200,
                      help="steps between checkpoints inside an epoch: the most a stop can lose (default 200)")
     gpu.set_defaults(func=cmd_reproduce_gpu)

@@ -40,6 +40,7 @@ NOTEBOOKS = {"01_imagenet_comparison": ic.FINDINGS, "03_mae_positional_embedding
 # Each stage trains to its validation plateau (hipcore.train.plateau) within the profile's epochs.
 PLATEAU = {"val_fraction": 0.1, "plateau": True, "plateau_patience": 5}
 MIN_EPOCHS = 4
+BASE_BATCH = 128               # the batch every profile's learning rates were set for
 STOP_MARGIN_S = 20.0            # stop the children this long before the budget ends
 POLL_S = 0.5
 
@@ -54,11 +55,23 @@ class Job:
         return f"{self.arm}-seed{self.seed}"
 
 
-def settings_for(profile: str, device: str, checkpoint_every: int) -> dict[str, Any]:
-    """The profile's image settings with the plateau rule on, on `device`."""
+def large_batch(row: Mapping[str, Any], batch: int) -> dict[str, Any]:
+    """The large-batch recipe: batch `batch` with the learning rates scaled by sqrt(batch / 128)
+    (AdamW keeps its update size under square-root scaling; linear scaling overshoots it), and
+    the warm-up kept in epochs, so it sees the same images in fewer, larger steps. To be checked
+    against batch 128 at one seed before its verdicts are used (tools/gpu_session.sh does)."""
+    if batch == row.get("batch_size", BASE_BATCH):
+        return dict(row)
+    scale = (batch / row.get("batch_size", BASE_BATCH)) ** 0.5
+    return {**row, "batch_size": batch, "lr": row["lr"] * scale,
+            "pretrain_lr": row.get("pretrain_lr", row["lr"]) * scale}
+
+
+def settings_for(profile: str, device: str, checkpoint_every: int, batch: int = BASE_BATCH) -> dict[str, Any]:
+    """The profile's image settings at `batch` (`large_batch`) with the plateau rule on, on `device`."""
     if profile not in common.IMAGE_TABLE:
         raise ValueError(f"profile {profile!r} is not one of {', '.join(common.IMAGE_TABLE)}")
-    row = common.IMAGE_TABLE[profile]
+    row = large_batch(common.IMAGE_TABLE[profile], batch)
     wait = min(MIN_EPOCHS, row["epochs"], row["pretrain_epochs"])    # the rule's wait fits the caps
     return {**row, **PLATEAU, "min_epochs": wait, "device": device, "checkpoint_every": checkpoint_every}
 
@@ -74,7 +87,7 @@ def _run_job(job: Job, settings: dict[str, Any], runs_dir: str, rows_dir: str) -
 
 def run(profile: str, *, out: str | Path, budget_seconds: float, device: str = "cuda",
         seeds: tuple[int, ...] | None = None, parallel: int = 2, checkpoint_every: int = 200,
-        log: Callable[[str], None] = print) -> dict[str, Any]:
+        batch: int = BASE_BATCH, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train what is left of the jobs within the budget; write the results once all are done.
     Returns {'done': [job names], 'left': [job names], 'written': [paths]}."""
     if budget_seconds <= STOP_MARGIN_S:
@@ -83,7 +96,7 @@ def run(profile: str, *, out: str | Path, budget_seconds: float, device: str = "
         raise ValueError(f"--parallel must be at least 1, got {parallel}")
     started = time.monotonic()
     out = Path(out)
-    settings = settings_for(profile, device, checkpoint_every)
+    settings = settings_for(profile, device, checkpoint_every, batch)
     seeds = tuple(settings["seeds"] if seeds is None else seeds)
     runs_dir, rows_dir = out / "runs", out / "rows"
     rows_dir.mkdir(parents=True, exist_ok=True)
@@ -141,5 +154,6 @@ def write_results(out: Path, profile: str, settings: Mapping[str, Any], seeds: t
         written += [folder / "comparisons.csv", folder / "arms.csv",
                     provenance.write(folder, settings, profile=profile, seeds=list(seeds),
                                      command=provenance.command("reproduce-gpu", profile=profile,
-                                                                device=settings["device"]))]
+                                                                device=settings["device"],
+                                                                batch=settings["batch_size"]))]
     return written

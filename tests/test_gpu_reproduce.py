@@ -49,3 +49,13 @@ def test_bad_budgets_and_profiles_are_refused_in_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["reproduce-gpu", "--out", str(tmp_path)])                      # no budget
     assert "--budget-seconds" in capsys.readouterr().err
+
+
+def test_the_large_batch_recipe_scales_learning_rates_by_the_square_root():
+    row = {"batch_size": 128, "lr": 1e-3, "pretrain_lr": 1.5e-3, "warmup_epochs": 2, "epochs": 30}
+    big = gpu_reproduce.large_batch(row, 1024)
+    assert big["batch_size"] == 1024 and big["lr"] == pytest.approx(1e-3 * 8 ** 0.5)
+    assert big["pretrain_lr"] == pytest.approx(1.5e-3 * 8 ** 0.5) and big["warmup_epochs"] == 2
+    assert gpu_reproduce.large_batch(row, 128) == row
+    settings = gpu_reproduce.settings_for("full", "cuda", 200, batch=512)
+    assert settings["batch_size"] == 512 and settings["plateau"] and settings["plateau_patience"] == 5
