@@ -209,3 +209,14 @@ def test_the_gpu_check_stops_at_once_without_a_gpu(monkeypatch, capsys):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert gpu_check.main() == 2
     assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_the_bench_command_writes_its_provenance(tmp_path, capsys):
+    from hipcore import cli
+
+    code = cli.main(["bench", "--profile", "smoke", "--models", "hip_small", "--sides", "8", "--repeats", "1",
+                     "--threads", "1", "--precision", "fp32", "--results-dir", str(tmp_path)])
+    assert code == 0
+    record = json.loads((tmp_path / "05_efficiency" / "smoke" / "provenance.json").read_text())
+    assert "bench --profile smoke --models hip_small --sides 8" in record["command"]
+    assert record["machine"]["precision"] == "fp32" and "verified" in record

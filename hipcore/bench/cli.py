@@ -36,6 +36,7 @@ def add_commands(subparsers) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    from .. import provenance
     from ..notebook import ParameterError
     from . import results, suite
 
@@ -52,6 +53,12 @@ def run_bench(args: argparse.Namespace) -> int:
     run = suite.run(settings, options={"checkpoint": True} if args.checkpoint else None)
     out = Path(args.results_dir) / "05_efficiency" / args.profile
     paths = results.save(run, out)
+    paths.append(provenance.write(out, {"precision": settings.get("precision") or "auto"}, profile=args.profile,
+                                  command=provenance.command("bench", profile=args.profile, models=args.models,
+                                                             sides=args.sides, batch=args.batch,
+                                                             repeats=args.repeats, threads=args.threads,
+                                                             precision=args.precision,
+                                                             checkpoint=args.checkpoint)))
     print(results.markdown_table(run))
     print()
     print(results.markdown_targets(results.targets(run)))

@@ -211,9 +211,9 @@ IMAGE_TABLE: dict[str, dict[str, Any]] = {
     # Binder (2 GB, a share of a CPU): 1,000 training images, 1 + 1 epochs, one seed.
     "binder": dict(variant="small3", epochs=1, pretrain_epochs=1, limit_train=1000, limit_test=500,
                    batch_size=64, lr=1e-3, pretrain_lr=1e-3, warmup_epochs=0.5, precision="auto", seeds=(0,)),
-    # 2 CPU cores: 6,000 training images, 8 MAE + 2 epochs, 3 seeds. 8 MAE epochs: the scaling
-    # grid (notebook 06, results/06_scaling/full) shows F1 reproduced at 28 x 28 from 8 on, not
-    # at 1, 2 or 4.
+    # 2 CPU cores: 6,000 training images, 8 MAE + 2 epochs, 3 seeds. 8 MAE epochs: notebook 06's
+    # full grid (run on a GPU from a tree that was not a commit, so no longer committed) showed
+    # F1 reproduced at 28 x 28 from 8 on, not at 1, 2 or 4.
     "quick": dict(variant="small3", epochs=2, pretrain_epochs=8, limit_train=6000, limit_test=2000,
                   batch_size=128, lr=1e-3, pretrain_lr=1e-3, warmup_epochs=0.5, precision="auto", seeds=(0, 1, 2)),
     # The whole of Fashion-MNIST, long enough for MAE to matter: hours on CPU, minutes on a GPU.
