@@ -168,6 +168,24 @@ def test_a_second_writer_is_refused_naming_the_holder_and_a_killed_holder_never_
     assert run(config(tmp_path, "run")).metrics == finished[1].metrics    # the dead holder's lock is gone
 
 
+def test_a_link_planted_at_the_lock_file_is_refused_and_its_target_left_alone(tmp_path):
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me\n")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / rundir.LOCK_NAME).symlink_to(victim)
+    with pytest.raises(rundir.RunDirError, match=r"is a symbolic link, not this run's lock file"):
+        with rundir.claim(run_dir):
+            pass
+    assert victim.read_text() == "keep me\n"
+    (run_dir / rundir.LOCK_NAME).unlink()
+    (run_dir / rundir.LOCK_NAME).symlink_to(tmp_path / "nothing-there")         # dangling: not created
+    with pytest.raises(rundir.RunDirError, match="symbolic link"):
+        with rundir.claim(run_dir):
+            pass
+    assert not (tmp_path / "nothing-there").exists()
+
+
 def hold(run_dir, conn):
     with rundir.claim(run_dir):
         conn.send("held")

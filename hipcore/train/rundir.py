@@ -60,10 +60,17 @@ def claim(run_dir: str | os.PathLike | None, enabled: bool = True) -> Iterator[P
     if not enabled:
         yield path
         return
+    lock = path / LOCK_NAME
     try:
         path.mkdir(parents=True, exist_ok=True)
-        handle = open(path / LOCK_NAME, "a+")
+        # Never through a link: a link planted at the lock's name would have the run truncate
+        # and overwrite whatever file it points to.
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)
+        handle = os.fdopen(fd, "a+")
     except OSError as error:
+        if error.errno == errno.ELOOP or lock.is_symlink():
+            raise RunDirError(f"{lock} is a symbolic link, not this run's lock file: remove it "
+                              "(hipcore never creates one) and rerun") from None
         raise RunDirError(f"cannot write to run_dir {path} ({error.strerror}): make it writable, "
                           "or copy the run to a folder you can write and rerun there") from None
     with handle:
