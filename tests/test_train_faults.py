@@ -140,6 +140,11 @@ def test_a_lost_last_checkpoint_is_said_and_metrics_are_kept(finished, tmp_path)
     assert files(run_dir) == before
     subprocess.run(re.search(r"\n  (cp .*)\n", str(error.value)).group(1), shell=True, check=True)
     assert run(config(tmp_path, "run")).metrics == finished[1].metrics
+    hostile = copy_run(finished, tmp_path, "run'; touch PWNED; echo '")      # a name that smuggles a command
+    (hostile / "last.pt").write_bytes(b"garbage")
+    advice = ckpt.remedy(hostile / "last.pt")
+    subprocess.run(re.search(r"\n  (mv .*)\n", advice).group(1), shell=True, check=True, cwd=tmp_path)
+    assert not (tmp_path / "PWNED").exists() and ckpt.intact(hostile / "last.pt")         # pasted safely
     early = config(tmp_path, "early", epochs=1, log_every=1)        # killed before any checkpoint:
     run_until(early, stop_at=3)                                     # starting over loses nothing
     assert not (tmp_path / "early" / "last.pt").exists()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -123,8 +124,9 @@ def remedy(path: Path) -> str:
     if path.name == "last.pt":
         saved = intact(best)
         if saved is not None:
+            last, bad, good = (shlex.quote(str(p)) for p in (path, f"{path}.bad", best))   # safe to paste
             return (f"Its best.pt (step {saved['step']}) is intact: continue from it with\n"
-                    f"  mv '{path}' '{path}.bad' && cp '{best}' '{path}'\n"
+                    f"  mv {last} {bad} && cp {good} {last}\n"
                     "then rerun the same command; or move the run directory away to start over.")
         return f"No intact best.pt beside it: move {path.parent} away (or use another run_dir) to start over."
     return "Pass an intact checkpoint (a run's last.pt or best.pt), written by hipcore."

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import shlex
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -220,8 +221,9 @@ def refuse_a_lost_checkpoint(run_dir: Path) -> None:
     if checkpointed:
         best = run_dir / "best.pt"
         saved = checkpoint.intact(best)
-        fix = (f"Its best.pt (step {saved['step']}) is intact: continue from it with\n  cp '{best}' "
-               f"'{run_dir / 'last.pt'}'\nthen rerun the same command; or" if saved else "No intact best.pt is left:")
+        copy = f"cp {shlex.quote(str(best))} {shlex.quote(str(run_dir / 'last.pt'))}"     # safe to paste
+        fix = (f"Its best.pt (step {saved['step']}) is intact: continue from it with\n  {copy}\n"
+               "then rerun the same command; or" if saved else "No intact best.pt is left:")
         raise rundir.RunDirError(f"{run_dir / 'last.pt'} is missing, but {run_dir} holds a run that "
                                  f"was checkpointed (metrics.csv, run.json); refusing to start it over "
                                  f"in place.\n{fix} move {run_dir} away to start over.")
