@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 
 
 def _int(text: str) -> int:
@@ -18,6 +19,24 @@ def positive_int(text: str) -> int:
     value = _int(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system says)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def thread_count(text: str) -> int:
+    """A thread count no larger than the cores this process may use: more threads only contend,
+    and a huge count exhausts the machine's thread limit (OpenMP then crashes the process)."""
+    value = positive_int(text)
+    cores = available_cores()
+    if value > cores:
+        raise argparse.ArgumentTypeError(f"must be at most {cores}, the cores this process may use, got {text}")
     return value
 
 

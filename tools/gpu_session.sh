@@ -23,11 +23,12 @@ start=$(date +%s)
 if [ "$DEVICE" != cpu ]; then PRECISIONS="fp32 bf16"; else PRECISIONS="fp32"; fi
 $PY - "$OUT" "$IMAGES" "$BIG" $PRECISIONS <<'PY' | tee "$OUT/speed.txt"
 import json, sys
+from hipcore.argtypes import available_cores
 from hipcore.bench.loops import loop_rates
 from hipcore.device import machine
 out, images, big, precisions = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), tuple(sys.argv[4:])
 rows = [row for batch in (128, big) for row in
-        loop_rates(limit_train=images, threads=4, precisions=precisions, batch=batch)]
+        loop_rates(limit_train=images, threads=min(4, available_cores()), precisions=precisions, batch=batch)]
 json.dump({"machine": machine(), "rows": rows}, open(f"{out}/speed.json", "w"), indent=2)
 for r in rows:
     print(f"{r['task']:<10} {r['precision']} batch {r['batch']:>5}: {r['examples_per_s']:10.0f} images/s")

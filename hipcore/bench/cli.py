@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..argtypes import thread_count
+
 
 def add_commands(subparsers) -> None:
     """Add `bench` to an argparse subparsers object; its `func(args) -> int` runs it."""
@@ -25,7 +27,8 @@ def add_commands(subparsers) -> None:
     bench.add_argument("--repeats", type=int, help="timed steps per model and side")
     bench.add_argument("--max-step-s", type=float, help="skip a model whose step takes longer")
     bench.add_argument("--memory-limit-gb", type=float, help="report OOM past this much memory")
-    bench.add_argument("--threads", type=int, help="torch threads (default: the profile's, else all cores)")
+    bench.add_argument("--threads", type=thread_count,
+                       help="torch threads (default: the profile's, else all cores)")
     bench.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"),
                        help="precision of the steps (default: the profile's, auto: bf16 where this CPU "
                             "computes it natively and it measures faster, else fp32)")

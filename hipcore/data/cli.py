@@ -7,6 +7,7 @@ import json
 import sys
 
 from hipcore.argtypes import positive_int as _positive_int
+from hipcore.argtypes import thread_count
 from hipcore.data.base import DataNotFoundError
 
 
@@ -50,7 +51,7 @@ def _populate(parser: argparse.ArgumentParser) -> None:
     bench = sub.add_parser("bench", help="measure batches/s served (Fashion-MNIST, shapes3d)")
     bench.add_argument("--batch-size", type=_positive_int, default=128, help="examples per batch (default 128)")
     bench.add_argument("--batches", type=_positive_int, default=300, help="batches timed per case (default 300)")
-    bench.add_argument("--threads", type=_positive_int, default=None, help="torch threads (default: as is)")
+    bench.add_argument("--threads", type=thread_count, default=None, help="torch threads (default: as is)")
     bench.add_argument("--json", default=None, help="also write the results to this file")
     bench.set_defaults(func=_bench)
 

@@ -18,6 +18,7 @@ import sys
 
 from ..argtypes import finite as _finite
 from ..argtypes import positive_int as _positive_int
+from ..argtypes import thread_count
 from ..device import PRECISIONS
 from .config import OPTIMIZERS, TRANSFERS, TrainConfig
 
@@ -109,7 +110,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     r.add_argument("--precision", choices=PRECISIONS, default=DEFAULTS["precision"],
                    help="fp32, or bf16/fp16 autocast over fp32 weights; auto: bf16 where the device "
                         "computes it natively and it measures faster, else fp32 (fp16 on older GPUs)")
-    r.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
+    r.add_argument("--threads", type=thread_count, default=None,
+                   help="torch CPU threads (at most the cores this process may use)")
     r.add_argument("--quiet", action="store_true", help="no progress bar and no epoch lines")
 
 
