@@ -117,18 +117,37 @@ def test_a_foreign_file_or_folder_as_init_from_is_refused_naming_it(finished, tm
     assert not (tmp_path / "ft" / "last.pt").exists()
 
 
-def test_a_checkpoint_without_a_digest_still_resumes_bit_exactly(tmp_path):
+def test_a_checkpoint_without_a_digest_resumes_bit_exactly_once_upgraded_explicitly(tmp_path, capsys):
     reference = run_until(config(tmp_path, "reference"))
     run_until(config(tmp_path, "legacy"), stop_at=6)                # last.pt at the end of epoch 1
     last = tmp_path / "legacy" / "last.pt"
     state = torch.load(last, weights_only=True)
     old = {k: v for k, v in state.items() if k not in ("digest", "data", "source", "run_id")}
-    torch.save(old, last)                                           # as commit c1ee28c wrote them
+    torch.save({**old, "format": ckpt.LEGACY_FORMAT}, last)         # as commit c1ee28c wrote them
     (tmp_path / "legacy" / "run.json").unlink()
+    with pytest.raises(ckpt.CheckpointError, match="no digest: it was written before digests existed.*"
+                                                   "checkpoint-upgrade"):
+        ckpt.load(last, training=True)                              # never silently
+    assert hipcore_main(["checkpoint-upgrade", str(last)]) == 0
+    assert "checked and saved again with its digest" in capsys.readouterr().out
     assert ckpt.load(last, training=True)["step"] == 4
     resumed = run_until(config(tmp_path, "legacy"))
     assert resumed.metrics == reference.metrics
     assert (tmp_path / "legacy" / "metrics.csv").read_text() == (tmp_path / "reference" / "metrics.csv").read_text()
+
+
+def test_a_checkpoint_whose_digest_was_deleted_is_refused_as_modified(finished, tmp_path, capsys):
+    run_dir = copy_run(finished, tmp_path)
+    last = run_dir / "last.pt"
+    state = torch.load(last, weights_only=True)
+    del state["digest"]                                             # at b709275: loaded as "legacy"
+    torch.save(state, last)
+    with pytest.raises(ckpt.CheckpointError, match="was modified: its digest is missing"):
+        ckpt.load(last, training=True)
+    with pytest.raises(ckpt.CheckpointError, match="modified"):
+        run(config(tmp_path, "ft", init_from=str(last), max_steps=1))
+    with pytest.raises(ckpt.CheckpointError, match="was modified, not written before digests"):
+        ckpt.upgrade_legacy(last)
 
 
 def test_a_lost_last_checkpoint_is_said_and_metrics_are_kept(finished, tmp_path):

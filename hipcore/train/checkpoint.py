@@ -9,9 +9,11 @@ A checkpoint is a plain dict of tensors, dicts, lists, numbers and strings, so i
 
 `digest` is a SHA-256 of everything else in the dict (every tensor's dtype, shape and bytes,
 every key and value), computed when it is saved and checked when it is loaded, so flipped
-bits inside a tensor, which the archive format does not notice, are refused. Files written
-before digests existed (format 1 without `digest`) load as legacy checkpoints: weights_only,
-then their structure is checked. Anything unreadable, truncated, foreign or tampered raises
+bits inside a tensor, which the archive format does not notice, are refused. A checkpoint
+without a digest loads only through the explicit legacy path: `upgrade_legacy(path)` (`python
+-m hipcore checkpoint-upgrade PATH`) checks a file written before digests existed (format 1),
+says so, and re-saves it with its digest; one of this version's format without its digest was
+modified and is refused. Anything unreadable, truncated, foreign or tampered raises
 CheckpointError naming the file, what is wrong and what to do.
 """
 
@@ -31,7 +33,8 @@ from ..config import HiPConfig, modalities_from_dict
 from ..errors import HipcoreError
 from ..files import write_atomic
 
-FORMAT = 1
+FORMAT = 2            # 2: always carries its digest; 1: from before digests were required
+LEGACY_FORMAT = 1
 TRAINING_KEYS = ("step", "config", "model_config", "modalities", "model", "optimizer", "scheduler",
                  "loader", "rng", "run")
 
@@ -84,7 +87,23 @@ def load(path: str | os.PathLike, *, training: bool = False, advice: str | None 
         raise CheckpointError(f"{error}\n{advice or remedy(path)}") from None
 
 
-def _load(path: Path, training: bool) -> dict[str, Any]:
+def upgrade_legacy(path: str | os.PathLike) -> dict[str, Any]:
+    """The explicit legacy path: a checkpoint written before digests existed (format 1, no
+    digest) is read weights_only, its structure checked, and saved again with its digest.
+    Refuses anything else (a digested file needs no upgrade; another format without its digest
+    was modified)."""
+    path = Path(path)
+    state = _load(path, False, legacy=True)
+    if "digest" in state:
+        raise CheckpointError(f"checkpoint {path} already carries its digest: nothing to upgrade")
+    if state.get("format") != LEGACY_FORMAT:
+        raise CheckpointError(f"checkpoint {path} is format {state.get('format')!r} without its digest: it was "
+                              "modified, not written before digests existed")
+    save_atomic(state, path)
+    return state
+
+
+def _load(path: Path, training: bool, legacy: bool = False) -> dict[str, Any]:
     if not path.exists():
         raise CheckpointError(f"no checkpoint at {path}")
     if not path.is_file():
@@ -99,6 +118,11 @@ def _load(path: Path, training: bool) -> dict[str, Any]:
                               "checkpoint at all") from None
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path} is not a hipcore training checkpoint (no model weights in it)")
+    if "digest" not in state and not legacy:
+        if state.get("format") == LEGACY_FORMAT:
+            raise CheckpointError(f"checkpoint {path} has no digest: it was written before digests existed. "
+                                  f"Check and re-save it with one: python -m hipcore checkpoint-upgrade {path}")
+        raise CheckpointError(f"checkpoint {path} was modified: its digest is missing")
     if "digest" in state and digest(state) != state["digest"]:
         raise CheckpointError(f"checkpoint {path} is corrupted or was modified: its content does "
                               "not match the digest written with it")

@@ -151,6 +151,23 @@ def add_commands(subparsers) -> None:
     mae.add_argument("--norm-pix", action="store_true", help="per-example normalised targets")
     pretrain.set_defaults(func=cmd_pretrain)
 
+    upgrade = subparsers.add_parser(
+        "checkpoint-upgrade", help="re-save a checkpoint written before digests existed, with its digest",
+        description="Reads a format-1 checkpoint that carries no digest (weights only), checks its "
+                    "structure and saves it again with its digest, so runs can resume from it. Every "
+                    "checkpoint this version writes carries one; a newer one without it was modified.")
+    upgrade.add_argument("checkpoint", help="the last.pt or best.pt to upgrade")
+    upgrade.set_defaults(func=cmd_checkpoint_upgrade)
+
+
+def cmd_checkpoint_upgrade(args: argparse.Namespace) -> int:
+    from .checkpoint import upgrade_legacy
+
+    state = upgrade_legacy(args.checkpoint)
+    print(f"{args.checkpoint}: a checkpoint from before digests (step {state.get('step')}), checked and "
+          "saved again with its digest")
+    return 0
+
 
 def config_from_args(args: argparse.Namespace, task: str) -> TrainConfig:
     model = dict(args.set)
