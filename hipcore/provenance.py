@@ -51,11 +51,15 @@ def _digest(files: list[tuple[str, bytes]]) -> str:
 
 
 def _tree_files(root: Path, parts: tuple[str, ...], suffixes: tuple[str, ...],
-                what: str = "code") -> list[tuple[str, bytes]]:
+                what: str | None = None) -> list[tuple[str, bytes]]:
+    """(path, bytes) of the files of `parts` under root; a missing part is an error when `what`
+    names it, else it contributes nothing (an installed package has no notebooks/)."""
     files = []
     for part in parts:
         path = root / part
         if not path.exists():
+            if what is None:
+                continue
             raise FileNotFoundError(f"{what} {part} is missing under {root}")
         found = [path] if path.is_file() else [f for f in path.rglob("*") if f.suffix in suffixes and f.is_file()]
         files += [(f.relative_to(root).as_posix(), f.read_bytes()) for f in found if "__pycache__" not in f.parts]
@@ -68,7 +72,8 @@ def code_fingerprint(root: Path = REPO, parts: tuple[str, ...] = TRAINING_CODE) 
 
 
 def result_fingerprint(root: Path = REPO) -> str:
-    """The fingerprint of every file whose code makes a result (RESULT_CODE) in this tree."""
+    """The fingerprint of every file whose code makes a result (RESULT_CODE) in this tree (an
+    installed copy, without notebooks/, never equals a commit's)."""
     return _digest(_tree_files(root, RESULT_CODE, SOURCE_SUFFIXES))
 
 
