@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .locations import binder_detected
+from .locations import HomeNotFound, binder_detected, notebooks_dir
 
 PROFILES = ("smoke", "binder", "quick", "full", "paper")
 SHIPPED_FOLDER = "pretrained"     # <results_dir>/<notebook>/pretrained/: figures drawn from the shipped weights
@@ -180,11 +180,25 @@ def setup(notebook: str, *, profile: str, table: Mapping[str, Mapping[str, Any]]
             settings[key] = value
     if seeds is None:
         seeds = settings.get("seeds", (0,))
-    out = Path(results_dir) / notebook / (SHIPPED_FOLDER if shipped is not None else profile)
+    out = results_folder(results_dir) / notebook / (SHIPPED_FOLDER if shipped is not None else profile)
     out.mkdir(parents=True, exist_ok=True)
     if fresh:
         (out / "comparisons.csv").unlink(missing_ok=True)
     return Setup(notebook, profile, settings, out, check_seeds(seeds))
+
+
+def results_folder(results_dir: str | os.PathLike) -> Path:
+    """A notebook's results_dir: a relative one (the parameters cell's '../results') is read from
+    the checkout's notebooks/ folder, wherever papermill or Jupyter was started, so results
+    never land outside the checkout; an absolute one as given. Without a checkout, from the
+    current folder."""
+    path = Path(results_dir).expanduser()
+    if path.is_absolute():
+        return path
+    try:
+        return (notebooks_dir() / path).resolve()
+    except HomeNotFound:
+        return path.resolve()
 
 
 METRIC_FIELDS = ("run_id", "seed", "epoch", "step", "split", "metric", "value")

@@ -109,3 +109,11 @@ def test_non_editable_install_runs_a_notebook_from_a_checkout(tmp_path):
     left_in_site = {p.name for p in site.iterdir()} - {"hipcore", "bin"}
     assert all(name.startswith("hipcore-") and name.endswith(".dist-info") for name in left_in_site), left_in_site
     assert not (site / "runs").exists() and not (site / "results").exists()
+
+
+def test_a_relative_results_dir_is_read_from_the_notebooks_folder_wherever_the_run_starts(tmp_path, monkeypatch):
+    from hipcore import locations, notebook
+
+    monkeypatch.chdir(tmp_path)                                   # papermill started elsewhere
+    assert notebook.results_folder("../results") == (locations.home() / "results").resolve()
+    assert notebook.results_folder(tmp_path / "mine") == tmp_path / "mine"
