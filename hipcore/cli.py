@@ -94,8 +94,9 @@ def cmd_summary(args: argparse.Namespace) -> int:
         raise ValueError(f"--results-dir {args.results_dir} is not a folder")
     print(f"wrote {write_summary(args.results_dir, args.profile, args.out)}")
     if args.profile == "quick" and args.out is None and args.readme:
-        if update_readme(args.readme, args.results_dir, args.profile):
-            print(f"updated the times in {args.readme}")
+        status = update_readme(args.readme, args.results_dir, args.profile)
+        if status:
+            print(f"{args.readme}: its generated blocks {status}")
     return 0
 
 

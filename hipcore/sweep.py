@@ -252,6 +252,7 @@ def reproduce(profile: str = "quick", results_dir: Path | None = None,
     provenance.reproduce_record(executed_dir, seconds, profile)
     written = write_summary(results_dir, profile)
     print(f"wrote {written}")
-    if profile == "quick" and readme is not None and update_readme(readme, results_dir, profile):
-        print(f"updated the times in {readme}")
+    status = update_readme(readme, results_dir, profile) if profile == "quick" and readme is not None else ""
+    if status:
+        print(f"{readme}: its generated blocks {status}")
     return written

@@ -5,11 +5,11 @@ import json
 import re
 import subprocess
 import sys
+import tomllib
 import types
 from pathlib import Path
 
 import pytest
-import tomllib
 
 from hipcore import launchers
 
@@ -92,3 +92,11 @@ def test_first_cell_does_nothing_off_colab(monkeypatch, tmp_path):
     monkeypatch.delitem(sys.modules, "google.colab", raising=False)
     assert run_first_cell(NOTEBOOKS[0], monkeypatch, tmp_path, colab=False) == []
     assert Path.cwd() == tmp_path
+
+
+def test_the_python_floor_is_the_same_in_pyproject_and_the_readme():
+    root = Path(__file__).resolve().parent.parent
+    floor = tomllib.loads((root / "pyproject.toml").read_text())["project"]["requires-python"]
+    version = re.fullmatch(r">=(\d+\.\d+)", floor).group(1)
+    assert f"Python {version}+" in (root / "README.md").read_text()
+    assert tuple(map(int, version.split("."))) >= (3, 11)          # tomllib is imported by the package

@@ -381,8 +381,9 @@ def test_the_readme_blocks_are_filled_from_the_results(tmp_path):
     readme = tmp_path / "README.md"
     marks = [summary.block_marks(name) for name in ("results", "times", "budget")]
     readme.write_text("top\n" + "\nmiddle\n".join(f"{a}\nold\n{b}" for a, b in marks) + "\nend\n")
-    assert summary.update_readme(readme, tmp_path, "quick")
+    assert summary.update_readme(readme, tmp_path, "quick") == "updated"
     text = readme.read_text()
+    assert summary.update_readme(readme, tmp_path, "quick") == "unchanged"          # nothing new to say
     assert "old" not in text and text.startswith("top\n") and text.endswith("end\n")
     assert "| finding | paper | ours [interval] | unit | ours / paper | regime | verdict |" in text
     assert "| 0.98 | not shown converged (no plateau recorded) |" in text          # F4 interaction: -3.33 / -3.4
