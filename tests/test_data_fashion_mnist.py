@@ -3,6 +3,8 @@
 import gzip
 import http.server
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import torch
 import hipcore.data.fashion_mnist as fm
 from hipcore.data import BatchLoader, DataNotFoundError, load_dataset
 from hipcore.data.cli import main as data_cli
+from hipcore.files import temp_path
 
 GET_DATA = "Fashion-MNIST is missing: run `python -m hipcore data fetch fashion-mnist`"
 
@@ -133,6 +136,21 @@ def test_download_into_cache(fmnist_dir, isolated, server):
     assert folder == isolated / "cache" / "hipcore" / "fashion-mnist"
     assert sorted(p.name for p in folder.iterdir()) == sorted(f"{s}.gz" for s in fm.FILES)
     assert fm.fetch_fashion_mnist(base_url="http://127.0.0.1:9/", log=lambda s: None) == folder
+
+
+def test_a_killed_download_leaves_no_part_file_behind(fmnist_dir, isolated, server):
+    root, url = server
+    link_files(fmnist_dir, root)
+    folder = isolated / "cache" / "hipcore" / "fashion-mnist"
+    folder.mkdir(parents=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()                                                  # a pid that no longer runs
+    mine = temp_path(folder / f"{next(iter(fm.FILES))}.gz", ".part")      # the name a download writes
+    stale = mine.with_name(mine.name.replace(f".{os.getpid()}.", f".{dead.pid}."))
+    stale.write_bytes(b"half a download")                       # what SIGKILL mid-fetch leaves
+    fm.fetch_fashion_mnist(base_url=url, install=False, log=lambda s: None)
+    assert not stale.exists()                                    # at b709275: left there forever
+    assert sorted(p.name for p in folder.iterdir()) == sorted(f"{s}.gz" for s in fm.FILES)
 
 
 @pytest.fixture(scope="module")

@@ -34,6 +34,7 @@ from hipcore.data.base import DataNotFoundError, Dataset, cache_root, check_exam
 from hipcore.data.fingerprint import files_fingerprint
 from hipcore.data.images import ImageDataset
 from hipcore.data.orderings import POINT_ORDERINGS, check_ordering, hilbert_index, morton_index
+from hipcore.files import clean_temps, temp_path
 
 CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -116,7 +117,7 @@ def read_idx(path: Path, stem: str) -> np.ndarray:
     md5, sha256, shape = FILES[stem]
     blob = Path(path).read_bytes()
     raw = blob
-    if str(path).endswith(".gz"):
+    if str(path).endswith(".gz") or blob[:2] == b"\x1f\x8b":         # by name, or gzip's magic bytes
         try:
             raw = gzip.decompress(blob)
         except (OSError, EOFError, zlib.error) as e:
@@ -165,11 +166,12 @@ def load_fashion_mnist(split: str, data_dir: str | os.PathLike | None = None
 def _download(folder: Path, timeout: float, base_url: str) -> None:
     """Download the missing files into folder, each verified before it is renamed into place."""
     folder.mkdir(parents=True, exist_ok=True)
+    clean_temps(folder)                      # what a killed download left: its process is gone
     for stem in FILES:
         if _file(folder, stem):
             continue
         target = folder / (stem + ".gz")
-        tmp = folder / f".{stem}.part{os.getpid()}.gz"
+        tmp = temp_path(target, ".part")
         try:
             with urllib.request.urlopen(base_url + stem + ".gz", timeout=timeout) as r, open(tmp, "wb") as f:
                 shutil.copyfileobj(r, f)
