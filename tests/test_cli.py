@@ -72,6 +72,9 @@ def test_info_counts_the_head_of_a_dataset(capsys, tmp_path):
     (["bench", "--sides", "-4"], "sides must be a non-empty list of positive ints"),
     (["bench", "--profile", "huge"], "invalid choice: 'huge'"),
     (["train", "--threads", "100000"], "must be at most"),          # at b709275: OpenMP segfault (rc 139)
+    (["train", "--warmup-epochs", "1e308"], "warmup_epochs must be a number of epochs"),   # was OverflowError
+    (["train", "--seed", str(2**64)], "seed must be a whole number in [0, 2**63)"),    # was "Overflow when unpacking"
+    (["train", "--seed", "-1"], "must be 0 or more"),                                # was numpy's message
     (["bench", "--threads", "100000"], "the cores this process may use"),
     (["data", "bench", "--threads", "100000"], "must be at most"),
     (["summary", "--profile", "nightly"], "invalid choice: 'nightly'"),

@@ -17,6 +17,7 @@ import os
 import sys
 
 from ..argtypes import finite as _finite
+from ..argtypes import non_negative_int as _non_negative_int
 from ..argtypes import positive_int as _positive_int
 from ..argtypes import thread_count
 from ..device import PRECISIONS
@@ -98,7 +99,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="MAE: relative validation-loss decrease the last quarter must make to go on")
 
     r = p.add_argument_group("run")
-    r.add_argument("--seed", type=int, default=DEFAULTS["seed"],
+    r.add_argument("--seed", type=_non_negative_int, default=DEFAULTS["seed"],
                    help="model initialisation, data order, augmentation, masks")
     r.add_argument("--run-dir", default=None, help="where metrics and checkpoints go "
                    "(default runs/<task>-<dataset>-<variant>-seed<seed>)")

@@ -16,6 +16,7 @@ TASKS = ("supervised", "pretrain")
 OPTIMIZERS = ("adamw", "lamb")
 TRANSFERS = ("all", "positions", "positions_frozen", "none")
 
+MAX_EPOCHS_FIELD = 100_000          # bounds epoch counts given as numbers (1e308 would overflow)
 # Fields that may change between a run and its resumption: they do not change what is computed.
 RESUMABLE_CHANGES = ("quiet", "device", "checkpoint_every")
 # Opt-in fields and their off values: a run that leaves them off has the run_id it had before
@@ -105,7 +106,10 @@ class TrainConfig:
         _require(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
         _require(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
                  f"betas must be two numbers in [0, 1), got {self.betas}")
-        _require(self.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        _require(0 <= self.warmup_epochs <= MAX_EPOCHS_FIELD,
+                 f"warmup_epochs must be a number of epochs in [0, {MAX_EPOCHS_FIELD}], got {self.warmup_epochs}")
+        _require(isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed < 2**63,
+                 f"seed must be a whole number in [0, 2**63), got {self.seed!r}")
         _require(self.warmup_steps is None or self.warmup_steps >= 0,
                  f"warmup_steps must be >= 0, got {self.warmup_steps}")
         _require(self.clip_grad is None or self.clip_grad > 0,
