@@ -75,6 +75,9 @@ def test_info_counts_the_head_of_a_dataset(capsys, tmp_path):
     (["train", "--warmup-epochs", "1e308"], "warmup_epochs must be a number of epochs"),   # was OverflowError
     (["train", "--seed", str(2**64)], "seed must be a whole number in [0, 2**63)"),    # was "Overflow when unpacking"
     (["train", "--seed", "-1"], "must be 0 or more"),                                # was numpy's message
+    (["train", "--dataset", "imagefolder", "--data-dir", "no/such/folder"], "folder no/such/folder does not exist"),
+    (["train", "--dataset", "fashion_mnist", "--data-option", "colour=1"],
+     "fashion_mnist has no option 'colour'; its options: hflip, download, resolution"),
     (["bench", "--threads", "100000"], "the cores this process may use"),
     (["data", "bench", "--threads", "100000"], "must be at most"),
     (["summary", "--profile", "nightly"], "invalid choice: 'nightly'"),

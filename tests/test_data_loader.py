@@ -79,7 +79,7 @@ def test_load_dataset_rejects_unknown_names(ds):
         load_dataset("shapes3d", "train", ordering="zigzag", train_per_class=1)
     with pytest.raises(ValueError, match="unknown split 'val'"):
         load_dataset("shapes3d", "val")
-    with pytest.raises(TypeError, match="resolution"):
+    with pytest.raises(ValueError, match="shapes3d has no option 'resolution'"):
         load_dataset("shapes3d", "train", resolution=8)
     with pytest.raises(IndexError, match=r"\[0, 50\)"):
         ds.get_batch(torch.tensor([50]))
@@ -103,3 +103,16 @@ def test_benchmark_and_cli_info_run(capsys):
     with pytest.raises(SystemExit) as stop:                         # argparse names the choices
         main(["info", "nope"])
     assert stop.value.code == 2 and "invalid choice: 'nope'" in capsys.readouterr().err
+
+
+def test_a_dataset_names_its_missing_and_unknown_options(tmp_path):
+    from hipcore.data.registry import options_of
+
+    assert options_of("imagefolder")[0] == ("resolution",)               # read from the loader itself
+    (tmp_path / "train" / "a").mkdir(parents=True)
+    with pytest.raises(ValueError, match="imagefolder needs option resolution: give it, e.g. --data-option"):
+        load_dataset("imagefolder", "train", data_dir=str(tmp_path))    # was a TypeError from __init__
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_dataset("imagefolder", "train", data_dir=str(tmp_path / "gone"), resolution=8)
+    with pytest.raises(ValueError, match="shapes3d has no option 'colour'; its options: num_points"):
+        load_dataset("shapes3d", "train", colour=1)

@@ -60,7 +60,7 @@ def test_bad_options_are_refused():
         load_dataset("parts3d", "train", num_points=0)
     with pytest.raises(ValueError, match="partial must be true or false"):
         load_dataset("parts3d", "train", partial="yes", **SMALL)
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match="parts3d has no option 'resolution'"):
         load_dataset("parts3d", "train", resolution=8)
     with pytest.raises(ValueError, match="8 parts"):
         P.place_parts(np.array([list("bjs")]), 4, np.random.default_rng(0))

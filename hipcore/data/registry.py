@@ -10,6 +10,7 @@ plus one row here.
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -81,6 +82,37 @@ REGISTRY: dict[str, Entry] = {
 DATASETS = tuple(REGISTRY)
 
 
+PER_CALL = ("split", "ordering", "data_dir", "seed")      # what load_dataset passes itself
+
+
+def options_of(name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(required, optional) options of a dataset's loader, read from its signature."""
+    params = [p for p in inspect.signature(entry(name).loader.__init__).parameters.values()
+              if p.kind is p.KEYWORD_ONLY and p.name not in PER_CALL]
+    return (tuple(p.name for p in params if p.default is p.empty),
+            tuple(p.name for p in params if p.default is not p.empty))
+
+
+def check_options(name: str, data_dir: Folder, options: dict[str, Any]) -> None:
+    """ValueError (FileNotFoundError for a folder that is not there) naming the problem: a
+    missing folder, an unknown option (with the dataset's list), or a required one left out."""
+    found = entry(name)
+    if found.needs_dir:
+        if data_dir is None:
+            raise ValueError(f"{name} needs data_dir, its folder (--data-dir)")
+        if not os.path.isdir(data_dir):
+            raise FileNotFoundError(f"{name}'s folder {data_dir} does not exist")
+    required, optional = options_of(name)
+    unknown = sorted(set(options) - set(required) - set(optional))
+    if unknown:
+        known = ", ".join([*(f"{r} (required)" for r in required), *optional]) or "none"
+        raise ValueError(f"{name} has no option {', '.join(map(repr, unknown))}; its options: {known}")
+    missing = [r for r in required if r not in options]
+    if missing:
+        raise ValueError(f"{name} needs option {', '.join(missing)}: give it, e.g. "
+                         + " ".join(f"--data-option {m}=N" for m in missing))
+
+
 def entry(name: str) -> Entry:
     if name not in REGISTRY:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
@@ -117,6 +149,7 @@ def load_dataset(name: str, split: str, *, ordering: str | None = None, data_dir
     """
     check_split(split)
     found = entry(name)
+    check_options(name, data_dir, options)
     if found.generated:
         if data_dir is not None:
             raise ValueError(f"{name} is generated in memory and takes no data_dir")
