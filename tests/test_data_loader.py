@@ -116,3 +116,5 @@ def test_a_dataset_names_its_missing_and_unknown_options(tmp_path):
         load_dataset("imagefolder", "train", data_dir=str(tmp_path / "gone"), resolution=8)
     with pytest.raises(ValueError, match="shapes3d has no option 'colour'; its options: num_points"):
         load_dataset("shapes3d", "train", colour=1)
+    with pytest.raises(ValueError, match="option hflip must be true or false, got nan"):
+        load_dataset("fashion_mnist", "train", hflip=float("nan"))          # at b709275: flipping on

@@ -111,6 +111,10 @@ def check_options(name: str, data_dir: Folder, options: dict[str, Any]) -> None:
     if missing:
         raise ValueError(f"{name} needs option {', '.join(missing)}: give it, e.g. "
                          + " ".join(f"--data-option {m}=N" for m in missing))
+    defaults = {p.name: p.default for p in inspect.signature(found.loader.__init__).parameters.values()}
+    for key, value in options.items():
+        if isinstance(defaults.get(key), bool) and not isinstance(value, bool):
+            raise ValueError(f"{name}'s option {key} must be true or false, got {value!r}")   # NaN is truthy
 
 
 def entry(name: str) -> Entry:
