@@ -7,6 +7,7 @@ import torch
 
 from hipcore.data import load_dataset
 from hipcore.data.pointclouds import SHAPE_NAMES
+from hipcore.errors import DataError
 
 SMALL = dict(num_points=128, train_per_class=4, test_per_class=2)
 
@@ -86,7 +87,7 @@ def test_modelnet40_round_trip(tmp_path):
     write_h5(tmp_path / "ply_data_test0.h5", 4, seed=2)
     ds = load_dataset("modelnet40", "train", data_dir=str(tmp_path))
     assert len(ds) == 8 and ds.labels.tolist() == np.concatenate([l0, l1]).tolist()
-    assert ds.class_names == ["class_0", "class_1", "class_2"]
+    assert ds.class_names[:3] == ["class_0", "class_1", "class_2"] and ds.num_classes == 40   # ModelNet40's
     data = np.concatenate([d0, d1])
     data = data - data.mean(1, keepdims=True)
     data /= np.linalg.norm(data, axis=-1).max(1)[:, None, None]
@@ -105,6 +106,11 @@ def test_modelnet40_bad_inputs(tmp_path):
     write_h5(tmp_path / "ply_data_train0.h5", 2, keys=("data",))
     with pytest.raises(ValueError, match="ply_data_train0.h5: missing key 'label'"):
         load_dataset("modelnet40", "train", data_dir=str(tmp_path))
+    write_h5(tmp_path / "ply_data_train0.h5", 2)
+    with h5py.File(tmp_path / "ply_data_train0.h5", "r+") as f:
+        f["label"][0] = 40                                   # one past the last class
+    with pytest.raises(DataError, match="label 40 is past ModelNet40's 40 classes"):
+        load_dataset("modelnet40", "train", data_dir=str(tmp_path))   # at b709275: a 41-class head
     (tmp_path / "ply_data_train0.h5").write_bytes(b"not hdf5 at all")
     with pytest.raises(ValueError, match="ply_data_train0.h5: not a readable HDF5"):
         load_dataset("modelnet40", "train", data_dir=str(tmp_path))

@@ -21,6 +21,7 @@ from hipcore.config import ModalitySpec
 from hipcore.data.base import Dataset, check_examples, check_split
 from hipcore.data.fingerprint import arrays_fingerprint, files_fingerprint
 from hipcore.data.orderings import POINT_ORDERINGS, check_ordering, point_order
+from hipcore.errors import DataError
 
 TWO_PI = 2 * np.pi
 
@@ -176,6 +177,7 @@ SHAPES: dict[str, list[Patch]] = {
 
 
 SHAPE_NAMES = list(SHAPES)
+MODELNET40_CLASSES = 40
 
 
 def _allocate(areas: list[float], total: int) -> np.ndarray:
@@ -338,4 +340,7 @@ class ModelNet40(PointCloudDataset):
                                    for p in modelnet40_files(data_dir, other)])
             except FileNotFoundError:
                 pass
-        return [f"class_{i}" for i in range(top + 1)]
+        if top >= MODELNET40_CLASSES:          # a label past the last class would grow the head
+            raise DataError(f"{data_dir}: label {top} is past ModelNet40's {MODELNET40_CLASSES} classes "
+                            f"(0-{MODELNET40_CLASSES - 1})")
+        return [f"class_{i}" for i in range(MODELNET40_CLASSES)]

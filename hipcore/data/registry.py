@@ -22,7 +22,7 @@ from hipcore.data.fingerprint import files_fingerprint, listing_fingerprint
 from hipcore.data.imagefolder import ImageFolder, folder_classes, folder_key
 from hipcore.data.parts3d import CLASS_NAMES as PARTS3D_CLASSES
 from hipcore.data.parts3d import Parts3D
-from hipcore.data.pointclouds import SHAPE_NAMES, ModelNet40, Shapes3D, modelnet40_sources
+from hipcore.data.pointclouds import MODELNET40_CLASSES, SHAPE_NAMES, ModelNet40, Shapes3D, modelnet40_sources
 
 Folder = str | os.PathLike | None
 
@@ -74,7 +74,7 @@ REGISTRY: dict[str, Entry] = {
                       options="num_points, train_per_class, test_per_class, augment"),
     "parts3d": Entry(Parts3D, lambda d: len(PARTS3D_CLASSES), _generated_fingerprint("parts3d"), generated=True,
                      options="num_points, train_per_class, test_per_class, augment, partial"),
-    "modelnet40": Entry(ModelNet40, lambda d: 40, _modelnet40_fingerprint, needs_dir=True,
+    "modelnet40": Entry(ModelNet40, lambda d: MODELNET40_CLASSES, _modelnet40_fingerprint, needs_dir=True,
                         options="num_points, augment"),
     "fashion_mnist_points": Entry(FashionMNISTPoints, lambda d: len(FASHION_CLASSES), _fashion_fingerprint,
                                   options="num_points, download"),
