@@ -91,8 +91,9 @@ def test_unknown_name_lists_the_names():
 def test_export_round_trip(exported):
     root, row, paths = exported
     out = root / "out"
-    assert [p.name for p in paths] == ["small3_fashion_mnist_smoke_mae.pt", "small3_fashion_mnist_smoke_classifier.pt",
-                                       "manifest.json"]
+    assert [p.name.split(".")[0] for p in paths] == ["small3_fashion_mnist_smoke_mae",
+                                                     "small3_fashion_mnist_smoke_classifier", "manifest"]
+    assert [p.name for p in paths[:2]] == [entry(p.name.split(".")[0], out)["file"] for p in paths[:2]]
     pre, sup = common.train_configs(HIP_MAE, 0, TINY, dataset="fashion_mnist", runs_dir=root / "runs")
     for kind, cfg in (("mae", pre), ("classifier", sup)):
         name = f"small3_fashion_mnist_smoke_{kind}"
@@ -114,22 +115,52 @@ def test_export_round_trip(exported):
     assert pair(dataset="fashion_mnist", folder=out).mask_ratio == HIP_MAE.mask_ratio
 
 
+def test_an_export_killed_before_its_manifest_leaves_the_old_set_and_a_seed_keeps_its_own(exported, tmp_path,
+                                                                                            monkeypatch):
+    from hipcore.experiments import export as exporting
+
+    root, _, _ = exported
+    out = tmp_path / "w"
+    shutil.copytree(root / "out", out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    other = {**TINY, "lr": TINY.get("lr", 1e-3) * 2}                 # other runs: other weights
+    common.run_arm(HIP_MAE, 0, other, dataset="fashion_mnist", runs_dir=root / "runs-other")
+
+    def killed(path, text):
+        raise KeyboardInterrupt("killed before the manifest")
+    monkeypatch.setattr(exporting, "write_text_atomic", killed)
+    with pytest.raises(KeyboardInterrupt):
+        export("smoke", settings=other, runs_dir=root / "runs-other", out=out)
+    monkeypatch.undo()
+    for name in ("small3_fashion_mnist_smoke_mae", "small3_fashion_mnist_smoke_classifier"):
+        hipcore.pretrained(name, folder=out)                            # the old set still verifies
+    assert all((out / n).read_bytes() == b for n, b in before.items())  # at b709275: .pt replaced first
+    common.run_arm(HIP_MAE, 1, TINY, dataset="fashion_mnist", runs_dir=root / "runs")
+    export("smoke", settings=TINY, seed=1, runs_dir=root / "runs", out=out)
+    names = sorted(read_manifest(out)["weights"])
+    assert "small3_fashion_mnist_smoke_seed1_classifier" in names and "small3_fashion_mnist_smoke_classifier" in names
+    assert entry("small3_fashion_mnist_smoke_classifier", out)["seed"] == 0      # seed 1 did not replace it
+    export("smoke", settings=other, runs_dir=root / "runs-other", out=out)    # the killed export, done
+    files = {e["file"] for e in read_manifest(out)["weights"].values()}
+    assert {p.name for p in out.glob("*.pt")} == files                      # no file of the old set left
+
+
 def test_a_damaged_weights_file_is_named(exported, tmp_path):
     root, _, _ = exported
     out = tmp_path / "w"
     shutil.copytree(root / "out", out)
     name = "small3_fashion_mnist_smoke_mae"
-    path = out / f"{name}.pt"
+    path = out / entry(name, out)["file"]
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF                                   # one flipped byte, same size
     path.write_bytes(bytes(data))
-    with pytest.raises(CheckpointError, match=f"{name}.pt of '{name}' does not match its SHA-256"):
+    with pytest.raises(CheckpointError, match=f"{name}.*pt of '{name}' does not match its SHA-256"):
         hipcore.pretrained(name, folder=out)
     path.write_bytes(bytes(data[:1000]))
     with pytest.raises(CheckpointError, match="holds 1,000 bytes where the manifest says .* truncated"):
         hipcore.pretrained(name, folder=out)
     path.unlink()
-    with pytest.raises(CheckpointError, match=f"{name}.pt of '{name}' is missing"):
+    with pytest.raises(CheckpointError, match=f"{name}.*pt of '{name}' is missing"):
         hipcore.pretrained(name, folder=out)
 
 

@@ -10,6 +10,7 @@ the exporting commit holds the very training code that trained the runs.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -23,14 +24,16 @@ from ..config import VARIANT_NAMES, HiPConfig, modalities_from_dict, modalities_
 from ..config import variant as named
 from ..files import sha256_file, write_atomic, write_text_atomic
 from ..locations import PACKAGE_DIR, is_checkout
-from ..pretrained import ABOUT, FORMAT, MANIFEST, RunsNotFound, read_manifest
+from ..pretrained import ABOUT, FORMAT, KINDS, MANIFEST, RunsNotFound, read_manifest
 from ..train.checkpoint import CheckpointError, load
 from . import common
 from .image_arms import HIP_MAE
 
 
-def shipped_name(variant: str, dataset: str, profile: str, kind: str) -> str:
-    return f"{variant}_{dataset}_{profile}_{kind}"
+def shipped_name(variant: str, dataset: str, profile: str, kind: str, seed: int = 0) -> str:
+    """The weights' name: seed 0's is the default a notebook loads; another seed's says its seed,
+    so exporting it never replaces seed 0's."""
+    return f"{variant}_{dataset}_{profile}{'' if seed == 0 else f'_seed{seed}'}_{kind}"
 
 
 def finished_run(cfg, profile: str, label: str) -> dict[str, Any]:
@@ -114,14 +117,17 @@ def export(profile: str = "quick", *, seed: int = 0, runs_dir: str | os.PathLike
     code = provenance.code_fingerprint()
     exported = {**provenance.git_state(), "code_fingerprint": code, "torch": torch.__version__}
     manifest = read_manifest(out)
+    before = {e["file"] for e in manifest["weights"].values()}
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for kind, cfg, state in (("mae", pre_cfg, pre_state), ("classifier", sup_cfg, sup_state)):
-        name = shipped_name(cfg.variant, dataset, profile, kind)
-        path = out / f"{name}.pt"
+        name = shipped_name(cfg.variant, dataset, profile, kind, seed)
         weights = {k: v.detach().cpu().contiguous() for k, v in state["model"].items()}
         payload = io.BytesIO()                 # saved in memory: the archive's names do not depend
         torch.save(weights, payload)           # on the file's (temporary) name, so equal runs give equal bytes
+        # A file per content: the manifest written last switches from the old set to the new
+        # one at once, so a kill before it leaves the old weights and their manifest intact.
+        path = out / f"{name}.{hashlib.sha256(payload.getvalue()).hexdigest()[:12]}.pt"
         write_atomic(path, lambda tmp: tmp.write_bytes(payload.getvalue()))
         metrics = state["run"]["metrics"]
         metric = ({"name": "test top-1", "metric": "test_accuracy", "value": round(100.0 * metrics["test_accuracy"], 4),
@@ -145,6 +151,13 @@ def export(profile: str = "quick", *, seed: int = 0, runs_dir: str | os.PathLike
         written.append(path)
     manifest = {"format": FORMAT, "about": ABOUT, "weights": dict(sorted(manifest["weights"].items()))}
     write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    used = {e["file"] for e in manifest["weights"].values()}
+    for stale in before - used:
+        (out / stale).unlink(missing_ok=True)       # files the previous manifest named, no longer used
+    for name in {shipped_name(sup_cfg.variant, dataset, profile, kind, seed) for kind in KINDS}:
+        for orphan in out.glob(f"{name}.*.pt"):     # written by an export killed before its manifest
+            if orphan.name not in used and len(orphan.name.split(".")) == 3:
+                orphan.unlink()
     return [*written, out / MANIFEST]
 
 
