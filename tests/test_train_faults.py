@@ -111,6 +111,8 @@ def test_a_foreign_file_or_folder_as_init_from_is_refused_naming_it(finished, tm
     for source in (finished[0] / "metrics.csv", finished[0]):
         with pytest.raises(ckpt.CheckpointError, match=re.escape(str(source)) + r".*\n--init-from needs an intact"):
             run(config(tmp_path, "ft", init_from=str(source), max_steps=1))
+    with pytest.raises(ValueError, match="is a supervised checkpoint, not an MAE pretraining's"):
+        run(config(tmp_path, "ft", init_from=str(finished[0] / "last.pt"), max_steps=1))   # at b709275: taken
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
     with pytest.raises(ckpt.CheckpointError, match="not a hipcore training checkpoint"):
         run(config(tmp_path, "ft", init_from=str(tmp_path / "other.pt"), max_steps=1))

@@ -303,6 +303,10 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, train_data, test_data, ru
     if cfg.init_from and cfg.transfer != "none":
         pretrained = checkpoint.load(cfg.init_from, advice="--init-from needs an intact MAE checkpoint "
                                      "(last.pt or best.pt of a pretraining run).")
+        task = (pretrained.get("config") or {}).get("task")
+        if task != "pretrain":
+            raise ValueError(f"--init-from {cfg.init_from} is a {task or 'unknown'} checkpoint, not an MAE "
+                             "pretraining's: fine-tuning starts from a pretraining run's last.pt or best.pt")
         source = rundir.source_identity(pretrained, cfg.init_from)
         transfer(hip, pretrained, cfg.transfer, name=cfg.init_from)
     record = run_record(train_set, test_set, source)
