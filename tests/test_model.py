@@ -128,6 +128,12 @@ def test_visible_subset_keeps_groupwise_positions_and_reconstructs_everything():
     torch.testing.assert_close(again.logits, out.logits)
     with pytest.raises(ValueError, match="visible"):
         model(x, visible=torch.tensor([[0, 16], [0, 1]]))
+    with pytest.raises(ValueError, match="a position twice"):                # at b709275: accepted
+        model(x, visible=torch.tensor([[3, 3], [0, 1]]))
+    with pytest.raises(ValueError, match="keeps no position"):
+        model(x, visible=torch.zeros(2, 0, dtype=torch.long))
+    with pytest.raises(ValueError, match="must be a long tensor"):
+        model(x, visible=torch.tensor([[0.7, 1.0], [0.0, 1.0]]))
 
 
 def test_gradients_reach_every_parameter():

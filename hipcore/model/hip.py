@@ -226,8 +226,12 @@ class HiP(nn.Module):
         b, g, n, e = z.shape
         if visible.dim() != 2 or visible.shape[0] != b or visible.dtype != torch.long:
             raise ValueError(f"visible must be a long tensor [B={b}, N'], got {visible.dtype} {tuple(visible.shape)}")
-        if visible.numel() and (visible.min() < 0 or visible.max() >= n):
+        if visible.shape[1] == 0:
+            raise ValueError("visible keeps no position: give at least one per group")
+        if visible.min() < 0 or visible.max() >= n:
             raise ValueError(f"visible positions must lie in [0, {n}) (the group size)")
+        if (visible.sort(dim=1).values.diff(dim=1) == 0).any():
+            raise ValueError("visible names a position twice in a row: each kept position once")
         idx = visible[:, None, :].expand(b, g, -1)
         z = z.gather(2, idx[..., None].expand(-1, -1, -1, e))
         if key_mask is not None:
