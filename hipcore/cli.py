@@ -163,7 +163,13 @@ def cmd_scaling(args: argparse.Namespace) -> int:
         missing = [p for p in args.merge if not Path(p).is_file()]
         if missing:
             raise ValueError(f"--merge: no such curve file(s): {', '.join(missing)}")
-        curve = scaling.merge([pd.read_csv(p) for p in args.merge])
+        parts = []
+        for path in args.merge:
+            try:
+                parts.append(pd.read_csv(path))
+            except (pd.errors.ParserError, UnicodeDecodeError):
+                raise ValueError(f"--merge: {path} is not a CSV file") from None
+        curve = scaling.merge(parts, names=list(args.merge))
     else:
         curve = scaling.run_curve(settings, seeds, runs_dir=args.runs_dir)
     maps = scaling.draw_longest(settings, seed=seeds[0], runs_dir=args.runs_dir) if args.maps else None

@@ -76,6 +76,8 @@ def test_info_counts_the_head_of_a_dataset(capsys, tmp_path):
     (["train", "--seed", str(2**64)], "seed must be a whole number in [0, 2**63)"),    # was "Overflow when unpacking"
     (["train", "--seed", "-1"], "must be 0 or more"),                                # was numpy's message
     (["train", "--dataset", "imagefolder", "--data-dir", "no/such/folder"], "folder no/such/folder does not exist"),
+    (["scaling", "--merge", "results/paper_reference.csv"], "paper_reference.csv is not a curve.csv of notebook 06"),
+    (["scaling", "--merge", "pyproject.toml"], "pyproject.toml is not a CSV file"),
     (["train", "--dataset", "fashion_mnist", "--data-option", "colour=1"],
      "fashion_mnist has no option 'colour'; its options: hflip, download, resolution"),
     (["bench", "--threads", "100000"], "the cores this process may use"),

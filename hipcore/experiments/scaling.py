@@ -241,10 +241,17 @@ def draw_longest(settings: Mapping[str, Any], *, seed: int = 0, runs_dir=None, d
     return fig
 
 
-def merge(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    """One curve from parts run separately (sides or seeds apart); a row twice is an error."""
-    curve = pd.concat(parts, ignore_index=True)
+def merge(parts: list[pd.DataFrame], names: list[str] | None = None) -> pd.DataFrame:
+    """One curve from parts run separately (sides or seeds apart); a row twice is an error, and
+    so is a part that is not a curve (named by `names`, the files they came from)."""
     key = ["side", "pretrain_epochs", "arm", "seed", "metric"]
+    for i, part in enumerate(parts):
+        lacking = [k for k in [*key, "value"] if k not in part.columns]
+        if lacking:
+            what = names[i] if names else f"part {i + 1}"
+            raise ValueError(f"{what} is not a curve.csv of notebook 06's grid (no column "
+                             f"{', '.join(lacking)})")
+    curve = pd.concat(parts, ignore_index=True)
     twice = curve[curve.duplicated(key, keep=False)]
     if len(twice):
         raise ValueError(f"{len(twice)} rows appear in more than one part, e.g. {twice.iloc[0][key].to_dict()}")
