@@ -93,11 +93,34 @@ def entry(name: str, folder: str | os.PathLike | None = None) -> dict[str, Any]:
     if name not in weights:
         shipped = ", ".join(sorted(weights)) or "none"
         raise UnknownWeights(f"no shipped weights named {name!r}; the names are: {shipped}")
-    missing = [k for k in NEEDED if k not in weights[name]]
+    e = weights[name]
+    missing = [k for k in NEEDED if not isinstance(e, dict) or k not in e]
     if missing:
         raise CheckpointError(f"the {MANIFEST} entry of {name!r} lacks {', '.join(missing)}: regenerate it with "
                               "`python -m hipcore weights`")
-    return weights[name]
+    wrong = [f"{key} ({what})" for key, kind, what in ENTRY_TYPES if not isinstance(_at(e, key), kind)
+             or isinstance(_at(e, key), bool) and kind is not bool]
+    file = e["file"]
+    if isinstance(file, str) and (Path(file).name != file or file in ("", ".", "..")):     # no ../ nor /abs
+        wrong.append("file (a file name in the weights folder, no folder part)")
+    if wrong:
+        raise CheckpointError(f"the {MANIFEST} entry of {name!r} was edited: {', '.join(wrong)} must be as "
+                              "`python -m hipcore weights` writes them")
+    return e
+
+
+# What an entry's fields must be (dotted paths): a manifest edited by hand is named, never used.
+ENTRY_TYPES = (("file", str, "a file name"), ("sha256", str, "a hex digest"), ("bytes", int, "a whole number"),
+               ("kind", str, "mae or classifier"), ("seed", int, "a whole number"), ("model", dict, "a table"),
+               ("model.variant", str, "a variant name"), ("model.overrides", dict, "a table"),
+               ("model.modalities", dict, "a table"), ("metric", dict, "a table"), ("source", dict, "a table"))
+
+
+def _at(entry: dict[str, Any], dotted: str) -> Any:
+    value: Any = entry
+    for key in dotted.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
 
 
 def verified_file(name: str, folder: str | os.PathLike | None = None) -> Path:

@@ -1,6 +1,7 @@
 """Shipped weights: hipcore.pretrained loads them verified, `python -m hipcore weights` exports
 them from the notebooks' run cache with provenance, and every bad case is named."""
 
+import re
 import shutil
 from pathlib import Path
 
@@ -219,3 +220,23 @@ def test_the_tour_refuses_data_in_another_order():
         tour.models("small3", hilbert, shipped)
     classifier, mae = tour.models("small3", load_dataset("fashion_mnist", "test", ordering="raster"), shipped)
     assert classifier.config.num_classes == 10 and mae.config.num_classes == 0
+
+
+@pytest.mark.parametrize("edit, what", [
+    (lambda e: e.update(bytes="12"), "bytes (a whole number)"),
+    (lambda e: e.update(seed=True), "seed (a whole number)"),
+    (lambda e: e["model"].update(overrides=[1]), "model.overrides (a table)"),
+    (lambda e: e.update(file="../../etc/passwd"), "file (a file name in the weights folder"),
+    (lambda e: e.update(file="/abs/x.pt"), "file (a file name in the weights folder"),
+])
+def test_an_edited_manifest_entry_is_named_never_used(exported, tmp_path, edit, what):
+    import json
+
+    root, _, _ = exported
+    out = tmp_path / "w"
+    shutil.copytree(root / "out", out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    edit(manifest["weights"]["small3_fashion_mnist_smoke_mae"])
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match=re.escape(what)):          # at b709275: TypeError or followed
+        hipcore.pretrained("small3_fashion_mnist_smoke_mae", folder=out)
