@@ -107,6 +107,20 @@ def test_undecodable_images_are_skipped_with_a_warning(folder, tmp_path):
     assert sorted(ds.skipped) == ["train/cat/truncated.jpg", "train/dog/broken.jpg"]
 
 
+def test_a_class_with_no_decodable_image_and_a_dangling_link_are_named(folder, tmp_path):
+    from hipcore.errors import DataError
+
+    (folder / "train/yak").mkdir()
+    (folder / "train/yak/bad.png").write_bytes(b"not a png")
+    with pytest.warns(UserWarning), pytest.raises(DataError, match="class 'yak' of .* has no image that decodes"):
+        load(folder, tmp_path)                                   # at b709275: a class with no examples
+    (folder / "train/yak/bad.png").unlink()
+    (folder / "train/yak").rmdir()
+    (folder / "train/dog/gone.png").symlink_to(tmp_path / "nothing.png")
+    with pytest.raises(DataError, match="gone.png is a link to nothing"):
+        load(folder, tmp_path)                                   # at b709275: dropped without a word
+
+
 def test_bad_layouts(folder, tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load(tmp_path / "nowhere", tmp_path)

@@ -85,7 +85,11 @@ def scan_image_folder(root: str | os.PathLike, split: str) -> tuple[list[str], l
     for name in _class_folders(root / folder):
         if name not in index:
             raise ValueError(f"{root / folder / name}: class {name!r} is not among the train classes")
-        images = sorted(p.name for p in (root / folder / name).iterdir() if _is_image(p))
+        entries = list((root / folder / name).iterdir())
+        dangling = [p for p in entries if p.is_symlink() and not p.exists()]
+        if dangling:
+            raise DataError(f"{dangling[0]} is a link to nothing: remove it or point it at an image")
+        images = sorted(p.name for p in entries if _is_image(p))
         if not images:
             raise ValueError(f"class folder {root / folder / name} holds no images "
                              f"({', '.join(IMAGE_EXTENSIONS)})")
@@ -224,6 +228,11 @@ class ImageFolder(ImageDataset):
                 raise DataError(f"the image cache {self.cache_path} just built cannot be read back "
                                 "(is the cache folder's disk full?)")
         check_examples(meta_path, meta["labels"], len(meta["class_names"]))
+        empty = sorted(set(range(len(class_names))) - set(meta["labels"]))
+        if empty and split == "train":                        # a class the head would never see
+            name = class_names[empty[0]]
+            raise DataError(f"class {name!r} of {root} has no image that decodes (skipped: "
+                            f"{', '.join(f for f in meta['skipped'] if f'/{name}/' in f)})")
         self.root, self.resolution, self.skipped = str(root), resolution, meta["skipped"]
         self.class_names = meta["class_names"]
         self.labels = torch.tensor(meta["labels"], dtype=torch.long)
