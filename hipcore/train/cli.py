@@ -97,6 +97,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="top-1 points the last quarter of the epochs must gain to go on")
     v.add_argument("--plateau-relative", type=_finite, default=DEFAULTS["plateau_relative"],
                    help="MAE: relative validation-loss decrease the last quarter must make to go on")
+    v.add_argument("--plateau-patience", type=_positive_int, default=DEFAULTS["plateau_patience"],
+                   help="judge at least this many last epochs (a noisy early curve does not stop a run)")
 
     r = p.add_argument_group("run")
     r.add_argument("--seed", type=_non_negative_int, default=DEFAULTS["seed"],
