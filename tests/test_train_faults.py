@@ -166,6 +166,11 @@ def test_a_lost_last_checkpoint_is_said_and_metrics_are_kept(finished, tmp_path)
     advice = ckpt.remedy(hostile / "last.pt")
     subprocess.run(re.search(r"\n  (mv .*)\n", advice).group(1), shell=True, check=True, cwd=tmp_path)
     assert not (tmp_path / "PWNED").exists() and ckpt.intact(hostile / "last.pt")         # pasted safely
+    folder = copy_run(finished, tmp_path, "folder")
+    (folder / "last.pt").unlink()
+    (folder / "last.pt").mkdir()                                    # at b709275: reported as "missing"
+    with pytest.raises(rundir.RunDirError, match=r"last.pt is a folder, not a checkpoint"):
+        run(config(tmp_path, "folder"))
     early = config(tmp_path, "early", epochs=1, log_every=1)        # killed before any checkpoint:
     run_until(early, stop_at=3)                                     # starting over loses nothing
     assert not (tmp_path / "early" / "last.pt").exists()

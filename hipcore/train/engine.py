@@ -233,6 +233,8 @@ def resume(path: Path, cfg: TrainConfig, hip, optimizer, scheduler, loader, ctx,
            record: dict[str, Any] | None = None) -> RunState | None:
     """Restore everything from last.pt when it exists; refuse a different configuration,
     other data (fingerprints) or another pretraining checkpoint."""
+    if path.exists() and not path.is_file():
+        raise rundir.RunDirError(f"{path} is a folder, not a checkpoint: move it away and rerun")
     if not path.is_file():
         if ctx.main:
             refuse_a_lost_checkpoint(path.parent)
