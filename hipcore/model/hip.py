@@ -228,10 +228,11 @@ class HiP(nn.Module):
             raise ValueError(f"visible must be a long tensor [B={b}, N'], got {visible.dtype} {tuple(visible.shape)}")
         if visible.shape[1] == 0:
             raise ValueError("visible keeps no position: give at least one per group")
-        if visible.min() < 0 or visible.max() >= n:
-            raise ValueError(f"visible positions must lie in [0, {n}) (the group size)")
-        if (visible.sort(dim=1).values.diff(dim=1) == 0).any():
-            raise ValueError("visible names a position twice in a row: each kept position once")
+        in_range = (visible.min() >= 0) & (visible.max() < n)
+        once = (visible.sort(dim=1).values.diff(dim=1) != 0).all()
+        if not bool(in_range & once):                     # one device sync for both checks
+            raise ValueError(f"visible positions must lie in [0, {n}) (the group size)" if not bool(in_range)
+                             else "visible names a position twice in a row: each kept position once")
         idx = visible[:, None, :].expand(b, g, -1)
         z = z.gather(2, idx[..., None].expand(-1, -1, -1, e))
         if key_mask is not None:
