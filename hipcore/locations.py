@@ -65,6 +65,18 @@ def home() -> Path:
                        f"(git clone the repository) or set {HOME_ENV} to one")
 
 
+def resolve_relative(path: str | Path) -> Path:
+    """A path as `provenance.relative` recorded it: a relative one is read from the checkout
+    (from the current folder without one), an absolute one as given."""
+    path = Path(path)
+    if path.is_absolute():
+        return path
+    try:
+        return home() / path
+    except HomeNotFound:
+        return path.resolve()
+
+
 def notebooks_dir() -> Path:
     return home() / "notebooks"
 

@@ -33,6 +33,7 @@ from .locations import HomeNotFound, binder_detected, notebooks_dir
 PROFILES = ("smoke", "binder", "quick", "full", "paper")
 SHIPPED_FOLDER = "pretrained"     # <results_dir>/<notebook>/pretrained/: figures drawn from the shipped weights
 PROFILE_ENV = "HIPCORE_PROFILE"
+TRAIN_ENV = "HIPCORE_TRAIN"      # '1': train whatever the notebook's `train` says (how nbval runs them)
 AUTO = "auto"            # a notebook's default: 'binder' on Binder (hipcore.locations.binder_detected), else 'quick'
 DEFAULT_PROFILE = "quick"
 
@@ -118,6 +119,9 @@ def check_data_dir(dataset: str, data_dir: str | None, needs_dir: Iterable[str])
     return path
 
 
+COMMITTED = "provenance.json"   # written last: a results folder that has it holds a finished run
+
+
 @dataclass(frozen=True)
 class Setup:
     notebook: str
@@ -126,33 +130,79 @@ class Setup:
     out: Path                            # <results_dir>/<notebook>/<profile>/
     seeds: tuple[int, ...] = field(default=())
     started: float = field(default_factory=time.perf_counter)
+    reading: bool = False                # True: figures and verdicts from `out`'s files, nothing trained
 
     def __getitem__(self, key: str) -> Any:
         return self.settings[key]
 
-    def record_provenance(self, **extra: Any) -> Path:
+    def save_figure(self, fig, name: str):
+        """Save `fig` as <out>/<name>.png, or only show it when reading committed results
+        (which are never rewritten)."""
+        from . import plots
+
+        if self.reading:
+            return None
+        return plots.save_figure(fig, self.out / name)
+
+    def show_committed(self, name: str) -> None:
+        """Show <out>/<name>.png as committed (a figure drawn from trained weights that a
+        reading notebook does not have), or say that the results hold none."""
+        from IPython.display import Image, display
+
+        path = self.out / f"{name}.png"
+        if path.is_file():
+            display(Image(filename=str(path)))
+        else:
+            print(f"the committed results hold no {path.name}; train = True draws it")
+
+    def record_provenance(self, **extra: Any) -> Path | None:
         """`provenance.json` in this notebook's results folder: code, packages, machine, and the
-        wall time since `setup` (the notebook's own run). Call it as the last step."""
+        wall time since `setup` (the notebook's own run). Call it as the last step. A notebook
+        reading committed results writes nothing."""
         from . import provenance
 
-        return provenance.write(self.out, self.settings, notebook=self.notebook, profile=self.profile,
+        if self.reading:
+            print("read from", self.out, "(nothing written)")
+            return None
+        path = provenance.write(self.out, self.settings, notebook=self.notebook, profile=self.profile,
                                 seeds=list(self.seeds), wall_seconds=time.perf_counter() - self.started)
+        print("results in", self.out)
+        return path
+
+
+def committed_line(out: Path, profile: str) -> str:
+    """The first output of a notebook reading committed results: where they come from."""
+    import json
+
+    record = json.loads((out / COMMITTED).read_text())
+    machine = record.get("machine") or {}
+    where = machine.get("gpu") or f"{machine.get('cpu', 'an unrecorded CPU')}, {machine.get('cores', '?')} cores"
+    minutes = record.get("wall_seconds")
+    took = f", {minutes / 60:.1f} min for this notebook" if isinstance(minutes, (int, float)) else ""
+    return (f"reading the committed results of profile {profile!r} ({out.parent.name}/{out.name}: commit "
+            f"{str(record.get('commit') or 'unrecorded')[:7]}, {where}, {machine.get('precision', '?')}{took}); "
+            f"nothing is trained. Set train = True to train them here.")
 
 
 def setup(notebook: str, *, profile: str, table: Mapping[str, Mapping[str, Any]],
           results_dir: str | os.PathLike = "results", seeds: Any = None,
           overrides: Mapping[str, Any] | None = None, fresh: bool = True,
-          source: str | None = None, shipped=None) -> Setup:
+          source: str | None = None, shipped=None, train: Any = True, default_data: bool = True) -> Setup:
     """Resolve the profile, pick its settings from `table`, apply non-None `overrides`.
 
     `seeds=None` takes the profile's own `seeds`. With `fresh`, files the notebook writes
     cumulatively (comparisons.csv) are cleared so a rerun never mixes with an older one.
+    With `train` False, a profile whose results folder holds a finished run (COMMITTED) is read,
+    not trained: `Setup.reading`, and the notebook draws its figures and verdicts from the
+    files; a profile with no such folder trains as with True, and so do settings other than the
+    profile's (any override or seeds given, or `default_data` False: another dataset or folder).
     `source` says where the figures come from (printed under the profile line). `shipped`
     (from `shipped_weights`) draws them from the shipped weights instead: their variant and
     seed, no other override (nothing is trained), results in `<notebook>/pretrained/`.
     """
     profile, why = profile_choice(profile)
     print(f"profile {profile}: {why}", flush=True)
+    given_seeds = seeds
     missing = [p for p in PROFILES if p not in table]
     if missing:
         raise ParameterError(f"notebook {notebook!r} has no settings for profiles {missing}")
@@ -178,13 +228,28 @@ def setup(notebook: str, *, profile: str, table: Mapping[str, Mapping[str, Any]]
             if key not in settings:
                 raise ParameterError(f"unknown setting {key!r}; settings are {sorted(settings)}")
             settings[key] = value
+    profile_seeds = settings.get("seeds", (0,))
     if seeds is None:
-        seeds = settings.get("seeds", (0,))
+        seeds = profile_seeds
     out = results_folder(results_dir) / notebook / (SHIPPED_FOLDER if shipped is not None else profile)
+    changed = [k for k, v in overrides.items() if v is not None and v != table[profile].get(k)] \
+        if shipped is None else []
+    if shipped is None and given_seeds is not None and check_seeds(given_seeds) != check_seeds(profile_seeds):
+        changed.append("seeds")
+    changed += [] if default_data else ["data"]
+    committed = (out / COMMITTED).is_file()
+    train = check_flag("train", train) or os.environ.get(TRAIN_ENV) == "1"
+    reading = shipped is None and not train and committed and not changed
+    if reading:
+        print(committed_line(out, profile), flush=True)
+    elif not train and shipped is None:
+        why = (f"{', '.join(changed)} set, unlike the committed results" if changed and committed
+               else f"no committed results of profile {profile!r} in {out}")
+        print(f"{why}: training", flush=True)
     out.mkdir(parents=True, exist_ok=True)
-    if fresh:
+    if fresh and not reading:
         (out / "comparisons.csv").unlink(missing_ok=True)
-    return Setup(notebook, profile, settings, out, check_seeds(seeds))
+    return Setup(notebook, profile, settings, out, check_seeds(seeds), reading=reading)
 
 
 def results_folder(results_dir: str | os.PathLike) -> Path:
@@ -219,6 +284,17 @@ def write_metrics(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) ->
                 raise ValueError(f"metric rows take {METRIC_FIELDS}, got extra {sorted(unknown)}")
             writer.writerow(row)
     return path
+
+
+def read_summary(folder: str | os.PathLike) -> dict[str, Any]:
+    """<folder>/summary.json as written by `write_summary_json`."""
+    import json
+
+    path = Path(folder) / "summary.json"
+    try:
+        return json.loads(path.read_text())
+    except ValueError as error:
+        raise ValueError(f"{path}: not JSON ({error})") from None
 
 
 def write_summary_json(path: str | os.PathLike, summary: Mapping[str, Any]) -> Path:

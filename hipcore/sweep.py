@@ -247,7 +247,10 @@ def reproduce(profile: str = "quick", results_dir: Path | None = None,
         where = os.path.relpath(Path(results_dir).resolve(), nb.parent.resolve())
         step = f"[{i}/{len(notebooks)}] {nb.stem}"
         print(f"{step} at {profile}", flush=True)
-        seconds[nb.stem] = run_notebook(nb, executed_dir / nb.name, {"profile": profile, "results_dir": where})
+        parameters = {"profile": profile, "results_dir": where}
+        if "train" in notebook_parameters(nb):             # reproduce trains, never reads what is committed
+            parameters["train"] = True
+        seconds[nb.stem] = run_notebook(nb, executed_dir / nb.name, parameters)
         print(f"{step} done in {seconds[nb.stem]:.0f} s", flush=True)
     provenance.reproduce_record(executed_dir, seconds, profile)
     written = write_summary(results_dir, profile)

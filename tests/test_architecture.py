@@ -27,7 +27,7 @@ FLOORS = {
     "hipcore.report": 3, "hipcore.notebook": 3, "hipcore.bench": 3,
     "hipcore.experiments.common": 3, "hipcore.experiments.orderings": 3,
     "hipcore.experiments.shortcuts": 3, "hipcore.experiments.baselines": 3,
-    "hipcore.experiments.image_arms": 3,
+    "hipcore.experiments.image_arms": 3, "hipcore.experiments.regime": 3,
     # 4 one module per notebook (never importing each other)
     "hipcore.experiments": 4,
     # 5 results writing (SUMMARY.md, README blocks, exported weights), sweeps, Binder, launchers

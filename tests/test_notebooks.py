@@ -89,3 +89,67 @@ def test_pretrained_draws_the_figures_from_the_shipped_weights_without_training(
     assert all((out / f"{name}.png").is_file() for name in figures)
     assert not (tmp_path / stem / "smoke").exists() and not (out / "comparisons.csv").exists()
     assert not (tmp_path / "runs").exists()                          # nothing trained
+
+
+# ---- reading committed results: figures and verdicts in seconds, nothing trained or written ----
+
+def test_setup_reads_a_finished_results_folder_unless_asked_to_train(tmp_path, monkeypatch, capsys):
+    import json
+
+    monkeypatch.delenv("HIPCORE_PROFILE", raising=False)
+    monkeypatch.delenv("HIPCORE_TRAIN", raising=False)
+    table = {p: {"epochs": 2, "seeds": (0, 1)} for p in PROFILES}
+    out = tmp_path / "99_test" / "quick"
+    out.mkdir(parents=True)
+    (out / "comparisons.csv").write_text("kept\n")
+    assert not setup("99_test", profile="quick", table=table, results_dir=tmp_path, train=False).reading
+    assert not (out / "comparisons.csv").exists()                   # no finished run there: it trains afresh
+    (out / "comparisons.csv").write_text("kept\n")
+    (out / "provenance.json").write_text(json.dumps({"commit": "abc1234def", "wall_seconds": 600,
+                                                     "machine": {"cpu": "Some CPU", "cores": 2, "precision": "bf16"}}))
+    s = setup("99_test", profile="quick", table=table, results_dir=tmp_path, train=False)
+    assert s.reading and (out / "comparisons.csv").read_text() == "kept\n"
+    assert "reading the committed results of profile 'quick'" in capsys.readouterr().out
+    same = setup("99_test", profile="quick", table=table, results_dir=tmp_path, train=False,
+                 seeds=[0, 1], overrides={"epochs": 2})               # the profile's own values: still read
+    assert same.reading
+    for kwargs in ({"train": True}, {"seeds": [3]}, {"overrides": {"epochs": 5}}, {"default_data": False}):
+        trained = setup("99_test", profile="quick", table={**table}, results_dir=tmp_path,
+                        **{"train": False, **kwargs})
+        assert not trained.reading, kwargs
+    assert "epochs set, unlike the committed results: training" in capsys.readouterr().out
+    (out / "provenance.json").write_text(json.dumps({"commit": "abc1234def"}))
+    monkeypatch.setenv("HIPCORE_TRAIN", "1")
+    assert not setup("99_test", profile="quick", table=table, results_dir=tmp_path, train=False).reading
+    with pytest.raises(ParameterError, match="train='yes' is not allowed"):
+        setup("99_test", profile="quick", table=table, results_dir=tmp_path, train="yes")
+
+
+READERS = [p for p in NOTEBOOKS if p.stem != "00_tour"]      # the tour trains nothing
+
+
+@pytest.mark.parametrize("path", READERS, ids=[p.stem for p in READERS])
+def test_a_notebook_at_its_default_reads_the_committed_quick_results(path, tmp_path, monkeypatch):
+    import hashlib
+
+    import papermill
+
+    monkeypatch.delenv("HIPCORE_PROFILE", raising=False)
+    monkeypatch.delenv("HIPCORE_TRAIN", raising=False)
+    monkeypatch.setenv("HIPCORE_RUNS", str(tmp_path / "runs"))
+    folder = path.parent.parent / "results" / path.stem / "quick"
+    if not (folder / "provenance.json").is_file():
+        pytest.fail(f"{folder} holds no committed quick results to read")
+
+    def digests():
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+    before = digests()
+    executed = papermill.execute_notebook(str(path), str(tmp_path / "out.ipynb"), cwd=str(path.parent),
+                                          parameters={"profile": "quick"}, progress_bar=False)
+    text = "".join("".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", []))
+    assert "reading the committed results of profile 'quick'" in text and "nothing is trained" in text
+    images = sum("image/png" in o.get("data", {}) for c in executed["cells"] for o in c.get("outputs", []))
+    assert images >= 1
+    assert digests() == before                                        # nothing rewritten
+    assert not (tmp_path / "runs").exists()                           # nothing trained

@@ -177,7 +177,7 @@ def test_missing_or_unfinished_runs_say_to_run_notebook_01(exported, tmp_path):
     state = torch.load(last, weights_only=True)
     state["step"] -= 1                                             # as a run stopped one step short
     save_atomic({k: v for k, v in state.items() if k != "digest"}, last)
-    with pytest.raises(RunsNotFound, match="stopped at step 1 of 2. Run notebook 01"):
+    with pytest.raises(RunsNotFound, match=f"stopped at step {state['step']} of {state['step'] + 1}. Run notebook 01"):
         export("smoke", settings=TINY, runs_dir=runs, out=tmp_path / "w")
 
 

@@ -132,8 +132,13 @@ def test_reproduce_writes_only_its_profiles_files_with_times_and_provenance(tmp_
 
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
-    for name in ("01_a", "02_b"):
-        (notebooks / f"{name}.ipynb").write_text("{}")
+    import nbformat
+
+    for name, cell in (("01_a", 'profile = "auto"\ntrain = False'), ("02_b", 'profile = "auto"')):
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell(cell, metadata={"tags": ["parameters"]})]
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, notebooks / f"{name}.ipynb")
     results = tmp_path / "results"
     (results / "SUMMARY.md").parent.mkdir()
     (results / "SUMMARY.md").write_text("quick summary\n")
@@ -158,6 +163,7 @@ def test_reproduce_writes_only_its_profiles_files_with_times_and_provenance(tmp_
     record = json.loads((results / "executed" / "smoke" / "provenance.json").read_text())
     assert record["notebook_seconds"] == {"01_a": 3.0, "02_b": 3.0} and record["total_seconds"] == 6.0
     assert all(not p["results_dir"].startswith("/") for p in seen)   # relative: no machine path recorded
+    assert [p.get("train") for p in seen] == [True, None]            # it trains where a notebook could read
 
 
 def test_executed_notebooks_name_their_paths_relative_to_the_checkout(tmp_path):

@@ -83,7 +83,8 @@ def test_a_validation_run_logs_curves_and_reports_the_best_validation_epoch(tmp_
     test_acc = {r["epoch"]: r["value"] for r in rows if r["split"] == "test" and r["metric"] == "accuracy"}
     best = max(val_acc, key=lambda e: (val_acc[e], -e))                  # the first best epoch
     assert result.selected_epoch == best and result.metrics["test_accuracy"] == test_acc[best]
-    assert result.best == val_acc[best] and result.epochs_run == 3 and result.converged is None
+    # Three epochs are fewer than min_epochs (4): judged not at the plateau, though the rule stopped nothing.
+    assert result.best == val_acc[best] and result.epochs_run == 3 and result.converged is False
     assert result.steps == 3 * (60 // 16)                                # 20 of the 80 held out
     with pytest.raises(ConfigMismatchError, match="val_fraction: 0.25 -> 0.5"):
         run(config(tmp_path, epochs=3, val_fraction=0.5), n=80)
@@ -140,7 +141,10 @@ def test_a_profile_switches_validation_and_the_plateau_on_by_its_settings(tmp_pa
     from hipcore.experiments.common import IMAGE_TABLE, Arm, train_configs
 
     smoke = IMAGE_TABLE["smoke"]
-    plain = train_configs(Arm("a", mae=True), 0, smoke, dataset="fashion_mnist", runs_dir=tmp_path)
+    held_out = train_configs(Arm("a", mae=True), 0, smoke, dataset="fashion_mnist", runs_dir=tmp_path)
+    assert all(not c.plateau and c.val_fraction == 0.1 for c in held_out)   # every profile validates
+    plain = train_configs(Arm("a", mae=True), 0, dict(smoke, val_fraction=0.0), dataset="fashion_mnist",
+                          runs_dir=tmp_path)
     assert all(not c.plateau and c.val_fraction == 0 for c in plain)
     on = dict(smoke, val_fraction=0.1, plateau=True, min_epochs=1)
     pre, sup = train_configs(Arm("a", mae=True), 0, on, dataset="fashion_mnist", runs_dir=tmp_path)

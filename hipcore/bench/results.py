@@ -66,6 +66,17 @@ def write_loops(rows: list[dict[str, Any]], out: str | Path) -> Path:
     return path
 
 
+def read_loops(out: str | Path) -> list[dict[str, Any]]:
+    """The rows write_loops wrote, numbers as numbers."""
+    path = Path(out) / "loops.csv"
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = {"task", "precision", "batch", "examples_per_s"} - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(f"{path}: missing columns {sorted(missing)}")
+        return [{**r, "batch": int(r["batch"]), "examples_per_s": float(r["examples_per_s"])} for r in reader]
+
+
 def read(out: str | Path) -> Results:
     out = Path(out)
     tables = []

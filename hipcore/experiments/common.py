@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -119,10 +120,11 @@ def run_arm(arm: Arm, seed: int, settings: Mapping[str, Any], *, dataset: str,
                train_seconds=sup.wall_time, train_examples_per_s=sup.throughput,
                run_dir=relative(sup.run_dir), checkpoint=relative(sup.last_checkpoint))
     row["total_seconds"] = row["pretrain_seconds"] + row["train_seconds"]
-    if sup_cfg.plateau:                               # opt-in: whether each stage reached its plateau
+    if sup.converged is not None:                     # with a validation set: whether each stage reached its plateau
         row.update(epochs_run=sup.epochs_run, converged=sup.converged)
         if pre_cfg is not None:
-            row.update(pretrain_epochs_run=pre.epochs_run, pretrain_converged=pre.converged)
+            row.update(pretrain_epochs_run=pre.epochs_run, pretrain_converged=pre.converged,
+                       pretrain_run_dir=relative(pre.run_dir))
     return row
 
 
@@ -147,6 +149,57 @@ def write_arms(path: str | Path, rows: list[dict[str, Any]]) -> Path:
         writer.writerow(("arm",) + ARM_SETTINGS)
         writer.writerows([label, *("" if s[k] is None else s[k] for k in ARM_SETTINGS)] for label, s in arms.items())
     return path
+
+
+RUNS = "runs.json"      # every run's row as run_arm returned it: what a reading notebook starts from
+
+
+def write_runs(folder: str | Path, rows: list[dict[str, Any]]) -> Path:
+    """<folder>/runs.json: the rows (as run_arm returns them) that the notebook's tables,
+    figures and verdicts are computed from."""
+    path = Path(folder) / RUNS
+    path.write_text(json.dumps(rows, indent=1, default=str) + "\n")
+    return path
+
+
+def read_runs(folder: str | Path) -> list[dict[str, Any]]:
+    """The rows of <folder>/runs.json; for a folder written before it existed, rebuilt from
+    metrics.csv (test metrics per arm and seed) and arms.csv (each arm's settings)."""
+    folder = Path(folder)
+    if (folder / RUNS).is_file():
+        try:
+            rows = json.loads((folder / RUNS).read_text())
+        except ValueError as error:
+            raise ValueError(f"{folder / RUNS}: not JSON ({error})") from None
+        if not (isinstance(rows, list) and all(isinstance(r, dict) and {"arm", "seed"} <= set(r) for r in rows)):
+            raise ValueError(f"{folder / RUNS}: not a list of runs, each with its arm and seed")
+        return rows
+    settings = {}
+    with open(folder / "arms.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            settings[row["arm"]] = {k: (None if v == "" else {"True": True, "False": False}.get(v, v))
+                                    for k, v in row.items() if k != "arm"}
+    runs: dict[tuple[str, int], dict[str, Any]] = {}
+    per_arm: dict[str, dict[str, float]] = {}        # split 'model': parameter counts, no seed
+    with open(folder / "metrics.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            if row["split"] == "model" and row["run_id"] in settings:
+                per_arm.setdefault(row["run_id"], {})[row["metric"]] = int(float(row["value"]))
+            if row["split"] == "test" and row["run_id"] in settings and row["seed"] != "":
+                key = (row["run_id"], int(row["seed"]))
+                run = runs.setdefault(key, {"arm": key[0], "seed": key[1], **settings[key[0]]})
+                run.update(mask_ratio=None if run["mask_ratio"] is None else float(run["mask_ratio"]),
+                           steps=None if run["steps"] is None else int(run["steps"]))
+                run[row["metric"]] = float(row["value"])
+    if not runs:
+        raise ValueError(f"{folder}: no runs in its metrics.csv")
+    return [{**run, **per_arm.get(run["arm"], {})} for run in runs.values()]
+
+
+def arm_parameters(rows: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """{arm: {'parameters': n, 'classifier_parameters': m}} from rows that carry the counts."""
+    return {r["arm"]: {k: r[k] for k in ("parameters", "classifier_parameters")}
+            for r in rows if "parameters" in r and "classifier_parameters" in r}
 
 
 Side = str | Mapping[str, float]        # an arm's label, or {label: weight} summed per seed
@@ -205,23 +258,34 @@ def convergence(rows: list[dict[str, Any]]) -> tuple[str, str]:
 # Training settings shared by the image notebooks (01, 02, 03), so that an arm they have in
 # common (HiP with MAE, raster order, seed 0, ...) is one cached run, not three.
 IMAGE_TABLE: dict[str, dict[str, Any]] = {
+    # Every profile holds 10% of its training images out for validation: learning curves, the
+    # checkpoint chosen, and whether each run reached its plateau (hipcore.train.plateau) are
+    # read from it, never from the test set.
     # CI: a few hundred images, one seed; checks the plumbing, not the finding.
     "smoke": dict(variant="small3", epochs=1, pretrain_epochs=1, limit_train=256, limit_test=256,
-                  batch_size=64, lr=1e-3, pretrain_lr=1e-3, warmup_epochs=0.5, precision="auto", seeds=(0,)),
+                  batch_size=64, lr=1e-3, pretrain_lr=1e-3, warmup_epochs=0.5, precision="auto", seeds=(0,),
+                  val_fraction=0.1),
     # Binder (2 GB, a share of a CPU): 1,000 training images, 1 + 1 epochs, one seed.
     "binder": dict(variant="small3", epochs=1, pretrain_epochs=1, limit_train=1000, limit_test=500,
-                   batch_size=64, lr=1e-3, pretrain_lr=1e-3, warmup_epochs=0.5, precision="auto", seeds=(0,)),
-    # 2 CPU cores: 6,000 training images, 8 MAE + 2 epochs, 3 seeds. 8 MAE epochs: notebook 06's
-    # full grid (run on a GPU from a tree that was not a commit, so no longer committed) showed
-    # F1 reproduced at 28 x 28 from 8 on, not at 1, 2 or 4.
+                   batch_size=64, lr=1e-3, pretrain_lr=1e-3, warmup_epochs=0.5, precision="auto", seeds=(0,),
+                   val_fraction=0.1),
+    # 2 CPU cores: 6,000 training images (5,400 after validation), 8 MAE + 2 epochs, 3 seeds:
+    # early training. To its validation plateau (patience 5, seed 0, bf16 on a 2-core Xeon)
+    # HiP small3 needed 16 epochs (22 s each), Perceiver IO with Fourier features 27 (30 s) and
+    # MAE pretraining more than 40 (50 s): about an hour per seed for notebook 01 alone, so the
+    # plateau does not fit in quick's 90 minutes on 2 cores and every quick table says so.
     "quick": dict(variant="small3", epochs=2, pretrain_epochs=8, limit_train=6000, limit_test=2000,
-                  batch_size=128, lr=1e-3, pretrain_lr=1e-3, warmup_epochs=0.5, precision="auto", seeds=(0, 1, 2)),
-    # The whole of Fashion-MNIST, long enough for MAE to matter: hours on CPU, minutes on a GPU.
-    "full": dict(variant="small5", epochs=30, pretrain_epochs=60, limit_train=None, limit_test=None,
-                 batch_size=128, lr=1e-3, pretrain_lr=1.5e-3, warmup_epochs=2, precision="auto", seeds=(0, 1, 2)),
+                  batch_size=128, lr=1e-3, pretrain_lr=1e-3, warmup_epochs=0.5, precision="auto", seeds=(0, 1, 2),
+                  val_fraction=0.1),
+    # The whole of Fashion-MNIST, each stage to its validation plateau (epochs: the caps):
+    # hours on CPU, minutes on a GPU.
+    "full": dict(variant="small5", epochs=60, pretrain_epochs=100, limit_train=None, limit_test=None,
+                 batch_size=128, lr=1e-3, pretrain_lr=1.5e-3, warmup_epochs=2, precision="auto", seeds=(0, 1, 2),
+                 val_fraction=0.1, plateau=True, plateau_patience=5),
     # The paper's ImageNet setting (HiP-16 at 224 x 224, dataset='imagefolder'); for a GPU cluster.
     "paper": dict(variant="hip16", epochs=110, pretrain_epochs=200, limit_train=None, limit_test=None,
-                  batch_size=1024, lr=2e-3, pretrain_lr=1.5e-3, warmup_epochs=10, precision="auto", seeds=(0, 1, 2)),
+                  batch_size=1024, lr=2e-3, pretrain_lr=1.5e-3, warmup_epochs=10, precision="auto", seeds=(0, 1, 2),
+                  val_fraction=0.1),
 }
 check_profiles(IMAGE_TABLE)
 

@@ -8,6 +8,7 @@ Notebook modules import these from here and never from each other.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from dataclasses import dataclass
@@ -105,8 +106,10 @@ def record_findings(path: str | Path, rows: list[dict[str, Any]], findings) -> l
     return recorded
 
 
-def draw_accuracy(ax: plt.Axes, summary: list[dict[str, Any]], dataset: str) -> None:
-    """Bars: ours (mean ± sd, seeds as dots) beside the paper's ImageNet top-1 where it has one."""
+def draw_accuracy(ax: plt.Axes, summary: list[dict[str, Any]], dataset: str,
+                  references: Mapping[str, float] | None = None) -> None:
+    """Bars: ours (mean ± sd, seeds as dots) beside the paper's ImageNet top-1 where it has one;
+    references ({baseline: top-1}) as labelled horizontal lines across the arms."""
     for i, a in enumerate(summary):
         sd = None if math.isnan(a["accuracy_sd"]) else a["accuracy_sd"]
         ax.bar(i - 0.2, a["accuracy"], 0.38, yerr=sd, capsize=3, color="C0",
@@ -114,16 +117,20 @@ def draw_accuracy(ax: plt.Axes, summary: list[dict[str, Any]], dataset: str) -> 
         ax.plot([i - 0.2] * len(a["accuracies"]), a["accuracies"], "k.", markersize=3)
         if a["paper"] is not None:
             ax.bar(i + 0.2, a["paper"], 0.38, color="C7", label="paper (ImageNet)" if i == 0 else None)
+    for k, (name, value) in enumerate((references or {}).items()):
+        ax.axhline(value, color="0.35", linestyle=("--", ":", "-.")[k % 3], linewidth=1,
+                   label=f"{name} ({value:.1f})")
     ax.set_xticks(range(len(summary)), wrap_labels([a["arm"] for a in summary]), fontsize=7)
-    ax.set_ylim(0, 108)
+    ax.set_ylim(0, 118)
     ax.set_ylabel("test top-1 %")
-    ax.legend(fontsize=7, loc="upper center", ncol=2, frameon=False)
+    ax.legend(fontsize=7, loc="upper center", ncol=3, frameon=False)
 
 
-def draw_accuracy_figure(summary: list[dict[str, Any]], dataset: str, title: str = "") -> plt.Figure:
+def draw_accuracy_figure(summary: list[dict[str, Any]], dataset: str, title: str = "",
+                         references: Mapping[str, float] | None = None) -> plt.Figure:
     """draw_accuracy on a figure of its own."""
     fig, ax = plt.subplots(figsize=(1.6 + 1.6 * len(summary), 3.8))
-    draw_accuracy(ax, summary, dataset)
+    draw_accuracy(ax, summary, dataset, references)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
@@ -160,6 +167,13 @@ class FlopBudget:
     def control_flops(self) -> int:
         return self.control_steps * self.supervised_step_flops
 
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any] | None) -> "FlopBudget | None":
+        """The budget a summary.json recorded (its four fields; the derived ones are recomputed)."""
+        if record is None:
+            return None
+        return cls(**{f.name: int(record[f.name]) for f in dataclasses.fields(cls)})
+
 
 def step_flops(cfg, train_set) -> int:
     """FLOPs of one training step of `cfg` (one batch, forward and backward) on `train_set`."""
@@ -178,10 +192,10 @@ def step_flops(cfg, train_set) -> int:
     return int(counter.get_total_flops())
 
 
-def flop_budget(settings: Mapping[str, Any], *, train_data=None, **data: Any) -> FlopBudget:
-    """The FLOP budget of the MAE arm (seed 0; every seed takes the same steps) and the
+def flop_budget(settings: Mapping[str, Any], *, train_data=None, arm: Arm = HIP_MAE, **data: Any) -> FlopBudget:
+    """The FLOP budget of the MAE arm `arm` (seed 0; every seed takes the same steps) and the
     control's matching number of supervised steps. data: dataset, data_dir, data_options."""
-    pre, sup = train_configs(HIP_MAE, 0, settings, **data)
+    pre, sup = train_configs(arm, 0, settings, **data)
     train_set, _ = load_data(sup, train_data, train_data)          # the test split is not used here
     per_epoch = len(train_set) // sup.batch_size                   # the loader drops the last partial batch
     if per_epoch == 0:

@@ -120,12 +120,13 @@ def parameter_counts(arm: Arm, settings: Mapping[str, Any], modalities, num_clas
 # ---- figures ----
 
 
-def draw_comparison(summary: list[dict[str, Any]], dataset: str, title: str = "") -> plt.Figure:
+def draw_comparison(summary: list[dict[str, Any]], dataset: str, title: str = "",
+                    references: Mapping[str, float] | None = None) -> plt.Figure:
     """Accuracy per arm beside the paper's, and accuracy against parameters. (No per-arm
     throughput: arms trained at different times measure the machine's load, not the model;
     notebook 05 times models side by side.)"""
     fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.0), gridspec_kw={"width_ratios": [2, 1]})
-    draw_accuracy(axes[0], summary, dataset)
+    draw_accuracy(axes[0], summary, dataset, references)
     for i, a in enumerate(summary):
         if "classifier_parameters" in a:
             sd = None if math.isnan(a["accuracy_sd"]) else a["accuracy_sd"]
@@ -135,6 +136,6 @@ def draw_comparison(summary: list[dict[str, Any]], dataset: str, title: str = ""
     axes[1].set_ylabel("test top-1 %")
     axes[1].set_xscale("log")
     axes[1].legend(fontsize=7, loc="best")
-    fig.suptitle(title)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig

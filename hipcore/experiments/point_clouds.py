@@ -31,6 +31,7 @@ from .. import plots
 from ..data import POINT_ORDERINGS, load_dataset
 from ..stats import t_interval
 from . import common, orderings, shortcuts
+from .image_arms import flop_budget
 
 DATASETS = ("parts3d", "shapes3d", "modelnet40")
 GENERATED = ("parts3d", "shapes3d")           # built in: sized per class, drawn from the seed
@@ -44,12 +45,12 @@ TABLE: dict[str, dict[str, Any]] = {
     "smoke": dict(variant="small3", num_points=256, train_per_class=20, test_per_class=10,
                   epochs=1, pretrain_epochs=1, batch_size=50, lr=1e-3, pretrain_lr=1e-3,
                   warmup_epochs=0.5, limit_train=None, limit_test=None, perceiver=False, precision="auto", seeds=(0,),
-                  orderings=ORDERINGS),
+                  orderings=ORDERINGS, val_fraction=0.1, matched=True),
     # Binder (2 GB): 400 clouds of 512 points, 1 + 1 epochs, one seed.
     "binder": dict(variant="small3", num_points=512, train_per_class=40, test_per_class=20,
                    epochs=1, pretrain_epochs=1, batch_size=50, lr=1e-3, pretrain_lr=1e-3,
                    warmup_epochs=0.5, limit_train=None, limit_test=None, perceiver=False, precision="auto", seeds=(0,),
-                   orderings=VERDICT_ORDERINGS),
+                   orderings=VERDICT_ORDERINGS, val_fraction=0.1, matched=True),
     # 2 CPU cores, about 18 minutes: 2,000 clouds of 1,024 points (16 groups of 64), 3 seeds,
     # stored order only. 20 + 20 epochs: on parts3d (seed 0, bf16) HiP without MAE reached 24%
     # after 20 epochs and 37% after 40, with MAE 55% after 20 + 20 but 20% after 10 + 10; at
@@ -58,25 +59,27 @@ TABLE: dict[str, dict[str, Any]] = {
                   epochs=20, pretrain_epochs=20, batch_size=64, lr=1e-3, pretrain_lr=1e-3,
                   warmup_epochs=0.5, limit_train=None, limit_test=None, perceiver=False, precision="auto",
                   seeds=(0, 1, 2),
-                  orderings=VERDICT_ORDERINGS),
+                  orderings=VERDICT_ORDERINGS, val_fraction=0.1, matched=True),
     # Long enough for MAE to matter, plus a flat Perceiver (one group) without MAE.
     "full": dict(variant="small5", num_points=1024, train_per_class=200, test_per_class=50,
                  epochs=60, pretrain_epochs=120, batch_size=64, lr=1e-3, pretrain_lr=1.5e-3,
-                 warmup_epochs=2, limit_train=None, limit_test=None, perceiver=True, precision="auto", seeds=(0, 1, 2),
-                 orderings=ORDERINGS),
+                 warmup_epochs=2, limit_train=None, limit_test=None, perceiver=True, precision="auto",
+                 seeds=(0, 1, 2, 3, 4), orderings=ORDERINGS, val_fraction=0.1, plateau=True, plateau_patience=5,
+                 matched=True),
     # The paper's setting: HiP-16 on ModelNet40 (dataset='modelnet40'), 2,048 points in stored
     # order. Its schedule is not in the paper's available text: ours, for a GPU.
     "paper": dict(variant="hip16", num_points=2048, train_per_class=200, test_per_class=50,
                   epochs=200, pretrain_epochs=400, batch_size=64, lr=1e-3, pretrain_lr=1.5e-3,
                   warmup_epochs=10, limit_train=None, limit_test=None, perceiver=True, precision="auto",
                   seeds=(0, 1, 2),
-                  orderings=ORDERINGS),
+                  orderings=ORDERINGS, val_fraction=0.1, matched=True),
 }
 common.check_profiles(TABLE, {"num_points": "points per cloud",
                               "train_per_class": "generated training clouds per class",
                               "test_per_class": "generated test clouds per class",
                               "perceiver": "whether the flat Perceiver IO arm runs",
-                              "orderings": "point orders that run"})
+                              "orderings": "point orders that run",
+                              "matched": "whether the FLOP-matched no-MAE arm (F6's compute control) runs"})
 
 PERCEIVER = "Perceiver (1 group), no MAE"
 PAPER_KEYS = {"stored + MAE": "modelnet40.hip16_mae", "stored, no MAE": "modelnet40.hip16",
@@ -103,14 +106,37 @@ def perceiver_arm() -> common.Arm:
     return common.Arm(PERCEIVER, variant="perceiver_small", ordering="stored")
 
 
-def plan(seeds: tuple[int, ...], perceiver: bool = False,
-         order_names: tuple[str, ...] = ORDERINGS) -> list[tuple[common.Arm, int]]:
-    """HiP with and without MAE in each order and seed, then the flat Perceiver's runs."""
-    runs = [(arm(o, mae), seed) for o in order_names for seed in seeds for mae in (True, False)]
+MATCHED = "stored, no MAE, FLOP-matched"
+
+
+def matched_arm(steps: int) -> common.Arm:
+    """HiP without MAE in stored order, trained for as many FLOPs as the MAE arm's pretraining
+    and fine-tuning together (`steps` supervised steps): F6's control for training length."""
+    return common.Arm(MATCHED, ordering="stored", steps=steps)
+
+
+def plan(seeds: tuple[int, ...], perceiver: bool = False, order_names: tuple[str, ...] = ORDERINGS,
+         matched_steps: int | None = None) -> list[tuple[common.Arm, int]]:
+    """HiP with and without MAE in each order and seed (and the FLOP-matched no-MAE arm, when
+    `matched_steps` is given, in stored order), then the flat Perceiver's runs."""
+    runs = []
+    for o in order_names:
+        for seed in seeds:
+            runs += [(arm(o, True), seed), (arm(o, False), seed)]
+            if o == "stored" and matched_steps:
+                runs.append((matched_arm(matched_steps), seed))
     return runs + [(perceiver_arm(), seed) for seed in seeds] if perceiver else runs
 
 
+def matched_steps(settings: Mapping[str, Any], **data: Any) -> int:
+    """Supervised steps whose FLOPs match the stored-order MAE arm's (seed 0's data)."""
+    train_set, _ = orderings.load_splits(data["dataset"], "stored", 0, data_dir=data.get("data_dir"),
+                                         data_options=data.get("data_options"))
+    return flop_budget(settings, train_data=train_set, arm=arm("stored", True), **data).control_steps
+
+
 F6 = "F6 MAE minus no MAE, point clouds (stored order)"
+F6_MATCHED = "F6 MAE minus no MAE trained for the same FLOPs, point clouds (ours)"
 ORDER = "Shuffled minus stored point order, HiP without MAE (ours)"
 
 
@@ -121,6 +147,9 @@ def record_findings(path, rows: list[dict[str, Any]]) -> None:
     where the profile ran the shuffled arms (TABLE[...]['orderings'])."""
     common.record_pairs(path, rows, finding=F6, claim="higher", paper_key="effect.F6_mae_point_clouds",
                         baseline=label("stored", False), treatment=label("stored", True))
+    if any(r["arm"] == MATCHED for r in rows):     # the MAE arm trains longer: the same gain at equal compute?
+        common.record_pairs(path, rows, finding=F6_MATCHED, claim="higher", paper_key="",
+                            baseline=MATCHED, treatment=label("stored", True))
     if any(r["arm"] == label("shuffled", False) for r in rows):
         common.record_pairs(path, rows, finding=ORDER, claim="lower", paper_key="",
                             baseline=label("stored", False), treatment=label("shuffled", False))

@@ -258,6 +258,15 @@ def merge(parts: list[pd.DataFrame], names: list[str] | None = None) -> pd.DataF
     return curve.sort_values(key, kind="stable", ignore_index=True)
 
 
+def read_curve(path: str | Path) -> pd.DataFrame:
+    """A curve.csv as `write_tables` wrote it (checked as `merge` checks a part)."""
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        raise ValueError(f"{path} is not a CSV file") from None
+    return merge([frame], [str(path)])
+
+
 class Written(NamedTuple):
     """What write_tables and write made: the tables they computed once, and the files."""
     effects: pd.DataFrame                 # effects(curve)

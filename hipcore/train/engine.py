@@ -67,7 +67,8 @@ class RunResult:
     wall_time: float                  # seconds, all sessions of the run together
     throughput: float                 # training examples per second (steps only, no evaluation)
     epochs_run: int = 0               # epochs evaluated
-    converged: bool | None = None     # plateau runs: whether the rule stopped it (False: the cap did)
+    converged: bool | None = None     # validation runs: whether the curve reached its plateau by the
+                                      # plateau rule (which stops the run only with cfg.plateau)
     selected_epoch: int | None = None  # validation runs: the best-validation epoch whose test
                                        # metrics are `metrics`
 
@@ -470,8 +471,18 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, train_data, test_data, ru
                      last_checkpoint=shown / last_path.name,
                      best_checkpoint=shown / best_path.name if best_path.is_file() else None, best=best,
                      best_step=state.best_step, steps=state.step, wall_time=elapsed(), throughput=throughput(),
-                     epochs_run=int(state.metrics.get("epoch", 0)), converged=state.converged if cfg.plateau else None,
+                     epochs_run=int(state.metrics.get("epoch", 0)),
+                     converged=judged(state.val_history, cfg, supervised),
                      selected_epoch=int(state.selected["epoch"]) if selected else None)
+
+
+def judged(history: list[float], cfg: TrainConfig, supervised: bool) -> bool | None:
+    """Whether the validation curve reached its plateau by the plateau rule, also when the rule
+    did not stop the run (cfg.plateau off: a fixed number of epochs); None without validation."""
+    if not history:
+        return None
+    return plateau.reached(history, "accuracy" if supervised else "loss", min_epochs=cfg.min_epochs,
+                           points=cfg.plateau_points, relative=cfg.plateau_relative, patience=cfg.plateau_patience)
 
 
 def _stopped(what: str, value: float, step: int, epoch: int, last: Path) -> str:

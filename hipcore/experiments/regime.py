@@ -1,0 +1,183 @@
+"""What regime a notebook's arms are in: reference baselines, learning curves, early training.
+
+A comparison between arms says something about trained models only when the arms have learned
+the task. Three things show whether they have, in every finding notebook:
+
+- `baseline_rows`: the reference baselines (`experiments.baselines`) trained on exactly one
+  arm's training subset and tested on its test set, per seed; `reference_levels` gives their
+  mean top-1, drawn as horizontal lines beside the arms;
+- `curve_rows`: each run's validation and test top-1 and loss per epoch (MAE pretraining's
+  losses too), read from its run folder, as tidy rows (`curves.csv`) for `draw_curves`;
+- `early_training`: '' when every stage of every arm reached its validation plateau (the rule
+  of `hipcore.train.plateau`), else a phrase such as 'early training (not at the validation
+  plateau after 2 epochs)' that goes into every title and table caption of the notebook.
+
+    refs = regime.baseline_rows(arm, S.seeds, S.settings, family="images", **data)
+    regime.write_rows(S.out / regime.CURVES, regime.curve_rows(rows))
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any, Mapping
+
+import matplotlib.pyplot as plt
+
+from .. import plots
+from ..locations import resolve_relative
+from ..train.metrics import read_metrics
+from . import baselines, common
+
+CURVES = "curves.csv"
+CURVE_FIELDS = ("arm", "seed", "stage", "epoch", "split", "metric", "value")
+
+
+# ---- reference baselines ----
+
+def baseline_rows(arm: common.Arm, seeds: tuple[int, ...], settings: Mapping[str, Any], *, family: str,
+                  dataset: str, data_dir=None, data_options=None, train_data=None, test_data=None,
+                  **options: Any) -> list[dict[str, Any]]:
+    """Every baseline of `family` ('images' or 'points') trained on `arm`'s training subset
+    (its validation examples held out) and tested on its test set, once per seed."""
+    configs = {seed: common.train_configs(arm, seed, settings, dataset=dataset, data_dir=data_dir,
+                                          data_options=data_options)[1] for seed in seeds}
+    return baselines.run_baselines(configs, family=family, train_data=train_data, test_data=test_data, **options)
+
+
+def reference_levels(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """{baseline model: mean test top-1 over seeds}, in the rows' order."""
+    by_model: dict[str, list[float]] = {}
+    for row in rows:
+        by_model.setdefault(row["model"], []).append(float(row["test_accuracy"]))
+    return {model: sum(values) / len(values) for model, values in by_model.items()}
+
+
+def baseline_lines(rows: list[dict[str, Any]], arms: list[dict[str, Any]]) -> list[str]:
+    """One sentence per baseline: its top-1 and how many arms stay below it."""
+    lines = []
+    means = {a["arm"]: a["accuracy"] for a in arms}
+    for model, level in reference_levels(rows).items():
+        below = [name for name, value in means.items() if value < level]
+        lines.append(f"{model}: {level:.1f}% test top-1 on the same training images; "
+                     f"{len(below)} of {len(means)} arms below it" + (f" ({'; '.join(below)})" if below else ""))
+    return lines
+
+
+# ---- learning curves ----
+
+def run_curve(run_dir: str | Path, arm: str, seed: int, stage: str) -> list[dict[str, Any]]:
+    """The validation and test rows per epoch of one run folder (empty when it has none)."""
+    path = resolve_relative(run_dir) / "metrics.csv"
+    if not path.is_file():
+        return []
+    return [{"arm": arm, "seed": seed, "stage": stage, "epoch": r["epoch"], "split": r["split"],
+             "metric": r["metric"], "value": r["value"]}
+            for r in read_metrics(path) if r["split"] in ("val", "test") and r["metric"] in ("accuracy", "loss")]
+
+
+def curve_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Tidy per-epoch rows (CURVE_FIELDS) of every run behind `rows` (as run_arm returns them):
+    stage 'classification', and 'MAE' for the pretraining of an MAE arm."""
+    out = []
+    for row in rows:
+        if row.get("pretrain_run_dir"):
+            out += run_curve(row["pretrain_run_dir"], row["arm"], row["seed"], "MAE")
+        if row.get("run_dir"):
+            out += run_curve(row["run_dir"], row["arm"], row["seed"], "classification")
+    return out
+
+
+def write_rows(path: str | Path, rows: list[dict[str, Any]], fields: tuple[str, ...] = CURVE_FIELDS) -> Path:
+    path = Path(path)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def read_curves(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a curves.csv, numbers as numbers; [] when the file does not exist."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    missing = [c for c in CURVE_FIELDS if rows and c not in rows[0]]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}")
+    for r in rows:
+        r.update(seed=int(r["seed"]), epoch=int(r["epoch"]), value=float(r["value"]))
+    return rows
+
+
+def draw_curves(curves: list[dict[str, Any]], title: str, seed: int | None = None) -> plt.Figure:
+    """Per arm, validation (solid) and test (dashed) top-1 and loss per epoch of the
+    classification stage, for one seed (the first one by default)."""
+    if not curves:
+        raise ValueError("no learning curves to draw (the runs logged no validation)")
+    seed = min(r["seed"] for r in curves) if seed is None else seed
+    per_arm: dict[str, list[dict]] = {}
+    for r in curves:
+        if r["seed"] == seed and r["stage"] == "classification":
+            per_arm.setdefault(r["arm"], []).append(r)
+    return plots.draw_learning_curves(per_arm, f"{title} (seed {seed})")
+
+
+# ---- a notebook's regime files: written after training, read instead of it ----
+
+def write(folder: str | Path, rows: list[dict[str, Any]], references: list[dict[str, Any]],
+          curves: list[dict[str, Any]]) -> None:
+    """runs.json, baselines.csv (when there are baselines) and curves.csv in `folder`."""
+    common.write_runs(folder, rows)
+    if references:
+        baselines.write_baselines(folder, references)
+    write_rows(Path(folder) / CURVES, curves)
+
+
+def read(folder: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """(runs, baselines, curves) of a results folder written by `write`; a folder written
+    before baselines or curves existed gives [] for them."""
+    folder = Path(folder)
+    references = baselines.read_baselines(folder) if (folder / baselines.FILE_NAME).is_file() else []
+    return common.read_runs(folder), references, read_curves(folder / CURVES)
+
+
+def curves_figure(curves: list[dict[str, Any]], title: str):
+    """draw_curves, or None with a line saying why there is nothing to draw."""
+    if not any(r["stage"] == "classification" and r["split"] == "val" for r in curves):
+        print("no validation curves: these runs held no validation set (results written before "
+              "validation existed, or a profile with val_fraction 0)")
+        return None
+    return draw_curves(curves, title)
+
+
+# ---- early training ----
+
+def early_training(rows: list[dict[str, Any]]) -> str:
+    """'' when every stage of every arm in `rows` reached its validation plateau; otherwise
+    'early training (...)' naming the epochs; runs without validation are 'not shown at the
+    plateau'. FLOP-matched arms (fixed steps) are judged like the others here: the phrase is
+    about whether the models have learned, not about whether a comparison is fair."""
+    flags, epochs = [], set()
+    for row in rows:
+        for stage in ("pretrain_", ""):
+            if f"{stage}converged" in row and row[f"{stage}converged"] not in (None, ""):
+                flags.append(bool(row[f"{stage}converged"]))
+                if not flags[-1]:
+                    epochs.add(int(row[f"{stage}epochs_run"]))
+            elif stage == "" or row.get("mae"):
+                flags.append(None)
+    if flags and all(f is True for f in flags):
+        return ""
+    if None in flags or not flags:
+        return "early training (no validation curve shows a plateau)"
+    return (f"early training (not at the validation plateau after "
+            f"{'/'.join(str(e) for e in sorted(epochs))} epochs)")
+
+
+def titled(title: str, rows: list[dict[str, Any]]) -> str:
+    """`title`, with the early-training phrase in front when the arms have not all converged."""
+    phrase = early_training(rows)
+    return f"{phrase.capitalize()}: {title}" if phrase else title
