@@ -357,9 +357,31 @@ def readme_budget(results_dir: str | Path, profile: str = "quick") -> str:
                                "listed under each; the cache trains it once).")
 
 
+def readme_machine(results_dir: str | Path, profile: str = "quick") -> str:
+    """Where the profile's results were made, from each notebook's provenance.json: the CPU (or
+    GPU), cores, torch and the precision it trained in, and which notebooks each machine made."""
+    made: dict[str, list[str]] = {}
+    for path in sorted(Path(results_dir).glob(f"[0-9][0-9]_*/{profile}/provenance.json")):
+        record = json.loads(path.read_text())
+        machine, packages = record.get("machine") or {}, record.get("packages") or {}
+        flags = machine.get("cpu_flags")
+        where = (f"{machine['gpu']} (GPU)" if machine.get("gpu") else
+                 f"{machine.get('cpu', 'an unrecorded CPU')} (low-precision flags: "
+                 f"{', '.join(flags) if flags else 'none' if flags == [] else 'not recorded'}), "
+                 f"{machine.get('cores', '?')} cores")
+        key = (f"{where}, torch {packages.get('torch', '?')}, {machine.get('precision') or 'fp32'}, "
+               f"commit {str(record.get('commit') or 'unrecorded')[:7]}")
+        made.setdefault(key, []).append(path.parent.parent.name[:2])
+    if not made:
+        return f"No `{profile}` results record their machine yet."
+    return "The `{}` results were made on: {}.".format(
+        profile, "; ".join(f"{key} (notebooks {', '.join(nbs)})" for key, nbs in made.items()))
+
+
 def readme_blocks(results_dir: str | Path, profile: str) -> dict[str, Callable[[], str]]:
     """{block name: what fills it}: the README's generated blocks."""
-    return {"times": lambda: readme_times(results_dir, profile),
+    return {"machine": lambda: readme_machine(results_dir, profile),
+            "times": lambda: readme_times(results_dir, profile),
             "budget": lambda: readme_budget(results_dir, profile),
             "results": lambda: readme_results(results_dir, profile)}
 

@@ -410,3 +410,21 @@ def test_summary_shows_regime_baselines_and_test_noise(tmp_path):
     (folder / "baselines.csv").write_text("model,seed,test_accuracy\nlogistic regression,0,high\n")
     with pytest.raises(ValueError, match="baselines.csv: test_accuracy must be numbers"):
         write_summary(tmp_path, "quick")
+
+
+def test_the_readme_names_the_machine_each_notebook_s_results_were_made_on(tmp_path):
+    import json
+
+    for name, machine in (("01_a", {"cpu": "AMD EPYC", "cpu_flags": [], "cores": 2, "precision": "fp32"}),
+                          ("02_b", {"cpu": "Intel Xeon", "cpu_flags": ["amx_bf16", "avx512_bf16"], "cores": 2,
+                                    "precision": "bf16"}),
+                          ("03_c", {"gpu": "NVIDIA H200", "precision": "bf16"})):
+        folder = tmp_path / name / "quick"
+        folder.mkdir(parents=True)
+        (folder / "provenance.json").write_text(json.dumps({"commit": "0123456789", "machine": machine,
+                                                            "packages": {"torch": "2.13.0"}}))
+    text = summary.readme_machine(tmp_path, "quick")
+    assert "AMD EPYC (low-precision flags: none), 2 cores, torch 2.13.0, fp32, commit 0123456 (notebooks 01)" in text
+    assert "Intel Xeon (low-precision flags: amx_bf16, avx512_bf16), 2 cores, torch 2.13.0, bf16" in text
+    assert "NVIDIA H200 (GPU), torch 2.13.0, bf16, commit 0123456 (notebooks 03)" in text
+    assert summary.readme_machine(tmp_path, "full") == "No `full` results record their machine yet."
