@@ -10,8 +10,9 @@
   columns of `bench.suite.COLUMNS`), made long here (arm = the model, `side` and `batch` as
   columns, seed empty);
 - loops.csv (05): training examples/s of the notebooks' loops per precision;
-- comparisons.csv: the paired rows a verdict rests on, as rows with `finding` and `role`
-  ('baseline' or 'treatment') set, `arm` empty;
+- comparisons.csv: the paired rows a verdict rests on repeat those measurements, so they are
+  not among `load`'s rows (each measurement once): `load_comparisons` returns them, with
+  `finding` and `role` ('baseline' or 'treatment');
 - arms.csv: each arm's settings (`experiments.common.write_arms`), joined on the arm's label:
   ordering, position, mae, transfer, mask_ratio, steps, variant;
 - provenance.json: commit and machine of the folder's run, and the precision it trained in
@@ -30,11 +31,13 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-COLUMNS = ("notebook", "finding", "role", "arm", "seed", "metric", "value", "unit",
+COLUMNS = ("notebook", "arm", "seed", "metric", "value", "unit",
            "ordering", "position", "mae", "transfer", "mask_ratio", "steps", "variant", "side", "batch",
            "precision", "commit", "machine")
+COMPARISON_COLUMNS = ("notebook", "finding", "role", "seed", "metric", "value", "unit", "precision", "commit",
+                      "machine")
 # Whole numbers that may be missing are nullable integers, mae a nullable boolean, text object.
-DTYPES = {**{c: object for c in COLUMNS}, "seed": "Int64", "value": float, "mask_ratio": float,
+DTYPES = {**{c: object for c in COLUMNS + COMPARISON_COLUMNS}, "seed": "Int64", "value": float, "mask_ratio": float,
           "steps": "Int64", "side": "Int64", "batch": "Int64", "mae": "boolean"}
 ARM_SETTINGS = ("ordering", "position", "mae", "transfer", "mask_ratio", "steps", "variant")
 LONG_FIELDS = ("run_id", "seed", "metric", "value")
@@ -49,7 +52,7 @@ UNITS = {
     # notebook 05's benchmark
     "steps_per_s": "steps/s", "images_per_s": "images/s", "inputs_per_s": "inputs/s",
     "step_s_median": "s", "step_s_min": "s", "step_s_max": "s", "peak_memory_gb": "GiB",
-    "params": "count", "trained_params": "count", "flops_per_step": "FLOP",
+    "trained_parameters": "count", "flops_per_step": "FLOP",
     "achieved_gflops": "GFLOP/s", "peak_gflops": "GFLOP/s", "best_peak_gflops": "GFLOP/s",
     "fraction_of_peak": "%", "fraction_of_best_peak": "%",
     # notebook 06's curve
@@ -57,6 +60,8 @@ UNITS = {
     # the sides of an interaction (a difference of two effects), e.g. F4's shuffle costs
     "test_accuracy_effect": "top-1 points",
 }
+# The benchmark's own column names for what the notebooks call parameters: one name per metric.
+RENAMED = {"params": "parameters", "trained_params": "trained_parameters"}
 # Stored as a fraction, shown as a percentage (x 100) so that one metric has one unit.
 FRACTIONS = {"fraction_of_peak", "fraction_of_best_peak"}
 # Columns of 05's wide metrics.csv that describe the measurement rather than measure it.
@@ -130,6 +135,7 @@ def _wide_metrics(path: Path) -> pd.DataFrame:
     wide["precision"] = raw["precision"].replace("", math.nan) if "precision" in raw else math.nan
     out = wide.melt(id_vars=["arm", "variant", "side", "batch", "precision"], value_vars=metrics,
                     var_name="metric", value_name="value").dropna(subset=["value"])
+    out["metric"] = out["metric"].replace(RENAMED)
     return out
 
 
@@ -211,12 +217,15 @@ def load_folder(folder: str | Path) -> pd.DataFrame:
         parts.append(_curve(folder / "curve.csv"))
     if (folder / "loops.csv").exists():
         parts.append(_loops(folder / "loops.csv"))
-    if (folder / "comparisons.csv").exists():
-        parts.append(_comparisons(folder / "comparisons.csv"))
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["arm", "metric", "value"])
     if (folder / "arms.csv").exists():
         settings = _arms(folder / "arms.csv")
         frame = frame.drop(columns=[c for c in ARM_SETTINGS if c in frame]).merge(settings, on="arm", how="left")
+    return _finish(frame, folder, COLUMNS)
+
+
+def _finish(frame: pd.DataFrame, folder: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    """Provenance, notebook, unit and one unit per metric on `frame`'s rows; `columns` in order."""
     provenance = _provenance(folder)
     frame["commit"], frame["machine"] = provenance["commit"], provenance["machine"]
     own = (frame["precision"] if "precision" in frame else pd.Series(math.nan, index=frame.index)).astype(object)
@@ -228,15 +237,31 @@ def load_folder(folder: str | Path) -> pd.DataFrame:
         raise ResultsError(f"{folder / 'metrics.csv'}: {e}") from None
     fractions = frame["metric"].isin(FRACTIONS)
     frame.loc[fractions, "value"] = 100 * frame.loc[fractions, "value"]
-    for column in COLUMNS:
+    for column in columns:
         if column not in frame:
             frame[column] = math.nan
-    return frame[list(COLUMNS)].astype(DTYPES)
+    return frame[list(columns)].astype({c: DTYPES[c] for c in columns})
+
+
+def load_comparison_folder(folder: str | Path) -> pd.DataFrame:
+    """The paired rows behind one notebook folder's verdicts (COMPARISON_COLUMNS): per finding
+    and seed, the baseline's and the treatment's value. They repeat measurements `load` returns
+    (or effects derived from them), so they are kept apart from it."""
+    folder = Path(folder)
+    path = folder / "comparisons.csv"
+    frame = _comparisons(path) if path.exists() else pd.DataFrame(columns=["finding", "role", "seed", "metric",
+                                                                            "value"])
+    return _finish(frame, folder, COMPARISON_COLUMNS)
 
 
 def load(profile: str = "quick", results_dir: str | Path | None = None) -> pd.DataFrame:
     """Every notebook's results at `profile` as one long DataFrame (`COLUMNS`), from
     `results_dir` (default: the checkout's results/, `hipcore.locations`)."""
+    return pd.concat([load_folder(f) for f in profile_folders(profile, results_dir)], ignore_index=True)
+
+
+def profile_folders(profile: str, results_dir: str | Path | None = None) -> list[Path]:
+    """The `<notebook>/<profile>/` folders under `results_dir` (default: the checkout's)."""
     if not isinstance(profile, str) or not profile:
         raise ValueError(f"profile must be a profile name such as 'quick', got {profile!r}")
     if results_dir is None:
@@ -248,7 +273,12 @@ def load(profile: str = "quick", results_dir: str | Path | None = None) -> pd.Da
     if not folders:
         raise FileNotFoundError(f"no results for profile {profile!r} under {results_dir} "
                                 f"(expected <notebook>/{profile}/ folders)")
-    return pd.concat([load_folder(f) for f in folders], ignore_index=True)
+    return folders
+
+
+def load_comparisons(profile: str = "quick", results_dir: str | Path | None = None) -> pd.DataFrame:
+    """Every notebook's comparison rows at `profile` (load_comparison_folder), one frame."""
+    return pd.concat([load_comparison_folder(f) for f in profile_folders(profile, results_dir)], ignore_index=True)
 
 
 # ---- summaries and tables ----

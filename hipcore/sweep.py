@@ -205,6 +205,8 @@ def sweep(notebook: str | Path, grid: Mapping[str, Iterable[Any]], seeds: Iterab
             params[seed_name] = [point["seed"]] if seed_name == "seeds" else point["seed"]
         if profile is not None:
             params["profile"] = profile
+        if "train" in notebook_parameters(nb) and "train" not in params:
+            params["train"] = True                        # a sweep point trains; it never reads committed results
         results_dir = out / name
         params["results_dir"] = str(results_dir)
         step = f"[{i}/{len(points)}] {nb.stem}"
@@ -218,6 +220,7 @@ def sweep(notebook: str | Path, grid: Mapping[str, Iterable[Any]], seeds: Iterab
             with open(metrics, newline="") as f:
                 for row in csv.DictReader(f):
                     params = {f"param_{k}": plain(v) for k, v in point.items()}
+                    row["arm"] = row.pop("run_id")          # what the notebooks' metrics name run_id is the arm
                     rows.append({"notebook": nb.stem, "point": name, **params, **row})
     target = out / "sweep_metrics.csv"
     fields = list(dict.fromkeys(k for row in rows for k in row))
@@ -226,6 +229,23 @@ def sweep(notebook: str | Path, grid: Mapping[str, Iterable[Any]], seeds: Iterab
         writer.writeheader()
         writer.writerows(rows)
     return target
+
+
+def read_sweep(path: str | Path):
+    """A sweep_metrics.csv as a pandas DataFrame with typed columns: seed, epoch and step as
+    nullable integers, value as float, the rest (arm, split, metric, param_*) as text, except
+    param_ columns whose every value is a whole number (nullable integers)."""
+    import pandas as pd
+
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    for column in ("seed", "epoch", "step"):
+        if column in frame:
+            frame[column] = pd.to_numeric(frame[column].replace("", None)).astype("Int64")
+    frame["value"] = pd.to_numeric(frame["value"])
+    for column in [c for c in frame if c.startswith("param_")]:
+        if frame[column].str.fullmatch(r"-?\d+").all():
+            frame[column] = frame[column].astype("Int64")
+    return frame
 
 
 def reproduce(profile: str = "quick", results_dir: Path | None = None,

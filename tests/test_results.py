@@ -95,12 +95,14 @@ def test_the_wide_benchmark_table_is_long_with_one_unit_per_metric(folders):
     assert (loop.metric, loop.value, loop.unit) == ("train_examples_per_s", 180.0, "examples/s")
 
 
-def test_comparisons_are_rows_of_their_finding(folders):
-    df = results.load("quick", folders)
-    pair = df[df.finding == "F4 shuffle"].set_index("role")
+def test_comparisons_are_rows_of_their_finding_kept_apart_from_the_measurements(folders):
+    pairs = results.load_comparisons("quick", folders)
+    assert list(pairs.columns) == list(results.COMPARISON_COLUMNS)
+    pair = pairs[pairs.finding == "F4 shuffle"].set_index("role")
     assert pair.loc["baseline", "value"] == 64.5 and pair.loc["treatment", "value"] == 40.0
     assert set(pair.metric) == {"test_accuracy"} and set(pair.unit) == {"%"}
-    assert pair.arm.isna().all()
+    df = results.load("quick", folders)
+    assert "finding" not in df and df.arm.notna().all()                  # each measurement once, its arm named
 
 
 def test_every_metric_has_one_unit_and_values_are_finite(folders):
@@ -109,12 +111,20 @@ def test_every_metric_has_one_unit_and_values_are_finite(folders):
     assert df.value.map(math.isfinite).all()
 
 
-def test_the_committed_results_load():
+def test_the_committed_results_load_each_measurement_once_with_one_name_and_unit():
     df = results.load("quick")
     assert {"01_imagenet_comparison", "05_efficiency"} <= set(df.notebook)
     assert (df.groupby("metric").unit.nunique() == 1).all()
+    assert df.arm.notna().all() and df.value.map(math.isfinite).all()
+    key = ["notebook", "arm", "seed", "metric", "side", "batch", "precision"]
+    assert not df.duplicated(key).any(), df[df.duplicated(key, keep=False)].head()
+    assert not {"params", "trained_params"} & set(df.metric)                 # 'parameters', as everywhere
     accuracy = df[df.metric == "test_accuracy"].value
     assert accuracy.between(1, 100).all()                                    # percentages, not fractions
+    memory = df[df.metric == "peak_memory_gb"]
+    assert set(memory.unit) <= {"GiB"}
+    pairs = results.load_comparisons("quick")
+    assert set(pairs.role) == {"baseline", "treatment"} and pairs.finding.notna().all()
 
 
 @pytest.mark.parametrize("name, text, message", [
@@ -133,8 +143,9 @@ def test_a_malformed_file_is_an_error_naming_it(tmp_path, name, text, message):
     folder = tmp_path / "01_x" / "quick"
     write(folder / "metrics.csv", "run_id,seed,metric,value\nx,0,test_accuracy,50\n")
     path = write(folder / name, text)
+    loader = results.load_comparisons if name == "comparisons.csv" else results.load
     with pytest.raises(ValueError) as info:
-        results.load("quick", tmp_path)
+        loader("quick", tmp_path)
     assert str(path) in str(info.value) and message in str(info.value)
 
 

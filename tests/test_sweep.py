@@ -10,7 +10,7 @@ import pytest
 
 from hipcore import sweep as sweep_module
 from hipcore.cli import SWEEP_EXAMPLE, main
-from hipcore.sweep import find_notebook, notebook_parameters, parse_value, point_name, point_names
+from hipcore.sweep import find_notebook, notebook_parameters, parse_value, point_name, point_names, read_sweep
 
 
 def test_values_parse_as_literals_or_strings():
@@ -72,6 +72,11 @@ def test_seeds_go_to_the_notebooks_own_seed_parameter(tmp_path, capsys, stand_in
     with open(tmp_path / "b" / "sweep_metrics.csv", newline="") as f:
         row = next(csv.DictReader(f))
     assert row["notebook"] == "02_flattening_ablation" and row["param_data_dir"] == "" and row["param_seed"] == "1"
+    assert row["arm"] == "arm" and "run_id" not in row                      # the arm, named as such
+    assert stand_in_runs[0]["train"] is True                                 # a point trains, never reads
+    typed = read_sweep(tmp_path / "b" / "sweep_metrics.csv")
+    assert str(typed["seed"].dtype) == "Int64" and str(typed["param_seed"].dtype) == "Int64"
+    assert typed["value"].dtype == float and typed["param_data_dir"].tolist() == [""]
 
 
 def write_notebook(path, parameters, *cells):

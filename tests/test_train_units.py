@@ -224,3 +224,10 @@ def test_progress_is_quiet_under_ci_and_papermill(monkeypatch):
     monkeypatch.delenv("CI")
     monkeypatch.setenv("PAPERMILL_EXECUTION", "1")
     assert quiet_environment()
+
+
+def test_the_console_shows_accuracies_as_percentages():
+    from hipcore.train.metrics import show_metric as shown
+
+    assert shown("test_accuracy", 0.5542) == "55.42%" and shown("val_accuracy", 1.0) == "100.00%"
+    assert shown("test_loss", 0.771415) == "0.7714" and shown("epoch", 3) == "3"

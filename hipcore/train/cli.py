@@ -22,6 +22,7 @@ from ..argtypes import positive_int as _positive_int
 from ..argtypes import thread_count
 from ..device import PRECISIONS
 from .config import OPTIMIZERS, TRANSFERS, TrainConfig
+from .metrics import show_metric
 
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)
             if f.default is not dataclasses.MISSING}
@@ -198,7 +199,7 @@ def _run(args: argparse.Namespace, task: str) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 3
     if os.environ.get("RANK", "0") == "0":
-        print(" ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.metrics.items()))
+        print(" ".join(f"{k}={show_metric(k, v)}" for k, v in result.metrics.items()))
         print(f"run_dir={result.run_dir} steps={result.steps} wall_time={result.wall_time:.1f}s "
               f"throughput={result.throughput:.1f} examples/s")
         if cfg.val_fraction:

@@ -41,7 +41,7 @@ from ..model import HiP
 from . import checkpoint, distributed, plateau, rundir
 from .config import TrainConfig
 from .mae import fixed_noise, mae_loss
-from .metrics import MetricsLogger, progress_bar, versions, write_json
+from .metrics import MetricsLogger, progress_bar, show_metric, versions, write_json
 from .optim import build_optimizer, build_scheduler
 from .transfer import transfer
 from .validation import split_validation
@@ -409,7 +409,7 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, train_data, test_data, ru
                                               min_epochs=cfg.min_epochs, points=cfg.plateau_points,
                                               relative=cfg.plateau_relative, patience=cfg.plateau_patience)
             log.log(epoch, step, "plateau", converged=float(state.converged))
-        say(f"epoch {epoch} step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in state.metrics.items()
+        say(f"epoch {epoch} step {step}: " + ", ".join(f"{k} {show_metric(k, v)}" for k, v in state.metrics.items()
                                                        if k not in ("epoch", "step")) + f" ({elapsed():.0f} s)")
         save(*((best_path, last_path) if improved else (last_path,)))
 

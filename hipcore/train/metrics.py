@@ -70,6 +70,14 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
     return rows
 
 
+def show_metric(name: str, value) -> str:
+    """How the console shows one metric: accuracies (logged as fractions) as percentages,
+    other floats with 4 significant digits, the rest as they are."""
+    if isinstance(value, float) and name.endswith("accuracy"):
+        return f"{100 * value:.2f}%"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 # ---- progress ----
 
 def in_jupyter() -> bool:
