@@ -72,6 +72,42 @@ def notebook_parameters(notebook: Path) -> list[str]:
         return list(papermill.inspect_notebook(str(notebook)))
 
 
+def parameter_defaults(notebook: Path) -> dict[str, Any]:
+    """{name: the default the notebook's parameters cell gives it}, as Python values."""
+    import papermill
+    from nbformat.validator import MissingIDFieldWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MissingIDFieldWarning)
+        found = papermill.inspect_notebook(str(notebook))
+    return {name: parse_value(p["default"]) for name, p in found.items()}
+
+
+def _kind(value: Any) -> str:
+    return {bool: "True or False", int: "an int", float: "a number", str: "text", list: "a list",
+            tuple: "a list", dict: "a mapping"}.get(type(value), type(value).__name__)
+
+
+def check_types(notebook: Path, grid: Mapping[str, Iterable[Any]]) -> None:
+    """Refuse, before any kernel starts, a -p value whose type differs from the default's in
+    the notebook's parameters cell (an int where it has an int, a number where it has a float,
+    True/False where it has a bool, text where it has text); a default of None takes any value."""
+    defaults = parameter_defaults(notebook)
+    for name, values in grid.items():
+        default = defaults.get(name)
+        if default is None:
+            continue
+        for value in values:
+            ok = (isinstance(value, bool) if isinstance(default, bool) else
+                  isinstance(value, int) and not isinstance(value, bool) if isinstance(default, int) else
+                  isinstance(value, (int, float)) and not isinstance(value, bool) if isinstance(default, float) else
+                  isinstance(value, (list, tuple)) if isinstance(default, (list, tuple)) else
+                  isinstance(value, type(default)))
+            if not ok:
+                raise NotebookError(f"-p {name} {value!r}: {notebook.stem} takes {_kind(default)} there "
+                                    f"(its default is {default!r})")
+
+
 def seed_parameter(notebook: Path, parameters: Iterable[str]) -> str:
     """'seeds' (a list) or 'seed' (an int): the parameter a notebook takes its seeds in."""
     for name in ("seeds", "seed"):
@@ -194,6 +230,7 @@ def sweep(notebook: str | Path, grid: Mapping[str, Iterable[Any]], seeds: Iterab
     if seeds is not None and len(set(seeds)) < len(seeds):
         raise NotebookError(f"--seeds gives a seed twice: {seeds}")
     seed_name = check_parameters(nb, names, seeds=seeds is not None, profile=profile is not None)
+    check_types(nb, grid)
     grid_points = [dict(zip(names, values)) for values in itertools.product(*(grid[n] for n in names))]
     points = [{**p, "seed": s} if s is not None else p
               for p in grid_points for s in (seeds if seeds is not None else [None])]

@@ -54,6 +54,10 @@ def stand_in_runs(monkeypatch):
     (["-p", "seed", "1", "--seeds", "2"], "'seed' is given both by -p and by --seeds"),
     (["-p", "ordering", "raster", "raster"], "each value once"),
     (["-p", "ordering", "raster", "-p", "ordering", "hilbert"], "-p ordering is given twice"),
+    (["-p", "seed", "zero"], "-p seed 'zero': 00_tour takes an int there (its default is 0)"),
+    (["-p", "pretrained", "1"], "-p pretrained 1: 00_tour takes True or False there (its default is False)"),
+    (["-p", "resolution", "2.5"], "-p resolution 2.5: 00_tour takes an int there (its default is 224)"),
+    (["-p", "ordering", "7"], "-p ordering 7: 00_tour takes text there (its default is 'raster')"),
 ])
 def test_a_sweep_that_cannot_apply_its_settings_stops_before_any_kernel(tmp_path, capsys, stand_in_runs, argv, message):
     assert main(["sweep", "00", "--out", str(tmp_path), *argv]) == 2
