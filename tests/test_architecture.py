@@ -28,6 +28,7 @@ FLOORS = {
     "hipcore.experiments.common": 3, "hipcore.experiments.orderings": 3,
     "hipcore.experiments.shortcuts": 3, "hipcore.experiments.baselines": 3,
     "hipcore.experiments.image_arms": 3, "hipcore.experiments.regime": 3,
+    "hipcore.experiments.estimate": 3,
     # 4 one module per notebook (never importing each other)
     "hipcore.experiments": 4,
     # 5 results writing (SUMMARY.md, README blocks, exported weights), sweeps, Binder, launchers

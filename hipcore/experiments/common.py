@@ -27,6 +27,7 @@ from ..provenance import code_fingerprint, relative
 from ..report import append_comparison
 from ..results import ARM_SETTINGS
 from ..train import TrainConfig, train
+from .estimate import plan_line
 
 
 @dataclass(frozen=True)
@@ -301,6 +302,7 @@ def run_plan(plan: list[tuple[Arm, int]], settings: Mapping[str, Any], *,
     """run_arm for every (arm, seed) of the plan in its order; returns the rows. After each run
     it prints progress.run_line (how far, arm, seed, accuracy, seconds), the line `sweep` and
     `reproduce` show on the console. `splits(arm, seed)`, if given, supplies (train, test)."""
+    print(estimate_line(plan, settings, splits, **kwargs), flush=True)
     rows = []
     for done, (arm, seed) in enumerate(plan, 1):
         if splits is not None:
@@ -309,6 +311,18 @@ def run_plan(plan: list[tuple[Arm, int]], settings: Mapping[str, Any], *,
         print(run_line(done, len(plan), arm.label, seed, row["test_accuracy"], row["total_seconds"]), flush=True)
         rows.append(row)
     return rows
+
+
+def estimate_line(plan: list[tuple[Arm, int]], settings: Mapping[str, Any],
+                  splits: Callable[[Arm, int], tuple[Any, Any]] | None = None, *, train_data=None, test_data=None,
+                  **data: Any) -> str:
+    """How long the plan's runs not yet in the run cache take here (`estimate.plan_line`)."""
+    jobs = []
+    for arm, seed in plan:
+        pair = splits(arm, seed) if splits is not None else (train_data, test_data)
+        configs = [c for c in train_configs(arm, seed, settings, **data) if c is not None]
+        jobs.append((configs, *pair))
+    return plan_line(jobs)
 
 
 def reconstruction_figure(model, test_data, *, mask_ratio: float, seed: int, count: int = 4,

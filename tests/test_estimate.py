@@ -1,0 +1,25 @@
+"""The time a notebook's training will take, estimated from one timed step per model."""
+
+from hipcore.experiments import common, estimate
+from hipcore.train import train
+
+TINY = dict(variant="small3", epochs=2, pretrain_epochs=1, limit_train=96, limit_test=32, batch_size=32,
+            lr=1e-3, warmup_epochs=0.5, precision="fp32", val_fraction=0.25)
+DATA = dict(dataset="fashion_mnist", data_dir=None, data_options={})
+
+
+def test_runs_are_counted_once_by_their_steps_and_finished_ones_cost_nothing(tmp_path):
+    mae, plain = common.Arm("mae", mae=True), common.Arm("plain")
+    plan = [(mae, 0), (plain, 0), (common.Arm("mae, again", mae=True, transfer="positions"), 0)]
+    jobs = [([c for c in common.train_configs(a, s, TINY, runs_dir=tmp_path, **DATA) if c], None, None)
+            for a, s in plan]
+    seconds, to_train, total = estimate.plan_seconds(jobs)
+    assert (to_train, total) == (3, 3) and seconds > 0
+    # 96 images, 24 held out: 72 // 32 = 2 steps an epoch; 2 epochs classification, 1 of MAE
+    cfgs = jobs[0][0]
+    assert [estimate.run_steps(c, 72) for c in cfgs] == [2, 4]
+    train(jobs[1][0][0])                                              # the plain arm, now in the cache
+    after, to_train, _ = estimate.plan_seconds(jobs)
+    assert to_train == 2 and after < seconds
+    line = estimate.plan_line(jobs)
+    assert line.startswith("training 2 of 3 runs (1 finished in the run cache): about ") and " s on this" in line
