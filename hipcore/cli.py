@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from .argtypes import non_negative_int, positive_int
+from .argtypes import non_negative_float, non_negative_int, positive_float, positive_int
 from .errors import HipcoreError
 
 SWEEP_EXAMPLE = "python -m hipcore sweep 03 -p mask_ratio 0.75 0.85 --seeds 0 1 2 --profile quick"
@@ -222,11 +222,24 @@ def cmd_plateau_budget(args: argparse.Namespace) -> int:
     from .experiments import common, plateau_budget
 
     settings = dict(common.IMAGE_TABLE[args.profile], quiet=True)
-    measured = plateau_budget.measure(args.arm, settings, seed=args.seed, max_epochs=args.max_epochs,
-                                      min_epochs=args.min_epochs, val_fraction=args.val_fraction,
-                                      patience=args.patience,
-                                      with_baselines=args.baselines, runs_dir=args.runs_dir)
-    print("\n".join(plateau_budget.report_lines(measured)))
+    options = dict(seed=args.seed, max_epochs=args.max_epochs, min_epochs=args.min_epochs,
+                   val_fraction=args.val_fraction, patience=args.patience, runs_dir=args.runs_dir)
+    if args.lr or args.warmup_epochs or args.out:         # a recipe check: every arm x lr x warm-up
+        rows = plateau_budget.recipe_rows(args.arm, settings, lrs=args.lr or [settings["lr"]],
+                                          warmups=args.warmup_epochs or [settings["warmup_epochs"]], **options)
+        if args.out:
+            from . import provenance
+
+            path = plateau_budget.write_recipe(args.out, rows)
+            provenance.write(path.parent, settings, command=provenance.command(
+                "plateau-budget", arm=args.arm, profile=args.profile, seed=args.seed, max_epochs=args.max_epochs,
+                min_epochs=args.min_epochs, patience=args.patience, val_fraction=args.val_fraction, lr=args.lr,
+                warmup_epochs=args.warmup_epochs) + f" --out {path.name}")
+            print("wrote", path, "and its provenance.json")
+        return 0
+    for arm in args.arm:
+        measured = plateau_budget.measure(arm, settings, with_baselines=args.baselines, **options)
+        print("\n".join(plateau_budget.report_lines(measured)))
     return 0
 
 
@@ -350,7 +363,12 @@ def build_parser() -> argparse.ArgumentParser:
                                         "rule (hipcore.train.plateau), capped at --max-epochs, then prints the "
                                         "epochs to the plateau, the best validation and its test top-1, and the "
                                         "seconds per epoch (MAE arms: for the pretraining as well).")
-    budget.add_argument("--arm", required=True, choices=sorted(plateau_budget_arms()), help="which arm")
+    budget.add_argument("--arm", required=True, nargs="+", choices=sorted(plateau_budget_arms()), help="which arm(s)")
+    budget.add_argument("--lr", type=positive_float, nargs="+", default=None,
+                        help="peak learning rates to try (a recipe check; default: the profile's)")
+    budget.add_argument("--warmup-epochs", type=non_negative_float, nargs="+", default=None,
+                        help="warm-ups to try, in epochs (a recipe check; default: the profile's)")
+    budget.add_argument("--out", default=None, help="write the rows of every arm x lr x warm-up to this CSV")
     budget.add_argument("--profile", default="quick", choices=PROFILES, help="whose data and recipe (default quick)")
     budget.add_argument("--seed", type=non_negative_int, default=0, help="default 0")
     budget.add_argument("--max-epochs", type=positive_int, default=60, help="the cap of each stage (default 60)")

@@ -32,7 +32,12 @@ def test_plateau_configs_turn_the_rule_on_in_their_own_run_folders(tmp_path):
         assert cfg.run_dir.split("/")[-1][len(cfg.run_id):] == plain.run_dir.split("/")[-1][len(plain.run_id):]
     assert sup.init_from == f"{pre.run_dir}/last.pt"
     args = build_parser().parse_args(["plateau-budget", "--arm", "hip-learned", "--profile", "smoke"])
-    assert (args.arm, args.max_epochs, args.val_fraction) == ("hip-learned", 60, 0.1)
+    assert (args.arm, args.max_epochs, args.val_fraction, args.lr) == (["hip-learned"], 60, 0.1, None)
+    args = build_parser().parse_args(["plateau-budget", "--arm", "hip-learned", "perceiver-fourier", "--lr", "1e-3",
+                                      "2e-3", "--warmup-epochs", "0.5", "2"])
+    assert (args.arm, args.lr, args.warmup_epochs) == (["hip-learned", "perceiver-fourier"], [1e-3, 2e-3], [0.5, 2.0])
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["plateau-budget", "--arm", "hip-learned", "--lr", "0"])
     with pytest.raises(ValueError, match="unknown arm"):
         plateau_budget.measure("resnet", settings)
 
@@ -51,3 +56,15 @@ def test_one_arm_is_measured_to_its_plateau_beside_the_baselines(tmp_path):
     assert all(r["train_size"] == 72 for r in measured["baselines"] if "train_size" in r)
     lines = plateau_budget.report_lines(measured)
     assert lines[0] == "HiP, classification-learned positions:" and "epochs of at most 12" in lines[1]
+
+
+def test_a_recipe_check_measures_every_arm_at_every_lr_and_warmup(tmp_path):
+    settings = dict(IMAGE_TABLE["smoke"], variant=tiny_variant(tmp_path), limit_train=None, limit_test=None,
+                    batch_size=16, precision="fp32", quiet=True)
+    rows = plateau_budget.recipe_rows(["hip-learned"], settings, lrs=[1e-3, 3e-3], warmups=[0.5], max_epochs=3,
+                                      min_epochs=2, val_fraction=0.25, runs_dir=tmp_path / "runs",
+                                      train_data=Images(64), test_data=Images(32, seed=1))
+    assert [(r["lr"], r["warmup_epochs"]) for r in rows] == [(1e-3, 0.5), (3e-3, 0.5)]
+    assert rows[0]["best_val"] != rows[1]["best_val"] or rows[0]["test"] != rows[1]["test"]   # the lr applied
+    path = plateau_budget.write_recipe(tmp_path / "recipe.csv", rows)
+    assert path.read_text().splitlines()[0] == ",".join(plateau_budget.RECIPE_FIELDS)

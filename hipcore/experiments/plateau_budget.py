@@ -1,5 +1,9 @@
 """How long an arm must train to reach its plateau on a profile's data, and what it reaches.
 
+With several learning rates and warm-ups (`recipe_rows`), the same measurement is a recipe
+check: each arm at each (lr, warm-up) to its plateau, one seed, so that no arm is compared
+under a recipe tuned for another.
+
     python -m hipcore plateau-budget --arm hip-learned --profile quick --max-epochs 60
 
 trains one arm for one seed with a validation set carved from the profile's training subset
@@ -12,6 +16,8 @@ reference baselines train on the same training part and test set, for comparison
 
 from __future__ import annotations
 
+import csv
+import itertools
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -80,3 +86,33 @@ def report_lines(measured: dict[str, Any]) -> list[str]:
             lines.append(f"  baseline {r['model']}: test top-1 {r['test_accuracy']:.1f} %, "
                          f"train {r['train_accuracy']:.1f} %, {r['seconds']:.1f} s")
     return lines
+
+
+RECIPE_FIELDS = ("arm", "lr", "warmup_epochs", "stage", "epochs_run", "cap", "converged", "selected_epoch",
+                 "best_val", "test", "seconds_per_epoch")
+
+
+def recipe_rows(arm_names: list[str], settings: Mapping[str, Any], *, lrs: list[float], warmups: list[float],
+                **options: Any) -> list[dict[str, Any]]:
+    """`measure` for every arm x lr x warm-up (options as for measure); one row per stage, with
+    the arm's label, lr and warm-up (the MAE stage's lr is the pretraining's: pretrain_lr)."""
+    rows = []
+    for name, lr, warmup in itertools.product(arm_names, lrs, warmups):
+        recipe = {**settings, "lr": lr, "pretrain_lr": lr, "warmup_epochs": warmup}
+        measured = measure(name, recipe, **options)
+        rows += [{"arm": measured["arm"], "lr": lr, "warmup_epochs": warmup, **stage} for stage in measured["stages"]]
+        print(f"{measured['arm']}, lr {lr:g}, warm-up {warmup:g}: " + "; ".join(
+            f"{s['stage']} {s['best_val']:.4g} (test {s['test']:.4g}, {s['epochs_run']} epochs)"
+            for s in measured["stages"]), flush=True)
+    return rows
+
+
+def write_recipe(path: str | Path, rows: list[dict[str, Any]]) -> Path:
+    """The recipe rows as a CSV (RECIPE_FIELDS)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=RECIPE_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
