@@ -8,11 +8,15 @@ a user's file that happens to look temporary.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Callable
+
+from .errors import DiskFullError
 
 TEMP_SUFFIX = ".hipcore-tmp"
 _TEMP = re.compile(r"^\..+\.(\d+)" + re.escape(TEMP_SUFFIX) + r"$")
@@ -24,9 +28,37 @@ def temp_path(path: str | os.PathLike, tag: str = "") -> Path:
     return path.with_name(f".{path.name}{tag}.{os.getpid()}{TEMP_SUFFIX}")
 
 
+FULL = (errno.ENOSPC, errno.EDQUOT)
+LOW_SPACE = 1 << 20        # bytes: a writer that failed with less than this free ran out of space
+
+
+def disk_full(error: BaseException, folder: str | os.PathLike) -> bool:
+    """Whether `error` (or one it was raised from) says the disk or quota is full, or is a
+    writer's failure (torch.save's 'file write failed') on a folder with almost no space left."""
+    seen = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in FULL:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    if isinstance(error, (OSError, RuntimeError)):
+        try:
+            return shutil.disk_usage(folder).free < LOW_SPACE
+        except OSError:
+            return False
+    return False
+
+
+def no_space(path: str | os.PathLike, what: str = "") -> DiskFullError:
+    """The one-line error for a write to `path` that found its disk full."""
+    path = Path(path)
+    return DiskFullError(f"no space left on {path.parent} (writing {what or path.name}); nothing was "
+                         f"left half-written: free some space and run again")
+
+
 def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
     """write(tmp) to the temporary name, fsync it, then rename it onto `path`: a reader, or a
-    restart after SIGKILL, sees the old file or the new one, never half of one."""
+    restart after SIGKILL, sees the old file or the new one, never half of one. A full disk is
+    a DiskFullError naming the folder; the old file, if any, stays."""
     path = Path(path)
     tmp = temp_path(path)
     try:
@@ -34,6 +66,10 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> None
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as error:
+        if disk_full(error, path.parent):
+            raise no_space(path) from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -272,17 +272,21 @@ METRIC_FIELDS = ("run_id", "seed", "epoch", "step", "split", "metric", "value")
 def write_metrics(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -> Path:
     """Write tidy metric rows (METRIC_FIELDS; missing fields left empty) to a CSV, replacing it."""
     import csv
+    import io
+
+    from .files import write_text_atomic
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
-        writer.writeheader()
-        for row in rows:
-            unknown = set(row) - set(METRIC_FIELDS)
-            if unknown:
-                raise ValueError(f"metric rows take {METRIC_FIELDS}, got extra {sorted(unknown)}")
-            writer.writerow(row)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=METRIC_FIELDS)
+    writer.writeheader()
+    for row in rows:
+        unknown = set(row) - set(METRIC_FIELDS)
+        if unknown:
+            raise ValueError(f"metric rows take {METRIC_FIELDS}, got extra {sorted(unknown)}")
+        writer.writerow(row)
+    write_text_atomic(path, text.getvalue())
     return path
 
 
@@ -300,6 +304,8 @@ def read_summary(folder: str | os.PathLike) -> dict[str, Any]:
 def write_summary_json(path: str | os.PathLike, summary: Mapping[str, Any]) -> Path:
     import json
 
+    from .files import write_text_atomic
+
     path = Path(path)
-    path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    write_text_atomic(path, json.dumps(summary, indent=2, default=str) + "\n")
     return path

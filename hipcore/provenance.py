@@ -27,6 +27,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 
 from . import device
+from .files import write_text_atomic
 
 REPO = Path(__file__).resolve().parent.parent
 TRAINING_CODE = ("hipcore/model", "hipcore/train", "hipcore/data", "hipcore/config.py", "hipcore/device.py")
@@ -187,7 +188,7 @@ def write(folder: str | Path, settings: Mapping[str, Any] | None = None, **extra
     """collect(...) as `<folder>/provenance.json`."""
     path = Path(folder) / FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(collect(settings, **extra), indent=2, default=str) + "\n")
+    write_text_atomic(path, json.dumps(collect(settings, **extra), indent=2, default=str) + "\n")
     return path
 
 

@@ -102,8 +102,10 @@ def test_an_image_replaced_by_one_of_the_same_size_is_not_served_from_the_old_ca
     os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
     again = load(folder, tmp_path)
     assert not again.from_cache and first_pixel(again) == [0, 255, 0] and again.fingerprint != first.fingerprint
-    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))          # the same size and time:
-    checked = load(folder, tmp_path, content_check=True)               # only the content tells
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))          # the same size and time: the
+    restored = load(folder, tmp_path)                                  # change time tells (utime set it)
+    assert not restored.from_cache and first_pixel(restored) == [0, 255, 0]
+    checked = load(folder, tmp_path, content_check=True)
     image(target, (0, 0, 0))
     os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     rechecked = load(folder, tmp_path, content_check=True)
@@ -186,3 +188,31 @@ def test_fashion_mnist_fingerprint_digests_its_files_once_per_path_size_and_time
     fp._memory.clear()                                  # a new process: only the file cache is left
     assert dataset_fingerprint("fashion_mnist") == first
     assert dataset_fingerprint("fashion_mnist_points") == first
+
+
+def test_an_image_rewritten_with_its_size_and_modification_time_put_back_rebuilds_the_cache(folder, tmp_path):
+    assert first_pixel(load(folder, tmp_path)) == [255, 0, 0]
+    target = folder / "train" / "c0" / "0.png"
+    stat = target.stat()
+    image(target, (0, 255, 0))                                           # the same byte size
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))            # and the old modification time
+    assert (target.stat().st_size, target.stat().st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+    again = load(folder, tmp_path)
+    assert not again.from_cache and first_pixel(again) == [0, 255, 0]
+    assert fp.file_digest(target) == fp.file_digest(target, cached=False)   # the digest cache follows too
+
+
+def test_a_full_disk_under_the_image_cache_is_one_clear_error_with_nothing_left(folder, tmp_path, monkeypatch):
+    import errno
+
+    from hipcore.errors import DiskFullError
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(imf.os, "posix_fallocate", full, raising=False)
+    with pytest.raises(DiskFullError, match=r"no space left on .*cache \(writing the image cache of "):
+        load(folder, tmp_path)
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == []        # no temp file, no half cache
+    monkeypatch.undo()
+    assert first_pixel(load(folder, tmp_path)) == [255, 0, 0]           # with space again, it builds

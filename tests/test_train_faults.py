@@ -346,3 +346,66 @@ def test_the_command_line_names_a_corrupt_checkpoint_without_a_traceback(tmp_pat
     assert "weights_only" not in err and not EXCEPTION_NAME.search(err), err
     assert hipcore_main(argv + ["--run-dir", str(tmp_path / "ft"), "--init-from", str(tmp_path / "g" / "last.pt")]) == 2
     assert "--init-from needs an intact MAE checkpoint" in capsys.readouterr().err
+
+
+# ---- a full disk ----
+
+@pytest.mark.parametrize("how", ["errno", "torch writer"])
+def test_a_full_disk_during_a_checkpoint_is_one_line_naming_the_folder_and_keeps_the_old_one(finished, tmp_path,
+                                                                                          monkeypatch, how):
+    import errno
+
+    from hipcore import files as hfiles
+    from hipcore.errors import DiskFullError
+
+    target = copy_run(finished, tmp_path) / "last.pt"
+    before = target.read_bytes()
+    state = torch.load(target, weights_only=True)
+
+    def failing_save(obj, f, *a, **k):
+        Path(f).write_bytes(b"half a checkpoint")
+        if how == "errno":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(ckpt.torch, "save", failing_save)
+    if how == "torch writer":                                # torch says nothing of space: the folder does
+        monkeypatch.setattr(hfiles.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9, 0))
+    with pytest.raises(DiskFullError, match=f"no space left on {re.escape(str(target.parent))} "
+                                            r"\(writing last.pt\); nothing was left half-written"):
+        ckpt.save_atomic(state, target)
+    assert target.read_bytes() == before
+    assert not [p for p in target.parent.iterdir() if p.name.endswith(".hipcore-tmp")]
+
+
+def test_a_writer_failing_for_another_reason_keeps_its_own_error(tmp_path, monkeypatch):
+    from hipcore import files as hfiles
+
+    def broken(tmp):
+        raise RuntimeError("the serialiser broke")
+
+    monkeypatch.setattr(hfiles.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 0, 10**9))
+    with pytest.raises(RuntimeError, match="the serialiser broke"):
+        hfiles.write_atomic(tmp_path / "x", broken)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_results_files_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    import errno
+
+    from hipcore import notebook
+    from hipcore.errors import DiskFullError
+
+    path = notebook.write_metrics(tmp_path / "metrics.csv", [{"run_id": "a", "metric": "m", "value": 1}])
+    old = path.read_text()
+    real = Path.write_text
+
+    def full(self, *a, **k):
+        real(self, "run_id,se")                                     # part of the new file, then no space
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(DiskFullError, match="no space left on .* \\(writing metrics.csv\\)"):
+        notebook.write_metrics(path, [{"run_id": "b", "metric": "m", "value": 2}])
+    monkeypatch.undo()
+    assert path.read_text() == old and sorted(p.name for p in tmp_path.iterdir()) == ["metrics.csv"]

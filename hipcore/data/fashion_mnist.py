@@ -157,7 +157,7 @@ def load_fashion_mnist(split: str, data_dir: str | os.PathLike | None = None
                        ) -> tuple[torch.Tensor, torch.Tensor]:
     """Images uint8 [N, 28, 28] and labels int64 [N] of one split, verified (cached per process)."""
     files = split_files(split, data_dir)
-    stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns, f.stat().st_ctime_ns) for f in files)
     return _load_split(str(files[0].parent), split, stamp)
 
 

@@ -38,23 +38,23 @@ def _cache_file() -> Path:
 
 
 def file_digest(path: str | os.PathLike, cached: bool = True) -> str:
-    """SHA-256 of a file's content, cached by (resolved path, size, mtime) unless cached=False
-    (then read afresh: the full-content check)."""
+    """SHA-256 of a file's content, cached by (resolved path, size, mtime, ctime) unless
+    cached=False (then read afresh: the full-content check)."""
     path = Path(path).resolve()
     if not cached:
         return sha256_file(path)
     st = path.stat()
-    stamp = (st.st_size, st.st_mtime_ns)
+    stamp = (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     key = str(path)
-    if key in _memory and _memory[key][:2] == stamp:
-        return _memory[key][2]
+    if key in _memory and _memory[key][:3] == stamp:
+        return _memory[key][3]
     try:
         stored = json.loads(_cache_file().read_text())
     except (OSError, ValueError):
         stored = {}
     entry = stored.get(key) if isinstance(stored, dict) else None
-    if isinstance(entry, list) and len(entry) == 3 and tuple(entry[:2]) == stamp:
-        digest = entry[2]
+    if isinstance(entry, list) and len(entry) == 4 and tuple(entry[:3]) == stamp:
+        digest = entry[3]
     else:
         digest = sha256_file(path)
         stored = stored if isinstance(stored, dict) else {}

@@ -39,7 +39,7 @@ from hipcore.data.base import cache_root, check_examples, check_split
 from hipcore.data.fingerprint import file_digest, listing_fingerprint
 from hipcore.data.images import ImageDataset
 from hipcore.errors import DataError
-from hipcore.files import clean_temps, temp_path, write_text_atomic
+from hipcore.files import clean_temps, disk_full, no_space, temp_path, write_text_atomic
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
@@ -100,12 +100,15 @@ def scan_image_folder(root: str | os.PathLike, split: str) -> tuple[list[str], l
 
 def content_key(root: Path, class_names: list[str], files: list[str], labels: list[int],
                 content_check: bool = False) -> str:
-    """The content key of one scanned split: class names, relative paths, labels, sizes and
-    modification times (content_check: each file's SHA-256, read now, instead of the time)."""
+    """The content key of one scanned split: class names, relative paths, labels, sizes,
+    modification times and inode change times (content_check: each file's SHA-256, read now,
+    instead of the times). The change time catches a file rewritten to the same size with its
+    modification time put back (os.utime cannot set the change time)."""
     stamps = []
     for f in files:
         st = (root / f).stat()
-        stamps.append([st.st_size, file_digest(root / f, cached=False) if content_check else st.st_mtime_ns])
+        stamps.append([st.st_size, file_digest(root / f, cached=False) if content_check
+                       else [st.st_mtime_ns, st.st_ctime_ns]])
     return listing_fingerprint([class_names, files, labels, stamps])
 
 
@@ -144,6 +147,16 @@ def _decode_task(task: tuple[int, str, int]) -> tuple[int, np.ndarray | None, st
         return i, None, f"{type(e).__name__}: {e}"
 
 
+def reserved_memmap(path: Path, shape: tuple[int, ...]) -> np.memmap:
+    """A new uint8 .npy memmap at `path` whose blocks are allocated on disk before any is
+    written: a full disk is an OSError (ENOSPC) here, not a SIGBUS when a page is written."""
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
+    if hasattr(os, "posix_fallocate"):
+        with open(path, "rb+") as f:
+            os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+    return out
+
+
 def build_cache(root: Path, files: list[str], resolution: int, target: Path,
                 workers: int | None = None) -> list[int]:
     """Decode files into the .npy `target` [n_good, R, R, 3]; returns the kept file indices."""
@@ -151,11 +164,12 @@ def build_cache(root: Path, files: list[str], resolution: int, target: Path,
     if workers is None:
         workers = min(os.cpu_count() or 1, 8) if n >= POOL_MIN_FILES else 0
     tmp, dense_tmp = temp_path(target), temp_path(target, ".dense")
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, resolution, resolution, 3))
-    good = np.zeros(n, dtype=bool)
-    tasks = [(i, str(root / f), resolution) for i, f in enumerate(files)]
-    pool = multiprocessing.get_context().Pool(workers) if workers > 1 else None
+    pool = None
     try:
+        out = reserved_memmap(tmp, (n, resolution, resolution, 3))
+        good = np.zeros(n, dtype=bool)
+        tasks = [(i, str(root / f), resolution) for i, f in enumerate(files)]
+        pool = multiprocessing.get_context().Pool(workers) if workers > 1 else None
         results = (pool.imap_unordered(_decode_task, tasks, chunksize=16) if pool
                    else map(_decode_task, tasks))
         for i, image, error in results:
@@ -167,8 +181,7 @@ def build_cache(root: Path, files: list[str], resolution: int, target: Path,
         if not len(kept):
             raise ValueError(f"{root}: none of the {n} images could be decoded")
         if len(kept) < n:  # compact: copy the good rows into a file of the right size
-            dense = np.lib.format.open_memmap(dense_tmp, mode="w+", dtype=np.uint8,
-                                              shape=(len(kept), resolution, resolution, 3))
+            dense = reserved_memmap(dense_tmp, (len(kept), resolution, resolution, 3))
             for s in range(0, len(kept), 1024):
                 dense[s:s + 1024] = out[kept[s:s + 1024]]
             dense.flush()
@@ -178,6 +191,10 @@ def build_cache(root: Path, files: list[str], resolution: int, target: Path,
             out.flush()
         del out
         os.replace(tmp, target)
+    except OSError as error:
+        if disk_full(error, target.parent):
+            raise no_space(target, f"the image cache of {root}") from None
+        raise
     finally:
         if pool is not None:
             pool.terminate()

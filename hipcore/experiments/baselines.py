@@ -32,6 +32,7 @@ Point-cloud baselines train on the clouds as stored (no augmentation). Every row
 from __future__ import annotations
 
 import csv
+import io
 import math
 import time
 from pathlib import Path
@@ -42,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.orderings import to_grid
+from ..files import write_text_atomic
 from ..train.config import TrainConfig
 from ..train.engine import load_data
 from ..train.validation import split_validation
@@ -392,10 +394,11 @@ def write_baselines(folder: str | Path, rows: list[dict[str, Any]]) -> Path:
         raise ValueError("no baseline rows to write")
     path = Path(folder) / FILE_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, text.getvalue())
     return path
 
 

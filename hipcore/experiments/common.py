@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any, Callable, Mapping
 from ..data.registry import dataset_fingerprint
 from ..device import pick_device
 from ..device import resolve as resolve_precision
+from ..files import write_text_atomic
 from ..locations import runs_dir as default_runs_dir
 from ..progress import run_line
 from ..provenance import code_fingerprint, relative
@@ -145,10 +147,11 @@ def write_arms(path: str | Path, rows: list[dict[str, Any]]) -> Path:
         if arms.setdefault(row["arm"], mine) != mine:
             raise ValueError(f"arm {row['arm']!r} ran with two sets of settings: {arms[row['arm']]} and {mine}")
     path = Path(path)
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(("arm",) + ARM_SETTINGS)
-        writer.writerows([label, *("" if s[k] is None else s[k] for k in ARM_SETTINGS)] for label, s in arms.items())
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(("arm",) + ARM_SETTINGS)
+    writer.writerows([label, *("" if s[k] is None else s[k] for k in ARM_SETTINGS)] for label, s in arms.items())
+    write_text_atomic(path, text.getvalue())
     return path
 
 
@@ -159,7 +162,7 @@ def write_runs(folder: str | Path, rows: list[dict[str, Any]]) -> Path:
     """<folder>/runs.json: the rows (as run_arm returns them) that the notebook's tables,
     figures and verdicts are computed from."""
     path = Path(folder) / RUNS
-    path.write_text(json.dumps(rows, indent=1, default=str) + "\n")
+    write_text_atomic(path, json.dumps(rows, indent=1, default=str) + "\n")
     return path
 
 

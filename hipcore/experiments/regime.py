@@ -19,12 +19,14 @@ the task. Three things show whether they have, in every finding notebook:
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Any, Mapping
 
 import matplotlib.pyplot as plt
 
 from .. import plots
+from ..files import write_text_atomic
 from ..locations import resolve_relative
 from ..train.metrics import read_metrics
 from . import baselines, common
@@ -90,10 +92,11 @@ def curve_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def write_rows(path: str | Path, rows: list[dict[str, Any]], fields: tuple[str, ...] = CURVE_FIELDS) -> Path:
     path = Path(path)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, text.getvalue())
     return path
 
 
