@@ -409,3 +409,26 @@ def test_results_files_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
         notebook.write_metrics(path, [{"run_id": "b", "metric": "m", "value": 2}])
     monkeypatch.undo()
     assert path.read_text() == old and sorted(p.name for p in tmp_path.iterdir()) == ["metrics.csv"]
+
+
+# ---- two runs wanting one run directory ----
+
+def test_a_second_claim_waits_for_the_holder_then_takes_the_directory(tmp_path, capsys):
+    import contextlib
+    import threading
+
+    run_dir = tmp_path / "shared"
+    holder = contextlib.ExitStack()
+    holder.enter_context(rundir.claim(run_dir))
+    threading.Timer(1.0, holder.close).start()                 # the first run finishes a second later
+    start = time.monotonic()
+    with rundir.claim(run_dir, wait_s=30) as path:
+        assert path == run_dir.resolve() and time.monotonic() - start >= 0.9
+    assert "waiting up to 30 s for run_dir" in capsys.readouterr().err
+    with rundir.claim(run_dir):
+        with pytest.raises(rundir.RunDirError, match=r"in use by another run \(pid \d+ .*\) \(waited 1 s\)"):
+            with rundir.claim(run_dir, wait_s=1.0):
+                pass
+        with pytest.raises(rundir.RunDirError, match="in use by another run"):     # the CLI's: at once
+            with rundir.claim(run_dir):
+                pass

@@ -108,6 +108,11 @@ def train_configs(arm: Arm, seed: int, settings: Mapping[str, Any], *, dataset: 
     return pre, sup.replace(run_dir=str(runs_dir / f"{sup.run_id}-{code}{data}"))
 
 
+# Notebooks sharing a run cache (two started at once) wait for a run another one is training,
+# then resume its finished checkpoint, instead of failing: up to a day, the longest profile run.
+SHARED_RUN_WAIT_S = 24 * 3600.0
+
+
 def run_arm(arm: Arm, seed: int, settings: Mapping[str, Any], *, dataset: str,
             data_dir: str | None = None, data_options: Mapping[str, Any] | None = None,
             runs_dir: Path | None = None, train_data=None, test_data=None) -> dict[str, Any]:
@@ -116,9 +121,9 @@ def run_arm(arm: Arm, seed: int, settings: Mapping[str, Any], *, dataset: str,
                                      data_options=data_options, runs_dir=runs_dir)
     row: dict[str, Any] = {"arm": arm.label, "seed": seed, **arm_settings(arm, settings), "pretrain_seconds": 0.0}
     if pre_cfg is not None:
-        pre = train(pre_cfg, train_data=train_data, test_data=test_data)
+        pre = train(pre_cfg, train_data=train_data, test_data=test_data, wait_s=SHARED_RUN_WAIT_S)
         row.update(pretrain_test_loss=pre.metrics.get("test_loss"), pretrain_seconds=pre.wall_time)
-    sup = train(sup_cfg, train_data=train_data, test_data=test_data)
+    sup = train(sup_cfg, train_data=train_data, test_data=test_data, wait_s=SHARED_RUN_WAIT_S)
     row.update(test_accuracy=100.0 * sup.metrics["test_accuracy"], test_loss=sup.metrics["test_loss"],
                train_seconds=sup.wall_time, train_examples_per_s=sup.throughput,
                run_dir=relative(sup.run_dir), checkpoint=relative(sup.last_checkpoint))

@@ -271,16 +271,17 @@ def resume(path: Path, cfg: TrainConfig, hip, optimizer, scheduler, loader, ctx,
 
 # ---- the loop ----
 
-def train(cfg: TrainConfig, *, train_data=None, test_data=None) -> RunResult:
+def train(cfg: TrainConfig, *, train_data=None, test_data=None, wait_s: float = 0.0) -> RunResult:
     """Train (or resume) the run `cfg` describes and return its final metrics.
 
     train_data / test_data: Dataset objects to use instead of loading cfg.dataset (notebooks
     and tests); cfg.limit_train / limit_test still apply. Under torchrun, every process calls
-    this with the same cfg."""
+    this with the same cfg. wait_s: how long to wait for a run directory another process holds
+    (`rundir.claim`); 0, the command line's, refuses it at once."""
     rundir.check_path(cfg.resolved_run_dir)
     ctx = distributed.setup(cfg.device)
     try:
-        with rundir.claim(cfg.resolved_run_dir, enabled=ctx.main) as run_dir:
+        with rundir.claim(cfg.resolved_run_dir, enabled=ctx.main, wait_s=wait_s) as run_dir:
             return _train(cfg, ctx, train_data, test_data, run_dir)
     finally:
         distributed.cleanup(ctx)

@@ -23,6 +23,7 @@ import fcntl
 import json
 import os
 import socket
+import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -53,9 +54,12 @@ def check_path(run_dir: str | os.PathLike | None) -> Path:
 
 
 @contextlib.contextmanager
-def claim(run_dir: str | os.PathLike | None, enabled: bool = True) -> Iterator[Path]:
+def claim(run_dir: str | os.PathLike | None, enabled: bool = True, wait_s: float = 0.0) -> Iterator[Path]:
     """Create and lock the run directory for this process (enabled=False: only check the path,
-    for ranks other than 0); yields its absolute path."""
+    for ranks other than 0); yields its absolute path. A directory another process holds is a
+    RunDirError at once, or, with wait_s > 0, after waiting up to wait_s seconds for it (saying
+    so once on stderr): two notebooks sharing a run cache then train a shared run once, the
+    second resuming the first's finished run."""
     path = check_path(run_dir)
     if not enabled:
         yield path
@@ -74,14 +78,7 @@ def claim(run_dir: str | os.PathLike | None, enabled: bool = True) -> Iterator[P
         raise RunDirError(f"cannot write to run_dir {path} ({error.strerror}): make it writable, "
                           "or copy the run to a folder you can write and rerun there") from None
     with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            if error.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise
-            handle.seek(0)
-            raise RunDirError(f"run_dir {path} is in use by another run ({_holder(handle.read())}); "
-                              "wait for it to finish, or use another run_dir") from None
+        _lock(handle, path, wait_s)
         handle.seek(0)
         handle.truncate()
         handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
@@ -92,6 +89,32 @@ def claim(run_dir: str | os.PathLike | None, enabled: bool = True) -> Iterator[P
             for stale in path.glob(pattern):
                 stale.unlink(missing_ok=True)
         yield path
+
+
+POLL_S = 0.5
+
+
+def _lock(handle, path: Path, wait_s: float) -> None:
+    """flock the lock file, retrying for up to wait_s seconds while another process holds it."""
+    deadline, said = time.monotonic() + wait_s, False
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except OSError as error:
+            if error.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise
+        handle.seek(0)
+        holder = _holder(handle.read())
+        if time.monotonic() >= deadline:
+            waited = f" (waited {wait_s:.0f} s)" if wait_s > 0 else ""
+            raise RunDirError(f"run_dir {path} is in use by another run ({holder}){waited}; "
+                              "wait for it to finish, or use another run_dir")
+        if not said:
+            print(f"waiting up to {wait_s:.0f} s for run_dir {path}, in use by another run ({holder})",
+                  file=sys.stderr, flush=True)
+            said = True
+        time.sleep(POLL_S)
 
 
 def _holder(text: str) -> str:
