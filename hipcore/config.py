@@ -172,7 +172,8 @@ class HiPConfig:
                  f"readout must be one of {READOUTS}, got {self.readout!r}")
         _require(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
         _require(0.0 <= self.drop_path < 1.0, f"drop_path must be in [0, 1), got {self.drop_path}")
-        _require(self.num_classes >= 0, f"num_classes must be >= 0, got {self.num_classes}")
+        _require(isinstance(self.num_classes, int) and not isinstance(self.num_classes, bool)
+                 and self.num_classes >= 0, f"num_classes must be an int >= 0, got {self.num_classes!r}")
         _require(self.fourier_bands > 0, f"fourier_bands must be > 0, got {self.fourier_bands}")
         if self.position_channels is not None:
             _require(self.position_channels > 0,

@@ -1,6 +1,7 @@
 """Behaviour of the HiP model: locality, shapes, gradients, paths, determinism, errors."""
 
 import math
+import re
 
 import pytest
 import torch
@@ -381,3 +382,19 @@ def test_bad_configs_name_the_problem():
 def test_config_round_trips_through_a_dict():
     cfg = variant("hip16", num_classes=10)
     assert type(cfg).from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("num_classes", [2.5, True, -1, "10"])
+def test_a_class_count_that_is_not_a_whole_number_is_refused_by_name(num_classes):
+    from hipcore.config import variant
+
+    with pytest.raises(ValueError, match=f"num_classes must be an int >= 0, got {re.escape(repr(num_classes))}"):
+        variant("small3", num_classes=num_classes)
+
+
+def test_modalities_given_as_a_list_are_refused_by_name():
+    from hipcore import HiP, ModalitySpec
+    from hipcore.config import variant
+
+    with pytest.raises(ValueError, match=r"modalities must be a mapping \{name: ModalitySpec\}, got a list"):
+        HiP(variant("small3", num_classes=10), [ModalitySpec(784, 1, (28, 28))])

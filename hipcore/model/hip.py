@@ -143,6 +143,8 @@ class HiP(nn.Module):
 
     def __init__(self, config: HiPConfig, modalities: dict[str, ModalitySpec]):
         super().__init__()
+        if not isinstance(modalities, Mapping):
+            raise ValueError(f"modalities must be a mapping {{name: ModalitySpec}}, got a {type(modalities).__name__}")
         if not modalities:
             raise ValueError("a HiP needs at least one modality")
         for name, spec in modalities.items():
