@@ -100,3 +100,9 @@ def test_the_python_floor_is_the_same_in_pyproject_and_the_readme():
     version = re.fullmatch(r">=(\d+\.\d+)", floor).group(1)
     assert f"Python {version}+" in (root / "README.md").read_text()
     assert tuple(map(int, version.split("."))) >= (3, 11)          # tomllib is imported by the package
+
+
+def test_the_readme_lists_every_notebook():
+    readme = (ROOT / "README.md").read_text()
+    listed = set(re.findall(r"^- `(\d\d_[a-z_0-9]+)`:", readme, flags=re.M))
+    assert listed == {p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")}

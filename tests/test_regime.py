@@ -71,3 +71,13 @@ def test_f6_gets_a_flop_matched_no_mae_control_and_its_own_row(tmp_path):
     point_clouds.record_findings(tmp_path / "c.csv", rows)
     text = (tmp_path / "c.csv").read_text()
     assert point_clouds.F6 in text and point_clouds.F6_MATCHED in text
+
+
+def test_tables_of_arms_short_of_their_plateau_open_with_the_early_training_line():
+    from hipcore.experiments import scaling
+
+    assert regime.caption([row("a", 0, False, 2)]) == \
+        "**Early training (not at the validation plateau after 2 epochs).**\n\n"
+    assert regime.caption([row("a", 0, True, 12)]) == ""
+    assert scaling.caption({"epochs": 2}).startswith("**Early training: each classification run trains 2 epochs")
+    assert scaling.caption({"epochs": 60, "plateau": True}) == ""

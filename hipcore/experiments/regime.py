@@ -180,6 +180,13 @@ def early_training(rows: list[dict[str, Any]]) -> str:
             f"{'/'.join(str(e) for e in sorted(epochs))} epochs)")
 
 
+def caption(rows: list[dict[str, Any]]) -> str:
+    """A bold first line for a markdown table of these arms while they are in early training
+    ('' when every arm reached its plateau)."""
+    phrase = early_training(rows)
+    return f"**{phrase.capitalize()}.**\n\n" if phrase else ""
+
+
 def titled(title: str, rows: list[dict[str, Any]]) -> str:
     """`title`, with the early-training phrase in front when the arms have not all converged."""
     phrase = early_training(rows)

@@ -297,6 +297,15 @@ def write(out, curve: pd.DataFrame, maps: plt.Figure | None = None) -> Written:
     return written
 
 
+def caption(settings: Mapping[str, Any]) -> str:
+    """A bold first line for the curve's tables: its classification runs train a fixed number
+    of epochs, not to a validation plateau, unless the profile asks for the plateau."""
+    if settings.get("plateau"):
+        return ""
+    return (f"**Early training: each classification run trains {settings['epochs']} epochs, not to its "
+            f"validation plateau.**\n\n")
+
+
 def check_grid(sides: Any, pretrain_grid: Any) -> tuple[tuple[int, ...] | None, tuple[int, ...] | None]:
     """Notebook parameters: None (the profile's) or lists of sides >= 28 and MAE lengths >= 1."""
     from ..notebook import ParameterError
