@@ -39,8 +39,8 @@ from .results import markdown, read_csv
 COVERS = {
     "seed": "Seeds vary the initialisation, the batch order, MAE's masks and, where a profile trains "
             "on a subset of the training set, which subset (each seed draws its own). The image test set "
-            "is the same for every seed; a built-in point-cloud set (parts3d, shapes3d) is drawn from the "
-            "seed, its test clouds included, so there seeds also vary the test set. Each top-1 also carries "
+            "is the same for every seed; a built-in point-cloud set (parts3d, shapes3d) draws its training "
+            "clouds from the seed and its test clouds once for every seed. Each top-1 also carries "
             "the test set's own sampling noise (its binomial standard error, in the table). The intervals "
             "cover that variation, not a change of data set, "
             "model size or schedule.",

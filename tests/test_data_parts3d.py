@@ -160,3 +160,15 @@ def test_stored_order_puts_the_upper_layer_first():
     half = ds.points.shape[1] // 2
     height = ds.points[..., 2]                                   # up stays up, up to a small tilt
     assert (height[:, :half].mean(1) > height[:, half:].mean(1)).all()
+
+
+def test_every_seed_trains_on_its_own_clouds_and_is_scored_on_the_same_test_clouds():
+    from hipcore.data import load_dataset
+
+    small = dict(num_points=64, train_per_class=2, test_per_class=2)
+    tests = [load_dataset("parts3d", "test", seed=s, **small) for s in (0, 1)]
+    trains = [load_dataset("parts3d", "train", seed=s, **small) for s in (0, 1)]
+    assert tests[0].fingerprint == tests[1].fingerprint
+    assert trains[0].fingerprint != trains[1].fingerprint
+    assert load_dataset("shapes3d", "test", seed=3, num_points=64, train_per_class=2, test_per_class=2).fingerprint \
+        == load_dataset("shapes3d", "test", seed=4, num_points=64, train_per_class=2, test_per_class=2).fingerprint

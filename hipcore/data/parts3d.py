@@ -50,7 +50,17 @@ import numpy as np
 
 from hipcore.data.base import check_split
 from hipcore.data.fingerprint import arrays_fingerprint
-from hipcore.data.pointclouds import TWO_PI, Patch, PointCloudDataset, _allocate, _box, _quad, _sphere_cap, _sweep
+from hipcore.data.pointclouds import (
+    TWO_PI,
+    Patch,
+    PointCloudDataset,
+    _allocate,
+    _box,
+    _quad,
+    _sphere_cap,
+    _sweep,
+    draw_seed,
+)
 
 PARTS = "bbjjjsss"                    # b: box (a cube), j: jack (three crossed rods), s: sphere
 LAYER = 4                             # corners per layer
@@ -278,7 +288,7 @@ class Parts3D(PointCloudDataset):
     """The built-in assemblies (module docstring): len(CLASS_LAYERS) classes.
 
     Deterministic in (seed, split) and the options; the train and test splits are disjoint
-    draws. Sizes are per class.
+    draws, and the test clouds are the same for every seed (`draw_seed`). Sizes are per class.
     """
 
     def __init__(self, split: str, *, ordering: str | None = None, seed: int = 0,
@@ -296,7 +306,7 @@ class Parts3D(PointCloudDataset):
         per_class = train_per_class if split == "train" else test_per_class
         clouds = []
         for c, (upper, lower) in enumerate(CLASS_LAYERS):
-            rng = np.random.default_rng([seed, int(split == "test"), c])
+            rng = np.random.default_rng([draw_seed(split, seed), int(split == "test"), c])
             clouds.append(assemble(arrangements(upper, lower, per_class, rng), num_points, rng, partial=partial))
         labels = np.repeat(np.arange(len(CLASS_LAYERS)), per_class)
         points = np.concatenate(clouds)

@@ -34,7 +34,7 @@ from . import common, orderings, shortcuts
 from .image_arms import flop_budget
 
 DATASETS = ("parts3d", "shapes3d", "modelnet40")
-GENERATED = ("parts3d", "shapes3d")           # built in: sized per class, drawn from the seed
+GENERATED = ("parts3d", "shapes3d")           # built in: sized per class, training clouds drawn from the seed
 ORDERINGS = ("stored", "shuffled")
 VERDICT_ORDERINGS = ("stored",)               # F6 rests on stored order; shuffled is our own extra row
 
