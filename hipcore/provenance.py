@@ -228,8 +228,10 @@ def read(folder: str | Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def reproduce_record(folder: str | Path, notebook_seconds: Mapping[str, float], profile: str) -> Path:
-    """What `reproduce` leaves in results/executed/<profile>/: provenance plus every notebook's time."""
+def reproduce_record(folder: str | Path, notebook_seconds: Mapping[str, float], profile: str,
+                     cached_runs: int | None = None) -> Path:
+    """What `reproduce` leaves in results/executed/<profile>/: provenance plus every notebook's
+    time, and how many runs the run cache held when it started (0: every run was trained)."""
     return write(folder, None, profile=profile, notebook_seconds=dict(notebook_seconds),
                  total_seconds=sum(notebook_seconds.values()), command=command("reproduce", profile=profile),
-                 python=sys.version.split()[0])
+                 python=sys.version.split()[0], cached_runs_at_start=cached_runs)

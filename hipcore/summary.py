@@ -324,10 +324,17 @@ def readme_times(results_dir: str | Path, profile: str = "quick") -> str:
            or provenance.read(Path(results_dir) / next(iter(times)) / profile) or {})
     m = run.get("machine", {})
     where = f" on {m['cpu']} ({m['cores']} cores, {m['torch_threads']} threads)" if m else ""
-    return (f"`make reproduce` (every notebook at `{profile}`) took {_duration(sum(times.values()))} of notebook "
-            f"time{where}: " + ", ".join(f"{nb[:2]} {_duration(s)}" for nb, s in sorted(times.items()))
-            + _training_clause(results_dir, profile) + " (a run reused from the cache costs seconds of "
-            "wall time). Across CPU models the digits of the results may differ; compare the intervals.")
+    each = ", ".join(f"{nb[:2]} {_duration(s)}" for nb, s in sorted(times.items()))
+    tail = " Across CPU models the digits of the results may differ; compare the intervals."
+    if run.get("cached_runs_at_start") == 0:
+        return (f"`make reproduce` (every notebook at `{profile}`) from an empty run cache took "
+                f"{_duration(sum(times.values()))}{where}: {each}.{tail}")
+    found = run.get("cached_runs_at_start")
+    return (f"The recorded `make reproduce` (every notebook at `{profile}`{where}) found "
+            f"{'its runs' if found is None else f'{found} finished runs'} in the run cache, so its "
+            f"{_duration(sum(times.values()))} of notebook time ({each}) is not what a fresh clone takes"
+            + _training_clause(results_dir, profile).replace("; training time", ". The training time")
+            + " (a run two notebooks share counts in both; the cache trains it once)." + tail)
 
 
 def budget_rows(results_dir: str | Path, profile: str) -> list[dict[str, Any]]:

@@ -297,6 +297,8 @@ def reproduce(profile: str = "quick", results_dir: Path | None = None,
     results_dir = locations.results_dir() if results_dir is None else results_dir
     readme = locations.home() / "README.md" if readme == "home" else readme
     executed_dir = executed_path(results_dir, profile)
+    runs = locations.runs_dir()
+    cached = sum(1 for p in runs.iterdir() if (p / "last.pt").is_file()) if runs.is_dir() else 0
     seconds = {}
     notebooks = sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
     for i, nb in enumerate(notebooks, 1):
@@ -309,7 +311,7 @@ def reproduce(profile: str = "quick", results_dir: Path | None = None,
             parameters["train"] = True
         seconds[nb.stem] = run_notebook(nb, executed_dir / nb.name, parameters)
         print(f"{step} done in {seconds[nb.stem]:.0f} s", flush=True)
-    provenance.reproduce_record(executed_dir, seconds, profile)
+    provenance.reproduce_record(executed_dir, seconds, profile, cached_runs=cached)
     written = write_summary(results_dir, profile)
     print(f"wrote {written}")
     status = update_readme(readme, results_dir, profile) if profile == "quick" and readme is not None else ""

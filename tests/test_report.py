@@ -389,6 +389,10 @@ def test_the_readme_blocks_are_filled_from_the_results(tmp_path):
     assert "| 0.98 | not shown converged (no plateau recorded) |" in text          # F4 interaction: -3.33 / -3.4
     assert "| 01 | HiP, MAE | 2 | 3.0 | 6.0 |" in text                           # minutes per seed, in all
     assert "as if run alone on an empty cache: 01 6 min" in text
+    assert "found its runs in the run cache, so its 30 s of notebook time (01 30 s) is not what a fresh" in text
+    provenance.reproduce_record(tmp_path / "executed" / "quick", {"01_imagenet_comparison": 30.0}, "quick",
+                                cached_runs=0)
+    assert "from an empty run cache took 30 s" in summary.readme_times(tmp_path, "quick")
     readme.write_text("no blocks\n")
     assert not summary.update_readme(readme, tmp_path, "quick")
 

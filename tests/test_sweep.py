@@ -163,6 +163,7 @@ def test_reproduce_writes_only_its_profiles_files_with_times_and_provenance(tmp_
 
     monkeypatch.setattr(sweep, "NOTEBOOKS", notebooks)
     monkeypatch.setattr(sweep, "run_notebook", run)
+    monkeypatch.setenv("HIPCORE_RUNS", str(tmp_path / "runs"))          # an empty run cache
     readme = tmp_path / "README.md"
     readme.write_text("unchanged\n")
     out = sweep.reproduce("smoke", results_dir=results, readme=readme)
@@ -171,6 +172,7 @@ def test_reproduce_writes_only_its_profiles_files_with_times_and_provenance(tmp_
     assert sorted(p.name for p in (results / "executed" / "smoke").glob("*.ipynb")) == ["01_a.ipynb", "02_b.ipynb"]
     record = json.loads((results / "executed" / "smoke" / "provenance.json").read_text())
     assert record["notebook_seconds"] == {"01_a": 3.0, "02_b": 3.0} and record["total_seconds"] == 6.0
+    assert record["cached_runs_at_start"] == 0                        # an empty run cache: a true reproduce time
     assert all(not p["results_dir"].startswith("/") for p in seen)   # relative: no machine path recorded
     assert [p.get("train") for p in seen] == [True, None]            # it trains where a notebook could read
 
