@@ -31,6 +31,24 @@ def _require(ok: bool, message: str) -> None:
         raise ValueError(message)
 
 
+def whole_number(value: Any, name: str, minimum: int = 1) -> int:
+    """`value` when it is an int >= minimum; ValueError naming `name` and the value otherwise.
+    A bool is not a number here (True would pass for 1), nor is 2.0 or '2'."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+    _require(ok, f"{name} must be {'a positive int' if minimum == 1 else f'an int >= {minimum}'}, got {value!r}")
+    return value
+
+
+def _fraction(value: Any, name: str) -> None:
+    """ValueError unless `value` is a real number (not a bool) in [0, 1)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value < 1.0
+    _require(ok, f"{name} must be a number in [0, 1), got {value!r}")
+
+
+def _flag(value: Any, name: str) -> None:
+    _require(isinstance(value, bool), f"{name} must be True or False, got {value!r}")
+
+
 @dataclass(frozen=True, eq=False)
 class ModalitySpec:
     """What the model must know about one input modality before it sees data.
@@ -50,11 +68,12 @@ class ModalitySpec:
     order: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
-        _require(isinstance(self.num_inputs, int) and self.num_inputs > 0,
-                 f"num_inputs must be a positive int, got {self.num_inputs!r}")
-        _require(isinstance(self.channels, int) and self.channels > 0,
-                 f"channels must be a positive int, got {self.channels!r}")
+        whole_number(self.num_inputs, "num_inputs")
+        whole_number(self.channels, "channels")
+        _require(isinstance(self.grid, (tuple, list)), f"grid must be a tuple of sizes, got {self.grid!r}")
         grid = tuple(self.grid) or (self.num_inputs,)
+        for i, n in enumerate(grid):
+            whole_number(n, f"grid[{i}]")
         size = 1
         for n in grid:
             size *= n
@@ -116,17 +135,15 @@ class BlockConfig:
     def __post_init__(self) -> None:
         for name in ("groups", "latents", "channels", "heads", "cross_heads",
                      "cross_widening", "self_widening", "repeats"):
-            value = getattr(self, name)
-            _require(isinstance(value, int) and value > 0,
-                     f"BlockConfig.{name} must be a positive int, got {value!r}")
-        _require(isinstance(self.self_attends, int) and self.self_attends >= 0,
-                 f"BlockConfig.self_attends must be an int >= 0, got {self.self_attends!r}")
+            whole_number(getattr(self, name), f"BlockConfig.{name}")
+        whole_number(self.self_attends, "BlockConfig.self_attends", minimum=0)
         _require(self.channels % self.heads == 0,
                  f"heads ({self.heads}) must divide channels ({self.channels})")
         _require(self.channels % self.cross_heads == 0,
                  f"cross_heads ({self.cross_heads}) must divide channels ({self.channels})")
         if self.latents_train is not None:
-            _require(0 < self.latents_train <= self.latents,
+            whole_number(self.latents_train, "BlockConfig.latents_train")
+            _require(self.latents_train <= self.latents,
                      f"latents_train must be in 1..{self.latents}, got {self.latents_train}")
 
 
@@ -153,6 +170,8 @@ class HiPConfig:
                                              # less memory for ~1/3 more compute (training only)
 
     def __post_init__(self) -> None:
+        _require(isinstance(self.blocks, (tuple, list)),
+                 f"blocks must be a sequence of BlockConfig, got {type(self.blocks).__name__} {self.blocks!r}")
         blocks = tuple(self.blocks)
         object.__setattr__(self, "blocks", blocks)
         _require(len(blocks) % 2 == 1,
@@ -161,7 +180,7 @@ class HiPConfig:
         _require(blocks[len(blocks) // 2].groups == 1,
                  f"the processor (block {len(blocks) // 2}) must have 1 group, "
                  f"got {blocks[len(blocks) // 2].groups}")
-        _require(self.embed_channels > 0, f"embed_channels must be > 0, got {self.embed_channels}")
+        whole_number(self.embed_channels, "embed_channels")
         _require(self.position in POSITION_KINDS,
                  f"position must be one of {POSITION_KINDS}, got {self.position!r}")
         _require(self.regroup in REGROUP_TYPES,
@@ -170,14 +189,14 @@ class HiPConfig:
                  f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
         _require(self.readout in READOUTS,
                  f"readout must be one of {READOUTS}, got {self.readout!r}")
-        _require(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
-        _require(0.0 <= self.drop_path < 1.0, f"drop_path must be in [0, 1), got {self.drop_path}")
-        _require(isinstance(self.num_classes, int) and not isinstance(self.num_classes, bool)
-                 and self.num_classes >= 0, f"num_classes must be an int >= 0, got {self.num_classes!r}")
-        _require(self.fourier_bands > 0, f"fourier_bands must be > 0, got {self.fourier_bands}")
+        _fraction(self.dropout, "dropout")
+        _fraction(self.drop_path, "drop_path")
+        whole_number(self.num_classes, "num_classes", minimum=0)
+        whole_number(self.fourier_bands, "fourier_bands")
         if self.position_channels is not None:
-            _require(self.position_channels > 0,
-                     f"position_channels must be > 0, got {self.position_channels}")
+            whole_number(self.position_channels, "position_channels")
+        _flag(self.project_positions, "project_positions")
+        _flag(self.checkpoint, "checkpoint")
 
     @property
     def processor_index(self) -> int:

@@ -61,6 +61,22 @@ class RunsNotFound(HipcoreError, FileNotFoundError):
     """The runs to export are missing or unfinished in the run cache."""
 
 
+class WeightsNameError(HipcoreError, ValueError):
+    """A weights name that is no plain file name: empty, or with '/', '\\' or '..' in it."""
+
+
+def check_name(name: object) -> str:
+    """`name`, when it can name a weights file in its folder and nothing outside it: a non-empty
+    string without '/', '\\', '..' or NUL. WeightsNameError otherwise."""
+    if not isinstance(name, str) or not name:
+        raise WeightsNameError(f"weights name {name!r} is not a name: give a non-empty string")
+    bad = [part for part in ("/", "\\", "..", "\0") if part in name]
+    if bad:
+        raise WeightsNameError(f"weights name {name!r} holds {bad[0]!r}: a weights name is a plain file name, "
+                               "with no folder part")
+    return name
+
+
 # ---- reading ----
 
 def read_manifest(folder: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -89,6 +105,7 @@ def entry(name: str, folder: str | os.PathLike | None = None) -> dict[str, Any]:
     """The manifest entry of `name`; UnknownWeights (listing the names) when there is none."""
     from .train.checkpoint import CheckpointError
 
+    check_name(name)
     weights = read_manifest(folder)["weights"]
     if name not in weights:
         shipped = ", ".join(sorted(weights)) or "none"

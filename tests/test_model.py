@@ -379,6 +379,47 @@ def test_bad_configs_name_the_problem():
         ModalitySpec(3, 1, order=torch.tensor([0, 0, 1]))
 
 
+SPEC = ModalitySpec(64, 3, (8, 8))
+
+
+@pytest.mark.parametrize("make, field, value", [
+    (lambda: variant("small3", num_classes=2.5), "num_classes", 2.5),
+    (lambda: variant("small3", num_classes=True), "num_classes", True),       # not an int here
+    (lambda: variant("small3", num_classes="10"), "num_classes", "10"),
+    (lambda: variant("small3", embed_channels=2.5), "embed_channels", 2.5),
+    (lambda: variant("small3", position="fourier", fourier_bands=True), "fourier_bands", True),
+    (lambda: variant("small3", dropout="0.1"), "dropout", "0.1"),
+    (lambda: variant("small3", checkpoint="no"), "checkpoint", "no"),
+    (lambda: BlockConfig(groups=1, latents=4.0, channels=8, self_attends=1, heads=2), "BlockConfig.latents", 4.0),
+    (lambda: BlockConfig(groups=1, latents=4, channels=8, self_attends=True, heads=2), "BlockConfig.self_attends",
+     True),
+    (lambda: ModalitySpec(True, 3), "num_inputs", True),
+    (lambda: ModalitySpec(64, 3, (8.0, 8)), "grid[0]", 8.0),
+    (lambda: ModalitySpec(64, 3, 64), "grid", 64),
+])
+def test_a_config_value_of_the_wrong_type_is_refused_naming_field_and_value(make, field, value):
+    with pytest.raises(ValueError, match=rf"^{re.escape(field)} must be .*, got {re.escape(repr(value))}$"):
+        make()                                              # at 66d0af7: torch's TypeErrors, or accepted
+
+
+@pytest.mark.parametrize("modalities, what", [
+    ([SPEC], "a list"),
+    (SPEC, "a ModalitySpec"),
+    ((("image", SPEC),), "a tuple"),
+])
+def test_modalities_that_are_not_a_mapping_are_refused_by_name(modalities, what):
+    with pytest.raises(ValueError, match=rf"^modalities must be a mapping \{{name: ModalitySpec\}}, got {what}$"):
+        build(tiny_config(), modalities)                    # at 66d0af7: AttributeError: no .items
+
+
+@pytest.mark.parametrize("value", [2.5, True, "256"])
+def test_a_point_count_that_is_not_a_whole_number_is_refused_by_name(value):
+    from hipcore.data import load_dataset
+
+    with pytest.raises(ValueError, match=rf"^num_points must be a positive int, got {re.escape(repr(value))}$"):
+        load_dataset("shapes3d", "train", num_points=value, train_per_class=1)   # at 66d0af7: numpy errors, or 1
+
+
 def test_config_round_trips_through_a_dict():
     cfg = variant("hip16", num_classes=10)
     assert type(cfg).from_dict(cfg.to_dict()) == cfg

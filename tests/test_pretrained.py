@@ -16,7 +16,16 @@ from hipcore.experiments import mae_positions as mp
 from hipcore.experiments.export import export
 from hipcore.experiments.image_arms import HIP_MAE
 from hipcore.model import check_fits
-from hipcore.pretrained import KINDS, RunsNotFound, UnknownWeights, describe, entry, pair, read_manifest
+from hipcore.pretrained import (
+    KINDS,
+    RunsNotFound,
+    UnknownWeights,
+    WeightsNameError,
+    describe,
+    entry,
+    pair,
+    read_manifest,
+)
 from hipcore.train import CheckpointError
 from hipcore.train.checkpoint import save_atomic
 
@@ -144,6 +153,23 @@ def test_an_export_killed_before_its_manifest_leaves_the_old_set_and_a_seed_keep
     export("smoke", settings=other, runs_dir=root / "runs-other", out=out)    # the killed export, done
     files = {e["file"] for e in read_manifest(out)["weights"].values()}
     assert {p.name for p in out.glob("*.pt")} == files                      # no file of the old set left
+
+
+@pytest.mark.parametrize("name", ["../small3_fashion_mnist_smoke_mae", "a/b", "a\\b", "", "x..y"])
+def test_a_weights_name_with_a_folder_part_is_refused_at_load(exported, name):
+    root, _, _ = exported
+    with pytest.raises(WeightsNameError, match=r"^weights name .* (holds|is not a name)"):   # at 66d0af7: looked up
+        hipcore.pretrained(name, folder=root / "out")
+
+
+@pytest.mark.parametrize("profile", ["a/b", "a\\b", "..", "../up"])
+def test_a_weights_name_with_a_folder_part_is_refused_at_export_before_anything_is_written(exported, tmp_path,
+                                                                                           profile):
+    root, _, _ = exported
+    named = repr(f"small3_fashion_mnist_{profile}_")[:-1]                # as the message quotes it
+    with pytest.raises(WeightsNameError, match=rf"^weights name {re.escape(named)}"):
+        export(profile, settings=TINY, runs_dir=root / "runs", out=tmp_path / "w")   # at 66d0af7: written
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_damaged_weights_file_is_named(exported, tmp_path):

@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from hipcore.config import ModalitySpec
+from hipcore.config import ModalitySpec, whole_number
 from hipcore.data.base import DataNotFoundError, Dataset, cache_root, check_examples, check_split
 from hipcore.data.fingerprint import files_fingerprint
 from hipcore.data.images import ImageDataset
@@ -307,7 +307,7 @@ class FashionMNISTPoints(Dataset):
                  seed: int = 0, num_points: int = 256, download: bool = False) -> None:
         self.name, self.split = "fashion_mnist_points", check_split(split)
         self.ordering = check_ordering(ordering or "stored", POINT_ORDERINGS)
-        if not 0 < num_points <= 784:
+        if not 0 < whole_number(num_points, "num_points") <= 784:
             raise ValueError(f"num_points must be in [1, 784], got {num_points}")
         if download and data_dir is None and find_fashion_mnist() is None:
             fetch_fashion_mnist()

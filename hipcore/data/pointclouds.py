@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from hipcore.config import ModalitySpec
+from hipcore.config import ModalitySpec, whole_number
 from hipcore.data.base import Dataset, check_examples, check_split
 from hipcore.data.fingerprint import arrays_fingerprint, files_fingerprint
 from hipcore.data.orderings import POINT_ORDERINGS, check_ordering, point_order
@@ -247,8 +247,8 @@ class Shapes3D(PointCloudDataset):
                  augment: bool = True) -> None:
         self.name, self.split = "shapes3d", check_split(split)
         per_class = train_per_class if split == "train" else test_per_class
-        if per_class < 1 or num_points < 1:
-            raise ValueError("num_points and the per-class sizes must be positive")
+        whole_number(num_points, "num_points")
+        whole_number(per_class, f"{split}_per_class")
         self.class_names = list(SHAPE_NAMES)
         clouds = [sample_shape(name, per_class, num_points,
                                np.random.default_rng([draw_seed(split, seed), int(split == "test"), c]))
@@ -328,7 +328,7 @@ class ModelNet40(PointCloudDataset):
         points = np.concatenate([d for d, _ in parts])
         labels = np.concatenate([part_labels for _, part_labels in parts])
         if num_points is not None:
-            if not 0 < num_points <= points.shape[1]:
+            if not 0 < whole_number(num_points, "num_points") <= points.shape[1]:
                 raise ValueError(f"num_points must be in [1, {points.shape[1]}], got {num_points}")
             points = points[:, :num_points]
         self.class_names = self._class_names(Path(data_dir), labels)

@@ -24,7 +24,7 @@ from ..config import VARIANT_NAMES, HiPConfig, modalities_from_dict, modalities_
 from ..config import variant as named
 from ..files import sha256_file, write_atomic, write_text_atomic
 from ..locations import PACKAGE_DIR, is_checkout
-from ..pretrained import ABOUT, FORMAT, KINDS, MANIFEST, RunsNotFound, read_manifest
+from ..pretrained import ABOUT, FORMAT, KINDS, MANIFEST, RunsNotFound, check_name, read_manifest
 from ..train.checkpoint import CheckpointError, load
 from . import common
 from .image_arms import HIP_MAE
@@ -32,8 +32,9 @@ from .image_arms import HIP_MAE
 
 def shipped_name(variant: str, dataset: str, profile: str, kind: str, seed: int = 0) -> str:
     """The weights' name: seed 0's is the default a notebook loads; another seed's says its seed,
-    so exporting it never replaces seed 0's."""
-    return f"{variant}_{dataset}_{profile}{'' if seed == 0 else f'_seed{seed}'}_{kind}"
+    so exporting it never replaces seed 0's. WeightsNameError when a part would give it a folder
+    part ('/', '\\', '..')."""
+    return check_name(f"{variant}_{dataset}_{profile}{'' if seed == 0 else f'_seed{seed}'}_{kind}")
 
 
 def finished_run(cfg, profile: str, label: str) -> dict[str, Any]:
@@ -108,6 +109,8 @@ def export(profile: str = "quick", *, seed: int = 0, runs_dir: str | os.PathLike
         out = PACKAGE_DIR / "weights"
     out = Path(out)
     pre_cfg, sup_cfg = common.train_configs(HIP_MAE, seed, settings, dataset=dataset, runs_dir=runs_dir)
+    for kind in KINDS:                       # a name with a folder part is refused before anything is read
+        shipped_name(sup_cfg.variant, dataset, profile, kind, seed)
     pre_state = finished_run(pre_cfg, profile, HIP_MAE.label)
     sup_state = finished_run(sup_cfg, profile, HIP_MAE.label)
     source = sup_state.get("source") or {}
