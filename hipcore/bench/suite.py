@@ -33,7 +33,9 @@ BASELINES = ("perceiver_small", "perceiver_pytorch", "perceiver_matched")
 SMALL_ONLY = {"perceiver_small": 512, "perceiver_pytorch": 512, "perceiver_matched": 512}
 
 # batch: images per step, the same for every model (the ratios compare equal batches);
-# loop_images / loop_batch: one epoch of the notebooks' training loops (notebook 05);
+# loop_images / loop_batch: one epoch of the notebooks' training loops (notebook 05; 0: not
+# measured, as on Binder, where the loops' own training process beside the kernel would take
+# the notebook to 2.5 GB);
 # min_side / max_side: the sides a model is tried at; threads: None = all cores.
 PROFILES: dict[str, dict[str, Any]] = {
     # ~15 s: a tiny HiP at two small sides, to check that it all runs
@@ -45,7 +47,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     # paper's models do not fit (HiP-16 with AdamW needs 1.6 GB before any activation)
     "binder": dict(models=("hip_small", "perceiver_small", "perceiver_matched"), sides=(32, 64, 128), batch=1,
                    warmup=1, repeats=2, max_step_s=20.0, memory_limit_gb=1.0, peak_sizes=(1024, 2048),
-                   min_side={}, max_side={}, threads=None, seed=0, precision="auto", loop_images=512,
+                   min_side={}, max_side={}, threads=None, seed=0, precision="auto", loop_images=0,
                    loop_batch=32),
     # ~10 min on 2 cores: up to 224 x 224, where the paper's 3.7x is measured (Perceiver IO,
     # 2.4 TFLOP a step at any side, only there)
