@@ -57,15 +57,16 @@ def finite(text: str) -> float:
     return value
 
 
-def positive_float(text: str) -> float:
+def _float_from(text: str, zero_allowed: bool) -> float:
     value = finite(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    if value < 0 or (value == 0 and not zero_allowed):
+        raise argparse.ArgumentTypeError(f"must be {'0 or more' if zero_allowed else 'above 0'}, got {text}")
     return value
+
+
+def positive_float(text: str) -> float:
+    return _float_from(text, zero_allowed=False)
 
 
 def non_negative_float(text: str) -> float:
-    value = finite(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
+    return _float_from(text, zero_allowed=True)

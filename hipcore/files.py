@@ -14,7 +14,7 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .errors import DiskFullError
 
@@ -76,6 +76,33 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> None
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     write_atomic(path, lambda tmp: tmp.write_text(text))
+
+
+def write_csv_atomic(path: str | os.PathLike, fields: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> Path:
+    """A CSV of `rows` (dicts; keys beyond `fields` ignored, missing ones left empty) with a
+    header of `fields`, written whole or not at all (write_text_atomic); returns its path."""
+    import csv
+    import io
+
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=list(fields), extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, text.getvalue())
+    return Path(path)
+
+
+def read_csv_rows(path: str | os.PathLike, needs: Sequence[str]) -> list[dict[str, str]]:
+    """The rows of a CSV as dicts of text; a ValueError naming the file when a column of `needs`
+    is missing."""
+    import csv
+
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in needs if c not in (reader.fieldnames or ())]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {missing}")
+        return list(reader)
 
 
 def _alive(pid: int) -> bool:

@@ -31,8 +31,6 @@ Point-cloud baselines train on the clouds as stored (no augmentation). Every row
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import time
 from pathlib import Path
@@ -43,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.orderings import to_grid
-from ..files import write_text_atomic
+from ..files import read_csv_rows, write_csv_atomic
 from ..train.config import TrainConfig
 from ..train.engine import load_data
 from ..train.validation import split_validation
@@ -392,25 +390,15 @@ def write_baselines(folder: str | Path, rows: list[dict[str, Any]]) -> Path:
     """<folder>/baselines.csv: one row per (model, seed), COLUMNS in order."""
     if not rows:
         raise ValueError("no baseline rows to write")
-    path = Path(folder) / FILE_NAME
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = io.StringIO(newline="")
-    writer = csv.DictWriter(text, fieldnames=COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(path, text.getvalue())
-    return path
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return write_csv_atomic(Path(folder) / FILE_NAME, COLUMNS, rows)
 
 
 def read_baselines(path: str | Path) -> list[dict[str, Any]]:
     """The rows of a baselines.csv (a file or its folder), numbers as numbers."""
     path = Path(path)
     path = path / FILE_NAME if path.is_dir() else path
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    missing = [c for c in COLUMNS if rows and c not in rows[0]]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}")
+    rows = read_csv_rows(path, COLUMNS)
     for r in rows:
         r["seed"], r["train_size"], r["test_size"] = int(r["seed"]), int(r["train_size"]), int(r["test_size"])
         for c in ("test_accuracy", "train_accuracy", "seconds"):

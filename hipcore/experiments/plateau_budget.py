@@ -16,12 +16,12 @@ reference baselines train on the same training part and test set, for comparison
 
 from __future__ import annotations
 
-import csv
 import itertools
 import time
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..files import write_csv_atomic
 from ..train import train
 from . import baselines, common
 from .image_arms import HIP_CLASSIFICATION, HIP_FOURIER, HIP_MAE, perceiver_arms
@@ -109,10 +109,5 @@ def recipe_rows(arm_names: list[str], settings: Mapping[str, Any], *, lrs: list[
 
 def write_recipe(path: str | Path, rows: list[dict[str, Any]]) -> Path:
     """The recipe rows as a CSV (RECIPE_FIELDS)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=RECIPE_FIELDS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return write_csv_atomic(path, RECIPE_FIELDS, rows)

@@ -18,15 +18,13 @@ the task. Three things show whether they have, in every finding notebook:
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 from typing import Any, Mapping
 
 import matplotlib.pyplot as plt
 
 from .. import plots
-from ..files import write_text_atomic
+from ..files import read_csv_rows, write_csv_atomic
 from ..locations import resolve_relative
 from ..train.metrics import read_metrics
 from . import baselines, common
@@ -91,13 +89,7 @@ def curve_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def write_rows(path: str | Path, rows: list[dict[str, Any]], fields: tuple[str, ...] = CURVE_FIELDS) -> Path:
-    path = Path(path)
-    text = io.StringIO(newline="")
-    writer = csv.DictWriter(text, fieldnames=fields, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(path, text.getvalue())
-    return path
+    return write_csv_atomic(path, fields, rows)
 
 
 def read_curves(path: str | Path) -> list[dict[str, Any]]:
@@ -105,11 +97,7 @@ def read_curves(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         return []
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    missing = [c for c in CURVE_FIELDS if rows and c not in rows[0]]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}")
+    rows = read_csv_rows(path, CURVE_FIELDS)
     for r in rows:
         r.update(seed=int(r["seed"]), epoch=int(r["epoch"]), value=float(r["value"]))
     return rows
