@@ -8,18 +8,28 @@ TINY = dict(variant="small3", epochs=2, pretrain_epochs=1, limit_train=96, limit
 DATA = dict(dataset="fashion_mnist", data_dir=None, data_options={})
 
 
-def test_runs_are_counted_once_by_their_steps_and_finished_ones_cost_nothing(tmp_path):
+def test_a_step_is_timed_on_the_runs_own_batch():
+    cfg = common.train_configs(common.Arm("plain"), 0, TINY, runs_dir="/nonexistent", **DATA)[1]
+    from hipcore.train.engine import load_data
+
+    assert 0 < estimate.step_seconds(cfg, load_data(cfg)[0]) < 60
+
+
+def test_runs_are_counted_once_by_their_steps_and_finished_ones_cost_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(estimate, "step_seconds", lambda cfg, train_set: 1.0 if cfg.task == "supervised" else 10.0)
     mae, plain = common.Arm("mae", mae=True), common.Arm("plain")
     plan = [(mae, 0), (plain, 0), (common.Arm("mae, again", mae=True, transfer="positions"), 0)]
     jobs = [([c for c in common.train_configs(a, s, TINY, runs_dir=tmp_path, **DATA) if c], None, None)
             for a, s in plan]
     seconds, to_train, total = estimate.plan_seconds(jobs)
-    assert (to_train, total) == (3, 3) and seconds > 0
+    # one MAE pretraining shared by the two MAE arms (1 epoch x 2 steps x 10 s), three
+    # classification runs (2 epochs x 2 steps x 1 s each)
+    assert (to_train, total, seconds) == (3, 3, 1 * 2 * 10.0 + 3 * 4 * 1.0)
     # 96 images, 24 held out: 72 // 32 = 2 steps an epoch; 2 epochs classification, 1 of MAE
     cfgs = jobs[0][0]
     assert [estimate.run_steps(c, 72) for c in cfgs] == [2, 4]
     train(jobs[1][0][0])                                              # the plain arm, now in the cache
     after, to_train, _ = estimate.plan_seconds(jobs)
-    assert to_train == 2 and after < seconds
+    assert (to_train, after) == (2, seconds - 4.0)
     line = estimate.plan_line(jobs)
     assert line.startswith("training 2 of 3 runs (1 finished in the run cache): about ") and " s on this" in line
