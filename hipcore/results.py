@@ -269,7 +269,7 @@ def profile_folders(profile: str, results_dir: str | Path | None = None) -> list
 
         results_dir = default()
     results_dir = Path(results_dir)
-    folders = sorted(p for p in results_dir.glob(f"*/{profile}") if p.is_dir() and p.parent.name != "executed")
+    folders = sorted(p for p in results_dir.glob(f"[0-9][0-9]_*/{profile}") if p.is_dir())   # notebooks' folders
     if not folders:
         raise FileNotFoundError(f"no results for profile {profile!r} under {results_dir} "
                                 f"(expected <notebook>/{profile}/ folders)")

@@ -292,7 +292,8 @@ def summary_lines(results_dir: str | Path, profile: str) -> list[str]:
     """Provenance lines for SUMMARY.md: commit, machine and the measured times of the run."""
     results_dir = Path(results_dir)
     run = provenance.read(results_dir / "executed" / profile)
-    records = [r for r in (provenance.read(f) for f in sorted(results_dir.glob(f"*/{profile}"))) if r]
+    notebooks = sorted(results_dir.glob(f"[0-9][0-9]_*/{profile}"))     # not the recipe check's folder
+    records = [r for r in (provenance.read(f) for f in notebooks) if r]
     source = run or (records[0] if records else None)
     if source is None:
         return ["No provenance recorded for this profile (results from before provenance was recorded)."]
