@@ -406,9 +406,7 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, train_data, test_data, ru
         if val_set is not None:
             state.val_history.append(val_metrics["accuracy"] if supervised else val_metrics["loss"])
         if cfg.plateau:
-            state.converged = plateau.reached(state.val_history, "accuracy" if supervised else "loss",
-                                              min_epochs=cfg.min_epochs, points=cfg.plateau_points,
-                                              relative=cfg.plateau_relative, patience=cfg.plateau_patience)
+            state.converged = bool(judged(state.val_history, cfg, supervised))
             log.log(epoch, step, "plateau", converged=float(state.converged))
         say(f"epoch {epoch} step {step}: " + ", ".join(f"{k} {show_metric(k, v)}" for k, v in state.metrics.items()
                                                        if k not in ("epoch", "step")) + f" ({elapsed():.0f} s)")
