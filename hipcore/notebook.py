@@ -155,19 +155,19 @@ class Setup:
         else:
             print(f"the committed results hold no {path.name}; train = True draws it")
 
-    def record_provenance(self, **extra: Any) -> Path | None:
+    def record_provenance(self, **extra: Any) -> None:
         """`provenance.json` in this notebook's results folder: code, packages, machine, and the
         wall time since `setup` (the notebook's own run). Call it as the last step. A notebook
-        reading committed results writes nothing."""
+        reading committed results writes nothing. It prints the folder relative to the checkout
+        and returns nothing, so an executed notebook holds no machine path."""
         from . import provenance
 
         if self.reading:
-            print("read from", self.out, "(nothing written)")
-            return None
-        path = provenance.write(self.out, self.settings, notebook=self.notebook, profile=self.profile,
-                                seeds=list(self.seeds), wall_seconds=time.perf_counter() - self.started)
-        print("results in", self.out)
-        return path
+            print("read from", provenance.relative(self.out), "(nothing written)")
+            return
+        provenance.write(self.out, self.settings, notebook=self.notebook, profile=self.profile,
+                         seeds=list(self.seeds), wall_seconds=time.perf_counter() - self.started)
+        print("results in", provenance.relative(self.out))
 
 
 def committed_line(out: Path, profile: str) -> str:

@@ -67,7 +67,8 @@ FRACTIONS = {"fraction_of_peak", "fraction_of_best_peak"}
 # Columns of 05's wide metrics.csv that describe the measurement rather than measure it.
 WIDE_SETTINGS = ("model", "package", "side", "inputs", "batch", "status", "repeats", "threads", "precision")
 # What a comparisons.csv 'metric' (the unit of its effect) is, as a metric of this frame.
-COMPARISON_METRICS = (("top-1 %", "test_accuracy"), ("steps/s", "steps_per_s"), ("structure score", "structure"))
+COMPARISON_METRICS = (("top-1 %", "test_accuracy"), ("steps/s", "steps_per_s"), ("structure score", "structure"),
+                      ("geometry score", "geometry"))   # F7: structure with the data's correlation removed
 
 
 class ResultsError(ValueError):
@@ -75,10 +76,10 @@ class ResultsError(ValueError):
 
 
 def unit_of(metric: str) -> str:
-    """The unit of `metric`: `UNITS`, else the structure scores of the position tables."""
+    """The unit of `metric`: `UNITS`, else the structure and geometry scores of the position tables."""
     if metric in UNITS:
         return UNITS[metric]
-    if metric.startswith("structure") or metric.endswith("chance_sd"):
+    if metric.startswith(("structure", "geometry")) or metric.endswith("chance_sd"):
         return "score"                  # a correlation-like structure score and its chance sd
     raise ResultsError(f"metric {metric!r} has no unit; add it to hipcore.results.UNITS")
 

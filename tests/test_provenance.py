@@ -52,7 +52,8 @@ def test_run_folders_are_keyed_by_config_and_code(tmp_path, monkeypatch):
 
 def test_notebook_times_come_from_the_records(tmp_path):
     S = notebook.setup("01_x", profile="smoke", table={p: {} for p in notebook.PROFILES}, results_dir=tmp_path)
-    record = json.loads(S.record_provenance().read_text())
+    S.record_provenance()
+    record = json.loads((S.out / "provenance.json").read_text())
     assert record["notebook"] == "01_x" and record["profile"] == "smoke" and record["wall_seconds"] >= 0
     assert summary.notebook_times(tmp_path, "smoke") == {"01_x": record["wall_seconds"]}
     provenance.reproduce_record(tmp_path / "executed" / "smoke", {"01_x": 600.0, "00_y": 5.0}, "smoke", cached_runs=0)

@@ -2,6 +2,8 @@
 
 import json
 import math
+import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -171,3 +173,24 @@ def test_markdown_and_mean_sd():
         "| x | y |\n|---|---|\n| 1 | a |\n|  |  |"
     assert results.fmt_mean_sd(2.0, math.sqrt(2)) == "2.00 ± 1.41"
     assert results.fmt_mean_sd(5.0, math.nan, signed=True) == "+5.00"
+
+
+# An absolute path of the machine that made a result: /home/..., /work/..., /tmp/..., C:\...
+MACHINE_PATH = re.compile(r"""(?:^|[\s"'(=])(?:/(?:home|work|tmp|root|Users|mnt|opt|srv|var)/|[A-Z]:\\)""")
+
+
+def test_no_committed_result_holds_a_machine_path():
+    home = Path(__file__).resolve().parent.parent
+    found = []
+    for path in sorted((home / "results").rglob("*")):
+        if path.suffix in {".csv", ".json", ".md", ".ipynb"} and "smoke" not in path.parts:
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                if MACHINE_PATH.search(line):
+                    found.append(f"{path.relative_to(home)}:{number}: {line.strip()[:80]}")
+    assert not found, "\n".join(found[:10])
+
+
+def test_the_machine_path_pattern_finds_what_it_should():
+    assert MACHINE_PATH.search('"results in /work/repro/results/00_tour/quick\\n"')
+    assert MACHINE_PATH.search("PosixPath('/home/me/hipcore/results')")
+    assert not MACHINE_PATH.search("results in results/00_tour/quick") and not MACHINE_PATH.search("1/work/2")
