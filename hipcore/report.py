@@ -435,6 +435,19 @@ def holm_column(found: list[Finding]) -> list[str]:
     return ["" if math.isnan(a) else f"{a:.2g} ({'<' if a <= HOLM_ALPHA else '>'} {HOLM_ALPHA:g})" for a in adjusted]
 
 
+def early_training_line(found: list[Finding]) -> str:
+    """A bold lead for a table of these findings when any row over seeds rests on arms not shown
+    at their validation plateau ('' when every such row did): the headline must not read as
+    what the paper claims about trained models."""
+    trained = [f for f in found if f.replicate == "seed" and f.converged != "n/a"]
+    early = [f for f in trained if f.converged != "yes"]
+    if not early:
+        return ""
+    return (f"**Early training:** {len(early)} of the {len(trained)} rows over seeds rest on arms not shown at "
+            "their validation plateau (*regime*); their verdicts describe models early in training, not the "
+            "trained models the paper's claims are about.")
+
+
 def multiplicity_line(found: list[Finding]) -> str:
     """How many directional rows would say 'reproduced' (or its direction) by chance alone if
     every true effect were 0, and how many survive Holm's adjustment."""

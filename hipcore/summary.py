@@ -25,6 +25,7 @@ from .report import (
     Finding,
     describe_ours,
     describe_paper,
+    early_training_line,
     markdown_table,
     merge_notebooks,
     multiplicity_line,
@@ -125,8 +126,10 @@ def readme_results(results_dir: str | Path, profile: str = "quick") -> str:
                           "regime": [regime(f) for f in found], "verdict": [f.verdict for f in found]})
     where = f"{results_dir.name}/{summary_path(results_dir, profile).name}"
     as_run = _as_run(results_dir, profile)
-    parts = [f"Every finding at the `{profile}` profile (Fashion-MNIST, a small HiP, a few epochs{as_run}; "
-             f"rules, power and provenance in [{where}]({where})):", "", markdown(table), ""]
+    early = early_training_line(found)
+    parts = ([early, ""] if early else []) + [
+        f"Every finding at the `{profile}` profile (Fashion-MNIST, a small HiP, a few epochs{as_run}; "
+        f"rules, power and provenance in [{where}]({where})):", "", markdown(table), ""]
     scale = scale_section(results_dir, profile)
     parts += scale[2:]                                      # without its heading
     if (results_dir / GLANCE_FIGURE).exists():
@@ -169,6 +172,8 @@ def write_summary(results_dir: str | Path, profile: str = "quick", out: str | Pa
     if not found:
         parts.append(f"No comparisons found for profile '{profile}' yet.")
     else:
+        early = early_training_line(found)
+        parts += [early, ""] if early else []
         parts += [markdown_table(found, links, profile_baselines(results_dir, profile),
                                  profile_test_sizes(results_dir, profile)), ""]
         line = multiplicity_line(found)

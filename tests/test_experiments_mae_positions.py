@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from hipcore import report
 from hipcore.config import ModalitySpec
 from hipcore.experiments import common, image_arms
 from hipcore.experiments import mae_positions as mp
@@ -130,7 +131,24 @@ def test_f7_records_only_seeds_both_tables_exist_for(tmp_path):
     settings = mp.TABLE["smoke"]
     arms = mp.arms(settings)
     path = tmp_path / "comparisons.csv"
-    assert mp.record_structure_finding(path, arms["hip_mae"], (0, 1), settings, runs_dir=tmp_path / "runs",
+    assert mp.record_structure_finding(path, arms["hip_mae"], (0, 1), settings, [], runs_dir=tmp_path / "runs",
                                        **DATA) == 0
     assert not path.exists()
     assert mp.F7[1] == mp.F7_LEVEL[1] == "effect.F7_mae_positions_structure"
+
+
+def test_f7_rows_carry_whether_the_runs_behind_their_tables_converged(tmp_path):
+    # Two MAE and two classification steps: no run reaches its plateau, and each F7 row says so
+    # with the epochs of the runs its tables come from (both arms' for F7, the MAE arm's for the level).
+    settings = {**mp.TABLE["smoke"], "limit_train": 64, "limit_test": 64, "batch_size": 32}
+    arms = mp.arms(settings)
+    runs = tmp_path / "runs"
+    rows = [common.run_arm(arm, 0, settings, runs_dir=runs, **DATA)
+            for arm in (arms["hip_mae"], arms["hip_classification"])]
+    path = tmp_path / "comparisons.csv"
+    assert mp.record_structure_finding(path, arms["hip_mae"], (0,), settings, rows, runs_dir=runs, **DATA) == 1
+    recorded = {r["finding"]: r for r in report.read_comparisons(path)}
+    assert recorded[mp.F7[0]]["converged"] == recorded[mp.F7_LEVEL[0]]["converged"] == "no"
+    assert recorded[mp.F7[0]]["epochs"] == "1/1/1" and recorded[mp.F7_LEVEL[0]]["epochs"] == "1/1"
+    found = {f.finding: f for f in report.findings(report.read_comparisons(path))}
+    assert report.regime(found[mp.F7[0]]).startswith("not converged at 1/1/1 epochs")

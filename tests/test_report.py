@@ -305,6 +305,8 @@ def test_one_finding_one_row_naming_every_notebook(tmp_path):
         and "[03](executed/quick/03_mae_positional_embeddings.ipynb)" in rows[0]
     assert "(interaction)" in text and "Seeds vary" in text
     assert "not shown converged (no plateau recorded)" in rows[0] and "Multiplicity: 2 directional rows" in text
+    assert "**Early training:** 2 of the 2 rows over seeds rest on arms not shown at their validation plateau" \
+        in text and text.index("**Early training:**") < text.index("| F1 ")
     write_pairs(tmp_path / "01_imagenet_comparison" / "quick" / "comparisons.csv", "F1", "higher",
                 "effect.F1_mae_vs_classification_positions", [(60.0, 99.0)])
     with pytest.raises(ValueError, match="differs between notebooks"):
@@ -432,3 +434,18 @@ def test_the_readme_names_the_machine_each_notebook_s_results_were_made_on(tmp_p
     assert "Intel Xeon (low-precision flags: amx_bf16, avx512_bf16), 2 cores, torch 2.13.0, bf16" in text
     assert "NVIDIA H200 (GPU), torch 2.13.0, bf16, commit 0123456 (notebooks 03)" in text
     assert summary.readme_machine(tmp_path, "full") == "No `full` results record their machine yet."
+
+
+def test_the_early_training_lead_is_there_only_while_a_row_is_not_at_its_plateau(tmp_path):
+    from hipcore.report import early_training_line
+
+    path = tmp_path / "comparisons.csv"
+    for seed in range(3):
+        append_comparison(path, finding="F1", claim="higher", paper_key="effect.F1_mae_vs_classification_positions",
+                          metric="top-1 %", seed=seed, baseline=60.0, treatment=71.0 + seed, converged="yes",
+                          epochs="30/20/25")
+    converged = findings(read_comparisons(path))
+    assert early_training_line(converged) == ""
+    append_comparison(path, finding="F2", claim="higher", paper_key="effect.F2_mae_vs_fourier",
+                      metric="top-1 %", seed=0, baseline=60.0, treatment=61.0, converged="no", epochs="8/2/2")
+    assert early_training_line(findings(read_comparisons(path))).startswith("**Early training:** 1 of the 2 rows")

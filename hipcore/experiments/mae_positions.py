@@ -235,7 +235,8 @@ GEOMETRY_IMAGES = 2000        # training images the data's pixel correlation is 
 
 
 def record_structure_finding(path: Path, arm: Arm, seeds: tuple[int, ...], settings: Mapping[str, Any],
-                             modality: str = "image", control: Arm = HIP_CLASSIFICATION, **data: Any) -> int:
+                             rows: list[dict[str, Any]], modality: str = "image", control: Arm = HIP_CLASSIFICATION,
+                             **data: Any) -> int:
     """F7's paired rows in comparisons.csv, one per seed that both arms ran, scored by
     `geometry.partial_geometry` (row similarity against grid distance with the data's
     pixel correlation, from the seed's training images, removed):
@@ -246,6 +247,8 @@ def record_structure_finding(path: Path, arm: Arm, seeds: tuple[int, ...], setti
       (baseline), the level that content-only control tables stay below; if the MAE tables
       fail it, F7 is not shown whatever the paired difference.
 
+    Each row carries whether the runs its tables come from reached their plateau, read from
+    `rows` (as `common.run_arm` returns them): both arms' for F7, the MAE arm's for F7_LEVEL.
     Returns how many seeds were recorded."""
     from ..geometry import GEOMETRY_PASS, partial_geometry
     from ..report import append_comparison
@@ -267,9 +270,11 @@ def record_structure_finding(path: Path, arm: Arm, seeds: tuple[int, ...], setti
             with torch.no_grad():
                 table = model.positions(modality).float()            # [M, E]
             scores.append(partial_geometry(table, images, spec.grid, spec.order, seed=seed))
-        for name, baseline in ((F7, scores[0]), (F7_LEVEL, GEOMETRY_PASS)):
+        for name, baseline, sources in ((F7, scores[0], {arm.label, control.label}),
+                                        (F7_LEVEL, GEOMETRY_PASS, {arm.label})):
+            converged, epochs = common.convergence([r for r in rows if r["arm"] in sources and r["seed"] == seed])
             append_comparison(path, finding=name[0], claim="higher", paper_key=name[1], metric="geometry score",
-                              seed=seed, baseline=baseline, treatment=scores[1])
+                              seed=seed, baseline=baseline, treatment=scores[1], converged=converged, epochs=epochs)
         recorded += 1
     return recorded
 
