@@ -14,7 +14,9 @@ whatever the kernel starts, such as notebook 05's one process per model) of each
 peak resident memory so far (Linux's VmHWM), and the largest such sum. A process' peak is at
 least what it holds at any moment, so the figure bounds from above what the processes held
 together (this process imports torch, which a Binder session's server does not); the check
-fails when a notebook's figure reaches LIMIT_BYTES.
+fails when a notebook's figure reaches LIMIT_BYTES. With `--record FOLDER` (every notebook
+checked) it writes the peaks to FOLDER/memory.csv with the run's provenance.json: the README's
+Binder block is generated from that record (`python -m hipcore summary`).
 """
 
 from __future__ import annotations
@@ -127,6 +129,25 @@ def check(notebooks: list[Path], out: Path, limit: int = LIMIT_BYTES) -> dict[st
     return peaks
 
 
+RECORD = "memory.csv"
+RECORD_FIELDS = ("notebook", "peak_bytes", "limit_bytes")
+
+
+def record(folder: str | Path, peaks: dict[str, int], limit: int = LIMIT_BYTES) -> Path:
+    """<folder>/memory.csv (each notebook's peak and Binder's limit, in bytes) beside the
+    provenance.json of the run that measured them."""
+    from . import provenance
+    from .files import write_csv_atomic
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [{"notebook": name, "peak_bytes": peak, "limit_bytes": limit} for name, peak in peaks.items()]
+    path = write_csv_atomic(folder / RECORD, RECORD_FIELDS, rows)
+    provenance.write(folder, {"profile": PROFILE},
+                     command=f"python -m hipcore.binder --record {provenance.relative(folder)}")
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     from .locations import notebooks_dir
 
@@ -135,7 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("notebooks", nargs="*", help="name prefixes such as 03 (default: every numbered notebook)")
     parser.add_argument("--out", default=None, help="folder for the executed notebooks and their results "
                                                     "(default: a temporary folder, removed afterwards)")
+    parser.add_argument("--record", default=None, metavar="FOLDER",
+                        help=f"write each notebook's peak to FOLDER/{RECORD} with its provenance.json "
+                             "(every notebook checked: no name prefixes), e.g. results/binder_check")
     args = parser.parse_args(argv)
+    if args.record and args.notebooks:
+        parser.error("--record writes the whole set: leave out the notebook prefixes")
     if os.environ.get("HIPCORE_PROFILE", PROFILE) != PROFILE:
         parser.error(f"HIPCORE_PROFILE={os.environ['HIPCORE_PROFILE']} would override the binder profile; unset it")
     found = sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
@@ -144,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no notebook matches {args.notebooks}; notebooks: {', '.join(nb.stem for nb in found)}")
     with tempfile.TemporaryDirectory(prefix="hipcore-binder-") as scratch:
         peaks = check(chosen, Path(args.out or scratch))
+    if args.record:
+        print("wrote", record(args.record, peaks), "and its provenance.json")
     over = [name for name, peak in peaks.items() if peak >= LIMIT_BYTES]
     if over:
         print(f"over Binder's {LIMIT_BYTES / 1e9:.0f} GB at the binder profile: {', '.join(over)}", file=sys.stderr)

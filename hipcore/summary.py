@@ -370,21 +370,49 @@ def readme_budget(results_dir: str | Path, profile: str = "quick") -> str:
                                "listed under each; the cache trains it once).")
 
 
+BINDER_RECORD = Path("binder_check") / "memory.csv"      # written by python -m hipcore.binder --record
+
+
+def readme_binder(results_dir: str | Path) -> str:
+    """Each notebook's peak memory at the binder profile against Binder's limit, from the record
+    `python -m hipcore.binder --record` wrote, with the commit and machine that measured it."""
+    path = Path(results_dir) / BINDER_RECORD
+    if not path.is_file():
+        return f"No Binder memory record yet: `python -m hipcore.binder --record results/{BINDER_RECORD.parent}`."
+    frame = read_csv(path, ("notebook", "peak_bytes", "limit_bytes"))
+    try:
+        peaks = {row.notebook[:2]: int(row.peak_bytes) for row in frame.itertuples()}
+        limit = int(frame.limit_bytes.iloc[0])
+    except (ValueError, IndexError):
+        raise ValueError(f"{path}: peak_bytes and limit_bytes must be whole numbers, one row per notebook") from None
+    made = "an unrecorded machine and commit"
+    if (path.parent / "provenance.json").is_file():
+        made = _made_by(json.loads((path.parent / "provenance.json").read_text()))
+    over = [name for name, peak in peaks.items() if peak >= limit]
+    verdict = (f"over the limit: {', '.join(over)}" if over else f"every one under {limit / 1e9:g} GB")
+    return (f"`python -m hipcore.binder --record` (each notebook at the `binder` profile, a fresh run cache, its "
+            f"peak memory summed over the processes alive together, in GB of 10^9 bytes; measured on {made}): "
+            + ", ".join(f"{name} {peak / 1e9:.2f} GB" for name, peak in peaks.items()) + f"; {verdict}.")
+
+
+def _made_by(record: dict[str, Any]) -> str:
+    """'commit abc1234 on <CPU> (low-precision flags: ...), N cores, torch X, bf16' from a provenance record."""
+    machine, packages = record.get("machine") or {}, record.get("packages") or {}
+    flags = machine.get("cpu_flags")
+    where = (f"{machine['gpu']} (GPU)" if machine.get("gpu") else
+             f"{machine.get('cpu', 'an unrecorded CPU')} (low-precision flags: "
+             f"{', '.join(flags) if flags else 'none' if flags == [] else 'not recorded'}), "
+             f"{machine.get('cores', '?')} cores")
+    return (f"{where}, torch {packages.get('torch', '?')}, {machine.get('precision') or 'fp32'}, "
+            f"commit {str(record.get('commit') or 'unrecorded')[:7]}")
+
+
 def readme_machine(results_dir: str | Path, profile: str = "quick") -> str:
     """Where the profile's results were made, from each notebook's provenance.json: the CPU (or
     GPU), cores, torch and the precision it trained in, and which notebooks each machine made."""
     made: dict[str, list[str]] = {}
     for path in sorted(Path(results_dir).glob(f"[0-9][0-9]_*/{profile}/provenance.json")):
-        record = json.loads(path.read_text())
-        machine, packages = record.get("machine") or {}, record.get("packages") or {}
-        flags = machine.get("cpu_flags")
-        where = (f"{machine['gpu']} (GPU)" if machine.get("gpu") else
-                 f"{machine.get('cpu', 'an unrecorded CPU')} (low-precision flags: "
-                 f"{', '.join(flags) if flags else 'none' if flags == [] else 'not recorded'}), "
-                 f"{machine.get('cores', '?')} cores")
-        key = (f"{where}, torch {packages.get('torch', '?')}, {machine.get('precision') or 'fp32'}, "
-               f"commit {str(record.get('commit') or 'unrecorded')[:7]}")
-        made.setdefault(key, []).append(path.parent.parent.name[:2])
+        made.setdefault(_made_by(json.loads(path.read_text())), []).append(path.parent.parent.name[:2])
     if not made:
         return f"No `{profile}` results record their machine yet."
     return "The `{}` results were made on: {}.".format(
@@ -396,6 +424,7 @@ def readme_blocks(results_dir: str | Path, profile: str) -> dict[str, Callable[[
     return {"machine": lambda: readme_machine(results_dir, profile),
             "times": lambda: readme_times(results_dir, profile),
             "budget": lambda: readme_budget(results_dir, profile),
+            "binder": lambda: readme_binder(results_dir),
             "results": lambda: readme_results(results_dir, profile)}
 
 

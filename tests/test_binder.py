@@ -122,3 +122,29 @@ def test_peak_memory_does_not_add_processes_that_ran_one_after_another():
     kids = [peak for pid, peak in memory.peaks.items() if pid != os.getpid()]
     assert len(kids) == 3 and min(kids) >= 200 * 2**20
     assert max(kids) < memory.total < memory.peaks[os.getpid()] + 2 * min(kids)   # never two of them
+
+
+def test_the_record_fills_the_readme_s_binder_block_and_names_a_notebook_over_the_limit(tmp_path, capsys):
+    from hipcore import summary
+
+    assert summary.readme_binder(tmp_path).startswith("No Binder memory record yet")
+    peaks = {"00_tour": 1_250_000_000, "05_efficiency": 1_790_000_000}
+    binder.record(tmp_path / "binder_check", peaks)
+    text = summary.readme_binder(tmp_path)
+    assert "00 1.25 GB, 05 1.79 GB; every one under 2 GB." in text and ", commit " in text
+    binder.record(tmp_path / "binder_check", {**peaks, "05_efficiency": 2_100_000_000})
+    assert summary.readme_binder(tmp_path).endswith("05 2.10 GB; over the limit: 05.")
+    (tmp_path / "binder_check" / "memory.csv").write_text("notebook,peak_bytes,limit_bytes\n00_tour,lots,2\n")
+    with pytest.raises(ValueError, match="memory.csv: peak_bytes and limit_bytes must be whole numbers"):
+        summary.readme_binder(tmp_path)
+    with pytest.raises(SystemExit):
+        binder.main(["03", "--record", str(tmp_path / "partial")])
+    assert "--record writes the whole set" in capsys.readouterr().err and not (tmp_path / "partial").exists()
+
+
+def test_the_readme_gives_a_binder_peak_for_every_notebook():
+    readme = (ROOT / "README.md").read_text()
+    start, end = (readme.index(mark) for mark in ("<!-- binder: generated", "<!-- end of binder -->"))
+    block = readme[start:end]
+    for nb in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        assert re.search(rf"\b{nb.stem[:2]} \d\.\d\d GB", block), f"README's Binder block has no peak for {nb.stem}"
