@@ -13,6 +13,7 @@ imports it.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -370,6 +371,54 @@ def readme_budget(results_dir: str | Path, profile: str = "quick") -> str:
                                "listed under each; the cache trains it once).")
 
 
+PLATEAU_CHECK = "plateau_check"          # python -m hipcore plateau-budget --out plateau_check/<profile>/<arm>/...
+PLATEAU_NOTEBOOK = "01_imagenet_comparison"   # whose reference baselines train on the same images
+
+
+def readme_plateau(results_dir: str | Path, profile: str = "quick") -> str:
+    """Each image arm trained to its validation plateau on the profile's data (the plateau-budget
+    records under `plateau_check/<profile>/`): epochs to the plateau or the cap, best validation and
+    the test top-1 there, beside the reference baselines of the same seed, training images and test set."""
+    from .experiments.plateau_budget import RECIPE_FIELDS
+
+    results_dir = Path(results_dir)
+    paths = sorted((results_dir / PLATEAU_CHECK / profile).glob("*/plateau.csv"))
+    if not paths:
+        return (f"No `{profile}` plateau check yet: `python -m hipcore plateau-budget --arm ... --profile {profile} "
+                f"--out results/{PLATEAU_CHECK}/{profile}/<arm>/plateau.csv`.")
+    rows, made, seeds = [], {}, set()
+    for path in paths:
+        frame = read_csv(path, RECIPE_FIELDS)
+        record = json.loads((path.parent / "provenance.json").read_text()) \
+            if (path.parent / "provenance.json").is_file() else {}
+        seed = re.search(r"--seed (\d+)", str(record.get("command", "")))
+        seeds.add(int(seed.group(1)) if seed else None)
+        made.setdefault(_made_by(record) if record else "an unrecorded machine and commit", []).append(path.parent.name)
+        try:
+            rows += [{"arm": r.arm, "stage": r.stage.split(" (")[0],
+                      "epochs (cap)": f"{int(r.epochs_run)} ({int(r.cap)})",
+                      "plateau": "yes" if r.converged == "True" else "no: the cap stopped it",
+                      "best validation": f"{float(r.best_val):.4g}",
+                      "test there": f"{float(r.test):.4g}", "s per epoch": f"{float(r.seconds_per_epoch):.0f}"}
+                     for r in frame.itertuples()]
+        except ValueError:
+            raise ValueError(f"{path}: epochs, validation, test and seconds must be numbers") from None
+    (seed,) = seeds if len(seeds) == 1 else (None,)
+    parts = [f"Each image arm trained to its validation plateau on `{profile}`'s data (one seed; the "
+             "classification stage's validation and test are top-1 %, MAE pretraining's its validation and "
+             "test loss), measured on " + "; ".join(f"{key} ({', '.join(arms)})" for key, arms in made.items())
+             + ":", "", markdown(pd.DataFrame(rows)), ""]
+    baselines = results_dir / PLATEAU_NOTEBOOK / profile / "baselines.csv"
+    if seed is not None and baselines.is_file():
+        frame = read_csv(baselines, ("model", "seed", "test_accuracy", "train_size", "test_size"))
+        same = frame[frame["seed"] == str(seed)]
+        if len(same):
+            parts.append(f"Reference baselines on the same {int(same.train_size.iloc[0]):,} training and "
+                         f"{int(same.test_size.iloc[0]):,} test images (seed {seed}, notebook {PLATEAU_NOTEBOOK[:2]}): "
+                         + ", ".join(f"{m} {float(a):.1f}" for m, a in zip(same.model, same.test_accuracy)) + ".")
+    return "\n".join(parts).rstrip()
+
+
 BINDER_RECORD = Path("binder_check") / "memory.csv"      # written by python -m hipcore.binder --record
 
 
@@ -425,6 +474,7 @@ def readme_blocks(results_dir: str | Path, profile: str) -> dict[str, Callable[[
             "times": lambda: readme_times(results_dir, profile),
             "budget": lambda: readme_budget(results_dir, profile),
             "binder": lambda: readme_binder(results_dir),
+            "plateau": lambda: readme_plateau(results_dir, profile),
             "results": lambda: readme_results(results_dir, profile)}
 
 

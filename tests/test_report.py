@@ -449,3 +449,39 @@ def test_the_early_training_lead_is_there_only_while_a_row_is_not_at_its_plateau
     append_comparison(path, finding="F2", claim="higher", paper_key="effect.F2_mae_vs_fourier",
                       metric="top-1 %", seed=0, baseline=60.0, treatment=61.0, converged="no", epochs="8/2/2")
     assert early_training_line(findings(read_comparisons(path))).startswith("**Early training:** 1 of the 2 rows")
+
+
+def test_the_plateau_block_puts_each_arm_s_epochs_beside_the_same_seed_s_baselines(tmp_path):
+    import json
+
+    from hipcore.experiments.plateau_budget import write_recipe
+
+    assert summary.readme_plateau(tmp_path, "quick").startswith("No `quick` plateau check yet")
+    stage = {"lr": 0.001, "warmup_epochs": 0.5, "selected_epoch": 12, "seconds_per_epoch": 11.4}
+    write_recipe(tmp_path / "plateau_check" / "quick" / "hip-fourier" / "plateau.csv", [
+        {**stage, "arm": "HiP, Fourier features", "stage": "classification (validation top-1 %)", "epochs_run": 15,
+         "cap": 40, "converged": True, "best_val": 80.83, "test": 81.9}])
+    write_recipe(tmp_path / "plateau_check" / "quick" / "hip-mae" / "plateau.csv", [
+        {**stage, "arm": "HiP, MAE-learned positions", "stage": "MAE pretraining (validation loss)", "epochs_run": 40,
+         "cap": 40, "converged": False, "best_val": 0.4123, "test": 0.4188}])
+    for arm in ("hip-fourier", "hip-mae"):
+        (tmp_path / "plateau_check" / "quick" / arm / "provenance.json").write_text(json.dumps(
+            {"commit": "abcdef0123", "command": "python -m hipcore plateau-budget --arm x --seed 1 --out plateau.csv",
+             "machine": {"cpu": "Some CPU", "cpu_flags": ["amx_bf16"], "cores": 2, "precision": "bf16"},
+             "packages": {"torch": "2.13.0"}}))
+    folder = tmp_path / "01_imagenet_comparison" / "quick"
+    folder.mkdir(parents=True)
+    (folder / "baselines.csv").write_text("model,seed,test_accuracy,train_size,test_size\n"
+                                          "logistic regression,0,78.6,5400,2000\nlogistic regression,1,79.9,5400,2000\n"
+                                          "small CNN,1,86.4,5400,2000\n")
+    text = summary.readme_plateau(tmp_path, "quick")
+    assert "| HiP, Fourier features | classification | 15 (40) | yes | 80.83 | 81.9 | 11 |" in text
+    assert "| HiP, MAE-learned positions | MAE pretraining | 40 (40) | no: the cap stopped it | 0.4123 |" in text
+    assert "Some CPU (low-precision flags: amx_bf16), 2 cores, torch 2.13.0, bf16, commit abcdef0 (hip-fourier, " \
+           "hip-mae)" in text
+    assert text.endswith("(seed 1, notebook 01): logistic regression 79.9, small CNN 86.4.")
+    (tmp_path / "plateau_check" / "quick" / "hip-mae" / "plateau.csv").write_text(
+        "arm,lr,warmup_epochs,stage,epochs_run,cap,converged,selected_epoch,best_val,test,seconds_per_epoch\n"
+        "x,0.001,0.5,s,many,40,False,1,0.4,0.4,1\n")
+    with pytest.raises(ValueError, match="hip-mae/plateau.csv: epochs, validation, test and seconds must be numbers"):
+        summary.readme_plateau(tmp_path, "quick")

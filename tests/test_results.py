@@ -194,3 +194,13 @@ def test_the_machine_path_pattern_finds_what_it_should():
     assert MACHINE_PATH.search('"results in /work/repro/results/00_tour/quick\\n"')
     assert MACHINE_PATH.search("PosixPath('/home/me/hipcore/results')")
     assert not MACHINE_PATH.search("results in results/00_tour/quick") and not MACHINE_PATH.search("1/work/2")
+
+
+def test_the_readme_s_generated_blocks_say_what_the_committed_results_say(tmp_path):
+    from hipcore import summary
+
+    home = Path(__file__).resolve().parent.parent
+    readme = tmp_path / "README.md"
+    readme.write_text((home / "README.md").read_text())
+    assert summary.update_readme(readme, home / "results", "quick") == "unchanged", \
+        "README.md's generated blocks are stale: run python -m hipcore summary --profile quick"
