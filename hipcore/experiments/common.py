@@ -279,10 +279,11 @@ IMAGE_TABLE: dict[str, dict[str, Any]] = {
                    batch_size=64, lr=1e-3, pretrain_lr=1e-3, warmup_epochs=0.5, precision="auto", seeds=(0,),
                    val_fraction=0.1),
     # 2 CPU cores: 6,000 training images (5,400 after validation), 8 MAE + 2 epochs, 3 seeds:
-    # early training. To its validation plateau (patience 5, seed 0, bf16 on a 2-core Xeon)
-    # HiP small3 needed 16 epochs (22 s each), Perceiver IO with Fourier features 27 (30 s) and
-    # MAE pretraining more than 40 (50 s): about an hour per seed for notebook 01 alone, so the
-    # plateau does not fit in quick's 90 minutes on 2 cores and every quick table says so.
+    # early training. To its validation plateau (results/plateau_check/quick: seed 0, bf16 on a
+    # 2-core Xeon with AMX) notebook 01's arms need 16-28 classification epochs of 11-16 s and MAE
+    # pretraining more than its 40-epoch cap (21 s each): about 38 minutes per seed for 01's five
+    # arms alone, so the plateau does not fit in quick's 90 minutes on 2 cores and every quick
+    # table says so.
     "quick": dict(variant="small3", epochs=2, pretrain_epochs=8, limit_train=6000, limit_test=2000,
                   batch_size=128, lr=1e-3, pretrain_lr=1e-3, warmup_epochs=0.5, precision="auto", seeds=(0, 1, 2),
                   val_fraction=0.1),
