@@ -9,12 +9,15 @@ memory.
 
 `python -m hipcore.binder` (`make binder-check`) runs every numbered notebook at the binder
 profile, one fresh kernel each, with a fresh run cache (so every run trains), and measures its
-peak memory: every 50 ms, the sum over the processes alive then (this one, the kernel,
-whatever the kernel starts, such as notebook 05's one process per model) of each one's own
-peak resident memory so far (Linux's VmHWM), and the largest such sum. A process' peak is at
-least what it holds at any moment, so the figure bounds from above what the processes held
-together (this process imports torch, which a Binder session's server does not); the check
-fails when a notebook's figure reaches LIMIT_BYTES. With `--record FOLDER` (every notebook
+peak memory as Binder's container sees it: the notebook runs under a papermill process of its
+own (standing in for the Jupyter server, without torch), and every 50 ms the check sums, over
+that process and everything below it (the kernel, whatever the kernel starts, such as notebook
+05's one process per model), each process' own peak resident memory so far (Linux's VmHWM),
+and keeps the largest such sum. A process' peak is at least what it holds at any moment, so the
+figure bounds from above what the processes held together. A forked child that has not
+replaced its program (the same command line as its parent) shares its parent's pages, which
+its VmHWM repeats: it counts only its private pages. The check process itself is not counted.
+The check fails when a notebook's figure reaches LIMIT_BYTES. With `--record FOLDER` (every notebook
 checked) it writes the peaks to FOLDER/memory.csv with the run's provenance.json: the README's
 Binder block is generated from that record (`python -m hipcore summary`).
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -58,6 +62,23 @@ def _children(pid: int) -> list[int]:
         return []
 
 
+def _private_bytes(pid: int) -> int | None:
+    """The process' private memory now (Private_Clean + Private_Dirty of smaps_rollup), or None
+    once it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return 1024 * sum(int(line.split()[1]) for line in text.splitlines() if line.startswith("Private_"))
+
+
+def _cmdline(pid: int) -> bytes | None:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+
+
 def _name(pid: int) -> str:
     try:
         args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -68,12 +89,14 @@ def _name(pid: int) -> str:
 
 
 class PeakMemory:
-    """Tracks this process and every one below it while in use. `.total`: the largest sum, over
-    one sample, of the peaks so far of the processes alive then; `.peaks`: each one's peak."""
+    """Tracks process `root` (default: this one) and every one below it while in use. `.total`:
+    the largest sum, over one sample, of the peaks so far of the processes alive then (a fork
+    that shares its parent's program: its private memory); `.peaks`: each one's peak."""
 
-    def __init__(self) -> None:
+    def __init__(self, root: int | None = None) -> None:
         if not Path("/proc/self/status").exists():
             raise RuntimeError("the memory check reads /proc: it runs on Linux (as Binder does)")
+        self.root = os.getpid() if root is None else root
         self.peaks: dict[int, int] = {}
         self.names: dict[int, str] = {}
         self.at_total: dict[int, int] = {}               # the processes that made up `total`
@@ -81,16 +104,17 @@ class PeakMemory:
         self._stop = threading.Event()
 
     def _sample(self) -> None:
-        todo, alive = [os.getpid()], {}
+        todo, alive = [(self.root, None)], {}
         while todo:
-            pid = todo.pop()
-            peak = _peak_bytes(pid)
+            pid, parent = todo.pop()
+            forked = parent is not None and _cmdline(pid) == _cmdline(parent)
+            peak = _private_bytes(pid) if forked else _peak_bytes(pid)
             if peak is not None:                          # gone (or a zombie): holds nothing now
                 self.peaks[pid] = max(peak, self.peaks.get(pid, 0))
                 alive[pid] = peak
                 if pid not in self.names:
                     self.names[pid] = _name(pid)
-            todo += _children(pid)
+            todo += [(child, pid) for child in _children(pid)]
         if sum(alive.values()) > self.total:
             self.total, self.at_total = sum(alive.values()), alive
 
@@ -113,14 +137,17 @@ class PeakMemory:
 def check(notebooks: list[Path], out: Path, limit: int = LIMIT_BYTES) -> dict[str, int]:
     """Run each notebook at the binder profile into `out`; {notebook: peak bytes}."""
     from .locations import RUNS_ENV
-    from .sweep import run_notebook
 
     peaks = {}
-    os.environ[RUNS_ENV] = str(out / "runs")       # a fresh run cache: every run trains, as on Binder
+    env = dict(os.environ, **{RUNS_ENV: str(out / "runs")})   # a fresh run cache: every run trains, as on Binder
     for nb in notebooks:
-        results = out / "results"
-        with PeakMemory() as memory:
-            run_notebook(nb, out / nb.name, {"profile": PROFILE, "results_dir": str(results)})
+        server = subprocess.Popen([sys.executable, "-c", SERVER, str(nb), str(out / nb.name), PROFILE,
+                                   str(out / "results"), str(nb.parent)], env=env)
+        with PeakMemory(server.pid) as memory:
+            code = server.wait()
+        if code != 0:
+            raise RuntimeError(f"{nb.stem} failed at the binder profile (exit code {code}); its executed copy, "
+                               f"with the trace, is {out / nb.name} (kept with --out FOLDER)")
         peaks[nb.stem] = memory.total
         verdict = "ok" if memory.total < limit else f"OVER {limit / 1e9:.1f} GB"
         parts = ", ".join(f"{memory.names[pid]}: {peak / 1e9:.2f}" for pid, peak in
@@ -128,6 +155,10 @@ def check(notebooks: list[Path], out: Path, limit: int = LIMIT_BYTES) -> dict[st
         print(f"{nb.stem}: peak {memory.total / 1e9:.2f} GB ({verdict}); then alive: {parts}", flush=True)
     return peaks
 
+
+# The notebook's runner: papermill without torch, as light as the Jupyter server it stands for.
+SERVER = ("import sys, papermill; papermill.execute_notebook(sys.argv[1], sys.argv[2], progress_bar=False, "
+          "parameters={'profile': sys.argv[3], 'results_dir': sys.argv[4]}, cwd=sys.argv[5])")
 
 RECORD = "memory.csv"
 RECORD_FIELDS = ("notebook", "peak_bytes", "limit_bytes")
@@ -169,7 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     if not chosen:
         parser.error(f"no notebook matches {args.notebooks}; notebooks: {', '.join(nb.stem for nb in found)}")
     with tempfile.TemporaryDirectory(prefix="hipcore-binder-") as scratch:
-        peaks = check(chosen, Path(args.out or scratch))
+        try:
+            peaks = check(chosen, Path(args.out or scratch))
+        except RuntimeError as error:
+            print(error, file=sys.stderr)
+            return 1
     if args.record:
         print("wrote", record(args.record, peaks), "and its provenance.json")
     over = [name for name, peak in peaks.items() if peak >= LIMIT_BYTES]

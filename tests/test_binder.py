@@ -124,6 +124,27 @@ def test_peak_memory_does_not_add_processes_that_ran_one_after_another():
     assert max(kids) < memory.total < memory.peaks[os.getpid()] + 2 * min(kids)   # never two of them
 
 
+def test_a_fork_counts_its_private_pages_not_the_parent_s_it_shares():
+    held = bytearray(300 * 2**20)                        # the parent's pages, which a fork's VmHWM repeats
+    with binder.PeakMemory() as memory:
+        pid = os.fork()
+        if pid == 0:                                     # the child: the same program, touches nothing
+            import time
+            time.sleep(0.4)
+            os._exit(0)
+        os.waitpid(pid, 0)
+    assert memory.peaks[os.getpid()] >= len(held) and memory.peaks[pid] < 50 * 2**20
+    assert memory.total < memory.peaks[os.getpid()] + 50 * 2**20
+
+
+def test_the_check_measures_the_notebook_s_own_processes_and_not_itself():
+    child = subprocess.Popen([sys.executable, "-c", CHILD.format(200)])
+    with binder.PeakMemory(child.pid) as memory:
+        child.wait()
+    assert os.getpid() not in memory.peaks and memory.peaks[child.pid] >= 200 * 2**20
+    assert memory.total == memory.peaks[child.pid]
+
+
 def test_the_record_fills_the_readme_s_binder_block_and_names_a_notebook_over_the_limit(tmp_path, capsys):
     from hipcore import summary
 
