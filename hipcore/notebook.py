@@ -187,7 +187,8 @@ def committed_line(out: Path, profile: str) -> str:
 def setup(notebook: str, *, profile: str, table: Mapping[str, Mapping[str, Any]],
           results_dir: str | os.PathLike = "results", seeds: Any = None,
           overrides: Mapping[str, Any] | None = None, fresh: bool = True,
-          source: str | None = None, shipped=None, train: Any = True, default_data: bool = True) -> Setup:
+          source: str | None = None, shipped=None, train: Any = True, default_data: bool = True,
+          live: bool = False) -> Setup:
     """Resolve the profile, pick its settings from `table`, apply non-None `overrides`.
 
     `seeds=None` takes the profile's own `seeds`. With `fresh`, files the notebook writes
@@ -199,6 +200,8 @@ def setup(notebook: str, *, profile: str, table: Mapping[str, Mapping[str, Any]]
     `source` says where the figures come from (printed under the profile line). `shipped`
     (from `shipped_weights`) draws them from the shipped weights instead: their variant and
     seed, no other override (nothing is trained), results in `<notebook>/pretrained/`.
+    A `live` notebook (the tour: nothing to train, its figures cost seconds) draws its figures
+    afresh either way; where it would read, it keeps the committed folder and writes nothing.
     """
     profile, why = profile_choice(profile)
     print(f"profile {profile}: {why}", flush=True)
@@ -240,7 +243,11 @@ def setup(notebook: str, *, profile: str, table: Mapping[str, Mapping[str, Any]]
     committed = (out / COMMITTED).is_file()
     train = check_flag("train", train) or os.environ.get(TRAIN_ENV) == "1"
     reading = shipped is None and not train and committed and not changed
-    if reading:
+    if reading and live:
+        print(f"the committed results of profile {profile!r} ({out.parent.name}/{out.name}) are kept: the figures "
+              "below are drawn afresh and nothing is written (make reproduce, or HIPCORE_TRAIN=1, rewrites them)",
+              flush=True)
+    elif reading:
         print(committed_line(out, profile), flush=True)
     elif not train and shipped is None:
         why = (f"{', '.join(changed)} set, unlike the committed results" if changed and committed

@@ -285,6 +285,19 @@ def read_sweep(path: str | Path):
     return frame
 
 
+def reproduce_one(nb: Path, step: str, profile: str, results_dir: Path, executed_dir: Path) -> float:
+    """Run one notebook for `reproduce`, training (never reading what is committed); its seconds."""
+    # relative to the notebook's folder (papermill's cwd), so no machine path is recorded
+    where = os.path.relpath(Path(results_dir).resolve(), nb.parent.resolve())
+    print(f"{step} at {profile}", flush=True)
+    parameters = {"profile": profile, "results_dir": where}
+    if "train" in notebook_parameters(nb):
+        parameters["train"] = True
+    seconds = run_notebook(nb, executed_dir / nb.name, parameters)
+    print(f"{step} done in {seconds:.0f} s", flush=True)
+    return seconds
+
+
 def reproduce(profile: str = "quick", results_dir: Path | None = None,
               readme: Path | None | str = "home") -> Path:
     """Run every numbered notebook at `profile` into results/executed/<profile>/, record each
@@ -292,6 +305,7 @@ def reproduce(profile: str = "quick", results_dir: Path | None = None,
     'quick', the README's times). Other profiles' files are never touched. By default the
     results and README are the checkout's (`hipcore.locations`); readme=None updates none."""
     from . import provenance
+    from .notebook import TRAIN_ENV
     from .summary import executed_path, update_readme, write_summary
 
     results_dir = locations.results_dir() if results_dir is None else results_dir
@@ -301,17 +315,21 @@ def reproduce(profile: str = "quick", results_dir: Path | None = None,
     cached = sum(1 for p in runs.iterdir() if (p / "last.pt").is_file()) if runs.is_dir() else 0
     seconds = {}
     notebooks = sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
-    for i, nb in enumerate(notebooks, 1):
-        # relative to the notebook's folder (papermill's cwd), so no machine path is recorded
-        where = os.path.relpath(Path(results_dir).resolve(), nb.parent.resolve())
-        step = f"[{i}/{len(notebooks)}] {nb.stem}"
-        print(f"{step} at {profile}", flush=True)
-        parameters = {"profile": profile, "results_dir": where}
-        if "train" in notebook_parameters(nb):             # reproduce trains, never reads what is committed
-            parameters["train"] = True
-        seconds[nb.stem] = run_notebook(nb, executed_dir / nb.name, parameters)
-        print(f"{step} done in {seconds[nb.stem]:.0f} s", flush=True)
+    # Kernels inherit it: every notebook writes its results folder, the tour (no train
+    # parameter, which otherwise keeps a committed folder) included.
+    previous = os.environ.get(TRAIN_ENV)
+    os.environ[TRAIN_ENV] = "1"
+    try:
+        for i, nb in enumerate(notebooks, 1):
+            seconds[nb.stem] = reproduce_one(nb, f"[{i}/{len(notebooks)}] {nb.stem}", profile, results_dir,
+                                             executed_dir)
+    finally:
+        if previous is None:
+            os.environ.pop(TRAIN_ENV, None)
+        else:
+            os.environ[TRAIN_ENV] = previous
     provenance.reproduce_record(executed_dir, seconds, profile, cached_runs=cached)
+
     written = write_summary(results_dir, profile)
     print(f"wrote {written}")
     status = update_readme(readme, results_dir, profile) if profile == "quick" and readme is not None else ""

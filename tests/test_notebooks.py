@@ -153,3 +153,27 @@ def test_a_notebook_at_its_default_reads_the_committed_quick_results(path, tmp_p
     assert images >= 1
     assert digests() == before                                        # nothing rewritten
     assert not (tmp_path / "runs").exists()                           # nothing trained
+
+
+def test_the_tour_at_its_default_draws_afresh_and_keeps_the_committed_folder(tmp_path, monkeypatch):
+    import hashlib
+
+    import papermill
+
+    path = next(p for p in NOTEBOOKS if p.stem == "00_tour")
+    monkeypatch.delenv("HIPCORE_PROFILE", raising=False)
+    monkeypatch.delenv("HIPCORE_TRAIN", raising=False)
+    folder = path.parent.parent / "results" / path.stem / "quick"
+    if not (folder / "provenance.json").is_file():
+        pytest.fail(f"{folder} holds no committed quick results")
+
+    def digests():
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+    before = digests()
+    executed = papermill.execute_notebook(str(path), str(tmp_path / "out.ipynb"), cwd=str(path.parent),
+                                          parameters={"profile": "quick"}, progress_bar=False)
+    text = "".join("".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", []))
+    assert "the committed results of profile 'quick' (00_tour/quick) are kept" in text
+    assert sum("image/png" in o.get("data", {}) for c in executed["cells"] for o in c.get("outputs", [])) >= 2
+    assert digests() == before                                        # nothing rewritten

@@ -2,6 +2,7 @@
 that the notebook cannot take."""
 
 import csv
+import os
 import re
 import shlex
 
@@ -154,7 +155,7 @@ def test_reproduce_writes_only_its_profiles_files_with_times_and_provenance(tmp_
     seen = []
 
     def run(nb, output, parameters, **_):
-        seen.append(parameters)
+        seen.append({**parameters, "env": os.environ.get("HIPCORE_TRAIN")})
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text("{}")
         report.append_comparison(results / nb.stem / parameters["profile"] / "comparisons.csv", finding=f"x {nb.stem}",
@@ -164,6 +165,7 @@ def test_reproduce_writes_only_its_profiles_files_with_times_and_provenance(tmp_
     monkeypatch.setattr(sweep, "NOTEBOOKS", notebooks)
     monkeypatch.setattr(sweep, "run_notebook", run)
     monkeypatch.setenv("HIPCORE_RUNS", str(tmp_path / "runs"))          # an empty run cache
+    monkeypatch.setenv("HIPCORE_TRAIN", "kept")                          # restored afterwards
     readme = tmp_path / "README.md"
     readme.write_text("unchanged\n")
     out = sweep.reproduce("smoke", results_dir=results, readme=readme)
@@ -175,6 +177,7 @@ def test_reproduce_writes_only_its_profiles_files_with_times_and_provenance(tmp_
     assert record["cached_runs_at_start"] == 0                        # an empty run cache: a true reproduce time
     assert all(not p["results_dir"].startswith("/") for p in seen)   # relative: no machine path recorded
     assert [p.get("train") for p in seen] == [True, None]            # it trains where a notebook could read
+    assert [p["env"] for p in seen] == ["1", "1"] and os.environ.get("HIPCORE_TRAIN") == "kept"   # and writes
 
 
 def test_executed_notebooks_name_their_paths_relative_to_the_checkout(tmp_path):
