@@ -80,11 +80,10 @@ def _cmdline(pid: int) -> bytes | None:
 
 
 def _name(pid: int) -> str:
-    try:
-        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
+    line = _cmdline(pid)
+    if line is None:
         return "?"
-    words = [a.decode(errors="replace") for a in args if a]
+    words = [a.decode(errors="replace") for a in line.split(b"\0") if a]
     return " ".join(Path(w).name if w.startswith("/") else w for w in words[:3])[:40]
 
 

@@ -208,10 +208,15 @@ def scale_section(results_dir: str | Path, profile: str) -> list[str]:
     return lines
 
 
+def _provenance(folder: Path) -> dict[str, Any]:
+    """A results folder's provenance.json ({} without one)."""
+    path = folder / "provenance.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def _made_on(folder: Path) -> str:
     """' on <GPU or CPU>' from a results folder's provenance.json ('' without one)."""
-    record = json.loads((folder / "provenance.json").read_text()) if (folder / "provenance.json").exists() else {}
-    m = record.get("machine", {})
+    m = _provenance(folder).get("machine", {})
     return f" on {m.get('gpu') or m.get('cpu')}" if m else ""
 
 
@@ -389,11 +394,10 @@ def readme_plateau(results_dir: str | Path, profile: str = "quick") -> str:
     rows, made, seeds = [], {}, set()
     for path in paths:
         frame = read_csv(path, RECIPE_FIELDS)
-        record = json.loads((path.parent / "provenance.json").read_text()) \
-            if (path.parent / "provenance.json").is_file() else {}
+        record = _provenance(path.parent)
         seed = re.search(r"--seed (\d+)", str(record.get("command", "")))
         seeds.add(int(seed.group(1)) if seed else None)
-        made.setdefault(_made_by(record) if record else "an unrecorded machine and commit", []).append(path.parent.name)
+        made.setdefault(_made_by(record), []).append(path.parent.name)
         try:
             rows += [{"arm": r.arm, "stage": r.stage.split(" (")[0],
                       "epochs (cap)": f"{int(r.epochs_run)} ({int(r.cap)})",
@@ -434,9 +438,7 @@ def readme_binder(results_dir: str | Path) -> str:
         limit = int(frame.limit_bytes.iloc[0])
     except (ValueError, IndexError):
         raise ValueError(f"{path}: peak_bytes and limit_bytes must be whole numbers, one row per notebook") from None
-    made = "an unrecorded machine and commit"
-    if (path.parent / "provenance.json").is_file():
-        made = _made_by(json.loads((path.parent / "provenance.json").read_text()))
+    made = _made_by(_provenance(path.parent))
     over = [name for name, peak in peaks.items() if peak >= limit]
     verdict = (f"over the limit: {', '.join(over)}" if over else f"every one under {limit / 1e9:g} GB")
     return (f"`python -m hipcore.binder --record` (each notebook at the `binder` profile, a fresh run cache, its "
@@ -445,7 +447,10 @@ def readme_binder(results_dir: str | Path) -> str:
 
 
 def _made_by(record: dict[str, Any]) -> str:
-    """'commit abc1234 on <CPU> (low-precision flags: ...), N cores, torch X, bf16' from a provenance record."""
+    """'<CPU> (low-precision flags: ...), N cores, torch X, bf16, commit abc1234' from a provenance
+    record ({}: no record)."""
+    if not record:
+        return "an unrecorded machine and commit"
     machine, packages = record.get("machine") or {}, record.get("packages") or {}
     flags = machine.get("cpu_flags")
     where = (f"{machine['gpu']} (GPU)" if machine.get("gpu") else

@@ -329,7 +329,6 @@ def reproduce(profile: str = "quick", results_dir: Path | None = None,
         else:
             os.environ[TRAIN_ENV] = previous
     provenance.reproduce_record(executed_dir, seconds, profile, cached_runs=cached)
-
     written = write_summary(results_dir, profile)
     print(f"wrote {written}")
     status = update_readme(readme, results_dir, profile) if profile == "quick" and readme is not None else ""

@@ -128,8 +128,9 @@ def test_setup_reads_a_finished_results_folder_unless_asked_to_train(tmp_path, m
 READERS = [p for p in NOTEBOOKS if p.stem != "00_tour"]      # the tour trains nothing
 
 
-@pytest.mark.parametrize("path", READERS, ids=[p.stem for p in READERS])
-def test_a_notebook_at_its_default_reads_the_committed_quick_results(path, tmp_path, monkeypatch):
+def run_at_default(path, tmp_path, monkeypatch):
+    """Execute `path` at the quick profile as a reader would (no HIPCORE_TRAIN, an empty run
+    cache): (its output text, its PNG images, whether its committed folder is byte-identical after)."""
     import hashlib
 
     import papermill
@@ -148,32 +149,22 @@ def test_a_notebook_at_its_default_reads_the_committed_quick_results(path, tmp_p
     executed = papermill.execute_notebook(str(path), str(tmp_path / "out.ipynb"), cwd=str(path.parent),
                                           parameters={"profile": "quick"}, progress_bar=False)
     text = "".join("".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", []))
-    assert "reading the committed results of profile 'quick'" in text and "nothing is trained" in text
     images = sum("image/png" in o.get("data", {}) for c in executed["cells"] for o in c.get("outputs", []))
+    return text, images, digests() == before
+
+
+@pytest.mark.parametrize("path", READERS, ids=[p.stem for p in READERS])
+def test_a_notebook_at_its_default_reads_the_committed_quick_results(path, tmp_path, monkeypatch):
+    text, images, unchanged = run_at_default(path, tmp_path, monkeypatch)
+    assert "reading the committed results of profile 'quick'" in text and "nothing is trained" in text
     assert images >= 1
-    assert digests() == before                                        # nothing rewritten
+    assert unchanged                                                  # nothing rewritten
     assert not (tmp_path / "runs").exists()                           # nothing trained
 
 
 def test_the_tour_at_its_default_draws_afresh_and_keeps_the_committed_folder(tmp_path, monkeypatch):
-    import hashlib
-
-    import papermill
-
     path = next(p for p in NOTEBOOKS if p.stem == "00_tour")
-    monkeypatch.delenv("HIPCORE_PROFILE", raising=False)
-    monkeypatch.delenv("HIPCORE_TRAIN", raising=False)
-    folder = path.parent.parent / "results" / path.stem / "quick"
-    if not (folder / "provenance.json").is_file():
-        pytest.fail(f"{folder} holds no committed quick results")
-
-    def digests():
-        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
-
-    before = digests()
-    executed = papermill.execute_notebook(str(path), str(tmp_path / "out.ipynb"), cwd=str(path.parent),
-                                          parameters={"profile": "quick"}, progress_bar=False)
-    text = "".join("".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", []))
+    text, images, unchanged = run_at_default(path, tmp_path, monkeypatch)
     assert "the committed results of profile 'quick' (00_tour/quick) are kept" in text
-    assert sum("image/png" in o.get("data", {}) for c in executed["cells"] for o in c.get("outputs", [])) >= 2
-    assert digests() == before                                        # nothing rewritten
+    assert images >= 2
+    assert unchanged                                                  # nothing rewritten
