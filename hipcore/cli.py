@@ -149,7 +149,7 @@ def cmd_scaling(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from . import provenance
-    from .experiments import scaling
+    from .experiments import regime, scaling
     from .locations import results_dir
     from .results import markdown
 
@@ -171,9 +171,12 @@ def cmd_scaling(args: argparse.Namespace) -> int:
                 raise ValueError(f"--merge: {path} is not a CSV file") from None
         curve = scaling.merge(parts, names=list(args.merge))
     else:
-        curve = scaling.run_curve(settings, seeds, runs_dir=args.runs_dir)
+        grid = scaling.run_grid(settings, seeds, runs_dir=args.runs_dir)
+        curve = grid.curve
     maps = scaling.draw_longest(settings, seed=seeds[0], runs_dir=args.runs_dir) if args.maps else None
     written = scaling.write(out, curve, maps)
+    if not args.merge:            # the regime beside the curve (parts run apart keep theirs in their folders)
+        regime.write(out, grid.runs, scaling.baseline_rows(settings, seeds), regime.curve_rows(grid.runs))
     merged = f"({len(args.merge)} parts)" if args.merge else None
     provenance.write(out, settings, wall_seconds=time.perf_counter() - start, command=provenance.command(
         "scaling", profile=args.profile, sides=args.sides, seeds=args.seeds, merge=merged, maps=args.maps))

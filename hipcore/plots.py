@@ -156,7 +156,7 @@ def draw_baselines(arms: dict[str, list[float]], baselines: list[dict], title: s
     ax.set_xticks(range(len(arms)), wrap_labels(list(arms)))
     ax.set_xlim(-0.6, len(arms) - 0.4)
     ax.set_ylabel("test top-1 (%)")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=9)
     if models or chance is not None:
         ax.legend(fontsize=7, loc="best", title="reference baselines", title_fontsize=7)
     return fig

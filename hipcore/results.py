@@ -148,12 +148,18 @@ def _loops(path: Path) -> pd.DataFrame:
                          "value": _numbers(raw["examples_per_s"], path, "examples_per_s", required=True)})
 
 
+def grid_point(arm: str, side: int, pretrain_epochs: int) -> str:
+    """The name of one arm at one point of 06's grid, e.g. 'mae, 28x28, 8 MAE epochs' (arm
+    'mae', 'classification' or 'control'; 0 MAE epochs for the arms without MAE)."""
+    return f"{arm}, {side}x{side}" + (f", {pretrain_epochs} MAE epochs" if pretrain_epochs else "")
+
+
 def _curve(path: Path) -> pd.DataFrame:
     """06's curve (one row per side, MAE length, arm, seed and metric); each point an arm."""
     raw = read_csv(path, ("side", "pretrain_epochs", "arm", "seed", "metric", "value"))
     side = _numbers(raw["side"], path, "side").astype("Int64")
     epochs = _numbers(raw["pretrain_epochs"], path, "pretrain_epochs").astype("Int64")
-    arm = [f"{a}, {s}x{s}" + (f", {e} MAE epochs" if e else "") for a, s, e in zip(raw["arm"], side, epochs)]
+    arm = [grid_point(a, s, e) for a, s, e in zip(raw["arm"], side, epochs)]
     return pd.DataFrame({"arm": arm, "side": side, "seed": _seeds(raw["seed"], path), "metric": raw["metric"],
                          "value": _numbers(raw["value"], path, "value", required=True)})
 

@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 
 from hipcore import results, summary
-from hipcore.experiments import common, scaling
+from hipcore.experiments import common, regime, scaling
 from hipcore.notebook import ParameterError
 
 
 def fake_curve(effect_by_epochs, sides=(28,), seeds=(0, 1, 2), control_gap=-3.0, noise=0.5):
-    """A curve as run_curve returns it: MAE arm = classification + effect (+ noise per seed)."""
+    """A curve as run_grid returns it: MAE arm = classification + effect (+ noise per seed)."""
     rng = np.random.default_rng(0)
     rows = []
 
@@ -111,3 +111,37 @@ def test_summary_and_results_read_the_grid(tmp_path):
     assert set(frame["arm"]) >= {"classification, 28x28", "mae, 28x28, 8 MAE epochs", "control, 28x28, 2 MAE epochs"}
     assert frame.loc[frame["metric"] == "tflops", "unit"].unique().tolist() == ["TFLOP"]
     assert summary.scale_section(tmp_path / "nothing", "quick") == []
+
+
+def test_each_point_of_the_grid_is_an_arm_beside_the_baselines(tmp_path):
+    curve = fake_curve({8: 5.0, 2: 1.0}, seeds=(0, 1))
+    points = scaling.point_accuracies(curve)
+    assert list(points) == ["classification, 28x28", "mae, 28x28, 2 MAE epochs", "control, 28x28, 2 MAE epochs",
+                            "mae, 28x28, 8 MAE epochs", "control, 28x28, 8 MAE epochs"]
+    assert points["classification, 28x28"] == [60.0, 61.0]
+    assert set(points) == set(results.load_folder(scaling.write_tables(tmp_path, curve).paths[0].parent)["arm"])
+    refs = [{"model": "logistic regression", "seed": s, "test_accuracy": 80.0 + s} for s in (0, 1)]
+    fig = scaling.draw_arms(curve, refs, "toy")
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["logistic regression (80.5)"]
+
+
+def test_the_caption_follows_the_runs_plateaus_when_they_are_known():
+    assert scaling.caption({"epochs": 2}).startswith("**Early training: each classification run trains 2")
+    assert scaling.caption({"epochs": 2, "plateau": True}) == ""
+    runs = [{"arm": "mae, 28x28, 8 MAE epochs", "seed": 0, "mae": True, "converged": True, "epochs_run": 20,
+             "pretrain_converged": False, "pretrain_epochs_run": 8}]
+    assert "after 8 epochs" in scaling.caption({"epochs": 2, "plateau": True}, runs)
+    runs[0]["pretrain_converged"] = True
+    assert scaling.caption({"epochs": 2}, runs) == ""
+
+
+def test_a_grid_folder_written_before_the_regime_reads_without_baselines_or_curves(tmp_path, capsys):
+    scaling.write_tables(tmp_path, fake_curve({1: 0.0}))
+    assert scaling.read_regime(tmp_path) == ([], [], [])
+    assert "no runs.json" in capsys.readouterr().out
+    runs = [{"arm": "classification, 28x28", "seed": 0}]
+    refs = [{"model": "MLP (256 hidden)", "seed": 0, "test_accuracy": 84.0, "train_accuracy": 90.0, "seconds": 1.0,
+             "train_size": 10, "test_size": 5}]
+    regime.write(tmp_path, runs, refs, [])
+    got_runs, got_refs, got_curves = scaling.read_regime(tmp_path)
+    assert got_runs == runs and got_refs[0]["model"] == "MLP (256 hidden)" and got_curves == []

@@ -19,7 +19,10 @@ Beside each MAE run: the structure score of its pretrained position table (F7:
 randomly permuted), so the curve says after how much pretraining the table holds the grid.
 
 Every run is `common.run_arm`, so a point shared with notebooks 01-03 (28 x 28, the profile's
-MAE length) is the same cached run.
+MAE length) is the same cached run. The regime beside the effects, as in notebooks 01-04: the
+reference baselines on the same 28 x 28 training images (`baseline_rows`), each point's test
+top-1 against them (`draw_arms`) and each run's learning curves (`Grid.runs`, for
+`regime.curve_rows`).
 """
 
 from __future__ import annotations
@@ -34,9 +37,10 @@ import torch
 
 from .. import plots
 from ..report import directional_verdict
+from ..results import grid_point
 from ..stats import t_interval
 from ..train import load_model
-from . import common
+from . import common, regime
 from .image_arms import (
     COMPUTE_MATCHED,
     HIP_CLASSIFICATION,
@@ -95,12 +99,19 @@ def structure(arm, seed: int, settings: Mapping[str, Any], which: int, **data: A
     return {"structure": score, "structure_chance": chance_mean, "structure_chance_sd": chance_sd}
 
 
-def run_curve(settings: Mapping[str, Any], seeds: tuple[int, ...], *, runs_dir=None, data_dir=None) -> pd.DataFrame:
-    """Train every point of the grid; returns tidy rows: side, positions, pretrain_epochs
-    (0 for arms without MAE), arm ('mae', 'classification', 'control'), seed, metric, value.
-    Metrics: test_accuracy (%), total_seconds, tflops (training FLOPs of the arm) and, for
-    position tables, structure / structure_chance / structure_chance_sd."""
+class Grid(NamedTuple):
+    """What run_grid trained: the tidy curve and the runs behind it."""
+    curve: pd.DataFrame       # side, positions, pretrain_epochs, arm, seed, metric, value
+    runs: list[dict]          # run_arm's rows, 'arm' renamed to the point (results.grid_point)
+
+
+def run_grid(settings: Mapping[str, Any], seeds: tuple[int, ...], *, runs_dir=None, data_dir=None) -> Grid:
+    """Train every point of the grid. The curve's metrics: test_accuracy (%), total_seconds,
+    tflops (training FLOPs of the arm) and, for position tables, structure / structure_chance /
+    structure_chance_sd; pretrain_epochs is 0 for arms without MAE, arm is 'mae',
+    'classification' or 'control'."""
     rows: list[dict[str, Any]] = []
+    runs: list[dict[str, Any]] = []
     plan = [(side, e) for side in settings["sides"] for e in settings["pretrain_grid"]]
     for side in settings["sides"]:
         options = data_options(side)
@@ -110,6 +121,7 @@ def run_curve(settings: Mapping[str, Any], seeds: tuple[int, ...], *, runs_dir=N
 
         def add(arm_key: str, epochs: int, seed: int, result: Mapping[str, Any], tflops: float,
                 extra: Mapping[str, float] = {}) -> None:
+            runs.append({**result, "arm": grid_point(arm_key, side, epochs)})
             values = {"test_accuracy": result["test_accuracy"], "total_seconds": result["total_seconds"],
                       "tflops": tflops, **extra}
             rows.extend({"side": side, "positions": side * side, "pretrain_epochs": epochs, "arm": arm_key,
@@ -137,7 +149,42 @@ def run_curve(settings: Mapping[str, Any], seeds: tuple[int, ...], *, runs_dir=N
                     add("control", epochs, seed, result, budget.control_flops / 1e12)
                     line += f", FLOP-matched control {result['test_accuracy']:.2f}%"
                 print(line, flush=True)
-    return pd.DataFrame(rows)
+    return Grid(pd.DataFrame(rows), runs)
+
+
+def baseline_rows(settings: Mapping[str, Any], seeds: tuple[int, ...], *, data_dir=None) -> list[dict[str, Any]]:
+    """The reference baselines (`regime.baseline_rows`) on the grid's training images at 28 x 28,
+    the images every side is made from, per seed."""
+    train_data, test_data = load_splits("fashion_mnist", data_dir, {})
+    return regime.baseline_rows(ARMS["classification"], seeds, settings, family="images", dataset="fashion_mnist",
+                                data_dir=data_dir, data_options={}, train_data=train_data, test_data=test_data)
+
+
+def read_regime(folder: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """regime.read of a results folder; ([], [], []) for one written before notebook 06 kept its
+    runs (curve.csv only)."""
+    if not (Path(folder) / common.RUNS).is_file():
+        print(f"{Path(folder).name}: these results hold no runs.json (written before the regime was "
+              f"recorded), so no baselines or learning curves; train = True makes them")
+        return [], [], []
+    return regime.read(folder)
+
+
+def point_accuracies(curve: pd.DataFrame) -> dict[str, list[float]]:
+    """{point name: test top-1 per seed}, classification first, then by side and MAE length."""
+    acc = curve[curve["metric"] == "test_accuracy"]
+    order = {"classification": 0, "mae": 1, "control": 2}
+    keys = sorted({(int(r.side), int(r.pretrain_epochs), r.arm) for r in acc.itertuples()},
+                  key=lambda k: (k[0], k[1], order[k[2]]))
+    return {grid_point(arm, side, epochs): acc[(acc["side"] == side) & (acc["pretrain_epochs"] == epochs)
+                                               & (acc["arm"] == arm)]["value"].astype(float).tolist()
+            for side, epochs, arm in keys}
+
+
+def draw_arms(curve: pd.DataFrame, references: list[dict[str, Any]], title: str) -> plt.Figure:
+    """Every point's test top-1 (a dot per seed, a bar at the mean) beside the reference
+    baselines as horizontal lines: whether the arms behind the effects have learned the task."""
+    return plots.draw_baselines(point_accuracies(curve), references, title)
 
 
 def _wide(curve: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -297,9 +344,12 @@ def write(out, curve: pd.DataFrame, maps: plt.Figure | None = None) -> Written:
     return written
 
 
-def caption(settings: Mapping[str, Any]) -> str:
-    """A bold first line for the curve's tables: its classification runs train a fixed number
-    of epochs, not to a validation plateau, unless the profile asks for the plateau."""
+def caption(settings: Mapping[str, Any], runs: list[dict[str, Any]] = ()) -> str:
+    """A bold first line for the curve's tables: from the runs' plateaus when they are known
+    (`regime.caption`), else from the settings (a fixed number of epochs, unless the profile
+    trains to the plateau)."""
+    if runs:
+        return regime.caption(runs)
     if settings.get("plateau"):
         return ""
     return (f"**Early training: each classification run trains {settings['epochs']} epochs, not to its "
