@@ -189,12 +189,12 @@ def cmd_scaling(args: argparse.Namespace) -> int:
 
 def cmd_weights(args: argparse.Namespace) -> int:
     from . import provenance
-    from .experiments.export import export
+    from .experiments.export import export, written_names
     from .pretrained import describe
 
     paths = export(args.profile, seed=args.seed, runs_dir=args.runs_dir, out=args.out)
-    for path in paths[:-1]:
-        print(describe(path.stem, path.parent))
+    for name in written_names(paths):
+        print(describe(name, paths[-1].parent))
     print("wrote " + ", ".join(provenance.relative(p) for p in paths))
     return 0
 

@@ -13,7 +13,7 @@ from hipcore import cli, notebook
 from hipcore.data import load_dataset
 from hipcore.experiments import common, tour
 from hipcore.experiments import mae_positions as mp
-from hipcore.experiments.export import export
+from hipcore.experiments.export import export, written_names
 from hipcore.experiments.image_arms import HIP_MAE
 from hipcore.model import check_fits
 from hipcore.pretrained import (
@@ -205,6 +205,14 @@ def test_missing_or_unfinished_runs_say_to_run_notebook_01(exported, tmp_path):
     save_atomic({k: v for k, v in state.items() if k != "digest"}, last)
     with pytest.raises(RunsNotFound, match=f"stopped at step {state['step']} of {state['step'] + 1}. Run notebook 01"):
         export("smoke", settings=TINY, runs_dir=runs, out=tmp_path / "w")
+
+
+def test_the_command_describes_each_file_it_wrote_by_its_manifest_name(exported):
+    root, _, paths = exported
+    names = written_names(paths)
+    assert names == ["small3_fashion_mnist_smoke_mae", "small3_fashion_mnist_smoke_classifier"]
+    assert all(path.stem != name for path, name in zip(paths, names))     # the files carry their hash
+    assert "MAE loss" in describe(names[0], root / "out")
 
 
 def test_the_command(exported, tmp_path, capsys):

@@ -164,6 +164,14 @@ def export(profile: str = "quick", *, seed: int = 0, runs_dir: str | os.PathLike
     return [*written, out / MANIFEST]
 
 
+def written_names(paths: list[Path]) -> list[str]:
+    """The manifest names of the weights files `export` wrote (its returned paths, the manifest
+    last), in the order written: a file's name carries its content hash, not its entry's name."""
+    entries = read_manifest(paths[-1].parent)["weights"]
+    by_file = {entry["file"]: name for name, entry in entries.items()}
+    return [by_file[path.name] for path in paths[:-1]]
+
+
 def what_it_is(kind: str, cfg, dataset: str) -> str:
     if kind == "mae":
         return (f"HiP {cfg.variant} MAE-pretrained on {dataset} ({cfg.ordering} order, mask ratio "
