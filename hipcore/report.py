@@ -58,7 +58,7 @@ from pathlib import Path
 import pandas as pd
 
 from .results import markdown, read_csv
-from .stats import t_cdf, t_interval
+from .stats import binomial_se, t_cdf, t_interval
 
 COMPARISON_FIELDS = ("finding", "claim", "paper_key", "metric", "seed", "baseline", "treatment")
 OPTIONAL_FIELDS = {"kind": "effect", "margin": "", "replicate": "seed", "converged": "", "epochs": "",
@@ -425,8 +425,7 @@ def test_noise(f: Finding, test_size: int | None) -> str:
         return ""
     if not test_size:
         return "n/a (test-set size not recorded)"
-    p = min(max((f.baseline + f.treatment) / 200, 0.0), 1.0)
-    return f"±{100 * math.sqrt(p * (1 - p) / test_size):.1f} ({test_size:,} test)"
+    return f"±{binomial_se((f.baseline + f.treatment) / 200, test_size):.1f} ({test_size:,} test)"
 
 
 def holm_column(found: list[Finding]) -> list[str]:

@@ -96,3 +96,10 @@ def t_interval(values: list[float], level: float = 0.95) -> Interval:
     sd = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))     # two-pass, in floats
     half = t_quantile((1 + level) / 2, n - 1) * sd / math.sqrt(n)
     return Interval(mean, sd, n, level, mean - half, mean + half)
+
+
+def binomial_se(accuracy: float, examples: int) -> float:
+    """The standard error, in points, of one top-1 of `accuracy` (a fraction in [0, 1]) measured
+    on `examples` test examples: the test set's own sampling noise."""
+    p = min(max(accuracy, 0.0), 1.0)
+    return 100 * math.sqrt(p * (1 - p) / examples)

@@ -35,6 +35,7 @@ from .report import (
     regime,
 )
 from .results import markdown, read_csv
+from .stats import binomial_se
 
 # ---- SUMMARY.md, one file per profile ----
 
@@ -61,11 +62,16 @@ def executed_path(results_dir: str | Path, profile: str) -> Path:
     return Path(results_dir) / "executed" / profile
 
 
+def _reference(results_dir: Path) -> dict:
+    """The paper's numbers: the results folder's paper_reference.csv, else the checkout's."""
+    path = results_dir / "paper_reference.csv"
+    return paper_reference(path) if path.exists() else paper_reference()
+
+
 def profile_findings(results_dir: str | Path, profile: str) -> tuple[dict[str, list[dict]], list[Finding]]:
     """({notebook: its comparison rows}, the findings they make) of `<notebook>/<profile>/`."""
     results_dir = Path(results_dir)
-    reference = paper_reference(results_dir / "paper_reference.csv") \
-        if (results_dir / "paper_reference.csv").exists() else paper_reference()
+    reference = _reference(results_dir)
     sources = {p.parent.parent.name: read_comparisons(p)
                for p in sorted(results_dir.glob(f"*/{profile}/comparisons.csv"))}
     return sources, merge_notebooks(sources, reference)
@@ -391,7 +397,7 @@ def readme_plateau(results_dir: str | Path, profile: str = "quick") -> str:
     if not paths:
         return (f"No `{profile}` plateau check yet: `python -m hipcore plateau-budget --arm ... --profile {profile} "
                 f"--out results/{PLATEAU_CHECK}/{profile}/<arm>/plateau.csv`.")
-    rows, made, seeds = [], {}, set()
+    rows, made, seeds, tests = [], {}, set(), {}
     for path in paths:
         frame = read_csv(path, RECIPE_FIELDS)
         record = _provenance(path.parent)
@@ -407,6 +413,7 @@ def readme_plateau(results_dir: str | Path, profile: str = "quick") -> str:
                      for r in frame.itertuples()]
         except ValueError:
             raise ValueError(f"{path}: epochs, validation, test and seconds must be numbers") from None
+        tests.update({r.arm: float(r.test) for r in frame.itertuples() if r.stage.startswith("classification")})
     (seed,) = seeds if len(seeds) == 1 else (None,)
     parts = [f"Each image arm trained to its validation plateau on `{profile}`'s data (one seed; the "
              "classification stage's validation and test are top-1 %, MAE pretraining's its validation and "
@@ -420,7 +427,26 @@ def readme_plateau(results_dir: str | Path, profile: str = "quick") -> str:
             parts.append(f"Reference baselines on the same {int(same.train_size.iloc[0]):,} training and "
                          f"{int(same.test_size.iloc[0]):,} test images (seed {seed}, notebook {PLATEAU_NOTEBOOK[:2]}): "
                          + ", ".join(f"{m} {float(a):.1f}" for m, a in zip(same.model, same.test_accuracy)) + ".")
+            size = int(same.test_size.iloc[0])
+            effects = plateau_effects(tests, _reference(results_dir))
+            noise = binomial_se(sum(tests.values()) / len(tests) / 100, size)
+            if effects:
+                parts += ["", f"The findings between these arms at their plateau (test top-1 points, one seed, no "
+                              f"interval: each top-1 on {size:,} test images has a binomial standard error of about "
+                              f"{noise:.1f} points): " + "; ".join(effects) + "."]
     return "\n".join(parts).rstrip()
+
+
+def plateau_effects(tests: dict[str, float], reference: dict) -> list[str]:
+    """'<finding> <ours> (paper <value>)' for each image finding with a paper value whose two arms
+    both have a classification test top-1 in `tests` ({arm: top-1 at its plateau})."""
+    from .experiments import imagenet_comparison, mae_positions
+
+    out = {}
+    for name, _, key, baseline, treatment in (*imagenet_comparison.FINDINGS, *mae_positions.FINDINGS):
+        if key in reference and {baseline, treatment} <= set(tests) and name not in out:
+            out[name] = f"{name} {tests[treatment] - tests[baseline]:+.1f} (paper {reference[key].value:+.1f})"
+    return list(out.values())
 
 
 BINDER_RECORD = Path("binder_check") / "memory.csv"      # written by python -m hipcore.binder --record

@@ -463,7 +463,9 @@ def test_the_plateau_block_puts_each_arm_s_epochs_beside_the_same_seed_s_baselin
          "cap": 40, "converged": True, "best_val": 80.83, "test": 81.9}])
     write_recipe(tmp_path / "plateau_check" / "quick" / "hip-mae" / "plateau.csv", [
         {**stage, "arm": "HiP, MAE-learned positions", "stage": "MAE pretraining (validation loss)", "epochs_run": 40,
-         "cap": 40, "converged": False, "best_val": 0.4123, "test": 0.4188}])
+         "cap": 40, "converged": False, "best_val": 0.4123, "test": 0.4188},
+        {**stage, "arm": "HiP, MAE-learned positions", "stage": "classification (validation top-1 %)", "epochs_run": 20,
+         "cap": 40, "converged": True, "best_val": 80.5, "test": 80.0}])
     for arm in ("hip-fourier", "hip-mae"):
         (tmp_path / "plateau_check" / "quick" / arm / "provenance.json").write_text(json.dumps(
             {"commit": "abcdef0123", "command": "python -m hipcore plateau-budget --arm x --seed 1 --out plateau.csv",
@@ -479,7 +481,10 @@ def test_the_plateau_block_puts_each_arm_s_epochs_beside_the_same_seed_s_baselin
     assert "| HiP, MAE-learned positions | MAE pretraining | 40 (40) | no: the cap stopped it | 0.4123 |" in text
     assert "Some CPU (low-precision flags: amx_bf16), 2 cores, torch 2.13.0, bf16, commit abcdef0 (hip-fourier, " \
            "hip-mae)" in text
-    assert text.endswith("(seed 1, notebook 01): logistic regression 79.9, small CNN 86.4.")
+    assert "(seed 1, notebook 01): logistic regression 79.9, small CNN 86.4.\n" in text
+    # the one finding both arms give (F2: MAE-learned 80.0 minus Fourier 81.9), at 2,000 test images
+    assert text.endswith("binomial standard error of about 0.9 points): F2 MAE-learned positions vs Fourier "
+                         "features -1.9 (paper +2.2).")
     (tmp_path / "plateau_check" / "quick" / "hip-mae" / "plateau.csv").write_text(
         "arm,lr,warmup_epochs,stage,epochs_run,cap,converged,selected_epoch,best_val,test,seconds_per_epoch\n"
         "x,0.001,0.5,s,many,40,False,1,0.4,0.4,1\n")
