@@ -176,7 +176,7 @@ def cmd_scaling(args: argparse.Namespace) -> int:
     maps = scaling.draw_longest(settings, seed=seeds[0], runs_dir=args.runs_dir) if args.maps else None
     written = scaling.write(out, curve, maps)
     if not args.merge:            # the regime beside the curve (parts run apart keep theirs in their folders)
-        regime.write(out, grid.runs, scaling.baseline_rows(settings, seeds), regime.curve_rows(grid.runs))
+        regime.write(out, grid.runs, grid.references, regime.curve_rows(grid.runs))
     merged = f"({len(args.merge)} parts)" if args.merge else None
     provenance.write(out, settings, wall_seconds=time.perf_counter() - start, command=provenance.command(
         "scaling", profile=args.profile, sides=args.sides, seeds=args.seeds, merge=merged, maps=args.maps))

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hipcore import results, summary
+from hipcore import plots, results, summary
 from hipcore.experiments import common, regime, scaling
 from hipcore.notebook import ParameterError
 
@@ -121,7 +121,7 @@ def test_each_point_of_the_grid_is_an_arm_beside_the_baselines(tmp_path):
     assert points["classification, 28x28"] == [60.0, 61.0]
     assert set(points) == set(results.load_folder(scaling.write_tables(tmp_path, curve).paths[0].parent)["arm"])
     refs = [{"model": "logistic regression", "seed": s, "test_accuracy": 80.0 + s} for s in (0, 1)]
-    fig = scaling.draw_arms(curve, refs, "toy")
+    fig = plots.draw_baselines(points, refs, "toy")
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["logistic regression (80.5)"]
 
 

@@ -20,9 +20,9 @@ randomly permuted), so the curve says after how much pretraining the table holds
 
 Every run is `common.run_arm`, so a point shared with notebooks 01-03 (28 x 28, the profile's
 MAE length) is the same cached run. The regime beside the effects, as in notebooks 01-04: the
-reference baselines on the same 28 x 28 training images (`baseline_rows`), each point's test
-top-1 against them (`draw_arms`) and each run's learning curves (`Grid.runs`, for
-`regime.curve_rows`).
+reference baselines on the same 28 x 28 training images (`Grid.references`), each point's test
+top-1 against them (`point_accuracies`, for `plots.draw_baselines`) and each run's learning
+curves (`Grid.runs`, for `regime.curve_rows`).
 """
 
 from __future__ import annotations
@@ -100,9 +100,10 @@ def structure(arm, seed: int, settings: Mapping[str, Any], which: int, **data: A
 
 
 class Grid(NamedTuple):
-    """What run_grid trained: the tidy curve and the runs behind it."""
+    """What run_grid trained: the tidy curve, the runs behind it and the reference baselines."""
     curve: pd.DataFrame       # side, positions, pretrain_epochs, arm, seed, metric, value
     runs: list[dict]          # run_arm's rows, 'arm' renamed to the point (results.grid_point)
+    references: list[dict]    # baseline_rows: the baselines on the 28 x 28 training images, per seed
 
 
 def run_grid(settings: Mapping[str, Any], seeds: tuple[int, ...], *, runs_dir=None, data_dir=None) -> Grid:
@@ -112,6 +113,7 @@ def run_grid(settings: Mapping[str, Any], seeds: tuple[int, ...], *, runs_dir=No
     'classification' or 'control'."""
     rows: list[dict[str, Any]] = []
     runs: list[dict[str, Any]] = []
+    references: list[dict[str, Any]] = []
     plan = [(side, e) for side in settings["sides"] for e in settings["pretrain_grid"]]
     for side in settings["sides"]:
         options = data_options(side)
@@ -149,13 +151,18 @@ def run_grid(settings: Mapping[str, Any], seeds: tuple[int, ...], *, runs_dir=No
                     add("control", epochs, seed, result, budget.control_flops / 1e12)
                     line += f", FLOP-matched control {result['test_accuracy']:.2f}%"
                 print(line, flush=True)
-    return Grid(pd.DataFrame(rows), runs)
+        if side == NATIVE_SIDE:                                     # the splits this side already loaded
+            references = baseline_rows(settings, seeds, data_dir=data_dir, splits=(train_data, test_data))
+    if NATIVE_SIDE not in settings["sides"]:
+        references = baseline_rows(settings, seeds, data_dir=data_dir)
+    return Grid(pd.DataFrame(rows), runs, references)
 
 
-def baseline_rows(settings: Mapping[str, Any], seeds: tuple[int, ...], *, data_dir=None) -> list[dict[str, Any]]:
+def baseline_rows(settings: Mapping[str, Any], seeds: tuple[int, ...], *, data_dir=None,
+                  splits: tuple[Any, Any] | None = None) -> list[dict[str, Any]]:
     """The reference baselines (`regime.baseline_rows`) on the grid's training images at 28 x 28,
-    the images every side is made from, per seed."""
-    train_data, test_data = load_splits("fashion_mnist", data_dir, {})
+    the images every side is made from, per seed; `splits`: those (train, test) sets when loaded."""
+    train_data, test_data = splits or load_splits("fashion_mnist", data_dir, {})
     return regime.baseline_rows(ARMS["classification"], seeds, settings, family="images", dataset="fashion_mnist",
                                 data_dir=data_dir, data_options={}, train_data=train_data, test_data=test_data)
 
@@ -172,19 +179,11 @@ def read_regime(folder: str | Path) -> tuple[list[dict[str, Any]], list[dict[str
 
 def point_accuracies(curve: pd.DataFrame) -> dict[str, list[float]]:
     """{point name: test top-1 per seed}, classification first, then by side and MAE length."""
-    acc = curve[curve["metric"] == "test_accuracy"]
     order = {"classification": 0, "mae": 1, "control": 2}
-    keys = sorted({(int(r.side), int(r.pretrain_epochs), r.arm) for r in acc.itertuples()},
-                  key=lambda k: (k[0], k[1], order[k[2]]))
-    return {grid_point(arm, side, epochs): acc[(acc["side"] == side) & (acc["pretrain_epochs"] == epochs)
-                                               & (acc["arm"] == arm)]["value"].astype(float).tolist()
+    per_point = curve[curve["metric"] == "test_accuracy"].groupby(["side", "pretrain_epochs", "arm"])["value"]
+    keys = sorted(per_point.groups, key=lambda k: (k[0], k[1], order[k[2]]))
+    return {grid_point(arm, int(side), int(epochs)): per_point.get_group((side, epochs, arm)).astype(float).tolist()
             for side, epochs, arm in keys}
-
-
-def draw_arms(curve: pd.DataFrame, references: list[dict[str, Any]], title: str) -> plt.Figure:
-    """Every point's test top-1 (a dot per seed, a bar at the mean) beside the reference
-    baselines as horizontal lines: whether the arms behind the effects have learned the task."""
-    return plots.draw_baselines(point_accuracies(curve), references, title)
 
 
 def _wide(curve: pd.DataFrame, metric: str) -> pd.DataFrame:
