@@ -2,6 +2,7 @@
 #   make reproduce   install, get the data, run the notebooks (papermill, 'quick' profile)
 #   make test        install, get the data, run every test
 #   make lab         install, get the data, open the notebooks in JupyterLab
+#                    (ARGS="--no-browser --port 8899" passes options to jupyter lab)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -32,7 +33,7 @@ reproduce: data
 
 # JupyterLab on the notebooks, in this project's environment (.venv).
 lab: data
-	$(BIN)/python -m jupyter lab notebooks
+	$(BIN)/python -m jupyter lab notebooks $(ARGS)
 
 # Each notebook at the 'binder' profile, with its peak memory against Binder's 2 GB.
 binder-check: data

@@ -1,7 +1,7 @@
 """Every notebook's results as one long pandas DataFrame, and markdown tables from DataFrames.
 
     import hipcore.results
-    df = hipcore.results.load(profile="quick")     # one row per (notebook, arm, seed, metric)
+    df = hipcore.results.load(profile="quick")     # one row per KEY; each run once, `run` its id
 
 `load` reads `results/<notebook>/<profile>/` for every notebook:
 
@@ -16,7 +16,10 @@
 - arms.csv: each arm's settings (`experiments.common.write_arms`), joined on the arm's label:
   ordering, position, mae, transfer, mask_ratio, steps, variant;
 - provenance.json: commit and machine of the folder's run, and the precision it trained in
-  (empty, NaN, in folders written before provenance was recorded).
+  (empty, NaN, in folders written before provenance was recorded);
+- runs.json: each (arm, seed)'s run directory, whose name is the row's `run`. A run that
+  several notebooks show (the run cache trained it once) is one run: `load` keeps its rows
+  once, under the first notebook's name, with every notebook that shows it in `notebooks`.
 
 One unit per metric (`UNITS`): accuracies and fractions are percentages everywhere, and the
 `unit` column says so. A malformed file stops the load with an error naming it.
@@ -33,7 +36,10 @@ import pandas as pd
 
 COLUMNS = ("notebook", "arm", "seed", "metric", "value", "unit",
            "ordering", "position", "mae", "transfer", "mask_ratio", "steps", "variant", "side", "batch",
-           "precision", "commit", "machine")
+           "precision", "commit", "machine", "run", "notebooks")
+# What makes one of `load`'s rows unique: the arm's measurement, and for notebook 05's benchmark
+# the image side, batch and precision it was timed at.
+KEY = ("notebook", "arm", "seed", "metric", "side", "batch", "precision")
 COMPARISON_COLUMNS = ("notebook", "finding", "role", "seed", "metric", "value", "unit", "precision", "commit",
                       "machine")
 # Whole numbers that may be missing are nullable integers, mae a nullable boolean, text object.
@@ -51,7 +57,7 @@ UNITS = {
     "parameters": "count", "classifier_parameters": "count",
     # notebook 05's benchmark
     "steps_per_s": "steps/s", "images_per_s": "images/s", "inputs_per_s": "inputs/s",
-    "step_s_median": "s", "step_s_min": "s", "step_s_max": "s", "peak_memory_gb": "GiB",
+    "step_s_median": "s", "step_s_min": "s", "step_s_max": "s", "peak_memory_gib": "GiB",
     "trained_parameters": "count", "flops_per_step": "FLOP",
     "achieved_gflops": "GFLOP/s", "peak_gflops": "GFLOP/s", "best_peak_gflops": "GFLOP/s",
     "fraction_of_peak": "%", "fraction_of_best_peak": "%",
@@ -61,7 +67,8 @@ UNITS = {
     "test_accuracy_effect": "top-1 points",
 }
 # The benchmark's own column names for what the notebooks call parameters: one name per metric.
-RENAMED = {"params": "parameters", "trained_params": "trained_parameters"}
+RENAMED = {"params": "parameters", "trained_params": "trained_parameters",
+           "peak_memory_gb": "peak_memory_gib"}          # GiB (2^30 bytes), as the benchmark measures it
 # Stored as a fraction, shown as a percentage (x 100) so that one metric has one unit.
 FRACTIONS = {"fraction_of_peak", "fraction_of_best_peak"}
 # Columns of 05's wide metrics.csv that describe the measurement rather than measure it.
@@ -228,7 +235,31 @@ def load_folder(folder: str | Path) -> pd.DataFrame:
     if (folder / "arms.csv").exists():
         settings = _arms(folder / "arms.csv")
         frame = frame.drop(columns=[c for c in ARM_SETTINGS if c in frame]).merge(settings, on="arm", how="left")
+    frame["run"] = _run_ids(folder, frame)
     return _finish(frame, folder, COLUMNS)
+
+
+def _run_ids(folder: Path, frame: pd.DataFrame) -> list[Any]:
+    """Each row's run: the run directory's name that runs.json records for its (arm, seed), the
+    same for every notebook the run cache served it to; NaN where no run is recorded."""
+    path = folder / "runs.json"
+    if not path.is_file():
+        return [math.nan] * len(frame)
+    try:
+        runs = {(r["arm"], r["seed"]): Path(r["run_dir"]).name for r in json.loads(path.read_text())}
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ResultsError(f"{path}: not a list of runs with arm, seed and run_dir ({type(e).__name__}: {e})") from None
+    seeds = frame["seed"] if "seed" in frame else pd.Series(pd.NA, index=frame.index)
+    return [runs.get((arm, None if pd.isna(seed) else int(seed)), math.nan) for arm, seed in zip(frame["arm"], seeds)]
+
+
+def _once(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each run's rows once: a run several notebooks show (the run cache trained it once) keeps the
+    first notebook's rows and name, and `notebooks` names every notebook that shows it."""
+    shown = frame.dropna(subset=["run"]).groupby("run")["notebook"].agg(lambda n: ", ".join(sorted(set(n))))
+    frame["notebooks"] = frame["run"].map(shown).fillna(frame["notebook"])
+    repeated = frame["run"].notna() & frame.duplicated(["run", "metric"])
+    return frame[~repeated].reset_index(drop=True)
 
 
 def _finish(frame: pd.DataFrame, folder: Path, columns: tuple[str, ...]) -> pd.DataFrame:
@@ -263,8 +294,10 @@ def load_comparison_folder(folder: str | Path) -> pd.DataFrame:
 
 def load(profile: str = "quick", results_dir: str | Path | None = None) -> pd.DataFrame:
     """Every notebook's results at `profile` as one long DataFrame (`COLUMNS`), from
-    `results_dir` (default: the checkout's results/, `hipcore.locations`)."""
-    return pd.concat([load_folder(f) for f in profile_folders(profile, results_dir)], ignore_index=True)
+    `results_dir` (default: the checkout's results/, `hipcore.locations`): each run once
+    (`_once`), `KEY` unique. `load_folder` gives one notebook's rows under its own names."""
+    frame = pd.concat([load_folder(f) for f in profile_folders(profile, results_dir)], ignore_index=True)
+    return _once(frame).astype({c: DTYPES[c] for c in COLUMNS})
 
 
 def profile_folders(profile: str, results_dir: str | Path | None = None) -> list[Path]:

@@ -20,6 +20,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from . import provenance
+from .bench.speed_text import speed_block
 from .experiments.scaling import scale_sentences
 from .report import (
     SIZE_RANGE,
@@ -36,6 +37,8 @@ from .report import (
 )
 from .results import markdown, read_csv
 from .stats import binomial_se
+from .train.validation import validation_indices
+from .vocabulary import vocabulary_block
 
 # ---- SUMMARY.md, one file per profile ----
 
@@ -114,9 +117,19 @@ def _as_run(results_dir: Path, profile: str) -> str:
         commit = json.loads((folder / "provenance.json").read_text()).get("commit") or "unknown"
     except (OSError, KeyError, ValueError):
         return ""
-    images = "all" if settings.get("limit_train") is None else f"{settings['limit_train']:,}"
     return (f", as run at commit {commit[:7]}: {settings['pretrain_epochs']} MAE + {settings['epochs']} epochs "
-            f"on {images} images")
+            f"on {_training_images(settings)}")
+
+
+def _training_images(settings: dict) -> str:
+    """'5,400 training images (600 of the 6,000 held out for validation)' from a notebook's settings."""
+    limit, fraction = settings.get("limit_train"), settings.get("val_fraction") or 0
+    if limit is None:
+        return "the whole training set" + (f" less {fraction:.0%} held out for validation" if fraction else "")
+    if not fraction:
+        return f"{limit:,} training images"
+    train, held = validation_indices(limit, fraction, 0)
+    return f"{len(train):,} training images ({len(held):,} of the {limit:,} held out for validation)"
 
 
 def readme_results(results_dir: str | Path, profile: str = "quick") -> str:
@@ -397,7 +410,7 @@ def readme_plateau(results_dir: str | Path, profile: str = "quick") -> str:
     if not paths:
         return (f"No `{profile}` plateau check yet: `python -m hipcore plateau-budget --arm ... --profile {profile} "
                 f"--out results/{PLATEAU_CHECK}/{profile}/<arm>/plateau.csv`.")
-    rows, made, seeds, tests = [], {}, set(), {}
+    rows, made, seeds, tests, seconds = [], {}, set(), {}, 0.0
     for path in paths:
         frame = read_csv(path, RECIPE_FIELDS)
         record = _provenance(path.parent)
@@ -414,11 +427,14 @@ def readme_plateau(results_dir: str | Path, profile: str = "quick") -> str:
         except ValueError:
             raise ValueError(f"{path}: epochs, validation, test and seconds must be numbers") from None
         tests.update({r.arm: float(r.test) for r in frame.itertuples() if r.stage.startswith("classification")})
+        seconds += sum(float(r.epochs_run) * float(r.seconds_per_epoch) for r in frame.itertuples())
     (seed,) = seeds if len(seeds) == 1 else (None,)
     parts = [f"Each image arm trained to its validation plateau on `{profile}`'s data (one seed; the "
              "classification stage's validation and test are top-1 %, MAE pretraining's its validation and "
              "test loss), measured on " + "; ".join(f"{key} ({', '.join(arms)})" for key, arms in made.items())
-             + ":", "", markdown(pd.DataFrame(rows)), ""]
+             + ":", "", markdown(pd.DataFrame(rows)), "",
+             f"One seed of these {len(paths)} arms trained for {seconds / 60:.0f} min in all (each stage's epochs "
+             "times its seconds per epoch, summed).", ""]
     baselines = results_dir / PLATEAU_NOTEBOOK / profile / "baselines.csv"
     if seed is not None and baselines.is_file():
         frame = read_csv(baselines, ("model", "seed", "test_accuracy", "train_size", "test_size"))
@@ -506,7 +522,20 @@ def readme_blocks(results_dir: str | Path, profile: str) -> dict[str, Callable[[
             "budget": lambda: readme_budget(results_dir, profile),
             "binder": lambda: readme_binder(results_dir),
             "plateau": lambda: readme_plateau(results_dir, profile),
-            "results": lambda: readme_results(results_dir, profile)}
+            "results": lambda: readme_results(results_dir, profile),
+            "verdicts": vocabulary_block,
+            "recipe": lambda: readme_recipe(results_dir, profile),
+            "flops": lambda: readme_flops(results_dir, profile),
+            "speed": lambda: readme_speed(results_dir, profile)}
+
+
+SPEED_NOTEBOOK = "05_efficiency"
+
+
+def readme_speed(results_dir: str | Path, profile: str = "quick") -> str:
+    """The README's training-speed section, from notebook 05's benchmark at `profile`."""
+    folder = Path(results_dir) / SPEED_NOTEBOOK / profile
+    return speed_block(folder, _made_by(_provenance(folder)))
 
 
 def block_marks(name: str) -> tuple[str, str]:
@@ -534,3 +563,56 @@ def update_readme(readme: str | Path, results_dir: str | Path, profile: str = "q
         return "unchanged"
     readme.write_text(text)
     return "updated"
+
+
+RECIPE_CHECK = Path("recipe_check")      # python -m hipcore plateau-budget --lr ... --out recipe_check/<profile>/
+
+
+def readme_recipe(results_dir: str | Path, profile: str = "quick") -> str:
+    """The recipe check (`recipe_check/<profile>/recipe.csv`): per arm, the span of its best
+    validation top-1 over the learning rates and warm-ups tried, and how far the profile's own
+    recipe (notebook 01's settings) is from that arm's best, beside the validation set's noise."""
+    from .experiments.plateau_budget import RECIPE_FIELDS
+
+    folder = Path(results_dir) / RECIPE_CHECK / profile
+    if not (folder / "recipe.csv").is_file():
+        return f"No `{profile}` recipe check yet."
+    frame = read_csv(folder / "recipe.csv", RECIPE_FIELDS)
+    frame = frame.astype({"lr": float, "warmup_epochs": float, "best_val": float, "epochs_run": int, "cap": int})
+    settings = json.loads((Path(results_dir) / PLATEAU_NOTEBOOK / profile / "summary.json").read_text())["settings"]
+    lr, warmup = float(settings["lr"]), float(settings["warmup_epochs"])
+    train, held = validation_indices(int(settings["limit_train"]), float(settings["val_fraction"]), 0)
+    spans, gaps = [], []
+    for arm, rows in frame.groupby("arm", sort=False):
+        ours = rows[(rows.lr == lr) & (rows.warmup_epochs == warmup)].best_val
+        spans.append(f"{arm} {rows.best_val.min():.1f}-{rows.best_val.max():.1f}")
+        gaps.append(f"{rows.best_val.max() - ours.max():.1f}" if len(ours) else "not tried")
+    noise = binomial_se(frame.best_val.mean() / 100, len(held))
+    plateau = ("no arm reached its plateau" if not (frame.converged == "True").any()
+               else f"{(frame.converged == 'True').sum()} of {len(frame)} settings reached their plateau")
+    return (f"On {profile}'s {len(train):,} training images (seed 0, a {frame.cap.max()}-epoch cap, "
+            f"`results/{RECIPE_CHECK.as_posix()}/{profile}/`, measured on {_made_by(_provenance(folder))}), the best "
+            f"validation top-1 over lr {', '.join(f'{v:g}' for v in sorted(set(frame.lr)))} and warm-up "
+            f"{', '.join(f'{v:g}' for v in sorted(set(frame.warmup_epochs)))} epochs spans: {'; '.join(spans)}. The "
+            f"profiles' recipe (lr {lr:g}, warm-up {warmup:g}) is {' and '.join(gaps)} points below each arm's best, "
+            f"against the noise of {len(held):,} validation images (a binomial standard error of about {noise:.1f} "
+            f"points); {plateau} in {frame.cap.max()} epochs.")
+
+
+FLOP_NOTEBOOK = "03_mae_positional_embeddings"     # whose summary.json records the control's FLOP budget
+
+
+def readme_flops(results_dir: str | Path, profile: str = "quick") -> str:
+    """How closely notebook 03's compute-matched control matches the MAE arm in training FLOPs, as
+    its summary.json records them (per-step FLOPs times steps)."""
+    path = Path(results_dir) / FLOP_NOTEBOOK / profile / "summary.json"
+    budget = json.loads(path.read_text()).get("flop_budget") if path.is_file() else None
+    if not budget:
+        return f"No `{profile}` FLOP budget recorded for notebook {FLOP_NOTEBOOK[:2]}'s control yet."
+    mae, control = budget["mae_arm_flops"], budget["control_flops"]
+    return (f"The compute-matched control of notebook {FLOP_NOTEBOOK[:2]} is matched in training FLOPs, not "
+            f"epochs, and has no paper number. As recorded (`{FLOP_NOTEBOOK}/{profile}/summary.json`, torch's "
+            f"flop counter on one step of each kind times the steps): the MAE arm "
+            f"{budget['pretrain_steps']:,} MAE and {budget['supervised_steps']:,} classification steps, "
+            f"{mae / 1e12:.2f} TFLOP; the control {budget['control_steps']:,} classification steps, "
+            f"{control / 1e12:.2f} TFLOP ({100 * (control / mae - 1):+.2f}%).")

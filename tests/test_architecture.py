@@ -24,7 +24,7 @@ FLOORS = {
     "hipcore.train": 2, "hipcore.pretrained": 2, "hipcore.provenance": 2, "hipcore.results": 2,
     "hipcore.plots": 2, "hipcore": 2,   # the package's front door: config, model, pretrained
     # 3 what experiments share: verdict rules, notebook parameters, benchmarks, shared arms
-    "hipcore.report": 3, "hipcore.notebook": 3, "hipcore.bench": 3,
+    "hipcore.report": 3, "hipcore.vocabulary": 3, "hipcore.notebook": 3, "hipcore.bench": 3,
     "hipcore.experiments.common": 3, "hipcore.experiments.orderings": 3,
     "hipcore.experiments.shortcuts": 3, "hipcore.experiments.baselines": 3,
     "hipcore.experiments.image_arms": 3, "hipcore.experiments.regime": 3,

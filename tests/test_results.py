@@ -86,7 +86,7 @@ def test_the_wide_benchmark_table_is_long_with_one_unit_per_metric(folders):
     bench = results.load("quick", folders).query("notebook == '05_efficiency'")
     hip = bench[bench.arm == "hip16"].set_index("metric")
     assert hip.loc["steps_per_s", "value"] == 0.5 and hip.loc["steps_per_s", "unit"] == "steps/s"
-    assert hip.loc["peak_memory_gb", "unit"] == "GiB"
+    assert hip.loc["peak_memory_gib", "unit"] == "GiB"
     assert hip.loc["fraction_of_peak", "value"] == pytest.approx(25.0)       # a fraction, shown in %
     assert hip.loc["fraction_of_peak", "unit"] == "%"
     assert (hip.loc["steps_per_s", "side"], hip.loc["steps_per_s", "batch"]) == (32, 2)
@@ -123,7 +123,7 @@ def test_the_committed_results_load_each_measurement_once_with_one_name_and_unit
     assert not {"params", "trained_params"} & set(df.metric)                 # 'parameters', as everywhere
     accuracy = df[df.metric == "test_accuracy"].value
     assert accuracy.between(1, 100).all()                                    # percentages, not fractions
-    memory = df[df.metric == "peak_memory_gb"]
+    memory = df[df.metric == "peak_memory_gib"]
     assert set(memory.unit) <= {"GiB"}
     pairs = results.load_comparisons("quick")
     assert set(pairs.role) == {"baseline", "treatment"} and pairs.finding.notna().all()
@@ -204,3 +204,30 @@ def test_the_readme_s_generated_blocks_say_what_the_committed_results_say(tmp_pa
     readme.write_text((home / "README.md").read_text())
     assert summary.update_readme(readme, home / "results", "quick") == "unchanged", \
         "README.md's generated blocks are stale: run python -m hipcore summary --profile quick"
+
+
+def test_a_run_two_notebooks_show_is_one_run_named_once(tmp_path):
+    """The run cache serves one run to several notebooks under their own arm names: load keeps it
+    once, with its run id and every notebook that shows it; load_folder keeps each notebook's rows."""
+    run = {"seed": 0, "run_dir": "runs/supervised-d585d061-code-data"}
+    for notebook, arm in (("01_imagenet_comparison", "HiP, MAE-learned positions"),
+                          ("02_flattening_ablation", "raster + MAE")):
+        folder = tmp_path / notebook / "quick"
+        write(folder / "metrics.csv", f'run_id,seed,metric,value\n"{arm}",0,test_accuracy,71.2\n'
+                                      f'"{arm}",1,test_accuracy,69.1\n')
+        write(folder / "runs.json", json.dumps([{"arm": arm, **run}]))
+    df = results.load("quick", tmp_path)
+    shared = df[df.run == "supervised-d585d061-code-data"]
+    assert len(shared) == 1 and shared.arm.iloc[0] == "HiP, MAE-learned positions"
+    assert shared.notebooks.iloc[0] == "01_imagenet_comparison, 02_flattening_ablation"
+    assert len(df[df.run.isna()]) == 2                                       # seed 1: no run recorded, kept
+    assert len(results.load_folder(tmp_path / "02_flattening_ablation" / "quick")) == 2
+
+
+@pytest.mark.parametrize("profile", sorted({p.name for p in (Path(__file__).resolve().parent.parent / "results")
+                                            .glob("[0-9][0-9]_*/*") if p.is_dir()}))
+def test_every_committed_profile_has_a_unique_key_and_each_run_once(profile):
+    df = results.load(profile)
+    assert not df.duplicated(list(results.KEY)).any(), df[df.duplicated(list(results.KEY), keep=False)].head()
+    runs = df.dropna(subset=["run"])
+    assert not runs.duplicated(["run", "metric"]).any()

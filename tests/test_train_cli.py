@@ -162,3 +162,43 @@ def _config(tmp_path, run_dir, extra):
     add_commands(parser.add_subparsers(dest="command"))
     args = parser.parse_args(command(tmp_path, run_dir, *extra)[3:])
     return config_from_args(args, "supervised").to_dict()
+
+
+def image_folder(root: Path) -> Path:
+    """A tiny generated image folder: two classes, a few 10 x 12 PNGs per split."""
+    from PIL import Image
+
+    rng = random.Random(0)
+    for split, count in (("train", 4), ("val", 2)):
+        for name in ("cat", "dog"):
+            (root / split / name).mkdir(parents=True)
+            for i in range(count):
+                pixels = bytes(rng.randrange(256) for _ in range(10 * 12 * 3))
+                Image.frombytes("RGB", (12, 10), pixels).save(root / split / name / f"{i}.png")
+    return root
+
+
+def test_imagefolder_without_resolution_stops_before_any_timing_or_loading(tmp_path, capsys, monkeypatch):
+    import hipcore.train.engine as engine
+
+    monkeypatch.setattr(engine, "train", lambda cfg: pytest.fail("training started without a resolution"))
+    folder = image_folder(tmp_path / "images")
+    code = hipcore_main(["train", "--dataset", "imagefolder", "--data-dir", str(folder), "--run-dir",
+                         str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "resolution" in err[0] and "--data-option" in err[0]
+    assert not (tmp_path / "run").exists() and not any((tmp_path / "images").rglob("*.npy"))
+
+
+def test_imagefolder_s_resolution_is_required_in_the_help_and_echoed_first(tmp_path, capsys):
+    from hipcore.train.cli import echo_data
+
+    parser = argparse.ArgumentParser()
+    add_commands(parser.add_subparsers())
+    train_help = parser._subparsers._group_actions[0].choices["train"].format_help()
+    assert "imagefolder requires resolution=N" in " ".join(train_help.split())
+    folder = image_folder(tmp_path / "images")
+    args = parser.parse_args(["train", "--dataset", "imagefolder", "--data-dir", str(folder),
+                              "--data-option", "resolution=8", "--run-dir", str(tmp_path / "run")])
+    echo_data(config_from_args(args, "supervised"))
+    assert capsys.readouterr().out.splitlines()[0] == "imagefolder: resolution=8"

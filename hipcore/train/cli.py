@@ -43,14 +43,18 @@ def key_value(text: str) -> tuple[str, object]:
 def _add_common(p: argparse.ArgumentParser) -> None:
     from ..config import VARIANT_NAMES
     from ..data import DATASETS, IMAGE_ORDERINGS, POINT_ORDERINGS
+    from ..data.registry import options_of
 
+    required = "; ".join(f"{name} requires {', '.join(f'{o}=N' for o in options_of(name)[0])}"
+                         for name in DATASETS if options_of(name)[0])
     d = p.add_argument_group("data")
     d.add_argument("--dataset", default=DEFAULTS["dataset"], choices=DATASETS, help="what to train on")
     d.add_argument("--data-dir", default=None, help="folder of the dataset's files (default: its usual places)")
     d.add_argument("--ordering", default=None, choices=tuple(dict.fromkeys(IMAGE_ORDERINGS + POINT_ORDERINGS)),
                    help=f"input order: images {'|'.join(IMAGE_ORDERINGS)}, points {'|'.join(POINT_ORDERINGS)}")
     d.add_argument("--data-option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
-                   help="another load_dataset option, e.g. num_points=256 or resolution=64 (repeatable)")
+                   help=f"a load_dataset option (repeatable): {required} (the side images are resized "
+                        "and centre-cropped to, e.g. resolution=64); others e.g. num_points=256")
     d.add_argument("--no-augment", dest="augment", action="store_false",
                    help="switch off the dataset's train-time augmentation")
     d.add_argument("--limit-train", type=_positive_int, default=None, metavar="N",
@@ -185,6 +189,18 @@ def config_from_args(args: argparse.Namespace, task: str) -> TrainConfig:
     return TrainConfig(**values)
 
 
+def echo_data(cfg: TrainConfig) -> None:
+    """Check the dataset's folder and options before any timing or loading (an error names the
+    missing one), then say its required options on the run's first line, e.g. 'imagefolder:
+    resolution=64'."""
+    from ..data.registry import check_options, options_of
+
+    check_options(cfg.dataset, cfg.data_dir, cfg.data_options)
+    required = options_of(cfg.dataset)[0]
+    if required and os.environ.get("RANK", "0") == "0":
+        print(f"{cfg.dataset}: " + ", ".join(f"{o}={cfg.data_options[o]}" for o in required), flush=True)
+
+
 def _run(args: argparse.Namespace, task: str) -> int:
     import torch
 
@@ -193,6 +209,7 @@ def _run(args: argparse.Namespace, task: str) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = config_from_args(args, task)
+    echo_data(cfg)
     try:
         result = train(cfg)
     except NonFiniteLossError as error:
