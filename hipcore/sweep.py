@@ -148,6 +148,21 @@ def kernel_config():
     return Config({"KernelManager": {"transport": "tcp" if os.name == "nt" else "ipc"}})
 
 
+def quiet_kernel_manager() -> type:
+    """jupyter_client sends a kernel SIGINT before its shutdown request; a kernel still handling a
+    message then (papermill shuts it down right after the last cell) logs 'KeyboardInterrupt caught
+    in kernel' as an error. The notebook has finished by then, so this manager only asks it to
+    shut down (and still kills one that does not stop)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class QuietShutdown(AsyncKernelManager):
+        async def _async_interrupt_kernel(self) -> None:
+            if not self.shutting_down:
+                await super()._async_interrupt_kernel()
+
+    return QuietShutdown
+
+
 def run_notebook(notebook: Path, output: Path, parameters: Mapping[str, Any], *,
                  cwd: Path | None = None) -> float:
     """Execute `notebook` into `output` with papermill, passing its training runs' progress
@@ -162,7 +177,8 @@ def run_notebook(notebook: Path, output: Path, parameters: Mapping[str, Any], *,
     try:
         papermill.execute_notebook(str(notebook), str(output), parameters=dict(parameters),
                                    cwd=str(cwd or notebook.parent), progress_bar=False,
-                                   stdout_file=RunLines(), config=kernel_config())
+                                   stdout_file=RunLines(), config=kernel_config(),
+                                   kernel_manager_class=quiet_kernel_manager())
     except PapermillExecutionError as error:
         raise NotebookError(f"{notebook.stem} stopped in cell {error.exec_count}: {error.evalue} "
                             f"(the executed notebook, with the trace: {output})") from None

@@ -194,3 +194,35 @@ def test_executed_notebooks_name_their_paths_relative_to_the_checkout(tmp_path):
     meta = nbformat.read(path, as_version=4).metadata["papermill"]
     assert meta["input_path"] == "notebooks/00_tour.ipynb" and meta["output_path"] == "/elsewhere/out.ipynb"
     sweep_module.relative_paths(tmp_path / "missing.ipynb")                 # a notebook that never got written
+
+
+def test_kernels_are_asked_to_shut_down_without_an_interrupt(monkeypatch):
+    """jupyter_client interrupts a kernel before shutting it down, and a kernel still handling a
+    message logs 'KeyboardInterrupt caught in kernel': the sweep's manager sends no interrupt then."""
+    import asyncio
+
+    from jupyter_client.manager import AsyncKernelManager
+
+    sent = []
+
+    async def interrupt(self):
+        sent.append(self.shutting_down)
+
+    monkeypatch.setattr(AsyncKernelManager, "_async_interrupt_kernel", interrupt)
+    manager = sweep_module.quiet_kernel_manager()()
+    manager.shutting_down = False
+    asyncio.run(manager._async_interrupt_kernel())                 # an interrupt asked for while running
+    manager.shutting_down = True
+    asyncio.run(manager._async_interrupt_kernel())                 # the one shutdown_kernel sends
+    assert sent == [False]
+
+
+def test_run_notebook_uses_the_quiet_kernel_manager(tmp_path, monkeypatch):
+    import papermill
+
+    seen = {}
+    monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **kw: seen.update(kw))
+    path = write_notebook(tmp_path / "x.ipynb", "width = 3")
+    sweep_module.run_notebook(path, tmp_path / "out.ipynb", {"width": 4})
+    assert issubclass(seen["kernel_manager_class"], sweep_module.quiet_kernel_manager().__mro__[1])
+    assert seen["kernel_manager_class"].__name__ == "QuietShutdown"
