@@ -171,5 +171,5 @@ def test_the_parity_counts_are_the_ones_the_parity_test_checks():
 def test_the_readme_s_make_lab_and_sweep_examples_are_what_they_say():
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^lab:.*\n\t.*jupyter lab notebooks \$\(ARGS\)$", makefile, re.M)
-    sweep = re.search(r"`python -m hipcore sweep (\d\d)\b", text())
+    sweep = re.search(r"^python -m hipcore sweep (\d\d)\b", text(), re.M)
     assert sweep and sweep.group(1) != "00", "the sweep example must run a notebook that trains"
