@@ -1,9 +1,10 @@
 """The verdict vocabulary: every word a results table can say, as `hipcore.report`'s rules say
 it, with its definition; the README's verdict block is written from here.
 
-    VERDICTS                each verdict: a case that makes report's rules say it, and what it means
+    VERDICTS, REGIMES       each verdict (regime): a case that makes report's rules say it, and what it means
     vocabulary_block()      the README's block: the verdicts as the rules word them, then the columns
     defined(verdict)        whether a verdict written in a table is one of VERDICTS (numbers aside)
+    defined_regime(regime)  the same for a *regime* cell and REGIMES
 
 Each word shown is produced by calling the report's rule on its case, never typed, so a word the
 rules stop saying fails here, and `defined` lets a test find a table word with no definition.
@@ -34,12 +35,21 @@ def _same(values: list[float]) -> Callable[[], str]:
     return lambda: report.equivalence_verdict(values, report.MARGINS["top-1 %"])
 
 
+def _finding(effects: list[float], replicate: str = "repeat", converged: str = "", epochs: str = "") -> report.Finding:
+    """report.finding on a control with no paper key, over seeds or timing repeats."""
+    rows = [{"finding": "control", "claim": "higher", "paper_key": "", "metric": "top-1 %", "seed": i,
+             "baseline": 0.0, "treatment": e, "kind": "effect", "margin": "", "replicate": replicate,
+             "converged": converged, "epochs": epochs, "test_size": ""} for i, e in enumerate(effects)]
+    return report.finding("control", rows, {})
+
+
 def _own_control(effects: list[float]) -> str:
     """report.finding's verdict on a control with no paper key (timing repeats: no plateau needed)."""
-    rows = [{"finding": "control", "claim": "higher", "paper_key": "", "metric": "top-1 %", "seed": i,
-             "baseline": 0.0, "treatment": e, "kind": "effect", "margin": "", "replicate": "repeat",
-             "converged": "", "epochs": "", "test_size": ""} for i, e in enumerate(effects)]
-    return report.finding("control", rows, {}).verdict
+    return _finding(effects).verdict
+
+
+def _regime(replicate: str, converged: str, epochs: str = "") -> Callable[[], str]:
+    return lambda: report.regime(_finding([0.9, 1.0, 1.1], replicate, converged, epochs))
 
 
 def _unconverged(epochs: str) -> Callable[[], str]:
@@ -75,9 +85,16 @@ VERDICTS = (
     Verdict(lambda: report.converged_verdict("same direction, not significant", ""),
             "the same, for rows that record no plateau at all."),
 )
+REGIMES = (
+    Verdict(_regime("seed", "yes", "20/40"), "every arm of the row reached its validation plateau (the epochs each "
+                                             "stage trained); a notebook's reference baselines may follow."),
+    Verdict(_regime("seed", "no", "8/2"), "some arm stopped before its plateau: early training."),
+    Verdict(_regime("seed", ""), "the rows record no plateau: counted as not converged."),
+    Verdict(_regime("repeat", ""), "timing repeats (F5): no trained model to converge."),
+    Verdict(_regime("seed", "n/a"), "the same recipe computed two ways (e.g. bf16 against fp32): no pair of "
+                                     "arms to converge."),
+)
 COLUMNS = {
-    "regime": "whether the arms reached their validation plateau: *converged at N epochs*, *not converged at N "
-              "epochs*, *not shown converged (no plateau recorded)*, or *timings (no plateau needed)* for F5.",
     "ours / paper": "our effect over the paper's (a ratio's: our speed-up over the paper's).",
     "power": "how often the same rule, with as many seeds and our seed-to-seed spread, would say *reproduced* if "
              "the true effect were the paper's.",
@@ -85,7 +102,7 @@ COLUMNS = {
               f"directional rows, against {report.HOLM_ALPHA:g}.",
 }
 CONVERGED_PREFIX = re.compile(r"^not converged (at \S+ epochs|\(no plateau recorded\)): ")
-NUMBER = re.compile(r"\d+(\.\d+)?")
+NUMBER = re.compile(r"\d+(\.\d+)?(/\d+)*")            # 5.4, or epochs per stage: 8/2/2
 
 
 def _shape(text: str) -> str:
@@ -93,14 +110,19 @@ def _shape(text: str) -> str:
     return NUMBER.sub("N", text.strip())
 
 
-def defined(verdict: str) -> bool:
-    """Whether `verdict` (as a table writes it) is one of VERDICTS, numbers aside; a not-converged
-    row's prefix is defined and the rule's word after it must be too."""
-    shapes = {_shape(v.says()) for v in VERDICTS}
+def defined(verdict: str, words: tuple[Verdict, ...] = VERDICTS) -> bool:
+    """Whether `verdict` (as a table writes it) is one of `words` (VERDICTS, or REGIMES), numbers
+    aside; a not-converged row's prefix is defined and the rule's word after it must be too."""
+    shapes = {_shape(v.says()) for v in words}
     if _shape(verdict) in shapes:
         return True
     stripped = CONVERGED_PREFIX.sub("", verdict)
-    return stripped != verdict and (_shape(stripped) in shapes or defined(stripped))
+    return stripped != verdict and (_shape(stripped) in shapes or defined(stripped, words))
+
+
+def defined_regime(regime: str) -> bool:
+    """Whether a *regime* cell is one of REGIMES, the baselines a table adds after it aside."""
+    return defined(regime.split("; baselines ")[0], REGIMES)
 
 
 def vocabulary_block() -> str:
@@ -108,6 +130,8 @@ def vocabulary_block() -> str:
     lines = ["Each verdict below is what `hipcore/report.py`'s rules say in one case (numbers vary with the "
              "case); no table says a word that is not here (`tests/test_readme.py`):", ""]
     lines += [f"- *{v.says()}*: {v.means}" for v in VERDICTS]
+    lines += ["", "The *regime* column, as `report.regime` words it:", ""]
+    lines += [f"- *{v.says()}*: {v.means}" for v in REGIMES]
     lines += ["", "The tables' other columns:", ""]
     lines += [f"- *{name}*: {means}" for name, means in COLUMNS.items()]
     return "\n".join(lines)

@@ -142,12 +142,18 @@ def test_every_verdict_a_table_says_is_defined_in_the_readme(path):
     assert verdicts, f"{path.name} holds no verdict column"
     undefined = sorted({v for v in verdicts if not vocabulary.defined(v)})
     assert not undefined, f"{path.name} says verdicts the vocabulary does not define: {undefined}"
+    regimes = table_verdicts(path.read_text(), "regime")
+    assert regimes, f"{path.name} holds no regime column"
+    undefined = sorted({r for r in regimes if not vocabulary.defined_regime(r)})
+    assert not undefined, f"{path.name} says regimes the vocabulary does not define: {undefined}"
     assert vocabulary.vocabulary_block() in text()
 
 
 def test_an_unknown_verdict_word_is_not_defined():
     assert vocabulary.defined("not converged at 8/2 epochs: opposite direction, significant")
     assert not vocabulary.defined("nearly reproduced") and not vocabulary.defined("not converged at 2 epochs: meh")
+    assert vocabulary.defined_regime("not converged at 8/2/2 epochs; baselines logistic regression 78.6")
+    assert not vocabulary.defined_regime("almost converged")
 
 
 def test_the_variants_parameter_counts_are_what_info_prints_for_28x28x1_and_10_classes(capsys):
