@@ -3,7 +3,8 @@ alone (comparisons.csv, metrics.csv, provenance.json, notebook 06's grids, the f
 benchmark), never typed.
 
     write_summary(results_dir, profile)    results/SUMMARY.md (SUMMARY_<profile>.md for others)
-    update_readme(readme, results_dir)     refill the README's blocks: results, times, budget
+    update_readme(readme, results_dir)     refill the README's blocks (readme_blocks: results, plateau,
+                                           times, budget, binder, machine, verdicts, recipe, flops, speed)
 
 The verdict rules are `hipcore.report`'s; where a result came from is `hipcore.provenance`'s.
 This module sits on the top floor: it reads every notebook's results, so nothing below it

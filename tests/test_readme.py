@@ -226,3 +226,24 @@ def test_the_defaults_the_prose_names_are_the_code_s():
     assert f"ratio {TrainConfig().mask_ratio:g} by default" in prose
     fractions = {settings.get("val_fraction") for settings in IMAGE_TABLE.values()}
     assert len(fractions) == 1 and f"Every profile holds {fractions.pop():.0%} of its training set out" in prose
+
+
+def test_the_speed_block_reads_every_figure_from_the_benchmark_folder(tmp_path):
+    import shutil
+
+    from hipcore.bench.speed_text import speed_block
+
+    folder = tmp_path / "05_efficiency" / "quick"
+    shutil.copytree(ROOT / "results" / "05_efficiency" / "quick", folder)
+    before = speed_block(folder, "a test machine")
+    assert "measured on a test machine" in before and "| HiP-16 | 1.37 |" in before
+    metrics = (folder / "metrics.csv").read_text().splitlines()
+    hip16 = next(i for i, line in enumerate(metrics) if line.startswith("hip16,hipcore,224,"))
+    cells = metrics[hip16].split(",")
+    cells[6] = "2.5"                                                   # steps_per_s
+    metrics[hip16] = ",".join(cells)
+    (folder / "metrics.csv").write_text("\n".join(metrics) + "\n")
+    after = speed_block(folder, "a test machine")
+    assert "| HiP-16 | 2.5 |" in after and "is 9.50x" in after       # the medians' ratio follows: 2.5 / 0.2631
+    (folder / "comparisons.csv").unlink()
+    assert "geometric mean" not in speed_block(folder, "a test machine")
