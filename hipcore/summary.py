@@ -603,17 +603,40 @@ def readme_recipe(results_dir: str | Path, profile: str = "quick") -> str:
 FLOP_NOTEBOOK = "03_mae_positional_embeddings"     # whose summary.json records the control's FLOP budget
 
 
+def _trained_steps(settings: dict) -> int:
+    """Steps an epoch of the notebook's training images takes (whole batches, as the loop's loader)."""
+    from .data.loader import BatchLoader
+
+    train = settings["limit_train"]
+    if train is not None and settings.get("val_fraction"):
+        train = len(validation_indices(train, settings["val_fraction"], 0)[0])
+    if train is None:
+        return 0
+    return len(BatchLoader(range(train), settings["batch_size"], shuffle=False, drop_last=True))
+
+
 def readme_flops(results_dir: str | Path, profile: str = "quick") -> str:
-    """How closely notebook 03's compute-matched control matches the MAE arm in training FLOPs, as
-    its summary.json records them (per-step FLOPs times steps)."""
+    """How closely notebook 03's compute-matched control matches the MAE arm in training FLOPs: the
+    budget its summary.json records (per-step FLOPs times steps), and the same per-step FLOPs times
+    the steps the MAE arm's stages take on the training images the runs train on."""
     path = Path(results_dir) / FLOP_NOTEBOOK / profile / "summary.json"
-    budget = json.loads(path.read_text()).get("flop_budget") if path.is_file() else None
+    record = json.loads(path.read_text()) if path.is_file() else {}
+    budget, settings = record.get("flop_budget"), record.get("settings", {})
     if not budget:
         return f"No `{profile}` FLOP budget recorded for notebook {FLOP_NOTEBOOK[:2]}'s control yet."
     mae, control = budget["mae_arm_flops"], budget["control_flops"]
-    return (f"The compute-matched control of notebook {FLOP_NOTEBOOK[:2]} is matched in training FLOPs, not "
-            f"epochs, and has no paper number. As recorded (`{FLOP_NOTEBOOK}/{profile}/summary.json`, torch's "
-            f"flop counter on one step of each kind times the steps): the MAE arm "
+    text = (f"The compute-matched control of notebook {FLOP_NOTEBOOK[:2]} is matched in training FLOPs, not "
+            f"epochs, and has no paper number. Its budget as recorded (`{FLOP_NOTEBOOK}/{profile}/summary.json`, "
+            f"torch's flop counter on one step of each kind times the steps): the MAE arm "
             f"{budget['pretrain_steps']:,} MAE and {budget['supervised_steps']:,} classification steps, "
             f"{mae / 1e12:.2f} TFLOP; the control {budget['control_steps']:,} classification steps, "
-            f"{control / 1e12:.2f} TFLOP ({100 * (control / mae - 1):+.2f}%).")
+            f"{control / 1e12:.2f} TFLOP ({100 * (control / mae - 1):+.1f}%).")
+    per_epoch = _trained_steps(settings) if "limit_train" in settings else 0
+    if per_epoch:
+        pre, sup = settings["pretrain_epochs"] * per_epoch, settings["epochs"] * per_epoch
+        trained = pre * budget["pretrain_step_flops"] + sup * budget["supervised_step_flops"]
+        text += (f" On the training images the runs take ({per_epoch} whole batches of {settings['batch_size']} an "
+                 f"epoch), the MAE arm trains {pre:,} MAE and {sup:,} classification steps, {trained / 1e12:.2f} "
+                 f"TFLOP, and the control's {control / 1e12:.2f} TFLOP are "
+                 f"{100 * (control / trained - 1):+.1f}% against it.")
+    return text
