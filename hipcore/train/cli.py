@@ -40,21 +40,27 @@ def key_value(text: str) -> tuple[str, object]:
         return key.replace("-", "_"), value
 
 
+def _required_options() -> str:
+    """'imagefolder requires resolution=N': each dataset's required loader options, for --help."""
+    from ..data import DATASETS
+    from ..data.registry import options_of
+
+    return "; ".join(f"{name} requires {', '.join(f'{o}=N' for o in options_of(name)[0])}"
+                     for name in DATASETS if options_of(name)[0])
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     from ..config import VARIANT_NAMES
     from ..data import DATASETS, IMAGE_ORDERINGS, POINT_ORDERINGS
-    from ..data.registry import options_of
 
-    required = "; ".join(f"{name} requires {', '.join(f'{o}=N' for o in options_of(name)[0])}"
-                         for name in DATASETS if options_of(name)[0])
     d = p.add_argument_group("data")
     d.add_argument("--dataset", default=DEFAULTS["dataset"], choices=DATASETS, help="what to train on")
     d.add_argument("--data-dir", default=None, help="folder of the dataset's files (default: its usual places)")
     d.add_argument("--ordering", default=None, choices=tuple(dict.fromkeys(IMAGE_ORDERINGS + POINT_ORDERINGS)),
                    help=f"input order: images {'|'.join(IMAGE_ORDERINGS)}, points {'|'.join(POINT_ORDERINGS)}")
     d.add_argument("--data-option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
-                   help=f"a load_dataset option (repeatable): {required} (the side images are resized "
-                        "and centre-cropped to, e.g. resolution=64); others e.g. num_points=256")
+                   help=f"a load_dataset option (repeatable): {_required_options()} (the side images are "
+                        "resized and centre-cropped to, e.g. resolution=64); others e.g. num_points=256")
     d.add_argument("--no-augment", dest="augment", action="store_false",
                    help="switch off the dataset's train-time augmentation")
     d.add_argument("--limit-train", type=_positive_int, default=None, metavar="N",
