@@ -247,3 +247,16 @@ def test_the_speed_block_reads_every_figure_from_the_benchmark_folder(tmp_path):
     assert "| HiP-16 | 2.5 |" in after and "is 9.50x" in after       # the medians' ratio follows: 2.5 / 0.2631
     (folder / "comparisons.csv").unlink()
     assert "geometric mean" not in speed_block(folder, "a test machine")
+
+
+def test_the_shared_run_the_readme_names_is_one_run_of_those_notebooks():
+    from hipcore import results
+
+    said = re.search(r"e\.g\. seed (\d) of (HiP with\s+MAE-learned positions) in ([\d, and]+)\)", text())
+    assert said, "README.md no longer names its example of a shared run"
+    frame = results.load("quick", ROOT / "results")
+    row = frame[(frame.arm == "HiP, MAE-learned positions") & (frame.seed == int(said.group(1)))
+                & (frame.metric == "test_accuracy") & (frame.notebook == "01_imagenet_comparison")]
+    assert len(row) == 1
+    shown = sorted(name[:2] for name in row.notebooks.iloc[0].split(", "))
+    assert shown == re.findall(r"\d\d", said.group(3))
