@@ -29,6 +29,9 @@ def parse_shape(text: str) -> tuple[int, ...]:
     return shape
 
 
+DEFAULT_CLASSES = 1000          # info's read-out when neither --classes nor --dataset is given: ImageNet's
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     """Parameters of every variant (or the ones named) for one input shape and head."""
     import torch
@@ -40,7 +43,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     names = args.variants or VARIANT_NAMES
     for name in names:
         variant(name)                                   # unknown names fail before any output
-    classes, head = args.classes, f"{args.classes} classes"
+    classes = args.classes or DEFAULT_CLASSES
+    head = f"{classes} classes" + ("" if args.classes else " (the default; --classes N or --dataset NAME sets it)")
     if args.dataset == "imagefolder" and args.data_dir is None:
         raise ValueError("--dataset imagefolder counts the class folders of --data-dir: give it, "
                          "or --classes N instead")
@@ -262,7 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--input", type=parse_shape, default=(224, 224, 3),
                       help="input grid and channels, e.g. 28x28x1 (default 224x224x3)")
     head = info.add_mutually_exclusive_group()
-    head.add_argument("--classes", type=positive_int, default=1000, help="classes of the read-out (default 1000)")
+    head.add_argument("--classes", type=positive_int, default=None,
+                      help=f"classes of the read-out (default {DEFAULT_CLASSES}, ImageNet's)")
     head.add_argument("--dataset", type=dataset_name, choices=DATASETS,
                       help="count the read-out of this dataset's classes (imagefolder: with --data-dir)")
     info.add_argument("--data-dir", default=None,

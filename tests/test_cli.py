@@ -42,7 +42,7 @@ def test_every_option_of_every_subcommand_has_help():
 def test_info_counts_the_head_of_a_dataset(capsys, tmp_path):
     _, ten, _ = run(capsys, ["info", "--input", "28x28x1", "--dataset", "fashion-mnist", "small3"])
     _, thousand, _ = run(capsys, ["info", "--input", "28x28x1", "small3"])
-    assert "10 classes (fashion_mnist)" in ten and "1000 classes" in thousand
+    assert "10 classes (fashion_mnist)" in ten and "1000 classes (the default; --classes N" in thousand
     count = {text: int(text.split()[-1].replace(",", "")) for text in (ten, thousand)}
     assert count[thousand] - count[ten] == 990 * (1 + 128)      # small3's read-out: 128 channels + a bias per class
     for name in ("cat", "dog", "owl"):
