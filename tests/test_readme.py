@@ -260,3 +260,32 @@ def test_the_shared_run_the_readme_names_is_one_run_of_those_notebooks():
     assert len(row) == 1
     shown = sorted(name[:2] for name in row.notebooks.iloc[0].split(", "))
     assert shown == re.findall(r"\d\d", said.group(3))
+
+
+def test_the_readme_s_own_folder_commands_train_on_a_generated_folder(tmp_path):
+    """The commands of 'Training on your own images', as written, on a tiny generated folder (one
+    epoch of whole batches of 4: the folder holds 8 training images)."""
+    import os
+    import shlex
+    import subprocess
+    import sys
+
+    from test_train_cli import image_folder
+
+    section = text().split("### Training on your own images")[1].split("\n## ")[0]
+    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1).replace("\\\n", " ")
+    commands = [shlex.split(line.split("#")[0]) for line in block.splitlines() if line.strip()]
+    image_folder(tmp_path / "my_images")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
+           "XDG_CACHE_HOME": str(tmp_path / "cache")}                    # the decoded images' cache
+    outputs = []
+    for words in commands:
+        assert words[:3] == ["python", "-m", "hipcore"]
+        extra = ["--epochs", "1", "--batch-size", "4", "--threads", "1"] if words[3] == "train" else []
+        done = subprocess.run([sys.executable, *words[1:], *extra], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        outputs.append(done.stdout)
+    assert "2 classes (imagefolder)" in outputs[0]
+    assert outputs[1].splitlines()[0] == "imagefolder: resolution=64" and "test_accuracy=" in outputs[1]
+    assert (tmp_path / "runs" / "my_images" / "last.pt").is_file()
