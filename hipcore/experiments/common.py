@@ -60,18 +60,45 @@ PROFILE_FIELDS = {
 TRAIN_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainConfig))
 # Set per arm and seed by train_configs, never by a profile.
 PER_RUN_FIELDS = frozenset({"task", "dataset", "data_dir", "ordering", "data_options", "model", "seed",
-                            "max_steps", "mask_ratio", "init_from", "transfer", "run_dir"})
+                            "max_steps", "mask_ratio", "init_from", "transfer", "run_dir", "quiet"})
+# A profile's settings before its row: TrainConfig's defaults of the fields a profile may set,
+# and one seed.
+PROFILE_DEFAULTS: dict[str, Any] = {**{f.name: getattr(TrainConfig(), f.name) for f in dataclasses.fields(TrainConfig)
+                                       if f.name not in PER_RUN_FIELDS},
+                                    "seeds": (0,)}
 
 
 def check_profiles(table: Mapping[str, Mapping[str, Any]], extra: Mapping[str, str] | None = None) -> None:
-    """ValueError unless every key of every row is a TrainConfig field a profile may set, a
-    PROFILE_FIELDS key, or one of the notebook's own `extra` settings ({name: what it is})."""
-    allowed = (TRAIN_FIELDS - PER_RUN_FIELDS) | set(PROFILE_FIELDS) | set(extra or {})
+    """ValueError naming the row unless every key of every row is a TrainConfig field a profile
+    may set, a PROFILE_FIELDS key, or one of the notebook's own `extra` settings ({name: what it
+    is}); unless TrainConfig accepts the row's values; and for a value equal to its default
+    (PROFILE_DEFAULTS, or the row's lr for pretrain_lr), which lives there alone."""
+    allowed = set(PROFILE_DEFAULTS) | set(PROFILE_FIELDS) | set(extra or {})
     for profile, row in table.items():
         unknown = sorted(set(row) - allowed)
         if unknown:
             raise ValueError(f"profile {profile!r} sets {unknown}, which are neither TrainConfig fields a "
                              f"profile may set nor settings of its notebook")
+        defaults = {**PROFILE_DEFAULTS, "pretrain_lr": row.get("lr", TrainConfig.lr)}
+        repeated = sorted(k for k, v in row.items() if k in defaults and v == defaults[k])
+        if repeated:
+            raise ValueError(f"profile {profile!r} repeats the default of {repeated}: leave "
+                             f"{'them' if len(repeated) > 1 else 'it'} out (TrainConfig holds the default)")
+        try:
+            TrainConfig(**train_overrides(row))
+        except ValueError as error:
+            raise ValueError(f"profile {profile!r}: {error}") from None
+
+
+def profiles(rows: Mapping[str, Mapping[str, Any]], extra: Mapping[str, str] | None = None) -> dict[str, dict]:
+    """Each profile's settings: PROFILE_DEFAULTS, then its row (checked by check_profiles)."""
+    check_profiles(rows, extra)
+    return {profile: {**PROFILE_DEFAULTS, **row} for profile, row in rows.items()}
+
+
+def without(row: Mapping[str, Any], *keys: str) -> dict[str, Any]:
+    """`row` less `keys`: a row built on another one that takes those fields' defaults back."""
+    return {k: v for k, v in row.items() if k not in keys}
 
 
 def train_overrides(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -265,18 +292,17 @@ def convergence(rows: list[dict[str, Any]]) -> tuple[str, str]:
 
 
 # Training settings shared by the image notebooks (01, 02, 03), so that an arm they have in
-# common (HiP with MAE, raster order, seed 0, ...) is one cached run, not three.
-IMAGE_TABLE: dict[str, dict[str, Any]] = {
+# common (HiP with MAE, raster order, seed 0, ...) is one cached run, not three. Each row holds
+# only what differs from TrainConfig's defaults (the notebooks' rows add to these).
+IMAGE_PROFILES: dict[str, dict[str, Any]] = {
     # Every profile holds 10% of its training images out for validation: learning curves, the
     # checkpoint chosen, and whether each run reached its plateau (hipcore.train.plateau) are
     # read from it, never from the test set.
     # CI: a few hundred images, one seed; checks the plumbing, not the finding.
-    "smoke": dict(variant="small3", epochs=1, pretrain_epochs=1, limit_train=256, limit_test=256,
-                  batch_size=64, lr=1e-3, pretrain_lr=1e-3, warmup_epochs=0.5, precision="auto", seeds=(0,),
+    "smoke": dict(epochs=1, pretrain_epochs=1, limit_train=256, limit_test=256, batch_size=64, warmup_epochs=0.5,
                   val_fraction=0.1),
     # Binder (2 GB, a share of a CPU): 1,000 training images, 1 + 1 epochs, one seed.
-    "binder": dict(variant="small3", epochs=1, pretrain_epochs=1, limit_train=1000, limit_test=500,
-                   batch_size=64, lr=1e-3, pretrain_lr=1e-3, warmup_epochs=0.5, precision="auto", seeds=(0,),
+    "binder": dict(epochs=1, pretrain_epochs=1, limit_train=1000, limit_test=500, batch_size=64, warmup_epochs=0.5,
                    val_fraction=0.1),
     # 2 CPU cores: 6,000 training images (5,400 after validation), 8 MAE + 2 epochs, 3 seeds:
     # early training. To its validation plateau (results/plateau_check/quick: seed 0, bf16 on a
@@ -284,20 +310,17 @@ IMAGE_TABLE: dict[str, dict[str, Any]] = {
     # pretraining more than its 40-epoch cap (21 s each): about 38 minutes per seed for 01's five
     # arms alone, so the plateau does not fit in quick's 90 minutes on 2 cores and every quick
     # table says so.
-    "quick": dict(variant="small3", epochs=2, pretrain_epochs=8, limit_train=6000, limit_test=2000,
-                  batch_size=128, lr=1e-3, pretrain_lr=1e-3, warmup_epochs=0.5, precision="auto", seeds=(0, 1, 2),
-                  val_fraction=0.1),
+    "quick": dict(epochs=2, pretrain_epochs=8, limit_train=6000, limit_test=2000, warmup_epochs=0.5,
+                  seeds=(0, 1, 2), val_fraction=0.1),
     # The whole of Fashion-MNIST, each stage to its validation plateau (epochs: the caps):
     # hours on CPU, minutes on a GPU.
-    "full": dict(variant="small5", epochs=60, pretrain_epochs=100, limit_train=None, limit_test=None,
-                 batch_size=128, lr=1e-3, pretrain_lr=1.5e-3, warmup_epochs=2, precision="auto", seeds=(0, 1, 2),
-                 val_fraction=0.1, plateau=True, plateau_patience=5),
+    "full": dict(variant="small5", epochs=60, pretrain_epochs=100, pretrain_lr=1.5e-3, warmup_epochs=2,
+                 seeds=(0, 1, 2), val_fraction=0.1, plateau=True, plateau_patience=5),
     # The paper's ImageNet setting (HiP-16 at 224 x 224, dataset='imagefolder'); for a GPU cluster.
-    "paper": dict(variant="hip16", epochs=110, pretrain_epochs=200, limit_train=None, limit_test=None,
-                  batch_size=1024, lr=2e-3, pretrain_lr=1.5e-3, warmup_epochs=10, precision="auto", seeds=(0, 1, 2),
-                  val_fraction=0.1),
+    "paper": dict(variant="hip16", epochs=110, pretrain_epochs=200, batch_size=1024, lr=2e-3, pretrain_lr=1.5e-3,
+                  warmup_epochs=10, seeds=(0, 1, 2), val_fraction=0.1),
 }
-check_profiles(IMAGE_TABLE)
+IMAGE_TABLE = profiles(IMAGE_PROFILES)
 
 
 def run_arms(arms: list[Arm], seeds: tuple[int, ...], settings: Mapping[str, Any],

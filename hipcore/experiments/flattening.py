@@ -29,17 +29,16 @@ VERDICT_ORDERINGS = ("raster", "shuffled")
 
 # Per profile: IMAGE_TABLE's training settings, plus which orders run and how many of the
 # seeds the orders no verdict rests on (column, Hilbert) get.
-TABLE: dict[str, dict[str, Any]] = {
-    "smoke": {**common.IMAGE_TABLE["smoke"], "orderings": VERDICT_ORDERINGS, "other_seeds": 1},
-    "binder": {**common.IMAGE_TABLE["binder"], "orderings": VERDICT_ORDERINGS, "other_seeds": 1},
+TABLE = common.profiles({
+    "smoke": {**common.IMAGE_PROFILES["smoke"], "orderings": VERDICT_ORDERINGS, "other_seeds": 1},
+    "binder": {**common.IMAGE_PROFILES["binder"], "orderings": VERDICT_ORDERINGS, "other_seeds": 1},
     # 'quick' keeps to the two orders the verdicts rest on, to fit the 90-minute budget;
     # column-major and Hilbert run at 'full', or at any profile with the notebook's `pixel_orderings`.
-    "quick": {**common.IMAGE_TABLE["quick"], "orderings": VERDICT_ORDERINGS, "other_seeds": 1},
-    "full": {**common.IMAGE_TABLE["full"], "orderings": IMAGE_ORDERINGS, "other_seeds": 3},
-    "paper": {**common.IMAGE_TABLE["paper"], "orderings": IMAGE_ORDERINGS, "other_seeds": 3},
-}
-common.check_profiles(TABLE, {"orderings": "pixel orders that run",
-                              "other_seeds": "seeds of the orders no verdict rests on"})
+    "quick": {**common.IMAGE_PROFILES["quick"], "orderings": VERDICT_ORDERINGS, "other_seeds": 1},
+    "full": {**common.IMAGE_PROFILES["full"], "orderings": IMAGE_ORDERINGS, "other_seeds": 3},
+    "paper": {**common.IMAGE_PROFILES["paper"], "orderings": IMAGE_ORDERINGS, "other_seeds": 3},
+}, {"orderings": "pixel orders that run",
+    "other_seeds": "seeds of the orders no verdict rests on"})
 
 # The paper's ablation rows (results/paper_reference.csv) for the arms it ran.
 PAPER_KEYS = {"raster + MAE": "ablation.learned_mae_raster", "raster, no MAE": "ablation.learned_raster",

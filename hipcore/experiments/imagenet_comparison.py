@@ -43,15 +43,14 @@ ALL_ARMS = ("hip_mae", "perceiver_fourier", "perceiver_learned", "hip_fourier", 
 
 # Per profile: common.IMAGE_TABLE's training settings (so shared arms hit the cache), the flat
 # baseline's variant, and which arms run (smoke keeps one MAE and one Fourier arm).
-TABLE: dict[str, dict[str, Any]] = {
-    "smoke": {**common.IMAGE_TABLE["smoke"], "flat_variant": "perceiver_small",
+TABLE = common.profiles({
+    "smoke": {**common.IMAGE_PROFILES["smoke"], "flat_variant": "perceiver_small",
               "arms": ("hip_mae", "perceiver_fourier", "perceiver_matched")},
-    "binder": {**common.IMAGE_TABLE["binder"], "flat_variant": "perceiver_small", "arms": ALL_ARMS},
-    "quick": {**common.IMAGE_TABLE["quick"], "flat_variant": "perceiver_small", "arms": ALL_ARMS},
-    "full": {**common.IMAGE_TABLE["full"], "flat_variant": "perceiver_small", "arms": ALL_ARMS},
-    "paper": {**common.IMAGE_TABLE["paper"], "flat_variant": "perceiver_io_imagenet", "arms": ALL_ARMS},
-}
-common.check_profiles(TABLE, {"flat_variant": "the flat Perceiver IO variant", "arms": "which arms run"})
+    "binder": {**common.IMAGE_PROFILES["binder"], "flat_variant": "perceiver_small", "arms": ALL_ARMS},
+    "quick": {**common.IMAGE_PROFILES["quick"], "flat_variant": "perceiver_small", "arms": ALL_ARMS},
+    "full": {**common.IMAGE_PROFILES["full"], "flat_variant": "perceiver_small", "arms": ALL_ARMS},
+    "paper": {**common.IMAGE_PROFILES["paper"], "flat_variant": "perceiver_io_imagenet", "arms": ALL_ARMS},
+}, {"flat_variant": "the flat Perceiver IO variant", "arms": "which arms run"})
 
 # The paper's top-1 for each arm (results/paper_reference.csv): the ImageNet table, and the
 # ablation table for the two HiP-16 arms the main table lacks.

@@ -54,19 +54,18 @@ OTHER_ARMS = ("mask_ratio",)
 # Per profile: common.IMAGE_TABLE's training settings (shared arms hit the cache), which arms
 # run (smoke: the MAE arm and the two the F7 figure sets beside it; every other arm is the
 # same code with other Arm fields), and how many seeds the arms in OTHER_ARMS get.
-TABLE: dict[str, dict[str, Any]] = {
-    "smoke": {**common.IMAGE_TABLE["smoke"], "arms": ("hip_mae", "hip_classification", "hip_fourier"),
+TABLE = common.profiles({
+    "smoke": {**common.IMAGE_PROFILES["smoke"], "arms": ("hip_mae", "hip_classification", "hip_fourier"),
               "other_seeds": 1},
-    "binder": {**common.IMAGE_TABLE["binder"], "arms": ALL_ARMS, "other_seeds": 1},
+    "binder": {**common.IMAGE_PROFILES["binder"], "arms": ALL_ARMS, "other_seeds": 1},
     # quick: the second masking ratio (an MAE pretraining of its own) and the positions-only
     # transfer move to full: no verdict rests on them.
-    "quick": {**common.IMAGE_TABLE["quick"],
+    "quick": {**common.IMAGE_PROFILES["quick"],
               "arms": tuple(a for a in ALL_ARMS if a not in ("mask_ratio", "positions_only")),
               "other_seeds": 1},
-    "full": {**common.IMAGE_TABLE["full"], "arms": ALL_ARMS, "other_seeds": 3},
-    "paper": {**common.IMAGE_TABLE["paper"], "arms": ALL_ARMS, "other_seeds": 3},
-}
-common.check_profiles(TABLE, {"arms": "which arms run", "other_seeds": "seeds of the arms no verdict rests on"})
+    "full": {**common.IMAGE_PROFILES["full"], "arms": ALL_ARMS, "other_seeds": 3},
+    "paper": {**common.IMAGE_PROFILES["paper"], "arms": ALL_ARMS, "other_seeds": 3},
+}, {"arms": "which arms run", "other_seeds": "seeds of the arms no verdict rests on"})
 
 # The paper's ablation rows (results/paper_reference.csv) for the arms it ran.
 PAPER_KEYS = {HIP_MAE.label: "ablation.learned_mae_raster", HIP_CLASSIFICATION.label: "ablation.learned_raster",

@@ -40,46 +40,38 @@ VERDICT_ORDERINGS = ("stored",)               # F6 rests on stored order; shuffl
 
 # Per profile. parts3d and shapes3d: 10 classes x train_per_class clouds to train on; modelnet40 ignores
 # the per-class sizes (it has 9,843 / 2,468 clouds) and keeps the first num_points points.
-TABLE: dict[str, dict[str, Any]] = {
+TABLE = common.profiles({
     # CI: tiny clouds, one seed, one epoch each; checks the plumbing, not the finding.
-    "smoke": dict(variant="small3", num_points=256, train_per_class=20, test_per_class=10,
-                  epochs=1, pretrain_epochs=1, batch_size=50, lr=1e-3, pretrain_lr=1e-3,
-                  warmup_epochs=0.5, limit_train=None, limit_test=None, perceiver=False, precision="auto", seeds=(0,),
-                  orderings=ORDERINGS, val_fraction=0.1, matched=True),
+    "smoke": dict(num_points=256, train_per_class=20, test_per_class=10, epochs=1, pretrain_epochs=1,
+                  batch_size=50, warmup_epochs=0.5, perceiver=False, orderings=ORDERINGS, val_fraction=0.1,
+                  matched=True),
     # Binder (2 GB): 400 clouds of 512 points, 1 + 1 epochs, one seed.
-    "binder": dict(variant="small3", num_points=512, train_per_class=40, test_per_class=20,
-                   epochs=1, pretrain_epochs=1, batch_size=50, lr=1e-3, pretrain_lr=1e-3,
-                   warmup_epochs=0.5, limit_train=None, limit_test=None, perceiver=False, precision="auto", seeds=(0,),
-                   orderings=VERDICT_ORDERINGS, val_fraction=0.1, matched=True),
+    "binder": dict(num_points=512, train_per_class=40, test_per_class=20, epochs=1, pretrain_epochs=1,
+                   batch_size=50, warmup_epochs=0.5, perceiver=False, orderings=VERDICT_ORDERINGS,
+                   val_fraction=0.1, matched=True),
     # 2 CPU cores, about 18 minutes: 2,000 clouds of 1,024 points (16 groups of 64), 3 seeds,
     # stored order only. 20 + 20 epochs: on parts3d (seed 0, bf16) HiP without MAE reached 24%
     # after 20 epochs and 37% after 40, with MAE 55% after 20 + 20 but 20% after 10 + 10; at
     # 3 + 3 every arm stayed at chance (10%), where MAE could show nothing.
-    "quick": dict(variant="small3", num_points=1024, train_per_class=200, test_per_class=50,
-                  epochs=20, pretrain_epochs=20, batch_size=64, lr=1e-3, pretrain_lr=1e-3,
-                  warmup_epochs=0.5, limit_train=None, limit_test=None, perceiver=False, precision="auto",
-                  seeds=(0, 1, 2),
+    "quick": dict(num_points=1024, train_per_class=200, test_per_class=50, epochs=20, pretrain_epochs=20,
+                  batch_size=64, warmup_epochs=0.5, perceiver=False, seeds=(0, 1, 2),
                   orderings=VERDICT_ORDERINGS, val_fraction=0.1, matched=True),
     # Long enough for MAE to matter, plus a flat Perceiver (one group) without MAE.
-    "full": dict(variant="small5", num_points=1024, train_per_class=200, test_per_class=50,
-                 epochs=60, pretrain_epochs=120, batch_size=64, lr=1e-3, pretrain_lr=1.5e-3,
-                 warmup_epochs=2, limit_train=None, limit_test=None, perceiver=True, precision="auto",
+    "full": dict(variant="small5", num_points=1024, train_per_class=200, test_per_class=50, epochs=60,
+                 pretrain_epochs=120, batch_size=64, pretrain_lr=1.5e-3, warmup_epochs=2, perceiver=True,
                  seeds=(0, 1, 2, 3, 4), orderings=ORDERINGS, val_fraction=0.1, plateau=True, plateau_patience=5,
                  matched=True),
     # The paper's setting: HiP-16 on ModelNet40 (dataset='modelnet40'), 2,048 points in stored
     # order. Its schedule is not in the paper's available text: ours, for a GPU.
-    "paper": dict(variant="hip16", num_points=2048, train_per_class=200, test_per_class=50,
-                  epochs=200, pretrain_epochs=400, batch_size=64, lr=1e-3, pretrain_lr=1.5e-3,
-                  warmup_epochs=10, limit_train=None, limit_test=None, perceiver=True, precision="auto",
-                  seeds=(0, 1, 2),
-                  orderings=ORDERINGS, val_fraction=0.1, matched=True),
-}
-common.check_profiles(TABLE, {"num_points": "points per cloud",
-                              "train_per_class": "generated training clouds per class",
-                              "test_per_class": "generated test clouds per class",
-                              "perceiver": "whether the flat Perceiver IO arm runs",
-                              "orderings": "point orders that run",
-                              "matched": "whether the FLOP-matched no-MAE arm (F6's compute control) runs"})
+    "paper": dict(variant="hip16", num_points=2048, train_per_class=200, test_per_class=50, epochs=200,
+                  pretrain_epochs=400, batch_size=64, pretrain_lr=1.5e-3, warmup_epochs=10, perceiver=True,
+                  seeds=(0, 1, 2), orderings=ORDERINGS, val_fraction=0.1, matched=True),
+}, {"num_points": "points per cloud",
+    "train_per_class": "generated training clouds per class",
+    "test_per_class": "generated test clouds per class",
+    "perceiver": "whether the flat Perceiver IO arm runs",
+    "orderings": "point orders that run",
+    "matched": "whether the FLOP-matched no-MAE arm (F6's compute control) runs"})
 
 PERCEIVER = "Perceiver (1 group), no MAE"
 PAPER_KEYS = {"stored + MAE": "modelnet40.hip16_mae", "stored, no MAE": "modelnet40.hip16",

@@ -60,21 +60,20 @@ EFFECTS = {"F1: MAE minus classification-learned": "classification",
 
 # Per profile: the image notebooks' training settings, the sides and MAE lengths of the grid,
 # and the MAE lengths whose point gets its FLOP-matched control ('controls').
-TABLE: dict[str, dict[str, Any]] = {
+TABLE = common.profiles({
     # CI: the plumbing: one short point and its control.
-    "smoke": {**common.IMAGE_TABLE["smoke"], "sides": (28,), "pretrain_grid": (1,), "controls": (1,)},
-    "binder": {**common.IMAGE_TABLE["binder"], "sides": (28,), "pretrain_grid": (1, 2), "controls": ()},
+    "smoke": {**common.IMAGE_PROFILES["smoke"], "sides": (28,), "pretrain_grid": (1,), "controls": (1,)},
+    "binder": {**common.IMAGE_PROFILES["binder"], "sides": (28,), "pretrain_grid": (1, 2), "controls": ()},
     # 2 CPU cores: 28 x 28, quick's own MAE length (8: the runs of 01-03, its control 03's) and 2.
-    "quick": {**common.IMAGE_TABLE["quick"], "sides": (28,), "pretrain_grid": (2, 8), "controls": (8,)},
+    "quick": {**common.IMAGE_PROFILES["quick"], "sides": (28,), "pretrain_grid": (2, 8), "controls": (8,)},
     # The whole grid on quick's data (6,000 training images), 4 seeds: minutes on a GPU, hours on a CPU.
-    "full": {**common.IMAGE_TABLE["quick"], "sides": (28, 56), "pretrain_grid": (1, 2, 4, 8, 16),
+    "full": {**common.IMAGE_PROFILES["quick"], "sides": (28, 56), "pretrain_grid": (1, 2, 4, 8, 16),
              "controls": (1, 2, 4, 8, 16), "seeds": (0, 1, 2, 3)},
     # The same grid on all 60,000 images.
-    "paper": {**common.IMAGE_TABLE["quick"], "limit_train": None, "limit_test": None, "sides": (28, 56),
+    "paper": {**common.without(common.IMAGE_PROFILES["quick"], "limit_train", "limit_test"), "sides": (28, 56),
               "pretrain_grid": (1, 2, 4, 8, 16, 32), "controls": (1, 2, 4, 8, 16, 32), "seeds": (0, 1, 2, 3)},
-}
-common.check_profiles(TABLE, {"sides": "image sides", "pretrain_grid": "MAE lengths (epochs)",
-                              "controls": "MAE lengths with a FLOP-matched control"})
+}, {"sides": "image sides", "pretrain_grid": "MAE lengths (epochs)",
+    "controls": "MAE lengths with a FLOP-matched control"})
 
 
 def data_options(side: int) -> dict[str, Any]:

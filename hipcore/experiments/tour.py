@@ -12,14 +12,13 @@ from ..model import HiP, HiPOutput, build, check_fits, plain_attention
 from . import common
 
 # Per profile: which model, how many images go through it.
-TABLE: dict[str, dict[str, Any]] = {
-    "smoke": {"variant": "small3", "batch_size": 4, "seeds": (0,)},
-    "binder": {"variant": "small3", "batch_size": 16, "seeds": (0,)},
-    "quick": {"variant": "small3", "batch_size": 32, "seeds": (0,)},
-    "full": {"variant": "small5", "batch_size": 128, "seeds": (0,)},
-    "paper": {"variant": "hip16", "batch_size": 8, "seeds": (0,)},
-}
-common.check_profiles(TABLE)
+TABLE = common.profiles({
+    "smoke": {"batch_size": 4},
+    "binder": {"batch_size": 16},
+    "quick": {"batch_size": 32},
+    "full": {"variant": "small5"},
+    "paper": {"variant": "hip16", "batch_size": 8},
+})
 
 
 def role(model: HiP, index: int) -> str:

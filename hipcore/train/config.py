@@ -22,7 +22,8 @@ RESUMABLE_CHANGES = ("quiet", "device", "checkpoint_every")
 # Opt-in fields and their off values: a run that leaves them off has the run_id it had before
 # they existed, and a run saved before them reads them as off.
 VALIDATION_OFF = {"val_fraction": 0.0, "plateau": False}
-PLATEAU_DEFAULTS = {"min_epochs": 4, "plateau_points": 0.3, "plateau_relative": 0.01, "plateau_patience": 1}
+# The plateau rule's settings (their defaults are TrainConfig's, below: PLATEAU_DEFAULTS).
+PLATEAU_FIELDS = ("min_epochs", "plateau_points", "plateau_relative", "plateau_patience")
 
 
 def _require(ok: bool, message: str) -> None:
@@ -184,6 +185,9 @@ class TrainConfig:
         mine, other = self.to_dict(), upgrade(other)
         keys = sorted((set(mine) | set(other)) - set(RESUMABLE_CHANGES))
         return [f"{k}: {other.get(k)!r} -> {mine.get(k)!r}" for k in keys if mine.get(k) != other.get(k)]
+
+
+PLATEAU_DEFAULTS = {k: TrainConfig.__dataclass_fields__[k].default for k in PLATEAU_FIELDS}
 
 
 def upgrade(d: Mapping[str, Any]) -> dict[str, Any]:

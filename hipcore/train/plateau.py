@@ -1,6 +1,7 @@
 """When a run has learned what it will: the plateau rule, in one place.
 
-    reached(history, mode="accuracy", min_epochs=4, points=0.3, relative=0.01, patience=1) -> bool
+    reached(history, mode="accuracy", *, min_epochs, points, relative, patience) -> bool
+    (the defaults are TrainConfig's min_epochs, plateau_points, plateau_relative, plateau_patience)
 
 `history` holds one validation score per epoch run so far: top-1 as a fraction (supervised)
 or the reconstruction loss (MAE). After e >= min_epochs epochs, the last quarter of them
@@ -28,6 +29,8 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+from .config import PLATEAU_DEFAULTS
+
 MODES = ("accuracy", "loss")
 
 
@@ -53,8 +56,9 @@ def gain(history: Sequence[float], mode: str, patience: int = 1) -> float:
     return (low - min(last)) / max(abs(low), 1e-12)
 
 
-def reached(history: Sequence[float], mode: str = "accuracy", *, min_epochs: int = 4,
-            points: float = 0.3, relative: float = 0.01, patience: int = 1) -> bool:
+def reached(history: Sequence[float], mode: str = "accuracy", *, min_epochs: int = PLATEAU_DEFAULTS["min_epochs"],
+            points: float = PLATEAU_DEFAULTS["plateau_points"], relative: float = PLATEAU_DEFAULTS["plateau_relative"],
+            patience: int = PLATEAU_DEFAULTS["plateau_patience"]) -> bool:
     """Whether the validation curve `history` has reached its plateau (see the module's rule)."""
     if len(history) < max(2, min_epochs, patience + 1):
         return False
