@@ -157,3 +157,39 @@ def write_results(out: Path, profile: str, settings: Mapping[str, Any], seeds: t
                                                                 device=settings["device"],
                                                                 batch=settings["batch_size"]))]
     return written
+
+
+def cmd_reproduce_gpu(args) -> int:
+    """`python -m hipcore reproduce-gpu`: `run`; exit 3 when it stopped at the budget (run again to go on)."""
+    outcome = run(args.profile, out=args.out, budget_seconds=args.budget_seconds, device=args.device,
+                  seeds=None if args.seeds is None else tuple(args.seeds), parallel=args.parallel,
+                  checkpoint_every=args.checkpoint_every, batch=args.batch)
+    return 0 if not outcome["left"] else 3
+
+
+def add_commands(sub) -> None:
+    """`reproduce-gpu` on an argparse subparsers object."""
+    from .argtypes import non_negative_int, positive_int
+
+    gpu = sub.add_parser("reproduce-gpu", help="notebooks 01 and 03's verdict pairs, to their plateau, in time-boxed "
+                                               "stretches (a GPU session's one command)",
+                         description="Trains HiP + MAE, HiP with classification-learned positions and Perceiver "
+                                     "IO (Fourier) for each seed, each stage to its validation plateau, several "
+                                     "at a time, into OUT/runs; stops before --budget-seconds (exit 3) and goes "
+                                     "on from OUT when run again; once all are done writes "
+                                     "OUT/results/<notebook>/<profile>/ with provenance. Set the variables "
+                                     "`python -m hipcore provenance-env` prints first, so the results name a "
+                                     "verified commit.")
+    gpu.add_argument("--profile", default="full", choices=("smoke", "binder", "quick", "full", "paper"),
+                     help="the image notebooks' settings (default full)")
+    gpu.add_argument("--device", default="cuda", help="cuda (default), cuda:N, or cpu for a dry run")
+    gpu.add_argument("--out", required=True, help="the folder of runs and results; run again with it to go on")
+    gpu.add_argument("--budget-seconds", type=float, required=True, help="stop before this much wall time")
+    gpu.add_argument("--seeds", nargs="+", type=non_negative_int, default=None, help="default: the profile's")
+    gpu.add_argument("--parallel", type=positive_int, default=2, help="jobs training at once (default 2)")
+    gpu.add_argument("--batch", type=positive_int, default=128,
+                     help="batch size; above 128 the large-batch recipe scales the learning rates by "
+                          "sqrt(batch / 128) (hipcore.gpu_reproduce.large_batch)")
+    gpu.add_argument("--checkpoint-every", type=positive_int, default=200,
+                     help="steps between checkpoints inside an epoch: the most a stop can lose (default 200)")
+    gpu.set_defaults(func=cmd_reproduce_gpu)

@@ -107,10 +107,14 @@ def check_seeds(seeds: Any) -> tuple[int, ...]:
     return seeds
 
 
-def check_data_dir(dataset: str, data_dir: str | None, needs_dir: Iterable[str]) -> Path | None:
-    """Datasets in `needs_dir` need an existing folder; others may take an optional one."""
+def check_data(notebook: str, dataset: str, data_dir: str | None) -> Path | None:
+    """The dataset's folder (None: its default places): `dataset` must be one the registry lets
+    `notebook` run on, and a dataset that needs a folder needs an existing one."""
+    from .data.registry import entry, for_notebook
+
+    choose("dataset", dataset, for_notebook(notebook))
     if data_dir in (None, ""):
-        if dataset in tuple(needs_dir):
+        if entry(dataset).needs_dir:
             raise ParameterError(f"dataset={dataset!r} needs data_dir, the folder that holds it")
         return None
     path = Path(data_dir).expanduser()
@@ -205,58 +209,78 @@ def setup(notebook: str, *, profile: str, table: Mapping[str, Mapping[str, Any]]
     """
     profile, why = profile_choice(profile)
     print(f"profile {profile}: {why}", flush=True)
-    given_seeds = seeds
     missing = [p for p in PROFILES if p not in table]
     if missing:
         raise ParameterError(f"notebook {notebook!r} has no settings for profiles {missing}")
-    settings = dict(table[profile])
-    overrides = dict(overrides or {})
+    row = table[profile]
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     if shipped is not None:
-        unused = sorted(k for k, v in overrides.items() if v is not None and k != "variant")
-        if unused:
-            raise ParameterError(f"{', '.join(unused)} set, but pretrained=True trains nothing, so "
-                                 f"{'they do' if len(unused) > 1 else 'it does'} not apply: leave "
-                                 f"{'them' if len(unused) > 1 else 'it'} None")
-        if seeds is not None and check_seeds(seeds) != (shipped.seed,):
-            raise ParameterError(f"seeds={seeds!r}, but the shipped weights are seed {shipped.seed}'s; "
-                                 f"with pretrained=True leave seeds at None (or [{shipped.seed}])")
-        overrides = {"variant": shipped.variant} if "variant" in settings else {}
-        seeds = (shipped.seed,)
-        print("figures from the shipped weights (hipcore.pretrained), nothing is trained:\n"
-              + shipped.describe(), flush=True)
-    elif source is not None:
-        print(f"figures from {source}", flush=True)
-    for key, value in overrides.items():
-        if value is not None:
-            if key not in settings:
-                raise ParameterError(f"unknown setting {key!r}; settings are {sorted(settings)}")
-            settings[key] = value
-    profile_seeds = settings.get("seeds", (0,))
-    if seeds is None:
-        seeds = profile_seeds
+        overrides, given = shipped_overrides(shipped, overrides, seeds, row), (shipped.seed,)
+    else:
+        given = None if seeds is None else check_seeds(seeds)
+        if source is not None:
+            print(f"figures from {source}", flush=True)
+    settings = overridden(row, overrides)
     out = results_folder(results_dir) / notebook / (SHIPPED_FOLDER if shipped is not None else profile)
-    changed = [k for k, v in overrides.items() if v is not None and v != table[profile].get(k)] \
-        if shipped is None else []
-    if shipped is None and given_seeds is not None and check_seeds(given_seeds) != check_seeds(profile_seeds):
+    changed = [] if shipped is not None else changes(row, overrides, given, default_data)
+    train = check_flag("train", train)
+    reading = shipped is None and read_or_train(out, profile, changed, train, live)
+    out.mkdir(parents=True, exist_ok=True)
+    if fresh and not reading:
+        (out / "comparisons.csv").unlink(missing_ok=True)
+    return Setup(notebook, profile, settings, out, check_seeds(given or settings.get("seeds", (0,))),
+                 reading=reading)
+
+
+def shipped_overrides(shipped, overrides: Mapping[str, Any], seeds: Any, row: Mapping[str, Any]) -> dict:
+    """The overrides of a notebook drawing from the shipped weights: their variant, nothing else
+    (ParameterError for a training setting or seeds other than theirs); says so in its output."""
+    unused = sorted(k for k in overrides if k != "variant")
+    if unused:
+        raise ParameterError(f"{', '.join(unused)} set, but pretrained=True trains nothing, so "
+                             f"{'they do' if len(unused) > 1 else 'it does'} not apply: leave "
+                             f"{'them' if len(unused) > 1 else 'it'} None")
+    if seeds is not None and check_seeds(seeds) != (shipped.seed,):
+        raise ParameterError(f"seeds={seeds!r}, but the shipped weights are seed {shipped.seed}'s; "
+                             f"with pretrained=True leave seeds at None (or [{shipped.seed}])")
+    print("figures from the shipped weights (hipcore.pretrained), nothing is trained:\n"
+          + shipped.describe(), flush=True)
+    return {"variant": shipped.variant} if "variant" in row else {}
+
+
+def overridden(row: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The profile's row with `overrides` applied; ParameterError for a setting it does not have."""
+    unknown = [k for k in overrides if k not in row]
+    if unknown:
+        raise ParameterError(f"unknown setting {unknown[0]!r}; settings are {sorted(row)}")
+    return {**row, **overrides}
+
+
+def changes(row: Mapping[str, Any], overrides: Mapping[str, Any], seeds: tuple[int, ...] | None,
+            default_data: bool) -> list[str]:
+    """What differs from the profile's committed results: overrides, seeds, the data."""
+    changed = [k for k, v in overrides.items() if v != row.get(k)]
+    if seeds is not None and seeds != check_seeds(row.get("seeds", (0,))):
         changed.append("seeds")
-    changed += [] if default_data else ["data"]
+    return changed + ([] if default_data else ["data"])
+
+
+def read_or_train(out: Path, profile: str, changed: list[str], train: bool, live: bool) -> bool:
+    """Whether the notebook reads `out`'s committed results (True) or trains, saying which."""
     committed = (out / COMMITTED).is_file()
-    train = check_flag("train", train) or os.environ.get(TRAIN_ENV) == "1"
-    reading = shipped is None and not train and committed and not changed
+    train = train or os.environ.get(TRAIN_ENV) == "1"
+    reading = not train and committed and not changed
     if reading and live:
         print(f"the committed results of profile {profile!r} ({out.parent.name}/{out.name}) are kept: the figures "
               "below are drawn afresh and nothing is written (make reproduce, or HIPCORE_TRAIN=1, rewrites them)",
               flush=True)
     elif reading:
         print(committed_line(out, profile), flush=True)
-    elif not train and shipped is None:
+    elif not train:
         why = (f"{', '.join(changed)} set, unlike the committed results" if changed and committed
                else f"no committed results of profile {profile!r} in {out}")
         print(f"{why}: training", flush=True)
-    out.mkdir(parents=True, exist_ok=True)
-    if fresh and not reading:
-        (out / "comparisons.csv").unlink(missing_ok=True)
-    return Setup(notebook, profile, settings, out, check_seeds(seeds), reading=reading)
+    return reading
 
 
 def results_folder(results_dir: str | os.PathLike) -> Path:

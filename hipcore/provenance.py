@@ -235,3 +235,24 @@ def reproduce_record(folder: str | Path, notebook_seconds: Mapping[str, float], 
     return write(folder, None, profile=profile, notebook_seconds=dict(notebook_seconds),
                  total_seconds=sum(notebook_seconds.values()), command=command("reproduce", profile=profile),
                  python=sys.version.split()[0], cached_runs_at_start=cached_runs)
+
+
+def cmd_provenance_env(args) -> int:
+    """`python -m hipcore provenance-env`: the variables that let a copy of a clean checkout prove its commit."""
+    state = git_state()
+    if not state["commit"]:
+        raise ValueError("provenance-env needs a git checkout: it names HEAD for a copy of this tree")
+    if state["dirty"]:
+        raise ValueError("the tree differs from HEAD: commit first, so the copy runs a commit's code")
+    print(f"{COMMIT_ENV}={state['commit']} {FINGERPRINT_ENV}={commit_fingerprint(state['commit'])}")
+    return 0
+
+
+def add_commands(sub) -> None:
+    """`provenance-env` on an argparse subparsers object."""
+    env = sub.add_parser("provenance-env", help="the variables that let a copy of this tree prove its commit",
+                         description="Prints HIPCORE_COMMIT=<HEAD> HIPCORE_CODE_FINGERPRINT=<its fingerprint> "
+                                     "for a clean checkout. Set them before a run on a machine whose copy of "
+                                     "the tree carries other git metadata (a GPU machine): its results are "
+                                     "then recorded as verified when the code that ran is that commit's.")
+    env.set_defaults(func=cmd_provenance_env)

@@ -640,3 +640,30 @@ def readme_flops(results_dir: str | Path, profile: str = "quick") -> str:
                  f"TFLOP, and the control's {control / 1e12:.2f} TFLOP are "
                  f"{100 * (control / trained - 1):+.1f}% against it.")
     return text
+
+
+def cmd_summary(args) -> int:
+    """`python -m hipcore summary`: SUMMARY.md (and the README's blocks) from the results folder."""
+    if not Path(args.results_dir).is_dir():
+        raise ValueError(f"--results-dir {args.results_dir} is not a folder")
+    print(f"wrote {write_summary(args.results_dir, args.profile, args.out)}")
+    if args.profile == "quick" and args.out is None and args.readme:
+        status = update_readme(args.readme, args.results_dir, args.profile)
+        if status:
+            print(f"{args.readme}: its generated blocks {status}")
+    return 0
+
+
+def add_commands(sub) -> None:
+    """`summary` on an argparse subparsers object."""
+    from .notebook import PROFILES
+
+    summary = sub.add_parser("summary", help="regenerate a profile's summary from its comparisons CSVs",
+                             description="Writes results/SUMMARY.md for --profile quick (and the README's "
+                                         "times), results/SUMMARY_<profile>.md for any other profile, or --out.")
+    summary.add_argument("--results-dir", default="results", help="the results folder (default results)")
+    summary.add_argument("--profile", default="quick", choices=PROFILES, help="whose results (default quick)")
+    summary.add_argument("--out", default=None, help="write the summary here instead")
+    summary.add_argument("--readme", default="README.md",
+                         help="README whose generated times block to refresh (quick profile only; '' for none)")
+    summary.set_defaults(func=cmd_summary)

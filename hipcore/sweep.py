@@ -351,3 +351,50 @@ def reproduce(profile: str = "quick", results_dir: Path | None = None,
     if status:
         print(f"{readme}: its generated blocks {status}")
     return written
+
+
+SWEEP_EXAMPLE = "python -m hipcore sweep 03 -p mask_ratio 0.75 0.85 --seeds 0 1 2 --profile quick"
+
+
+def cmd_sweep(args) -> int:
+    """`python -m hipcore sweep`: the -p grid checked, then `sweep`."""
+    grid = {}
+    for name, *values in args.param or []:
+        if not values:
+            raise ValueError(f"-p {name} needs at least one value")
+        if name in grid:
+            raise ValueError(f"-p {name} is given twice; list all its values after one -p")
+        grid[name] = [parse_value(v) for v in values]
+    target = sweep(args.notebook, grid, args.seeds, args.out, profile=args.profile)
+    print(f"wrote {target}")
+    return 0
+
+
+def cmd_reproduce(args) -> int:
+    reproduce(args.profile)
+    return 0
+
+
+def add_commands(sub) -> None:
+    """`sweep` and `reproduce` on an argparse subparsers object."""
+    from .argtypes import non_negative_int
+    from .notebook import PROFILES
+
+    grid = sub.add_parser("sweep", help="run a notebook over a grid of parameters and seeds",
+                          description=f"Example: {SWEEP_EXAMPLE}. Every -p name must be one of the "
+                                      "notebook's parameters; --seeds goes to its seed or seeds parameter. "
+                                      "Writes one executed notebook and results folder per point and "
+                                      "<out>/sweep_metrics.csv.")
+    grid.add_argument("notebook", help="path, or a name prefix such as 02")
+    grid.add_argument("-p", "--param", nargs="+", action="append", metavar=("NAME", "VALUE"),
+                      help="a parameter and its values, read as Python literals where they parse (repeatable)")
+    grid.add_argument("--seeds", nargs="+", type=non_negative_int, default=None,
+                      help="one point per seed (default: the notebook's own seeds)")
+    grid.add_argument("--profile", default=None, choices=PROFILES, help="default: the notebook's own")
+    grid.add_argument("--out", default="results/sweeps", help="folder for executed notebooks and results")
+    grid.set_defaults(func=cmd_sweep)
+
+    every = sub.add_parser("reproduce", help="run every notebook at a profile into results/executed/<profile>/, "
+                                             "then regenerate that profile's summary")
+    every.add_argument("--profile", default="quick", choices=PROFILES, help="default quick")
+    every.set_defaults(func=cmd_reproduce)

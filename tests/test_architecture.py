@@ -4,48 +4,63 @@ and the imports close no circle. Read from the source with `ast`, late imports i
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "hipcore"
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "hipcore"
+ARCHITECTURE = ROOT / "ARCHITECTURE.md"
 
-# Module (or package prefix) -> floor. The longest matching prefix decides. Keep in step with
-# ARCHITECTURE.md.
-FLOORS = {
+# Every module by name (relative to hipcore; '__init__' is a package's own file), floor by
+# floor: a module missing here, or named here but gone, fails. ARCHITECTURE.md's table lists
+# the same modules on the same floors.
+LEVELS = {
     # 0 ground: settings, errors, files, places, statistics (geometry: F7's score of a table)
-    "hipcore.config": 0, "hipcore.errors": 0, "hipcore.files": 0, "hipcore.argtypes": 0,
-    "hipcore.locations": 0, "hipcore.stats": 0, "hipcore.progress": 0, "hipcore.version": 0,
-    "hipcore.geometry": 0,
+    0: ("argtypes", "config", "errors", "files", "geometry", "locations", "progress", "stats", "version"),
     # 1 the model and the data, side by side; the device and its precision ('auto' times a
     #   model's training step, so it stands beside the model)
-    "hipcore.model": 1, "hipcore.data": 1, "hipcore.device": 1,
-    # 2 training; loading shipped weights; where results come from; tidy results I/O; figures
-    "hipcore.train": 2, "hipcore.pretrained": 2, "hipcore.provenance": 2, "hipcore.results": 2,
-    "hipcore.plots": 2, "hipcore": 2,   # the package's front door: config, model, pretrained
+    1: ("model.__init__", "model.grouping", "model.hip", "model.layers", "model.positions",
+        "data.__init__", "data.base", "data.bench", "data.cli", "data.fashion_mnist", "data.fingerprint",
+        "data.imagefolder", "data.images", "data.loader", "data.orderings", "data.parts3d", "data.pointclouds",
+        "data.registry", "device"),
+    # 2 training; loading shipped weights; where results come from; tidy results I/O; figures;
+    #   the package's front door (config, model, pretrained); the variants' sizes and a demo batch
+    2: ("__init__", "train.__init__", "train.checkpoint", "train.cli", "train.config", "train.distributed",
+        "train.engine", "train.mae", "train.metrics", "train.optim", "train.plateau", "train.plots",
+        "train.rundir", "train.transfer", "train.validation", "plots", "pretrained", "provenance", "results",
+        "variants"),
     # 3 what experiments share: verdict rules, notebook parameters, benchmarks, shared arms
-    "hipcore.report": 3, "hipcore.vocabulary": 3, "hipcore.notebook": 3, "hipcore.bench": 3,
-    "hipcore.experiments.common": 3, "hipcore.experiments.orderings": 3,
-    "hipcore.experiments.shortcuts": 3, "hipcore.experiments.baselines": 3,
-    "hipcore.experiments.image_arms": 3, "hipcore.experiments.regime": 3,
-    "hipcore.experiments.estimate": 3,
-    # 4 one module per notebook (never importing each other)
-    "hipcore.experiments": 4,
+    3: ("report", "vocabulary", "notebook", "bench.__init__", "bench.gpu_check", "bench.loops", "bench.models",
+        "bench.results", "bench.speed_text", "bench.suite", "bench.timing", "bench.worker", "experiments.__init__",
+        "experiments.baselines", "experiments.common", "experiments.estimate", "experiments.image_arms",
+        "experiments.orderings", "experiments.regime", "experiments.shortcuts"),
+    # 4 one module per notebook (never importing each other), and the plateau-budget check
+    4: ("experiments.flattening", "experiments.imagenet_comparison", "experiments.mae_positions",
+        "experiments.plateau_budget", "experiments.point_clouds", "experiments.precision_parity",
+        "experiments.scaling", "experiments.tour"),
     # 5 results writing (SUMMARY.md, README blocks, exported weights), sweeps, Binder, launchers
-    "hipcore.summary": 5, "hipcore.sweep": 5, "hipcore.binder": 5, "hipcore.launchers": 5,
-    "hipcore.gpu_reproduce": 5,
-    "hipcore.experiments.export": 5,
+    5: ("summary", "sweep", "binder", "launchers", "gpu_reproduce", "experiments.export"),
     # 6 the command line
-    "hipcore.cli": 6, "hipcore.__main__": 6, "hipcore.bench.cli": 6,
+    6: ("cli", "__main__", "bench.cli"),
 }
+
+
+def dotted(name: str) -> str:
+    """'model.__init__' -> 'hipcore.model', '__init__' -> 'hipcore', 'cli' -> 'hipcore.cli'."""
+    return ".".join(["hipcore", *name.split(".")]).removesuffix(".__init__")
+
+
+FLOORS = {dotted(name): level for level, names in LEVELS.items() for name in names}
 NEVER = [("hipcore.model", "hipcore.data"), ("hipcore.data", "hipcore.model")]
 NOTEBOOK_FLOOR = 4
 
 
-def modules() -> dict[str, Path]:
+def modules(package: Path = PACKAGE) -> dict[str, Path]:
     found = {}
-    for path in sorted(PACKAGE.rglob("*.py")):
-        name = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    for path in sorted(package.rglob("*.py")):
+        name = ".".join(path.relative_to(package.parent).with_suffix("").parts)
         found[name.removesuffix(".__init__")] = path
     return found
 
@@ -72,10 +87,9 @@ def imports(name: str, path: Path, known: set[str]) -> set[str]:
 
 
 def floor(name: str) -> int:
-    matches = [prefix for prefix in FLOORS if name == prefix or name.startswith(prefix + ".")]
-    if not matches:
+    if name not in FLOORS:
         raise KeyError(f"{name} is on no floor: add it to FLOORS and ARCHITECTURE.md")
-    return FLOORS[max(matches, key=len)]
+    return FLOORS[name]
 
 
 def graph() -> dict[str, set[str]]:
@@ -83,9 +97,51 @@ def graph() -> dict[str, set[str]]:
     return {name: imports(name, path, set(found)) for name, path in found.items()}
 
 
+def unfloored(found) -> list[str]:
+    return sorted(set(found) - set(FLOORS))
+
+
 def test_every_module_has_a_floor():
-    for name in modules():
-        floor(name)
+    missing = unfloored(modules())
+    assert not missing, f"modules on no floor (add them to FLOORS and ARCHITECTURE.md): {missing}"
+
+
+def test_every_floored_module_exists():
+    gone = sorted(set(FLOORS) - set(modules()))
+    assert not gone, f"FLOORS names modules that do not exist: {gone}"
+
+
+def test_a_module_added_without_a_floor_fails(tmp_path):
+    for path in modules().values():                  # the package's layout, empty files
+        copy = tmp_path / path.relative_to(ROOT)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.touch()
+    assert unfloored(modules(tmp_path / "hipcore")) == []
+    (tmp_path / "hipcore" / "experiments" / "newfinding.py").write_text("from . import common\n")
+    assert unfloored(modules(tmp_path / "hipcore")) == ["hipcore.experiments.newfinding"]
+
+
+def documented() -> dict[str, int]:
+    """{module: floor} as ARCHITECTURE.md's table lists them: a row per floor, its number first,
+    each module in backticks (`model/{grouping, hip}` for several in one folder)."""
+    listed = {}
+    for line in ARCHITECTURE.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 3 or not re.match(r"\d+ ", cells[0]):
+            continue
+        for token in re.findall(r"`([^`]+)`", cells[1]):
+            head, _, tail = token.partition("{")
+            names = [head + part.strip() for part in tail.rstrip("}").split(",")] if tail else [head]
+            listed.update({dotted(n.replace("/", ".")): int(cells[0].split()[0]) for n in names})
+    return listed
+
+
+def test_architecture_md_lists_exactly_the_modules_on_their_floors():
+    listed = documented()
+    assert sorted(set(modules()) - set(listed)) == [], "modules ARCHITECTURE.md does not list"
+    assert sorted(set(listed) - set(modules())) == [], "ARCHITECTURE.md lists modules that do not exist"
+    wrong = {m: (listed[m], FLOORS.get(m)) for m in listed if listed[m] != FLOORS.get(m)}
+    assert wrong == {}, "ARCHITECTURE.md's floor differs from FLOORS' (md, FLOORS)"
 
 
 def test_no_import_runs_up_a_floor():
@@ -159,4 +215,4 @@ def test_floor_rule_catches_an_upward_import(tmp_path):
     (fake / "x.py").write_text("from ..cli import main\n")
     known = {"hipcore.model.x", "hipcore.cli"}
     found = imports("hipcore.model.x", fake / "x.py", known)
-    assert found == {"hipcore.cli"} and floor("hipcore.cli") > floor("hipcore.model.x")
+    assert found == {"hipcore.cli"} and floor("hipcore.cli") > floor("hipcore.model.hip")

@@ -7,6 +7,7 @@ import torch
 matplotlib.use("Agg")
 
 from hipcore.config import variant
+from hipcore.data.registry import for_notebook
 from hipcore.experiments import common, orderings, point_clouds, shortcuts
 from hipcore.notebook import PROFILES
 
@@ -22,7 +23,7 @@ def test_profiles():
 
 def test_data_options_follow_the_dataset():
     quick = point_clouds.TABLE["quick"]
-    assert point_clouds.DATASETS[0] == "parts3d"
+    assert for_notebook("04_point_clouds") == ("parts3d", "shapes3d", "modelnet40")     # parts3d: the default
     for name in ("parts3d", "shapes3d"):
         assert point_clouds.data_options(name, quick) == {"num_points": 1024, "train_per_class": 200,
                                                           "test_per_class": 50}

@@ -49,6 +49,20 @@ def test_profile_comes_from_the_environment_and_is_checked(monkeypatch):
         choose("ordering", "spiral", ("raster", "hilbert"))
 
 
+def test_a_notebook_runs_on_the_datasets_its_registry_rows_allow(tmp_path):
+    from hipcore.notebook import check_data
+
+    assert check_data("01_imagenet_comparison", "fashion_mnist", None) is None
+    assert check_data("04_point_clouds", "modelnet40", str(tmp_path)) == tmp_path
+    with pytest.raises(ParameterError, match="dataset='parts3d' is not allowed; choose one of 'fashion_mnist', "
+                                             "'imagefolder'"):
+        check_data("01_imagenet_comparison", "parts3d", None)
+    with pytest.raises(ParameterError, match="dataset='imagefolder' needs data_dir"):
+        check_data("03_mae_positional_embeddings", "imagefolder", None)
+    with pytest.raises(ParameterError, match="is not a folder"):
+        check_data("00_tour", "imagefolder", str(tmp_path / "nothing"))
+
+
 def test_setup_takes_the_profile_row_and_checks_overrides(tmp_path, monkeypatch):
     monkeypatch.delenv("HIPCORE_PROFILE", raising=False)
     table = {p: {"epochs": i, "seeds": (0, 1)} for i, p in enumerate(PROFILES)}

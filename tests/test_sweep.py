@@ -10,8 +10,16 @@ import nbformat
 import pytest
 
 from hipcore import sweep as sweep_module
-from hipcore.cli import SWEEP_EXAMPLE, main
-from hipcore.sweep import find_notebook, notebook_parameters, parse_value, point_name, point_names, read_sweep
+from hipcore.cli import main
+from hipcore.sweep import (
+    SWEEP_EXAMPLE,
+    find_notebook,
+    notebook_parameters,
+    parse_value,
+    point_name,
+    point_names,
+    read_sweep,
+)
 
 
 def test_values_parse_as_literals_or_strings():

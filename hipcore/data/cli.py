@@ -11,7 +11,7 @@ from hipcore.argtypes import thread_count
 from hipcore.data.base import DataNotFoundError
 
 
-def add_subparser(subparsers) -> argparse.ArgumentParser:
+def add_commands(subparsers) -> argparse.ArgumentParser:
     """Add the `data` command (fetch | info | bench) to an argparse subparsers object.
 
     The parsed namespace's `func(args) -> int` runs the chosen subcommand.
@@ -23,7 +23,7 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
 
 def _populate(parser: argparse.ArgumentParser) -> None:
     from hipcore.data.orderings import IMAGE_ORDERINGS, POINT_ORDERINGS
-    from hipcore.data.registry import DATASETS
+    from hipcore.data.registry import DATASETS, dataset_name
 
     sub = parser.add_subparsers(dest="data_command", required=True)
     fetch = sub.add_parser("fetch", help="make a dataset available locally")
@@ -39,7 +39,7 @@ def _populate(parser: argparse.ArgumentParser) -> None:
                             "else the official address)")
     fetch.set_defaults(func=_fetch)
     info = sub.add_parser("info", help="load a dataset split and print its description")
-    info.add_argument("dataset", type=lambda text: text.replace("-", "_"), choices=DATASETS, help="the dataset")
+    info.add_argument("dataset", type=dataset_name, choices=DATASETS, help="the dataset")
     info.add_argument("--split", default="train", choices=("train", "test"), help="default train")
     info.add_argument("--ordering", default=None, choices=tuple(dict.fromkeys(IMAGE_ORDERINGS + POINT_ORDERINGS)),
                       help=f"input order: images {'|'.join(IMAGE_ORDERINGS)}, points {'|'.join(POINT_ORDERINGS)} "

@@ -4,8 +4,9 @@ before loading it, and `load_dataset`, the one entry point.
 A dataset's row says: its loader class, how many classes its head needs (known without
 loading), the fingerprint of both its splits (read from its files' listing and cached
 digests, or from its options where it is generated), and whether it needs a folder
-(`data_dir`) or is generated in memory (and refuses one). A new dataset is its own module
-plus one row here.
+(`data_dir`) or is generated in memory (and refuses one), and which numbered notebooks may run
+on it (the first row a notebook may use is its default). A new dataset is its own module plus
+one row here.
 """
 
 from __future__ import annotations
@@ -63,19 +64,21 @@ class Entry:
     needs_dir: bool = False                                 # data_dir required
     generated: bool = False                                 # made in memory: takes no data_dir
     options: str = ""                                       # the loader's options, for messages and --help
+    notebooks: tuple[str, ...] = ()                         # the notebooks ('01', ...) that may run on it
 
 
 REGISTRY: dict[str, Entry] = {
     "fashion_mnist": Entry(FashionMNIST, lambda d: len(FASHION_CLASSES), _fashion_fingerprint,
-                           options="hflip, download"),
+                           options="hflip, download", notebooks=("00", "01", "02", "03")),
     "imagefolder": Entry(ImageFolder, _folder_classes, _folder_fingerprint, needs_dir=True,
-                         options="resolution (required), cache_dir, workers, hflip, content_check"),
-    "shapes3d": Entry(Shapes3D, lambda d: len(SHAPE_NAMES), _generated_fingerprint("shapes3d"), generated=True,
-                      options="num_points, train_per_class, test_per_class, augment"),
+                         options="resolution (required), cache_dir, workers, hflip, content_check",
+                         notebooks=("00", "01", "02", "03")),
     "parts3d": Entry(Parts3D, lambda d: len(PARTS3D_CLASSES), _generated_fingerprint("parts3d"), generated=True,
-                     options="num_points, train_per_class, test_per_class, augment, partial"),
+                     options="num_points, train_per_class, test_per_class, augment, partial", notebooks=("04",)),
+    "shapes3d": Entry(Shapes3D, lambda d: len(SHAPE_NAMES), _generated_fingerprint("shapes3d"), generated=True,
+                      options="num_points, train_per_class, test_per_class, augment", notebooks=("04",)),
     "modelnet40": Entry(ModelNet40, lambda d: MODELNET40_CLASSES, _modelnet40_fingerprint, needs_dir=True,
-                        options="num_points, augment"),
+                        options="num_points, augment", notebooks=("04",)),
     "fashion_mnist_points": Entry(FashionMNISTPoints, lambda d: len(FASHION_CLASSES), _fashion_fingerprint,
                                   options="num_points, download"),
 }
@@ -115,6 +118,17 @@ def check_options(name: str, data_dir: Folder, options: dict[str, Any]) -> None:
     for key, value in options.items():
         if isinstance(defaults.get(key), bool) and not isinstance(value, bool):
             raise ValueError(f"{name}'s option {key} must be true or false, got {value!r}")   # NaN is truthy
+
+
+def dataset_name(text: str) -> str:
+    """A dataset's name as typed on a command line ('fashion-mnist') -> its row's ('fashion_mnist')."""
+    return text.replace("-", "_")
+
+
+def for_notebook(notebook: str) -> tuple[str, ...]:
+    """The datasets notebook `notebook` ('01_imagenet_comparison' or '01') may run on; its default first."""
+    number = notebook.split("_", 1)[0]
+    return tuple(name for name, row in REGISTRY.items() if number in row.notebooks)
 
 
 def entry(name: str) -> Entry:

@@ -184,3 +184,34 @@ def read_versions(run_dir: Path) -> dict[str, Any] | None:
     """The run's versions.json (python, torch, numpy, device, threads), or None."""
     path = run_dir / "versions.json"
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def cmd_weights(args) -> int:
+    """`python -m hipcore weights`: `export`, then each written file described by its manifest name."""
+    from ..pretrained import describe
+
+    paths = export(args.profile, seed=args.seed, runs_dir=args.runs_dir, out=args.out)
+    for name in written_names(paths):
+        print(describe(name, paths[-1].parent))
+    print("wrote " + ", ".join(provenance.relative(p) for p in paths))
+    return 0
+
+
+def add_commands(sub) -> None:
+    """`weights` on an argparse subparsers object."""
+    from ..argtypes import non_negative_int
+
+    weights = sub.add_parser("weights", help="export the shipped pretrained weights from the notebooks' run cache",
+                             description="Writes the MAE-pretrained and the fine-tuned HiP of notebook 01's arm "
+                                         "'HiP, MAE-learned positions' (one seed, from the run cache at --profile) "
+                                         "to hipcore/weights/ with their manifest (checksums, configuration, test "
+                                         "metric, source run), for hipcore.pretrained(name). Trains nothing: run "
+                                         "notebook 01 at that profile first (make reproduce for quick).")
+    weights.add_argument("--profile", default="quick", choices=("smoke", "binder", "quick", "full", "paper"),
+                         help="the image notebooks' settings the runs were trained at (default quick)")
+    weights.add_argument("--seed", type=non_negative_int, default=0, help="which seed's runs to export (default 0)")
+    weights.add_argument("--runs-dir", default=None,
+                         help="the run cache to read (default: $HIPCORE_RUNS, else runs/ of the checkout)")
+    weights.add_argument("--out", default=None,
+                         help="the folder to write (default: hipcore/weights/ of this checkout)")
+    weights.set_defaults(func=cmd_weights)

@@ -34,8 +34,6 @@ from .image_arms import (
     step_flops,
 )
 
-DATASETS = ("fashion_mnist", "imagefolder")
-
 PERCEIVER_MATCHED = "Perceiver IO, Fourier features, FLOP-matched"
 
 ALL_ARMS = ("hip_mae", "perceiver_fourier", "perceiver_learned", "hip_fourier", "hip_classification",

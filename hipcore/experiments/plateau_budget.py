@@ -111,3 +111,64 @@ def write_recipe(path: str | Path, rows: list[dict[str, Any]]) -> Path:
     """The recipe rows as a CSV (RECIPE_FIELDS)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     return write_csv_atomic(path, RECIPE_FIELDS, rows)
+
+
+def cmd_plateau_budget(args) -> int:
+    """`python -m hipcore plateau-budget`: `measure` each arm, or (--lr, --warmup-epochs, --out)
+    a recipe check of every arm x lr x warm-up."""
+    settings = dict(common.IMAGE_TABLE[args.profile], quiet=True)
+    options = dict(seed=args.seed, max_epochs=args.max_epochs, min_epochs=args.min_epochs,
+                   val_fraction=args.val_fraction, patience=args.patience, runs_dir=args.runs_dir)
+    if args.lr or args.warmup_epochs or args.out:
+        rows = recipe_rows(args.arm, settings, lrs=args.lr or [settings["lr"]],
+                           warmups=args.warmup_epochs or [settings["warmup_epochs"]], **options)
+        if args.out:
+            write_recipe_with_provenance(args, rows, settings)
+        return 0
+    for arm in args.arm:
+        print("\n".join(report_lines(measure(arm, settings, with_baselines=args.baselines, **options))))
+    return 0
+
+
+def write_recipe_with_provenance(args, rows: list[dict[str, Any]], settings: Mapping[str, Any]) -> None:
+    from .. import provenance
+
+    path = write_recipe(args.out, rows)
+    provenance.write(path.parent, settings, command=provenance.command(
+        "plateau-budget", arm=args.arm, profile=args.profile, seed=args.seed, max_epochs=args.max_epochs,
+        min_epochs=args.min_epochs, patience=args.patience, val_fraction=args.val_fraction, lr=args.lr,
+        warmup_epochs=args.warmup_epochs) + f" --out {path.name}")
+    print("wrote", path, "and its provenance.json")
+
+
+def add_commands(sub) -> None:
+    """`plateau-budget` on an argparse subparsers object."""
+    from ..argtypes import non_negative_float, non_negative_int, positive_float, positive_int
+    from ..notebook import PROFILES
+    from ..train import TrainConfig
+
+    budget = sub.add_parser("plateau-budget", help="epochs one image arm needs to reach its validation plateau",
+                            description="Trains one arm of the image notebooks for one seed on a profile's data "
+                                        "with a validation set carved from its training subset and the plateau "
+                                        "rule (hipcore.train.plateau), capped at --max-epochs, then prints the "
+                                        "epochs to the plateau, the best validation and its test top-1, and the "
+                                        "seconds per epoch (MAE arms: for the pretraining as well).")
+    budget.add_argument("--arm", required=True, nargs="+", choices=sorted(ARMS), help="which arm(s)")
+    budget.add_argument("--lr", type=positive_float, nargs="+", default=None,
+                        help="peak learning rates to try (a recipe check; default: the profile's)")
+    budget.add_argument("--warmup-epochs", type=non_negative_float, nargs="+", default=None,
+                        help="warm-ups to try, in epochs (a recipe check; default: the profile's)")
+    budget.add_argument("--out", default=None, help="write the rows of every arm x lr x warm-up to this CSV")
+    budget.add_argument("--profile", default="quick", choices=PROFILES, help="whose data and recipe (default quick)")
+    budget.add_argument("--seed", type=non_negative_int, default=0, help="default 0")
+    budget.add_argument("--max-epochs", type=positive_int, default=60, help="the cap of each stage (default 60)")
+    budget.add_argument("--min-epochs", type=positive_int, default=TrainConfig.min_epochs,
+                        help=f"the rule waits this long (default {TrainConfig.min_epochs})")
+    budget.add_argument("--patience", type=positive_int, default=5,
+                        help="the rule judges at least this many last epochs (default 5)")
+    budget.add_argument("--val-fraction", type=float, default=0.1,
+                        help="of the training subset held out for validation (default 0.1)")
+    budget.add_argument("--baselines", action="store_true", help="also train the reference baselines on the same data")
+    budget.add_argument("--runs-dir", default=None,
+                        help="the run cache (default: the checkout's runs/ or $HIPCORE_RUNS)")
+    budget.set_defaults(func=cmd_plateau_budget)

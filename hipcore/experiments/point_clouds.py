@@ -29,12 +29,11 @@ import torch
 
 from .. import plots
 from ..data import POINT_ORDERINGS, load_dataset
+from ..data.registry import entry
 from ..stats import t_interval
 from . import common, orderings, shortcuts
 from .image_arms import flop_budget
 
-DATASETS = ("parts3d", "shapes3d", "modelnet40")
-GENERATED = ("parts3d", "shapes3d")           # built in: sized per class, training clouds drawn from the seed
 ORDERINGS = ("stored", "shuffled")
 VERDICT_ORDERINGS = ("stored",)               # F6 rests on stored order; shuffled is our own extra row
 
@@ -80,7 +79,7 @@ PAPER_KEYS = {"stored + MAE": "modelnet40.hip16_mae", "stored, no MAE": "modelne
 
 def data_options(dataset: str, settings: Mapping[str, Any]) -> dict[str, Any]:
     """load_dataset options of a profile: clouds' size, and for a built-in set how many per class."""
-    if dataset in GENERATED:
+    if entry(dataset).generated:          # built in: sized per class, training clouds drawn from the seed
         return {k: settings[k] for k in ("num_points", "train_per_class", "test_per_class")}
     return {"num_points": settings["num_points"]}
 

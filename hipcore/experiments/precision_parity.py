@@ -134,3 +134,48 @@ def write(out: str | Path, rows: pd.DataFrame, meta: Mapping[str, Any] | None = 
     paths = [out / "parity.csv", out / "curves.csv", record(out, rows), *save_figure(fig, out / "parity")]
     plt.close(fig)
     return paths
+
+
+def cmd_parity(args) -> int:
+    """`python -m hipcore parity`: `run` and `write` at a profile, with the verdict table."""
+    import time
+
+    from .. import device, provenance
+    from ..locations import results_dir
+    from ..results import markdown
+
+    fast = args.against or fastest_precision()
+    if fast == "fp32":
+        print("precision parity does not apply here: fp32 is this machine's fastest precision "
+              f"({device.cpu_name()}); it needs a GPU or a CPU with AMX-BF16 or AVX512-BF16")
+        return 0
+    out = Path(args.out) if args.out else results_dir() / "05_efficiency" / args.profile / "parity"
+    start = time.perf_counter()
+    rows = run(args.profile, seeds=tuple(args.seeds) if args.seeds else None, against=fast)
+    paths = write(out, rows)
+    provenance.write(out, settings_for(args.profile, fast), wall_seconds=time.perf_counter() - start,
+                     command=provenance.command("parity", profile=args.profile, seeds=args.seeds,
+                                                against=args.against))
+    print(markdown(verdict_table(out / "comparisons.csv")))
+    print("wrote " + ", ".join(provenance.relative(p) for p in paths))
+    return 0
+
+
+def add_commands(sub) -> None:
+    """`parity` on an argparse subparsers object."""
+    from ..argtypes import non_negative_int
+
+    parity = sub.add_parser("parity", help="top-1 and MAE loss of HiP + MAE in fp32 against the fastest precision",
+                            description="Trains notebook 01's HiP + MAE arm in fp32 and in the machine's fastest "
+                                        "precision (or --against) for each seed, judges the top-1 difference "
+                                        "by the equivalence rule and draws the MAE loss curves. Writes "
+                                        "results/05_efficiency/<profile>/parity/ (or --out).")
+    parity.add_argument("--profile", default="quick", choices=("smoke", "binder", "quick", "full"),
+                        help="the image notebooks' settings to train at (default quick)")
+    parity.add_argument("--against", default=None, choices=("bf16", "fp16"),
+                        help="the precision to compare with fp32 (default: what 'auto' picks here)")
+    parity.add_argument("--seeds", nargs="+", type=non_negative_int, default=None,
+                        help="default: the profile's seeds")
+    parity.add_argument("--out", default=None,
+                        help="the folder to write (default results/05_efficiency/<profile>/parity)")
+    parity.set_defaults(func=cmd_parity)

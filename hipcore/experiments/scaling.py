@@ -390,3 +390,70 @@ def scale_sentences(table: pd.DataFrame) -> list[str]:
                    f"[{last['low']:+.2f}, {last['high']:+.2f}] ({last['verdict']})")
         lines.append(f"{side} x {side} ({int(side) ** 2} positions): {f1}.")
     return lines
+
+
+def merged_curve(paths: list[str]) -> pd.DataFrame:
+    """`merge` of curve.csv parts run apart; ValueError naming a part that is missing or no CSV."""
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        raise ValueError(f"--merge: no such curve file(s): {', '.join(missing)}")
+    parts = []
+    for path in paths:
+        try:
+            parts.append(pd.read_csv(path))
+        except (pd.errors.ParserError, UnicodeDecodeError):
+            raise ValueError(f"--merge: {path} is not a CSV file") from None
+    return merge(parts, names=list(paths))
+
+
+def cmd_scaling(args) -> int:
+    """`python -m hipcore scaling`: the grid trained (or parts merged), written with provenance."""
+    import time
+
+    from .. import provenance
+    from ..locations import results_dir
+    from ..results import markdown
+
+    settings = dict(TABLE[args.profile])
+    if args.sides:
+        settings["sides"] = tuple(args.sides)
+    seeds = tuple(args.seeds) if args.seeds else tuple(settings["seeds"])
+    out = Path(args.out) if args.out else results_dir() / "06_scaling" / args.profile
+    start = time.perf_counter()
+    grid = None if args.merge else run_grid(settings, seeds, runs_dir=args.runs_dir)
+    curve = merged_curve(args.merge) if args.merge else grid.curve
+    maps = draw_longest(settings, seed=seeds[0], runs_dir=args.runs_dir) if args.maps else None
+    written = write(out, curve, maps)
+    if grid is not None:          # the regime beside the curve (parts run apart keep theirs in their folders)
+        regime.write(out, grid.runs, grid.references, regime.curve_rows(grid.runs))
+    merged = f"({len(args.merge)} parts)" if args.merge else None
+    provenance.write(out, settings, wall_seconds=time.perf_counter() - start, command=provenance.command(
+        "scaling", profile=args.profile, sides=args.sides, seeds=args.seeds, merge=merged, maps=args.maps))
+    print(markdown(written.effects.round(2)))
+    print("first MAE length from which F1 is reproduced, per side:", first_reproduced(written.effects))
+    print("wrote " + ", ".join(provenance.relative(p) for p in written.paths))
+    return 0
+
+
+def add_commands(sub) -> None:
+    """`scaling` on an argparse subparsers object."""
+    from ..argtypes import non_negative_int, positive_int
+    from ..notebook import PROFILES
+
+    scaling = sub.add_parser("scaling", help="the F1 effect and position structure against MAE length and image side",
+                             description="Trains the grid of notebook 06 (MAE epochs x image sides x seeds, with "
+                                         "FLOP-matched controls) or merges curve.csv parts run apart (--merge), "
+                                         "then writes curve.csv, effects.csv, structure.csv and the figures to "
+                                         "results/06_scaling/<profile>/ (or --out).")
+    scaling.add_argument("--profile", default="quick", choices=PROFILES, help="the grid and settings (default quick)")
+    scaling.add_argument("--sides", nargs="+", type=positive_int, default=None,
+                         help="image sides to run (default: the profile's; 28 is Fashion-MNIST's own)")
+    scaling.add_argument("--seeds", nargs="+", type=non_negative_int, default=None, help="default: the profile's seeds")
+    scaling.add_argument("--merge", nargs="+", default=None, metavar="CURVE_CSV",
+                         help="merge these curve.csv files instead of training")
+    scaling.add_argument("--maps", action="store_true",
+                         help="also draw the position tables of the longest MAE run (needs its runs in the cache)")
+    scaling.add_argument("--runs-dir", default=None,
+                         help="the run cache (default: the checkout's runs/ or $HIPCORE_RUNS)")
+    scaling.add_argument("--out", default=None, help="the folder to write (default results/06_scaling/<profile>)")
+    scaling.set_defaults(func=cmd_scaling)
