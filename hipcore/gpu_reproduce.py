@@ -160,7 +160,11 @@ def write_results(out: Path, profile: str, settings: Mapping[str, Any], seeds: t
 
 
 def cmd_reproduce_gpu(args) -> int:
-    """`python -m hipcore reproduce-gpu`: `run`; exit 3 when it stopped at the budget (run again to go on)."""
+    """Trains HiP + MAE, HiP with classification-learned positions and Perceiver IO (Fourier) for
+    each seed, each stage to its validation plateau, several at a time, into OUT/runs; stops
+    before --budget-seconds (exit 3) and goes on from OUT when run again; once all are done
+    writes OUT/results/<notebook>/<profile>/ with provenance. Set the variables `python -m
+    hipcore provenance-env` prints first, so the results name a verified commit."""
     outcome = run(args.profile, out=args.out, budget_seconds=args.budget_seconds, device=args.device,
                   seeds=None if args.seeds is None else tuple(args.seeds), parallel=args.parallel,
                   checkpoint_every=args.checkpoint_every, batch=args.batch)
@@ -173,13 +177,7 @@ def add_commands(sub) -> None:
 
     gpu = sub.add_parser("reproduce-gpu", help="notebooks 01 and 03's verdict pairs, to their plateau, in time-boxed "
                                                "stretches (a GPU session's one command)",
-                         description="Trains HiP + MAE, HiP with classification-learned positions and Perceiver "
-                                     "IO (Fourier) for each seed, each stage to its validation plateau, several "
-                                     "at a time, into OUT/runs; stops before --budget-seconds (exit 3) and goes "
-                                     "on from OUT when run again; once all are done writes "
-                                     "OUT/results/<notebook>/<profile>/ with provenance. Set the variables "
-                                     "`python -m hipcore provenance-env` prints first, so the results name a "
-                                     "verified commit.")
+                         description=cmd_reproduce_gpu.__doc__)
     gpu.add_argument("--profile", default="full", choices=("smoke", "binder", "quick", "full", "paper"),
                      help="the image notebooks' settings (default full)")
     gpu.add_argument("--device", default="cuda", help="cuda (default), cuda:N, or cpu for a dry run")

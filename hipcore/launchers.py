@@ -2,10 +2,10 @@
 and Colab's first cell, all generated from the one repository address in pyproject.toml's
 [project.urls].
 
-On Colab the first cell clones the repository into ~/hipcore, installs it from there (the
-notebooks' extras), fetches Fashion-MNIST, moves into the clone's notebooks/ (so runs and
-results land in a checkout, as everywhere else) and says whether a GPU is there; training
-then uses it (device 'auto'). Elsewhere the cell does nothing.
+On Colab the first cell clones the repository into ~/hipcore and calls `colab`, which installs
+it from there (the notebooks' extras), fetches Fashion-MNIST, moves into the clone's
+notebooks/ (so runs and results land in a checkout, as everywhere else) and says whether a GPU
+is there; training then uses it (device 'auto'). Elsewhere the cell does nothing.
 
 `python -m hipcore.launchers` rewrites the badges and first cells after the address changes;
 `--check` only reports notebooks that differ (tests/test_launchers.py runs it).
@@ -56,21 +56,31 @@ def badges(url: str, notebook: str) -> str:
 
 
 def first_cell(url: str, notebook: str) -> str:
-    """The notebook's first code cell: on Colab, install, fetch the data, report the GPU."""
+    """The notebook's first code cell: on Colab, clone the repository once, then `colab`."""
     extras = EXTRAS.get(notebook, "notebooks")
-    return f'''# Colab: install hipcore, fetch its data, use the GPU when there is one (does nothing elsewhere).
-# Generated from pyproject.toml's [project.urls] by `python -m hipcore.launchers`.
+    return f'''# Colab: clone hipcore, then install it, fetch its data and find the GPU (`hipcore.launchers.colab`).
 import os, subprocess, sys
-if "google.colab" in sys.modules:
+if "google.colab" in sys.modules:                   # elsewhere this cell does nothing
     checkout = os.path.join(os.path.expanduser("~"), "hipcore")
-    if not os.path.isdir(checkout):
-        subprocess.run(["git", "clone", "-q", "--depth", "1", "{url}", checkout], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", checkout + "[{extras}]"], check=True)
+    os.path.isdir(checkout) or subprocess.run(["git", "clone", "-q", "--depth", "1", "{url}", checkout], check=True)
+    sys.path.insert(0, checkout)                    # hipcore from the clone, until colab installs it
+    from hipcore.launchers import colab; colab(checkout, "{extras}")'''
+
+
+def colab(checkout: str, extras: str = "notebooks") -> None:
+    """On Colab, with the repository cloned into `checkout` (the notebooks' first cell): install
+    it with `extras`, fetch Fashion-MNIST, move into its notebooks/ (runs and results land in the
+    clone, as in every checkout) and say whether a GPU is there (training then uses it)."""
+    import os
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", checkout + f"[{extras}]"], check=True)
     subprocess.run([sys.executable, "-m", "hipcore", "data", "fetch", "fashion-mnist"], check=True)
-    os.chdir(os.path.join(checkout, "notebooks"))  # runs and results go to the clone
+    os.chdir(os.path.join(checkout, "notebooks"))
     import torch
-    print("hipcore installed;", f"training on the GPU ({{torch.cuda.get_device_name(0)}})" if torch.cuda.is_available()
-          else "no GPU: Runtime > Change runtime type > GPU makes the runs faster")'''
+
+    print("hipcore installed;", f"training on the GPU ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available()
+          else "no GPU: Runtime > Change runtime type > GPU makes the runs faster")
 
 
 def _source(cell: dict) -> str:

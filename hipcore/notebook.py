@@ -148,6 +148,13 @@ class Setup:
             return None
         return plots.save_figure(fig, self.out / name)
 
+    def figure(self, name: str, draw=None):
+        """A figure drawn from trained weights: `draw()` saved as <out>/<name>.png, or, reading
+        committed results (no weights here, `draw` None), the committed one shown."""
+        if draw is None:
+            return self.show_committed(name)
+        return self.save_figure(draw(), name)
+
     def show_committed(self, name: str) -> None:
         """Show <out>/<name>.png as committed (a figure drawn from trained weights that a
         reading notebook does not have), or say that the results hold none."""

@@ -238,7 +238,10 @@ def reproduce_record(folder: str | Path, notebook_seconds: Mapping[str, float], 
 
 
 def cmd_provenance_env(args) -> int:
-    """`python -m hipcore provenance-env`: the variables that let a copy of a clean checkout prove its commit."""
+    """Prints HIPCORE_COMMIT=<HEAD> HIPCORE_CODE_FINGERPRINT=<its fingerprint> for a clean
+    checkout. Set them before a run on a machine whose copy of the tree carries other git
+    metadata (a GPU machine): its results are then recorded as verified when the code that
+    ran is that commit's."""
     state = git_state()
     if not state["commit"]:
         raise ValueError("provenance-env needs a git checkout: it names HEAD for a copy of this tree")
@@ -251,8 +254,5 @@ def cmd_provenance_env(args) -> int:
 def add_commands(sub) -> None:
     """`provenance-env` on an argparse subparsers object."""
     env = sub.add_parser("provenance-env", help="the variables that let a copy of this tree prove its commit",
-                         description="Prints HIPCORE_COMMIT=<HEAD> HIPCORE_CODE_FINGERPRINT=<its fingerprint> "
-                                     "for a clean checkout. Set them before a run on a machine whose copy of "
-                                     "the tree carries other git metadata (a GPU machine): its results are "
-                                     "then recorded as verified when the code that ran is that commit's.")
+                         description=cmd_provenance_env.__doc__)
     env.set_defaults(func=cmd_provenance_env)

@@ -13,15 +13,18 @@ imports it.
 
 from __future__ import annotations
 
+import importlib
 import json
+import pkgutil
 import re
 from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
 
-from . import provenance
+from . import experiments, provenance
 from .bench.speed_text import speed_block
+from .experiments import efficiency, imagenet_comparison, mae_positions, scaling
 from .experiments.scaling import scale_sentences
 from .report import (
     SIZE_RANGE,
@@ -66,6 +69,20 @@ def executed_path(results_dir: str | Path, profile: str) -> Path:
     return Path(results_dir) / "executed" / profile
 
 
+def notebook_modules() -> list:
+    """Each numbered notebook's module: every hipcore.experiments module that names its
+    NOTEBOOK, in the notebooks' order."""
+    found = [importlib.import_module(f"{experiments.__name__}.{info.name}")
+             for info in pkgutil.iter_modules(experiments.__path__)]
+    return sorted((m for m in found if hasattr(m, "NOTEBOOK")), key=lambda m: m.NOTEBOOK)
+
+
+def notebook_files(results_dir: str | Path, profile: str, name: str = "") -> list[Path]:
+    """<results_dir>/<notebook>/<profile>/<name> of each notebook where it exists, in order."""
+    paths = (Path(results_dir) / module.NOTEBOOK / profile / name for module in notebook_modules())
+    return [path for path in paths if path.exists()]
+
+
 def _reference(results_dir: Path) -> dict:
     """The paper's numbers: the results folder's paper_reference.csv, else the checkout's."""
     path = results_dir / "paper_reference.csv"
@@ -77,7 +94,7 @@ def profile_findings(results_dir: str | Path, profile: str) -> tuple[dict[str, l
     results_dir = Path(results_dir)
     reference = _reference(results_dir)
     sources = {p.parent.parent.name: read_comparisons(p)
-               for p in sorted(results_dir.glob(f"*/{profile}/comparisons.csv"))}
+               for p in notebook_files(results_dir, profile, "comparisons.csv")}
     return sources, merge_notebooks(sources, reference)
 
 
@@ -85,7 +102,7 @@ def profile_baselines(results_dir: str | Path, profile: str) -> dict[str, dict[s
     """{notebook: {baseline model: mean test top-1 over seeds}} from each
     `<notebook>/<profile>/baselines.csv` (columns model, seed, test_accuracy) that exists."""
     out = {}
-    for path in sorted(Path(results_dir).glob(f"*/{profile}/baselines.csv")):
+    for path in notebook_files(results_dir, profile, "baselines.csv"):
         rows = read_csv(path, ("model", "seed", "test_accuracy"))
         try:
             accuracy = rows["test_accuracy"].astype(float)
@@ -99,7 +116,7 @@ def profile_test_sizes(results_dir: str | Path, profile: str) -> dict[str, int]:
     """{notebook: test examples} from each `<notebook>/<profile>/summary.json`: its 'test_size'
     where recorded, else its settings' limit_test (a cap that the image test sets exceed)."""
     out = {}
-    for path in sorted(Path(results_dir).glob(f"*/{profile}/summary.json")):
+    for path in notebook_files(results_dir, profile, "summary.json"):
         record = json.loads(path.read_text())
         size = record.get("test_size") or record.get("settings", {}).get("limit_test")
         if isinstance(size, int) and size > 0:
@@ -107,12 +124,12 @@ def profile_test_sizes(results_dir: str | Path, profile: str) -> dict[str, int]:
     return out
 
 
-GLANCE_FIGURE = Path("06_scaling") / "full" / "scaling.png"
+GLANCE_FIGURE = Path(scaling.NOTEBOOK) / "full" / "scaling.png"
 
 
 def _as_run(results_dir: Path, profile: str) -> str:
     """', as run at commit abc1234: N MAE + M epochs on K images', from notebook 01's record."""
-    folder = results_dir / "01_imagenet_comparison" / profile
+    folder = results_dir / imagenet_comparison.NOTEBOOK / profile
     try:
         settings = json.loads((folder / "summary.json").read_text())["settings"]
         commit = json.loads((folder / "provenance.json").read_text()).get("commit") or "unknown"
@@ -216,7 +233,7 @@ def write_summary(results_dir: str | Path, profile: str = "quick", out: str | Pa
 def scale_section(results_dir: str | Path, profile: str) -> list[str]:
     """Lines on notebook 06's grids: its effects.csv at `profile` and at full, each that exists,
     naming the folder and the machine that made it; none when no grid has run."""
-    folders = [Path(results_dir) / "06_scaling" / source for source in dict.fromkeys((profile, "full"))]
+    folders = [Path(results_dir) / scaling.NOTEBOOK / source for source in dict.fromkeys((profile, "full"))]
     folders = [folder for folder in folders if (folder / "effects.csv").exists()]
     if not folders:
         return []
@@ -242,7 +259,7 @@ def _made_on(folder: Path) -> str:
 
 # ---- F5's memory half, from the full-profile benchmark ----
 
-MEMORY_SOURCE = Path("05_efficiency") / "full" / "metrics.csv"
+MEMORY_SOURCE = Path(efficiency.NOTEBOOK) / "full" / "metrics.csv"
 MEMORY_MODELS = {"hip16": "HiP-16", "hip256": "HiP-256", "perceiver_io": "Perceiver IO",
                  "hip16_fourier": "HiP-16 Fourier"}
 
@@ -288,7 +305,7 @@ def notebook_times(results_dir: str | Path, profile: str) -> dict[str, float]:
     results_dir = Path(results_dir)
     run = provenance.read(results_dir / "executed" / profile) or {}
     times = dict(run.get("notebook_seconds", {}))
-    for folder in sorted(results_dir.glob(f"*/{profile}")):
+    for folder in notebook_files(results_dir, profile):
         own = provenance.read(folder)
         if own and folder.parent.name not in times and own.get("wall_seconds") is not None:
             times[folder.parent.name] = own["wall_seconds"]
@@ -300,7 +317,7 @@ def training_times(results_dir: str | Path, profile: str) -> dict[str, float]:
     what the notebook alone costs on an empty run cache, whether this invocation trained its
     runs or reused them (a run two notebooks share counts in both)."""
     times = {}
-    for path in sorted(Path(results_dir).glob(f"*/{profile}/metrics.csv")):
+    for path in notebook_files(results_dir, profile, "metrics.csv"):
         metrics = pd.read_csv(path)
         if "metric" in metrics and (metrics["metric"] == "total_seconds").any():
             times[path.parent.parent.name] = float(metrics.loc[metrics["metric"] == "total_seconds", "value"].sum())
@@ -323,7 +340,7 @@ def summary_lines(results_dir: str | Path, profile: str) -> list[str]:
     """Provenance lines for SUMMARY.md: commit, machine and the measured times of the run."""
     results_dir = Path(results_dir)
     run = provenance.read(results_dir / "executed" / profile)
-    notebooks = sorted(results_dir.glob(f"[0-9][0-9]_*/{profile}"))     # not the recipe check's folder
+    notebooks = notebook_files(results_dir, profile)
     records = [r for r in (provenance.read(f) for f in notebooks) if r]
     source = run or (records[0] if records else None)
     if source is None:
@@ -373,7 +390,7 @@ def budget_rows(results_dir: str | Path, profile: str) -> list[dict[str, Any]]:
     """Per notebook and arm: seeds, mean seconds a seed's run recorded (MAE pretraining and
     training), and their sum: the measured budget of `profile` (metric total_seconds)."""
     rows = []
-    for path in sorted(Path(results_dir).glob(f"*/{profile}/metrics.csv")):
+    for path in notebook_files(results_dir, profile, "metrics.csv"):
         metrics = pd.read_csv(path)
         if "metric" not in metrics:
             continue
@@ -397,7 +414,7 @@ def readme_budget(results_dir: str | Path, profile: str = "quick") -> str:
 
 
 PLATEAU_CHECK = "plateau_check"          # python -m hipcore plateau-budget --out plateau_check/<profile>/<arm>/...
-PLATEAU_NOTEBOOK = "01_imagenet_comparison"   # whose reference baselines train on the same images
+PLATEAU_NOTEBOOK = imagenet_comparison.NOTEBOOK   # whose reference baselines train on the same images
 
 
 def readme_plateau(results_dir: str | Path, profile: str = "quick") -> str:
@@ -508,7 +525,7 @@ def readme_machine(results_dir: str | Path, profile: str = "quick") -> str:
     """Where the profile's results were made, from each notebook's provenance.json: the CPU (or
     GPU), cores, torch and the precision it trained in, and which notebooks each machine made."""
     made: dict[str, list[str]] = {}
-    for path in sorted(Path(results_dir).glob(f"[0-9][0-9]_*/{profile}/provenance.json")):
+    for path in notebook_files(results_dir, profile, "provenance.json"):
         made.setdefault(_made_by(json.loads(path.read_text())), []).append(path.parent.parent.name[:2])
     if not made:
         return f"No `{profile}` results record their machine yet."
@@ -530,7 +547,7 @@ def readme_blocks(results_dir: str | Path, profile: str) -> dict[str, Callable[[
             "speed": lambda: readme_speed(results_dir, profile)}
 
 
-SPEED_NOTEBOOK = "05_efficiency"
+SPEED_NOTEBOOK = efficiency.NOTEBOOK
 
 
 def readme_speed(results_dir: str | Path, profile: str = "quick") -> str:
@@ -600,7 +617,7 @@ def readme_recipe(results_dir: str | Path, profile: str = "quick") -> str:
             f"points); {plateau} in {frame.cap.max()} epochs.")
 
 
-FLOP_NOTEBOOK = "03_mae_positional_embeddings"     # whose summary.json records the control's FLOP budget
+FLOP_NOTEBOOK = mae_positions.NOTEBOOK     # whose summary.json records the control's FLOP budget
 
 
 def _trained_steps(settings: dict) -> int:
@@ -643,7 +660,8 @@ def readme_flops(results_dir: str | Path, profile: str = "quick") -> str:
 
 
 def cmd_summary(args) -> int:
-    """`python -m hipcore summary`: SUMMARY.md (and the README's blocks) from the results folder."""
+    """Writes results/SUMMARY.md for --profile quick (and the README's times),
+    results/SUMMARY_<profile>.md for any other profile, or --out."""
     if not Path(args.results_dir).is_dir():
         raise ValueError(f"--results-dir {args.results_dir} is not a folder")
     print(f"wrote {write_summary(args.results_dir, args.profile, args.out)}")
@@ -659,8 +677,7 @@ def add_commands(sub) -> None:
     from .notebook import PROFILES
 
     summary = sub.add_parser("summary", help="regenerate a profile's summary from its comparisons CSVs",
-                             description="Writes results/SUMMARY.md for --profile quick (and the README's "
-                                         "times), results/SUMMARY_<profile>.md for any other profile, or --out.")
+                             description=cmd_summary.__doc__)
     summary.add_argument("--results-dir", default="results", help="the results folder (default results)")
     summary.add_argument("--profile", default="quick", choices=PROFILES, help="whose results (default quick)")
     summary.add_argument("--out", default=None, help="write the summary here instead")

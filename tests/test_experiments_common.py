@@ -2,7 +2,9 @@
 
 import pytest
 
-from hipcore.experiments import common
+from hipcore.experiments import common, flattening, mae_positions, scaling
+from hipcore.experiments import imagenet_comparison as ic
+from hipcore.notebook import PROFILES
 from hipcore.train import TrainConfig
 from hipcore.train.config import PLATEAU_DEFAULTS, PLATEAU_FIELDS
 
@@ -35,3 +37,12 @@ def test_profiles_fill_the_defaults_from_trainconfig_alone():
 
 def test_the_plateau_defaults_are_trainconfigs():
     assert PLATEAU_DEFAULTS == {k: getattr(TrainConfig(), k) for k in PLATEAU_FIELDS}
+
+
+@pytest.mark.parametrize("module", [ic, flattening, mae_positions], ids=lambda m: m.NOTEBOOK)
+def test_the_image_notebooks_extend_the_shared_image_settings(module):
+    """Their shared arms (HiP with MAE, raster order, ...) are then one cached run, not three."""
+    assert set(module.TABLE) == set(PROFILES)
+    for profile, row in module.TABLE.items():
+        assert {k: row[k] for k in common.IMAGE_TABLE[profile]} == common.IMAGE_TABLE[profile], profile
+    assert scaling.TABLE["quick"]["epochs"] == common.IMAGE_TABLE["quick"]["epochs"]

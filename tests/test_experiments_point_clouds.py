@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 
 from hipcore.config import variant
 from hipcore.data.registry import for_notebook
-from hipcore.experiments import common, orderings, point_clouds, shortcuts
+from hipcore.experiments import common, image_arms, orderings, point_clouds, shortcuts
 from hipcore.notebook import PROFILES
 
 
@@ -75,12 +75,12 @@ def test_findings_and_figure(tmp_path):
     rows = [{"arm": point_clouds.label(o, m), "seed": s, "test_accuracy": 70 + 5 * m + s}
             for o in point_clouds.ORDERINGS for m in (True, False) for s in (0, 1)]
     rows = [{**r, "test_accuracy": r["test_accuracy"] - 8 * r["arm"].startswith("shuffled")} for r in rows]
-    point_clouds.record_findings(tmp_path / "c.csv", rows)
+    image_arms.record_findings(tmp_path / "c.csv", rows, point_clouds.FINDINGS)
     f6, order = report.findings(report.read_comparisons(tmp_path / "c.csv"))
     assert f6.finding == point_clouds.F6 and f6.paper_key == "effect.F6_mae_point_clouds" and f6.effect == 5
     assert order.finding == point_clouds.ORDER and order.paper_key == "" and order.effect == -8
     stored_only = [r for r in rows if r["arm"].startswith("stored")]          # quick runs no shuffled arms
-    point_clouds.record_findings(tmp_path / "stored.csv", stored_only)
+    image_arms.record_findings(tmp_path / "stored.csv", stored_only, point_clouds.FINDINGS)
     assert [f.finding for f in report.findings(report.read_comparisons(tmp_path / "stored.csv"))] == [point_clouds.F6]
     assert report.describe_paper(order) == "not in the paper" and order.claim == "lower"
     assert "HiP + MAE minus Perceiver, stored" not in point_clouds.contrasts(rows)

@@ -68,7 +68,7 @@ def test_merge_refuses_a_row_twice_and_keeps_parts_apart():
 
 
 def test_write_gives_tables_and_figures(tmp_path):
-    written = scaling.write(tmp_path, fake_curve({1: 0.0, 2: 3.0}, sides=(28, 56)))
+    written = scaling.write_figures(tmp_path, fake_curve({1: 0.0, 2: 3.0}, sides=(28, 56)))
     paths = written.paths
     assert {p.name for p in paths} == {"curve.csv", "effects.csv", "structure.csv", "scaling.png", "scaling.svg"}
     assert set(pd.read_csv(tmp_path / "effects.csv")["side"]) == set(written.effects["side"]) == {28, 56}

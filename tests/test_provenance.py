@@ -50,14 +50,17 @@ def test_run_folders_are_keyed_by_config_and_code(tmp_path, monkeypatch):
     assert other.run_dir != sup.run_dir                                # other code: another run
 
 
+NB01 = "01_imagenet_comparison"      # a notebook hipcore.summary finds (summary.notebook_modules)
+
+
 def test_notebook_times_come_from_the_records(tmp_path):
-    S = notebook.setup("01_x", profile="smoke", table={p: {} for p in notebook.PROFILES}, results_dir=tmp_path)
+    S = notebook.setup(NB01, profile="smoke", table={p: {} for p in notebook.PROFILES}, results_dir=tmp_path)
     S.record_provenance()
     record = json.loads((S.out / "provenance.json").read_text())
-    assert record["notebook"] == "01_x" and record["profile"] == "smoke" and record["wall_seconds"] >= 0
-    assert summary.notebook_times(tmp_path, "smoke") == {"01_x": record["wall_seconds"]}
-    provenance.reproduce_record(tmp_path / "executed" / "smoke", {"01_x": 600.0, "00_y": 5.0}, "smoke", cached_runs=0)
-    assert summary.notebook_times(tmp_path, "smoke") == {"01_x": 600.0, "00_y": 5.0}   # the run's own measure
+    assert record["notebook"] == NB01 and record["profile"] == "smoke" and record["wall_seconds"] >= 0
+    assert summary.notebook_times(tmp_path, "smoke") == {NB01: record["wall_seconds"]}
+    provenance.reproduce_record(tmp_path / "executed" / "smoke", {NB01: 600.0, "00_y": 5.0}, "smoke", cached_runs=0)
+    assert summary.notebook_times(tmp_path, "smoke") == {NB01: 600.0, "00_y": 5.0}   # the run's own measure
     lines = "\n".join(summary.summary_lines(tmp_path, "smoke"))
     assert "00 5 s, 01 10 min; 10 min in all" in lines and "intervals are what to compare" in lines
     readme = tmp_path / "README.md"
@@ -69,14 +72,14 @@ def test_notebook_times_come_from_the_records(tmp_path):
 
 
 def test_training_times_count_the_runs_each_notebook_reports(tmp_path):
-    folder = tmp_path / "01_x" / "smoke"
+    folder = tmp_path / NB01 / "smoke"
     folder.mkdir(parents=True)
     rows = [{"run_id": arm, "seed": seed, "epoch": "", "step": "", "split": "test", "metric": metric, "value": value}
             for arm, seed, metric, value in [("a", 0, "total_seconds", 250.0), ("a", 1, "total_seconds", 350.0),
                                              ("a", 0, "test_accuracy", 60.0)]]
     notebook.write_metrics(folder / "metrics.csv", rows)
-    assert summary.training_times(tmp_path, "smoke") == {"01_x": 600.0}
-    provenance.reproduce_record(tmp_path / "executed" / "smoke", {"01_x": 12.0}, "smoke", cached_runs=5)
+    assert summary.training_times(tmp_path, "smoke") == {NB01: 600.0}
+    provenance.reproduce_record(tmp_path / "executed" / "smoke", {NB01: 12.0}, "smoke", cached_runs=5)
     assert "found 5 finished runs in the run cache, so its 12 s of notebook time (01 12 s) is not what a fresh " \
            "clone takes" in summary.readme_times(tmp_path, "smoke")
     assert "as if run alone on an empty cache: 01 10 min" in summary.readme_times(tmp_path, "smoke")

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from hipcore.experiments import common, point_clouds, regime
+from hipcore.experiments import common, image_arms, point_clouds, regime
 
 
 def row(arm, seed, converged=None, epochs=2, **extra):
@@ -68,7 +68,7 @@ def test_f6_gets_a_flop_matched_no_mae_control_and_its_own_row(tmp_path):
     assert all(a.label != point_clouds.MATCHED for a, _ in point_clouds.plan((0,), order_names=("stored",)))
     rows = [row(point_clouds.label("stored", m), s, False, 2) for m in (True, False) for s in (0, 1)]
     rows += [row(point_clouds.MATCHED, s, False, 4, steps=123) for s in (0, 1)]
-    point_clouds.record_findings(tmp_path / "c.csv", rows)
+    image_arms.record_findings(tmp_path / "c.csv", rows, point_clouds.FINDINGS)
     text = (tmp_path / "c.csv").read_text()
     assert point_clouds.F6 in text and point_clouds.F6_MATCHED in text
 

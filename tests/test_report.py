@@ -421,10 +421,10 @@ def test_summary_shows_regime_baselines_and_test_noise(tmp_path):
 def test_the_readme_names_the_machine_each_notebook_s_results_were_made_on(tmp_path):
     import json
 
-    for name, machine in (("01_a", {"cpu": "AMD EPYC", "cpu_flags": [], "cores": 2, "precision": "fp32"}),
-                          ("02_b", {"cpu": "Intel Xeon", "cpu_flags": ["amx_bf16", "avx512_bf16"], "cores": 2,
-                                    "precision": "bf16"}),
-                          ("03_c", {"gpu": "NVIDIA H200", "precision": "bf16"})):
+    amd = {"cpu": "AMD EPYC", "cpu_flags": [], "cores": 2, "precision": "fp32"}
+    intel = {"cpu": "Intel Xeon", "cpu_flags": ["amx_bf16", "avx512_bf16"], "cores": 2, "precision": "bf16"}
+    for name, machine in (("01_imagenet_comparison", amd), ("02_flattening_ablation", intel),
+                          ("03_mae_positional_embeddings", {"gpu": "NVIDIA H200", "precision": "bf16"})):
         folder = tmp_path / name / "quick"
         folder.mkdir(parents=True)
         (folder / "provenance.json").write_text(json.dumps({"commit": "0123456789", "machine": machine,

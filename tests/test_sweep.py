@@ -152,7 +152,8 @@ def test_reproduce_writes_only_its_profiles_files_with_times_and_provenance(tmp_
     notebooks.mkdir()
     import nbformat
 
-    for name, cell in (("01_a", 'profile = "auto"\ntrain = False'), ("02_b", 'profile = "auto"')):
+    for name, cell in (("01_imagenet_comparison", 'profile = "auto"\ntrain = False'),
+                       ("02_flattening_ablation", 'profile = "auto"')):
         nb = nbformat.v4.new_notebook()
         nb.cells = [nbformat.v4.new_code_cell(cell, metadata={"tags": ["parameters"]})]
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -177,11 +178,13 @@ def test_reproduce_writes_only_its_profiles_files_with_times_and_provenance(tmp_
     readme = tmp_path / "README.md"
     readme.write_text("unchanged\n")
     out = sweep.reproduce("smoke", results_dir=results, readme=readme)
-    assert out == results / "SUMMARY_smoke.md" and "x 01_a" in out.read_text()
+    assert out == results / "SUMMARY_smoke.md" and "x 01_imagenet_comparison" in out.read_text()
     assert (results / "SUMMARY.md").read_text() == "quick summary\n" and readme.read_text() == "unchanged\n"
-    assert sorted(p.name for p in (results / "executed" / "smoke").glob("*.ipynb")) == ["01_a.ipynb", "02_b.ipynb"]
+    assert sorted(p.name for p in (results / "executed" / "smoke").glob("*.ipynb")) == ["01_imagenet_comparison.ipynb",
+                                                                               "02_flattening_ablation.ipynb"]
     record = json.loads((results / "executed" / "smoke" / "provenance.json").read_text())
-    assert record["notebook_seconds"] == {"01_a": 3.0, "02_b": 3.0} and record["total_seconds"] == 6.0
+    assert record["notebook_seconds"] == {"01_imagenet_comparison": 3.0, "02_flattening_ablation": 3.0}
+    assert record["total_seconds"] == 6.0
     assert record["cached_runs_at_start"] == 0                        # an empty run cache: a true reproduce time
     assert all(not p["results_dir"].startswith("/") for p in seen)   # relative: no machine path recorded
     assert [p.get("train") for p in seen] == [True, None]            # it trains where a notebook could read

@@ -27,7 +27,6 @@ from ..plots import save_figure
 from ..results import markdown
 from .suite import COLUMNS, STEP_COLUMNS, Results
 
-F5_KEY = "effect.F5_speedup_hip16_vs_perceiver_io_224"
 PAPER_SPEED_MODELS = {"hip16": "HiP-16", "hip256": "HiP-256", "hip16_fourier": "HiP-16 Fourier",
                       "perceiver_io": "Perceiver IO"}
 
@@ -209,15 +208,18 @@ def markdown_table(results: Results, models: list[str] | None = None) -> str:
                                                  "% of best peak", "paper steps/s"]))
 
 
-def record_comparisons(results: Results, path: str | Path, side: int = 224) -> int:
-    """F5 as paired rows for hipcore.report: Perceiver IO vs HiP-16 steps/s, one pair per
-    interleaved repeat; the report compares their ratio with the paper's 3.7x."""
+def record_comparisons(results: Results, path: str | Path, finding: tuple[str, str, str, str, str],
+                       side: int = 224) -> int:
+    """A speed finding as paired rows for hipcore.report: steps/s of the baseline model and the
+    treatment model, one pair per interleaved repeat (F5: Perceiver IO vs HiP-16, whose ratio
+    the report compares with the paper's 3.7x). finding: (name, claim, paper key, baseline
+    model, treatment model), a row of notebook 05's FINDINGS."""
+    name, claim, key, baseline, treatment = finding
     times = {m: [s["seconds"] for s in sorted(results.steps, key=lambda s: s["repeat"])
-                 if s["model"] == m and s["side"] == side] for m in ("perceiver_io", "hip16")}
-    pairs = list(zip(times["perceiver_io"], times["hip16"]))
+                 if s["model"] == m and s["side"] == side] for m in (baseline, treatment)}
+    pairs = list(zip(times[baseline], times[treatment]))
     for i, (base, treat) in enumerate(pairs):
-        report.append_comparison(path, finding="F5 HiP-16 trains faster than Perceiver IO", claim="higher",
-                                 paper_key=F5_KEY, metric=f"steps/s ratio at {side}",
+        report.append_comparison(path, finding=name, claim=claim, paper_key=key, metric=f"steps/s ratio at {side}",
                                  seed=i, baseline=1 / base, treatment=1 / treat, replicate="repeat")
     return len(pairs)
 

@@ -187,7 +187,11 @@ def read_versions(run_dir: Path) -> dict[str, Any] | None:
 
 
 def cmd_weights(args) -> int:
-    """`python -m hipcore weights`: `export`, then each written file described by its manifest name."""
+    """Writes the MAE-pretrained and the fine-tuned HiP of notebook 01's arm 'HiP, MAE-learned
+    positions' (one seed, from the run cache at --profile) to hipcore/weights/ with their
+    manifest (checksums, configuration, test metric, source run), for
+    hipcore.pretrained(name). Trains nothing: run notebook 01 at that profile first (make
+    reproduce for quick)."""
     from ..pretrained import describe
 
     paths = export(args.profile, seed=args.seed, runs_dir=args.runs_dir, out=args.out)
@@ -202,11 +206,7 @@ def add_commands(sub) -> None:
     from ..argtypes import non_negative_int
 
     weights = sub.add_parser("weights", help="export the shipped pretrained weights from the notebooks' run cache",
-                             description="Writes the MAE-pretrained and the fine-tuned HiP of notebook 01's arm "
-                                         "'HiP, MAE-learned positions' (one seed, from the run cache at --profile) "
-                                         "to hipcore/weights/ with their manifest (checksums, configuration, test "
-                                         "metric, source run), for hipcore.pretrained(name). Trains nothing: run "
-                                         "notebook 01 at that profile first (make reproduce for quick).")
+                             description=cmd_weights.__doc__)
     weights.add_argument("--profile", default="quick", choices=("smoke", "binder", "quick", "full", "paper"),
                          help="the image notebooks' settings the runs were trained at (default quick)")
     weights.add_argument("--seed", type=non_negative_int, default=0, help="which seed's runs to export (default 0)")

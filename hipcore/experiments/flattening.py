@@ -22,8 +22,11 @@ import torch
 from .. import plots
 from ..config import variant as variant_config
 from ..data import IMAGE_ORDERINGS, to_grid
-from ..notebook import ParameterError, choose_list
-from . import common, orderings
+from ..notebook import ParameterError, choose_list, read_summary
+from . import common, orderings, regime
+from .image_arms import record_findings
+
+NOTEBOOK = "02_flattening_ablation"     # notebooks/<NOTEBOOK>.ipynb, its results in results/<NOTEBOOK>/<profile>/
 
 VERDICT_ORDERINGS = ("raster", "shuffled")
 
@@ -81,15 +84,16 @@ def shuffle_cost(mae: bool) -> dict[str, float]:
     return {label("shuffled", mae): 1.0, label("raster", mae): -1.0}
 
 
-def record_findings(path, rows: list[dict[str, Any]]) -> None:
-    """F4 with and without MAE (shuffled minus raster, paired by seed), and F4's point as the
-    paper states it: shuffling costs more with MAE (the cost with MAE minus the cost without)."""
-    for mae, key in ((True, "effect.F4_shuffle_with_mae"), (False, "effect.F4_shuffle_without_mae")):
-        common.record_pairs(path, rows, finding=f"F4 shuffled minus raster pixels, {'with' if mae else 'without'} MAE",
-                            claim="lower", paper_key=key, baseline=label("raster", mae),
-                            treatment=label("shuffled", mae))
-    common.record_pairs(path, rows, finding=INTERACTION, claim="lower", paper_key="effect.F4_interaction",
-                        baseline=shuffle_cost(False), treatment=shuffle_cost(True), kind="interaction")
+# (finding, claim, paper key, baseline, treatment[, kind]) for image_arms.record_findings: F4
+# with and without MAE (shuffled minus raster, paired by seed), and F4's point as the paper
+# states it: shuffling costs more with MAE (the cost with MAE minus the cost without).
+FINDINGS = (
+    ("F4 shuffled minus raster pixels, with MAE", "lower", "effect.F4_shuffle_with_mae",
+     label("raster", True), label("shuffled", True)),
+    ("F4 shuffled minus raster pixels, without MAE", "lower", "effect.F4_shuffle_without_mae",
+     label("raster", False), label("shuffled", False)),
+    (INTERACTION, "lower", "effect.F4_interaction", shuffle_cost(False), shuffle_cost(True), "interaction"),
+)
 
 
 def contrasts(rows: list[dict[str, Any]]) -> dict[str, tuple[dict[str, float], dict[str, float] | None]]:
@@ -105,6 +109,43 @@ def contrasts(rows: list[dict[str, Any]]) -> dict[str, tuple[dict[str, float], d
             name = f"{ordering} minus raster, {'with' if mae else 'without'} MAE"
             out[name] = ({label(ordering, mae): 1, label("raster", mae): -1}, None)
     return {k: v for k, v in out.items() if set(v[0]) <= ran}
+
+
+# ---- the notebook's two calls: its results (read or trained), and writing them ----
+
+def results(S, data: Mapping[str, Any]) -> regime.Outcome:
+    """Every order's runs, the baselines, curves and the position tables' structure: read from
+    the committed results (S.reading, a notebook.Setup), else trained here, written, and the
+    findings recorded. Its figure of the tables draws from the checkpoints when shown."""
+    if S.reading:
+        return regime.read_outcome(S.out, structure=read_summary(S.out)["structure"])
+    rows = orderings.run_grid(plan(S["orderings"], S.seeds, S["other_seeds"]), S.settings, **data)
+    # Logistic regression, an MLP and a small CNN on the raster arms' training images, per seed.
+    references = regime.baseline_rows(arm("raster", True), S.seeds, S.settings, family="images", **data)
+    outcome = regime.write_outcome(S.out, rows, references)
+    record_findings(S.out / "comparisons.csv", rows, FINDINGS)
+    tables, grid = position_tables(S.settings, S.seeds[0], **data)
+    outcome.extra["structure"] = structure_rows(tables, grid)
+    outcome.figures["position_tables"] = lambda: draw_tables(tables, grid)
+    return outcome
+
+
+def draw_tables(tables: Mapping[str, torch.Tensor], grid: tuple[int, int]) -> plt.Figure:
+    """Each raster-ordered table's similarity maps at three pixels (plots.draw_position_tables)."""
+    h, w = grid
+    return plots.draw_position_tables(tables, None, h, w, pixels=[(h // 4, w // 4), (h // 2, w // 2),
+                                                                  (3 * h // 4, 2 * w // 3)])
+
+
+def write(S, outcome: regime.Outcome, dataset: str) -> None:
+    """metrics.csv (test metrics, structure scores), arms.csv, summary.json, provenance."""
+    structure = outcome.extra["structure"]
+    metrics = common.metric_rows(outcome.rows) + [
+        {"run_id": r["table"], "seed": S.seeds[0], "split": "positions", "metric": m, "value": r[m]}
+        for r in structure for m in ("structure_pixels", "structure_pixels_chance_sd")]
+    regime.write_results(S, metrics=metrics, rows=outcome.rows, settings=dict(S.settings), seeds=S.seeds,
+                         dataset=dataset, findings=[f.__dict__ for f in regime.findings(S.out)], structure=structure,
+                         regime=regime.label(outcome.rows), runs=regime.run_records(outcome.rows))
 
 
 def first_level_groups(variant: str) -> int:

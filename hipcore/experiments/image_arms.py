@@ -94,14 +94,16 @@ def markdown_arms(summary: list[dict[str, Any]], dataset: str) -> str:
 
 
 def record_findings(path: str | Path, rows: list[dict[str, Any]], findings) -> list[str]:
-    """Record the per-seed pairs of every finding whose two arms ran; returns their names.
-    findings: (name, claim, paper key, baseline arm, treatment arm) tuples, a notebook's FINDINGS."""
+    """Record the per-seed pairs of every finding whose arms all ran; returns their names.
+    findings: a notebook's FINDINGS, (name, claim, paper key, baseline, treatment[, kind]) tuples,
+    a side being an arm or {arm: weight} (common.Side); kind 'effect' unless given."""
     ran = {row["arm"] for row in rows}
     recorded = []
-    for name, claim, key, baseline, treatment in findings:
-        if {baseline, treatment} <= ran:
+    for name, claim, key, baseline, treatment, *kind in findings:
+        arms = {arm for side in (baseline, treatment) for arm in ([side] if isinstance(side, str) else side)}
+        if arms <= ran:
             record_pairs(Path(path), rows, finding=name, claim=claim, paper_key=key,
-                                baseline=baseline, treatment=treatment)
+                         baseline=baseline, treatment=treatment, kind=kind[0] if kind else "effect")
             recorded.append(name)
     return recorded
 

@@ -20,7 +20,7 @@ import torch
 
 from ..model import HiP
 from ..train import model_config
-from . import common
+from . import common, image_arms, regime
 from .common import Arm
 from .image_arms import (
     HIP_CLASSIFICATION,
@@ -38,6 +38,8 @@ PERCEIVER_MATCHED = "Perceiver IO, Fourier features, FLOP-matched"
 
 ALL_ARMS = ("hip_mae", "perceiver_fourier", "perceiver_learned", "hip_fourier", "hip_classification",
             "perceiver_matched")
+
+NOTEBOOK = "01_imagenet_comparison"     # notebooks/<NOTEBOOK>.ipynb, its results in results/<NOTEBOOK>/<profile>/
 
 # Per profile: common.IMAGE_TABLE's training settings (so shared arms hit the cache), the flat
 # baseline's variant, and which arms run (smoke keeps one MAE and one Fourier arm).
@@ -91,7 +93,45 @@ def matched_steps(settings: Mapping[str, Any], train_data, **data: Any) -> int:
     return max(1, round(budget.mae_arm_flops / step_flops(sup, train_set)))
 
 
-# ---- data ----
+# ---- the notebook's two calls: its results (read or trained), and writing them ----
+
+def results(S, data: Mapping[str, Any]) -> regime.Outcome:
+    """The arms' runs, reference baselines and learning curves: read from the committed results
+    (S.reading, a notebook.Setup), else trained here, written, and the findings recorded in
+    comparisons.csv. data: dataset, data_dir, data_options."""
+    if S.reading:
+        return regime.read_outcome(S.out)
+    train_data, test_data = image_arms.load_splits(data["dataset"], data["data_dir"], data["data_options"])
+    # The FLOP-matched Perceiver IO trains as many steps as match HiP + MAE's training FLOPs.
+    steps = matched_steps(S.settings, train_data, **data) if "perceiver_matched" in S["arms"] else None
+    chosen = arms(S.settings, matched_steps=steps)
+    print("arms:", "; ".join(a.label for a in chosen))
+    rows = common.run_arms(chosen, S.seeds, S.settings, train_data=train_data, test_data=test_data, **data)
+    for row in rows:    # parameters: those a classification pass uses / all the model holds
+        row.update(parameter_counts(next(a for a in chosen if a.label == row["arm"]), S.settings,
+                                    train_data.modalities, train_data.num_classes, **data))
+    # Logistic regression, an MLP and a small CNN on the same training images, per seed.
+    references = regime.baseline_rows(chosen[0], S.seeds, S.settings, family="images", train_data=train_data,
+                                      test_data=test_data, **data)
+    outcome = regime.write_outcome(S.out, rows, references)
+    image_arms.record_findings(S.out / "comparisons.csv", rows, FINDINGS)
+    return outcome
+
+
+def summary(outcome: regime.Outcome) -> list[dict[str, Any]]:
+    """Per arm: mean and sd of top-1 over seeds, the paper's number, the parameters."""
+    return image_arms.arm_summary(outcome.rows, PAPER_KEYS, common.arm_parameters(outcome.rows))
+
+
+def write(S, outcome: regime.Outcome, dataset: str) -> None:
+    """metrics.csv (test metrics and parameters per arm), arms.csv, summary.json, provenance."""
+    arms_summary, found = summary(outcome), regime.findings(S.out)
+    metrics = common.metric_rows(outcome.rows) + [
+        {"run_id": a["arm"], "split": "model", "metric": m, "value": a[m]}
+        for a in arms_summary for m in ("parameters", "classifier_parameters")]
+    regime.write_results(S, metrics=metrics, rows=outcome.rows, dataset=dataset, seeds=S.seeds,
+                         settings=dict(S.settings), arms=arms_summary, findings=[f.__dict__ for f in found],
+                         regime=regime.label(outcome.rows))
 
 
 # ---- per-arm numbers ----
@@ -109,9 +149,6 @@ def parameter_counts(arm: Arm, settings: Mapping[str, Any], modalities, num_clas
     total = sum(p.numel() for p in model.parameters())
     unused = sum(p.numel() for m in decoder for p in m.parameters())
     return {"parameters": total, "classifier_parameters": total - unused}
-
-
-# ---- findings ----
 
 
 # ---- figures ----

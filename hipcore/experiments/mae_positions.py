@@ -22,12 +22,12 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from .. import report
-from ..notebook import ParameterError
+from .. import plots, report
+from ..notebook import ParameterError, read_summary
 from ..results import fmt_mean_sd, markdown
 from ..train import load_model
 from ..train.engine import load_data
-from . import common
+from . import common, image_arms, regime
 from .common import Arm
 from .image_arms import (
     CLASSIFICATION_LEARNED,
@@ -42,6 +42,8 @@ from .image_arms import (
     geometry_score,
     model_tables,
 )
+
+NOTEBOOK = "03_mae_positional_embeddings"     # notebooks/<NOTEBOOK>.ipynb, its results in results/<NOTEBOOK>/<profile>/
 
 FOURIER_MAE = "HiP, Fourier features + MAE"
 POSITIONS_ONLY = "HiP, MAE positions only (trainable)"
@@ -120,6 +122,88 @@ def arms(settings: Mapping[str, Any], mask_ratio: float = 0.85, compare_mask_rat
     if control_steps is None:
         every.pop("compute_matched")
     return {key: every[key] for key in settings["arms"] if key in every}
+
+
+# ---- the notebook's two calls: its results (read, trained or from the shipped weights), and writing them ----
+
+def results(S, data: Mapping[str, Any], shipped=None, mask_ratio: float = 0.85,
+            compare_mask_ratio: float = 0.75) -> regime.Outcome:
+    """The arms' runs, baselines, curves, FLOP budget and position-table structure: read from
+    the committed results (S.reading, a notebook.Setup), drawn from the shipped weights
+    (`shipped`: no arm), or trained here, written, and the findings recorded. Its figures
+    (reconstructions, position tables) draw from the checkpoints when shown."""
+    if S.reading:
+        record = read_summary(S.out)
+        budget = FlopBudget.from_record(record.get("flop_budget"))
+        chosen = arms(S.settings, mask_ratio, compare_mask_ratio, control_steps=budget and budget.control_steps)
+        return regime.read_outcome(S.out, budget=budget, arms=chosen, structure=record["structure"])
+    train_data, test_data = image_arms.load_splits(data["dataset"], data["data_dir"], data["data_options"])
+    if shipped is not None:
+        tables, spec = shipped_tables(shipped)
+        outcome = regime.Outcome([], [], [], extra={"structure": structure_rows(tables, spec)})
+        outcome.figures = {"reconstructions": lambda: common.shipped_reconstructions(shipped, test_data, count=4),
+                           "position_tables": lambda: draw_tables(tables, spec)}
+        return outcome
+    return trained(S, data, train_data, test_data, mask_ratio, compare_mask_ratio)
+
+
+def trained(S, data: Mapping[str, Any], train_data, test_data, mask_ratio: float,
+            compare_mask_ratio: float) -> regime.Outcome:
+    """`results` trained here: every arm of the plan, the baselines, both sets of findings."""
+    # The compute-matched control gets as many classification steps as match the MAE arm's FLOPs.
+    budget = (image_arms.flop_budget(S.settings, train_data=train_data, **data)
+              if "compute_matched" in S["arms"] else None)
+    chosen = arms(S.settings, mask_ratio, compare_mask_ratio, control_steps=budget and budget.control_steps)
+    runs = plan(chosen, S.seeds, S["other_seeds"])
+    print(f"profile {S.profile}: {S['variant']} on {data['dataset']}, mask ratio {mask_ratio:g}")
+    for arm, arm_seeds in runs:
+        print(f"  {arm.label}: seeds {list(arm_seeds)}")
+    rows = run_plan(runs, S.settings, train_data=train_data, test_data=test_data, **data)
+    # Logistic regression, an MLP and a small CNN on the same training images, per seed.
+    references = regime.baseline_rows(chosen["hip_mae"], S.seeds, S.settings, family="images",
+                                      train_data=train_data, test_data=test_data, **data)
+    outcome = regime.write_outcome(S.out, rows, references, budget=budget, arms=chosen)
+    image_arms.record_findings(S.out / "comparisons.csv", rows, FINDINGS)
+    record_structure_finding(S.out / "comparisons.csv", chosen["hip_mae"], S.seeds, S.settings, rows, **data)
+    tables, spec = image_arms.position_tables(chosen, S.seeds[0], S.settings, **data)
+    outcome.extra["structure"] = structure_rows(tables, spec)
+    outcome.figures = {"reconstructions": lambda: draw_reconstructions(chosen["hip_mae"], S.seeds[0], S.settings,
+                                                                       test_data, count=4, **data),
+                       "position_tables": lambda: draw_tables(tables, spec)}
+    return outcome
+
+
+def draw_tables(tables: Mapping[str, torch.Tensor], spec) -> plt.Figure:
+    """Each table's similarity maps at four chosen pixels (plots.draw_position_tables)."""
+    h, w = spec.grid
+    return plots.draw_position_tables(tables, spec.order, h, w, image_arms.chosen_pixels(h, w))
+
+
+def structure_table(structure: list[dict[str, Any]]) -> str:
+    """Markdown: each table's structure score on the pixel grid beside its chance sd."""
+    return "\n".join(["| table | structure score (pixel grid) | chance sd |", "|---|---|---|"]
+                     + [f"| {r['table']} | {r['structure']:+.3f} | {r['chance_sd']:.3f} |" for r in structure])
+
+
+def write(S, outcome: regime.Outcome, dataset: str, mask_ratio: float, compare_mask_ratio: float,
+          shipped=None) -> None:
+    """metrics.csv (test metrics, structure scores), arms.csv, summary.json, provenance; from
+    the shipped weights, their names and the structure scores only."""
+    structure = outcome.extra["structure"]
+    positions = [{"run_id": r["table"], "seed": S.seeds[0], "split": "positions", "metric": m, "value": r[m]}
+                 for r in structure for m in ("structure", "chance_sd")]
+    if shipped is not None:
+        return regime.write_results(S, metrics=positions, weights=[shipped.mae, shipped.classifier],
+                                    structure=structure)
+    budget = outcome.extra["budget"]
+    regime.write_results(
+        S, metrics=common.metric_rows(outcome.rows) + positions, rows=outcome.rows, dataset=dataset, seeds=S.seeds,
+        mask_ratio=mask_ratio, compare_mask_ratio=compare_mask_ratio, settings=dict(S.settings),
+        arms=image_arms.arm_summary(outcome.rows, PAPER_KEYS), findings=[f.__dict__ for f in regime.findings(S.out)],
+        structure=structure, regime=regime.label(outcome.rows),
+        flop_budget=None if budget is None else {**budget.__dict__, "control_steps": budget.control_steps,
+                                                 "mae_arm_flops": budget.mae_arm_flops,
+                                                 "control_flops": budget.control_flops})
 
 
 # ---- the compute-matched control: FLOPs, not epochs ----

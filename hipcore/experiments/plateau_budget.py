@@ -114,8 +114,10 @@ def write_recipe(path: str | Path, rows: list[dict[str, Any]]) -> Path:
 
 
 def cmd_plateau_budget(args) -> int:
-    """`python -m hipcore plateau-budget`: `measure` each arm, or (--lr, --warmup-epochs, --out)
-    a recipe check of every arm x lr x warm-up."""
+    """Trains one arm of the image notebooks for one seed on a profile's data with a validation set
+    carved from its training subset and the plateau rule (hipcore.train.plateau), capped at
+    --max-epochs, then prints the epochs to the plateau, the best validation and its test
+    top-1, and the seconds per epoch (MAE arms: for the pretraining as well)."""
     settings = dict(common.IMAGE_TABLE[args.profile], quiet=True)
     options = dict(seed=args.seed, max_epochs=args.max_epochs, min_epochs=args.min_epochs,
                    val_fraction=args.val_fraction, patience=args.patience, runs_dir=args.runs_dir)
@@ -148,11 +150,7 @@ def add_commands(sub) -> None:
     from ..train import TrainConfig
 
     budget = sub.add_parser("plateau-budget", help="epochs one image arm needs to reach its validation plateau",
-                            description="Trains one arm of the image notebooks for one seed on a profile's data "
-                                        "with a validation set carved from its training subset and the plateau "
-                                        "rule (hipcore.train.plateau), capped at --max-epochs, then prints the "
-                                        "epochs to the plateau, the best validation and its test top-1, and the "
-                                        "seconds per epoch (MAE arms: for the pretraining as well).")
+                            description=cmd_plateau_budget.__doc__)
     budget.add_argument("--arm", required=True, nargs="+", choices=sorted(ARMS), help="which arm(s)")
     budget.add_argument("--lr", type=positive_float, nargs="+", default=None,
                         help="peak learning rates to try (a recipe check; default: the profile's)")

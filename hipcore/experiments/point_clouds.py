@@ -30,9 +30,12 @@ import torch
 from .. import plots
 from ..data import POINT_ORDERINGS, load_dataset
 from ..data.registry import entry
+from ..notebook import read_summary
 from ..stats import t_interval
-from . import common, orderings, shortcuts
-from .image_arms import flop_budget
+from . import common, orderings, regime, shortcuts
+from .image_arms import flop_budget, record_findings
+
+NOTEBOOK = "04_point_clouds"     # notebooks/<NOTEBOOK>.ipynb, its results in results/<NOTEBOOK>/<profile>/
 
 ORDERINGS = ("stored", "shuffled")
 VERDICT_ORDERINGS = ("stored",)               # F6 rests on stored order; shuffled is our own extra row
@@ -129,21 +132,63 @@ def matched_steps(settings: Mapping[str, Any], **data: Any) -> int:
 F6 = "F6 MAE minus no MAE, point clouds (stored order)"
 F6_MATCHED = "F6 MAE minus no MAE trained for the same FLOPs, point clouds (ours)"
 ORDER = "Shuffled minus stored point order, HiP without MAE (ours)"
+# (finding, claim, paper key, baseline, treatment) for image_arms.record_findings, each recorded
+# where its arms ran. F6: MAE minus no MAE in stored order (the paper's setting), paired by
+# seed; the same at equal compute (the MAE arm trains longer); and our own row (an empty paper
+# key: not in the paper): shuffled minus stored order without MAE, which should be lower where
+# the stored order's locality is what HiP's groups use (where the profile runs shuffled arms).
+FINDINGS = (
+    (F6, "higher", "effect.F6_mae_point_clouds", label("stored", False), label("stored", True)),
+    (F6_MATCHED, "higher", "", MATCHED, label("stored", True)),
+    (ORDER, "lower", "", label("stored", False), label("shuffled", False)),
+)
 
 
-def record_findings(path, rows: list[dict[str, Any]]) -> None:
-    """F6: MAE minus no MAE in stored order (the paper's setting), paired by seed; and our own
-    row (an empty paper key: not in the paper): shuffled minus stored order without MAE, which
-    should be lower where the stored order's locality is what HiP's groups use; recorded only
-    where the profile ran the shuffled arms (TABLE[...]['orderings'])."""
-    common.record_pairs(path, rows, finding=F6, claim="higher", paper_key="effect.F6_mae_point_clouds",
-                        baseline=label("stored", False), treatment=label("stored", True))
-    if any(r["arm"] == MATCHED for r in rows):     # the MAE arm trains longer: the same gain at equal compute?
-        common.record_pairs(path, rows, finding=F6_MATCHED, claim="higher", paper_key="",
-                            baseline=MATCHED, treatment=label("stored", True))
-    if any(r["arm"] == label("shuffled", False) for r in rows):
-        common.record_pairs(path, rows, finding=ORDER, claim="lower", paper_key="",
-                            baseline=label("stored", False), treatment=label("shuffled", False))
+# ---- the notebook's two calls: its results (read or trained), and writing them ----
+
+def results(S, data: Mapping[str, Any]) -> regime.Outcome:
+    """Every order's runs, the shortcut and reference baselines, curves and the position
+    tables' structure: read from the committed results (S.reading, a notebook.Setup), else
+    trained here, written, and the findings recorded. Its figure of the tables draws from the
+    checkpoints when shown. data: dataset, data_dir, data_options."""
+    if S.reading:
+        record = read_summary(S.out)
+        return regime.read_outcome(S.out, shortcuts=record["shortcuts"], structure=record["structure"])
+    # F6's compute control: HiP without MAE trained for as many FLOPs as the MAE arm's pretraining + fine-tuning.
+    steps = matched_steps(S.settings, **data) if S["matched"] else None
+    rows = orderings.run_grid(plan(S.seeds, S["perceiver"], S["orderings"], steps), S.settings, **data)
+    found_shortcuts = shortcut_rows(S.seeds, **data)
+    # Order-free references on the same clouds: a PointNet, a PointNet++-style grouping net, and
+    # a hand-made descriptor of local shape (upper and lower half) with logistic regression.
+    references = regime.baseline_rows(arm("stored", False), S.seeds, S.settings, family="points", **data)
+    outcome = regime.write_outcome(S.out, rows, references, shortcuts=found_shortcuts)
+    record_findings(S.out / "comparisons.csv", rows, FINDINGS)
+    tables = learned_tables(S.settings, S.seeds[0], **data)
+    clouds = {o: test_clouds(data["dataset"], o, S.seeds[0], data_dir=data["data_dir"], options=data["data_options"])
+              for o in S["orderings"]}
+    outcome.extra["structure"] = structure_rows(tables, clouds)
+    outcome.figures["position_clouds"] = lambda: clouds_figure(tables, clouds, S.seeds[0], data)
+    return outcome
+
+
+def clouds_figure(tables, clouds: Mapping[str, torch.Tensor], seed: int, data: Mapping[str, Any]) -> plt.Figure:
+    """draw_clouds on example test clouds of a few classes (stored order)."""
+    test = orderings.load_splits(data["dataset"], "stored", seed, data_dir=data["data_dir"],
+                                 data_options=data["data_options"])[1]
+    return draw_clouds(tables, clouds, example_indices(test.labels), test.class_names, test.labels)
+
+
+def write(S, outcome: regime.Outcome, dataset: str) -> None:
+    """metrics.csv (test metrics, shortcuts, structure scores), arms.csv, summary.json, provenance."""
+    structure, found_shortcuts = outcome.extra["structure"], outcome.extra["shortcuts"]
+    metrics = common.metric_rows(outcome.rows + found_shortcuts) + [
+        {"run_id": r["table"], "seed": S.seeds[0], "split": "positions", "metric": m, "value": r[m]}
+        for r in structure for m in ("structure_3d", "structure_3d_chance_sd", "structure_sequence",
+                                     "structure_sequence_chance_sd")]
+    regime.write_results(S, metrics=metrics, rows=outcome.rows, settings=dict(S.settings), seeds=S.seeds,
+                         dataset=dataset, findings=[f.__dict__ for f in regime.findings(S.out)], structure=structure,
+                         shortcuts=found_shortcuts, regime=regime.label(outcome.rows),
+                         runs=regime.run_records(outcome.rows))
 
 
 CHANCE = "chance (most frequent class)"

@@ -137,7 +137,9 @@ def write(out: str | Path, rows: pd.DataFrame, meta: Mapping[str, Any] | None = 
 
 
 def cmd_parity(args) -> int:
-    """`python -m hipcore parity`: `run` and `write` at a profile, with the verdict table."""
+    """Trains notebook 01's HiP + MAE arm in fp32 and in the machine's fastest precision (or
+    --against) for each seed, judges the top-1 difference by the equivalence rule and draws
+    the MAE loss curves. Writes results/05_efficiency/<profile>/parity/ (or --out)."""
     import time
 
     from .. import device, provenance
@@ -166,10 +168,7 @@ def add_commands(sub) -> None:
     from ..argtypes import non_negative_int
 
     parity = sub.add_parser("parity", help="top-1 and MAE loss of HiP + MAE in fp32 against the fastest precision",
-                            description="Trains notebook 01's HiP + MAE arm in fp32 and in the machine's fastest "
-                                        "precision (or --against) for each seed, judges the top-1 difference "
-                                        "by the equivalence rule and draws the MAE loss curves. Writes "
-                                        "results/05_efficiency/<profile>/parity/ (or --out).")
+                            description=cmd_parity.__doc__)
     parity.add_argument("--profile", default="quick", choices=("smoke", "binder", "quick", "full"),
                         help="the image notebooks' settings to train at (default quick)")
     parity.add_argument("--against", default=None, choices=("bf16", "fp16"),

@@ -18,14 +18,16 @@ the task. Three things show whether they have, in every finding notebook:
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import matplotlib.pyplot as plt
 
-from .. import plots
+from .. import plots, report
 from ..files import read_csv_rows, write_csv_atomic
 from ..locations import resolve_relative
+from ..notebook import write_metrics, write_summary_json
 from ..train.metrics import read_metrics
 from . import baselines, common
 
@@ -135,6 +137,57 @@ def read(folder: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
     return common.read_runs(folder), references, read_curves(folder / CURVES)
 
 
+@dataclass
+class Outcome:
+    """What a notebook's tables, figures and verdicts are drawn from: trained here, or read
+    from its committed results folder (nothing trained, nothing written)."""
+
+    rows: list[dict[str, Any]]                  # one per run, as common.run_arm returns them
+    references: list[dict[str, Any]]            # the reference baselines
+    curves: list[dict[str, Any]]                # learning curves, tidy
+    extra: dict[str, Any] = field(default_factory=dict)     # the notebook's own (structure, budget, ...)
+    # Figures drawn from trained checkpoints, drawn when shown (Setup.figure); reading: none,
+    # the committed ones are shown.
+    figures: dict[str, Callable[[], Any]] = field(default_factory=dict)
+
+
+def read_outcome(folder: str | Path, **extra: Any) -> Outcome:
+    """The Outcome a results folder written by `write` holds."""
+    return Outcome(*read(folder), extra=extra)
+
+
+def write_outcome(folder: str | Path, rows: list[dict[str, Any]], references: list[dict[str, Any]],
+                  **extra: Any) -> Outcome:
+    """The runs' learning curves read from their run folders, `write` to `folder`, as an Outcome."""
+    curves = curve_rows(rows)
+    write(folder, rows, references, curves)
+    return Outcome(rows, references, curves, extra=extra)
+
+
+def run_records(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """summary.json's runs: arm, seed, top-1, seconds and run folder of each."""
+    return [{k: r[k] for k in ("arm", "seed", "test_accuracy", "total_seconds", "run_dir")} for r in rows]
+
+
+def findings(folder: str | Path) -> list:
+    """The findings (report.Finding) of <folder>/comparisons.csv."""
+    return report.findings(report.read_comparisons(Path(folder) / "comparisons.csv"))
+
+
+def write_results(S, *, metrics: list[dict[str, Any]] | None = None, rows: list[dict[str, Any]] | None = None,
+                  **summary: Any) -> None:
+    """A notebook's last step: metrics.csv (with `metrics`), arms.csv (with `rows`) and
+    summary.json (its notebook, profile and `summary`) when it trained, then provenance.json
+    (`Setup`'s record_provenance: nothing when it read its committed results)."""
+    if not S.reading:
+        if metrics is not None:
+            write_metrics(S.out / "metrics.csv", metrics)
+        if rows is not None:
+            common.write_arms(S.out / "arms.csv", rows)
+        write_summary_json(S.out / "summary.json", {"notebook": S.notebook, "profile": S.profile, **summary})
+    S.record_provenance()
+
+
 def curves_figure(curves: list[dict[str, Any]], title: str):
     """draw_curves, or None with a line saying why there is nothing to draw."""
     if not any(r["stage"] == "classification" and r["split"] == "val" for r in curves):
@@ -166,6 +219,11 @@ def early_training(rows: list[dict[str, Any]]) -> str:
         return "early training (no validation curve shows a plateau)"
     return (f"early training (not at the validation plateau after "
             f"{'/'.join(str(e) for e in sorted(epochs))} epochs)")
+
+
+def label(rows: list[dict[str, Any]]) -> str:
+    """summary.json's regime: the early-training phrase, or that every arm reached its plateau."""
+    return early_training(rows) or "every arm at its validation plateau"
 
 
 def caption(rows: list[dict[str, Any]]) -> str:

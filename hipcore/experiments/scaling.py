@@ -53,6 +53,8 @@ from .image_arms import (
     position_tables,
 )
 
+NOTEBOOK = "06_scaling"     # notebooks/<NOTEBOOK>.ipynb, its results in results/<NOTEBOOK>/<profile>/
+
 NATIVE_SIDE = 28                      # Fashion-MNIST's own side: no resolution option, shared runs
 ARMS = {"mae": HIP_MAE, "classification": HIP_CLASSIFICATION}
 EFFECTS = {"F1: MAE minus classification-learned": "classification",
@@ -330,7 +332,7 @@ def write_tables(out, curve: pd.DataFrame) -> Written:
     return written
 
 
-def write(out, curve: pd.DataFrame, maps: plt.Figure | None = None) -> Written:
+def write_figures(out, curve: pd.DataFrame, maps: plt.Figure | None = None) -> Written:
     """write_tables, then the figures scaling.png/.svg (and maps.png/.svg when given)."""
     written = write_tables(out, curve)
     fig = draw(written.effects, written.structure)
@@ -340,6 +342,33 @@ def write(out, curve: pd.DataFrame, maps: plt.Figure | None = None) -> Written:
         written.paths.extend(plots.save_figure(maps, Path(out) / "maps"))
         plt.close(maps)
     return written
+
+
+# ---- the notebook's two calls: its results (read or trained), and writing them ----
+
+def results(S) -> regime.Outcome:
+    """The grid's runs, baselines and curves, with extra curve, effects and structure (tables):
+    read from the committed results (S.reading, a notebook.Setup), else trained here and written
+    (curve.csv, effects.csv, structure.csv, runs.json, baselines.csv, curves.csv). Its figure of
+    the longest MAE run's tables (maps) draws from the checkpoints when shown."""
+    if S.reading:
+        curve = read_curve(S.out / "curve.csv")
+        return regime.Outcome(*read_regime(S.out), extra={"curve": curve, "effects": effects(curve),
+                                                          "structure": structure_table(curve)})
+    grid = run_grid(S.settings, S.seeds)
+    written = write_tables(S.out, grid.curve)
+    outcome = regime.write_outcome(S.out, grid.runs, grid.references, curve=grid.curve, effects=written.effects,
+                                   structure=written.structure)
+    outcome.figures["maps"] = lambda: draw_longest(S.settings, seed=S.seeds[0])
+    return outcome
+
+
+def write(S, outcome: regime.Outcome) -> None:
+    """summary.json (the effects, structure and first MAE length that reproduces F1), provenance."""
+    table = outcome.extra["effects"]
+    regime.write_results(S, settings=dict(S.settings), seeds=S.seeds, effects=table.to_dict("records"),
+                         structure=outcome.extra["structure"].to_dict("records"),
+                         first_reproduced={str(k): v for k, v in first_reproduced(table).items()})
 
 
 def caption(settings: Mapping[str, Any], runs: list[dict[str, Any]] = ()) -> str:
@@ -407,7 +436,9 @@ def merged_curve(paths: list[str]) -> pd.DataFrame:
 
 
 def cmd_scaling(args) -> int:
-    """`python -m hipcore scaling`: the grid trained (or parts merged), written with provenance."""
+    """Trains the grid of notebook 06 (MAE epochs x image sides x seeds, with FLOP-matched
+    controls) or merges curve.csv parts run apart (--merge), then writes curve.csv,
+    effects.csv, structure.csv and the figures to results/06_scaling/<profile>/ (or --out)."""
     import time
 
     from .. import provenance
@@ -423,7 +454,7 @@ def cmd_scaling(args) -> int:
     grid = None if args.merge else run_grid(settings, seeds, runs_dir=args.runs_dir)
     curve = merged_curve(args.merge) if args.merge else grid.curve
     maps = draw_longest(settings, seed=seeds[0], runs_dir=args.runs_dir) if args.maps else None
-    written = write(out, curve, maps)
+    written = write_figures(out, curve, maps)
     if grid is not None:          # the regime beside the curve (parts run apart keep theirs in their folders)
         regime.write(out, grid.runs, grid.references, regime.curve_rows(grid.runs))
     merged = f"({len(args.merge)} parts)" if args.merge else None
@@ -441,10 +472,7 @@ def add_commands(sub) -> None:
     from ..notebook import PROFILES
 
     scaling = sub.add_parser("scaling", help="the F1 effect and position structure against MAE length and image side",
-                             description="Trains the grid of notebook 06 (MAE epochs x image sides x seeds, with "
-                                         "FLOP-matched controls) or merges curve.csv parts run apart (--merge), "
-                                         "then writes curve.csv, effects.csv, structure.csv and the figures to "
-                                         "results/06_scaling/<profile>/ (or --out).")
+                             description=cmd_scaling.__doc__)
     scaling.add_argument("--profile", default="quick", choices=PROFILES, help="the grid and settings (default quick)")
     scaling.add_argument("--sides", nargs="+", type=positive_int, default=None,
                          help="image sides to run (default: the profile's; 28 is Fashion-MNIST's own)")

@@ -9,7 +9,9 @@ from typing import Any
 import torch
 
 from ..model import HiP, HiPOutput, build, check_fits, plain_attention
-from . import common
+from . import common, regime
+
+NOTEBOOK = "00_tour"     # notebooks/<NOTEBOOK>.ipynb, its results in results/<NOTEBOOK>/<profile>/
 
 # Per profile: which model, how many images go through it.
 TABLE = common.profiles({
@@ -70,3 +72,15 @@ def attention_title(variant_name: str, shipped=None) -> str:
     if shipped is None:
         return f"First-level attention of an untrained {variant_name} (random weights)"
     return f"First-level attention of the trained {variant_name}, shipped weights {shipped.classifier}"
+
+
+def write(S, model: HiP, seconds: float, levels: list[dict[str, Any]], *, dataset: str, ordering: str,
+          shipped=None) -> None:
+    """metrics.csv (parameters, forward seconds), summary.json (the levels), provenance; a tour
+    that keeps its committed folder writes nothing."""
+    n_params, run_id, seed = sum(p.numel() for p in model.parameters()), f"tour-{S['variant']}", S.seeds[0]
+    metrics = [{"run_id": run_id, "seed": seed, "split": "test", "metric": "parameters", "value": n_params},
+               {"run_id": run_id, "seed": seed, "split": "test", "metric": "forward_seconds", "value": seconds}]
+    regime.write_results(S, metrics=metrics, variant=S["variant"], dataset=dataset, ordering=ordering,
+                         weights=shipped and [shipped.classifier, shipped.mae], parameters=n_params, levels=levels,
+                         forward_seconds=seconds)
