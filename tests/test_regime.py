@@ -81,3 +81,53 @@ def test_tables_of_arms_short_of_their_plateau_open_with_the_early_training_line
     assert regime.caption([row("a", 0, True, 12)]) == ""
     assert scaling.caption({"epochs": 2}).startswith("**Early training: each classification run trains 2 epochs")
     assert scaling.caption({"epochs": 60, "plateau": True}) == ""
+
+
+def test_a_notebook_writes_its_results_only_when_it_trained(tmp_path, monkeypatch):
+    from hipcore import notebook
+
+    monkeypatch.delenv("HIPCORE_PROFILE", raising=False)
+    monkeypatch.delenv("HIPCORE_TRAIN", raising=False)
+    table = {p: {"seeds": (0,)} for p in notebook.PROFILES}
+    S = notebook.setup("99_test", profile="quick", table=table, results_dir=tmp_path, train=True)
+    rows = [row("a", 0, True, 3, **{k: None for k in common.ARM_SETTINGS}, test_loss=0.5, total_seconds=1.0,
+                train_examples_per_s=2.0)]
+    regime.write_results(S, metrics=common.metric_rows(rows), rows=rows, regime=regime.label(rows))
+    record = json.loads((S.out / "summary.json").read_text())
+    assert record == {"notebook": "99_test", "profile": "quick", "regime": "every arm at its validation plateau"}
+    assert (S.out / "metrics.csv").is_file() and (S.out / "arms.csv").is_file()
+    assert (S.out / "provenance.json").is_file()
+    written = {p.name: p.read_bytes() for p in S.out.iterdir()}
+    reading = notebook.setup("99_test", profile="quick", table=table, results_dir=tmp_path, train=False)
+    assert reading.reading
+    regime.write_results(reading, metrics=[], rows=[], regime="changed")
+    assert {p.name: p.read_bytes() for p in S.out.iterdir()} == written       # a reading notebook writes nothing
+
+
+def test_a_figure_from_checkpoints_is_drawn_when_trained_and_shown_as_committed_when_read(tmp_path, capsys):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hipcore.notebook import Setup
+
+    trained = Setup("99_test", "quick", {}, tmp_path)
+    trained.figure("maps", lambda: plt.figure())
+    assert (tmp_path / "maps.png").is_file()
+    (tmp_path / "maps.png").unlink()
+    Setup("99_test", "quick", {}, tmp_path, reading=True).figure("maps", None)
+    assert "the committed results hold no maps.png" in capsys.readouterr().out
+
+
+def test_the_summary_finds_every_numbered_notebook_from_its_module():
+    from pathlib import Path
+
+    from hipcore.summary import notebook_modules
+
+    stems = sorted(p.stem for p in (Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    modules = notebook_modules()
+    assert [m.NOTEBOOK for m in modules] == stems
+    # results: read or train (the tour trains nothing); write: after it (05 writes as it measures)
+    assert all(callable(getattr(m, "results", None)) for m in modules if m.NOTEBOOK != "00_tour")
+    assert all(callable(getattr(m, "write", None)) for m in modules if m.NOTEBOOK != "05_efficiency")

@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from ..bench import loops, results, suite
+from ..bench import loops, suite
+from ..bench import results as timings
 
 NOTEBOOK = "05_efficiency"     # notebooks/<NOTEBOOK>.ipynb, its results in results/<NOTEBOOK>/<profile>/
 
@@ -22,23 +23,23 @@ FINDINGS = (
 class Measured:
     """What the notebook's tables and figure are drawn from."""
 
-    run: results.Results                  # step timings per model and side
+    run: timings.Results                  # step timings per model and side
     loop_rows: list[dict[str, Any]]       # training-loop rates per precision ([]: not measured)
 
 
-def measured(S, settings: Mapping[str, Any], checkpoint: bool = False) -> Measured:
+def results(S, settings: Mapping[str, Any], checkpoint: bool = False) -> Measured:
     """The timings: read from the committed results (S.reading, a notebook.Setup), else
     measured here and written (the speed table, the loop rates, F5's pairs in comparisons.csv).
     `checkpoint`: time steps with activation checkpointing as well."""
     if S.reading:
-        return Measured(results.read(S.out), results.read_loops(S.out) if (S.out / "loops.csv").is_file() else [])
+        return Measured(timings.read(S.out), timings.read_loops(S.out) if (S.out / "loops.csv").is_file() else [])
     run = suite.run(settings, options={"checkpoint": True} if checkpoint else None)
-    results.write(run, S.out)
+    timings.write(run, S.out)
     loop_rows = []
     if settings["loop_images"]:
         loop_rows = loops.loop_rates(limit_train=settings["loop_images"], threads=suite.threads_of(settings),
                                      precisions=suite.native_precisions(), batch=settings["loop_batch"])
-        results.write_loops(loop_rows, S.out)
+        timings.write_loops(loop_rows, S.out)
     for finding in FINDINGS:
-        results.record_comparisons(run, S.out / "comparisons.csv", finding)
+        timings.record_comparisons(run, S.out / "comparisons.csv", finding)
     return Measured(run, loop_rows)
