@@ -3,6 +3,7 @@ input answered by one plain line, never an exception's name or a traceback."""
 
 import argparse
 import re
+import shlex
 
 import pytest
 
@@ -51,45 +52,55 @@ def test_info_counts_the_head_of_a_dataset(capsys, tmp_path):
     assert "3 classes (imagefolder)" in three
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["info", "nosuch"], "unknown variant 'nosuch'"),
-    (["info", "--input", "28"], "shape needs a grid and channels"),
-    (["info", "--classes", "0"], "must be a positive integer"),
-    (["info", "--dataset", "imagefolder"], "counts the class folders of --data-dir"),
-    (["info", "--dataset", "mnist"], "invalid choice: 'mnist'"),
-    (["info", "--data-dir", "x"], "--data-dir goes with --dataset imagefolder"),
-    (["demo", "--variant", "nosuch"], "invalid choice: 'nosuch'"),
-    (["demo", "--seed", "-1"], "must be 0 or more"),
-    (["data", "info", "imagefolder"], "imagefolder needs --resolution"),
-    (["data", "info", "imagefolder", "--resolution", "32"], "imagefolder needs data_dir"),
-    (["data", "info", "fashion_mnist", "--resolution", "32"], "--resolution applies to imagefolder only"),
-    (["data", "info", "shapes3d", "--ordering", "raster"], "unknown ordering 'raster'"),
-    (["data", "info", "shapes3d", "--split", "val"], "invalid choice: 'val'"),
-    (["data", "info", "modelnet40"], "modelnet40 needs data_dir"),
-    (["data", "bench", "--batches", "0"], "must be a positive integer"),
-    (["data", "fetch", "mnist"], "invalid choice: 'mnist'"),
-    (["train", "--ordering", "spiral"], "invalid choice: 'spiral'"),
-    (["bench", "--sides", "-4"], "sides must be a non-empty list of positive ints"),
-    (["bench", "--profile", "huge"], "invalid choice: 'huge'"),
-    (["train", "--threads", "100000"], "must be at most"),          # at b709275: OpenMP segfault (rc 139)
-    (["train", "--warmup-epochs", "1e308"], "warmup_epochs must be a number of epochs"),   # was OverflowError
-    (["train", "--seed", str(2**64)], "seed must be a whole number in [0, 2**63)"),    # was "Overflow when unpacking"
-    (["train", "--seed", "-1"], "must be 0 or more"),                                # was numpy's message
-    (["train", "--dataset", "imagefolder", "--data-dir", "no/such/folder"], "folder no/such/folder does not exist"),
-    (["scaling", "--merge", "results/paper_reference.csv"], "paper_reference.csv is not a curve.csv of notebook 06"),
-    (["scaling", "--merge", "pyproject.toml"], "pyproject.toml is not a CSV file"),
-    (["train", "--dataset", "fashion_mnist", "--data-option", "colour=1"],
-     "fashion_mnist has no option 'colour'; its options: hflip, download, resolution"),
-    (["bench", "--threads", "100000"], "the cores this process may use"),
-    (["data", "bench", "--threads", "100000"], "must be at most"),
-    (["summary", "--profile", "nightly"], "invalid choice: 'nightly'"),
-    (["summary", "--results-dir", "no/such/folder"], "--results-dir no/such/folder is not a folder"),
-    (["sweep", "99"], "no single notebook matches '99'"),
-    (["sweep", "00", "-p", "orderingg", "hilbert"], "00_tour has no parameter 'orderingg'"),
-    (["sweep", "00", "-p", "ordering"], "-p ordering needs at least one value"),
-    (["sweep", "00", "--seeds", "x"], "must be a whole number"),
-    (["reproduce", "--profile", "nightly"], "invalid choice: 'nightly'"),
-])
+# Command line -> the one line it must answer with (a trailing "# ..." says what it did before).
+BAD_INPUT = """
+info nosuch -> unknown variant 'nosuch'
+info --input 28 -> shape needs a grid and channels
+info --classes 0 -> must be a positive integer
+info --dataset imagefolder -> counts the class folders of --data-dir
+info --dataset mnist -> invalid choice: 'mnist'
+info --data-dir x -> --data-dir goes with --dataset imagefolder
+demo --variant nosuch -> invalid choice: 'nosuch'
+demo --seed -1 -> must be 0 or more
+data info imagefolder -> imagefolder needs --resolution
+data info imagefolder --resolution 32 -> imagefolder needs data_dir
+data info fashion_mnist --resolution 32 -> --resolution applies to imagefolder only
+data info shapes3d --ordering raster -> unknown ordering 'raster'
+data info shapes3d --split val -> invalid choice: 'val'
+data info modelnet40 -> modelnet40 needs data_dir
+data bench --batches 0 -> must be a positive integer
+data fetch mnist -> invalid choice: 'mnist'
+train --ordering spiral -> invalid choice: 'spiral'
+bench --sides -4 -> sides must be a non-empty list of positive ints
+bench --profile huge -> invalid choice: 'huge'
+train --threads 100000 -> must be at most    # at b709275: OpenMP segfault (rc 139)
+train --warmup-epochs 1e308 -> warmup_epochs must be a number of epochs    # was OverflowError
+train --seed 18446744073709551616 -> seed must be a whole number in [0, 2**63)    # was "Overflow when unpacking"
+train --seed -1 -> must be 0 or more    # was numpy's message
+train --dataset imagefolder --data-dir no/such/folder -> folder no/such/folder does not exist
+scaling --merge results/paper_reference.csv -> paper_reference.csv is not a curve.csv of notebook 06
+scaling --merge pyproject.toml -> pyproject.toml is not a CSV file
+train --dataset fashion_mnist --data-option colour=1 -> has no option 'colour'; its options: hflip, download, resolution
+bench --threads 100000 -> the cores this process may use
+data bench --threads 100000 -> must be at most
+summary --profile nightly -> invalid choice: 'nightly'
+summary --results-dir no/such/folder -> --results-dir no/such/folder is not a folder
+sweep 99 -> no single notebook matches '99'
+sweep 00 -p orderingg hilbert -> 00_tour has no parameter 'orderingg'
+sweep 00 -p ordering -> -p ordering needs at least one value
+sweep 00 --seeds x -> must be a whole number
+reproduce --profile nightly -> invalid choice: 'nightly'
+"""
+
+
+def bad_input():
+    """(argv, message) per line of BAD_INPUT."""
+    for line in BAD_INPUT.strip().splitlines():
+        command, message = line.split("    # ")[0].split(" -> ", 1)
+        yield shlex.split(command), message
+
+
+@pytest.mark.parametrize("argv, message", list(bad_input()))
 def test_bad_input_gives_one_plain_line(capsys, argv, message):
     code, _, err = run(capsys, argv)
     assert code not in (0, None) and message in err, err

@@ -36,18 +36,20 @@ def test_shapes3d_is_deterministic_by_seed_and_split():
     assert len(test) == 2 * a.num_classes and not torch.equal(test.points[:2], a.points[:2])
 
 
+@pytest.mark.parametrize("dataset, sizes", [("shapes3d", SMALL),
+                                             ("parts3d", dict(num_points=128, train_per_class=6, test_per_class=3))])
 @pytest.mark.parametrize("ordering", ["morton", "hilbert", "shuffled"])
-def test_orders_reorder_the_same_points(ordering):
-    stored = load_dataset("shapes3d", "test", **SMALL)
-    other = load_dataset("shapes3d", "test", ordering=ordering, **SMALL)
+def test_orders_reorder_the_same_points(dataset, sizes, ordering):
+    stored = load_dataset(dataset, "test", **sizes)
+    other = load_dataset(dataset, "test", ordering=ordering, **sizes)
     assert other.describe()["ordering"] == ordering
     for i in range(len(stored)):
         assert torch.equal(torch.sort(stored.points[i], 0).values, torch.sort(other.points[i], 0).values)
     step = lambda p: (p[:, 1:] - p[:, :-1]).norm(dim=-1).mean().item()  # noqa: E731
-    if ordering == "shuffled":   # stored order is local (sampled patch by patch), shuffled is not
-        assert step(stored.points) < 0.5 * step(other.points)
+    if ordering == "shuffled":   # stored order is local (shapes3d: sampled patch by patch; parts3d: part by
+        assert step(stored.points) < 0.5 * step(other.points)          # part, face by face), shuffled is not
     else:
-        assert step(other.points) < step(load_dataset("shapes3d", "test", ordering="shuffled", **SMALL).points)
+        assert step(other.points) < step(load_dataset(dataset, "test", ordering="shuffled", **sizes).points)
 
 
 def test_shapes3d_default_size_generates_quickly():
