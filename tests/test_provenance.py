@@ -172,7 +172,7 @@ def test_a_result_is_verified_only_when_the_code_that_ran_is_its_commits(tmp_pat
 
 
 def test_summary_names_an_unverified_result(tmp_path):
-    folder = tmp_path / "01_x" / "full"
+    folder = tmp_path / NB01 / "full"
     folder.mkdir(parents=True)
     machine = {"cpu": "c", "cores": 2, "torch_threads": 2, "precision": "bf16"}
     (folder / "provenance.json").write_text(json.dumps({
