@@ -41,7 +41,7 @@ LEVELS = {
         "experiments.mae_positions", "experiments.plateau_budget", "experiments.point_clouds",
         "experiments.precision_parity", "experiments.scaling", "experiments.tour"),
     # 5 results writing (SUMMARY.md, README blocks, exported weights), sweeps, Binder, launchers
-    5: ("summary", "sweep", "binder", "launchers", "gpu_reproduce", "experiments.export"),
+    5: ("summary", "sweep", "binder", "launchers", "gpu_reproduce", "converge", "experiments.export"),
     # 6 the command line
     6: ("cli", "__main__", "bench.cli"),
 }

@@ -13,7 +13,7 @@ from hipcore.notebook import PROFILES
 
 
 def test_profiles():
-    assert set(point_clouds.TABLE) == set(PROFILES)
+    assert set(point_clouds.TABLE) == {*PROFILES, "converged"}     # converged: the queue's (hipcore.converge)
     smoke, quick = point_clouds.TABLE["smoke"], point_clouds.TABLE["quick"]
     assert smoke["num_points"] <= 256 and smoke["train_per_class"] <= 20 and len(smoke["seeds"]) == 1
     assert quick["num_points"] == 1024 and quick["train_per_class"] == 200 and len(quick["seeds"]) >= 3

@@ -28,7 +28,7 @@ from ..progress import run_line
 from ..provenance import code_fingerprint, relative
 from ..report import append_comparison
 from ..results import ARM_SETTINGS
-from ..train import TrainConfig, train
+from ..train import RunResult, TrainConfig, train
 from .estimate import plan_line
 
 
@@ -140,10 +140,17 @@ def train_configs(arm: Arm, seed: int, settings: Mapping[str, Any], *, dataset: 
 SHARED_RUN_WAIT_S = 24 * 3600.0
 
 
-def run_arm(arm: Arm, seed: int, settings: Mapping[str, Any], *, dataset: str,
-            data_dir: str | None = None, data_options: Mapping[str, Any] | None = None,
-            runs_dir: Path | None = None, train_data=None, test_data=None) -> dict[str, Any]:
-    """Train one arm for one seed (reusing finished runs); returns a flat row of its results."""
+def run_arm(arm: Arm, seed: int, settings: Mapping[str, Any], **options: Any) -> dict[str, Any]:
+    """Train one arm for one seed (reusing finished runs); returns a flat row of its results.
+    options: dataset, data_dir, data_options, runs_dir, train_data, test_data."""
+    return run_arm_results(arm, seed, settings, **options)[0]
+
+
+def run_arm_results(arm: Arm, seed: int, settings: Mapping[str, Any], *, dataset: str,
+                    data_dir: str | None = None, data_options: Mapping[str, Any] | None = None,
+                    runs_dir: Path | None = None, train_data=None,
+                    test_data=None) -> tuple[dict[str, Any], list[RunResult]]:
+    """run_arm's row and the RunResult of each stage (MAE pretraining first, when the arm has it)."""
     pre_cfg, sup_cfg = train_configs(arm, seed, settings, dataset=dataset, data_dir=data_dir,
                                      data_options=data_options, runs_dir=runs_dir)
     row: dict[str, Any] = {"arm": arm.label, "seed": seed, **arm_settings(arm, settings), "pretrain_seconds": 0.0}
@@ -160,7 +167,7 @@ def run_arm(arm: Arm, seed: int, settings: Mapping[str, Any], *, dataset: str,
         if pre_cfg is not None:
             row.update(pretrain_epochs_run=pre.epochs_run, pretrain_converged=pre.converged,
                        pretrain_run_dir=relative(pre.run_dir))
-    return row
+    return row, ([pre, sup] if pre_cfg is not None else [sup])
 
 
 def arm_settings(arm: Arm, settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -316,6 +323,12 @@ IMAGE_PROFILES: dict[str, dict[str, Any]] = {
     # hours on CPU, minutes on a GPU.
     "full": dict(variant="small5", epochs=60, pretrain_epochs=100, pretrain_lr=1.5e-3, warmup_epochs=2,
                  seeds=(0, 1, 2), val_fraction=0.1, plateau=True, plateau_patience=5),
+    # Each stage until the plateau rule stops it (epochs: the caps), on quick's 6,000 training
+    # images, the whole 10,000-image test set evaluated at the checkpoint chosen on validation;
+    # five seeds for the arms of a paper row, `other_seeds` for controls. Trained by the
+    # converged queue (python -m hipcore converge), one (notebook, arm, seed) job at a time.
+    "converged": dict(epochs=60, pretrain_epochs=60, limit_train=6000, warmup_epochs=0.5,
+                      seeds=(0, 1, 2, 3, 4), val_fraction=0.1, plateau=True, plateau_patience=5),
     # The paper's ImageNet setting (HiP-16 at 224 x 224, dataset='imagefolder'); for a GPU cluster.
     "paper": dict(variant="hip16", epochs=110, pretrain_epochs=200, batch_size=1024, lr=2e-3, pretrain_lr=1.5e-3,
                   warmup_epochs=10, seeds=(0, 1, 2), val_fraction=0.1),

@@ -40,6 +40,7 @@ TABLE = common.profiles({
     "quick": {**common.IMAGE_PROFILES["quick"], "orderings": VERDICT_ORDERINGS, "other_seeds": 1},
     "full": {**common.IMAGE_PROFILES["full"], "orderings": IMAGE_ORDERINGS, "other_seeds": 3},
     "paper": {**common.IMAGE_PROFILES["paper"], "orderings": IMAGE_ORDERINGS, "other_seeds": 3},
+    "converged": {**common.IMAGE_PROFILES["converged"], "orderings": VERDICT_ORDERINGS, "other_seeds": 3},
 }, {"orderings": "pixel orders that run",
     "other_seeds": "seeds of the orders no verdict rests on"})
 
@@ -74,6 +75,13 @@ def plan(order_names: tuple[str, ...], seeds: tuple[int, ...], other_seeds: int)
         for seed in seeds if ordering in VERDICT_ORDERINGS else seeds[:other_seeds]:
             runs += [(arm(ordering, True), seed), (arm(ordering, False), seed)]
     return runs
+
+
+def queue_arms(settings: Mapping[str, Any]) -> dict[str, tuple[common.Arm, None]]:
+    """{key: (arm, None)} of the orders the verdicts rest on, with and without MAE, for the
+    converged queue (hipcore.converge); none is FLOP-matched."""
+    return {f"{o}{'_mae' if mae else ''}": (arm(o, mae), None)
+            for o in settings["orderings"] if o in VERDICT_ORDERINGS for mae in (True, False)}
 
 
 INTERACTION = "F4 shuffling costs more with MAE (cost with MAE minus cost without)"

@@ -50,7 +50,12 @@ TABLE = common.profiles({
     "quick": {**common.IMAGE_PROFILES["quick"], "flat_variant": "perceiver_small", "arms": ALL_ARMS},
     "full": {**common.IMAGE_PROFILES["full"], "flat_variant": "perceiver_small", "arms": ALL_ARMS},
     "paper": {**common.IMAGE_PROFILES["paper"], "flat_variant": "perceiver_io_imagenet", "arms": ALL_ARMS},
-}, {"flat_variant": "the flat Perceiver IO variant", "arms": "which arms run"})
+    "converged": {**common.IMAGE_PROFILES["converged"], "flat_variant": "perceiver_small", "arms": ALL_ARMS,
+                  "other_seeds": 3},
+}, {"flat_variant": "the flat Perceiver IO variant", "arms": "which arms run",
+    "other_seeds": "seeds of the controls no paper row rests on (the converged queue)"})
+# A FLOP-matched control: the arm whose recorded FLOPs it trains for (the converged queue).
+MATCHES = {"perceiver_matched": "hip_mae"}
 
 # The paper's top-1 for each arm (results/paper_reference.csv): the ImageNet table, and the
 # ablation table for the two HiP-16 arms the main table lacks.
@@ -74,11 +79,22 @@ FINDINGS = (
 def arms(settings: Mapping[str, Any], matched_steps: int | None = None) -> list[Arm]:
     """The arms settings['arms'] names, in that order. The FLOP-matched Perceiver IO trains
     `matched_steps` steps (`matched_steps` below); it is left out when they are not given."""
+    return list(arms_by_key(settings, matched_steps).values())
+
+
+def arms_by_key(settings: Mapping[str, Any], matched_steps: int | None = None) -> dict[str, Arm]:
+    """{key: arm} of `arms`."""
     fourier, learned = perceiver_arms(settings["flat_variant"])
     every = {"hip_mae": HIP_MAE, "perceiver_fourier": fourier, "perceiver_learned": learned,
              "hip_fourier": HIP_FOURIER, "hip_classification": HIP_CLASSIFICATION,
              "perceiver_matched": fourier.replace(label=PERCEIVER_MATCHED, steps=matched_steps)}
-    return [every[key] for key in settings["arms"] if key != "perceiver_matched" or matched_steps is not None]
+    return {key: every[key] for key in settings["arms"] if key != "perceiver_matched" or matched_steps is not None}
+
+
+def queue_arms(settings: Mapping[str, Any]) -> dict[str, tuple[Arm, str | None]]:
+    """{key: (arm, the key it FLOP-matches or None)} for the converged queue (hipcore.converge),
+    which sets a matched control's steps from its match's recorded FLOPs."""
+    return {key: (arm, MATCHES.get(key)) for key, arm in arms_by_key(settings, matched_steps=1).items()}
 
 
 def matched_steps(settings: Mapping[str, Any], train_data, **data: Any) -> int:

@@ -67,6 +67,9 @@ TABLE = common.profiles({
               "other_seeds": 1},
     "full": {**common.IMAGE_PROFILES["full"], "arms": ALL_ARMS, "other_seeds": 3},
     "paper": {**common.IMAGE_PROFILES["paper"], "arms": ALL_ARMS, "other_seeds": 3},
+    "converged": {**common.IMAGE_PROFILES["converged"],
+                  "arms": tuple(a for a in ALL_ARMS if a not in ("mask_ratio", "positions_only")),
+                  "other_seeds": 3},
 }, {"arms": "which arms run", "other_seeds": "seeds of the arms no verdict rests on"})
 
 # The paper's ablation rows (results/paper_reference.csv) for the arms it ran.
@@ -204,6 +207,16 @@ def write(S, outcome: regime.Outcome, dataset: str, mask_ratio: float, compare_m
         flop_budget=None if budget is None else {**budget.__dict__, "control_steps": budget.control_steps,
                                                  "mae_arm_flops": budget.mae_arm_flops,
                                                  "control_flops": budget.control_flops})
+
+
+# A FLOP-matched control: the arm whose recorded FLOPs it trains for (the converged queue).
+MATCHES = {"compute_matched": "hip_mae"}
+
+
+def queue_arms(settings: Mapping[str, Any]) -> dict[str, tuple[Arm, str | None]]:
+    """{key: (arm, the key it FLOP-matches or None)} for the converged queue (hipcore.converge),
+    which sets a matched control's steps from its match's recorded FLOPs."""
+    return {key: (arm, MATCHES.get(key)) for key, arm in arms(settings, control_steps=1).items()}
 
 
 # ---- the compute-matched control: FLOPs, not epochs ----

@@ -68,7 +68,14 @@ TABLE = common.profiles({
     "paper": dict(variant="hip16", num_points=2048, train_per_class=200, test_per_class=50, epochs=200,
                   pretrain_epochs=400, batch_size=64, pretrain_lr=1.5e-3, warmup_epochs=10, perceiver=True,
                   seeds=(0, 1, 2), orderings=ORDERINGS, val_fraction=0.1, matched=True),
-}, {"num_points": "points per cloud",
+    # quick's clouds, each stage until the plateau rule stops it (epochs: the caps); five seeds
+    # for F6's arms, `other_seeds` for its FLOP-matched control. The converged queue trains it.
+    "converged": dict(num_points=1024, train_per_class=200, test_per_class=50, epochs=60, pretrain_epochs=60,
+                      batch_size=64, warmup_epochs=0.5, perceiver=False, seeds=(0, 1, 2, 3, 4),
+                      orderings=VERDICT_ORDERINGS, val_fraction=0.1, matched=True, plateau=True,
+                      plateau_patience=5, other_seeds=3),
+}, {"other_seeds": "seeds of the controls no paper row rests on (the converged queue)",
+    "num_points": "points per cloud",
     "train_per_class": "generated training clouds per class",
     "test_per_class": "generated test clouds per class",
     "perceiver": "whether the flat Perceiver IO arm runs",
@@ -120,6 +127,19 @@ def plan(seeds: tuple[int, ...], perceiver: bool = False, order_names: tuple[str
             if o == "stored" and matched_steps:
                 runs.append((matched_arm(matched_steps), seed))
     return runs + [(perceiver_arm(), seed) for seed in seeds] if perceiver else runs
+
+
+# F6's compute control: the arm whose recorded FLOPs it trains for (the converged queue).
+MATCHES = {"matched": "stored_mae"}
+
+
+def queue_arms(settings: Mapping[str, Any]) -> dict[str, tuple[common.Arm, str | None]]:
+    """{key: (arm, the key it FLOP-matches or None)} of F6 for the converged queue
+    (hipcore.converge), which sets the matched control's steps from its match's recorded FLOPs."""
+    arms = {"stored_mae": arm("stored", True), "stored": arm("stored", False)}
+    if settings["matched"]:
+        arms["matched"] = matched_arm(1)
+    return {key: (a, MATCHES.get(key)) for key, a in arms.items()}
 
 
 def matched_steps(settings: Mapping[str, Any], **data: Any) -> int:

@@ -1,0 +1,569 @@
+"""The converged queue: every (notebook, arm, seed) of the `converged` profile trained until
+the plateau rule stops it, as small jobs that outlast a sitting and a machine.
+
+    python -m hipcore converge --list                        # every job, its state and minutes here
+    python -m hipcore converge --budget-minutes 150          # run what is left within the time box
+    python -m hipcore converge --budget-minutes 150 --commit # ... and commit each job file as it lands
+
+A job is one (notebook, arm, seed): the arm's MAE pretraining (when it has one), then its
+classification, trained by `common.run_arm` into the run cache (runs/), where a killed run
+resumes from its last checkpoint. A finished job writes one small file,
+results/<notebook>/converged/jobs/<arm>-seed<seed>.json (`JobRecord`): the run's row (test
+metrics at the checkpoint chosen on validation), each stage's per-epoch curve, epochs and
+stop reason, precision, wall time, the CPU and its flags, the commit and the training-code
+fingerprint. A job file is *current* when its fingerprint and run ids are what this checkout
+would train; otherwise it is *stale* and runs again. A file that is truncated, names another
+job, or was made by uncommitted code is refused with one line and listed to run again.
+
+A FLOP-matched control waits for the job it matches (the same seed) and trains the steps
+whose FLOPs equal that job's recorded FLOPs. One process at a time runs a job: each job is
+locked (`fcntl`) for as long as it runs, so two queues in one checkout never train it twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import math
+import multiprocessing
+import os
+import statistics
+import subprocess
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+from .errors import HipcoreError
+from .files import write_text_atomic
+from .locations import results_dir, runs_dir
+
+PROFILE = "converged"
+FORMAT = 1
+STOP_MARGIN_S = 30.0           # the time box stops a running job this long before it ends
+POLL_S = 1.0
+# Seconds per epoch before this machine has finished a job of its own on the dataset: images
+# from results/plateau_check (small3, bf16, 5,400 training images, a 2-core Xeon with AMX);
+# clouds from quick's 04 (1,800 clouds of 1,024 points, about 4 s an epoch, the same Xeon).
+# Epochs expected before the rule stops a stage: plateau_check's 16-28 classification epochs;
+# MAE ran to its cap there (None: the stage's cap).
+PRIOR_EPOCH_SECONDS = {("fashion_mnist", "pretrain"): 21.0, ("fashion_mnist", "supervised"): 11.0,
+                       ("parts3d", "pretrain"): 5.0, ("parts3d", "supervised"): 4.0}
+PRIOR_EPOCHS = {"pretrain": None, "supervised": 25}
+
+
+class JobFileError(HipcoreError):
+    """A job file that cannot be used: truncated, for another job, or made by uncommitted code."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One (notebook, arm, seed) of the queue."""
+
+    notebook: str                  # the notebook's results folder, e.g. '01_imagenet_comparison'
+    key: str                       # the arm's key in its notebook module, e.g. 'hip_mae'
+    seed: int
+    matches: str | None = None     # a FLOP-matched control: the key of the arm it matches
+
+    @property
+    def name(self) -> str:
+        return f"{self.key}-seed{self.seed}"
+
+    @property
+    def title(self) -> str:
+        return f"{self.notebook[:2]} {self.name}"
+
+    def path(self, root: Path) -> Path:
+        return root / self.notebook / PROFILE / "jobs" / f"{self.name}.json"
+
+
+@dataclass
+class JobRecord:
+    """What a finished job leaves in its file."""
+
+    job: dict[str, Any]            # asdict(Job)
+    row: dict[str, Any]            # common.run_arm's row: test metrics at the selected checkpoint
+    stages: list[dict[str, Any]]   # per stage: name, run_id, epochs, stop, per-epoch curve
+    run_ids: list[str]             # the runs behind it (MAE pretraining first): what makes it current
+    code_fingerprint: str          # the training code's (provenance.code_fingerprint)
+    commit: str | None
+    precision: str
+    wall_seconds: float
+    machine: dict[str, Any]        # device.machine(): CPU name and flags, cores, torch
+    flops: float | None = None     # training FLOPs used (MAE pretraining included), when recorded
+    format: int = FORMAT
+    finished: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+
+
+REQUIRED = ("job", "row", "stages", "run_ids", "code_fingerprint", "commit", "precision", "wall_seconds",
+            "machine", "format")
+
+
+def read_record(path: Path, job: Job) -> JobRecord:
+    """The record in `path`, which must be job's; JobFileError (one line naming the file) for a
+    truncated or malformed file, one naming another job, or one made by uncommitted code."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise JobFileError(f"{path}: not a complete job file ({type(error).__name__}); it runs again") from None
+    if not isinstance(data, dict) or any(k not in data for k in REQUIRED):
+        missing = [k for k in REQUIRED if not isinstance(data, dict) or k not in data]
+        raise JobFileError(f"{path}: a job file lacks {', '.join(missing)}; it runs again")
+    if data["format"] != FORMAT:
+        raise JobFileError(f"{path}: job file format {data['format']!r}, this code reads {FORMAT}; it runs again")
+    if data["job"] != asdict(job):
+        raise JobFileError(f"{path}: holds job {data['job']}, not {asdict(job)} (a copied or duplicated "
+                           f"file); it runs again")
+    if not data["commit"]:
+        raise JobFileError(f"{path}: made by code no commit holds (a dirty tree); it runs again")
+    known = {k: data[k] for k in JobRecord.__dataclass_fields__ if k in data}
+    return JobRecord(**known)
+
+
+def write_record(record: JobRecord, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json.dumps(asdict(record), indent=1, default=str) + "\n")
+    return path
+
+
+# ---- the plan: which jobs, with which settings ----
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A job with what trains it: run(settings, matched_steps) -> run_arm's row, and the
+    TrainConfigs of its stages (None for a control whose steps wait on another job)."""
+
+    job: Job
+    settings: Mapping[str, Any]
+    arm: Any                                      # common.Arm (a control: its steps not yet set)
+    dataset: str = "fashion_mnist"
+    data_options: Mapping[str, Any] = field(default_factory=dict)
+
+
+def notebook_plan(notebook: str, module, profile: str = PROFILE, dataset: str = "fashion_mnist",
+                  data_options: Mapping[str, Any] | None = None) -> list[Planned]:
+    """Every (arm, seed) a notebook trains at `profile` (`module.queue_arms`): paper arms over
+    the profile's seeds, controls (arms that match another's FLOPs, or the module's OTHER_ARMS)
+    over the first `other_seeds` of them."""
+    settings = module.TABLE[profile]
+    seeds = tuple(settings["seeds"])
+    other = seeds[:settings.get("other_seeds", len(seeds))]
+    arms = module.queue_arms(settings)             # {key: (Arm, key it FLOP-matches or None)}
+    out = []
+    for key, (arm, matches) in arms.items():
+        control = matches is not None or key in getattr(module, "OTHER_ARMS", ())
+        for seed in other if control else seeds:
+            out.append(Planned(Job(notebook, key, seed, matches), settings, arm, dataset, dict(data_options or {})))
+    return out
+
+
+def plan(profile: str = PROFILE) -> list[Planned]:
+    """Every job of the queue, notebook by notebook."""
+    from .experiments import flattening, imagenet_comparison, mae_positions, point_clouds
+
+    clouds = point_clouds.data_options("parts3d", point_clouds.TABLE[profile])
+    return (notebook_plan("01_imagenet_comparison", imagenet_comparison, profile)
+            + notebook_plan("03_mae_positional_embeddings", mae_positions, profile)
+            + notebook_plan("02_flattening_ablation", flattening, profile)
+            + notebook_plan("04_point_clouds", point_clouds, profile, "parts3d", clouds))
+
+
+# ---- states ----
+
+
+def configs(planned: Planned, steps: int | None = None, runs: Path | None = None):
+    """(pretraining or None, supervised) TrainConfigs of a job (a control with `steps`)."""
+    from .experiments.common import train_configs
+
+    arm = planned.arm if steps is None else planned.arm.replace(steps=steps)
+    return train_configs(arm, planned.job.seed, planned.settings, dataset=planned.dataset,
+                         data_options=planned.data_options, runs_dir=runs)
+
+
+def run_ids(planned: Planned, steps: int | None = None) -> list[str]:
+    pre, sup = configs(planned, steps)
+    return [c.run_id for c in (pre, sup) if c is not None]
+
+
+@dataclass
+class State:
+    planned: Planned
+    state: str                     # 'done', 'stale', 'refused', 'waiting', 'to run'
+    why: str = ""
+    record: JobRecord | None = None
+    minutes: float = 0.0           # estimated minutes here, when it still has to run
+
+
+def matched_steps(planned: Planned, matched: JobRecord) -> int:
+    """Supervised steps of a control whose FLOPs equal the matched job's recorded FLOPs."""
+    if not matched.flops:
+        raise JobFileError(f"{planned.job.title} matches {matched.job['key']}-seed{matched.job['seed']}, whose "
+                           f"job file records no FLOPs; rerun that job")
+    _, sup = configs(planned, steps=1)
+    return max(1, round(matched.flops / step_flops(sup)))
+
+
+def step_flops(cfg) -> int:
+    """FLOPs of one training step of `cfg` (forward and backward, torch's counter) on a batch
+    of its own training data."""
+    from .experiments.image_arms import step_flops as counted
+    from .train.engine import load_data
+
+    train_set, _ = load_data(cfg.replace(limit_test=1))
+    return counted(cfg, train_set)
+
+
+def states(jobs: list[Planned], root: Path, fingerprint: str) -> list[State]:
+    """Each job's state: its file read and checked against what this checkout would train."""
+    records: dict[tuple[str, str, int], JobRecord] = {}
+    out = []
+    for p in sorted(jobs, key=lambda p: p.job.matches is not None):       # matched jobs first
+        out.append(_state(p, root, fingerprint, records))
+    order = {p.job: i for i, p in enumerate(jobs)}
+    return sorted(out, key=lambda s: order[s.planned.job])
+
+
+def _state(p: Planned, root: Path, fingerprint: str, records: dict) -> State:
+    job, path = p.job, p.job.path(root)
+    steps = None
+    if job.matches is not None:
+        matched = records.get((job.notebook, job.matches, job.seed))
+        if matched is None:
+            return State(p, "waiting", f"for {job.matches}-seed{job.seed}")
+        steps = matched_steps(p, matched)
+    if not path.exists():
+        return State(p, "to run")
+    try:
+        record = read_record(path, job)
+    except JobFileError as error:
+        return State(p, "refused", str(error))
+    if record.code_fingerprint != fingerprint:
+        return State(p, "stale", f"training code {record.code_fingerprint}, now {fingerprint}")
+    if record.run_ids != run_ids(p, steps):
+        return State(p, "stale", "its settings changed (other run ids)")
+    records[(job.notebook, job.key, job.seed)] = record
+    return State(p, "done", record=record)
+
+
+# ---- estimates ----
+
+
+def epoch_seconds(done: list[JobRecord], cpu: str) -> dict[tuple[str, str], float]:
+    """{(dataset, stage task): median seconds per epoch} over finished jobs on this CPU model,
+    else the prior (PRIOR_EPOCH_SECONDS)."""
+    measured: dict[tuple[str, str], list[float]] = {key: [] for key in PRIOR_EPOCH_SECONDS}
+    for record in done:
+        if record.machine.get("cpu") == cpu:
+            for stage in record.stages:
+                if stage.get("epochs") and stage.get("seconds"):
+                    key = (stage["dataset"], stage["task"])
+                    measured.setdefault(key, []).append(stage["seconds"] / stage["epochs"])
+    return {k: statistics.median(v) if v else PRIOR_EPOCH_SECONDS[k] for k, v in measured.items()}
+
+
+def estimate_minutes(p: Planned, per_epoch: Mapping[str, float], done: list[JobRecord]) -> float:
+    """Minutes a job takes here: each stage's expected epochs (the median of this arm's finished
+    jobs, else PRIOR_EPOCHS, else its cap) times seconds per epoch."""
+    pre, sup = configs(p, steps=None if p.job.matches is None else 1)
+    minutes = 0.0
+    for cfg in (pre, sup):
+        if cfg is None:
+            continue
+        seen = [s["epochs"] for r in done if r.job["key"] == p.job.key for s in r.stages if s["task"] == cfg.task]
+        epochs = statistics.median(seen) if seen else (PRIOR_EPOCHS[cfg.task] or cfg.epochs)
+        minutes += min(epochs, cfg.epochs) * per_epoch[(cfg.dataset, cfg.task)] / 60
+    return minutes
+
+
+def survey(root: Path | None = None, jobs: list[Planned] | None = None) -> list[State]:
+    """Every job's state, with the minutes each left to run would take on this machine. A job
+    whose runs are another notebook's (01 and 03 share three arms) costs nothing: it takes that
+    job's record (`twin`)."""
+    from . import device, provenance
+
+    root = results_dir() if root is None else root
+    found = states(plan() if jobs is None else jobs, root, provenance.code_fingerprint())
+    done = [s.record for s in found if s.record is not None]
+    per_epoch = epoch_seconds(done, device.cpu_name())
+    first: dict[tuple[str, ...], Job] = {}
+    for s in found:
+        if s.state == "done":
+            continue
+        if s.state == "waiting":
+            s.minutes = estimate_minutes(s.planned, per_epoch, done)
+            continue
+        ids = tuple(run_ids(s.planned))
+        if ids in first:
+            s.why = f"same runs as {first[ids].title}" + (f"; {s.why}" if s.why else "")
+        else:
+            first[ids] = s.planned.job
+            s.minutes = estimate_minutes(s.planned, per_epoch, done)
+    return found
+
+
+def twin(s: State, found: list[State]) -> JobRecord | None:
+    """A current record of another job that trained the same runs, or None."""
+    ids = run_ids(s.planned)
+    return next((o.record for o in found if o.record is not None and o.record.run_ids == ids), None)
+
+
+def listing(found: list[State]) -> list[str]:
+    """One line per job and a total: what is done, stale, refused, waiting or to run."""
+    lines = []
+    for s in found:
+        extra = f" ({s.why})" if s.why else ""
+        cost = f", about {s.minutes:.0f} min" if s.state != "done" else ""
+        lines.append(f"{s.planned.job.title}: {s.state}{extra}{cost}")
+    left = [s for s in found if s.state != "done"]
+    lines.append(f"{len(found) - len(left)} of {len(found)} jobs done; the {len(left)} left take about "
+                 f"{sum(s.minutes for s in left) / 60:.1f} CPU-hours here")
+    return lines
+
+
+# ---- running ----
+
+
+@contextmanager
+def job_lock(job: Job, runs: Path) -> Iterator[bool]:
+    """Whether this process holds the job's lock (another queue running it: False)."""
+    folder = runs / "converge-locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{job.notebook}-{job.name}.lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def stage_curve(run_dir: Path) -> list[dict[str, Any]]:
+    """Per epoch of a run: train loss, validation metric(s), learning rate and seconds, from its
+    metrics.csv and timing.csv."""
+    import csv
+
+    epochs: dict[int, dict[str, Any]] = {}
+    for name in ("metrics.csv", "timing.csv"):
+        path = run_dir / name
+        if not path.is_file():
+            continue
+        with open(path, newline="") as handle:
+            for r in csv.DictReader(handle):
+                if r["split"] in ("train_epoch", "val", "time"):
+                    key = "seconds" if r["metric"] == "elapsed_seconds" else f"{r['split']}_{r['metric']}"
+                    if r["split"] == "time" and key != "seconds":
+                        continue
+                    epochs.setdefault(int(r["epoch"]), {"epoch": int(r["epoch"])})[key] = float(r["value"])
+    return [epochs[e] for e in sorted(epochs)]
+
+
+def stage_record(cfg, result) -> dict[str, Any]:
+    """What a job file keeps of one stage's RunResult."""
+    stop = "plateau" if result.converged else ("cap reached" if cfg.plateau else "fixed length")
+    return {"task": cfg.task, "dataset": cfg.dataset, "run_id": cfg.run_id, "epochs": result.epochs_run,
+            "cap": cfg.epochs, "stop": stop, "selected_epoch": result.selected_epoch, "steps": result.steps,
+            "seconds": result.wall_time, "curve": stage_curve(Path(cfg.run_dir))}
+
+
+def train_job(p: Planned, steps: int | None, runs: Path) -> JobRecord:
+    """Train (or resume, or reuse) one job's runs and make its record."""
+    from . import device, provenance
+    from .experiments.common import run_arm_results
+
+    started = time.perf_counter()
+    pre, sup = configs(p, steps, runs)
+    arm = p.arm if steps is None else p.arm.replace(steps=steps)
+    row, results = run_arm_results(arm, p.job.seed, p.settings, dataset=p.dataset,
+                                   data_options=p.data_options, runs_dir=runs)
+    ran = [c for c in (pre, sup) if c is not None]
+    stages = [stage_record(cfg, res) for cfg, res in zip(ran, results)]
+    flops = row.get("flops") or sum(s["steps"] * step_flops(cfg) for s, cfg in zip(stages, ran))
+    identity = provenance.code_identity()
+    return JobRecord(job=asdict(p.job), row=row, stages=stages, run_ids=[s["run_id"] for s in stages],
+                     code_fingerprint=identity["code_fingerprint"],
+                     commit=identity["commit"] if identity["verified"] else None,
+                     precision=sup.precision, wall_seconds=time.perf_counter() - started,
+                     machine=device.machine(), flops=float(flops))
+
+
+def _child(p: Planned, steps: int | None, runs: str, path: str) -> None:
+    """One job in a child process: train it, then write its file (atomically)."""
+    write_record(train_job(p, steps, Path(runs)), Path(path))
+
+
+def stages_line(record: JobRecord) -> str:
+    """'pretrain 41 epochs (plateau); supervised 23 epochs (plateau)'."""
+    return "; ".join(f"{s['task']} {s['epochs']} epochs ({s['stop']})" for s in record.stages)
+
+
+def commit_folder(folder: Path, record: JobRecord) -> None:
+    """Commit a notebook's converged folder alone (its new job file and what was rewritten from
+    the jobs), the message naming the job and what it reached."""
+    job = record.job
+    top1 = record.row.get("test_accuracy")
+    message = (f"Converged job {job['notebook'][:2]} {job['key']} seed {job['seed']}: "
+               + (f"test top-1 {top1:.2f}, " if top1 is not None else "") + stages_line(record))
+    subprocess.run(["git", "add", "--", str(folder)], cwd=folder, check=True)
+    subprocess.run(["git", "commit", "-q", "-m", message, "--", str(folder)], cwd=folder, check=True)
+
+
+def run(budget_minutes: float, *, root: Path | None = None, runs: Path | None = None, commit: bool = False,
+        jobs: list[Planned] | None = None, log: Callable[[str], None] = print,
+        target: Callable = _child) -> list[str]:
+    """Run the jobs left (to run, stale, refused), matched jobs first, one at a time, within
+    `budget_minutes`; a job still running when the box ends is stopped (it resumes from its run
+    folder next time). Returns the titles of the jobs finished in this call."""
+    if not (isinstance(budget_minutes, (int, float)) and not isinstance(budget_minutes, bool)
+            and math.isfinite(budget_minutes) and budget_minutes > 0):
+        raise ValueError(f"--budget-minutes must be a positive number of minutes, got {budget_minutes!r}")
+    deadline = time.monotonic() + 60 * budget_minutes - STOP_MARGIN_S
+    root = results_dir() if root is None else root
+    runs = runs_dir() if runs is None else runs
+    finished: list[str] = []
+    while time.monotonic() < deadline:
+        found = survey(root, jobs)
+        todo = [s for s in found if s.state in ("to run", "stale", "refused")]
+        shared = [(s, twin(s, found)) for s in todo]
+        for s, record in shared:
+            if record is not None:
+                row = {**record.row, "arm": s.planned.arm.label}            # this notebook's name for it
+                copy = JobRecord(**{**asdict(record), "job": asdict(s.planned.job), "row": row})
+                write_record(copy, s.planned.job.path(root))
+                log(f"{s.planned.job.title}: the same runs as {Job(**record.job).title}, its record taken")
+        todo = [s for s, record in shared if record is None]
+        ran = _run_next(todo, root, runs, deadline, log, target)
+        if ran is None:
+            break
+        finished.append(ran.title)
+        written = write_notebook(ran.notebook, survey(root, jobs), root)
+        log(f"{ran.title}: done; {ran.notebook} has {written['done']} of {written['total']} jobs"
+            + (", its verdict pairs written" if written["written"] else ""))
+        if commit:
+            commit_folder(written["folder"], read_record(ran.path(root), ran))
+    found = survey(root, jobs)
+    for notebook in dict.fromkeys(s.planned.job.notebook for s in found):
+        write_notebook(notebook, found, root)
+    log(f"finished {len(finished)} job(s) in this box")
+    return finished
+
+
+def _run_next(todo: list[State], root: Path, runs: Path, deadline: float, log, target) -> Job | None:
+    """Run the first job nobody else holds, in a child process, until it ends or the deadline."""
+    for s in todo:
+        job = s.planned.job
+        with job_lock(job, runs) as mine:
+            if not mine:
+                log(f"{job.title}: another queue is running it")
+                continue
+            steps = None
+            if job.matches is not None:
+                matched = read_record(Job(job.notebook, job.matches, job.seed).path(root),
+                                      Job(job.notebook, job.matches, job.seed))
+                steps = matched_steps(s.planned, matched)
+            log(f"{job.title}: {s.state}{f' ({s.why})' if s.why else ''}; about {s.minutes:.0f} min")
+            child = multiprocessing.get_context("spawn").Process(
+                target=target, args=(s.planned, steps, str(runs), str(job.path(root))), name=job.title)
+            child.start()
+            while child.is_alive() and time.monotonic() < deadline:
+                child.join(POLL_S)
+            if child.is_alive():
+                child.kill()
+                child.join()
+                log(f"{job.title}: stopped by the time box; it resumes from its run folder next time")
+                return None
+            if child.exitcode != 0:
+                raise HipcoreError(f"{job.title} failed (exit {child.exitcode}); its output is above")
+            return job
+    return None
+
+
+# ---- a notebook's results from its jobs ----
+
+
+def recorders() -> dict[str, Callable[[Path, list[dict[str, Any]]], Any]]:
+    """{notebook: record(comparisons.csv path, rows)}: each notebook's own paired findings."""
+    from .experiments import flattening, image_arms, imagenet_comparison, mae_positions, point_clouds
+
+    return {"01_imagenet_comparison": lambda path, rows: image_arms.record_findings(path, rows,
+                                                                                    imagenet_comparison.FINDINGS),
+            "03_mae_positional_embeddings": lambda path, rows: image_arms.record_findings(path, rows,
+                                                                                          mae_positions.FINDINGS),
+            "02_flattening_ablation": flattening.record_findings,
+            "04_point_clouds": point_clouds.record_findings}
+
+
+def jobs_table(found: list[State]) -> list[dict[str, Any]]:
+    """One row per job of a notebook: state, why, epochs and stop per stage, precision, CPU."""
+    out = []
+    for s in found:
+        r = s.record
+        out.append({"job": s.planned.job.name, "arm": s.planned.arm.label, "seed": s.planned.job.seed,
+                    "state": s.state, "why": s.why,
+                    "stages": stages_line(r) if r else "",
+                    "precision": r.precision if r else "", "cpu": r.machine.get("cpu", "") if r else "",
+                    "minutes_left": round(s.minutes, 1) if s.state != "done" else 0.0})
+    return out
+
+
+def write_notebook(notebook: str, found: list[State], root: Path) -> dict[str, Any]:
+    """results/<notebook>/converged/: jobs.json (every job's state) always; runs.json, arms.csv
+    and comparisons.csv (the verdict pairs) only once every job is done, in one precision (pairs
+    never mix precisions). -> {'folder', 'done', 'total', 'missing': [job names], 'written'}."""
+    from .experiments.common import write_arms, write_runs
+
+    mine = [s for s in found if s.planned.job.notebook == notebook]
+    folder = root / notebook / PROFILE
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(folder / "jobs.json", json.dumps(jobs_table(mine), indent=1) + "\n")
+    missing = [s.planned.job.name for s in mine if s.state != "done"]
+    out = {"folder": folder, "done": len(mine) - len(missing), "total": len(mine), "missing": missing, "written": []}
+    precisions = {s.record.precision for s in mine if s.record is not None}
+    if missing or len(precisions) > 1:
+        if len(precisions) > 1:
+            out["missing"] = [f"one precision for every job (found {', '.join(sorted(precisions))})"]
+        (folder / "comparisons.csv").unlink(missing_ok=True)     # a partial set is never a verdict
+        return out
+    rows = [{**s.record.row, "precision": s.record.precision} for s in mine]
+    (folder / "comparisons.csv").unlink(missing_ok=True)
+    recorders()[notebook](folder / "comparisons.csv", rows)
+    out["written"] = [write_runs(folder, rows), write_arms(folder / "arms.csv", rows), folder / "comparisons.csv"]
+    return out
+
+
+# ---- command line ----
+
+
+def add_commands(sub) -> None:
+    """`converge` on an argparse subparsers object."""
+    from .argtypes import positive_float
+
+    queue = sub.add_parser("converge", help="train the converged profile's jobs, a time box at a time",
+                           description=cmd_converge.__doc__)
+    queue.add_argument("--list", action="store_true", help="list every job, its state and minutes here; train nothing")
+    queue.add_argument("--budget-minutes", type=positive_float, default=None,
+                       help="train what is left for at most this many minutes")
+    queue.add_argument("--commit", action="store_true", help="commit each notebook's folder as a job lands (git)")
+    queue.set_defaults(func=cmd_converge)
+
+
+def cmd_converge(args: argparse.Namespace) -> int:
+    """Lists the converged profile's jobs (notebooks 01-04: each arm and seed to its plateau)
+    with their state and estimated minutes on this machine; with --budget-minutes, trains the
+    ones left within that time box, one job at a time. Run it again to go on."""
+    from . import provenance
+
+    if args.list or args.budget_minutes is None:
+        print("\n".join(listing(survey())))
+        return 0
+    if args.commit and provenance.git_state()["dirty"] is not False:
+        raise HipcoreError("--commit needs a clean checkout (only results/ may differ from HEAD): commit "
+                           "or stash the code first")
+    os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+    run(args.budget_minutes, commit=args.commit)
+    return 0

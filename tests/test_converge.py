@@ -1,0 +1,184 @@
+"""The converged queue: job files (round trip, each refused form), stale detection, the time
+box, a job killed in the middle, two queues in one checkout, and FLOP-matched steps."""
+
+import json
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import pytest
+
+from hipcore import converge, provenance
+from hipcore.converge import Job, JobFileError, JobRecord, Planned
+from hipcore.experiments import common
+from hipcore.experiments.image_arms import HIP_CLASSIFICATION, HIP_MAE
+
+SMOKE = {**common.IMAGE_TABLE["smoke"], "limit_train": 128, "limit_test": 64, "batch_size": 32}
+
+
+def planned(key="hip_classification", seed=0, matches=None, arm=HIP_CLASSIFICATION):
+    return Planned(Job("01_imagenet_comparison", key, seed, matches), SMOKE, arm)
+
+
+def record(p: Planned, **changes) -> JobRecord:
+    row = {"arm": p.arm.label, "seed": p.job.seed, **common.arm_settings(p.arm, p.settings), "test_accuracy": 50.0,
+           "converged": True, "epochs_run": 3}
+    base = JobRecord(job=asdict(p.job), row=row, stages=[
+        {"task": "supervised", "dataset": "fashion_mnist", "run_id": converge.run_ids(p)[-1], "epochs": 3,
+         "seconds": 30.0, "stop": "plateau", "curve": []}], run_ids=converge.run_ids(p),
+        code_fingerprint=provenance.code_fingerprint(), commit="a" * 40, precision="fp32", wall_seconds=30.0,
+        machine={"cpu": "test cpu"}, flops=1e12)
+    return replace(base, **changes)
+
+
+def test_a_job_file_round_trips(tmp_path):
+    p = planned()
+    path = converge.write_record(record(p), p.job.path(tmp_path))
+    assert converge.read_record(path, p.job) == record(p, finished=converge.read_record(path, p.job).finished)
+    [state] = converge.states([p], tmp_path, provenance.code_fingerprint())
+    assert state.state == "done"
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda text: text[: len(text) // 2], "not a complete job file"),
+    (lambda text: json.dumps({**json.loads(text), "job": {**json.loads(text)["job"], "seed": 7}}),
+     "copied or duplicated"),
+    (lambda text: json.dumps({**json.loads(text), "commit": None}), "dirty tree"),
+    (lambda text: json.dumps({k: v for k, v in json.loads(text).items() if k != "stages"}), "lacks stages"),
+    (lambda text: json.dumps({**json.loads(text), "format": 99}), "format 99"),
+])
+def test_a_damaged_job_file_is_refused_naming_it_and_runs_again(tmp_path, damage, words):
+    p = planned()
+    path = converge.write_record(record(p), p.job.path(tmp_path))
+    path.write_text(damage(path.read_text()))
+    with pytest.raises(JobFileError, match=words) as error:
+        converge.read_record(path, p.job)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+    [state] = converge.states([p], tmp_path, provenance.code_fingerprint())
+    assert state.state == "refused" and words in state.why
+
+
+def test_a_job_from_other_training_code_or_settings_is_stale(tmp_path):
+    p = planned()
+    converge.write_record(record(p, code_fingerprint="000000000000"), p.job.path(tmp_path))
+    [state] = converge.states([p], tmp_path, provenance.code_fingerprint())
+    assert state.state == "stale" and "training code 000000000000" in state.why
+    converge.write_record(record(p, run_ids=["supervised-00000000"]), p.job.path(tmp_path))
+    [state] = converge.states([p], tmp_path, provenance.code_fingerprint())
+    assert state.state == "stale" and "settings changed" in state.why
+
+
+def test_a_matched_control_waits_then_trains_the_steps_of_its_match_flops(tmp_path, monkeypatch):
+    arm, control = planned("hip_mae", arm=HIP_MAE), planned("perceiver_matched", matches="hip_mae")
+    [waiting] = [s for s in converge.states([arm, control], tmp_path, "x") if s.planned is control]
+    assert waiting.state == "waiting"
+    monkeypatch.setattr(converge, "step_flops", lambda cfg: 1e9)
+    converge.write_record(record(arm, flops=2.5e12), arm.job.path(tmp_path))
+    assert converge.matched_steps(control, converge.read_record(arm.job.path(tmp_path), arm.job)) == 2500
+    with pytest.raises(JobFileError, match="records no FLOPs"):
+        converge.matched_steps(control, record(arm, flops=None))
+
+
+def _sleeps(p, steps, runs, path):                      # a job that never finishes in the box
+    time.sleep(600)
+
+
+def _writes(p, steps, runs, path):                      # a job that finishes at once
+    converge.write_record(record(p), Path(path))
+
+
+def test_the_time_box_stops_a_running_job_and_leaves_no_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(converge, "STOP_MARGIN_S", 0.0)
+    p = planned()
+    start = time.monotonic()
+    done = converge.run(0.05, root=tmp_path, runs=tmp_path / "runs", jobs=[p], target=_sleeps, log=lambda s: None)
+    assert done == [] and time.monotonic() - start < 300     # the child would sleep 600 s
+    assert not p.job.path(tmp_path).exists()                     # killed mid-job: nothing half-written
+    done = converge.run(10, root=tmp_path, runs=tmp_path / "runs", jobs=[p], target=_writes, log=lambda s: None)
+    assert done == [p.job.title] and converge.read_record(p.job.path(tmp_path), p.job)
+
+
+def test_a_job_another_queue_holds_is_skipped(tmp_path):
+    p = planned()
+    lines = []
+    with converge.job_lock(p.job, tmp_path / "runs") as mine:
+        assert mine
+        done = converge.run(10, root=tmp_path, runs=tmp_path / "runs", jobs=[p], target=_writes, log=lines.append)
+    assert done == [] and any("another queue is running it" in line for line in lines)
+
+
+def test_a_job_with_another_notebooks_runs_takes_its_record(tmp_path):
+    first = planned()
+    second = replace(first, job=Job("03_mae_positional_embeddings", "hip_classification", 0))
+    converge.write_record(record(first), first.job.path(tmp_path))
+    done = converge.run(10, root=tmp_path, runs=tmp_path / "runs", jobs=[first, second], target=_sleeps,
+                        log=lambda s: None)
+    assert done == []
+    taken = converge.read_record(second.job.path(tmp_path), second.job)
+    assert taken.row == record(first).row and taken.job["notebook"] == "03_mae_positional_embeddings"
+
+
+def test_the_plan_holds_every_paper_row_at_five_seeds_and_controls_at_three():
+    jobs = converge.plan()
+    seeds = {}
+    for p in jobs:
+        seeds.setdefault((p.job.notebook, p.job.key), set()).add(p.job.seed)
+    assert seeds[("01_imagenet_comparison", "hip_mae")] == {0, 1, 2, 3, 4}
+    assert seeds[("02_flattening_ablation", "shuffled_mae")] == {0, 1, 2, 3, 4}
+    assert seeds[("04_point_clouds", "stored_mae")] == {0, 1, 2, 3, 4}
+    assert seeds[("03_mae_positional_embeddings", "compute_matched")] == {0, 1, 2}
+    assert all(p.settings["plateau"] and p.settings["limit_test"] is None for p in jobs)
+    lines = converge.listing(converge.survey(Path("/nonexistent"), jobs))
+    assert lines[-1].startswith(f"0 of {len(jobs)} jobs done") and "CPU-hours" in lines[-1]
+
+
+@pytest.mark.parametrize("budget", [0, -1, float("nan"), float("inf"), True])
+def test_a_budget_that_is_not_a_positive_number_is_refused(tmp_path, budget):
+    with pytest.raises(ValueError, match="--budget-minutes"):
+        converge.run(budget, root=tmp_path, jobs=[])
+
+
+def test_a_real_job_trains_and_records_its_curve_stop_and_flops(tmp_path, monkeypatch):
+    p = replace(planned(), settings={**SMOKE, "epochs": 2, "plateau": True, "min_epochs": 1})
+    monkeypatch.setattr(provenance, "code_identity", lambda: {"code_fingerprint": provenance.code_fingerprint(),
+                                                             "commit": "b" * 40, "verified": True})
+    rec = converge.train_job(p, None, tmp_path / "runs")
+    [stage] = rec.stages
+    assert stage["task"] == "supervised" and stage["stop"] in ("plateau", "cap reached")
+    assert [e["epoch"] for e in stage["curve"]] == list(range(1, stage["epochs"] + 1))
+    assert {"train_epoch_loss", "val_accuracy", "seconds"} <= set(stage["curve"][0])
+    assert rec.flops > 0 and rec.commit == "b" * 40 and rec.machine["cpu"]
+    path = converge.write_record(rec, p.job.path(tmp_path))
+    assert converge.read_record(path, p.job).run_ids == converge.run_ids(p)
+
+
+def finished(p: Planned, top1: float, precision: str = "bf16") -> JobRecord:
+    return record(p, row={**record(p).row, "test_accuracy": top1}, precision=precision)
+
+
+def test_a_notebook_gets_verdict_pairs_only_when_every_job_is_done_in_one_precision(tmp_path):
+    from hipcore.experiments.image_arms import PERCEIVER_FOURIER
+    from hipcore.report import read_comparisons
+
+    fourier = common.Arm(PERCEIVER_FOURIER, variant="perceiver_small", position="fourier", ordering="raster")
+    jobs = [planned("hip_mae", s, arm=HIP_MAE) for s in (0, 1)] + [planned("perceiver_fourier", s, arm=fourier)
+                                                                   for s in (0, 1)]
+    for p, top1 in zip(jobs[:3], (80.0, 81.0, 78.0)):
+        converge.write_record(finished(p, top1), p.job.path(tmp_path))
+    found = converge.states(jobs, tmp_path, provenance.code_fingerprint())
+    out = converge.write_notebook("01_imagenet_comparison", found, tmp_path)
+    assert out["missing"] == ["perceiver_fourier-seed1"] and out["written"] == []
+    assert not (out["folder"] / "comparisons.csv").exists()
+    assert [j["state"] for j in json.loads((out["folder"] / "jobs.json").read_text())] == ["done"] * 3 + ["to run"]
+
+    converge.write_record(finished(jobs[3], 79.5, precision="fp32"), jobs[3].job.path(tmp_path))
+    found = converge.states(jobs, tmp_path, provenance.code_fingerprint())
+    out = converge.write_notebook("01_imagenet_comparison", found, tmp_path)
+    assert out["written"] == [] and "one precision" in out["missing"][0]
+
+    converge.write_record(finished(jobs[3], 79.5), jobs[3].job.path(tmp_path))
+    found = converge.states(jobs, tmp_path, provenance.code_fingerprint())
+    out = converge.write_notebook("01_imagenet_comparison", found, tmp_path)
+    pairs = read_comparisons(out["folder"] / "comparisons.csv")
+    assert [(int(r["seed"]), float(r["baseline"]), float(r["treatment"])) for r in pairs] == [(0, 78.0, 80.0),
+                                                                                            (1, 79.5, 81.0)]
