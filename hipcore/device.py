@@ -1,7 +1,7 @@
 """The device a run computes on, its numeric precision, and a description of the machine.
 
     pick_device('auto' | 'cpu' | 'cuda' | 'cuda:1')   -> torch.device (CUDA when present)
-    resolve(requested precision, device)            -> 'fp32' | 'bf16' | 'fp16', once per process
+    resolve(requested precision, device)            -> 'fp32' | 'bf16' | 'fp16', by the hardware
     machine()                                       -> CPU, cores, threads, memory, GPU, versions
 
 Numeric precision of a run: float32, or bfloat16 / float16 autocast over float32 weights.
@@ -14,14 +14,14 @@ autocast: matmuls and attention in 16 bits, reductions, norms and losses in floa
 master weights, gradients, optimiser state and losses stay float32, so checkpoints are the
 same whatever the precision. 'fp16' adds a gradient scaler against underflow.
 
-`resolve` decides once per process and device:
-- CUDA: 'auto' times a training step of a small HiP (batch 512) in fp32 and in bf16 (fp16 on
-  a GPU without bf16, e.g. a T4) and takes the faster: on an H200 small3's step was launch-bound
-  and slower in bf16 (15.5 ms) than in fp32 (12.7 ms) at batch 128.
-- CPU: 'auto' is bf16 only where the processor computes it natively (AMX-BF16 or AVX512-BF16
-  in /proc/cpuinfo's flags) AND a training step of a small HiP measures faster in bf16 than
-  in fp32; otherwise fp32. An explicit 'bf16' or 'fp16' the CPU cannot compute natively is an
-  error: torch would emulate it, slower than fp32, which is never what was meant.
+`resolve` is the one place a precision is decided; every caller asks it, and a run records
+what it answered in its config.json. 'auto' is decided by the hardware alone, never by timing:
+- CPU: bf16 where the processor computes it natively (AMX-BF16 or AVX512-BF16 among
+  /proc/cpuinfo's flags), fp32 elsewhere, and fp32 where the flags are unknown (no
+  /proc/cpuinfo, e.g. macOS).
+- CUDA: bf16 where torch.cuda.is_bf16_supported(), fp32 elsewhere (fp16 only when asked for).
+An explicit 'bf16' or 'fp16' the CPU cannot compute natively is an error: torch would
+emulate it, slower than fp32, which is never what was meant.
 """
 
 from __future__ import annotations
@@ -30,9 +30,7 @@ import contextlib
 import functools
 import os
 import platform
-import sys
-import time
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -65,10 +63,10 @@ def check_name(precision: str) -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def cpu_flags() -> frozenset[str]:
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
     """The CPU feature flags of /proc/cpuinfo (empty where there is none, e.g. macOS)."""
     try:
-        with open("/proc/cpuinfo") as f:
+        with open(cpuinfo) as f:
             for line in f:
                 if line.startswith("flags"):
                     return frozenset(line.split(":", 1)[1].split())
@@ -115,11 +113,8 @@ def _why_not(precision: str, device: torch.device) -> str:
     return f"{device.type} devices are not supported for {precision} here"
 
 
-def resolve(requested: str, device: torch.device | str,
-            measure: Callable[[], dict[str, float]] | None = None) -> str:
-    """'auto' or an explicit precision -> the one this device computes (see the module doc).
-
-    measure: for tests, replaces the step timing ({'fp32': s, 'bf16' (or 'fp16'): s})."""
+def resolve(requested: str, device: torch.device | str) -> str:
+    """'auto' or an explicit precision -> the one `device` computes (see the module doc)."""
     device = torch.device(device)
     check_name(requested)
     if requested != "auto":
@@ -128,67 +123,8 @@ def resolve(requested: str, device: torch.device | str,
                                  f"{_why_not(requested, device)}. Use --precision fp32 or auto.")
         return requested
     if device.type == "cuda":
-        low = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    elif device.type == "cpu" and native_on_cpu("bf16"):
-        low = "bf16"
-    else:
-        return "fp32"
-    seconds = measure() if measure is not None else _measured_steps(str(device), low)
-    return low if seconds[low] < seconds["fp32"] else "fp32"
-
-
-@functools.lru_cache(maxsize=None)
-def _steps_cached(device: str, low: str, threads: int) -> tuple[tuple[str, float], ...]:
-    seconds = time_steps(torch.device(device), low)
-    where = torch.cuda.get_device_name(device) if device.startswith("cuda") else f"{cpu_name()}, {threads} threads"
-    print(f"precision auto: a small3 training step takes {seconds['fp32'] * 1e3:.1f} ms in fp32 and "
-          f"{seconds[low] * 1e3:.1f} ms in {low} on {where}: "
-          f"training in {low if seconds[low] < seconds['fp32'] else 'fp32'}", file=sys.stderr)
-    return tuple(seconds.items())
-
-
-def _measured_steps(device: str, low: str) -> dict[str, float]:
-    """The step timing of `device`, measured once per process (and per thread count)."""
-    return dict(_steps_cached(device, low, torch.get_num_threads()))
-
-
-def time_steps(device: torch.device, low: str = "bf16", batch: int = 64, repeats: int = 3) -> dict[str, float]:
-    """Best seconds of a classification step (forward, backward, AdamW) of small3 on 28 x 28
-    random images on `device`, in fp32 and under `low` autocast, interleaved. On a GPU the
-    batch is 512 (a GPU's work at 64 is launch-bound whatever the precision)."""
-    from .config import ModalitySpec, variant
-    from .model import HiP
-
-    gpu = device.type == "cuda"
-    batch = 512 if gpu else batch
-    generator = torch.Generator().manual_seed(0)
-    x = {"image": torch.rand(batch, 784, 1, generator=generator).to(device)}
-    y = torch.randint(0, 10, (batch,), generator=generator).to(device)
-    with torch.random.fork_rng(devices=[device] if gpu else []):   # never moves the caller's seeds
-        torch.manual_seed(0)
-        hip = HiP(variant("small3", num_classes=10), {"image": ModalitySpec(784, 1, (28, 28))}).to(device)
-    optimizer = torch.optim.AdamW(hip.parameters(), lr=1e-4)
-
-    def step(precision: str) -> float:
-        if gpu:
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        with autocast(precision, device):
-            loss = torch.nn.functional.cross_entropy(hip(x, reconstruct=False).logits.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if gpu:
-            torch.cuda.synchronize(device)
-        return time.perf_counter() - start
-
-    best = {"fp32": float("inf"), low: float("inf")}
-    for precision in best:
-        step(precision)                                        # warm-up
-    for _ in range(repeats):
-        for precision in best:
-            best[precision] = min(best[precision], step(precision))
-    return best
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if device.type == "cpu" and native_on_cpu("bf16") else "fp32"
 
 
 def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:

@@ -33,6 +33,8 @@ REPO = Path(__file__).resolve().parent.parent
 TRAINING_CODE = ("hipcore/model", "hipcore/train", "hipcore/data", "hipcore/config.py", "hipcore/device.py")
 PACKAGES = ("torch", "numpy", "matplotlib", "papermill", "nbformat")
 FILE = "provenance.json"
+RUNS = "runs.json"      # a results folder's runs, one row each as experiments.common.run_arm returned it:
+                        # what a reading notebook starts from, and the precision each run recorded
 
 
 # Everything whose code makes a result: the package and the notebooks. A results folder is
@@ -171,24 +173,42 @@ def packages() -> dict[str, str]:
     return out
 
 
-def machine(settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """`device.machine()` and the precision the runs used (settings['precision'], 'auto' when
-    the settings name none, as resolved on this machine)."""
-    precision = device.resolve((settings or {}).get("precision") or "auto", device.pick_device("auto"))
-    return {**device.machine(), "precision": str(precision)}
+def machine(settings: Mapping[str, Any] | None = None, folder: str | Path | None = None) -> dict[str, Any]:
+    """`device.machine()` and the precision the runs computed in, as they recorded it."""
+    return {**device.machine(), "precision": recorded_precision(settings, folder)}
 
 
-def collect(settings: Mapping[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
-    """The whole record: git, training-code fingerprint, packages, machine, plus `extra`."""
+def recorded_precision(settings: Mapping[str, Any] | None = None, folder: str | Path | None = None) -> str:
+    """The precision the runs recorded: the 'precision' of the rows of `folder`'s runs.json (each
+    from its run's config.json; several joined by '+'), else settings['precision'] when it names
+    one. Only where neither records it (settings 'auto', no runs) is device.resolve asked,
+    whose answer on this machine is the one every run here was given."""
+    path = Path(folder) / RUNS if folder is not None else None
+    if path is not None and path.is_file():
+        try:
+            rows = json.loads(path.read_text())
+        except ValueError as error:
+            raise ValueError(f"{path}: not JSON ({error})") from None
+        found = sorted({r["precision"] for r in rows if isinstance(r, dict) and r.get("precision")})
+        if found:
+            return "+".join(found)
+    requested = (settings or {}).get("precision") or "auto"
+    return requested if requested != "auto" else device.resolve("auto", device.pick_device("auto"))
+
+
+def collect(settings: Mapping[str, Any] | None = None, folder: str | Path | None = None,
+            **extra: Any) -> dict[str, Any]:
+    """The whole record: git, training-code fingerprint, packages, machine, plus `extra`; the
+    precision is what the runs of `folder` recorded (`recorded_precision`)."""
     return {**code_identity(), "packages": packages(),
-            "machine": machine(settings), "written": time.strftime("%Y-%m-%d %H:%M:%S %Z"), **extra}
+            "machine": machine(settings, folder), "written": time.strftime("%Y-%m-%d %H:%M:%S %Z"), **extra}
 
 
 def write(folder: str | Path, settings: Mapping[str, Any] | None = None, **extra: Any) -> Path:
     """collect(...) as `<folder>/provenance.json`."""
     path = Path(folder) / FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, json.dumps(collect(settings, **extra), indent=2, default=str) + "\n")
+    write_text_atomic(path, json.dumps(collect(settings, folder, **extra), indent=2, default=str) + "\n")
     return path
 
 

@@ -1,7 +1,9 @@
-"""Precision: how 'auto' and explicit choices resolve per device, runs that store what they
+"""Precision: how 'auto' (by the hardware, one function every caller asks) and explicit choices
+resolve per device, runs that store what they
 computed in, low-precision training with float32 master weights, and runs from before the
 setting existed."""
 
+import json
 import re
 
 import pytest
@@ -10,11 +12,17 @@ from test_train_engine import config, run
 from test_train_faults import run_until
 
 from hipcore import device as prec
+from hipcore import provenance
+from hipcore.bench import suite as bench_suite
+from hipcore.experiments import common, image_arms
+from hipcore.experiments import precision_parity as parity
+from hipcore.model import HiP
 from hipcore.train import ConfigMismatchError, TrainConfig
 
 CPU = torch.device("cpu")
 NO_BF16 = frozenset({"avx2", "fma"})
 AMX = frozenset({"avx2", "avx512f", "amx_tile", "amx_bf16"})
+AVX512_BF16 = frozenset({"avx2", "avx512f", "avx512_bf16"})
 
 
 @pytest.fixture
@@ -40,23 +48,61 @@ def test_explicit_choices_resolve_to_themselves_or_fail_naming_the_cpu_flags(fla
         prec.resolve("float16", CPU)
 
 
-def test_auto_on_a_cpu_takes_bf16_only_where_native_and_measured_faster(flags):
-    def never():
-        raise AssertionError("no timing on a CPU without native bf16")
-    flags(NO_BF16)
-    assert prec.resolve("auto", CPU, measure=never) == "fp32"
-    flags(AMX)
-    assert prec.resolve("auto", CPU, measure=lambda: {"fp32": 0.30, "bf16": 0.12}) == "bf16"
-    assert prec.resolve("auto", CPU, measure=lambda: {"fp32": 0.30, "bf16": 0.54}) == "fp32"
+@pytest.mark.parametrize("cpu, expected", [(AMX, "bf16"), (AVX512_BF16, "bf16"), (NO_BF16, "fp32"),
+                                           (frozenset(), "fp32")])           # empty: flags unknown
+def test_auto_on_a_cpu_is_bf16_exactly_where_its_flags_compute_it_and_nothing_is_timed(flags, monkeypatch,
+                                                                                     cpu, expected):
+    def never(*args, **kwargs):
+        raise AssertionError("'auto' ran a model: precision is decided by the hardware, not by timing")
+    monkeypatch.setattr(HiP, "forward", never)
+    flags(cpu)
+    assert prec.resolve("auto", CPU) == expected
 
 
-def test_the_cpu_timing_leaves_the_callers_random_state_alone():
-    torch.manual_seed(5)
-    expected = torch.rand(3)
-    torch.manual_seed(5)
-    seconds = prec.time_steps(CPU, batch=4, repeats=1)
-    assert set(seconds) == {"fp32", "bf16"} and all(s > 0 for s in seconds.values())
-    assert torch.equal(torch.rand(3), expected)
+def test_cpu_flags_are_read_from_cpuinfo_and_unknown_without_it(tmp_path):
+    head = "processor\t: 0\nmodel name\t: Some CPU\n"
+    with_bf16, without = tmp_path / "with", tmp_path / "without"
+    with_bf16.write_text(head + "flags\t\t: fpu sse avx2 avx512f avx512_bf16 amx_tile\n\n" + head)
+    without.write_text(head + "flags\t\t: fpu sse avx2 fma\n")
+    assert {"avx512_bf16", "amx_tile", "fpu"} <= prec.cpu_flags(str(with_bf16))
+    assert prec.native_on_cpu("bf16", prec.cpu_flags(str(with_bf16)))
+    assert not prec.native_on_cpu("bf16", prec.cpu_flags(str(without)))
+    assert prec.cpu_flags(str(tmp_path / "no cpuinfo")) == frozenset()
+
+
+def test_auto_on_a_gpu_is_bf16_where_torch_says_it_is_supported(monkeypatch):
+    gpu = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert prec.resolve("auto", gpu) == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)     # e.g. a T4
+    assert prec.resolve("auto", gpu) == "fp32"
+
+
+@pytest.mark.parametrize("cpu", [AMX, NO_BF16])
+def test_every_former_caller_gets_the_answer_of_the_one_function(tmp_path, flags, cpu):
+    flags(cpu)
+    answer = prec.resolve("auto", CPU)
+    result = run(config(tmp_path, "run", max_steps=1))                        # the loop
+    assert result.precision == answer == json.loads((result.run_dir / "config.json").read_text())["precision"]
+    settings = {**common.IMAGE_TABLE["smoke"], "precision": "auto"}
+    _, sup = common.train_configs(image_arms.HIP_MAE, 0, settings, dataset="fashion_mnist", runs_dir=tmp_path)
+    assert sup.precision == answer                                             # the notebooks' runs
+    assert provenance.machine({"precision": "auto"})["precision"] == answer    # a record with no runs
+    assert parity.fastest_precision("cpu") == answer
+    assert bench_suite._Run({"precision": "auto"}, 1, {}, print).precision == answer
+
+
+def test_provenance_reads_the_precision_the_runs_recorded(tmp_path, flags):
+    flags(NO_BF16)                                       # this machine would answer fp32
+    rows = [{"arm": "a", "seed": 0, "precision": "bf16"}, {"arm": "a", "seed": 1, "precision": "bf16"}]
+    (tmp_path / provenance.RUNS).write_text(json.dumps(rows))
+    record = json.loads(provenance.write(tmp_path, {"precision": "auto"}).read_text())
+    assert record["machine"]["precision"] == "bf16"
+    (tmp_path / provenance.RUNS).write_text(json.dumps(rows + [{"arm": "b", "seed": 0, "precision": "fp32"}]))
+    assert provenance.machine({}, tmp_path)["precision"] == "bf16+fp32"
+    (tmp_path / provenance.RUNS).write_text(json.dumps([{"arm": "a", "seed": 0}]))    # written before runs recorded it
+    assert provenance.machine({"precision": "bf16"}, tmp_path)["precision"] == "bf16"
+    assert provenance.machine({}, tmp_path)["precision"] == "fp32"
 
 
 def test_autocast_and_the_scaler_follow_the_precision():
@@ -101,12 +147,3 @@ def test_a_bf16_run_resumes_exactly_and_refuses_a_machine_resolving_otherwise(tm
     flags(NO_BF16)                                       # the same run directory on another CPU
     with pytest.raises(ConfigMismatchError, match=r"(?s)precision: 'bf16' -> 'fp32'.*trained in bf16"):
         run_until(config(tmp_path, "run"))
-
-
-def test_auto_on_a_gpu_is_chosen_by_a_timed_step_too(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    gpu = torch.device("cuda")
-    assert prec.resolve("auto", gpu, measure=lambda: {"fp32": 0.0127, "bf16": 0.0155}) == "fp32"
-    assert prec.resolve("auto", gpu, measure=lambda: {"fp32": 0.0127, "bf16": 0.0040}) == "bf16"
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)     # a T4: fp16 or fp32
-    assert prec.resolve("auto", gpu, measure=lambda: {"fp32": 0.02, "fp16": 0.01}) == "fp16"

@@ -31,7 +31,7 @@ def add_commands(subparsers) -> None:
                        help="torch threads (default: the profile's, else all cores)")
     bench.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"),
                        help="precision of the steps (default: the profile's, auto: bf16 where this CPU "
-                            "computes it natively and it measures faster, else fp32)")
+                            "computes it natively, else fp32)")
     bench.add_argument("--checkpoint", action="store_true",
                        help="activation checkpointing in hipcore models (less memory, more time)")
     bench.add_argument("--results-dir", default="results", help="default: results")
@@ -56,7 +56,7 @@ def run_bench(args: argparse.Namespace) -> int:
     run = suite.run(settings, options={"checkpoint": True} if args.checkpoint else None)
     out = Path(args.results_dir) / "05_efficiency" / args.profile
     paths = results.save(run, out)
-    paths.append(provenance.write(out, {"precision": settings.get("precision") or "auto"}, profile=args.profile,
+    paths.append(provenance.write(out, {"precision": run.info["precision"]}, profile=args.profile,
                                   command=provenance.command("bench", profile=args.profile, models=args.models,
                                                              sides=args.sides, batch=args.batch,
                                                              repeats=args.repeats, threads=args.threads,

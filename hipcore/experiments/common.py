@@ -25,7 +25,7 @@ from ..device import resolve as resolve_precision
 from ..files import write_text_atomic
 from ..locations import runs_dir as default_runs_dir
 from ..progress import run_line
-from ..provenance import code_fingerprint, relative
+from ..provenance import RUNS, code_fingerprint, relative
 from ..report import append_comparison
 from ..results import ARM_SETTINGS
 from ..train import RunResult, TrainConfig, train
@@ -159,7 +159,7 @@ def run_arm_results(arm: Arm, seed: int, settings: Mapping[str, Any], *, dataset
         row.update(pretrain_test_loss=pre.metrics.get("test_loss"), pretrain_seconds=pre.wall_time)
     sup = train(sup_cfg, train_data=train_data, test_data=test_data, wait_s=SHARED_RUN_WAIT_S)
     row.update(test_accuracy=100.0 * sup.metrics["test_accuracy"], test_loss=sup.metrics["test_loss"],
-               train_seconds=sup.wall_time, train_examples_per_s=sup.throughput,
+               train_seconds=sup.wall_time, train_examples_per_s=sup.throughput, precision=sup.precision,
                run_dir=relative(sup.run_dir), checkpoint=relative(sup.last_checkpoint))
     row["total_seconds"] = row["pretrain_seconds"] + row["train_seconds"]
     if sup.converged is not None:                     # with a validation set: whether each stage reached its plateau
@@ -192,9 +192,6 @@ def write_arms(path: str | Path, rows: list[dict[str, Any]]) -> Path:
     writer.writerows([label, *("" if s[k] is None else s[k] for k in ARM_SETTINGS)] for label, s in arms.items())
     write_text_atomic(path, text.getvalue())
     return path
-
-
-RUNS = "runs.json"      # every run's row as run_arm returned it: what a reading notebook starts from
 
 
 def write_runs(folder: str | Path, rows: list[dict[str, Any]]) -> Path:

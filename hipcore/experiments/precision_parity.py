@@ -31,7 +31,7 @@ LOG_EVERY = 2            # a train-loss row every 2 steps: a curve even at smoke
 
 
 def fastest_precision(device: str = "auto") -> str:
-    """The precision 'auto' resolves to on this machine ('fp32' where nothing is faster)."""
+    """The precision 'auto' resolves to on this machine (by its hardware: hipcore.device.resolve)."""
     return resolve("auto", pick_device(device))
 
 

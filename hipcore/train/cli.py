@@ -123,7 +123,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     r.add_argument("--device", default=DEFAULTS["device"], help="auto, cpu, cuda or cuda:<index>")
     r.add_argument("--precision", choices=PRECISIONS, default=DEFAULTS["precision"],
                    help="fp32, or bf16/fp16 autocast over fp32 weights; auto: bf16 where the device "
-                        "computes it natively and it measures faster, else fp32 (fp16 on older GPUs)")
+                        "computes it natively, else fp32 (hipcore.device.resolve)")
     r.add_argument("--threads", type=thread_count, default=None,
                    help="torch CPU threads (at most the cores this process may use)")
     r.add_argument("--quiet", action="store_true", help="no progress bar and no epoch lines")

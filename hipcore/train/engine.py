@@ -61,6 +61,7 @@ class RunResult:
                                       # plateau rule (which stops the run only with cfg.plateau)
     selected_epoch: int | None = None  # validation runs: the best-validation epoch whose test
                                        # metrics are `metrics`
+    precision: str = "fp32"           # what the run computed in, as its config.json records it
 
 
 # ---- the loop ----
@@ -264,7 +265,7 @@ def result(run: Run) -> RunResult:
                      best_step=state.best_step, steps=state.step, wall_time=run.elapsed(),
                      throughput=run.throughput(), epochs_run=int(state.metrics.get("epoch", 0)),
                      converged=judged(state.val_history, cfg, run.supervised),
-                     selected_epoch=int(state.selected["epoch"]) if selected else None)
+                     selected_epoch=int(state.selected["epoch"]) if selected else None, precision=cfg.precision)
 
 
 def judged(history: list[float], cfg: TrainConfig, supervised: bool) -> bool | None:
