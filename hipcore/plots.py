@@ -163,21 +163,27 @@ def draw_baselines(arms: dict[str, list[float]], baselines: list[dict], title: s
 
 
 def draw_learning_curves(curves: dict[str, list[dict]], title: str) -> plt.Figure:
-    """Per arm, validation top-1 and loss per epoch (solid), the test ones dashed, from a run's
-    tidy metrics rows (`train.read_metrics(run_dir)`: split 'val' / 'test', metric
-    'accuracy' / 'loss', epoch filled in). An MAE run (no accuracy) draws its losses only."""
+    """Per arm, validation top-1 and loss per epoch (solid lines), and the test set's, evaluated
+    once on the checkpoint validation selected, as a star at that epoch, from a run's tidy
+    metrics rows (`train.read_metrics(run_dir)`: split 'val' / 'test', metric 'accuracy' /
+    'loss', epoch filled in). Runs from before the test set was evaluated once hold a test row
+    per epoch: drawn dashed. An MAE run (no accuracy) draws its losses only."""
     if not curves:
         raise ValueError("draw_learning_curves needs at least one arm")
     fig, (acc, loss) = plt.subplots(1, 2, figsize=(9, 3.4), layout="constrained")
     for i, (label, rows) in enumerate(curves.items()):
-        for split, style in (("val", "-"), ("test", "--")):
-            for ax, metric, scale in ((acc, "accuracy", 100.0), (loss, "loss", 1.0)):
+        for ax, metric, scale in ((acc, "accuracy", 100.0), (loss, "loss", 1.0)):
+            for split in ("val", "test"):
                 points = sorted((r["epoch"], r["value"]) for r in rows
                                 if r["split"] == split and r["metric"] == metric)
-                if points:
-                    epochs, values = zip(*points)
-                    ax.plot(epochs, np.asarray(values) * scale, style, color=f"C{i}", marker=".",
-                            label=f"{label}, {'validation' if split == 'val' else 'test'}")
+                if not points:
+                    continue
+                epochs, values = zip(*points)
+                once = split == "test" and len(points) == 1
+                style = {"ls": "-", "marker": "."} if split == "val" else (
+                    {"ls": "", "marker": "*", "markersize": 10} if once else {"ls": "--", "marker": "."})
+                name = "validation" if split == "val" else "test, selected epoch" if once else "test"
+                ax.plot(epochs, np.asarray(values) * scale, color=f"C{i}", label=f"{label}, {name}", **style)
     acc.set_ylabel("top-1 (%)")
     loss.set_ylabel("loss")
     for ax in (acc, loss):

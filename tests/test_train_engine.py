@@ -13,6 +13,7 @@ from hipcore.train import (
     ConfigMismatchError,
     NonFiniteLossError,
     TrainConfig,
+    engine,
     load_model,
     read_metrics,
     reconstruct_examples,
@@ -85,8 +86,8 @@ def test_supervised_run_leaves_tidy_metrics_config_versions_and_loadable_checkpo
     assert {(r["split"], r["metric"]) for r in rows} == {
         ("train", "loss"), ("train", "lr"), ("train_epoch", "loss"), ("train_epoch", "accuracy"),
         ("test", "loss"), ("test", "accuracy")}
-    test_acc = [r["value"] for r in rows if r["split"] == "test" and r["metric"] == "accuracy"]
-    assert len(test_acc) == 3 and test_acc[-1] == result.metrics["test_accuracy"]
+    test_acc = [(r["epoch"], r["step"], r["value"]) for r in rows if r["split"] == "test" and r["metric"] == "accuracy"]
+    assert test_acc == [(3, 12, result.metrics["test_accuracy"])]          # once, on the final weights
     resolved = precision.resolve("auto", "cpu")                       # what the run stores
     assert {r["run_id"] for r in rows} == {config(tmp_path, epochs=3, precision=resolved).run_id}
     assert json.loads((result.run_dir / "config.json").read_text())["epochs"] == 3
@@ -94,7 +95,7 @@ def test_supervised_run_leaves_tidy_metrics_config_versions_and_loadable_checkpo
         json.loads((result.run_dir / "versions.json").read_text()))
     state = torch.load(result.last_checkpoint, weights_only=True)
     assert state["step"] == 12 and state["loader"]["position"] == 4
-    assert result.best == max(test_acc) and torch.load(result.best_checkpoint, weights_only=True)
+    assert result.best == result.metrics["test_accuracy"] and torch.load(result.best_checkpoint, weights_only=True)
     model = load_model(result.last_checkpoint)
     assert model.config.num_classes == 4 and model.modalities["image"].grid == (8, 8)
     losses = [r["value"] for r in rows if r["split"] == "train_epoch" and r["metric"] == "loss"]
@@ -138,8 +139,10 @@ def test_mae_pretraining_on_two_modalities_then_reconstructions_and_a_figure(tmp
     cfg = config(tmp_path, task="pretrain", epochs=3, mask_ratio=0.75, norm_pix=True)
     result = run(cfg, points=True)
     assert set(result.metrics) == {"epoch", "step", "train_loss", "test_loss"}
-    losses = [r["value"] for r in read_metrics(result.run_dir) if r["split"] == "test"]
-    assert losses[-1] < losses[0] and result.best == min(losses)
+    rows = read_metrics(result.run_dir)
+    losses = [r["value"] for r in rows if r["split"] == "train_epoch"]
+    assert losses[-1] < losses[0]
+    assert [r["value"] for r in rows if r["split"] == "test"] == [result.metrics["test_loss"]] == [result.best]
     model = load_model(result.last_checkpoint)
     assert model.classifier is None
     rec = reconstruct_examples(model, Toy(8, 1, points=True), [0, 5], mask_ratio=0.75, seed=0, norm_pix=True)
@@ -164,3 +167,42 @@ def test_fine_tuning_transfers_positions_frozen_or_all(tmp_path):
     with pytest.raises(ValueError, match=r"trained on other inputs.*\n  modalities \['image'\] in the "
                                          r"checkpoint, \['image', 'points'\] here"):
         run(config(tmp_path, "bad", init_from=str(mae.last_checkpoint), max_steps=1), points=True)
+
+
+@pytest.mark.parametrize("task, val_fraction", [("supervised", 0.25), ("supervised", 0.0), ("pretrain", 0.25)])
+def test_the_test_set_is_evaluated_once_at_the_end_and_validation_every_epoch(tmp_path, monkeypatch, task,
+                                                                              val_fraction):
+    calls, real = [], engine.evaluate
+    test_data = Toy(32, 1)
+
+    def counted(hip, dataset, *args, **kwargs):
+        calls.append("test" if dataset is test_data else "other")
+        return real(hip, dataset, *args, **kwargs)
+    monkeypatch.setattr(engine, "evaluate", counted)
+    result = train(config(tmp_path, task=task, epochs=3, val_fraction=val_fraction),
+                   train_data=Toy(80, 0), test_data=test_data)
+    assert calls == ["other"] * (3 if val_fraction else 0) + ["test"]          # per epoch: validation only
+    rows = read_metrics(result.run_dir)
+    tested = {(r["epoch"], r["step"]) for r in rows if r["split"] == "test"}
+    assert tested == {(result.selected_epoch or 3, result.best_step)}
+    assert not any(r["split"] == "test" for r in rows if r["epoch"] != (result.selected_epoch or 3))
+
+
+def test_the_test_set_is_evaluated_on_the_checkpoint_validation_selected(tmp_path, monkeypatch):
+    real, test_data, seen = engine.evaluate, Toy(32, 1), []
+
+    def falling_validation(hip, dataset, *args, **kwargs):       # validation says epoch 1 was best
+        if dataset is test_data:
+            return real(hip, dataset, *args, **kwargs)
+        seen.append(None)
+        return {"loss": float(len(seen)), "accuracy": 1.0 / len(seen)}
+    monkeypatch.setattr(engine, "evaluate", falling_validation)
+    result = train(config(tmp_path, epochs=3, val_fraction=0.25), train_data=Toy(80, 0), test_data=test_data)
+    assert result.selected_epoch == 1 and result.best_step == 3 and result.steps == 9
+    cfg = TrainConfig.from_dict(json.loads((result.run_dir / "config.json").read_text()))
+    autocast = precision.autocast(cfg.precision, torch.device("cpu"))         # as the run computed
+    on_best = real(load_model(result.best_checkpoint), test_data, cfg, autocast=autocast)
+    on_last = real(load_model(result.last_checkpoint), test_data, cfg, autocast=autocast)
+    assert result.metrics["test_loss"] == on_best["loss"] != on_last["loss"]
+    assert result.metrics["test_accuracy"] == on_best["accuracy"]
+    assert ckpt.load(result.last_checkpoint)["run"]["test"] == on_best                    # recorded in last.pt

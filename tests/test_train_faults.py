@@ -21,7 +21,7 @@ from test_train_engine import TINY, Toy, config, run
 from hipcore import ModalitySpec
 from hipcore.cli import main as hipcore_main
 from hipcore.config import modalities_to_dict
-from hipcore.train import ConfigMismatchError, read_metrics, rundir, train
+from hipcore.train import ConfigMismatchError, engine, read_metrics, rundir, train
 from hipcore.train import checkpoint as ckpt
 from hipcore.train.transfer import TransferMismatchError, transfer
 
@@ -43,6 +43,13 @@ class Killable(Toy):
         if train and self.stop_at is not None and self.train_batches + 1 >= self.stop_at:
             raise Stop
         return super().get_batch(indices, train=train, generator=generator)
+
+
+class DiesWhenTested(Killable):
+    """Toy test data whose evaluation is killed: the run stops in its final test evaluation."""
+
+    def get_batch(self, indices, *, train=False, generator=None):
+        raise Stop
 
 
 def run_until(cfg, stop_at=None, fingerprint="toy-v1", **kw):
@@ -175,6 +182,36 @@ def test_a_lost_last_checkpoint_is_said_and_metrics_are_kept(finished, tmp_path)
     run_until(early, stop_at=3)                                     # starting over loses nothing
     assert not (tmp_path / "early" / "last.pt").exists()
     assert run_until(early).steps == 4
+
+
+def test_a_run_killed_before_or_during_its_final_test_evaluation_completes_it_on_resume(tmp_path, monkeypatch):
+    """Killed after its last step (every epoch checkpointed) but before the test evaluation
+    was recorded: the resumed run evaluates the test set once and ends bit-exactly."""
+    real_save = engine.save
+
+    def dies_after_logging_the_test(run, *paths):          # between the test row and last.pt
+        if run.state.test:
+            raise Stop
+        real_save(run, *paths)
+    for val in (0.0, 0.25):
+        reference = run_until(config(tmp_path, f"reference{val}", val_fraction=val))
+        for how in ("during", "after"):
+            cfg = config(tmp_path, f"{how}{val}", val_fraction=val)
+            data = dict(train_data=Killable(64, 0), test_data=(DiesWhenTested if how == "during" else Killable)(32, 1))
+            monkeypatch.setattr(engine, "save", dies_after_logging_the_test if how == "after" else real_save)
+            with pytest.raises(Stop):
+                train(cfg, **data)
+            monkeypatch.setattr(engine, "save", real_save)
+            state = ckpt.load(tmp_path / f"{how}{val}" / "last.pt")
+            assert state["step"] == reference.steps and state["run"]["test"] == {}    # trained, not tested
+            resumed = run_until(cfg)
+            assert resumed.metrics == reference.metrics and resumed.best == reference.best
+            assert ((tmp_path / f"{how}{val}" / "metrics.csv").read_bytes()
+                    == (tmp_path / f"reference{val}" / "metrics.csv").read_bytes())      # one test row
+            timing = read_metrics(tmp_path / f"{how}{val}" / "timing.csv")
+            assert sum(r["split"] == "test" for r in timing) == 1
+            again, final = ckpt.load(resumed.last_checkpoint), ckpt.load(reference.last_checkpoint)
+            assert all(torch.equal(again["model"][k], final["model"][k]) for k in final["model"])
 
 
 # ---- one writer ----

@@ -131,10 +131,15 @@ def test_learning_curves_figure_draws_validation_and_test_per_arm(tmp_path):
     from hipcore.plots import draw_learning_curves
 
     result = run(config(tmp_path, epochs=2, val_fraction=0.25), n=80)
-    fig = draw_learning_curves({"toy HiP": read_metrics(result.run_dir)}, "toy")
+    rows = read_metrics(result.run_dir)
+    fig = draw_learning_curves({"toy HiP": rows}, "toy")
     acc, loss = fig.axes
-    assert [line.get_label() for line in acc.get_lines()] == ["toy HiP, validation", "toy HiP, test"]
-    assert all(len(line.get_xdata()) == 2 for line in loss.get_lines())
+    assert [line.get_label() for line in acc.get_lines()] == ["toy HiP, validation", "toy HiP, test, selected epoch"]
+    assert [len(line.get_xdata()) for line in loss.get_lines()] == [2, 1]        # the test set once
+    assert list(loss.get_lines()[1].get_xdata()) == [result.selected_epoch]
+    per_epoch = rows + [{**r, "epoch": 3 - r["epoch"]} for r in rows if r["split"] == "test"]   # as before
+    old = draw_learning_curves({"toy HiP": per_epoch}, "toy").axes[0]
+    assert [line.get_label() for line in old.get_lines()] == ["toy HiP, validation", "toy HiP, test"]
 
 
 def test_a_profile_switches_validation_and_the_plateau_on_by_its_settings(tmp_path):

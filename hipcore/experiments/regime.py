@@ -6,8 +6,10 @@ the task. Three things show whether they have, in every finding notebook:
 - `baseline_rows`: the reference baselines (`experiments.baselines`) trained on exactly one
   arm's training subset and tested on its test set, per seed; `reference_levels` gives their
   mean top-1, drawn as horizontal lines beside the arms;
-- `curve_rows`: each run's validation and test top-1 and loss per epoch (MAE pretraining's
-  losses too), read from its run folder, as tidy rows (`curves.csv`) for `draw_curves`;
+- `curve_rows`: each run's validation top-1 and loss per epoch (MAE pretraining's losses too)
+  and its test set's, evaluated once on the checkpoint validation selected (at that epoch),
+  read from its run folder, as tidy rows (`curves.csv`) for `draw_curves`; a curves.csv
+  written before the test set was evaluated once holds a test row per epoch, and still reads;
 - `early_training`: '' when every stage of every arm reached its validation plateau (the rule
   of `hipcore.train.plateau`), else a phrase such as 'early training (not at the validation
   plateau after 2 epochs)' that goes into every title and table caption of the notebook.
@@ -69,7 +71,8 @@ def baseline_lines(rows: list[dict[str, Any]], arms: list[dict[str, Any]]) -> li
 # ---- learning curves ----
 
 def run_curve(run_dir: str | Path, arm: str, seed: int, stage: str) -> list[dict[str, Any]]:
-    """The validation and test rows per epoch of one run folder (empty when it has none)."""
+    """The validation rows per epoch of one run folder and its test rows (once, at the selected
+    epoch; per epoch in runs from before that); empty when it has none."""
     path = resolve_relative(run_dir) / "metrics.csv"
     if not path.is_file():
         return []
@@ -106,8 +109,9 @@ def read_curves(path: str | Path) -> list[dict[str, Any]]:
 
 
 def draw_curves(curves: list[dict[str, Any]], title: str, seed: int | None = None) -> plt.Figure:
-    """Per arm, validation (solid) and test (dashed) top-1 and loss per epoch of the
-    classification stage, for one seed (the first one by default)."""
+    """Per arm, validation top-1 and loss per epoch of the classification stage (solid) and the
+    test set's at the selected epoch (`plots.draw_learning_curves`), for one seed (the first
+    one by default)."""
     if not curves:
         raise ValueError("no learning curves to draw (the runs logged no validation)")
     seed = min(r["seed"] for r in curves) if seed is None else seed

@@ -3,9 +3,10 @@ and modality dict, called by notebooks (`train(cfg)`) and the command line alike
 
     prepare    data, model, optimiser, loader, resume -> Run      (hipcore.train.prepare)
     train_step one batch: loss (cross-entropy, or MSE on hidden positions) -> backward -> clip -> update
-    end_epoch  evaluate on the test split, log tidy rows, keep the best and last checkpoints;
-               with cfg.val_fraction, also on a validation set carved from the training subset,
-               which alone picks the best checkpoint (and, with cfg.plateau, when to stop)
+    end_epoch  log tidy rows, keep the best and last checkpoints; with cfg.val_fraction,
+               evaluate a validation set carved from the training subset, which alone picks
+               the best checkpoint (and, with cfg.plateau, when to stop)
+    test_once  the test set, evaluated once at the end on the selected checkpoint
     result     the run's RunResult
 
     data       BatchLoader over a Dataset -> (inputs {name: [B, M, C]}, labels [B])
@@ -21,6 +22,7 @@ the configuration, the data or the pretraining checkpoint differ from the run's.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass
@@ -31,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..model import HiP
-from . import distributed, plateau, rundir
+from . import checkpoint, distributed, plateau, rundir
 from .config import TrainConfig
 from .mae import fixed_noise, mae_loss
 from .metrics import show_metric
@@ -47,11 +49,12 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass
 class RunResult:
-    metrics: dict[str, float]         # the final evaluation: test_loss, test_accuracy, train_loss, ...
+    metrics: dict[str, float]         # the selected epoch's: train_loss, test_loss, test_accuracy, val_...
     run_dir: Path
     last_checkpoint: Path
     best_checkpoint: Path | None
-    best: float | None                # best test accuracy (supervised) or lowest test loss (MAE)
+    best: float | None                # best validation accuracy (supervised) or lowest validation loss
+                                      # (MAE); without validation, the final test accuracy (or loss)
     best_step: int
     steps: int
     wall_time: float                  # seconds, all sessions of the run together
@@ -104,6 +107,7 @@ def run_loop(run: Run) -> RunResult:
                 tick = time.perf_counter()
                 if step == run.total_steps:
                     break
+        test_once(run)
     finally:
         run.bar.close()
         run.log.close()
@@ -210,26 +214,24 @@ def count_step(run: Run, epoch: int, step: int, sums: list[float], lr: float, ba
 
 
 def epoch_metrics(run: Run, epoch: int, step: int) -> dict[str, dict[str, float]]:
-    """The epoch's training sums, and evaluations on the test and validation splits, logged
-    -> {'train': ..., 'test': ..., 'val': ... (empty without validation)}."""
+    """The epoch's training sums and, with a validation split, its evaluation, logged ->
+    {'train': ..., 'val': ... (empty without validation)}. The test set waits for test_once."""
     loss_sum, correct_sum, count_sum = run.state.epoch_sums
     train_metrics = {"loss": loss_sum / count_sum}
     if run.supervised:
         train_metrics["accuracy"] = correct_sum / count_sum
-    test_metrics = evaluate(run.hip, run.data["test"], run.cfg, run.ctx, run.autocast())
     run.log.log(epoch, step, "train_epoch", **train_metrics)
-    run.log.log(epoch, step, "test", **test_metrics)
     val_metrics = {}
     if run.data["validation"] is not None:
         val_metrics = evaluate(run.hip, run.data["validation"], run.cfg, run.ctx, run.autocast())
         run.log.log(epoch, step, "val", **val_metrics)
-    return {"train": train_metrics, "test": test_metrics, "val": val_metrics}
+    return {"train": train_metrics, "val": val_metrics}
 
 
 def end_epoch(run: Run, epoch: int, step: int) -> None:
-    """Evaluate, log, judge the plateau, keep the best and last checkpoints (best first: a kill
-    between the two writes then leaves a last.pt whose best.pt exists). Validation alone picks
-    the best checkpoint when the run has a validation split."""
+    """Log the epoch, evaluate validation, judge the plateau, keep the best and last
+    checkpoints (best first: a kill between the two writes then leaves a last.pt whose best.pt
+    exists). Validation alone picks best.pt; without it, best.pt is the latest epoch's."""
     state, eval_start = run.state, time.perf_counter()
     metrics = epoch_metrics(run, epoch, step)
     run.timing.log(epoch, step, "time", train_seconds=state.train_seconds, elapsed_seconds=run.elapsed(),
@@ -237,13 +239,15 @@ def end_epoch(run: Run, epoch: int, step: int) -> None:
     state.metrics = {"epoch": epoch, "step": step,
                      **{f"{split}_{k}": v for split, values in metrics.items() for k, v in values.items()}}
     state.epoch_sums = [0.0, 0.0, 0.0]
-    chosen_by = metrics["val"] or metrics["test"]
-    score = chosen_by["accuracy"] if run.supervised else -chosen_by["loss"]
-    improved = state.best is None or score > state.best
-    if improved:
-        state.best, state.best_step, state.selected = score, step, dict(state.metrics)
+    improved = True
     if metrics["val"]:
+        score = metrics["val"]["accuracy"] if run.supervised else -metrics["val"]["loss"]
+        improved = state.best is None or score > state.best
+        if improved:
+            state.best = score
         state.val_history.append(metrics["val"]["accuracy" if run.supervised else "loss"])
+    if improved:
+        state.best_step, state.selected = step, dict(state.metrics)
     if run.cfg.plateau:
         state.converged = bool(judged(state.val_history, run.cfg, run.supervised))
         run.log.log(epoch, step, "plateau", converged=float(state.converged))
@@ -252,20 +256,46 @@ def end_epoch(run: Run, epoch: int, step: int) -> None:
     save(run, *((run.best_path, run.last_path) if improved else (run.last_path,)))
 
 
+def test_once(run: Run) -> None:
+    """Evaluate the test set once, at the end, on the selected checkpoint (best.pt's weights
+    where validation chose an earlier epoch than the last, else the final ones), log it at the
+    selected epoch and step, and checkpoint last.pt to record it. A run resumed after its last
+    step but before this finishes it here."""
+    state = run.state
+    if state.test or not state.selected:
+        return
+    start, hip = time.perf_counter(), run.hip
+    if state.best_step != state.step:                           # validation chose an earlier epoch
+        hip = copy.deepcopy(run.hip)
+        hip.load_state_dict(checkpoint.load(run.best_path)["model"])
+    state.test = evaluate(hip, run.data["test"], run.cfg, run.ctx, run.autocast())
+    if run.data["validation"] is None:                           # no selection: the final test score
+        state.best = state.test["accuracy"] if run.supervised else -state.test["loss"]
+    epoch, step = int(state.selected["epoch"]), int(state.selected["step"])
+    run.log.log(epoch, step, "test", **state.test)
+    run.timing.log(epoch, step, "test", eval_seconds=time.perf_counter() - start)
+    run.say(f"test at epoch {epoch} step {step}: "
+            + ", ".join(f"test_{k} {show_metric(f'test_{k}', v)}" for k, v in state.test.items()))
+    save(run, run.last_path)
+
+
 def result(run: Run) -> RunResult:
-    """The run's result: the metrics of the best-validation epoch (validation runs) or of the
-    last epoch, with its checkpoints named as the caller spelled run_dir."""
+    """The run's result: the metrics of the selected epoch (best validation, or the last
+    without validation) with the test set's evaluation there, its checkpoints named as the
+    caller spelled run_dir."""
     state, cfg = run.state, run.cfg
     best = state.best if run.supervised or state.best is None else -state.best
     shown = Path(cfg.resolved_run_dir)
-    selected = run.data["validation"] is not None and bool(state.selected)
-    return RunResult(metrics=dict(state.selected if selected else state.metrics), run_dir=shown,
-                     last_checkpoint=shown / "last.pt",
+    validated = run.data["validation"] is not None and bool(state.selected)
+    chosen = {k: v for k, v in state.selected.items() if not k.startswith("val_")}
+    metrics = {**chosen, **{f"test_{k}": v for k, v in state.test.items()},
+               **{k: v for k, v in state.selected.items() if k.startswith("val_")}}
+    return RunResult(metrics=metrics, run_dir=shown, last_checkpoint=shown / "last.pt",
                      best_checkpoint=shown / "best.pt" if run.best_path.is_file() else None, best=best,
                      best_step=state.best_step, steps=state.step, wall_time=run.elapsed(),
                      throughput=run.throughput(), epochs_run=int(state.metrics.get("epoch", 0)),
                      converged=judged(state.val_history, cfg, run.supervised),
-                     selected_epoch=int(state.selected["epoch"]) if selected else None, precision=cfg.precision)
+                     selected_epoch=int(state.selected["epoch"]) if validated else None, precision=cfg.precision)
 
 
 def judged(history: list[float], cfg: TrainConfig, supervised: bool) -> bool | None:

@@ -28,16 +28,17 @@ class MetricsLogger:
         self.path, self.run_id, self.seed, self.enabled = Path(path), run_id, seed, enabled
         self._file = None
 
-    def start(self, keep_until_step: int | None = None) -> None:
+    def start(self, keep_until_step: int | None = None, drop_split: str | None = None) -> None:
         """Open the file: empty (a fresh run) or keeping only rows with step <= keep_until_step
-        (a resumed run; later rows came after its checkpoint and will be logged again)."""
+        (a resumed run; later rows came after its checkpoint and will be logged again), less
+        those of `drop_split` (rows the checkpoint does not record yet, logged again too)."""
         if not self.enabled:
             return
         rows = []
         if keep_until_step is not None and self.path.is_file():
             with open(self.path, newline="") as f:
                 rows = [r for r in csv.reader(f) if len(r) == len(COLUMNS) and r[3].isdigit()
-                        and int(r[3]) <= keep_until_step]
+                        and int(r[3]) <= keep_until_step and r[4] != drop_split]
         tmp = temp_path(self.path)
         with open(tmp, "w", newline="") as f:
             csv.writer(f).writerows([COLUMNS, *rows])

@@ -56,6 +56,8 @@ class RunState:
     val_history: list[float] = field(default_factory=list)   # per epoch: val accuracy, or val loss (MAE)
     converged: bool = False           # the plateau rule held at the last epoch
     selected: dict[str, float] = field(default_factory=dict)  # the metrics of the best-validation epoch
+    test: dict[str, float] = field(default_factory=dict)      # the test set's evaluation, once, at the end:
+                                                              # on best.pt (validation runs) or the final weights
 
 
 @dataclass
@@ -228,15 +230,17 @@ def prepare(cfg: TrainConfig, ctx: distributed.Context, train_data, test_data, r
 
 
 def open_files(run: Run) -> None:
-    """config.json, run.json, versions.json; the logs, cut back to the resumed step."""
+    """config.json, run.json, versions.json; the logs, cut back to the resumed step (and, until
+    the checkpoint records the final test evaluation, without its rows: it is done again)."""
     ctx, kept = run.ctx, run.state.step if run.resumed else None
+    untested = None if run.state.test else "test"
     if ctx.main:
         write_json(run.run_dir / "config.json", run.cfg.to_dict())
         run.record["checkpointed"] = run.resumed
         write_json(run.run_dir / "run.json", run.record)
         write_json(run.run_dir / "versions.json", versions(ctx.device, ctx.world_size))
-        run.log.start(keep_until_step=kept)
-        run.timing.start(keep_until_step=kept)
+        run.log.start(keep_until_step=kept, drop_split=untested)
+        run.timing.start(keep_until_step=kept, drop_split=untested)
     distributed.barrier(ctx)
 
 
