@@ -231,3 +231,45 @@ def test_the_console_shows_accuracies_as_percentages():
 
     assert shown("test_accuracy", 0.5542) == "55.42%" and shown("val_accuracy", 1.0) == "100.00%"
     assert shown("test_loss", 0.771415) == "0.7714" and shown("epoch", 3) == "3"
+
+
+# ---- the loader's prefetch ----
+
+class Counted:
+    """A dataset that records which batches were made, in which thread."""
+
+    def __init__(self, n=40):
+        self.labels, self.made = torch.arange(n), []
+
+    def __len__(self):
+        return len(self.labels)
+
+    def get_batch(self, indices, *, train=False, generator=None):
+        import threading
+        self.made.append(threading.current_thread() is threading.main_thread())
+        noise = torch.rand(len(indices), generator=generator) if train else torch.zeros(len(indices))
+        return {"x": self.labels[indices].float()[:, None, None] + noise[:, None, None]}, self.labels[indices]
+
+
+def test_a_prefetching_loader_serves_the_same_batches_and_records_only_what_it_served():
+    from hipcore.data import BatchLoader
+
+    def batches(loader, limit=None):
+        out = []
+        for inputs, labels in loader:
+            out.append((inputs["x"], labels, loader.state_dict()))
+            if len(out) == limit:
+                break
+        return out
+    plain, ahead = (BatchLoader(Counted(), 8, shuffle=True, seed=2, train=True, prefetch=p) for p in (False, True))
+    expected = batches(plain) + batches(plain)                      # two epochs
+    got = batches(ahead) + batches(ahead)
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and a[2] == b[2] for a, b in zip(expected, got))
+    assert len(got) == 10 and ahead.dataset.made.count(False) == 8   # all but each epoch's first made ahead
+    cut = BatchLoader(Counted(), 8, shuffle=True, seed=2, train=True, prefetch=True)
+    head = batches(cut, limit=3)                                     # a checkpoint after 3 batches
+    assert cut.state_dict() == {"epoch": 0, "position": 3, "seed": 2} and len(cut.dataset.made) == 4
+    resumed = BatchLoader(Counted(), 8, shuffle=True, seed=0, train=True, prefetch=True)
+    resumed.load_state_dict(cut.state_dict())
+    rest = batches(resumed)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(expected[:5], head + rest))
