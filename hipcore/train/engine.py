@@ -9,7 +9,8 @@ and modality dict, called by notebooks (`train(cfg)`) and the command line alike
     test_once  the test set, evaluated once at the end on the selected checkpoint
     result     the run's RunResult
 
-    data       BatchLoader over a Dataset -> (inputs {name: [B, M, C]}, labels [B])
+    data       BatchLoader over a Dataset -> (inputs {name: [B, M, C]}, labels [B]), the
+               next batch made in a background thread while a step computes
     model      HiP from the variant; num_classes from the dataset (none for MAE)
 
 A run lives in its run_dir: config.json, versions.json, run.json (the data's fingerprints and
@@ -87,7 +88,8 @@ def train(cfg: TrainConfig, *, train_data=None, test_data=None, wait_s: float = 
 
 def run_loop(run: Run) -> RunResult:
     """Steps until total_steps (or the validation plateau), an epoch's end after each epoch's
-    last step, last.pt every cfg.checkpoint_every steps besides. Resumes mid-epoch."""
+    last step, last.pt every cfg.checkpoint_every steps besides, then the test set once.
+    Resumes mid-epoch, or at the test evaluation when only that was left."""
     state, cfg = run.state, run.cfg
     run.hip.train()
     tick = time.perf_counter()

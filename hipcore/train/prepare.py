@@ -106,7 +106,10 @@ class Run:
         """A line for the person watching: above the progress bar, or on stderr without one."""
         if not self.ctx.main or self.cfg.quiet:
             return
-        self.bar.write(text) if not self.bar.disable else print(text, file=sys.stderr)
+        if self.bar.disable:
+            print(text, file=sys.stderr)
+        else:
+            self.bar.write(text)
 
 
 # ---- data and model ----
@@ -245,6 +248,7 @@ def open_files(run: Run) -> None:
 
 
 def announce(run: Run) -> None:
+    """The run's first line: where it starts, what it trains on what, in which precision."""
     cfg, data, ctx = run.cfg, run.data, run.ctx
     val = data["validation"]
     run.say(f"{'resuming' if run.resumed else 'starting'} {cfg.task} run {run.run_dir} at step "
