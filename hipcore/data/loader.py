@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator
 
 import numpy as np
@@ -37,21 +35,16 @@ class BatchLoader:
     `loader.set_epoch(epoch)` at the top of a training loop). `state_dict()` records
     {'epoch', 'position' (batches already served this epoch), 'seed'}; a loader given it by
     `load_state_dict` continues with exactly the batches the original would have served.
-
-    prefetch=True makes the next batch of the epoch in a background thread while the caller
-    computes on this one; the batches, and the position a checkpoint records, are the same.
     """
 
     def __init__(self, dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int = 0,
-                 drop_last: bool = False, train: bool = False, rank: int = 0, world_size: int = 1,
-                 prefetch: bool = False) -> None:
+                 drop_last: bool = False, train: bool = False, rank: int = 0, world_size: int = 1) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
         self.dataset, self.batch_size, self.shuffle, self.seed = dataset, batch_size, shuffle, seed
         self.drop_last, self.train, self.rank, self.world_size = drop_last, train, rank, world_size
-        self.prefetch = prefetch
         self.global_batch = batch_size * world_size
         if drop_last and len(dataset) < self.global_batch:
             raise ValueError(f"dataset of {len(dataset)} examples holds no full global batch of "
@@ -81,28 +74,17 @@ class BatchLoader:
             raise ValueError(f"position {state['position']} outside [0, {len(self)}]")
         self.epoch, self.position, self.seed = int(state["epoch"]), int(state["position"]), int(state["seed"])
 
-    def batch(self, epoch: int, order: torch.Tensor, step: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """Batch `step` of epoch `epoch` (visiting `order`), on this rank: the same whenever and
-        wherever it is made, its augmentation drawn from its own generator."""
-        rows = order[step * self.global_batch:(step + 1) * self.global_batch]
-        indices = torch.tensor_split(rows, self.world_size)[self.rank]
-        generator = None
-        if self.train:
-            generator = torch.Generator().manual_seed(derive_seed(self.seed, epoch, step, self.rank))
-        return self.dataset.get_batch(indices, train=self.train, generator=generator)
-
     def __iter__(self) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
         epoch, order = self.epoch, self.epoch_order(self.epoch)
-        with contextlib.ExitStack() as stack:
-            pool = stack.enter_context(ThreadPoolExecutor(1)) if self.prefetch else None
-            upcoming = None                            # prefetch: the next batch, being made
-            while self.epoch == epoch and self.position < len(self):
-                step = self.position
-                batch = upcoming.result() if upcoming is not None else self.batch(epoch, order, step)
-                upcoming = None
-                if pool is not None and step + 1 < len(self):
-                    upcoming = pool.submit(self.batch, epoch, order, step + 1)
-                self.position = step + 1               # counts what was served, never what is prefetched
-                yield batch
+        while self.epoch == epoch and self.position < len(self):
+            step = self.position
+            rows = order[step * self.global_batch:(step + 1) * self.global_batch]
+            indices = torch.tensor_split(rows, self.world_size)[self.rank]
+            generator = None
+            if self.train:
+                generator = torch.Generator().manual_seed(derive_seed(self.seed, epoch, step, self.rank))
+            batch = self.dataset.get_batch(indices, train=self.train, generator=generator)
+            self.position = step + 1
+            yield batch
         if self.epoch == epoch and self.position >= len(self):
             self.epoch, self.position = epoch + 1, 0

@@ -9,8 +9,7 @@ and modality dict, called by notebooks (`train(cfg)`) and the command line alike
     test_once  the test set, evaluated once at the end on the selected checkpoint
     result     the run's RunResult
 
-    data       BatchLoader over a Dataset -> (inputs {name: [B, M, C]}, labels [B]), the
-               next batch made in a background thread while a step computes
+    data       BatchLoader over a Dataset -> (inputs {name: [B, M, C]}, labels [B])
     model      HiP from the variant; num_classes from the dataset (none for MAE)
 
 A run lives in its run_dir: config.json, versions.json, run.json (the data's fingerprints and

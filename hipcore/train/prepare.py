@@ -210,7 +210,7 @@ def prepare(cfg: TrainConfig, ctx: distributed.Context, train_data, test_data, r
     hip.to(ctx.device)
     optimizer = build_optimizer(hip, cfg)
     loader = BatchLoader(train_set, cfg.batch_size // ctx.world_size, shuffle=True, seed=cfg.seed,
-                         drop_last=True, train=cfg.augment, rank=ctx.rank, world_size=ctx.world_size, prefetch=True)
+                         drop_last=True, train=cfg.augment, rank=ctx.rank, world_size=ctx.world_size)
     total_steps = cfg.max_steps or cfg.epochs * len(loader)
     scheduler = build_scheduler(optimizer, cfg, len(loader), total_steps)
     torch.manual_seed(derive_seed(cfg.seed, ctx.rank))        # dropout and masks differ per rank
