@@ -48,7 +48,11 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise ValueError(f"device {name!r} asked for, but torch sees no CUDA device")
-        return torch.device(name if ":" in name else f"cuda:{local_rank}")
+        device = torch.device(name if ":" in name else f"cuda:{local_rank}")
+        if device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r} asked for, but torch sees {torch.cuda.device_count()} CUDA "
+                             f"device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+        return device
     return torch.device(name)
 
 

@@ -157,10 +157,23 @@ def reserved_memmap(path: Path, shape: tuple[int, ...]) -> np.memmap:
     return out
 
 
+def check_workers(workers: Any) -> int | None:
+    """`workers` when it is None (automatic) or a whole number from 0 to the machine's cores
+    (os.cpu_count()); a ValueError naming the option otherwise (a pool of 100,000 processes
+    would exhaust the machine before decoding one image)."""
+    cores = os.cpu_count() or 1
+    ok = workers is None or (isinstance(workers, int) and not isinstance(workers, bool) and 0 <= workers <= cores)
+    if not ok:
+        raise ValueError(f"imagefolder's option workers must be a whole number from 0 to {cores}, the cores "
+                         f"of this machine (or None: automatic), got {workers!r}")
+    return workers
+
+
 def build_cache(root: Path, files: list[str], resolution: int, target: Path,
                 workers: int | None = None) -> list[int]:
     """Decode files into the .npy `target` [n_good, R, R, 3]; returns the kept file indices."""
     n = len(files)
+    check_workers(workers)
     if workers is None:
         workers = min(os.cpu_count() or 1, 8) if n >= POOL_MIN_FILES else 0
     tmp, dense_tmp = temp_path(target), temp_path(target, ".dense")
@@ -217,6 +230,7 @@ class ImageFolder(ImageDataset):
                  data_dir: str | None = None, seed: int = 0, cache_dir: str | None = None,
                  workers: int | None = None, hflip: bool = False, content_check: bool = False) -> None:
         self.name, self.split = "imagefolder", check_split(split)
+        check_workers(workers)
         if data_dir is None:
             raise ValueError("imagefolder needs data_dir: a folder laid out as root/{train,val}/<class>/")
         if not (isinstance(resolution, int) and resolution > 0):

@@ -50,10 +50,17 @@ def _required_options() -> str:
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    from ..config import VARIANT_NAMES
+    """The options train and pretrain share, group by group."""
+    _add_data(p.add_argument_group("data"))
+    _add_model(p.add_argument_group("model"))
+    _add_schedule(p.add_argument_group("schedule and optimiser"))
+    _add_validation(p.add_argument_group("validation and the plateau (hipcore.train.plateau)"))
+    _add_run(p.add_argument_group("run"))
+
+
+def _add_data(d) -> None:
     from ..data import DATASETS, IMAGE_ORDERINGS, POINT_ORDERINGS
 
-    d = p.add_argument_group("data")
     d.add_argument("--dataset", default=DEFAULTS["dataset"], choices=DATASETS, help="what to train on")
     d.add_argument("--data-dir", default=None, help="folder of the dataset's files (default: its usual places)")
     d.add_argument("--ordering", default=None, choices=tuple(dict.fromkeys(IMAGE_ORDERINGS + POINT_ORDERINGS)),
@@ -68,7 +75,10 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     d.add_argument("--limit-test", type=_positive_int, default=None, metavar="N",
                    help="evaluate on a fixed random subset of N examples")
 
-    m = p.add_argument_group("model")
+
+def _add_model(m) -> None:
+    from ..config import VARIANT_NAMES
+
     m.add_argument("--variant", default=DEFAULTS["variant"],
                    help=f"one of {', '.join(VARIANT_NAMES)}, or a .json file holding a HiPConfig dict")
     m.add_argument("--position", choices=("learned", "fourier"), default=None,
@@ -78,7 +88,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     m.add_argument("--set", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="any other HiPConfig field, e.g. readout=query or regroup=transpose_reshape")
 
-    s = p.add_argument_group("schedule and optimiser")
+
+def _add_schedule(s) -> None:
     s.add_argument("--epochs", type=_positive_int, default=DEFAULTS["epochs"], help="passes over the training set")
     s.add_argument("--max-steps", type=_positive_int, default=None, help="stop after N steps (overrides --epochs)")
     s.add_argument("--batch-size", type=_positive_int, default=DEFAULTS["batch_size"],
@@ -93,10 +104,12 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="on weight matrices (not biases, norms, position or latent tables)")
     s.add_argument("--warmup-epochs", type=_finite, default=DEFAULTS["warmup_epochs"],
                    help="linear warm-up, then a cosine decay, updated every step")
-    s.add_argument("--warmup-steps", type=int, default=None, help="warm-up in steps (overrides --warmup-epochs)")
+    s.add_argument("--warmup-steps", type=_non_negative_int, default=None,
+                   help="warm-up in steps (overrides --warmup-epochs)")
     s.add_argument("--clip-grad", type=_finite, default=DEFAULTS["clip_grad"], help="max gradient norm; 0: no clipping")
 
-    v = p.add_argument_group("validation and the plateau (hipcore.train.plateau)")
+
+def _add_validation(v) -> None:
     v.add_argument("--val-fraction", type=_finite, default=DEFAULTS["val_fraction"], metavar="F",
                    help="hold out this fraction of the training subset for validation; it alone picks the "
                         "best checkpoint, whose test metrics are reported (0: none)")
@@ -111,12 +124,14 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     v.add_argument("--plateau-patience", type=_positive_int, default=DEFAULTS["plateau_patience"],
                    help="judge at least this many last epochs (a noisy early curve does not stop a run)")
 
-    r = p.add_argument_group("run")
+
+def _add_run(r) -> None:
     r.add_argument("--seed", type=_non_negative_int, default=DEFAULTS["seed"],
                    help="model initialisation, data order, augmentation, masks")
     r.add_argument("--run-dir", default=None, help="where metrics and checkpoints go "
                    "(default runs/<task>-<dataset>-<variant>-seed<seed>)")
-    r.add_argument("--checkpoint-every", type=int, default=DEFAULTS["checkpoint_every"], metavar="STEPS",
+    r.add_argument("--checkpoint-every", type=_non_negative_int, default=DEFAULTS["checkpoint_every"],
+                   metavar="STEPS",
                    help="also checkpoint every STEPS steps (0: at epoch ends only)")
     r.add_argument("--log-every", type=_positive_int, default=DEFAULTS["log_every"], metavar="STEPS",
                    help="a train-loss row every STEPS steps")
@@ -207,6 +222,17 @@ def echo_data(cfg: TrainConfig) -> None:
         print(f"{cfg.dataset}: " + ", ".join(f"{o}={cfg.data_options[o]}" for o in required), flush=True)
 
 
+def check_inputs(cfg: TrainConfig) -> None:
+    """What TrainConfig cannot check alone, before any work starts: the device exists here and
+    a decoding pool fits the machine's cores (echo_data checks the dataset's options)."""
+    from ..data.imagefolder import check_workers
+    from ..device import pick_device
+
+    pick_device(cfg.device)
+    if "workers" in cfg.data_options:
+        check_workers(cfg.data_options["workers"])
+
+
 def _run(args: argparse.Namespace, task: str) -> int:
     import torch
 
@@ -215,6 +241,7 @@ def _run(args: argparse.Namespace, task: str) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = config_from_args(args, task)
+    check_inputs(cfg)
     echo_data(cfg)
     try:
         result = train(cfg)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any, Mapping
 
-from ..config import HiPConfig
+from ..config import VARIANT_NAMES, BlockConfig, HiPConfig, variant
 from ..device import PRECISIONS
 
 TASKS = ("supervised", "pretrain")
@@ -87,60 +89,23 @@ class TrainConfig:
     quiet: bool = False                 # no progress bar, no epoch lines
 
     def __post_init__(self) -> None:
+        _require(isinstance(self.data_options, Mapping), f"data_options must be a mapping, got {self.data_options!r}")
+        _require(isinstance(self.model, Mapping), f"model must be a mapping, got {self.model!r}")
+        _require(isinstance(self.betas, (tuple, list)) and len(self.betas) == 2,
+                 f"betas must be two numbers in [0, 1), got {self.betas!r}")
         object.__setattr__(self, "data_options", dict(self.data_options))
         object.__setattr__(self, "model", dict(self.model))
+        for i, b in enumerate(self.betas):
+            _number(b, f"betas[{i}]", 0.0, 1.0, high_open=True)
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
-        _require(self.task in TASKS, f"task must be one of {TASKS}, got {self.task!r}")
-        _require(self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        _require(self.transfer in TRANSFERS, f"transfer must be one of {TRANSFERS}, got {self.transfer!r}")
-        for name in ("epochs", "batch_size", "eval_batch_size", "log_every"):
-            value = getattr(self, name)
-            _require(isinstance(value, int) and value > 0, f"{name} must be a positive int, got {value!r}")
-        for name in ("max_steps", "limit_train", "limit_test"):
-            value = getattr(self, name)
-            _require(value is None or (isinstance(value, int) and value > 0),
-                     f"{name} must be a positive int or None, got {value!r}")
-        _require(isinstance(self.checkpoint_every, int) and self.checkpoint_every >= 0,
-                 f"checkpoint_every must be an int >= 0, got {self.checkpoint_every!r}")
-        _require(self.lr > 0, f"lr must be > 0, got {self.lr}")
-        _require(0 <= self.min_lr <= self.lr, f"min_lr must be in [0, lr], got {self.min_lr}")
-        _require(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
-        _require(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
-                 f"betas must be two numbers in [0, 1), got {self.betas}")
-        _require(0 <= self.warmup_epochs <= MAX_EPOCHS_FIELD,
-                 f"warmup_epochs must be a number of epochs in [0, {MAX_EPOCHS_FIELD}], got {self.warmup_epochs}")
-        _require(isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed < 2**63,
-                 f"seed must be a whole number in [0, 2**63), got {self.seed!r}")
-        _require(self.warmup_steps is None or self.warmup_steps >= 0,
-                 f"warmup_steps must be >= 0, got {self.warmup_steps}")
-        _require(self.clip_grad is None or self.clip_grad > 0,
-                 f"clip_grad must be > 0 or None, got {self.clip_grad}")
-        _require(0 <= self.label_smoothing < 1,
-                 f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        _require(0 < self.mask_ratio < 1, f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
+        _check_choices(self)
+        _check_counts(self)
+        _check_numbers(self)
+        _check_flags_and_text(self)
+        _check_plateau(self)
         _require(self.init_from is None or self.task == "supervised",
                  "init_from is for fine-tuning: use it with task='supervised'")
-        _require(self.precision in PRECISIONS,
-                 f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        _require(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
-                 f"device must be 'auto', 'cpu', 'cuda' or 'cuda:<index>', got {self.device!r}")
-        _require(0 <= self.val_fraction < 1, f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        _require(not self.plateau or self.val_fraction > 0,
-                 "plateau stops on the validation set: set val_fraction > 0 with it")
-        _require(not self.plateau or self.max_steps is None,
-                 "plateau runs stop by epochs (epochs is their cap): leave max_steps unset")
-        _require(isinstance(self.min_epochs, int) and 1 <= self.min_epochs,
-                 f"min_epochs must be a positive int, got {self.min_epochs!r}")
-        _require(not self.plateau or self.min_epochs <= self.epochs,
-                 f"min_epochs ({self.min_epochs}) must not exceed the cap, epochs ({self.epochs})")
-        _require(isinstance(self.plateau_patience, int) and self.plateau_patience >= 1,
-                 f"plateau_patience must be a positive int, got {self.plateau_patience!r}")
-        _require(self.plateau_points >= 0 and self.plateau_relative >= 0,
-                 "plateau_points and plateau_relative must be >= 0")
-        known = {f.name for f in dataclasses.fields(HiPConfig)} - {"num_classes"}
-        unknown = sorted(set(self.model) - known)
-        _require(not unknown, f"unknown model option(s) {unknown}; HiPConfig fields are "
-                              f"{sorted(known)} (num_classes comes from the dataset)")
+        check_model(self.model, self.variant)
 
     @property
     def resolved_run_dir(self) -> str:
@@ -188,6 +153,134 @@ class TrainConfig:
 
 
 PLATEAU_DEFAULTS = {k: TrainConfig.__dataclass_fields__[k].default for k in PLATEAU_FIELDS}
+
+
+# ---- the checks of __post_init__: a bool is not a number, NaN and infinities are no value ----
+
+MAX_SEED = 2**63                    # seeds fit in a signed 64-bit integer (torch, numpy)
+DEVICE_NAME = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def _whole(value: Any, name: str, minimum: int = 1, maximum: int | None = None, optional: bool = False) -> None:
+    """ValueError unless `value` is an int (not a bool) in [minimum, maximum] (or None, if optional)."""
+    if optional and value is None:
+        return
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+    ok = ok and (maximum is None or value <= maximum)
+    span = f"in [{minimum}, {maximum}]" if maximum is not None else (
+        "a positive int" if minimum == 1 else f"an int >= {minimum}")
+    _require(ok, f"{name} must be {'a whole number ' + span if maximum is not None else span}"
+                 f"{' or None' if optional else ''}, got {value!r}")
+
+
+def _number(value: Any, name: str, low: float, high: float = math.inf, *, low_open: bool = False,
+            high_open: bool = False, optional: bool = False, what: str = "") -> None:
+    """ValueError unless `value` is a finite int or float (not a bool) between low and high."""
+    if optional and value is None:
+        return
+    real = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = real and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    span = (f"{'above' if low_open else 'at least'} {low:g}" if math.isinf(high) else
+            f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}")
+    what = what or ("" if real else "a finite number")
+    _require(ok, f"{name} must be {what + ' ' if what else ''}{span}{' or None' if optional else ''}, got {value!r}")
+
+
+def _check_choices(cfg: TrainConfig) -> None:
+    for name, choices in (("task", TASKS), ("optimizer", OPTIMIZERS), ("transfer", TRANSFERS),
+                          ("precision", PRECISIONS)):
+        value = getattr(cfg, name)
+        _require(isinstance(value, str) and value in choices, f"{name} must be one of {choices}, got {value!r}")
+    _require(isinstance(cfg.device, str) and DEVICE_NAME.fullmatch(cfg.device) is not None,
+             f"device must be 'auto', 'cpu', 'cuda' or 'cuda:<index>', got {cfg.device!r}")
+
+
+def _check_counts(cfg: TrainConfig) -> None:
+    """Whole numbers: epochs, steps, batches, limits, seed."""
+    _whole(cfg.epochs, "epochs", maximum=MAX_EPOCHS_FIELD)
+    for name in ("batch_size", "eval_batch_size", "log_every"):
+        _whole(getattr(cfg, name), name)
+    for name in ("max_steps", "limit_train", "limit_test"):
+        _whole(getattr(cfg, name), name, optional=True)
+    _whole(cfg.checkpoint_every, "checkpoint_every", minimum=0)
+    _whole(cfg.warmup_steps, "warmup_steps", minimum=0, optional=True)
+    _require(isinstance(cfg.seed, int) and not isinstance(cfg.seed, bool) and 0 <= cfg.seed < MAX_SEED,
+             f"seed must be a whole number in [0, 2**63), got {cfg.seed!r}")
+
+
+def _check_numbers(cfg: TrainConfig) -> None:
+    """Real numbers: rates, fractions, the warm-up in epochs, clipping."""
+    _number(cfg.lr, "lr", 0.0, low_open=True)
+    _number(cfg.min_lr, "min_lr", 0.0, cfg.lr)
+    _number(cfg.weight_decay, "weight_decay", 0.0)
+    _number(cfg.warmup_epochs, "warmup_epochs", 0.0, MAX_EPOCHS_FIELD, what="a number of epochs")
+    _number(cfg.clip_grad, "clip_grad", 0.0, low_open=True, optional=True)
+    _number(cfg.label_smoothing, "label_smoothing", 0.0, 1.0, high_open=True)
+    _number(cfg.mask_ratio, "mask_ratio", 0.0, 1.0, low_open=True, high_open=True)
+    _number(cfg.val_fraction, "val_fraction", 0.0, 1.0, high_open=True)
+
+
+def _check_flags_and_text(cfg: TrainConfig) -> None:
+    for name in ("augment", "norm_pix", "plateau", "quiet"):
+        value = getattr(cfg, name)
+        _require(isinstance(value, bool), f"{name} must be True or False, got {value!r}")
+    for name in ("dataset", "variant"):
+        value = getattr(cfg, name)
+        _require(isinstance(value, str) and value.strip() != "", f"{name} must be a name, got {value!r}")
+    for name in ("data_dir", "ordering", "init_from", "run_dir"):
+        value = getattr(cfg, name)
+        _require(value is None or isinstance(value, str), f"{name} must be text or None, got {value!r}")
+
+
+def _check_plateau(cfg: TrainConfig) -> None:
+    _require(not cfg.plateau or cfg.val_fraction > 0,
+             "plateau stops on the validation set: set val_fraction > 0 with it")
+    _require(not cfg.plateau or cfg.max_steps is None,
+             "plateau runs stop by epochs (epochs is their cap): leave max_steps unset")
+    _whole(cfg.min_epochs, "min_epochs", maximum=MAX_EPOCHS_FIELD)
+    _require(not cfg.plateau or cfg.min_epochs <= cfg.epochs,
+             f"min_epochs ({cfg.min_epochs}) must not exceed the cap, epochs ({cfg.epochs})")
+    _whole(cfg.plateau_patience, "plateau_patience", maximum=MAX_EPOCHS_FIELD)
+    _number(cfg.plateau_points, "plateau_points", 0.0, 100.0)
+    _number(cfg.plateau_relative, "plateau_relative", 0.0, 1.0)
+
+
+def check_model(model: Mapping[str, Any], variant_name: str) -> None:
+    """ValueError naming the option unless `model` holds HiPConfig fields whose values the
+    model takes: `blocks` a list of BlockConfig dicts, every other field of its type and range
+    (checked on `variant_name`'s blocks when it is a named variant)."""
+    known = {f.name for f in dataclasses.fields(HiPConfig)} - {"num_classes"}
+    unknown = sorted(set(model) - known)
+    _require(not unknown, f"unknown model option(s) {unknown}; HiPConfig fields are "
+                          f"{sorted(known)} (num_classes comes from the dataset)")
+    rest = {k: v for k, v in model.items() if k != "blocks"}
+    blocks = model_blocks(model["blocks"]) if "blocks" in model else None
+    if blocks is None and variant_name not in VARIANT_NAMES:
+        blocks = (BlockConfig(groups=1, latents=1, channels=1, self_attends=0, heads=1),)   # fields alone
+    try:
+        (variant(variant_name) if blocks is None else HiPConfig(blocks=blocks)).replace(**rest)
+    except TypeError as error:
+        raise ValueError(f"model options {rest}: {error}") from None
+
+
+def model_blocks(blocks: Any) -> tuple[BlockConfig, ...]:
+    """The model option `blocks` (a list of dicts, one per block, of BlockConfig fields) as BlockConfigs."""
+    _require(isinstance(blocks, (list, tuple)) and len(blocks) > 0,
+             f"model option blocks must be a list of blocks (dicts of BlockConfig fields), got {blocks!r}")
+    fields = [f.name for f in dataclasses.fields(BlockConfig)]
+    required = [f.name for f in dataclasses.fields(BlockConfig) if f.default is dataclasses.MISSING]
+    out = []
+    for i, block in enumerate(blocks):
+        _require(isinstance(block, Mapping), f"model option blocks[{i}] must be a dict of BlockConfig "
+                                             f"fields ({', '.join(fields)}), got {block!r}")
+        unknown, missing = sorted(set(block) - set(fields)), [f for f in required if f not in block]
+        _require(not unknown and not missing,
+                 f"model option blocks[{i}] {dict(block)}: " + "; ".join(
+                     ([f"unknown field(s) {', '.join(map(str, unknown))}"] if unknown else [])
+                     + ([f"missing {', '.join(missing)}"] if missing else []))
+                 + f" (BlockConfig fields: {', '.join(fields)}; required: {', '.join(required)})")
+        out.append(BlockConfig(**block))
+    return tuple(out)
 
 
 def upgrade(d: Mapping[str, Any]) -> dict[str, Any]:
