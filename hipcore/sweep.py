@@ -18,12 +18,14 @@ import csv
 import hashlib
 import itertools
 import json
+import math
 import os
 import re
+import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from . import locations
 from .errors import HipcoreError
@@ -88,24 +90,132 @@ def _kind(value: Any) -> str:
             tuple: "a list", dict: "a mapping"}.get(type(value), type(value).__name__)
 
 
+MAX_SEED = 2**63                     # seeds fit in a signed 64-bit integer
+
+
+def _whole(low: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v < MAX_SEED
+
+
+def _one_of(choices: Callable[[], Iterable[str]]) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, str) and v in tuple(choices())
+
+
+def _list_of(ok: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(ok(x) for x in v)
+
+
+def _fraction(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1
+
+
+def _variants() -> tuple[str, ...]:
+    from .config import VARIANT_NAMES
+    return VARIANT_NAMES
+
+
+def _orderings() -> tuple[str, ...]:
+    from .data import IMAGE_ORDERINGS, POINT_ORDERINGS
+    return IMAGE_ORDERINGS + POINT_ORDERINGS
+
+
+def _datasets() -> tuple[str, ...]:
+    from .data import DATASETS
+    return DATASETS
+
+
+def _precisions() -> tuple[str, ...]:
+    from .device import PRECISIONS
+    return PRECISIONS
+
+
+def _bench_models() -> tuple[str, ...]:
+    from .bench.models import MODEL_NAMES
+    return MODEL_NAMES
+
+
+# The notebooks' parameters by name: what each takes (a notebook default of None, "the
+# profile's", takes None as well). A parameter not named here takes its default's type.
+PARAMETER_KINDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "seed": ("a seed, a whole number in [0, 2**63)", _whole(0)),
+    "seeds": ("a list of seeds, whole numbers in [0, 2**63)", _list_of(_whole(0))),
+    "dataset": ("a dataset name", _one_of(_datasets)),
+    "data_dir": ("a folder, as text", lambda v: isinstance(v, str) and v.strip() != ""),
+    "resolution": ("a positive int", _whole(1)),
+    "num_points": ("a positive int", _whole(1)),
+    "batch": ("a positive int", _whole(1)),
+    "repeats": ("a positive int", _whole(1)),
+    "variant": ("a variant name", _one_of(_variants)),
+    "flat_variant": ("a variant name", _one_of(_variants)),
+    "precision": ("a precision", _one_of(_precisions)),
+    "ordering": ("an ordering", _one_of(_orderings)),
+    "pixel_orderings": ("a list of orderings", _list_of(_one_of(_orderings))),
+    "models": ("a list of benchmark models", _list_of(_one_of(_bench_models))),
+    "sides": ("a list of image sides (positive ints)", _list_of(_whole(1))),
+    "pretrain_grid": ("a list of MAE epoch counts (positive ints)", _list_of(_whole(1))),
+    "mask_ratio": ("a number in (0, 1)", _fraction),
+    "compare_mask_ratio": ("a number in (0, 1)", _fraction),
+}
+
+
+def _plain_value(value: Any) -> bool:
+    """A value a notebook parameter can hold: None, True/False, an int, a finite number, text,
+    or a list of those (no mappings, sets or nested lists)."""
+    if isinstance(value, (list, tuple)):
+        return all(not isinstance(v, (list, tuple)) and _plain_value(v) for v in value)
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return value is None or isinstance(value, (bool, int, str))
+
+
+def _takes(default: Any, value: Any) -> bool:
+    """Whether `value` has the type of a notebook default that is not None."""
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, (list, tuple)):
+        return isinstance(value, (list, tuple))
+    return isinstance(value, type(default))
+
+
+def check_value(notebook: Path, name: str, value: Any, default: Any) -> None:
+    """NotebookError unless `value` is one the notebook's parameter `name` takes (its kind in
+    PARAMETER_KINDS, else its default's type; None where the default is None)."""
+    if not _plain_value(value):
+        raise NotebookError(f"-p {name} {value!r}: a parameter takes None, True/False, a number, text or a "
+                            f"list of those, not {_kind(value)} (numbers finite)")
+    if value is None and default is None:
+        return
+    if name in PARAMETER_KINDS:
+        what, ok = PARAMETER_KINDS[name]
+        if not ok(value):
+            raise NotebookError(f"-p {name} {value!r}: {notebook.stem} takes {what} there"
+                                + (f" (its default is {default!r})" if default is not None else ""))
+    elif default is not None and not _takes(default, value):
+        raise NotebookError(f"-p {name} {value!r}: {notebook.stem} takes {_kind(default)} there "
+                            f"(its default is {default!r})")
+
+
 def check_types(notebook: Path, grid: Mapping[str, Iterable[Any]]) -> None:
-    """Refuse, before any kernel starts, a -p value whose type differs from the default's in
-    the notebook's parameters cell (an int where it has an int, a number where it has a float,
-    True/False where it has a bool, text where it has text); a default of None takes any value."""
+    """Refuse, before any kernel starts, a -p value the notebook's parameter cannot take
+    (`check_value`): an int where it has an int, a number where it has a float, True/False where
+    it has a bool, text where it has text, and each named parameter's own kind and range."""
     defaults = parameter_defaults(notebook)
     for name, values in grid.items():
-        default = defaults.get(name)
-        if default is None:
-            continue
         for value in values:
-            ok = (isinstance(value, bool) if isinstance(default, bool) else
-                  isinstance(value, int) and not isinstance(value, bool) if isinstance(default, int) else
-                  isinstance(value, (int, float)) and not isinstance(value, bool) if isinstance(default, float) else
-                  isinstance(value, (list, tuple)) if isinstance(default, (list, tuple)) else
-                  isinstance(value, type(default)))
-            if not ok:
-                raise NotebookError(f"-p {name} {value!r}: {notebook.stem} takes {_kind(default)} there "
-                                    f"(its default is {default!r})")
+            check_value(notebook, name, value, defaults.get(name))
+
+
+def check_seeds(seeds: list[Any]) -> None:
+    """--seeds: whole numbers in [0, 2**63), each once."""
+    bad = [s for s in seeds if not _whole(0)(s)]
+    if bad:
+        raise NotebookError(f"--seeds {bad[0]!r}: a seed is a whole number in [0, 2**63)")
+    if len(set(seeds)) < len(seeds):
+        raise NotebookError(f"--seeds gives a seed twice: {seeds}")
 
 
 def seed_parameter(notebook: Path, parameters: Iterable[str]) -> str:
@@ -140,12 +250,18 @@ def check_parameters(notebook: Path, names: Iterable[str], *, seeds: bool = Fals
     return seed_name
 
 
-def kernel_config():
+def kernel_config(sockets: Path | None = None):
     """Kernels talk over IPC sockets where the system has them (not Windows), which removes
-    the cause of ipykernel's warning that TCP is unencrypted."""
+    the cause of ipykernel's warning that TCP is unencrypted. The sockets are made in
+    `sockets` (a folder of their own), never in the kernel's working folder (notebooks/)."""
     from traitlets.config import Config
 
-    return Config({"KernelManager": {"transport": "tcp" if os.name == "nt" else "ipc"}})
+    if os.name == "nt":
+        return Config({"KernelManager": {"transport": "tcp"}})
+    manager = {"transport": "ipc"}
+    if sockets is not None:
+        manager["ip"] = str(Path(sockets) / "kernel")
+    return Config({"KernelManager": manager})
 
 
 def quiet_kernel_manager() -> type:
@@ -166,7 +282,8 @@ def quiet_kernel_manager() -> type:
 def run_notebook(notebook: Path, output: Path, parameters: Mapping[str, Any], *,
                  cwd: Path | None = None) -> float:
     """Execute `notebook` into `output` with papermill, passing its training runs' progress
-    lines to the console; returns the wall time in seconds."""
+    lines to the console; returns the wall time in seconds. The kernel's sockets live in a
+    temporary folder removed afterwards, however the notebook ends."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -175,10 +292,11 @@ def run_notebook(notebook: Path, output: Path, parameters: Mapping[str, Any], *,
     output.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:
-        papermill.execute_notebook(str(notebook), str(output), parameters=dict(parameters),
-                                   cwd=str(cwd or notebook.parent), progress_bar=False,
-                                   stdout_file=RunLines(), config=kernel_config(),
-                                   kernel_manager_class=quiet_kernel_manager())
+        with tempfile.TemporaryDirectory(prefix="hipcore-kernel-") as sockets:
+            papermill.execute_notebook(str(notebook), str(output), parameters=dict(parameters),
+                                       cwd=str(cwd or notebook.parent), progress_bar=False,
+                                       stdout_file=RunLines(), config=kernel_config(Path(sockets)),
+                                       kernel_manager_class=quiet_kernel_manager())
     except PapermillExecutionError as error:
         raise NotebookError(f"{notebook.stem} stopped in cell {error.exec_count}: {error.evalue} "
                             f"(the executed notebook, with the trace: {output})") from None
@@ -239,14 +357,14 @@ def sweep(notebook: str | Path, grid: Mapping[str, Iterable[Any]], seeds: Iterab
     grid = {name: list(values) for name, values in grid.items()}
     seeds = None if seeds is None else list(seeds)
     names = list(grid)
-    for name in names:
-        values = [json.dumps(v, sort_keys=True, default=str) for v in grid[name]]
-        if not values or len(set(values)) < len(values):
-            raise NotebookError(f"-p {name} needs at least one value and each value once, got {list(grid[name])}")
-    if seeds is not None and len(set(seeds)) < len(seeds):
-        raise NotebookError(f"--seeds gives a seed twice: {seeds}")
+    if seeds is not None:
+        check_seeds(seeds)
     seed_name = check_parameters(nb, names, seeds=seeds is not None, profile=profile is not None)
     check_types(nb, grid)
+    for name in names:
+        values = [json.dumps(v, sort_keys=True) for v in grid[name]]
+        if not values or len(set(values)) < len(values):
+            raise NotebookError(f"-p {name} needs at least one value and each value once, got {list(grid[name])}")
     grid_points = [dict(zip(names, values)) for values in itertools.product(*(grid[n] for n in names))]
     points = [{**p, "seed": s} if s is not None else p
               for p in grid_points for s in (seeds if seeds is not None else [None])]

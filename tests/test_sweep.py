@@ -5,6 +5,7 @@ import csv
 import os
 import re
 import shlex
+import tempfile
 
 import nbformat
 import pytest
@@ -63,10 +64,19 @@ def stand_in_runs(monkeypatch):
     (["-p", "seed", "1", "--seeds", "2"], "'seed' is given both by -p and by --seeds"),
     (["-p", "ordering", "raster", "raster"], "each value once"),
     (["-p", "ordering", "raster", "-p", "ordering", "hilbert"], "-p ordering is given twice"),
-    (["-p", "seed", "zero"], "-p seed 'zero': 00_tour takes an int there (its default is 0)"),
+    (["-p", "seed", "zero"], "-p seed 'zero': 00_tour takes a seed, a whole number in [0, 2**63) there"),
     (["-p", "pretrained", "1"], "-p pretrained 1: 00_tour takes True or False there (its default is False)"),
-    (["-p", "resolution", "2.5"], "-p resolution 2.5: 00_tour takes an int there (its default is 224)"),
-    (["-p", "ordering", "7"], "-p ordering 7: 00_tour takes text there (its default is 'raster')"),
+    (["-p", "resolution", "2.5"], "-p resolution 2.5: 00_tour takes a positive int there (its default is 224)"),
+    (["-p", "ordering", "7"], "-p ordering 7: 00_tour takes an ordering there (its default is 'raster')"),
+    (["-p", "variant", '{1: "a", "b": 2}'], "-p variant {1: 'a', 'b': 2}: a parameter takes None, True/False"),
+    (["-p", "variant", '["small3", "tiny"]'], "00_tour takes a variant name there"),
+    (["-p", "variant", "no_such_variant"], "00_tour takes a variant name there"),
+    (["-p", "resolution", "1e999"], "-p resolution inf: a parameter takes"),
+    (["-p", "resolution", "0"], "-p resolution 0: 00_tour takes a positive int"),
+    (["-p", "seed", str(2**64)], "takes a seed, a whole number in [0, 2**63)"),
+    (["--seeds", str(2**64)], f"--seeds {2**64}: a seed is a whole number in [0, 2**63)"),
+    (["-p", "dataset", "imagenet"], "00_tour takes a dataset name there"),
+    (["-p", "pretrained", "[True]"], "00_tour takes True or False there"),
 ])
 def test_a_sweep_that_cannot_apply_its_settings_stops_before_any_kernel(tmp_path, capsys, stand_in_runs, argv, message):
     assert main(["sweep", "00", "--out", str(tmp_path), *argv]) == 2
@@ -237,3 +247,17 @@ def test_run_notebook_uses_the_quiet_kernel_manager(tmp_path, monkeypatch):
     sweep_module.run_notebook(path, tmp_path / "out.ipynb", {"width": 4})
     assert issubclass(seen["kernel_manager_class"], sweep_module.quiet_kernel_manager().__mro__[1])
     assert seen["kernel_manager_class"].__name__ == "QuietShutdown"
+
+
+def test_kernel_sockets_live_outside_the_notebooks_folder(tmp_path):
+    """The kernel's IPC sockets are made in a temporary folder of their own, never in the
+    folder the notebook runs in, and that folder is gone afterwards."""
+    path = write_notebook(tmp_path / "x.ipynb", "width = 3",
+                          "import os\nhere = [n for n in os.listdir('.') if 'ipc' in n or n.startswith('kernel')]\n"
+                          "assert not here, here")
+    temp = tempfile.gettempdir()
+    before = set(os.listdir(temp))
+    sweep_module.run_notebook(path, tmp_path / "out" / "x.ipynb", {"width": 4})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "x.ipynb"]
+    left = {n for n in set(os.listdir(temp)) - before if n.startswith("hipcore-kernel-")}
+    assert not left, left
