@@ -23,16 +23,22 @@ between machines is DIR/runs (checkpoints of small models, a few MB each) and DI
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from . import provenance
+from .device import pick_device
+from .errors import HipcoreError
 from .experiments import common, image_arms
 from .experiments import imagenet_comparison as ic
 from .experiments import mae_positions as mp
+from .train.config import DEVICE_NAME, MAX_SEED
+from .train.rundir import die_with_parent
 
 ARMS = {"hip_mae": image_arms.HIP_MAE, "hip_classification": image_arms.HIP_CLASSIFICATION,
         "perceiver_fourier": image_arms.perceiver_arms("perceiver_small")[0]}
@@ -43,6 +49,10 @@ MIN_EPOCHS = 4
 BASE_BATCH = 128               # the batch every profile's learning rates were set for
 STOP_MARGIN_S = 20.0            # stop the children this long before the budget ends
 POLL_S = 0.5
+
+
+class JobsFailedError(HipcoreError):
+    """A job's child process ended without its row; the others' progress is kept."""
 
 
 @dataclass(frozen=True)
@@ -76,8 +86,52 @@ def settings_for(profile: str, device: str, checkpoint_every: int, batch: int = 
     return {**row, **PLATEAU, "min_epochs": wait, "device": device, "checkpoint_every": checkpoint_every}
 
 
-def _run_job(job: Job, settings: dict[str, Any], runs_dir: str, rows_dir: str) -> None:
-    """One job in a child process: train (or resume, or reuse) it, then write its row."""
+def _whole(value: Any, low: int = 1) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value < MAX_SEED
+
+
+def check_options(*, budget_seconds: Any, device: Any, seeds: Any, parallel: Any, checkpoint_every: Any,
+                  batch: Any) -> None:
+    """ValueError naming the option, before any job starts: a finite budget above the stop
+    margin, a device this machine has, seeds that fit in 64 bits (each once), positive counts."""
+    ok = (isinstance(budget_seconds, (int, float)) and not isinstance(budget_seconds, bool)
+          and math.isfinite(budget_seconds) and budget_seconds > STOP_MARGIN_S)
+    if not ok:
+        raise ValueError(f"--budget-seconds must be a finite number of seconds above the {STOP_MARGIN_S:.0f} s "
+                         f"the command keeps to stop, got {budget_seconds!r}")
+    for name, value in (("--parallel", parallel), ("--checkpoint-every", checkpoint_every), ("--batch", batch)):
+        if not _whole(value):
+            raise ValueError(f"{name} must be a positive whole number, got {value!r}")
+    if seeds is not None:
+        bad = [s for s in seeds if not _whole(s, 0)]
+        if bad or not seeds or len(set(seeds)) < len(seeds):
+            raise ValueError(f"--seeds must be whole numbers in [0, 2**63), each once, got {list(seeds)!r}")
+    if not (isinstance(device, str) and DEVICE_NAME.fullmatch(device)) or device == "auto":
+        raise ValueError(f"--device must be cpu, cuda or cuda:<index>, got {device!r}")
+    pick_device(device)                               # a device this machine does not have: one line now
+
+
+def read_row(path: Path, job: Job) -> dict[str, Any]:
+    """A finished job's row (rows/<job>.json), checked: a JSON object of that arm and seed
+    carrying the arm's settings and its test accuracy; a ValueError naming the file otherwise."""
+    try:
+        row = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: not a readable row ({error}); remove it to train {job.name} again") from None
+    needs = ("arm", "seed", "test_accuracy", *common.ARM_SETTINGS)
+    if not isinstance(row, dict) or any(k not in row for k in needs):
+        missing = needs if not isinstance(row, dict) else [k for k in needs if k not in row]
+        raise ValueError(f"{path}: a row lacks {', '.join(missing)}; remove it to train {job.name} again")
+    if row["arm"] != ARMS[job.arm].label or row["seed"] != job.seed:
+        raise ValueError(f"{path}: holds arm {row['arm']!r} seed {row['seed']!r}, not {job.name}")
+    return row
+
+
+def _run_job(job: Job, settings: dict[str, Any], runs_dir: str, rows_dir: str, parent: int | None = None) -> None:
+    """One job in a child process: train (or resume, or reuse) it, then write its row. It dies
+    with the command that started it (`parent`), so an orphan never keeps training or its lock."""
+    if parent is not None:
+        die_with_parent(parent)
     row = common.run_arm(ARMS[job.arm], job.seed, settings, dataset="fashion_mnist", runs_dir=Path(runs_dir))
     path = Path(rows_dir) / f"{job.name}.json"
     tmp = path.with_suffix(".tmp")
@@ -90,14 +144,13 @@ def run(profile: str, *, out: str | Path, budget_seconds: float, device: str = "
         batch: int = BASE_BATCH, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train what is left of the jobs within the budget; write the results once all are done.
     Returns {'done': [job names], 'left': [job names], 'written': [paths]}."""
-    if budget_seconds <= STOP_MARGIN_S:
-        raise ValueError(f"--budget-seconds must exceed the {STOP_MARGIN_S:.0f} s the command keeps to stop")
-    if parallel < 1:
-        raise ValueError(f"--parallel must be at least 1, got {parallel}")
     started = time.monotonic()
+    check_options(budget_seconds=budget_seconds, device=device, seeds=seeds, parallel=parallel,
+                  checkpoint_every=checkpoint_every, batch=batch)
     out = Path(out)
     settings = settings_for(profile, device, checkpoint_every, batch)
     seeds = tuple(settings["seeds"] if seeds is None else seeds)
+    provenance.check_environment()                   # a named commit is refused now, not after training
     runs_dir, rows_dir = out / "runs", out / "rows"
     rows_dir.mkdir(parents=True, exist_ok=True)
     jobs = [Job(arm, seed) for seed in seeds for arm in ARMS]
@@ -112,8 +165,8 @@ def run(profile: str, *, out: str | Path, budget_seconds: float, device: str = "
             break
         while todo and len(running) < parallel:
             job = todo.pop(0)
-            process = context.Process(target=_run_job, args=(job, settings, str(runs_dir), str(rows_dir)),
-                                      name=job.name)
+            process = context.Process(target=_run_job, name=job.name,
+                                      args=(job, settings, str(runs_dir), str(rows_dir), os.getpid()))
             process.start()
             running[job.name] = process
             log(f"started {job.name}")
@@ -132,7 +185,8 @@ def run(profile: str, *, out: str | Path, budget_seconds: float, device: str = "
         process.join()
         log(f"stopped {name}: it resumes from its last checkpoint next time")
     if failed:
-        raise RuntimeError(f"jobs failed: {', '.join(failed)} (their output is above)")
+        raise JobsFailedError(f"jobs failed: {', '.join(failed)} (their output is above); run again with the "
+                              "same --out to retry them")
     done = sorted(p.stem for p in rows_dir.glob("*.json"))
     left = [job.name for job in jobs if job.name not in done]
     written = [] if left else write_results(out, profile, settings, seeds, rows_dir)
@@ -143,7 +197,7 @@ def run(profile: str, *, out: str | Path, budget_seconds: float, device: str = "
 def write_results(out: Path, profile: str, settings: Mapping[str, Any], seeds: tuple[int, ...],
                   rows_dir: Path) -> list[Path]:
     """DIR/results/<notebook>/<profile>/: comparisons.csv, arms.csv, provenance.json."""
-    rows = [json.loads((rows_dir / f"{Job(arm, seed).name}.json").read_text()) for seed in seeds for arm in ARMS]
+    rows = [read_row(rows_dir / f"{Job(arm, seed).name}.json", Job(arm, seed)) for seed in seeds for arm in ARMS]
     written = []
     for notebook, findings in NOTEBOOKS.items():
         folder = out / "results" / notebook / profile

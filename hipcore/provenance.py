@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -27,6 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 
 from . import device
+from .errors import HipcoreError
 from .files import write_text_atomic
 
 REPO = Path(__file__).resolve().parent.parent
@@ -98,7 +100,10 @@ def commit_fingerprint(commit: str, root: Path = REPO) -> str | None:
 
 def _git_bytes(root: Path, *args: str) -> bytes | None:
     try:
-        done = subprocess.run(["git", *args], cwd=root, capture_output=True, timeout=60)
+        # --no-optional-locks: reading the state never takes the checkout's .git/index.lock
+        # (a `git status` refreshing the index would block a user's git command meanwhile)
+        done = subprocess.run(["git", "--no-optional-locks", *args], cwd=root, capture_output=True, timeout=60,
+                              env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"})
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout if done.returncode == 0 else None
@@ -136,6 +141,7 @@ def code_identity(root: Path = REPO, environ: Mapping[str, str] | None = None) -
         'verified': bool, 'verified_by': 'git status' | 'git objects' | 'given fingerprint' | None,
         'unverified': reason or None}"""
     environ = os.environ if environ is None else environ
+    check_environment(root, environ)
     state = git_state(root)
     ran = result_fingerprint(root)
     out = {**state, "code_fingerprint": code_fingerprint(root), "result_fingerprint": ran,
@@ -147,7 +153,7 @@ def code_identity(root: Path = REPO, environ: Mapping[str, str] | None = None) -
         out["unverified"] = ("not a git checkout and no $HIPCORE_COMMIT" if not state["commit"]
                              else "the tree differs from its commit (dirty)")
         return out
-    expected = commit_fingerprint(named, root)
+    expected = commit_fingerprint(named, root) if on_history(named, root) else None
     how = "git objects"
     if expected is None:
         expected, how = (environ.get(FINGERPRINT_ENV) or "").strip() or None, "given fingerprint"
@@ -160,6 +166,45 @@ def code_identity(root: Path = REPO, environ: Mapping[str, str] | None = None) -
     else:
         out.update(dirty=False, verified=True, verified_by=how)
     return out
+
+
+COMMIT = re.compile(r"[0-9a-f]{40}")
+FINGERPRINT = re.compile(r"[0-9a-f]{12}")        # _digest's form
+
+
+class ProvenanceError(HipcoreError, ValueError):
+    """$HIPCORE_COMMIT or $HIPCORE_CODE_FINGERPRINT holds what no commit or fingerprint is."""
+
+
+def check_environment(root: Path = REPO, environ: Mapping[str, str] | None = None) -> None:
+    """Refuse, naming the variable, a $HIPCORE_COMMIT that is not a full 40-hex commit id or
+    that this checkout's git holds off its history (not an ancestor of HEAD), and a
+    $HIPCORE_CODE_FINGERPRINT that is not 12 hex digits: what is recorded as a verified
+    commit is one, never 'HEAD' or text that lands in SUMMARY's provenance section."""
+    environ = os.environ if environ is None else environ
+    named = environ.get(COMMIT_ENV)
+    if named is not None and named.strip():
+        if not COMMIT.fullmatch(named.strip()):
+            raise ProvenanceError(f"${COMMIT_ENV} must be a full commit id (40 hex digits, as `python -m hipcore "
+                                  f"provenance-env` prints it), got {named[:60]!r}")
+        if on_history(named.strip(), root) is False:
+            raise ProvenanceError(f"${COMMIT_ENV}={named.strip()} is not on this checkout's history (no branch "
+                                  "or tag holds it): name the commit the code was copied from")
+    given = environ.get(FINGERPRINT_ENV)
+    if given is not None and given.strip() and not FINGERPRINT.fullmatch(given.strip()):
+        raise ProvenanceError(f"${FINGERPRINT_ENV} must be a code fingerprint (12 hex digits, as `python -m "
+                              f"hipcore provenance-env` prints it), got {given[:60]!r}")
+
+
+def on_history(commit: str, root: Path = REPO) -> bool | None:
+    """Whether this checkout's git holds `commit` on its history: an ancestor of HEAD, or of
+    another branch or tag; None where its git does not hold the commit at all (a copied tree:
+    its fingerprint then decides)."""
+    if _git_bytes(root, "cat-file", "-e", f"{commit}^{{commit}}") is None:
+        return None
+    if _git_bytes(root, "merge-base", "--is-ancestor", commit, "HEAD") is not None:
+        return True
+    return bool(_git(root, "for-each-ref", "--count=1", "--contains", commit, "refs/heads", "refs/tags"))
 
 
 @lru_cache(maxsize=1)

@@ -39,7 +39,7 @@ def test_it_stops_before_the_budget_then_goes_on_and_writes_results(tmp_path, ca
 
 
 def test_bad_budgets_and_profiles_are_refused_in_one_line(tmp_path, capsys):
-    with pytest.raises(ValueError, match="must exceed"):
+    with pytest.raises(ValueError, match="must be a finite number of seconds above the 20 s"):
         gpu_reproduce.run("smoke", out=tmp_path, budget_seconds=5, device="cpu")
     with pytest.raises(ValueError, match="parallel"):
         gpu_reproduce.run("smoke", out=tmp_path, budget_seconds=60, device="cpu", parallel=0)

@@ -118,6 +118,11 @@ def _load(path: Path, training: bool, legacy: bool = False) -> dict[str, Any]:
                               "checkpoint at all") from None
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path} is not a hipcore training checkpoint (no model weights in it)")
+    model = state["model"]
+    if not isinstance(model, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in model.items()):
+        raise CheckpointError(f"{path} is not a hipcore training checkpoint: its model is a "
+                              f"{type(model).__name__}, not a dict of named weight tensors")
     if "digest" not in state and not legacy:
         if state.get("format") == LEGACY_FORMAT:
             raise CheckpointError(f"checkpoint {path} has no digest: it was written before digests existed. "

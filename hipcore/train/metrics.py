@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import sys
@@ -13,7 +14,8 @@ import numpy as np
 import torch
 
 from ..device import machine
-from ..files import temp_path, write_text_atomic
+from ..errors import DiskFullError
+from ..files import disk_full, temp_path, write_text_atomic
 from ..version import __version__
 
 COLUMNS = ("run_id", "seed", "epoch", "step", "split", "metric", "value")
@@ -43,15 +45,28 @@ class MetricsLogger:
         with open(tmp, "w", newline="") as f:
             csv.writer(f).writerows([COLUMNS, *rows])
         os.replace(tmp, self.path)
-        self._file = open(self.path, "a", newline="")
-        self._writer = csv.writer(self._file)
+        self._file = open(self.path, "ab", buffering=0)      # unbuffered: each log() is one write
 
     def log(self, epoch: int, step: int, split: str, **metrics: float) -> None:
+        """Append one row per metric, all in one write: a failed write (a full disk) is cut back
+        to the file's previous end, so no half row survives, and is a DiskFullError naming it."""
         if not self.enabled:
             return
-        for name, value in metrics.items():
-            self._writer.writerow((self.run_id, self.seed, epoch, step, split, name, repr(float(value))))
-        self._file.flush()
+        text = io.StringIO(newline="")
+        csv.writer(text).writerows((self.run_id, self.seed, epoch, step, split, name, repr(float(value)))
+                                   for name, value in metrics.items())
+        data, fd = text.getvalue().encode(), self._file.fileno()
+        end = os.fstat(fd).st_size
+        try:
+            done = 0
+            while done < len(data):                       # a raw write may take part of the bytes
+                done += os.write(fd, data[done:])
+        except OSError as error:
+            os.ftruncate(fd, end)                         # no half row: back to the last whole one
+            if disk_full(error, self.path.parent):
+                raise DiskFullError(f"{self.path}: disk full while appending metrics rows; the file keeps "
+                                    "every whole row logged before: free some space and rerun to resume") from None
+            raise OSError(error.errno, f"{self.path}: cannot append metrics rows ({error.strerror})") from None
 
     def close(self) -> None:
         if self._file is not None:

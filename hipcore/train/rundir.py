@@ -79,6 +79,7 @@ def claim(run_dir: str | os.PathLike | None, enabled: bool = True, wait_s: float
                           "or copy the run to a folder you can write and rerun there") from None
     with handle:
         _lock(handle, path, wait_s)
+        _HELD.add(handle.fileno())
         handle.seek(0)
         handle.truncate()
         handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
@@ -88,10 +89,54 @@ def claim(run_dir: str | os.PathLike | None, enabled: bool = True, wait_s: float
         for pattern in LEGACY_TEMPS:
             for stale in path.glob(pattern):
                 stale.unlink(missing_ok=True)
-        yield path
+        try:
+            yield path
+        finally:
+            _HELD.discard(handle.fileno())
 
 
 POLL_S = 0.5
+
+
+# ---- a run's lock belongs to the process that claimed it, never to its children ----
+
+_HELD: set[int] = set()          # descriptors of the run locks this process holds
+
+
+def _drop_held_locks() -> None:
+    """In a forked child (a decoding pool, a data worker): point each held lock's descriptor
+    at /dev/null, so the child shares no reference to the lock and an orphan that outlives a
+    killed parent never keeps the run locked. The parent's lock is untouched."""
+    if not _HELD:
+        return
+    null = os.open(os.devnull, os.O_RDONLY)
+    try:
+        for fd in _HELD:
+            os.dup2(null, fd)
+    finally:
+        os.close(null)
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_held_locks)
+
+PR_SET_PDEATHSIG = 1             # prctl option: the signal this process gets when its parent ends
+
+
+def die_with_parent(parent: int) -> None:
+    """Have the kernel kill this process (SIGKILL) when its parent `parent` ends (Linux's
+    prctl PR_SET_PDEATHSIG), so a job whose command was killed never trains on as an orphan
+    holding its run's lock; exits at once if the parent is already gone. Elsewhere a no-op."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:                     # the parent ended before the request took
+        os._exit(1)
 
 
 def _lock(handle, path: Path, wait_s: float) -> None:
