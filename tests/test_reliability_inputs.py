@@ -51,6 +51,10 @@ def one_line_error(capsys, argv) -> str:
     (["--set", "regroup=[1]"], "regroup must be one of"),
     (["--set", "widht=3"], "unknown model option(s) ['widht']"),
     (["--device", "tpu"], "device must be 'auto', 'cpu', 'cuda' or 'cuda:<index>', got 'tpu'"),
+    (["--variant", "small9"], "--variant 'small9': unknown; choose one of"),
+    (["--variant", "no/such/file.json"], "--variant no/such/file.json: no such file"),
+    (["--lr", "0.001", "--min-lr", "0.01"], "min_lr must be in [0, 0.001], got 0.01"),
+    (["--plateau"], "plateau stops on the validation set: set val_fraction > 0 with it"),
     (["--data-option", "workers=4"], "fashion_mnist has no option 'workers'"),
     (["--data-option", "hflip=1"], "option hflip must be true or false"),
 ])

@@ -223,12 +223,20 @@ def echo_data(cfg: TrainConfig) -> None:
 
 
 def check_inputs(cfg: TrainConfig) -> None:
-    """What TrainConfig cannot check alone, before any work starts: the device exists here and
-    a decoding pool fits the machine's cores (echo_data checks the dataset's options)."""
+    """What TrainConfig cannot check alone, before any work starts: the device exists here, the
+    variant is known (or its file is there), and a decoding pool fits the machine's cores
+    (echo_data checks the dataset's options)."""
+    from ..config import VARIANT_NAMES
     from ..data.imagefolder import check_workers
     from ..device import pick_device
 
     pick_device(cfg.device)
+    if cfg.variant.endswith(".json"):
+        if not os.path.isfile(cfg.variant):
+            raise FileNotFoundError(f"--variant {cfg.variant}: no such file (a .json file holding a HiPConfig dict)")
+    elif cfg.variant not in VARIANT_NAMES:
+        raise ValueError(f"--variant {cfg.variant!r}: unknown; choose one of {', '.join(VARIANT_NAMES)}, "
+                         "or a .json file holding a HiPConfig dict")
     if "workers" in cfg.data_options:
         check_workers(cfg.data_options["workers"])
 
