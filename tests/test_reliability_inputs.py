@@ -372,3 +372,19 @@ def test_a_full_disk_while_appending_metrics_leaves_no_half_row(tmp_path, monkey
     logger.close()
     rows = metrics_module.read_metrics(tmp_path / "metrics.csv")
     assert [(r["step"], r["metric"], r["value"]) for r in rows] == [(10, "loss", 0.5), (20, "loss", 0.25)]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"epochs": True}, "profile 'smoke': epochs must be a whole number in [1, 100000], got True"),
+    ({"plateau_patience": True}, "profile 'smoke': plateau_patience must be a whole number"),
+    ({"lr": math.inf}, "profile 'smoke': lr must be a finite number above 0, got inf"),
+    ({"pretrain_epochs": 2.5}, "profile 'smoke': epochs must be a whole number"),
+    ({"pretrain_lr": math.nan}, "profile 'smoke': lr must be a finite number above 0, got nan"),
+    ({"seeds": [0, 0]}, "profile 'smoke': seeds must be whole numbers in [0, 2**63), each once"),
+    ({"seeds": [2**64]}, "profile 'smoke': seeds must be whole numbers in [0, 2**63)"),
+])
+def test_profile_rows_are_checked_value_by_value(change, message):
+    with pytest.raises(ValueError) as caught:
+        common.check_profiles({"smoke": {**common.IMAGE_PROFILES["smoke"], **change}})
+    assert message in str(caught.value), str(caught.value)
+    common.check_profiles({"smoke": common.IMAGE_PROFILES["smoke"]})        # the shipped row passes

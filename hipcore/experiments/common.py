@@ -79,15 +79,12 @@ def check_profiles(table: Mapping[str, Mapping[str, Any]], extra: Mapping[str, s
         if unknown:
             raise ValueError(f"profile {profile!r} sets {unknown}, which are neither TrainConfig fields a "
                              f"profile may set nor settings of its notebook")
+        check_profile_values(profile, row)              # first: True is no repeated default of 1
         defaults = {**PROFILE_DEFAULTS, "pretrain_lr": row.get("lr", TrainConfig.lr)}
         repeated = sorted(k for k, v in row.items() if k in defaults and v == defaults[k])
         if repeated:
             raise ValueError(f"profile {profile!r} repeats the default of {repeated}: leave "
                              f"{'them' if len(repeated) > 1 else 'it'} out (TrainConfig holds the default)")
-        try:
-            TrainConfig(**train_overrides(row))
-        except ValueError as error:
-            raise ValueError(f"profile {profile!r}: {error}") from None
 
 
 def profiles(rows: Mapping[str, Mapping[str, Any]], extra: Mapping[str, str] | None = None) -> dict[str, dict]:
@@ -99,6 +96,22 @@ def profiles(rows: Mapping[str, Mapping[str, Any]], extra: Mapping[str, str] | N
 def without(row: Mapping[str, Any], *keys: str) -> dict[str, Any]:
     """`row` less `keys`: a row built on another one that takes those fields' defaults back."""
     return {k: v for k, v in row.items() if k not in keys}
+
+
+def check_profile_values(profile: str, row: Mapping[str, Any]) -> None:
+    """ValueError naming the profile unless its TrainConfig values (and its MAE stage's epochs
+    and lr) pass TrainConfig's checks and its seeds are whole numbers in [0, 2**63), each once."""
+    try:
+        base = TrainConfig(**train_overrides(row))
+        if "pretrain_epochs" in row:
+            base.replace(task="pretrain", epochs=row["pretrain_epochs"], lr=row.get("pretrain_lr", base.lr))
+    except ValueError as error:
+        raise ValueError(f"profile {profile!r}: {error}") from None
+    seeds = row.get("seeds", [0])
+    ok = isinstance(seeds, (list, tuple)) and len(seeds) == len(set(seeds)) > 0 and all(
+        isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**63 for s in seeds)
+    if not ok:
+        raise ValueError(f"profile {profile!r}: seeds must be whole numbers in [0, 2**63), each once, got {seeds!r}")
 
 
 def train_overrides(settings: Mapping[str, Any]) -> dict[str, Any]:
