@@ -37,8 +37,8 @@ from .errors import HipcoreError
 from .experiments import common, image_arms
 from .experiments import imagenet_comparison as ic
 from .experiments import mae_positions as mp
+from .processes import die_with_parent
 from .train.config import DEVICE_NAME, MAX_SEED
-from .train.rundir import die_with_parent
 
 ARMS = {"hip_mae": image_arms.HIP_MAE, "hip_classification": image_arms.HIP_CLASSIFICATION,
         "perceiver_fourier": image_arms.perceiver_arms("perceiver_small")[0]}

@@ -313,7 +313,8 @@ def test_a_forked_child_never_holds_its_parents_run_lock(tmp_path):
 def test_a_job_dies_with_the_command_that_started_it(tmp_path):
     parent, child = run_parent(tmp_path, """
         import os, subprocess, sys, time
-        code = ("import os, sys, time; from hipcore.train.rundir import claim, die_with_parent; "
+        code = ("import os, sys, time; from hipcore.processes import die_with_parent; "
+                "from hipcore.train.rundir import claim; "
                 f"die_with_parent({os.getpid()}); "
                 "c = claim(sys.argv[1]); c.__enter__(); print('locked', flush=True); time.sleep(60)")
         child = subprocess.Popen([sys.executable, "-c", code, sys.argv[1]], stdout=subprocess.PIPE, text=True)

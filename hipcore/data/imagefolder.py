@@ -40,6 +40,7 @@ from hipcore.data.fingerprint import file_digest, listing_fingerprint
 from hipcore.data.images import ImageDataset
 from hipcore.errors import DataError
 from hipcore.files import clean_temps, disk_full, no_space, temp_path, write_text_atomic
+from hipcore.processes import die_with_parent
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
@@ -182,7 +183,8 @@ def build_cache(root: Path, files: list[str], resolution: int, target: Path,
         out = reserved_memmap(tmp, (n, resolution, resolution, 3))
         good = np.zeros(n, dtype=bool)
         tasks = [(i, str(root / f), resolution) for i, f in enumerate(files)]
-        pool = multiprocessing.get_context().Pool(workers) if workers > 1 else None
+        pool = (multiprocessing.get_context().Pool(workers, initializer=die_with_parent, initargs=(os.getpid(),))
+                if workers > 1 else None)                      # workers end with this process
         results = (pool.imap_unordered(_decode_task, tasks, chunksize=16) if pool
                    else map(_decode_task, tasks))
         for i, image, error in results:

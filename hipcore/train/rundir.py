@@ -121,23 +121,6 @@ def _drop_held_locks() -> None:
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_drop_held_locks)
 
-PR_SET_PDEATHSIG = 1             # prctl option: the signal this process gets when its parent ends
-
-
-def die_with_parent(parent: int) -> None:
-    """Have the kernel kill this process (SIGKILL) when its parent `parent` ends (Linux's
-    prctl PR_SET_PDEATHSIG), so a job whose command was killed never trains on as an orphan
-    holding its run's lock; exits at once if the parent is already gone. Elsewhere a no-op."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    if os.getppid() != parent:                     # the parent ended before the request took
-        os._exit(1)
-
 
 def _lock(handle, path: Path, wait_s: float) -> None:
     """flock the lock file, retrying for up to wait_s seconds while another process holds it."""
