@@ -353,7 +353,10 @@ def describe(point: Mapping[str, Any]) -> str:
 def sweep(notebook: str | Path, grid: Mapping[str, Iterable[Any]], seeds: Iterable[int] | None,
           out: Path, *, profile: str | None = None) -> Path:
     """Run every point of `grid` x `seeds`; returns the aggregated CSV's path."""
+    from .provenance import check_environment
+
     nb = find_notebook(notebook)
+    check_environment()                  # a bad $HIPCORE_COMMIT is refused now, not when results are written
     grid = {name: list(values) for name, values in grid.items()}
     seeds = None if seeds is None else list(seeds)
     names = list(grid)
@@ -442,6 +445,7 @@ def reproduce(profile: str = "quick", results_dir: Path | None = None,
     from .notebook import TRAIN_ENV
     from .summary import executed_path, update_readme, write_summary
 
+    provenance.check_environment()       # before any notebook runs
     results_dir = locations.results_dir() if results_dir is None else results_dir
     readme = locations.home() / "README.md" if readme == "home" else readme
     executed_dir = executed_path(results_dir, profile)

@@ -389,3 +389,17 @@ def test_profile_rows_are_checked_value_by_value(change, message):
         common.check_profiles({"smoke": {**common.IMAGE_PROFILES["smoke"], **change}})
     assert message in str(caught.value), str(caught.value)
     common.check_profiles({"smoke": common.IMAGE_PROFILES["smoke"]})        # the shipped row passes
+
+
+def test_imagefolder_resolution_is_a_whole_number_not_a_boolean(tmp_path):
+    root = write_images(tmp_path / "images")
+    for resolution in (True, 8.0, 0):
+        with pytest.raises(ValueError, match="resolution must be a positive int"):
+            load_dataset("imagefolder", "train", data_dir=str(root), resolution=resolution,
+                         cache_dir=str(tmp_path / "cache"))
+
+
+def test_sweep_refuses_a_bad_commit_variable_before_any_kernel(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv(provenance.COMMIT_ENV, "main")
+    err = one_line_error(capsys, ["sweep", "00", "-p", "ordering", "raster", "--out", str(tmp_path / "out")])
+    assert "$HIPCORE_COMMIT must be a full commit id" in err and not (tmp_path / "out").exists()

@@ -235,7 +235,7 @@ class ImageFolder(ImageDataset):
         check_workers(workers)
         if data_dir is None:
             raise ValueError("imagefolder needs data_dir: a folder laid out as root/{train,val}/<class>/")
-        if not (isinstance(resolution, int) and resolution > 0):
+        if not (isinstance(resolution, int) and not isinstance(resolution, bool) and resolution > 0):
             raise ValueError(f"resolution must be a positive int, got {resolution!r}")
         root = Path(data_dir).expanduser().resolve()
         class_names, files, labels = scan_image_folder(root, split)
