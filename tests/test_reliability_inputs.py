@@ -403,3 +403,20 @@ def test_sweep_refuses_a_bad_commit_variable_before_any_kernel(tmp_path, capsys,
     monkeypatch.setenv(provenance.COMMIT_ENV, "main")
     err = one_line_error(capsys, ["sweep", "00", "-p", "ordering", "raster", "--out", str(tmp_path / "out")])
     assert "$HIPCORE_COMMIT must be a full commit id" in err and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"blocks": 3}', "model option blocks must be a list of blocks"),
+    ("nope", "is not JSON"),
+    ("[1]", "must hold a dict of HiPConfig fields, got list"),
+    ('{"blocks": [{"groups": 1}]}', "blocks[0] {'groups': 1}: missing latents"),
+    ('{"blocks": [{"groups": 1, "latents": 4, "channels": 8, "self_attends": 1, "heads": 2}], "widht": 1}',
+     "unknown field(s) ['widht']"),
+])
+def test_a_variant_file_is_checked_naming_it(tmp_path, capsys, text, message):
+    path = tmp_path / "variant.json"
+    path.write_text(text)
+    err = one_line_error(capsys, ["train", "--variant", str(path), "--max-steps", "1",
+                                  "--run-dir", str(tmp_path / "r")])
+    assert f"variant file {path}" in err and message in err, err
+    assert not (tmp_path / "r").exists()

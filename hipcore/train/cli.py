@@ -21,7 +21,7 @@ from ..argtypes import non_negative_int as _non_negative_int
 from ..argtypes import positive_int as _positive_int
 from ..argtypes import thread_count
 from ..device import PRECISIONS
-from .config import OPTIMIZERS, TRANSFERS, TrainConfig
+from .config import OPTIMIZERS, TRANSFERS, TrainConfig, variant_file
 from .metrics import show_metric
 
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)
@@ -234,6 +234,7 @@ def check_inputs(cfg: TrainConfig) -> None:
     if cfg.variant.endswith(".json"):
         if not os.path.isfile(cfg.variant):
             raise FileNotFoundError(f"--variant {cfg.variant}: no such file (a .json file holding a HiPConfig dict)")
+        variant_file(cfg.variant)
     elif cfg.variant not in VARIANT_NAMES:
         raise ValueError(f"--variant {cfg.variant!r}: unknown; choose one of {', '.join(VARIANT_NAMES)}, "
                          "or a .json file holding a HiPConfig dict")

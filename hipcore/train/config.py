@@ -263,6 +263,24 @@ def check_model(model: Mapping[str, Any], variant_name: str) -> None:
         raise ValueError(f"model options {rest}: {error}") from None
 
 
+def variant_file(path: str) -> HiPConfig:
+    """The HiPConfig a variant .json file holds; a ValueError naming the file when it is not
+    JSON, not a dict of HiPConfig fields, or holds values the model does not take."""
+    try:
+        with open(path) as f:
+            d = json.load(f)
+    except ValueError as error:
+        raise ValueError(f"variant file {path} is not JSON ({error})") from None
+    try:
+        _require(isinstance(d, Mapping), f"must hold a dict of HiPConfig fields, got {type(d).__name__}")
+        fields = {f.name for f in dataclasses.fields(HiPConfig)}
+        unknown = sorted(set(d) - fields)
+        _require(not unknown and "blocks" in d, f"unknown field(s) {unknown} or no blocks; fields: {sorted(fields)}")
+        return HiPConfig(**{**d, "blocks": model_blocks(d["blocks"])})
+    except ValueError as error:
+        raise ValueError(f"variant file {path}: {error}") from None
+
+
 def model_blocks(blocks: Any) -> tuple[BlockConfig, ...]:
     """The model option `blocks` (a list of dicts, one per block, of BlockConfig fields) as BlockConfigs."""
     _require(isinstance(blocks, (list, tuple)) and len(blocks) > 0,
