@@ -238,7 +238,7 @@ def check_inputs(cfg: TrainConfig) -> None:
     elif cfg.variant not in VARIANT_NAMES:
         raise ValueError(f"--variant {cfg.variant!r}: unknown; choose one of {', '.join(VARIANT_NAMES)}, "
                          "or a .json file holding a HiPConfig dict")
-    if "workers" in cfg.data_options:
+    if cfg.dataset == "imagefolder" and "workers" in cfg.data_options:   # elsewhere an unknown option
         check_workers(cfg.data_options["workers"])
 
 
