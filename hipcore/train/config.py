@@ -167,10 +167,9 @@ def _whole(value: Any, name: str, minimum: int = 1, maximum: int | None = None, 
         return
     ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
     ok = ok and (maximum is None or value <= maximum)
-    span = f"in [{minimum}, {maximum}]" if maximum is not None else (
-        "a positive int" if minimum == 1 else f"an int >= {minimum}")
-    _require(ok, f"{name} must be {'a whole number ' + span if maximum is not None else span}"
-                 f"{' or None' if optional else ''}, got {value!r}")
+    kind = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+    _require(ok, f"{name} must be {kind}{' or None' if optional else ''}, got {value!r}"
+                 + (f" (at most {maximum})" if maximum is not None else ""))
 
 
 def _number(value: Any, name: str, low: float, high: float = math.inf, *, low_open: bool = False,
