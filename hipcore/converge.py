@@ -41,6 +41,7 @@ from .files import write_text_atomic
 from .locations import results_dir, runs_dir
 
 PROFILE = "converged"
+JOBS = "jobs.json"               # results/<notebook>/converged/jobs.json: every job's state (write_notebook)
 FORMAT = 1
 STOP_MARGIN_S = 30.0           # the time box stops a running job this long before it ends
 POLL_S = 1.0
@@ -446,11 +447,47 @@ def run(budget_minutes: float, *, root: Path | None = None, runs: Path | None = 
             + (", its verdict pairs written" if written["written"] else ""))
         if commit:
             commit_folder(written["folder"], read_record(ran.path(root), ran))
-    found = survey(root, jobs)
-    for notebook in dict.fromkeys(s.planned.job.notebook for s in found):
-        write_notebook(notebook, found, root)
+    write_status(root, jobs)
     log(f"finished {len(finished)} job(s) in this box")
     return finished
+
+
+def write_status(root: Path | None = None, jobs: list[Planned] | None = None) -> list[dict[str, Any]]:
+    """write_notebook for every notebook of the queue; returns what each wrote."""
+    root = results_dir() if root is None else root
+    found = survey(root, jobs)
+    return [write_notebook(notebook, found, root) for notebook in dict.fromkeys(s.planned.job.notebook
+                                                                               for s in found)]
+
+
+# ---- what the README and SUMMARY say of it ----
+
+
+def status_block(root: Path) -> str:
+    """Markdown from the committed jobs.json files: per notebook, jobs done, stale, refused, to
+    run and the CPU-hours left; and whether its verdict pairs exist (only when all its jobs are
+    done). The queue that has never written a status says how to start it."""
+    rows, machines = [], set()
+    for folder in sorted(root.glob(f"*/{PROFILE}/{JOBS}")):
+        status = json.loads(folder.read_text())
+        jobs = status["jobs"]
+        machines.add(status["estimated_on"])
+        count = {k: sum(j["state"] == k for j in jobs) for k in ("done", "stale", "refused", "waiting", "to run")}
+        rows.append(f"| {folder.parent.parent.name[:2]} | {count['done']} of {len(jobs)} | {count['stale']} | "
+                    f"{count['refused']} | {count['waiting'] + count['to run']} | "
+                    f"{sum(j['minutes_left'] for j in jobs) / 60:.1f} | "
+                    + ("written" if (folder.parent / "comparisons.csv").exists() else
+                       "none yet (a partial set is never a verdict)") + " |")
+    if not rows:
+        return ("The converged queue has not run yet: `python -m hipcore converge --list` lists its jobs and "
+                "their minutes on this machine.")
+    head = ("The `converged` profile (`python -m hipcore converge`): every arm of a paper row trained until "
+            "the plateau rule stops it, over five seeds (controls three), on `quick`'s training images with "
+            "the whole test set scored once at the checkpoint chosen on validation; one job per notebook, "
+            f"arm and seed, resumable across sittings. Hours estimated on {', '.join(sorted(machines))}:")
+    table = ["| notebook | jobs done | stale | refused | left to run | CPU-hours left | verdict pairs |",
+             "|---|---|---|---|---|---|---|", *rows]
+    return "\n".join([head, "", *table])
 
 
 def _run_next(todo: list[State], root: Path, runs: Path, deadline: float, log, target) -> Job | None:
@@ -520,7 +557,10 @@ def write_notebook(notebook: str, found: list[State], root: Path) -> dict[str, A
     mine = [s for s in found if s.planned.job.notebook == notebook]
     folder = root / notebook / PROFILE
     folder.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(folder / "jobs.json", json.dumps(jobs_table(mine), indent=1) + "\n")
+    from . import device
+
+    status = {"profile": PROFILE, "estimated_on": device.cpu_name(), "jobs": jobs_table(mine)}
+    write_text_atomic(folder / JOBS, json.dumps(status, indent=1) + "\n")
     missing = [s.planned.job.name for s in mine if s.state != "done"]
     out = {"folder": folder, "done": len(mine) - len(missing), "total": len(mine), "missing": missing, "written": []}
     precisions = {s.record.precision for s in mine if s.record is not None}
@@ -549,6 +589,9 @@ def add_commands(sub) -> None:
     queue.add_argument("--budget-minutes", type=positive_float, default=None,
                        help="train what is left for at most this many minutes")
     queue.add_argument("--commit", action="store_true", help="commit each notebook's folder as a job lands (git)")
+    queue.add_argument("--status", action="store_true",
+                       help="write each notebook's converged/jobs.json (and its verdict pairs once all its jobs "
+                            "are done) from the job files; train nothing")
     queue.set_defaults(func=cmd_converge)
 
 
@@ -558,6 +601,11 @@ def cmd_converge(args: argparse.Namespace) -> int:
     ones left within that time box, one job at a time. Run it again to go on."""
     from . import provenance
 
+    if args.status:
+        for written in write_status():
+            print(f"{provenance.relative(written['folder'] / JOBS)}: {written['done']} of {written['total']} "
+                  "jobs done" + ("; verdict pairs written" if written["written"] else ""))
+        return 0
     if args.list or args.budget_minutes is None:
         print("\n".join(listing(survey())))
         return 0

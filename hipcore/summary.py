@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from . import experiments, provenance
+from . import converge, experiments, provenance
 from .bench.speed_text import speed_block
 from .experiments import efficiency, imagenet_comparison, mae_positions, scaling
 from .experiments.scaling import scale_sentences
@@ -207,6 +207,8 @@ def write_summary(results_dir: str | Path, profile: str = "quick", out: str | Pa
              "advance (`MARGINS`); *not shown* when it is not, however near 0 the mean is;",
              "- power: how often the same rule, with as many seeds and our seed-to-seed spread, "
              "would say *reproduced* if the true effect were the paper's.", ""]
+    parts += ["## Converged evidence", "", converge.status_block(results_dir), "",
+              f"## The `{profile}` profile", ""] if profile != converge.PROFILE else []
     if not found:
         parts.append(f"No comparisons found for profile '{profile}' yet.")
     else:
@@ -535,7 +537,8 @@ def readme_machine(results_dir: str | Path, profile: str = "quick") -> str:
 
 def readme_blocks(results_dir: str | Path, profile: str) -> dict[str, Callable[[], str]]:
     """{block name: what fills it}: the README's generated blocks."""
-    return {"machine": lambda: readme_machine(results_dir, profile),
+    return {"converged": lambda: converge.status_block(Path(results_dir)),
+            "machine": lambda: readme_machine(results_dir, profile),
             "times": lambda: readme_times(results_dir, profile),
             "budget": lambda: readme_budget(results_dir, profile),
             "binder": lambda: readme_binder(results_dir),

@@ -169,7 +169,8 @@ def test_a_notebook_gets_verdict_pairs_only_when_every_job_is_done_in_one_precis
     out = converge.write_notebook("01_imagenet_comparison", found, tmp_path)
     assert out["missing"] == ["perceiver_fourier-seed1"] and out["written"] == []
     assert not (out["folder"] / "comparisons.csv").exists()
-    assert [j["state"] for j in json.loads((out["folder"] / "jobs.json").read_text())] == ["done"] * 3 + ["to run"]
+    status = json.loads((out["folder"] / converge.JOBS).read_text())
+    assert [j["state"] for j in status["jobs"]] == ["done"] * 3 + ["to run"]
 
     converge.write_record(finished(jobs[3], 79.5, precision="fp32"), jobs[3].job.path(tmp_path))
     found = converge.states(jobs, tmp_path, provenance.code_fingerprint())
@@ -182,3 +183,15 @@ def test_a_notebook_gets_verdict_pairs_only_when_every_job_is_done_in_one_precis
     pairs = read_comparisons(out["folder"] / "comparisons.csv")
     assert [(int(r["seed"]), float(r["baseline"]), float(r["treatment"])) for r in pairs] == [(0, 78.0, 80.0),
                                                                                             (1, 79.5, 81.0)]
+
+
+def test_the_status_block_counts_each_notebooks_jobs_from_its_committed_status(tmp_path):
+    assert "has not run yet" in converge.status_block(tmp_path)
+    jobs = [planned("hip_classification", s) for s in (0, 1)]
+    converge.write_record(record(jobs[0]), jobs[0].job.path(tmp_path))
+    converge.write_status(tmp_path, jobs)
+    block = converge.status_block(tmp_path)
+    row = next(line for line in block.splitlines() if line.startswith("| 01 "))
+    assert row.startswith("| 01 | 1 of 2 | 0 | 0 | 1 |") and "none yet" in row
+    status = json.loads((tmp_path / "01_imagenet_comparison" / "converged" / converge.JOBS).read_text())
+    assert [j["state"] for j in status["jobs"]] == ["done", "to run"] and status["estimated_on"]
