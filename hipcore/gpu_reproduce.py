@@ -44,7 +44,7 @@ ARMS = {"hip_mae": image_arms.HIP_MAE, "hip_classification": image_arms.HIP_CLAS
         "perceiver_fourier": image_arms.perceiver_arms("perceiver_small")[0]}
 NOTEBOOKS = {"01_imagenet_comparison": ic.FINDINGS, "03_mae_positional_embeddings": mp.FINDINGS}
 # Each stage trains to its validation plateau (hipcore.train.plateau) within the profile's epochs.
-PLATEAU = {"val_fraction": 0.1, "plateau": True, "plateau_patience": 5}
+PLATEAU = {"val_fraction": 0.1, "plateau": True}
 MIN_EPOCHS = 4
 BASE_BATCH = 128               # the batch every profile's learning rates were set for
 STOP_MARGIN_S = 20.0            # stop the children this long before the budget ends

@@ -10,6 +10,7 @@ from hipcore.cli import build_parser
 from hipcore.config import BlockConfig, variant
 from hipcore.experiments import plateau_budget
 from hipcore.experiments.common import IMAGE_TABLE, train_configs
+from hipcore.results import read_csv
 
 
 def tiny_variant(tmp_path):
@@ -68,3 +69,28 @@ def test_a_recipe_check_measures_every_arm_at_every_lr_and_warmup(tmp_path):
     assert rows[0]["best_val"] != rows[1]["best_val"] or rows[0]["test"] != rows[1]["test"]   # the lr applied
     path = plateau_budget.write_recipe(tmp_path / "recipe.csv", rows)
     assert path.read_text().splitlines()[0] == ",".join(plateau_budget.RECIPE_FIELDS)
+    curves = read_csv(tmp_path / plateau_budget.CURVES_FILE, plateau_budget.CURVE_FIELDS)
+    assert len(curves) == sum(r["epochs_run"] for r in rows)                 # every epoch of every run
+
+
+def test_every_epoch_of_a_plateau_run_is_written_with_why_it_stopped(tmp_path):
+    settings = dict(IMAGE_TABLE["smoke"], variant=tiny_variant(tmp_path), limit_train=None, limit_test=None,
+                    batch_size=16, lr=3e-3, precision="fp32", quiet=True, plateau_window=3, plateau_slope=20.0,
+                    plateau_confidence=0.6)                 # 24 validation images: a loose rule, so it stops
+    measured = plateau_budget.measure("hip-learned", settings, max_epochs=12, min_epochs=2, val_fraction=0.25,
+                                      runs_dir=tmp_path / "runs", train_data=Images(96), test_data=Images(40, seed=1))
+    (stage,) = measured["stages"]
+    curve = stage["curve"]
+    assert [p["epoch"] for p in curve] == list(range(1, stage["epochs_run"] + 1))
+    assert all(p["train_loss"] > 0 and p["lr"] > 0 and p["seconds"] > 0 and 0 <= p["val"] <= 100 for p in curve)
+    assert max(p["val"] for p in curve) == pytest.approx(stage["best_val"])
+    judged = [p for p in curve if "trend" in p]                             # from the window's third epoch on
+    assert [p["epoch"] for p in judged] == list(range(3, stage["epochs_run"] + 1))
+    stopped = [p["trend_bound"] < p["threshold"] for p in judged]           # the rule's reason, epoch by epoch
+    assert stopped == [p["converged"] for p in judged]
+    assert stopped[-1] == stage["converged"] and not any(stopped[:-1])
+    path = plateau_budget.write_recipe(tmp_path / "out" / "plateau.csv",
+                                       [{"arm": measured["arm"], "lr": 3e-3, "warmup_epochs": 0.5, **stage}])
+    written = read_csv(path.with_name("curves.csv"), plateau_budget.CURVE_FIELDS)
+    assert len(written) == stage["epochs_run"] and set(written["val_metric"]) == {"top-1 %"}
+    assert written["lr"].astype(float).tolist() == pytest.approx([p["lr"] for p in curve])

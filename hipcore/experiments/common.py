@@ -312,16 +312,18 @@ def convergence(rows: list[dict[str, Any]]) -> tuple[str, str]:
 # common (HiP with MAE, raster order, seed 0, ...) is one cached run, not three. Each row holds
 # only what differs from TrainConfig's defaults (the notebooks' rows add to these).
 IMAGE_PROFILES: dict[str, dict[str, Any]] = {
-    # Every profile holds 10% of its training images out for validation: learning curves, the
-    # checkpoint chosen, and whether each run reached its plateau (hipcore.train.plateau) are
-    # read from it, never from the test set.
+    # Every profile validates (hipcore.train.validation): on val_size of the training images its
+    # limit_train leaves unused (TrainConfig's 6,000; smoke's and binder's a few hundred, to stay
+    # light), else on 10% of its training images carved out. Learning curves, the checkpoint
+    # chosen, and whether each run reached its plateau (hipcore.train.plateau) are read from it,
+    # never from the test set.
     # CI: a few hundred images, one seed; checks the plumbing, not the finding.
     "smoke": dict(epochs=1, pretrain_epochs=1, limit_train=256, limit_test=256, batch_size=64, warmup_epochs=0.5,
-                  val_fraction=0.1),
+                  val_fraction=0.1, val_size=64),
     # Binder (2 GB, a share of a CPU): 1,000 training images, 1 + 1 epochs, one seed.
     "binder": dict(epochs=1, pretrain_epochs=1, limit_train=1000, limit_test=500, batch_size=64, warmup_epochs=0.5,
-                   val_fraction=0.1),
-    # 2 CPU cores: 6,000 training images (5,400 after validation), 8 MAE + 2 epochs, 3 seeds:
+                   val_fraction=0.1, val_size=250),
+    # 2 CPU cores: 6,000 training images (and 6,000 others to validate on), 8 MAE + 2 epochs, 3 seeds:
     # early training. To its validation plateau (results/plateau_check/quick: seed 0, bf16 on a
     # 2-core Xeon with AMX) notebook 01's arms need 16-28 classification epochs of 11-16 s and MAE
     # pretraining more than its 40-epoch cap (21 s each): about 38 minutes per seed for 01's five
@@ -332,13 +334,13 @@ IMAGE_PROFILES: dict[str, dict[str, Any]] = {
     # The whole of Fashion-MNIST, each stage to its validation plateau (epochs: the caps):
     # hours on CPU, minutes on a GPU.
     "full": dict(variant="small5", epochs=60, pretrain_epochs=100, pretrain_lr=1.5e-3, warmup_epochs=2,
-                 seeds=(0, 1, 2), val_fraction=0.1, plateau=True, plateau_patience=5),
+                 seeds=(0, 1, 2), val_fraction=0.1, plateau=True),
     # Each stage until the plateau rule stops it (epochs: the caps), on quick's 6,000 training
     # images, the whole 10,000-image test set evaluated at the checkpoint chosen on validation;
     # five seeds for the arms of a paper row, `other_seeds` for controls. Trained by the
     # converged queue (python -m hipcore converge), one (notebook, arm, seed) job at a time.
     "converged": dict(epochs=60, pretrain_epochs=60, limit_train=6000, warmup_epochs=0.5,
-                      seeds=(0, 1, 2, 3, 4), val_fraction=0.1, plateau=True, plateau_patience=5),
+                      seeds=(0, 1, 2, 3, 4), val_fraction=0.1, plateau=True),
     # The paper's ImageNet setting (HiP-16 at 224 x 224, dataset='imagefolder'); for a GPU cluster.
     "paper": dict(variant="hip16", epochs=110, pretrain_epochs=200, batch_size=1024, lr=2e-3, pretrain_lr=1.5e-3,
                   warmup_epochs=10, seeds=(0, 1, 2), val_fraction=0.1),

@@ -111,18 +111,22 @@ def _add_schedule(s) -> None:
 
 def _add_validation(v) -> None:
     v.add_argument("--val-fraction", type=_finite, default=DEFAULTS["val_fraction"], metavar="F",
-                   help="hold out this fraction of the training subset for validation; it alone picks the "
-                        "best checkpoint, whose test metrics are reported (0: none)")
+                   help="validate (> 0; 0: none): it alone picks the best checkpoint, whose test metrics are "
+                        "reported; without --val-size spare images, this fraction of the training subset")
+    v.add_argument("--val-size", type=_positive_int, default=DEFAULTS["val_size"], metavar="N",
+                   help="validate on N of the training images --limit-train leaves unused, where there are N")
     v.add_argument("--plateau", action="store_true",
                    help="stop at the validation plateau (needs --val-fraction); --epochs is the cap")
     v.add_argument("--min-epochs", type=_positive_int, default=DEFAULTS["min_epochs"],
                    help="the plateau rule waits this many epochs")
-    v.add_argument("--plateau-points", type=_finite, default=DEFAULTS["plateau_points"],
-                   help="top-1 points the last quarter of the epochs must gain to go on")
-    v.add_argument("--plateau-relative", type=_finite, default=DEFAULTS["plateau_relative"],
-                   help="MAE: relative validation-loss decrease the last quarter must make to go on")
-    v.add_argument("--plateau-patience", type=_positive_int, default=DEFAULTS["plateau_patience"],
-                   help="judge at least this many last epochs (a noisy early curve does not stop a run)")
+    v.add_argument("--plateau-window", type=_positive_int, default=DEFAULTS["plateau_window"],
+                   help="the last this many epochs give the trend the rule tests")
+    v.add_argument("--plateau-slope", type=_finite, default=DEFAULTS["plateau_slope"],
+                   help="stop once the trend is confidently below this many top-1 points per epoch")
+    v.add_argument("--plateau-loss-slope", type=_finite, default=DEFAULTS["plateau_loss_slope"],
+                   help="MAE: ... below this relative validation-loss decrease per epoch")
+    v.add_argument("--plateau-confidence", type=_finite, default=DEFAULTS["plateau_confidence"],
+                   help="one-sided level of 'confidently below'")
 
 
 def _add_run(r) -> None:

@@ -24,8 +24,15 @@ RESUMABLE_CHANGES = ("quiet", "device", "checkpoint_every")
 # Opt-in fields and their off values: a run that leaves them off has the run_id it had before
 # they existed, and a run saved before them reads them as off.
 VALIDATION_OFF = {"val_fraction": 0.0, "plateau": False}
-# The plateau rule's settings (their defaults are TrainConfig's, below: PLATEAU_DEFAULTS).
-PLATEAU_FIELDS = ("min_epochs", "plateau_points", "plateau_relative", "plateau_patience")
+# Fields part of a run's identity only with validation on, and only with the plateau on (their
+# defaults are TrainConfig's, below: VALIDATION_DEFAULTS, PLATEAU_DEFAULTS; they fill in runs
+# saved before the fields existed).
+VALIDATION_FIELDS = ("val_size",)
+PLATEAU_FIELDS = ("min_epochs", "plateau_window", "plateau_slope", "plateau_loss_slope", "plateau_loss_cv",
+                  "plateau_confidence")
+# The rule before the trend test (the last quarter's gain): a run saved with the plateau on under
+# it is refused on resumption (the fields differ); without the plateau they never mattered.
+RETIRED_PLATEAU = ("plateau_points", "plateau_relative", "plateau_patience")
 
 
 def _require(ok: bool, message: str) -> None:
@@ -71,13 +78,18 @@ class TrainConfig:
     init_from: str | None = None        # an MAE checkpoint to start a supervised run from
     transfer: str = "all"               # what init_from gives: 'all', 'positions', 'positions_frozen', 'none'
     # validation and the plateau (hipcore.train.validation, hipcore.train.plateau)
-    val_fraction: float = 0.0           # carve this fraction of the training subset out as a
-                                        # validation set (0: none; test-based selection as before)
+    val_fraction: float = 0.0           # validation on (> 0) or off (0: test-based selection as before);
+                                        # where the dataset has too few spare images, this fraction
+                                        # of the training subset is carved out instead
+    val_size: int = 6000                # validation images taken from the training images the run
+                                        # does not train on (those limit_train leaves), when there are as many
     plateau: bool = False               # stop at the validation plateau (needs val_fraction > 0)
-    min_epochs: int = 4                 # the plateau rule waits this many epochs
-    plateau_points: float = 0.3         # top-1 points the last quarter of the epochs must gain
-    plateau_relative: float = 0.01      # MAE: relative validation-loss decrease it must make
-    plateau_patience: int = 1           # the last max(patience, a quarter of the epochs) are judged
+    min_epochs: int = 4                 # the plateau rule waits this many epochs (and a whole window)
+    plateau_window: int = 12            # the last this many epochs: the trend's least-squares line
+    plateau_slope: float = 0.2          # top-1 points per epoch the trend must be confidently below
+    plateau_loss_slope: float = 0.0025  # MAE: relative validation-loss decrease per epoch, the same way
+    plateau_loss_cv: float = 0.42       # MAE: sd over mean of one image's validation loss (its noise)
+    plateau_confidence: float = 0.9995  # one-sided level of "confidently below"
     # run
     seed: int = 0
     run_dir: str | None = None          # None: runs/<task>-<dataset>-<variant>-seed<seed>
@@ -121,8 +133,11 @@ class TrainConfig:
         for k, off in VALIDATION_OFF.items():           # opt-in fields, when off, leave ids as they were
             if d[k] == off:
                 del d[k]
+        if not self.val_fraction:
+            for k in VALIDATION_FIELDS:
+                del d[k]
         if not self.plateau:
-            for k in PLATEAU_DEFAULTS:
+            for k in PLATEAU_FIELDS:
                 del d[k]
         if self.init_from:     # the pretraining run's folder and file name, not where they lie
             d["init_from"] = "/".join(PurePath(self.init_from).parts[-2:])
@@ -152,6 +167,7 @@ class TrainConfig:
         return [f"{k}: {other.get(k)!r} -> {mine.get(k)!r}" for k in keys if mine.get(k) != other.get(k)]
 
 
+VALIDATION_DEFAULTS = {k: TrainConfig.__dataclass_fields__[k].default for k in VALIDATION_FIELDS}
 PLATEAU_DEFAULTS = {k: TrainConfig.__dataclass_fields__[k].default for k in PLATEAU_FIELDS}
 
 
@@ -239,9 +255,12 @@ def _check_plateau(cfg: TrainConfig) -> None:
     _whole(cfg.min_epochs, "min_epochs", maximum=MAX_EPOCHS_FIELD)
     _require(not cfg.plateau or cfg.min_epochs <= cfg.epochs,
              f"min_epochs ({cfg.min_epochs}) must not exceed the cap, epochs ({cfg.epochs})")
-    _whole(cfg.plateau_patience, "plateau_patience", maximum=MAX_EPOCHS_FIELD)
-    _number(cfg.plateau_points, "plateau_points", 0.0, 100.0)
-    _number(cfg.plateau_relative, "plateau_relative", 0.0, 1.0)
+    _whole(cfg.val_size, "val_size")
+    _whole(cfg.plateau_window, "plateau_window", minimum=3, maximum=MAX_EPOCHS_FIELD)   # a line and its scatter
+    _number(cfg.plateau_slope, "plateau_slope", 0.0, 100.0)
+    _number(cfg.plateau_loss_slope, "plateau_loss_slope", 0.0, 1.0)
+    _number(cfg.plateau_loss_cv, "plateau_loss_cv", 0.0, low_open=True)
+    _number(cfg.plateau_confidence, "plateau_confidence", 0.5, 1.0, high_open=True)
 
 
 def check_model(model: Mapping[str, Any], variant_name: str) -> None:
@@ -303,10 +322,14 @@ def model_blocks(blocks: Any) -> tuple[BlockConfig, ...]:
 def upgrade(d: Mapping[str, Any]) -> dict[str, Any]:
     """A saved config dict in today's fields: runs written before `precision` existed carry
     `bf16` (False: float32; True: bfloat16 autocast, which only CUDA applied then); runs
-    written before validation and the plateau existed had them off."""
+    written before validation and the plateau existed had them off; runs written under the
+    plateau's earlier rule keep its fields only where the plateau was on (`RETIRED_PLATEAU`)."""
     d = dict(d)
     if "bf16" in d and "precision" not in d:
         d["precision"] = "bf16" if d.pop("bf16") else "fp32"
-    for k, off in {**VALIDATION_OFF, **PLATEAU_DEFAULTS}.items():   # saved before they existed
+    for k, off in {**VALIDATION_OFF, **VALIDATION_DEFAULTS, **PLATEAU_DEFAULTS}.items():   # saved before they existed
         d.setdefault(k, off)
+    if not d["plateau"]:
+        for k in RETIRED_PLATEAU:
+            d.pop(k, None)
     return d

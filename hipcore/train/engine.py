@@ -250,7 +250,7 @@ def end_epoch(run: Run, epoch: int, step: int) -> None:
     if improved:
         state.best_step, state.selected = step, dict(state.metrics)
     if run.cfg.plateau:
-        state.converged = bool(judged(state.val_history, run.cfg, run.supervised))
+        state.converged = bool(judged(state.val_history, run.cfg, run.supervised, len(run.data["validation"])))
         run.log.log(epoch, step, "plateau", converged=float(state.converged))
     run.say(f"epoch {epoch} step {step}: " + ", ".join(f"{k} {show_metric(k, v)}" for k, v in state.metrics.items()
                                                        if k not in ("epoch", "step")) + f" ({run.elapsed():.0f} s)")
@@ -295,17 +295,17 @@ def result(run: Run) -> RunResult:
                      best_checkpoint=shown / "best.pt" if run.best_path.is_file() else None, best=best,
                      best_step=state.best_step, steps=state.step, wall_time=run.elapsed(),
                      throughput=run.throughput(), epochs_run=int(state.metrics.get("epoch", 0)),
-                     converged=judged(state.val_history, cfg, run.supervised),
+                     converged=judged(state.val_history, cfg, run.supervised, len(run.data["validation"] or ())),
                      selected_epoch=int(state.selected["epoch"]) if validated else None, precision=cfg.precision)
 
 
-def judged(history: list[float], cfg: TrainConfig, supervised: bool) -> bool | None:
-    """Whether the validation curve reached its plateau by the plateau rule, also when the rule
-    did not stop the run (cfg.plateau off: a fixed number of epochs); None without validation."""
+def judged(history: list[float], cfg: TrainConfig, supervised: bool, examples: int) -> bool | None:
+    """Whether the validation curve (on `examples` validation examples) reached its plateau by
+    the plateau rule, also when the rule did not stop the run (cfg.plateau off: a fixed number of
+    epochs); None without validation."""
     if not history:
         return None
-    return plateau.reached(history, "accuracy" if supervised else "loss", min_epochs=cfg.min_epochs,
-                           points=cfg.plateau_points, relative=cfg.plateau_relative, patience=cfg.plateau_patience)
+    return plateau.reached(history, "accuracy" if supervised else "loss", examples, plateau.Rule.of(cfg))
 
 
 def _stopped(what: str, value: float, step: int, epoch: int, last: Path) -> str:

@@ -26,14 +26,13 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .. import device as precision
 from ..config import BlockConfig, HiPConfig, modalities_to_dict, variant
-from ..data.base import Subset
 from ..model import HiP
 from . import checkpoint, distributed, rundir
 from .config import TrainConfig
 from .metrics import MetricsLogger, progress_bar, versions, write_json
 from .optim import build_optimizer, build_scheduler
 from .transfer import transfer
-from .validation import split_validation
+from .validation import limit, split_validation
 
 
 class ConfigMismatchError(rundir.RunDirError):
@@ -113,14 +112,6 @@ class Run:
 
 
 # ---- data and model ----
-
-
-def limit(dataset, n: int | None, seed: int = 0):
-    """A random subset of n examples drawn with `seed`, or the dataset itself."""
-    if n is None or n >= len(dataset):
-        return dataset
-    pick = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:n]
-    return Subset(dataset, pick.sort().values)
 
 
 def load_data(cfg: TrainConfig, train_data=None, test_data=None):
@@ -254,7 +245,7 @@ def announce(run: Run) -> None:
     run.say(f"{'resuming' if run.resumed else 'starting'} {cfg.task} run {run.run_dir} at step "
             f"{run.state.step}/{run.total_steps}: {cfg.precision}, "
             f"{cfg.variant} ({sum(p.numel() for p in run.hip.parameters()):,} parameters), {cfg.dataset} "
-            f"{len(data['train'])} train / " + (f"{len(val)} validation / " if val is not None else "")
+            f"{len(data['train'])} train / " + (f"{len(val)} validation ({val.origin}) / " if val is not None else "")
             + f"{len(data['test'])} test, {run.steps_per_epoch} steps per epoch, "
             f"batch {cfg.batch_size} on {ctx.world_size} x {ctx.device}")
 
