@@ -35,7 +35,12 @@ The rules (each can fail; their error rates are simulated in tests/test_report.p
   (no plateau recorded): ..."), never "reproduced"; missing information counts as not shown
   to be converged. Repeats (timings) need no plateau, nor rows marked 'n/a' (one recipe
   computed two ways, e.g. bf16 against fp32).
-- multiplicity: `holm` adjusts the directional rows' p values together (Holm at 5%).
+- multiplicity: `holm` adjusts the p values of a table's directional rows together (Holm at
+  5%), and `adjust` applies it to the verdicts: a row significant in the paper's direction
+  on its own whose Holm-adjusted p exceeds 5% says "same direction, significant alone, not
+  after Holm's adjustment (p ...)", never "reproduced". `findings` (a notebook's table) and
+  `merge_notebooks` (SUMMARY's) adjust over the rows they show, and every table shows the
+  adjusted p (column *Holm p*).
 - 'same': two one-sided t tests at 5% against +-margin (the 90% interval inside the margin).
   reproduced ("the same within +-margin") at most 5% of the time when the true effect is
   at the margin; "not shown" when the interval reaches outside it, which is the answer,
@@ -50,6 +55,7 @@ The rules (each can fail; their error rates are simulated in tests/test_report.p
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import random
 from dataclasses import dataclass
@@ -243,6 +249,8 @@ class Finding:
     epochs: str = ""         # the rows' training lengths, as recorded
     p: float = float("nan")  # two-sided p of the per-replicate effects (directional claims)
     test_size: int | None = None   # test examples behind each top-1, where the rows record it
+    alone: str = ""          # the rule's verdict on this row alone, before the multiplicity adjustment
+    holm_p: float = float("nan")   # Holm-adjusted p across the table's directional rows (`adjust`)
 
     @property
     def reproduced(self) -> bool:
@@ -338,8 +346,6 @@ def finding(name: str, group: list[dict] | pd.DataFrame, reference: dict[str, Re
         rule = "direction shown (not in the paper)"
     converged = _converged(group, name)
     epochs = ", ".join(e for e in dict.fromkeys(group["epochs"]) if e)
-    if replicate == "seed":                              # trained models; repeats are timings
-        rule = converged_verdict(rule, converged, epochs)
     sizes = {int(v) for v in group["test_size"] if v}
     finite = all(math.isfinite(v) for v in values) and len(values) > 1
     ci = t_interval(values, 1 - 2 * ALPHA_SAME if claim == "same" else LEVEL) if finite else None
@@ -352,9 +358,32 @@ def finding(name: str, group: list[dict] | pd.DataFrame, reference: dict[str, Re
                    scale=scale, replicate=replicate, seeds=len(group), baseline=base.mean(),
                    treatment=treat.mean(), effect=back(mean), effect_sd=sd,
                    low=back(ci.low) if ci else float("nan"), high=back(ci.high) if ci else float("nan"),
-                   margin=margin, verdict=rule, power=pw, notebooks=notebooks, converged=converged, epochs=epochs,
-                   p=p_value(values) if claim != "same" else float("nan"),
-                   test_size=sizes.pop() if len(sizes) == 1 else None)
+                   margin=margin, verdict=judge(rule, replicate, converged, epochs), power=pw, notebooks=notebooks,
+                   converged=converged, epochs=epochs, p=p_value(values) if claim != "same" else float("nan"),
+                   test_size=sizes.pop() if len(sizes) == 1 else None, alone=rule)
+
+
+def judge(rule: str, replicate: str, converged: str, epochs: str) -> str:
+    """A row's verdict from its rule's: over seeds (trained models) labelled by convergence;
+    repeats (timings) as the rule said."""
+    return converged_verdict(rule, converged, epochs) if replicate == "seed" else rule
+
+
+SIGNIFICANT = ("reproduced", "direction shown (not in the paper)", "direction reproduced")
+
+
+def adjust(found: list[Finding]) -> list[Finding]:
+    """The findings of one table with their verdicts adjusted for multiplicity: Holm across its
+    directional rows; a row significant in the paper's direction alone but not after Holm's
+    adjustment at HOLM_ALPHA loses that claim (see the module docstring)."""
+    adjusted = holm([f.p if f.claim != "same" else float("nan") for f in found])
+    out = []
+    for f, a in zip(found, adjusted):
+        rule = f.alone
+        if math.isfinite(a) and a > HOLM_ALPHA and rule.startswith(SIGNIFICANT):
+            rule = f"same direction, significant alone, not after Holm's adjustment (p {a:.2g} > {HOLM_ALPHA:g})"
+        out.append(dataclasses.replace(f, holm_p=a, verdict=judge(rule, f.replicate, f.converged, f.epochs)))
+    return out
 
 
 def _converged(group: pd.DataFrame, name: str) -> str:
@@ -373,8 +402,8 @@ def findings(rows: list[dict], reference: dict[str, Reference] | None = None,
     reference = paper_reference() if reference is None else reference
     if not rows:
         return []
-    return [finding(name, group, reference, notebooks)
-            for name, group in pd.DataFrame(rows).groupby("finding", sort=False)]
+    return adjust([finding(name, group, reference, notebooks)
+                   for name, group in pd.DataFrame(rows).groupby("finding", sort=False)])
 
 
 def _fmt(x: float | None, digits: int = 2, sign: bool = True) -> str:
@@ -429,9 +458,9 @@ def test_noise(f: Finding, test_size: int | None) -> str:
 
 
 def holm_column(found: list[Finding]) -> list[str]:
-    """Each directional row's Holm-adjusted p across the table's directional rows."""
-    adjusted = holm([f.p if f.claim != "same" else float("nan") for f in found])
-    return ["" if math.isnan(a) else f"{a:.2g} ({'<' if a <= HOLM_ALPHA else '>'} {HOLM_ALPHA:g})" for a in adjusted]
+    """Each directional row's Holm-adjusted p across the table's directional rows (`adjust`)."""
+    return ["" if math.isnan(f.holm_p) else f"{f.holm_p:.2g} ({'<' if f.holm_p <= HOLM_ALPHA else '>'} "
+            f"{HOLM_ALPHA:g})" for f in adjust(found)]
 
 
 def early_training_line(found: list[Finding]) -> str:
@@ -459,7 +488,8 @@ def multiplicity_line(found: list[Finding]) -> str:
             f"significant in the paper's direction {100 * one_sided:g}% of the time: about "
             f"{len(rows) * one_sided:.2f} such rows expected by chance, and a "
             f"{100 * (1 - (1 - one_sided) ** len(rows)):.0f}% chance of at least one. Holm's adjustment "
-            f"at {100 * HOLM_ALPHA:g}% across them (column *Holm p*) keeps {held} of {len(rows)} significant.")
+            f"at {100 * HOLM_ALPHA:g}% across them (column *Holm p*) keeps {held} of {len(rows)} significant, and only "
+            f"those may read *reproduced*.")
 
 
 def markdown_table(found: list[Finding], links: dict[str, str] | None = None,
@@ -490,8 +520,9 @@ def markdown_table(found: list[Finding], links: dict[str, str] | None = None,
 
         table.insert(5, "test-set SE of a top-1",
                      [test_noise(f, f.test_size or first(test_sizes or {}, f)) for f in found])
-        table.insert(7, "Holm p", holm_column(found))
         table.insert(len(table.columns) - 1, "regime", [regime(f, first(baselines or {}, f)) for f in found])
+    if any(f.claim != "same" and math.isfinite(f.p) for f in found):      # the adjustment the verdicts carry
+        table.insert(list(table.columns).index("n") + 1, "Holm p", holm_column(found))
     if not any(f.notebooks for f in found):
         table = table.drop(columns="notebooks")
     return markdown(table)
@@ -573,7 +604,7 @@ def merge_notebooks(per_notebook: dict[str, list[dict]], reference: dict[str, Re
             if _pairs(group[group["notebook"] == notebook]) != _pairs(first):
                 raise ValueError(f"finding {name!r} differs between notebooks {shown_in[:i]} and {notebook}")
         found.append(finding(name, first, reference, tuple(shown_in)))
-    return found
+    return adjust(found)
 
 
 def _pairs(group: pd.DataFrame) -> list[tuple]:

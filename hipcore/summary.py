@@ -196,6 +196,9 @@ def write_summary(results_dir: str | Path, profile: str = "quick", out: str | Pa
              "paper's (the interval contains the paper's value, or *ours / paper* is within "
              f"{SIZE_RANGE[0]:g}-{SIZE_RANGE[1]:g}x, a band fixed in advance); significant in the paper's "
              "direction but neither is *direction reproduced, size Rx the paper's*;",
+             "- multiplicity: a directional row is *reproduced* only if it stays significant after Holm's "
+             "adjustment across the table's directional rows (column *Holm p*); otherwise it is *same "
+             "direction, significant alone, not after Holm's adjustment*;",
              "- convergence: a row over seeds whose arms are not both recorded as having reached their "
              "plateau is *not converged* and never *reproduced*; a row that records nothing counts as not "
              "shown converged (*regime* says which, with the reference baselines' top-1 where a notebook "

@@ -1,6 +1,7 @@
 """Verdict rules, their simulated error rates, findings tables and SUMMARY files per profile."""
 
 import hashlib
+import json
 import math
 import random
 
@@ -9,6 +10,7 @@ import pytest
 from hipcore import report, summary
 from hipcore.report import (
     append_comparison,
+    describe_ours,
     equivalence_verdict,
     findings,
     markdown_table,
@@ -220,6 +222,91 @@ def test_holm_adjusts_and_keeps_the_family_wise_rate():
     assert naive / trials > 0.3                                   # ten unadjusted tests: often one false hit
     assert holm_hits / trials <= 0.05 + 2 * math.sqrt(0.05 * 0.95 / trials)
     assert report.p_value([1.0, 2.0, 3.0]) == pytest.approx(2 * (1 - t_cdf(2.0 / (1 / math.sqrt(3)), 2)))
+
+
+def test_a_row_is_reproduced_only_if_it_survives_the_adjustment_its_table_shows(tmp_path):
+    path = tmp_path / "c.csv"
+    # Each alone: the paper's direction, significant, of the paper's size (two-sided p 0.044 and 0.039).
+    write_pairs(path, "F4 with MAE", "lower", "effect.F4_shuffle_with_mae", [(80.0, 77.0), (81.0, 76.5), (80.5, 74.0)],
+                converged="yes", epochs="30/30")
+    write_pairs(path, "F4 without MAE", "lower", "effect.F4_shuffle_without_mae",
+                [(80.0, 79.1), (81.0, 79.8), (80.5, 78.7)], converged="yes", epochs="30/30")
+    alone = [findings([r for r in read_comparisons(path) if r["finding"] == name])[0]
+             for name in ("F4 with MAE", "F4 without MAE")]
+    assert [f.verdict for f in alone] == ["reproduced", "reproduced"]          # a table of one: p itself
+    both = findings(read_comparisons(path))
+    assert [f.alone for f in both] == ["reproduced", "reproduced"]
+    holm = report.holm([f.p for f in both])
+    assert [f.holm_p for f in both] == pytest.approx(holm)
+    for f in both:
+        assert f.reproduced == (f.holm_p <= report.HOLM_ALPHA)                 # the verdict agrees with its column
+        if not f.reproduced:
+            assert f.verdict == ("same direction, significant alone, not after Holm's adjustment "
+                                 f"(p {f.holm_p:.2g} > 0.05)")
+    assert not any(f.reproduced for f in both) and holm == pytest.approx([0.078, 0.078], abs=1e-3)
+    table = markdown_table(both)
+    assert "| Holm p |" in table and f"{max(holm):.2g} (> 0.05)" in table and "significant alone" in table
+    unconverged = findings([{**r, "converged": "no"} for r in read_comparisons(path)])
+    assert all(f.verdict.startswith("not converged at 30/30 epochs: ") for f in unconverged)
+    assert not any(f.reproduced for f in unconverged)
+
+
+def test_every_committed_reproduced_row_is_significant_after_holm():
+    from hipcore.locations import results_dir
+
+    for profile in ("quick",):
+        _, found = summary.profile_findings(results_dir(), profile)
+        assert found
+        for f in found:
+            if f.claim != "same" and f.verdict.startswith(report.SIGNIFICANT):
+                assert f.holm_p <= report.HOLM_ALPHA, (f.finding, f.holm_p)
+        f5 = next(f for f in found if f.finding.startswith("F5"))
+        assert f5.reproduced == (f5.holm_p <= report.HOLM_ALPHA)
+
+
+def timed(seconds_by_model, side=224):
+    """bench Results holding only timed steps: {model: [seconds per repeat]}."""
+    from hipcore.bench.suite import Results
+
+    steps = [{"model": m, "side": side, "batch": 2, "repeat": i, "seconds": t}
+             for m, times in seconds_by_model.items() for i, t in enumerate(times)]
+    rows = [{"model": m, "side": side, "status": "ok", "steps_per_s": 1 / sorted(t)[len(t) // 2],
+             "fraction_of_peak": 0.1, "peak_gflops": 100.0, "peak_memory_gb": 1.0, "inputs": side * side}
+            for m, t in seconds_by_model.items()]
+    return Results(rows, steps, {})
+
+
+def test_timed_repeats_drop_warm_up_steps_and_the_row_and_summary_agree(tmp_path):
+    from hipcore.bench import results as bench
+    from hipcore.experiments.efficiency import FINDINGS
+
+    assert bench.warmup_steps([5.83, 3.80, 3.73]) == 1                    # F5's quick Perceiver IO
+    assert bench.warmup_steps([0.74, 0.73, 0.73]) == 0 and bench.warmup_steps([9.0, 1.0]) == 0   # two stay
+    assert bench.warmup_steps([9.0, 6.0, 1.0, 1.0, 1.1]) == 2
+    run = timed({"perceiver_io": [5.834, 3.801, 3.729], "hip16": [0.737, 0.732, 0.727]})
+    assert bench.record_comparisons(run, tmp_path / "c.csv", FINDINGS[0]) == 2
+    rows = read_comparisons(tmp_path / "c.csv")
+    assert [r["seed"] for r in rows] == ["1", "2"]                          # repeat 0 was warm-up
+    (f5,) = findings(rows)
+    ratio = bench.ratios(run)[224]
+    assert f5.effect == pytest.approx(ratio) and ratio == pytest.approx(math.sqrt(3.801 / 0.732 * 3.729 / 0.727))
+    (target,) = [t for t in bench.targets(run) if t["target"].startswith("HiP-16 / Perceiver IO")]
+    assert target["ours"] == f"{f5.effect:.1f}" and describe_ours(f5).startswith(f"{f5.effect:.2f}x")
+    assert bench.warmup_record(run)["f5_repeats_dropped"] == [0]
+    steady = timed({"perceiver_io": [3.8, 3.7, 3.9], "hip16": [0.73, 0.74, 0.72]})
+    assert len(bench.timed_pairs(steady, "perceiver_io", "hip16", 224)) == 3
+
+
+def test_the_committed_f5_row_and_its_summary_json_say_the_same_ratio():
+    from hipcore.locations import results_dir
+
+    folder = results_dir() / "05_efficiency" / "quick"
+    (f5,) = findings(read_comparisons(folder / "comparisons.csv"))
+    record = json.loads((folder / "summary.json").read_text())
+    (target,) = [t for t in record["targets"] if t["target"].startswith("HiP-16 / Perceiver IO")]
+    assert target["ours"] == f"{f5.effect:.1f}"
+    assert sorted(int(r["seed"]) for r in read_comparisons(folder / "comparisons.csv")) == record["warmup"][
+        "f5_repeats_kept"]
 
 
 def test_a_ratio_claim_is_judged_as_a_ratio_over_repeats(tmp_path):
