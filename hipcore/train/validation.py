@@ -48,14 +48,19 @@ def source(val_size: int, val_fraction: float, train_size: int, spare: int) -> t
     unused examples: val_size spare ones where there are as many, else the carve-out."""
     if spare >= val_size:
         return SPARE, val_size
-    return CARVED, max(1, round(val_fraction * train_size))
+    return CARVED, carved(val_fraction, train_size)
+
+
+def carved(fraction: float, n: int) -> int:
+    """How many of n training examples the carve-out holds out: round(fraction * n), at least one."""
+    return max(1, round(fraction * n))
 
 
 def validation_indices(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(train indices, validation indices), each ascending, of n examples: the carve-out."""
     if not 0 < fraction < 1:
         raise ValueError(f"val_fraction must be in (0, 1) to carve a validation set, got {fraction}")
-    count = source(1, fraction, n, 0)[1]
+    count = carved(fraction, n)
     if count >= n:
         raise ValueError(f"val_fraction {fraction} of {n} training examples leaves none to train on")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED * 1_000_003 + seed))
