@@ -109,7 +109,7 @@ def _validation_digest(run_dir: Path) -> str:
     return json.loads((run_dir / "run.json").read_text())["data"]["validation"]
 
 
-def measure(arm_name: str, settings: Mapping[str, Any], *, seed: int = 0, max_epochs: int = 60,
+def measure(arm_name: str, settings: Mapping[str, Any], *, seed: int = 0, max_epochs: int = DEFAULT_CAP,
             min_epochs: int | None = None, val_fraction: float = 0.1, with_baselines: bool = False,
             runs_dir: Path | None = None, train_data=None, test_data=None) -> dict[str, Any]:
     """{'arm', 'stages': [row per stage], 'baselines': [rows]} for one arm and seed."""
