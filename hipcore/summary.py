@@ -420,6 +420,7 @@ def readme_budget(results_dir: str | Path, profile: str = "quick") -> str:
 
 PLATEAU_CHECK = "plateau_check"          # python -m hipcore plateau-budget --out plateau_check/<profile>/<arm>/...
 PLATEAU_NOTEBOOK = imagenet_comparison.NOTEBOOK   # whose reference baselines train on the same images
+EARLIER_RULE = "--patience"             # plateau-budget's option under the plateau rule before the trend test
 
 
 def readme_plateau(results_dir: str | Path, profile: str = "quick") -> str:
@@ -433,10 +434,12 @@ def readme_plateau(results_dir: str | Path, profile: str = "quick") -> str:
     if not paths:
         return (f"No `{profile}` plateau check yet: `python -m hipcore plateau-budget --arm ... --profile {profile} "
                 f"--out results/{PLATEAU_CHECK}/{profile}/<arm>/plateau.csv`.")
-    rows, made, seeds, tests, seconds = [], {}, set(), {}, 0.0
+    rows, made, seeds, tests, seconds, earlier = [], {}, set(), {}, 0.0, []
     for path in paths:
         frame = read_csv(path, RECIPE_FIELDS)
         record = _provenance(path.parent)
+        if EARLIER_RULE in str(record.get("command", "")):
+            earlier.append(path.parent.name)
         seed = re.search(r"--seed (\d+)", str(record.get("command", "")))
         seeds.add(int(seed.group(1)) if seed else None)
         made.setdefault(_made_by(record), []).append(path.parent.name)
@@ -458,6 +461,13 @@ def readme_plateau(results_dir: str | Path, profile: str = "quick") -> str:
              + ":", "", markdown(pd.DataFrame(rows)), "",
              f"One seed of these {len(paths)} arms trained for {seconds / 60:.0f} min in all (each stage's epochs "
              "times its seconds per epoch, summed).", ""]
+    if earlier:
+        parts += [f"The runs of {', '.join(earlier)} stopped by the earlier plateau rule (`{EARLIER_RULE}`: the "
+                  "last quarter's gain on 600 validation images), which stops 99% of curves still rising by 0.2 "
+                  "points per epoch before a 40-epoch cap (`hipcore.train.plateau`): their *yes* is not a plateau "
+                  "by today's rule. "
+                  f"`python -m hipcore plateau-budget --arm <arm> --profile {profile} --seed 0 --out "
+                  f"results/{PLATEAU_CHECK}/{profile}/<arm>/plateau.csv` remakes them.", ""]
     baselines = results_dir / PLATEAU_NOTEBOOK / profile / "baselines.csv"
     if seed is not None and baselines.is_file():
         frame = read_csv(baselines, ("model", "seed", "test_accuracy", "train_size", "test_size"))

@@ -572,6 +572,13 @@ def test_the_plateau_block_puts_each_arm_s_epochs_beside_the_same_seed_s_baselin
     # the one finding both arms give (F2: MAE-learned 80.0 minus Fourier 81.9), at 2,000 test images
     assert text.endswith("binomial standard error of about 0.9 points): F2 MAE-learned positions vs Fourier "
                          "features -1.9 (paper +2.2).")
+    assert "earlier plateau rule" not in text
+    record = json.loads((tmp_path / "plateau_check" / "quick" / "hip-mae" / "provenance.json").read_text())
+    (tmp_path / "plateau_check" / "quick" / "hip-mae" / "provenance.json").write_text(json.dumps(
+        {**record, "command": record["command"].replace("--out", "--patience 5 --out")}))
+    text = summary.readme_plateau(tmp_path, "quick")
+    flagged = text.split("\nThe runs of ")[1].split(" stopped by the earlier plateau rule (`--patience`: ")
+    assert flagged[0] == "hip-mae" and len(flagged) == 2
     (tmp_path / "plateau_check" / "quick" / "hip-mae" / "plateau.csv").write_text(
         "arm,lr,warmup_epochs,stage,epochs_run,cap,converged,selected_epoch,best_val,test,seconds_per_epoch\n"
         "x,0.001,0.5,s,many,40,False,1,0.4,0.4,1\n")
