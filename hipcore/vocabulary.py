@@ -52,6 +52,12 @@ def _regime(replicate: str, converged: str, epochs: str = "") -> Callable[[], st
     return lambda: report.regime(_finding([0.9, 1.0, 1.1], replicate, converged, epochs))
 
 
+def _not_after_holm() -> str:
+    """report.adjust on a table of two rows each significant alone (p 0.044 and 0.039), neither
+    after Holm's adjustment (0.078)."""
+    return report.adjust([_finding([3.0, 4.5, 6.5]), _finding([0.9, 1.2, 1.8])])[0].verdict
+
+
 def _unconverged(epochs: str) -> Callable[[], str]:
     return lambda: report.converged_verdict("reproduced", "no", epochs)
 
@@ -69,6 +75,9 @@ VERDICTS = (
             "paper's value: Rx is ours over the paper's."),
     Verdict(lambda: _own_control([0.9, 1.0, 1.1]),
             "our own control, not in the paper: significant in the direction we expected; nothing to reproduce."),
+    Verdict(_not_after_holm,
+            "significant in the paper's direction on its own, but not after Holm's adjustment across the table's "
+            "directional rows (the adjusted p against 0.05): never *reproduced*."),
     Verdict(_directional([0.1, 1.0, 1.9]), "the paper's sign, but the interval includes 0."),
     Verdict(_directional([-1.1, -1.0, -0.9]), "the other sign, and the interval excludes 0."),
     Verdict(_directional([-1.9, -1.0, -0.1]), "the other sign, the interval includes 0."),
@@ -99,7 +108,7 @@ COLUMNS = {
     "power": "how often the same rule, with as many seeds and our seed-to-seed spread, would say *reproduced* if "
              "the true effect were the paper's.",
     "Holm p": f"each directional row's p value adjusted with Holm's step-down method across the table's "
-              f"directional rows, against {report.HOLM_ALPHA:g}.",
+              f"directional rows, against {report.HOLM_ALPHA:g}; a row above it is never *reproduced*.",
 }
 CONVERGED_PREFIX = re.compile(r"^not converged (at \S+ epochs|\(no plateau recorded\)): ")
 NUMBER = re.compile(r"\d+(\.\d+)?(/\d+)*")            # 5.4, or epochs per stage: 8/2/2

@@ -225,7 +225,8 @@ def test_the_defaults_the_prose_names_are_the_code_s():
     prose = " ".join(text().split())
     assert f"ratio {TrainConfig().mask_ratio:g} by default" in prose
     fractions = {settings.get("val_fraction") for settings in IMAGE_TABLE.values()}
-    assert len(fractions) == 1 and f"Every profile holds {fractions.pop():.0%} of its training set out" in prose
+    assert f"{TrainConfig().val_size:,} of the training images its subset leaves unused" in prose
+    assert len(fractions) == 1 and f"or {fractions.pop():.0%} of its training set carved out" in prose
 
 
 def test_the_speed_block_reads_every_figure_from_the_benchmark_folder(tmp_path):

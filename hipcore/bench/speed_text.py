@@ -80,10 +80,13 @@ def _f5(folder: Path, results: Results) -> str:
     if seconds.max() > SLOW * seconds.median():
         text += (f" The slowest ({seconds.max():.2f} s, {seconds.max() / seconds.median():.2f}x the median) "
                  "raises its repeat's ratio and with it the mean.")
+    dropped = results.info.get("warmup", {}).get("f5_repeats_dropped")
+    if dropped:
+        text += (f" Repeat(s) {', '.join(map(str, dropped))} went as warm-up (summary.json's rule: "
+                 f"{results.info['warmup']['rule']}).")
     medians = ratios(results).get(224)
     if medians is not None:
-        text += (f" The ratio of the median steps/s in `metrics.csv`, which notebook 05's own target row "
-                 f"prints, is {medians:.2f}x.")
+        text += f" The ratio of the median steps/s of all repeats in `metrics.csv` is {medians:.2f}x."
     return text
 
 
