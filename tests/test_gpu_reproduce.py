@@ -8,6 +8,7 @@ import json
 import pytest
 
 from hipcore import cli, gpu_reproduce
+from hipcore.train import TrainConfig
 
 
 def test_it_stops_before_the_budget_then_goes_on_and_writes_results(tmp_path, capsys):
@@ -58,4 +59,5 @@ def test_the_large_batch_recipe_scales_learning_rates_by_the_square_root():
     assert big["pretrain_lr"] == pytest.approx(1.5e-3 * 8 ** 0.5) and big["warmup_epochs"] == 2
     assert gpu_reproduce.large_batch(row, 128) == row
     settings = gpu_reproduce.settings_for("full", "cuda", 200, batch=512)
-    assert settings["batch_size"] == 512 and settings["plateau"] and "plateau_window" not in settings
+    assert settings["batch_size"] == 512 and settings["plateau"]
+    assert settings.get("plateau_window", TrainConfig.plateau_window) == TrainConfig.plateau_window   # TrainConfig's
