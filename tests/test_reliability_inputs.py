@@ -101,7 +101,8 @@ def test_imagefolder_workers_stay_within_the_machines_cores(tmp_path, capsys):
     ("epochs", True, "epochs must be a positive int, got True (at most 100000)"),
     ("epochs", 1.0, "epochs must be a positive int, got 1.0"),
     ("epochs", 10**6, "epochs must be a positive int, got 1000000 (at most 100000)"),
-    ("plateau_patience", True, "plateau_patience must be a positive int, got True (at most 100000)"),
+    ("plateau_window", True, "plateau_window must be an int >= 3, got True (at most 100000)"),
+    ("val_size", True, "val_size must be a positive int, got True"),
     ("min_epochs", False, "min_epochs must be"),
     ("batch_size", True, "batch_size must be a positive int, got True"),
     ("max_steps", True, "max_steps must be a positive int or None"),
@@ -118,8 +119,9 @@ def test_imagefolder_workers_stay_within_the_machines_cores(tmp_path, capsys):
     ("label_smoothing", math.nan, "label_smoothing must be a finite number in [0, 1)"),
     ("mask_ratio", True, "mask_ratio must be a finite number in (0, 1)"),
     ("val_fraction", math.nan, "val_fraction must be a finite number in [0, 1)"),
-    ("plateau_points", math.inf, "plateau_points must be a finite number in [0, 100]"),
-    ("plateau_relative", True, "plateau_relative must be a finite number in [0, 1]"),
+    ("plateau_slope", math.inf, "plateau_slope must be a finite number in [0, 100]"),
+    ("plateau_loss_slope", True, "plateau_loss_slope must be a finite number in [0, 1]"),
+    ("plateau_confidence", 1.0, "plateau_confidence must be in [0.5, 1), got 1.0"),
     ("warmup_epochs", math.nan, "warmup_epochs must be a number of epochs in [0, 100000]"),
     ("betas", (math.nan, 0.9), "betas[0] must be a finite number in [0, 1)"),
     ("betas", 0.9, "betas must be two numbers in [0, 1)"),
@@ -140,7 +142,7 @@ def test_train_config_checks_every_fields_type_and_range(field, value, message):
 
 
 def test_whole_numbers_and_their_neighbours_are_accepted():
-    cfg = TrainConfig(epochs=1, plateau_patience=2, lr=1, min_lr=0, seed=2**63 - 1, clip_grad=None,
+    cfg = TrainConfig(epochs=1, plateau_window=3, lr=1, min_lr=0, seed=2**63 - 1, clip_grad=None,
                       model={"blocks": [{"groups": 1, "latents": 4, "channels": 8, "self_attends": 1, "heads": 2}]})
     assert cfg.epochs == 1 and cfg.seed == 2**63 - 1
     assert TrainConfig(epochs=1).run_id != TrainConfig(epochs=2).run_id
@@ -378,7 +380,7 @@ def test_a_full_disk_while_appending_metrics_leaves_no_half_row(tmp_path, monkey
 
 @pytest.mark.parametrize("change, message", [
     ({"epochs": True}, "profile 'smoke': epochs must be a positive int, got True"),
-    ({"plateau_patience": True}, "profile 'smoke': plateau_patience must be a positive int, got True"),
+    ({"plateau_window": True}, "profile 'smoke': plateau_window must be an int >= 3, got True"),
     ({"lr": math.inf}, "profile 'smoke': lr must be a finite number above 0, got inf"),
     ({"pretrain_epochs": 2.5}, "profile 'smoke': epochs must be a positive int, got 2.5"),
     ({"pretrain_lr": math.nan}, "profile 'smoke': lr must be a finite number above 0, got nan"),
