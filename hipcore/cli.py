@@ -10,7 +10,7 @@ from .errors import HipcoreError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__, converge, gpu_reproduce, provenance, summary, sweep, variants
+    from . import __version__, converge, digests, gpu_reproduce, provenance, summary, sweep, variants
     from .bench import cli as bench_commands
     from .data import cli as data_commands
     from .experiments import export, plateau_budget, precision_parity, scaling
@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"hipcore {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for module in (variants, data_commands, train_commands, bench_commands, summary, sweep, precision_parity,
-                   scaling, export, plateau_budget, gpu_reproduce, converge, provenance):   # --help's order
+                   scaling, export, plateau_budget, gpu_reproduce, converge, provenance, digests):   # --help's order
         module.add_commands(sub)
     return parser
 

@@ -1,5 +1,5 @@
 """Atomic file writes with one recognisable temporary name, the cleanup of the ones a killed
-process left behind, and a file's SHA-256.
+process left behind, a file's SHA-256, and one writer at a time in a folder (`folder_lock`).
 
 Every temporary file of hipcore is named `.<target name>.<pid>.hipcore-tmp` beside its
 target, so a cleanup can remove exactly these (and only those whose writer is gone), never
@@ -8,15 +8,19 @@ a user's file that happens to look temporary.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import hashlib
 import os
 import re
 import shutil
+import sys
+import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-from .errors import DiskFullError
+from .errors import DiskFullError, HipcoreError
 
 TEMP_SUFFIX = ".hipcore-tmp"
 _TEMP = re.compile(r"^\..+\.(\d+)" + re.escape(TEMP_SUFFIX) + r"$")
@@ -137,3 +141,53 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+# ---- one writer at a time ----
+
+class FolderBusy(HipcoreError, OSError):
+    """Another process holds the folder's lock for longer than this one would wait."""
+
+
+LOCK_WAIT_S = 120.0       # an export or a signing takes seconds: wait for the other, then refuse
+LOCK_POLL_S = 0.2
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike, what: str, wait_s: float | None = None) -> Iterator[Path]:
+    """Hold an exclusive OS lock (flock) on `folder` itself while the block runs: a second
+    writer (`what`, e.g. 'weights export') waits for it, saying so once on stderr, and after
+    `wait_s` seconds (default LOCK_WAIT_S) is refused with one line. The kernel drops the lock
+    when its process ends, however it ends, and nothing is left in the folder. Yields the
+    folder, resolved."""
+    wait_s = LOCK_WAIT_S if wait_s is None else wait_s
+    folder = Path(folder).resolve()
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        deadline, said = time.monotonic() + wait_s, False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                pass
+            if time.monotonic() >= deadline:
+                raise FolderBusy(f"{folder} is being written by another {what} (waited {wait_s:.0f} s): run "
+                                 "again when it has finished") from None
+            if not said:
+                print(f"waiting up to {wait_s:.0f} s for another {what} writing {folder}", file=sys.stderr, flush=True)
+                said = True
+            time.sleep(LOCK_POLL_S)
+        yield folder
+    finally:
+        os.close(fd)                 # releases the lock
+
+
+def inside(folder: str | os.PathLike, name: str) -> Path | None:
+    """`folder`/`name` resolved, when `name` is a plain file name there (no folder part, no
+    '..', not a link leading out of the folder); None otherwise."""
+    if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name or "\\" in name:
+        return None
+    root = Path(folder).resolve()
+    path = (root / name).resolve()
+    return path if path.parent == root else None

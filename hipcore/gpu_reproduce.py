@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from . import provenance
+from . import provenance, results
 from .device import pick_device
 from .errors import HipcoreError
 from .experiments import common, image_arms
@@ -124,6 +124,7 @@ def read_row(path: Path, job: Job) -> dict[str, Any]:
         raise ValueError(f"{path}: a row lacks {', '.join(missing)}; remove it to train {job.name} again")
     if row["arm"] != ARMS[job.arm].label or row["seed"] != job.seed:
         raise ValueError(f"{path}: holds arm {row['arm']!r} seed {row['seed']!r}, not {job.name}")
+    results.check_run(path, None, row)                 # finite numbers within their range
     return row
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from .digests import unsign
 from .locations import HomeNotFound, binder_detected, notebooks_dir
 
 PROFILES = ("smoke", "binder", "quick", "full", "paper")
@@ -233,6 +234,8 @@ def setup(notebook: str, *, profile: str, table: Mapping[str, Mapping[str, Any]]
     train = check_flag("train", train)
     reading = shipped is None and read_or_train(out, profile, changed, train, live)
     out.mkdir(parents=True, exist_ok=True)
+    if not reading:
+        unsign(out)                   # rewritten from here on; record_provenance signs it again
     if fresh and not reading:
         (out / "comparisons.csv").unlink(missing_ok=True)
     return Setup(notebook, profile, settings, out, check_seeds(given or settings.get("seeds", (0,))),

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import HipcoreError
-from .files import sha256_file
+from .files import inside, sha256_file
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MANIFEST = "manifest.json"
@@ -83,7 +83,7 @@ def read_manifest(folder: str | os.PathLike | None = None) -> dict[str, Any]:
     """The manifest of `folder` (default: the package's weights); {'weights': {}} when it has none."""
     from .train.checkpoint import CheckpointError
 
-    path = (WEIGHTS_DIR if folder is None else Path(folder)) / MANIFEST
+    path = _folder(folder) / MANIFEST
     if not path.is_file():
         return {"format": FORMAT, "weights": {}}
     try:
@@ -94,6 +94,16 @@ def read_manifest(folder: str | os.PathLike | None = None) -> dict[str, Any]:
     if not isinstance(manifest, dict) or not isinstance(manifest.get("weights"), dict):
         raise CheckpointError(f"{path} is not a hipcore weights manifest (no 'weights' table)")
     return manifest
+
+
+def _folder(folder: str | os.PathLike | None) -> Path:
+    return WEIGHTS_DIR if folder is None else Path(folder)
+
+
+def weights_file(name: str, folder: str | os.PathLike | None = None) -> Path:
+    """The file the manifest entry of `name` names, resolved inside its folder (`entry` refuses
+    a file name that would lead out of it)."""
+    return inside(_folder(folder), entry(name, folder)["file"])
 
 
 def pretrained_names(folder: str | os.PathLike | None = None) -> list[str]:
@@ -117,9 +127,8 @@ def entry(name: str, folder: str | os.PathLike | None = None) -> dict[str, Any]:
                               "`python -m hipcore weights`")
     wrong = [f"{key} ({what})" for key, kind, what in ENTRY_TYPES if not isinstance(_at(e, key), kind)
              or isinstance(_at(e, key), bool) and kind is not bool]
-    file = e["file"]
-    if isinstance(file, str) and (Path(file).name != file or file in ("", ".", "..")):     # no ../ nor /abs
-        wrong.append("file (a file name in the weights folder, no folder part)")
+    if isinstance(e["file"], str) and inside(_folder(folder), e["file"]) is None:     # no ../, /abs, nor a link out
+        wrong.append(f"file (a file name in the weights folder; {e['file']!r} leads out of it)")
     if wrong:
         raise CheckpointError(f"the {MANIFEST} entry of {name!r} was edited: {', '.join(wrong)} must be as "
                               "`python -m hipcore weights` writes them")
@@ -145,8 +154,7 @@ def verified_file(name: str, folder: str | os.PathLike | None = None) -> Path:
     CheckpointError naming the file when it is missing, truncated or altered."""
     from .train.checkpoint import CheckpointError
 
-    e = entry(name, folder)
-    path = (WEIGHTS_DIR if folder is None else Path(folder)) / e["file"]
+    e, path = entry(name, folder), weights_file(name, folder)
     fix = "reinstall hipcore, or regenerate the weights with `python -m hipcore weights --profile quick`"
     if not path.is_file():
         raise CheckpointError(f"weights file {path} of {name!r} is missing: {fix}")

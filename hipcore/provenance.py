@@ -28,6 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 
 from . import device
+from .digests import sign
 from .errors import HipcoreError
 from .files import write_text_atomic
 
@@ -250,10 +251,11 @@ def collect(settings: Mapping[str, Any] | None = None, folder: str | Path | None
 
 
 def write(folder: str | Path, settings: Mapping[str, Any] | None = None, **extra: Any) -> Path:
-    """collect(...) as `<folder>/provenance.json`."""
+    """collect(...) as `<folder>/provenance.json`, then the folder's SHA256SUMS (`digests.sign`)."""
     path = Path(folder) / FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, json.dumps(collect(settings, folder, **extra), indent=2, default=str) + "\n")
+    sign(path.parent)                 # written last: the folder's files as its run left them (hipcore.digests)
     return path
 
 
@@ -289,8 +291,17 @@ def relative(path: str | Path, root: Path | None = None) -> str:
 # ---- reading a record ----
 
 def read(folder: str | Path) -> dict[str, Any] | None:
+    """<folder>/provenance.json (None without one); a ValueError naming it when it is no record."""
     path = Path(folder) / FILE
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not a provenance record (not JSON: {error})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{path}: not a provenance record (a JSON {type(record).__name__}, not an object)")
+    return record
 
 
 def reproduce_record(folder: str | Path, notebook_seconds: Mapping[str, float], profile: str,

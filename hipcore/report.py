@@ -63,12 +63,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from .results import markdown, read_csv
+from .results import COMPARISON_DEFAULTS, markdown, read_comparisons_csv, read_csv
 from .stats import binomial_se, t_cdf, t_interval
 
 COMPARISON_FIELDS = ("finding", "claim", "paper_key", "metric", "seed", "baseline", "treatment")
-OPTIONAL_FIELDS = {"kind": "effect", "margin": "", "replicate": "seed", "converged": "", "epochs": "",
-                   "test_size": ""}
+OPTIONAL_FIELDS = COMPARISON_DEFAULTS      # the columns a file may lack, with their defaults
 # both arms at their plateau; not; not recorded (= not shown); no plateau needed (the claim
 # compares two computations of one training recipe, e.g. bf16 against fp32)
 CONVERGED = ("yes", "no", "", "n/a")
@@ -300,12 +299,10 @@ def append_comparison(path: str | Path, *, finding: str, claim: str, paper_key: 
 
 def read_comparisons(path: str | Path) -> list[dict]:
     """The rows of a comparisons CSV (text, as written); optional columns a file lacks take
-    their defaults."""
-    frame = read_csv(path, COMPARISON_FIELDS)
-    for column, default in OPTIONAL_FIELDS.items():
-        if column not in frame:
-            frame[column] = default
-    return frame.to_dict("records")
+    their defaults. The file is checked against its folder's SHA256SUMS and for its shape
+    (`results.check_comparisons`: each finding and seed once, finite sides in range, top-1s that
+    are the folder's runs'); a violation is a ResultsError naming the file and the row."""
+    return read_comparisons_csv(path, COMPARISON_FIELDS).to_dict("records")
 
 
 def _one(group: pd.DataFrame, field: str, name: str) -> str:

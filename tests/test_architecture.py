@@ -18,7 +18,7 @@ ARCHITECTURE = ROOT / "ARCHITECTURE.md"
 # the same modules on the same floors.
 LEVELS = {
     # 0 ground: settings, errors, files, places, statistics (geometry: F7's score of a table)
-    0: ("argtypes", "config", "errors", "files", "geometry", "locations", "processes", "progress", "stats",
+    0: ("argtypes", "config", "digests", "errors", "files", "geometry", "locations", "processes", "progress", "stats",
         "version"),
     # 1 the model and the data, side by side; the device and its precision ('auto' from the
     #   hardware: CPU flags, or what CUDA says it computes)

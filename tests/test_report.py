@@ -395,8 +395,10 @@ def test_one_finding_one_row_naming_every_notebook(tmp_path):
     assert "not shown converged (no plateau recorded)" in rows[0] and "Multiplicity: 2 directional rows" in text
     assert "**Early training:** 2 of the 2 rows over seeds rest on arms not shown at their validation plateau" \
         in text and text.index("**Early training:**") < text.index("| F1 ")
-    write_pairs(tmp_path / "01_imagenet_comparison" / "quick" / "comparisons.csv", "F1", "higher",
-                "effect.F1_mae_vs_classification_positions", [(60.0, 99.0)])
+    changed = tmp_path / "01_imagenet_comparison" / "quick" / "comparisons.csv"
+    changed.unlink()
+    write_pairs(changed, "F1", "higher", "effect.F1_mae_vs_classification_positions",
+                [(60.0, 99.0), (61.0, 63.5), (60.5, 62.0)])
     with pytest.raises(ValueError, match="differs between notebooks"):
         write_summary(tmp_path, "quick")
 

@@ -40,8 +40,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import results
 from ..data.orderings import to_grid
-from ..files import read_csv_rows, write_csv_atomic
+from ..files import write_csv_atomic
 from ..train.config import TrainConfig
 from ..train.engine import load_data
 from ..train.validation import split_validation
@@ -394,11 +395,17 @@ def write_baselines(folder: str | Path, rows: list[dict[str, Any]]) -> Path:
     return write_csv_atomic(Path(folder) / FILE_NAME, COLUMNS, rows)
 
 
+# What a baselines.csv holds (`results.read_table`): one row per model and seed, top-1s in %.
+SHAPE = dict(key=("model", "seed"), whole=("seed", "train_size", "test_size"),
+             known={"model": IMAGE_MODELS + POINT_MODELS},
+             numbers={"test_accuracy": results.PERCENT, "train_accuracy": results.PERCENT, "seconds": (0.0, math.inf)})
+
+
 def read_baselines(path: str | Path) -> list[dict[str, Any]]:
-    """The rows of a baselines.csv (a file or its folder), numbers as numbers."""
+    """The rows of a baselines.csv (a file or its folder), numbers as numbers, checked (SHAPE)."""
     path = Path(path)
     path = path / FILE_NAME if path.is_dir() else path
-    rows = read_csv_rows(path, COLUMNS)
+    rows = results.read_table(path, COLUMNS, **SHAPE).to_dict("records")     # checked: one line naming a bad row
     for r in rows:
         r["seed"], r["train_size"], r["test_size"] = int(r["seed"]), int(r["train_size"]), int(r["test_size"])
         for c in ("test_accuracy", "train_accuracy", "seconds"):

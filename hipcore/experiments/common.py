@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from .. import results
 from ..data.registry import dataset_fingerprint
 from ..device import pick_device
 from ..device import resolve as resolve_precision
@@ -209,44 +210,44 @@ def write_arms(path: str | Path, rows: list[dict[str, Any]]) -> Path:
 
 def write_runs(folder: str | Path, rows: list[dict[str, Any]]) -> Path:
     """<folder>/runs.json: the rows (as run_arm returns them) that the notebook's tables,
-    figures and verdicts are computed from."""
+    figures and verdicts are computed from, checked as `read_runs` checks them (a run holding
+    NaN stops here, named, rather than at the next read)."""
+    results.check_runs(Path(folder) / RUNS, rows)
     path = Path(folder) / RUNS
     write_text_atomic(path, json.dumps(rows, indent=1, default=str) + "\n")
     return path
 
 
 def read_runs(folder: str | Path) -> list[dict[str, Any]]:
-    """The rows of <folder>/runs.json; for a folder written before it existed, rebuilt from
-    metrics.csv (test metrics per arm and seed) and arms.csv (each arm's settings)."""
+    """The rows of <folder>/runs.json (`results.read_runs_file`: verified against the folder's
+    SHA256SUMS, each (arm, seed) once, known arms and seeds, finite numbers in range); for a
+    folder written before it existed, rebuilt from metrics.csv (test metrics per arm and seed)
+    and arms.csv (each arm's settings)."""
     folder = Path(folder)
     if (folder / RUNS).is_file():
-        try:
-            rows = json.loads((folder / RUNS).read_text())
-        except ValueError as error:
-            raise ValueError(f"{folder / RUNS}: not JSON ({error})") from None
-        if not (isinstance(rows, list) and all(isinstance(r, dict) and {"arm", "seed"} <= set(r) for r in rows)):
-            raise ValueError(f"{folder / RUNS}: not a list of runs, each with its arm and seed")
-        return rows
+        return results.read_runs_file(folder / RUNS)
     settings = {}
-    with open(folder / "arms.csv", newline="") as f:
-        for row in csv.DictReader(f):
-            settings[row["arm"]] = {k: (None if v == "" else {"True": True, "False": False}.get(v, v))
-                                    for k, v in row.items() if k != "arm"}
+    for row in results.read_csv(folder / "arms.csv", ("arm",) + results.ARM_SETTINGS).to_dict("records"):
+        settings[row["arm"]] = {k: (None if v == "" else {"True": True, "False": False}.get(v, v))
+                                for k, v in row.items() if k != "arm"}
     runs: dict[tuple[str, int], dict[str, Any]] = {}
     per_arm: dict[str, dict[str, float]] = {}        # split 'model': parameter counts, no seed
-    with open(folder / "metrics.csv", newline="") as f:
-        for row in csv.DictReader(f):
-            if row["split"] == "model" and row["run_id"] in settings:
-                per_arm.setdefault(row["run_id"], {})[row["metric"]] = int(float(row["value"]))
-            if row["split"] == "test" and row["run_id"] in settings and row["seed"] != "":
-                key = (row["run_id"], int(row["seed"]))
-                run = runs.setdefault(key, {"arm": key[0], "seed": key[1], **settings[key[0]]})
-                run.update(mask_ratio=None if run["mask_ratio"] is None else float(run["mask_ratio"]),
-                           steps=None if run["steps"] is None else int(run["steps"]))
-                run[row["metric"]] = float(row["value"])
+    metrics = results.read_csv(folder / "metrics.csv", ("run_id", "seed", "split", "metric", "value"))
+    results.check_unique(folder / "metrics.csv", metrics, ["run_id", "seed", "split", "metric"])
+    for row in metrics.to_dict("records"):
+        if row["split"] == "model" and row["run_id"] in settings:
+            per_arm.setdefault(row["run_id"], {})[row["metric"]] = int(float(row["value"]))
+        if row["split"] == "test" and row["run_id"] in settings and row["seed"] != "":
+            key = (row["run_id"], int(row["seed"]))
+            run = runs.setdefault(key, {"arm": key[0], "seed": key[1], **settings[key[0]]})
+            run.update(mask_ratio=None if run["mask_ratio"] is None else float(run["mask_ratio"]),
+                       steps=None if run["steps"] is None else int(run["steps"]))
+            run[row["metric"]] = float(row["value"])
     if not runs:
         raise ValueError(f"{folder}: no runs in its metrics.csv")
-    return [{**run, **per_arm.get(run["arm"], {})} for run in runs.values()]
+    rows = [{**run, **per_arm.get(run["arm"], {})} for run in runs.values()]
+    results.check_runs(folder / "metrics.csv", rows)
+    return rows
 
 
 def arm_parameters(rows: list[dict[str, Any]]) -> dict[str, dict[str, int]]:

@@ -20,14 +20,15 @@ the task. Three things show whether they have, in every finding notebook:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import matplotlib.pyplot as plt
 
-from .. import plots, report
-from ..files import read_csv_rows, write_csv_atomic
+from .. import plots, report, results
+from ..files import write_csv_atomic
 from ..locations import resolve_relative
 from ..notebook import write_metrics, write_summary_json
 from ..train.metrics import read_metrics
@@ -97,12 +98,18 @@ def write_rows(path: str | Path, rows: list[dict[str, Any]], fields: tuple[str, 
     return write_csv_atomic(path, fields, rows)
 
 
+# What a curves.csv holds (`results.read_table`): one value per arm, seed, stage, epoch, split
+# and metric; accuracies as fractions, losses >= 0.
+CURVE_SHAPE = dict(key=("arm", "seed", "stage", "epoch", "split", "metric"), whole=("seed", "epoch"),
+                   by_metric={"accuracy": (0.0, 1.0), "loss": (0.0, math.inf)})
+
+
 def read_curves(path: str | Path) -> list[dict[str, Any]]:
     """The rows of a curves.csv, numbers as numbers; [] when the file does not exist."""
     path = Path(path)
     if not path.is_file():
         return []
-    rows = read_csv_rows(path, CURVE_FIELDS)
+    rows = results.read_table(path, CURVE_FIELDS, **CURVE_SHAPE).to_dict("records")   # checked, one line if not
     for r in rows:
         r.update(seed=int(r["seed"]), epoch=int(r["epoch"]), value=float(r["value"]))
     return rows
