@@ -24,8 +24,12 @@ import pandas as pd
 
 from . import converge, experiments, provenance
 from .bench.speed_text import speed_block
+from .digests import SUMS, verify
+from .digests import check as check_digest
 from .experiments import efficiency, imagenet_comparison, mae_positions, scaling
+from .experiments.baselines import read_baselines
 from .experiments.scaling import scale_sentences
+from .files import write_text_atomic
 from .report import (
     SIZE_RANGE,
     Finding,
@@ -90,25 +94,43 @@ def _reference(results_dir: Path) -> dict:
 
 
 def profile_findings(results_dir: str | Path, profile: str) -> tuple[dict[str, list[dict]], list[Finding]]:
-    """({notebook: its comparison rows}, the findings they make) of `<notebook>/<profile>/`."""
+    """({notebook: its comparison rows}, the findings they make) of `<notebook>/<profile>/`,
+    each folder first checked whole (`check_folder`): a notebook whose comparisons are missing
+    is refused, never left out of the table."""
     results_dir = Path(results_dir)
     reference = _reference(results_dir)
+    for folder in notebook_files(results_dir, profile):
+        check_folder(folder)
     sources = {p.parent.parent.name: read_comparisons(p)
                for p in notebook_files(results_dir, profile, "comparisons.csv")}
     return sources, merge_notebooks(sources, reference)
 
 
+def check_folder(folder: Path) -> None:
+    """A notebook's results folder as its run left it: every file its SHA256SUMS signs there and
+    unchanged (`digests.verify`, where it is signed), and a comparisons.csv wherever its
+    summary.json records findings. ValueError naming the file otherwise."""
+    if (folder / SUMS).is_file():
+        verify(folder)
+    recorded = folder / "summary.json"
+    if recorded.is_file() and not (folder / "comparisons.csv").is_file():
+        try:
+            findings = json.loads(check_digest(recorded).read_text()).get("findings")
+        except (ValueError, AttributeError):
+            raise ValueError(f"{recorded}: not a notebook's summary (a JSON object)") from None
+        if findings:
+            raise ValueError(f"{folder / 'comparisons.csv'} is missing, while {recorded.name} records "
+                             f"{len(findings)} findings from it: rerun the notebook, or restore the file")
+
+
 def profile_baselines(results_dir: str | Path, profile: str) -> dict[str, dict[str, float]]:
     """{notebook: {baseline model: mean test top-1 over seeds}} from each
-    `<notebook>/<profile>/baselines.csv` (columns model, seed, test_accuracy) that exists."""
+    `<notebook>/<profile>/baselines.csv` that exists (read, checked, by `baselines.read_baselines`:
+    a NaN or a repeated row is refused, never averaged over)."""
     out = {}
     for path in notebook_files(results_dir, profile, "baselines.csv"):
-        rows = read_csv(path, ("model", "seed", "test_accuracy"))
-        try:
-            accuracy = rows["test_accuracy"].astype(float)
-        except ValueError:
-            raise ValueError(f"{path}: test_accuracy must be numbers") from None
-        out[path.parent.parent.name] = accuracy.groupby(rows["model"], sort=False).mean().to_dict()
+        rows = pd.DataFrame(read_baselines(path))
+        out[path.parent.parent.name] = rows["test_accuracy"].groupby(rows["model"], sort=False).mean().to_dict()
     return out
 
 
@@ -229,7 +251,7 @@ def write_summary(results_dir: str | Path, profile: str = "quick", out: str | Pa
     parts += scale_section(results_dir, profile)
     parts += summary_lines(results_dir, profile)
     out = Path(out) if out else summary_path(results_dir, profile)
-    out.write_text("\n".join(parts).rstrip() + "\n")
+    write_text_atomic(out, "\n".join(parts).rstrip() + "\n")      # whole or not at all, a full disk too
     return out
 
 
@@ -246,14 +268,18 @@ def scale_section(results_dir: str | Path, profile: str) -> list[str]:
     for folder in folders:
         lines += [f"From `{folder.relative_to(results_dir).as_posix()}/effects.csv` (notebook 06's grid"
                   f"{_made_on(folder)}; paired per-seed effects, 95% t intervals):", ""]
-        lines += [f"- {line}" for line in scale_sentences(pd.read_csv(folder / "effects.csv"))] + [""]
+        lines += [f"- {line}" for line in scale_sentences(pd.read_csv(check_digest(folder / "effects.csv")))] + [""]
     return lines
 
 
 def _provenance(folder: Path) -> dict[str, Any]:
-    """A results folder's provenance.json ({} without one)."""
-    path = folder / "provenance.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    """A results folder's provenance.json ({} without one); ValueError naming it when it is no
+    record, or its machine or packages are no tables."""
+    record = provenance.read(folder) or {}
+    wrong = [key for key in ("machine", "packages") if not isinstance(record.get(key, {}), dict)]
+    if wrong:
+        raise ValueError(f"{folder / 'provenance.json'}: not a provenance record ({wrong[0]} is not a table)")
+    return record
 
 
 def _made_on(folder: Path) -> str:
@@ -344,21 +370,21 @@ def _duration(seconds: float) -> str:
 def summary_lines(results_dir: str | Path, profile: str) -> list[str]:
     """Provenance lines for SUMMARY.md: commit, machine and the measured times of the run."""
     results_dir = Path(results_dir)
-    run = provenance.read(results_dir / "executed" / profile)
+    run = _provenance(results_dir / "executed" / profile)
     notebooks = notebook_files(results_dir, profile)
-    records = [r for r in (provenance.read(f) for f in notebooks) if r]
+    records = [r for r in (_provenance(f) for f in notebooks) if r]
     source = run or (records[0] if records else None)
     if source is None:
         return ["No provenance recorded for this profile (results from before provenance was recorded)."]
     commits = sorted({f"{r['commit']}{' (dirty)' if r.get('dirty') else ''}"
                       + (f" (unverified: {r['unverified']})" if r.get("verified") is False else "")
                       for r in [source, *records] if r.get("commit")})
-    m = source["machine"]
+    m = {key: "not recorded" for key in ("cpu", "cores", "torch_threads", "precision")} | source.get("machine", {})
     lines = ["## Provenance", "",
              f"- code: commit {', '.join(commits) or 'unknown'}; training-code fingerprint "
-             f"{', '.join(sorted({r['code_fingerprint'] for r in [source, *records]}))}",
+             f"{', '.join(sorted({str(r.get('code_fingerprint', 'not recorded')) for r in [source, *records]}))}",
              f"- machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads, {m['precision']}; "
-             + ", ".join(f"{k} {v}" for k, v in source["packages"].items())]
+             + ", ".join(f"{k} {v}" for k, v in source.get("packages", {}).items())]
     times = notebook_times(results_dir, profile)
     if times:
         lines.append("- wall time per notebook (measured by the run): "
@@ -470,8 +496,8 @@ def readme_plateau(results_dir: str | Path, profile: str = "quick") -> str:
                   f"results/{PLATEAU_CHECK}/{profile}/<arm>/plateau.csv` remakes them.", ""]
     baselines = results_dir / PLATEAU_NOTEBOOK / profile / "baselines.csv"
     if seed is not None and baselines.is_file():
-        frame = read_csv(baselines, ("model", "seed", "test_accuracy", "train_size", "test_size"))
-        same = frame[frame["seed"] == str(seed)]
+        frame = pd.DataFrame(read_baselines(baselines))           # checked: no NaN, no repeated row
+        same = frame[frame["seed"] == seed]
         if len(same):
             parts.append(f"Reference baselines on the same {int(same.train_size.iloc[0]):,} training and "
                          f"{int(same.test_size.iloc[0]):,} test images (seed {seed}, notebook {PLATEAU_NOTEBOOK[:2]}): "
@@ -541,7 +567,7 @@ def readme_machine(results_dir: str | Path, profile: str = "quick") -> str:
     GPU), cores, torch and the precision it trained in, and which notebooks each machine made."""
     made: dict[str, list[str]] = {}
     for path in notebook_files(results_dir, profile, "provenance.json"):
-        made.setdefault(_made_by(json.loads(path.read_text())), []).append(path.parent.parent.name[:2])
+        made.setdefault(_made_by(_provenance(path.parent)), []).append(path.parent.parent.name[:2])
     if not made:
         return f"No `{profile}` results record their machine yet."
     return "The `{}` results were made on: {}.".format(
@@ -595,7 +621,7 @@ def update_readme(readme: str | Path, results_dir: str | Path, profile: str = "q
         return ""
     if text == readme.read_text():
         return "unchanged"
-    readme.write_text(text)
+    write_text_atomic(readme, text)
     return "updated"
 
 

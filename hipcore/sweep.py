@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from . import locations
 from .errors import HipcoreError
+from .files import write_csv_atomic
 
 NOTEBOOKS: Path | None = None       # None: <home>/notebooks, the checkout's (hipcore.locations)
 SET_BY_SWEEP = {"results_dir": "the sweep sets it to a folder per point under --out",
@@ -396,13 +397,8 @@ def sweep(notebook: str | Path, grid: Mapping[str, Iterable[Any]], seeds: Iterab
                     params = {f"param_{k}": plain(v) for k, v in point.items()}
                     row["arm"] = row.pop("run_id")          # what the notebooks' metrics name run_id is the arm
                     rows.append({"notebook": nb.stem, "point": name, **params, **row})
-    target = out / "sweep_metrics.csv"
     fields = list(dict.fromkeys(k for row in rows for k in row))
-    with open(target, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-    return target
+    return write_csv_atomic(out / "sweep_metrics.csv", fields, rows)      # whole or not at all
 
 
 def read_sweep(path: str | Path):

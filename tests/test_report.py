@@ -494,8 +494,10 @@ def test_summary_shows_regime_baselines_and_test_noise(tmp_path):
 
     quick_results(tmp_path)
     folder = tmp_path / "01_imagenet_comparison" / "quick"
-    (folder / "baselines.csv").write_text("model,seed,test_accuracy\nlogistic regression,0,80.5\n"
-                                          "logistic regression,1,81.5\nsmall CNN,0,85.6\n")
+    header = "model,seed,test_accuracy,train_accuracy,seconds,train_size,test_size\n"
+    (folder / "baselines.csv").write_text(header + "logistic regression,0,80.5,90,1,5400,2000\n"
+                                          "logistic regression,1,81.5,90,1,5400,2000\n"
+                                          "small CNN,0,85.6,90,1,5400,2000\n")
     (folder / "summary.json").write_text(json.dumps({"settings": {"limit_test": 2000}}))
     text = write_summary(tmp_path, "quick").read_text()
     (row,) = [line for line in text.splitlines() if line.startswith("| F1 ")]
@@ -503,8 +505,8 @@ def test_summary_shows_regime_baselines_and_test_noise(tmp_path):
     assert "±1.1 (2,000 test)" in row                 # sqrt(0.612 x 0.388 / 2000) at the arms' mean 61.2%
     (inter,) = [line for line in text.splitlines() if line.startswith("| F4 interaction")]
     assert "test)" not in inter                        # an interaction's rows are effects, not top-1s
-    (folder / "baselines.csv").write_text("model,seed,test_accuracy\nlogistic regression,0,high\n")
-    with pytest.raises(ValueError, match="baselines.csv: test_accuracy must be numbers"):
+    (folder / "baselines.csv").write_text(header + "logistic regression,0,high,90,1,5400,2000\n")
+    with pytest.raises(ValueError, match="baselines.csv: row 1: test_accuracy 'high' is not a finite number"):
         write_summary(tmp_path, "quick")
 
 
@@ -563,9 +565,10 @@ def test_the_plateau_block_puts_each_arm_s_epochs_beside_the_same_seed_s_baselin
              "packages": {"torch": "2.13.0"}}))
     folder = tmp_path / "01_imagenet_comparison" / "quick"
     folder.mkdir(parents=True)
-    (folder / "baselines.csv").write_text("model,seed,test_accuracy,train_size,test_size\n"
-                                          "logistic regression,0,78.6,5400,2000\nlogistic regression,1,79.9,5400,2000\n"
-                                          "small CNN,1,86.4,5400,2000\n")
+    (folder / "baselines.csv").write_text("model,seed,test_accuracy,train_accuracy,seconds,train_size,test_size\n"
+                                          "logistic regression,0,78.6,90,1,5400,2000\n"
+                                          "logistic regression,1,79.9,90,1,5400,2000\n"
+                                          "small CNN,1,86.4,90,1,5400,2000\n")
     text = summary.readme_plateau(tmp_path, "quick")
     assert "| HiP, Fourier features | classification | 15 (40) | yes | 80.83 | 81.9 | 11 |" in text
     assert "| HiP, MAE-learned positions | MAE pretraining | 40 (40) | no: the cap stopped it | 0.4123 |" in text
