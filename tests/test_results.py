@@ -133,8 +133,19 @@ def test_the_committed_results_load_each_measurement_once_with_one_name_and_unit
     ("metrics.csv", "run_id,seed,metric\nx,0,test_accuracy\n", "missing columns ['value']"),
     ("metrics.csv", "run_id,seed,metric,value\nx,0,test_accuracy,high\n", "value 'high' is not a finite number"),
     ("metrics.csv", "run_id,seed,metric,value\nx,0,test_accuracy,nan\n", "value 'nan' is not a finite number"),
-    ("metrics.csv", "run_id,seed,metric,value\nx,0,test_loss,\n", "a row has no value"),
-    ("metrics.csv", "run_id,seed,metric,value\nx,0.5,test_accuracy,1\n", "seeds must be whole numbers"),
+    ("metrics.csv", "run_id,seed,metric,value\nx,0,test_loss,\n", "row 1: a row has no value"),
+    ("metrics.csv", "run_id,seed,metric,value\nx,0.5,test_accuracy,1\n", "row 1: seed '0.5': seeds must be whole"),
+    ("metrics.csv", "run_id,seed,metric,value\nx,0,test_accuracy,50\nx,0,test_accuracy,51\n",
+     "row 2 repeats row 1 (run_id 'x', seed '0', metric 'test_accuracy')"),
+    ("metrics.csv", "run_id,seed,metric,value\nx,0,test_accuracy,150\n",
+     "row 1: test_accuracy 150 is outside [0, 100]"),
+    ("metrics.csv", "run_id,seed,metric,value\nx,0,total_seconds,-1\n", "row 1: total_seconds -1 is outside [0, inf]"),
+    ("comparisons.csv", "finding,metric,seed,baseline,treatment\nF,top-1 %,0,1,2\nF,top-1 %,0,1,2\n",
+     "row 2 repeats row 1 (finding 'F', seed '0')"),
+    ("comparisons.csv", "finding,metric,seed,baseline,treatment\nF,top-1 %,0,nan,2\n",
+     "row 1: baseline 'nan' is not a finite number"),
+    ("provenance.json", "[1, 2]", "not a provenance record"),
+    ("provenance.json", '{"machine": "x"}', "not a provenance record"),
     ("metrics.csv", "run_id,seed,metric,value\nx,0,mystery,1\n", "metric 'mystery' has no unit"),
     ("metrics.csv", 'run_id,seed,metric,value\n"x,0,test_accuracy,1\n', "not a readable CSV"),
     ("arms.csv", "arm,ordering\nx,raster\n", "missing columns"),
@@ -188,6 +199,17 @@ def test_no_committed_result_holds_a_machine_path():
                 if MACHINE_PATH.search(line):
                     found.append(f"{path.relative_to(home)}:{number}: {line.strip()[:80]}")
     assert not found, "\n".join(found[:10])
+
+
+def test_every_committed_results_folder_is_signed_and_unchanged():
+    """Each folder holding a finished run (provenance.json) has its SHA256SUMS, and every file is
+    the one signed: `python -m hipcore results sign FOLDER` after a change made on purpose."""
+    from hipcore import digests
+
+    home = Path(__file__).resolve().parent.parent
+    tracked = [p for p in digests.results_folders(home / "results") if not {"smoke", "binder"} & set(p.parts)]
+    assert len(tracked) >= 8                                 # the seven notebooks' quick folders and the checks
+    assert {p.name: digests.verify(p) for p in tracked} and all((p / digests.SUMS).is_file() for p in tracked)
 
 
 def test_the_machine_path_pattern_finds_what_it_should():
