@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .digests import unsign
+from .digests import check, unsign
 from .locations import HomeNotFound, binder_detected, notebooks_dir
 
 PROFILES = ("smoke", "binder", "quick", "full", "paper")
@@ -184,10 +184,10 @@ class Setup:
 
 def committed_line(out: Path, profile: str) -> str:
     """The first output of a notebook reading committed results: where they come from."""
-    import json
+    from .provenance import read
 
-    record = json.loads((out / COMMITTED).read_text())
-    machine = record.get("machine") or {}
+    record = read(check(out / COMMITTED).parent) or {}      # its digest checked, a broken record named
+    machine = record.get("machine") if isinstance(record.get("machine"), dict) else {}
     where = machine.get("gpu") or f"{machine.get('cpu', 'an unrecorded CPU')}, {machine.get('cores', '?')} cores"
     minutes = record.get("wall_seconds")
     took = f", {minutes / 60:.1f} min for this notebook" if isinstance(minutes, (int, float)) else ""
@@ -335,7 +335,7 @@ def read_summary(folder: str | os.PathLike) -> dict[str, Any]:
     """<folder>/summary.json as written by `write_summary_json`."""
     import json
 
-    path = Path(folder) / "summary.json"
+    path = check(Path(folder) / "summary.json")          # the one its folder's SHA256SUMS signs
     try:
         return json.loads(path.read_text())
     except ValueError as error:

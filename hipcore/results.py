@@ -38,6 +38,7 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
+from .digests import SUMS
 from .digests import check as check_digest
 from .errors import HipcoreError
 from .provenance import RUNS
@@ -184,11 +185,12 @@ def known_arms(folder: Path) -> set[str] | None:
 
 def read_table(path: str | Path, needs: Iterable[str], *, key: Iterable[str],
                numbers: Mapping[str, tuple[float, float]] = {}, whole: Iterable[str] = (),
-               known: Mapping[str, Iterable[str]] = {}, by_metric: Mapping[str, tuple[float, float]] = {}
-               ) -> pd.DataFrame:
+               known: Mapping[str, tuple[Iterable[str] | None, str]] = {},
+               by_metric: Mapping[str, tuple[float, float]] = {}) -> pd.DataFrame:
     """A results CSV (`read_csv`: its digest checked) as text, checked for its shape: the `key`
     columns unique together, each column of `numbers` a finite number within its range, each of
-    `whole` a whole number >= 0, each of `known` among its values, and, with `by_metric`, its
+    `whole` a whole number >= 0, each of `known` among its (values, where they are named; values
+    None: not checked), and, with `by_metric`, its
     `value` within the range of its row's `metric` (metrics not named: any finite number)."""
     path = Path(path)
     raw = read_csv(path, needs)
@@ -197,8 +199,8 @@ def read_table(path: str | Path, needs: Iterable[str], *, key: Iterable[str],
         _seeds(raw[column], path) if column == "seed" else _whole(raw[column], path, column)
     for column, (low, high) in numbers.items():
         _within(path, column, _numbers(raw[column], path, column, required=True), low, high)
-    for column, allowed in known.items():
-        check_known(path, raw[column], set(allowed), column, "hipcore")
+    for column, (allowed, source) in known.items():
+        check_known(path, raw[column], None if allowed is None else set(allowed), column, source)
     if by_metric:
         values = _numbers(raw["value"], path, "value", required=True)
         for metric, (low, high) in by_metric.items():
@@ -303,6 +305,31 @@ def check_comparisons(path: Path, raw: pd.DataFrame) -> None:
                                f"[{low[i]:g}, {high[i]:g}] ({raw['metric'][i]})")
         if (path.parent / RUNS).is_file():
             _check_against_runs(path, raw, seeds, values, role)
+    if finished(path.parent):
+        _check_against_summary(path, raw, seeds)
+
+
+def finished(folder: Path) -> bool:
+    """Whether the folder holds a finished run: signed (SHA256SUMS, written with provenance.json
+    as its run's last step). A folder being rewritten is not (notebook.setup unsigned it), so
+    what its run declared in provenance.json and summary.json is not held against its new files."""
+    return (folder / SUMS).is_file() and (folder / "provenance.json").is_file()
+
+
+def _check_against_summary(path: Path, raw: pd.DataFrame, seeds: pd.Series) -> None:
+    """A finished folder's comparisons: findings its summary.json records (where it records
+    them), seeds of its run (provenance.json) for findings over seeds."""
+    check_seeds(path, seeds[raw["replicate"] == "seed"], declared_seeds(path.parent))
+    recorded = path.parent / "summary.json"
+    if not recorded.is_file():
+        return
+    try:
+        findings = json.loads(check_digest(recorded).read_text()).get("findings")
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        raise ResultsError(f"{recorded}: not a notebook's summary (a JSON object)") from None
+    if isinstance(findings, list):
+        names = {f.get("finding") for f in findings if isinstance(f, dict)}
+        check_known(path, raw["finding"], names, "finding", recorded.name)
 
 
 def _check_against_runs(path: Path, raw: pd.DataFrame, seeds: pd.Series, values: pd.Series, role: str) -> None:

@@ -349,7 +349,7 @@ def training_times(results_dir: str | Path, profile: str) -> dict[str, float]:
     runs or reused them (a run two notebooks share counts in both)."""
     times = {}
     for path in notebook_files(results_dir, profile, "metrics.csv"):
-        metrics = pd.read_csv(path)
+        metrics = pd.read_csv(check_digest(path))
         if "metric" in metrics and (metrics["metric"] == "total_seconds").any():
             times[path.parent.parent.name] = float(metrics.loc[metrics["metric"] == "total_seconds", "value"].sum())
     return times
@@ -422,7 +422,7 @@ def budget_rows(results_dir: str | Path, profile: str) -> list[dict[str, Any]]:
     training), and their sum: the measured budget of `profile` (metric total_seconds)."""
     rows = []
     for path in notebook_files(results_dir, profile, "metrics.csv"):
-        metrics = pd.read_csv(path)
+        metrics = pd.read_csv(check_digest(path))
         if "metric" not in metrics:
             continue
         times = metrics[metrics["metric"] == "total_seconds"]

@@ -421,3 +421,35 @@ def test_summary_refuses_a_notebook_whose_comparisons_are_missing(notebook01, ca
 def test_summary_of_intact_results_is_unchanged(notebook01):
     written = summary.write_summary(notebook01.parent.parent, "quick")
     assert "HiP (MAE-learned) vs Perceiver IO (Fourier)" in written.read_text()
+
+
+def test_an_added_finding_or_an_undeclared_seed_in_a_finished_folder_is_named(notebook01):
+    path = notebook01 / "comparisons.csv"
+    first = path.read_text().splitlines()[1]
+    tamper(notebook01, "comparisons.csv", lambda t: t + first.replace("HiP (MAE-learned) vs Perceiver IO (Fourier)",
+                                                                      "a finding of my own") + "\n")
+    with pytest.raises(results.ResultsError, match=rf"^{path}: row 13: finding 'a finding of my own' is not one of "
+                                                   r"the 4 findings in summary.json$"):
+        report.read_comparisons(path)                                  # at 8e232d4: a fifth finding, one seed
+    digests.unsign(notebook01)                      # being rewritten: what the old run declared is not held to it
+    assert len(report.read_comparisons(path)) == 13
+
+
+def test_a_curve_of_an_unknown_arm_is_named(notebook01):
+    path = tamper(notebook01, "curves.csv", lambda t: t.replace('"HiP, MAE-learned positions",0,MAE,1,test',
+                                                                "nobody,0,MAE,1,test", 1))
+    with pytest.raises(results.ResultsError, match=rf"^{path}: row 1: arm 'nobody' is not one of the 6 arms in "
+                                                   r"arms.csv$"):
+        regime.read(notebook01)
+
+
+def test_a_reading_notebook_names_a_tampered_provenance_record(notebook01, monkeypatch):
+    monkeypatch.delenv("HIPCORE_PROFILE", raising=False)
+    monkeypatch.delenv("HIPCORE_TRAIN", raising=False)
+    table = {p: {"seeds": (0, 1, 2)} for p in notebook.PROFILES}
+    path = tamper(notebook01, "provenance.json", lambda t: "[]")
+    with pytest.raises(ValueError, match=rf"^{path}: not a provenance record \(a JSON list"):
+        notebook.setup(NOTEBOOK, profile="quick", table=table, results_dir=notebook01.parent.parent, train=False)
+    path.write_text("{}")                                                  # changed, not re-signed
+    with pytest.raises(digests.ResultsChanged, match=rf"^{path}: changed since its folder was signed"):
+        notebook.setup(NOTEBOOK, profile="quick", table=table, results_dir=notebook01.parent.parent, train=False)

@@ -397,7 +397,7 @@ def write_baselines(folder: str | Path, rows: list[dict[str, Any]]) -> Path:
 
 # What a baselines.csv holds (`results.read_table`): one row per model and seed, top-1s in %.
 SHAPE = dict(key=("model", "seed"), whole=("seed", "train_size", "test_size"),
-             known={"model": IMAGE_MODELS + POINT_MODELS},
+             known={"model": (IMAGE_MODELS + POINT_MODELS, "hipcore's baselines")},
              numbers={"test_accuracy": results.PERCENT, "train_accuracy": results.PERCENT, "seconds": (0.0, math.inf)})
 
 

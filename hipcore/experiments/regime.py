@@ -105,11 +105,13 @@ CURVE_SHAPE = dict(key=("arm", "seed", "stage", "epoch", "split", "metric"), who
 
 
 def read_curves(path: str | Path) -> list[dict[str, Any]]:
-    """The rows of a curves.csv, numbers as numbers; [] when the file does not exist."""
+    """The rows of a curves.csv, numbers as numbers, checked (CURVE_SHAPE, arms of the folder's
+    arms.csv); [] when the file does not exist."""
     path = Path(path)
     if not path.is_file():
         return []
-    rows = results.read_table(path, CURVE_FIELDS, **CURVE_SHAPE).to_dict("records")   # checked, one line if not
+    arms = {"arm": (results.known_arms(path.parent), "arms.csv")}        # None without one: any arm
+    rows = results.read_table(path, CURVE_FIELDS, known=arms, **CURVE_SHAPE).to_dict("records")
     for r in rows:
         r.update(seed=int(r["seed"]), epoch=int(r["epoch"]), value=float(r["value"]))
     return rows

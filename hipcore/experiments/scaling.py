@@ -36,6 +36,7 @@ import pandas as pd
 import torch
 
 from .. import plots
+from ..digests import check as check_digest
 from ..report import directional_verdict
 from ..results import grid_point
 from ..stats import t_interval
@@ -308,7 +309,7 @@ def merge(parts: list[pd.DataFrame], names: list[str] | None = None) -> pd.DataF
 def read_curve(path: str | Path) -> pd.DataFrame:
     """A curve.csv as `write_tables` wrote it (checked as `merge` checks a part)."""
     try:
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(check_digest(path))           # the file its folder's SHA256SUMS signs
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
         raise ValueError(f"{path} is not a CSV file") from None
     return merge([frame], [str(path)])
