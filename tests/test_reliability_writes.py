@@ -453,3 +453,12 @@ def test_a_reading_notebook_names_a_tampered_provenance_record(notebook01, monke
     path.write_text("{}")                                                  # changed, not re-signed
     with pytest.raises(digests.ResultsChanged, match=rf"^{path}: changed since its folder was signed"):
         notebook.setup(NOTEBOOK, profile="quick", table=table, results_dir=notebook01.parent.parent, train=False)
+
+
+def test_an_export_to_a_file_is_refused_in_one_line(weights, tmp_path, capsys, monkeypatch):
+    _, runs, _ = weights
+    monkeypatch.setitem(common.IMAGE_TABLE, "smoke", TINY)
+    target = tmp_path / "a file"
+    target.write_text("mine")
+    code, err = one_line(capsys, ["weights", "--profile", "smoke", "--runs-dir", str(runs), "--out", str(target)])
+    assert code == 2 and err == f"error: --out {target} is a file, not a folder\n" and target.read_text() == "mine"
