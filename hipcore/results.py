@@ -320,16 +320,10 @@ def _check_against_summary(path: Path, raw: pd.DataFrame, seeds: pd.Series) -> N
     """A finished folder's comparisons: findings its summary.json records (where it records
     them), seeds of its run (provenance.json) for findings over seeds."""
     check_seeds(path, seeds[raw["replicate"] == "seed"], declared_seeds(path.parent))
-    recorded = path.parent / "summary.json"
-    if not recorded.is_file():
-        return
-    try:
-        findings = json.loads(check_digest(recorded).read_text()).get("findings")
-    except (ValueError, UnicodeDecodeError, AttributeError):
-        raise ResultsError(f"{recorded}: not a notebook's summary (a JSON object)") from None
+    findings = notebook_summary(path.parent).get("findings")
     if isinstance(findings, list):
         names = {f.get("finding") for f in findings if isinstance(f, dict)}
-        check_known(path, raw["finding"], names, "finding", recorded.name)
+        check_known(path, raw["finding"], names, "finding", "summary.json")
 
 
 def _check_against_runs(path: Path, raw: pd.DataFrame, seeds: pd.Series, values: pd.Series, role: str) -> None:
@@ -399,7 +393,33 @@ def _long_metrics(path: Path, seeds: set[int] | None = None) -> pd.DataFrame:
     check_seeds(path, out["seed"], seeds)
     if (path.parent / RUNS).is_file():
         _metrics_against_runs(path, out)
+        if "split" in raw:
+            check_known(path, raw["run_id"][raw["split"] == "test"], measured(path.parent), "arm",
+                        f"{RUNS} or summary.json's shortcuts")
     return out
+
+
+def measured(folder: Path) -> set[str]:
+    """What a folder with runs.json measured on the test set: its runs' arms, and the shortcut
+    baselines its summary.json records (notebook 04: {arm, seed, test_accuracy} rows)."""
+    shortcuts = notebook_summary(folder).get("shortcuts")
+    return {run["arm"] for run in read_runs_file(folder / RUNS)} | {
+        row.get("arm") for row in (shortcuts if isinstance(shortcuts, list) else []) if isinstance(row, dict)}
+
+
+def notebook_summary(folder: Path) -> dict[str, Any]:
+    """The folder's summary.json (its digest checked; {} without one); a ResultsError naming it
+    when it is not a JSON object."""
+    path = folder / "summary.json"
+    if not path.is_file():
+        return {}
+    try:
+        record = json.loads(check_digest(path).read_text())
+    except (ValueError, UnicodeDecodeError):
+        record = None
+    if not isinstance(record, dict):
+        raise ResultsError(f"{path}: not a notebook's summary (a JSON object)")
+    return record
 
 
 def _metrics_against_runs(path: Path, frame: pd.DataFrame) -> None:

@@ -43,7 +43,7 @@ from .report import (
     read_comparisons,
     regime,
 )
-from .results import markdown, read_csv
+from .results import markdown, notebook_summary, read_csv
 from .stats import binomial_se
 from .train.validation import validation_indices
 from .vocabulary import vocabulary_block
@@ -112,15 +112,10 @@ def check_folder(folder: Path) -> None:
     summary.json records findings. ValueError naming the file otherwise."""
     if (folder / SUMS).is_file():
         verify(folder)
-    recorded = folder / "summary.json"
-    if recorded.is_file() and not (folder / "comparisons.csv").is_file():
-        try:
-            findings = json.loads(check_digest(recorded).read_text()).get("findings")
-        except (ValueError, AttributeError):
-            raise ValueError(f"{recorded}: not a notebook's summary (a JSON object)") from None
-        if findings:
-            raise ValueError(f"{folder / 'comparisons.csv'} is missing, while {recorded.name} records "
-                             f"{len(findings)} findings from it: rerun the notebook, or restore the file")
+    findings = notebook_summary(folder).get("findings")
+    if findings and not (folder / "comparisons.csv").is_file():
+        raise ValueError(f"{folder / 'comparisons.csv'} is missing, while summary.json records "
+                         f"{len(findings)} findings from it: rerun the notebook, or restore the file")
 
 
 def profile_baselines(results_dir: str | Path, profile: str) -> dict[str, dict[str, float]]:

@@ -462,3 +462,10 @@ def test_an_export_to_a_file_is_refused_in_one_line(weights, tmp_path, capsys, m
     target.write_text("mine")
     code, err = one_line(capsys, ["weights", "--profile", "smoke", "--runs-dir", str(runs), "--out", str(target)])
     assert code == 2 and err == f"error: --out {target} is a file, not a folder\n" and target.read_text() == "mine"
+
+
+def test_an_extra_metrics_row_for_an_unknown_arm_is_named(notebook01):
+    path = tamper(notebook01, "metrics.csv", lambda t: t + "an arm nobody ran,0,,,test,test_accuracy,99.0\n")
+    with pytest.raises(results.ResultsError, match=rf"^{path}: row 85: arm 'an arm nobody ran' is not one of the "
+                                                   r"\d+ arms in runs.json or summary.json's shortcuts$"):
+        results.load("quick", notebook01.parent.parent)               # at 8e232d4: a sixth arm, no settings
