@@ -571,8 +571,8 @@ def _run_ids(folder: Path, frame: pd.DataFrame) -> list[Any]:
     if not path.is_file():
         return [math.nan] * len(frame)
     try:
-        runs = {(r["arm"], r["seed"]): Path(r["run_dir"]).name for r in json.loads(path.read_text())}
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        runs = {(r["arm"], r["seed"]): Path(r["run_dir"]).name for r in read_runs_file(path)}   # checked runs
+    except (KeyError, TypeError) as e:
         raise ResultsError(f"{path}: not a list of runs with arm, seed and run_dir ({type(e).__name__}: {e})") from None
     seeds = frame["seed"] if "seed" in frame else pd.Series(pd.NA, index=frame.index)
     return [runs.get((arm, None if pd.isna(seed) else int(seed)), math.nan) for arm, seed in zip(frame["arm"], seeds)]
