@@ -534,6 +534,8 @@ def _provenance(folder: Path) -> dict[str, Any]:
     check_digest(path)
     try:
         record = json.loads(path.read_text())
+        if not isinstance(record, dict) or not isinstance(record.get("machine"), dict):
+            raise TypeError("a JSON object with a 'machine' table expected")
         machine = record["machine"]
         return {"commit": record.get("commit") or math.nan,
                 "machine": f"{machine['cpu']}, {machine['cores']} cores"
