@@ -469,3 +469,14 @@ def test_an_extra_metrics_row_for_an_unknown_arm_is_named(notebook01):
     with pytest.raises(results.ResultsError, match=rf"^{path}: row 85: arm 'an arm nobody ran' is not one of the "
                                                    r"\d+ arms in runs.json or summary.json's shortcuts$"):
         results.load("quick", notebook01.parent.parent)               # at 8e232d4: a sixth arm, no settings
+
+
+def test_a_killed_exports_temporary_file_is_cleaned_and_a_users_hidden_file_kept(weights):
+    out, runs, before = weights
+    dead = out / f".{MAE}.abc.pt.{2 ** 22 + 12345}{files.TEMP_SUFFIX}"     # no such process
+    dead.write_bytes(b"half a file")
+    mine = out / ".my notes"
+    mine.write_text("kept")
+    exporting.export("smoke", settings=TINY, runs_dir=runs, out=out)
+    assert not dead.exists() and mine.read_text() == "kept"
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p != mine} == before

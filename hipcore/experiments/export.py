@@ -24,7 +24,7 @@ from .. import provenance
 from ..config import VARIANT_NAMES, HiPConfig, modalities_from_dict, modalities_to_dict
 from ..config import variant as named
 from ..errors import HipcoreError
-from ..files import folder_lock, sha256_file, write_atomic, write_text_atomic
+from ..files import clean_temps, folder_lock, sha256_file, write_atomic, write_text_atomic
 from ..locations import PACKAGE_DIR, is_checkout
 from ..pretrained import (
     ABOUT,
@@ -165,7 +165,9 @@ def finished_pair(pre_cfg, sup_cfg, profile: str) -> list[tuple[str, Any, dict[s
 def write_export(out: Path, runs, *, dataset: str, profile: str, seed: int) -> list[Path]:
     """Under the folder's lock: the weights files (each a file per content, written whole), then
     the manifest, which switches from the old set to the new one at once (a kill before it leaves
-    the old weights and their manifest intact), then the old set's files."""
+    the old weights and their manifest intact), then the old set's files. A killed export's
+    temporary files go first (`files.clean_temps`: hipcore's own names, of processes gone)."""
+    clean_temps(out)
     manifest = read_manifest(out)
     payloads = {shipped_name(cfg.variant, dataset, profile, kind, seed): weights_bytes(state)
                 for kind, cfg, state in runs}
