@@ -268,8 +268,11 @@ def scale_section(results_dir: str | Path, profile: str) -> list[str]:
 
 
 def _provenance(folder: Path) -> dict[str, Any]:
-    """A results folder's provenance.json ({} without one); ValueError naming it when it is no
-    record, or its machine or packages are no tables."""
+    """A results folder's provenance.json ({} without one), verified against the folder's
+    SHA256SUMS; ValueError naming it when it is no record, or its machine or packages are no
+    tables."""
+    if (folder / "provenance.json").is_file():
+        check_digest(folder / "provenance.json")         # the record its folder's SHA256SUMS signs
     record = provenance.read(folder) or {}
     wrong = [key for key in ("machine", "packages") if not isinstance(record.get(key, {}), dict)]
     if wrong:
