@@ -318,12 +318,18 @@ def finished(folder: Path) -> bool:
 
 def _check_against_summary(path: Path, raw: pd.DataFrame, seeds: pd.Series) -> None:
     """A finished folder's comparisons: findings its summary.json records (where it records
-    them), seeds of its run (provenance.json) for findings over seeds."""
+    them), each with as many rows (seeds or repeats) as it records, and seeds of its run
+    (provenance.json) for findings over seeds."""
     check_seeds(path, seeds[raw["replicate"] == "seed"], declared_seeds(path.parent))
     findings = notebook_summary(path.parent).get("findings")
-    if isinstance(findings, list):
-        names = {f.get("finding") for f in findings if isinstance(f, dict)}
-        check_known(path, raw["finding"], names, "finding", "summary.json")
+    if not isinstance(findings, list):
+        return
+    recorded = {f.get("finding"): f.get("seeds") for f in findings if isinstance(f, dict)}
+    check_known(path, raw["finding"], set(recorded), "finding", "summary.json")
+    for name, rows in raw.groupby("finding", sort=False).size().items():
+        if isinstance(recorded[name], int) and rows != recorded[name]:
+            raise ResultsError(f"{path}: finding {name!r} has {rows} rows where summary.json records "
+                               f"{recorded[name]} (a row removed or added)")
 
 
 def _check_against_runs(path: Path, raw: pd.DataFrame, seeds: pd.Series, values: pd.Series, role: str) -> None:

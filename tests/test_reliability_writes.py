@@ -480,3 +480,11 @@ def test_a_killed_exports_temporary_file_is_cleaned_and_a_users_hidden_file_kept
     exporting.export("smoke", settings=TINY, runs_dir=runs, out=out)
     assert not dead.exists() and mine.read_text() == "kept"
     assert {p.name: p.read_bytes() for p in out.iterdir() if p != mine} == before
+
+
+def test_a_removed_comparison_row_is_named_against_the_count_the_run_recorded(notebook01):
+    path = tamper(notebook01, "comparisons.csv", lambda t: "\n".join(t.splitlines()[:3] + t.splitlines()[4:]) + "\n")
+    with pytest.raises(results.ResultsError, match=rf"^{path}: finding 'HiP \(MAE-learned\) vs Perceiver IO "
+                                                   r"\(Fourier\)' has 2 rows where summary.json records 3 \(a row "
+                                                   r"removed or added\)$"):
+        report.read_comparisons(path)                                  # at 8e232d4: read as 2 seeds
