@@ -146,7 +146,7 @@ def test_the_check_measures_the_notebook_s_own_processes_and_not_itself():
 
 
 def test_the_record_fills_the_readme_s_binder_block_and_names_a_notebook_over_the_limit(tmp_path, capsys):
-    from hipcore import summary
+    from hipcore import digests, summary
 
     assert summary.readme_binder(tmp_path).startswith("No Binder memory record yet")
     peaks = {"00_tour": 1_250_000_000, "05_efficiency": 1_790_000_000}
@@ -156,6 +156,9 @@ def test_the_record_fills_the_readme_s_binder_block_and_names_a_notebook_over_th
     binder.record(tmp_path / "binder_check", {**peaks, "05_efficiency": 2_100_000_000})
     assert summary.readme_binder(tmp_path).endswith("05 2.10 GB; over the limit: 05.")
     (tmp_path / "binder_check" / "memory.csv").write_text("notebook,peak_bytes,limit_bytes\n00_tour,lots,2\n")
+    with pytest.raises(ValueError, match="memory.csv: changed since its folder was signed"):
+        summary.readme_binder(tmp_path)                                    # the record checks itself (digests)
+    digests.sign(tmp_path / "binder_check")                                # re-signed: its shape is still checked
     with pytest.raises(ValueError, match="memory.csv: peak_bytes and limit_bytes must be whole numbers"):
         summary.readme_binder(tmp_path)
     with pytest.raises(SystemExit):
