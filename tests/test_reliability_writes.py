@@ -400,7 +400,7 @@ def test_a_bad_row_of_reproduce_gpu_is_named_not_a_key_error(tmp_path, text):
     for arm in gpu_reproduce.ARMS:
         (rows / f"{gpu_reproduce.Job(arm, 0).name}.json").write_text(text)
     first = rows / f"{gpu_reproduce.Job(next(iter(gpu_reproduce.ARMS)), 0).name}.json"
-    with pytest.raises(results.ResultsError, match=rf"^{first}: (not a run|not JSON|test_accuracy is nan)"):
+    with pytest.raises(ValueError, match=rf"^{first}: (not a readable row|a row lacks|test_accuracy is nan)"):
         gpu_reproduce.write_results(tmp_path, "quick", {}, (0,), rows)     # at 8e232d4: KeyError 'arm'
 
 

@@ -239,10 +239,22 @@ def owned(out: Path, name: str) -> Path | None:
     return path
 
 
+def test_metrics(state: Mapping[str, Any]) -> dict[str, Any]:
+    """test_accuracy / test_loss and the epoch they were measured at, from a finished run's
+    last.pt: the test set's one evaluation (RunState.test, at the selected epoch), or, in a
+    checkpoint written before the test set was evaluated once, the last epoch's metrics."""
+    run = state["run"]
+    if run.get("test"):
+        return {**{f"test_{k}": v for k, v in run["test"].items()}, "epoch": (run.get("selected") or {}).get("epoch")}
+    if "test_loss" not in run.get("metrics", {}):
+        raise RunsNotFound("the run's last.pt records no test evaluation: rerun notebook 01 to finish it")
+    return run["metrics"]
+
+
 def manifest_entry(path: Path, kind: str, cfg, state: Mapping[str, Any], *, dataset: str, profile: str,
                    seed: int, exported: Mapping[str, Any]) -> dict[str, Any]:
     """The manifest's entry for the weights file `path` (the format `hipcore.pretrained` reads)."""
-    metrics = state["run"]["metrics"]
+    metrics = test_metrics(state)
     metric = ({"name": "test top-1", "metric": "test_accuracy", "value": round(100.0 * metrics["test_accuracy"], 4),
                "unit": "%"} if kind == "classifier" else
               {"name": "test MAE loss", "metric": "pretrain_test_loss", "value": metrics["test_loss"],
