@@ -26,10 +26,11 @@ import argparse
 import fcntl
 import json
 import math
-import multiprocessing
 import os
+import pickle
 import statistics
 import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -41,6 +42,7 @@ from .files import write_text_atomic
 from .locations import results_dir, runs_dir
 
 PROFILE = "converged"
+LOCKS = "converge-locks"          # runs/converge-locks/: each job's lock and the spec its child reads
 JOBS = "jobs.json"               # results/<notebook>/converged/jobs.json: every job's state (write_notebook)
 FORMAT = 1
 STOP_MARGIN_S = 30.0           # the time box stops a running job this long before it ends
@@ -330,7 +332,7 @@ def listing(found: list[State]) -> list[str]:
 @contextmanager
 def job_lock(job: Job, runs: Path) -> Iterator[bool]:
     """Whether this process holds the job's lock (another queue running it: False)."""
-    folder = runs / "converge-locks"
+    folder = runs / LOCKS
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / f"{job.notebook}-{job.name}.lock", "w") as handle:
         try:
@@ -393,8 +395,22 @@ def train_job(p: Planned, steps: int | None, runs: Path) -> JobRecord:
                      machine=device.machine(), flops=float(flops))
 
 
-def _child(p: Planned, steps: int | None, runs: str, path: str) -> None:
-    """One job in a child process: train it, then write its file (atomically)."""
+def launch(p: Planned, steps: int | None, runs: Path, path: Path) -> subprocess.Popen:
+    """One job in a fresh interpreter of its own, killed if the queue ends (processes.die_with_
+    parent), which trains it and then writes its file atomically; it leaves no helper process
+    behind once it has ended."""
+    spec = runs / LOCKS / f"{p.job.notebook}-{p.job.name}.pickle"
+    spec.write_bytes(pickle.dumps((p, steps, str(runs), str(path))))
+    code = ("import pickle, sys; from hipcore.converge import train_into; "
+            "train_into(*pickle.loads(open(sys.argv[1], 'rb').read()), parent=int(sys.argv[2]))")
+    return subprocess.Popen([sys.executable, "-c", code, str(spec), str(os.getpid())])
+
+
+def train_into(p: Planned, steps: int | None, runs: str, path: str, *, parent: int) -> None:
+    """The child's work: end with the queue, train the job, write its file."""
+    from .processes import die_with_parent
+
+    die_with_parent(parent)
     write_record(train_job(p, steps, Path(runs)), Path(path))
 
 
@@ -416,7 +432,7 @@ def commit_folder(folder: Path, record: JobRecord) -> None:
 
 def run(budget_minutes: float, *, root: Path | None = None, runs: Path | None = None, commit: bool = False,
         jobs: list[Planned] | None = None, log: Callable[[str], None] = print,
-        target: Callable = _child) -> list[str]:
+        start: Callable[..., subprocess.Popen] = launch) -> list[str]:
     """Run the jobs left (to run, stale, refused), matched jobs first, one at a time, within
     `budget_minutes`; a job still running when the box ends is stopped (it resumes from its run
     folder next time). Returns the titles of the jobs finished in this call."""
@@ -438,7 +454,7 @@ def run(budget_minutes: float, *, root: Path | None = None, runs: Path | None = 
                 write_record(copy, s.planned.job.path(root))
                 log(f"{s.planned.job.title}: the same runs as {Job(**record.job).title}, its record taken")
         todo = [s for s, record in shared if record is None]
-        ran = _run_next(todo, root, runs, deadline, log, target)
+        ran = _run_next(todo, root, runs, deadline, log, start)
         if ran is None:
             break
         finished.append(ran.title)
@@ -468,8 +484,10 @@ def status_block(root: Path) -> str:
     run and the CPU-hours left; and whether its verdict pairs exist (only when all its jobs are
     done). The queue that has never written a status says how to start it."""
     rows, machines = [], set()
+    from .digests import check
+
     for folder in sorted(root.glob(f"*/{PROFILE}/{JOBS}")):
-        status = json.loads(folder.read_text())
+        status = json.loads(check(folder).read_text())
         jobs = status["jobs"]
         machines.add(status["estimated_on"])
         count = {k: sum(j["state"] == k for j in jobs) for k in ("done", "stale", "refused", "waiting", "to run")}
@@ -490,7 +508,7 @@ def status_block(root: Path) -> str:
     return "\n".join([head, "", *table])
 
 
-def _run_next(todo: list[State], root: Path, runs: Path, deadline: float, log, target) -> Job | None:
+def _run_next(todo: list[State], root: Path, runs: Path, deadline: float, log, start) -> Job | None:
     """Run the first job nobody else holds, in a child process, until it ends or the deadline."""
     for s in todo:
         job = s.planned.job
@@ -504,18 +522,16 @@ def _run_next(todo: list[State], root: Path, runs: Path, deadline: float, log, t
                                       Job(job.notebook, job.matches, job.seed))
                 steps = matched_steps(s.planned, matched)
             log(f"{job.title}: {s.state}{f' ({s.why})' if s.why else ''}; about {s.minutes:.0f} min")
-            child = multiprocessing.get_context("spawn").Process(
-                target=target, args=(s.planned, steps, str(runs), str(job.path(root))), name=job.title)
-            child.start()
-            while child.is_alive() and time.monotonic() < deadline:
-                child.join(POLL_S)
-            if child.is_alive():
+            child = start(s.planned, steps, runs, job.path(root))
+            while child.poll() is None and time.monotonic() < deadline:
+                time.sleep(POLL_S)
+            if child.poll() is None:
                 child.kill()
-                child.join()
+                child.wait()
                 log(f"{job.title}: stopped by the time box; it resumes from its run folder next time")
                 return None
-            if child.exitcode != 0:
-                raise HipcoreError(f"{job.title} failed (exit {child.exitcode}); its output is above")
+            if child.returncode != 0:
+                raise HipcoreError(f"{job.title} failed (exit {child.returncode}); its output is above")
             return job
     return None
 
@@ -548,31 +564,36 @@ def jobs_table(found: list[State]) -> list[dict[str, Any]]:
     return out
 
 
+VERDICT_FILES = ("runs.json", "arms.csv", "comparisons.csv")   # written once every job of a notebook is done
+
+
 def write_notebook(notebook: str, found: list[State], root: Path) -> dict[str, Any]:
-    """results/<notebook>/converged/: jobs.json (every job's state) always; runs.json, arms.csv
-    and comparisons.csv (the verdict pairs) only once every job is done, in one precision (pairs
-    never mix precisions). -> {'folder', 'done', 'total', 'missing': [job names], 'written'}."""
+    """results/<notebook>/converged/, signed (digests): jobs.json (every job's state) always;
+    runs.json, arms.csv and comparisons.csv (the verdict pairs) only once every job is done, in
+    one precision (pairs never mix precisions): a partial set is never a verdict.
+    -> {'folder', 'done', 'total', 'missing': [job names or the reason], 'written'}."""
+    from . import device, digests
     from .experiments.common import write_arms, write_runs
 
     mine = [s for s in found if s.planned.job.notebook == notebook]
     folder = root / notebook / PROFILE
     folder.mkdir(parents=True, exist_ok=True)
-    from . import device
-
+    digests.unsign(folder)
+    for name in VERDICT_FILES:
+        (folder / name).unlink(missing_ok=True)
     status = {"profile": PROFILE, "estimated_on": device.cpu_name(), "jobs": jobs_table(mine)}
     write_text_atomic(folder / JOBS, json.dumps(status, indent=1) + "\n")
     missing = [s.planned.job.name for s in mine if s.state != "done"]
-    out = {"folder": folder, "done": len(mine) - len(missing), "total": len(mine), "missing": missing, "written": []}
-    precisions = {s.record.precision for s in mine if s.record is not None}
-    if missing or len(precisions) > 1:
-        if len(precisions) > 1:
-            out["missing"] = [f"one precision for every job (found {', '.join(sorted(precisions))})"]
-        (folder / "comparisons.csv").unlink(missing_ok=True)     # a partial set is never a verdict
-        return out
-    rows = [{**s.record.row, "precision": s.record.precision} for s in mine]
-    (folder / "comparisons.csv").unlink(missing_ok=True)
-    recorders()[notebook](folder / "comparisons.csv", rows)
-    out["written"] = [write_runs(folder, rows), write_arms(folder / "arms.csv", rows), folder / "comparisons.csv"]
+    precisions = sorted({s.record.precision for s in mine if s.record is not None})
+    if len(precisions) > 1:
+        missing.append(f"one precision for every job (found {', '.join(precisions)})")
+    out = {"folder": folder, "done": sum(s.state == "done" for s in mine), "total": len(mine), "missing": missing,
+           "written": []}
+    if not missing:
+        rows = [{**s.record.row, "precision": s.record.precision} for s in mine]
+        recorders()[notebook](folder / "comparisons.csv", rows)
+        out["written"] = [write_runs(folder, rows), write_arms(folder / "arms.csv", rows), folder / "comparisons.csv"]
+    digests.sign(folder)
     return out
 
 

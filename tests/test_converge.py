@@ -2,6 +2,8 @@
 box, a job killed in the middle, two queues in one checkout, and FLOP-matched steps."""
 
 import json
+import subprocess
+import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -80,21 +82,22 @@ def test_a_matched_control_waits_then_trains_the_steps_of_its_match_flops(tmp_pa
 
 
 def _sleeps(p, steps, runs, path):                      # a job that never finishes in the box
-    time.sleep(600)
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
 
 
 def _writes(p, steps, runs, path):                      # a job that finishes at once
     converge.write_record(record(p), Path(path))
+    return subprocess.Popen([sys.executable, "-c", "pass"])
 
 
 def test_the_time_box_stops_a_running_job_and_leaves_no_file(tmp_path, monkeypatch):
     monkeypatch.setattr(converge, "STOP_MARGIN_S", 0.0)
     p = planned()
     start = time.monotonic()
-    done = converge.run(0.05, root=tmp_path, runs=tmp_path / "runs", jobs=[p], target=_sleeps, log=lambda s: None)
+    done = converge.run(0.05, root=tmp_path, runs=tmp_path / "runs", jobs=[p], start=_sleeps, log=lambda s: None)
     assert done == [] and time.monotonic() - start < 300     # the child would sleep 600 s
     assert not p.job.path(tmp_path).exists()                     # killed mid-job: nothing half-written
-    done = converge.run(10, root=tmp_path, runs=tmp_path / "runs", jobs=[p], target=_writes, log=lambda s: None)
+    done = converge.run(10, root=tmp_path, runs=tmp_path / "runs", jobs=[p], start=_writes, log=lambda s: None)
     assert done == [p.job.title] and converge.read_record(p.job.path(tmp_path), p.job)
 
 
@@ -103,7 +106,7 @@ def test_a_job_another_queue_holds_is_skipped(tmp_path):
     lines = []
     with converge.job_lock(p.job, tmp_path / "runs") as mine:
         assert mine
-        done = converge.run(10, root=tmp_path, runs=tmp_path / "runs", jobs=[p], target=_writes, log=lines.append)
+        done = converge.run(10, root=tmp_path, runs=tmp_path / "runs", jobs=[p], start=_writes, log=lines.append)
     assert done == [] and any("another queue is running it" in line for line in lines)
 
 
@@ -111,7 +114,7 @@ def test_a_job_with_another_notebooks_runs_takes_its_record(tmp_path):
     first = planned()
     second = replace(first, job=Job("03_mae_positional_embeddings", "hip_classification", 0))
     converge.write_record(record(first), first.job.path(tmp_path))
-    done = converge.run(10, root=tmp_path, runs=tmp_path / "runs", jobs=[first, second], target=_sleeps,
+    done = converge.run(10, root=tmp_path, runs=tmp_path / "runs", jobs=[first, second], start=_sleeps,
                         log=lambda s: None)
     assert done == []
     taken = converge.read_record(second.job.path(tmp_path), second.job)
@@ -175,7 +178,7 @@ def test_a_notebook_gets_verdict_pairs_only_when_every_job_is_done_in_one_precis
     converge.write_record(finished(jobs[3], 79.5, precision="fp32"), jobs[3].job.path(tmp_path))
     found = converge.states(jobs, tmp_path, provenance.code_fingerprint())
     out = converge.write_notebook("01_imagenet_comparison", found, tmp_path)
-    assert out["written"] == [] and "one precision" in out["missing"][0]
+    assert out["written"] == [] and "one precision" in out["missing"][-1]
 
     converge.write_record(finished(jobs[3], 79.5), jobs[3].job.path(tmp_path))
     found = converge.states(jobs, tmp_path, provenance.code_fingerprint())
@@ -195,3 +198,22 @@ def test_the_status_block_counts_each_notebooks_jobs_from_its_committed_status(t
     assert row.startswith("| 01 | 1 of 2 | 0 | 0 | 1 |") and "none yet" in row
     status = json.loads((tmp_path / "01_imagenet_comparison" / "converged" / converge.JOBS).read_text())
     assert [j["state"] for j in status["jobs"]] == ["done", "to run"] and status["estimated_on"]
+
+
+def test_a_job_runs_in_a_fresh_interpreter_and_writes_its_file(tmp_path):
+    p = replace(planned(), settings={**SMOKE, "epochs": 1})
+    (tmp_path / "runs" / converge.LOCKS).mkdir(parents=True)
+    child = converge.launch(p, None, tmp_path / "runs", p.job.path(tmp_path))
+    assert child.wait(timeout=600) == 0
+    written = json.loads(p.job.path(tmp_path).read_text())      # commit or not: this checkout may be dirty
+    assert written["job"] == asdict(p.job) and written["run_ids"] == converge.run_ids(p)
+
+
+def test_a_changed_status_file_is_refused_naming_it(tmp_path):
+    from hipcore.digests import ResultsChanged
+
+    converge.write_status(tmp_path, [planned()])
+    path = tmp_path / "01_imagenet_comparison" / "converged" / converge.JOBS
+    path.write_text(path.read_text().replace('"to run"', '"done"'))
+    with pytest.raises(ResultsChanged, match="jobs.json: changed since its folder was signed"):
+        converge.status_block(tmp_path)
