@@ -76,22 +76,77 @@ def by_model(rows):
     return {r["model"]: r for r in rows}
 
 
+SHORT = {"MLP (256 hidden)": B.Knobs(l2=(0.0, 1e-3), epochs=(5, 15)), "small CNN": B.Knobs(epochs=(5, 15))}
+
+
 def test_image_baselines_learn_the_quadrants_and_not_shuffled_labels():
-    learned = by_model(B.image_baselines(Images(160), Images(80, seed=1), seed=0, epochs=15, cnn_epochs=15))
-    shuffled = by_model(B.image_baselines(Images(160, shuffle_labels=True), Images(80, seed=1), seed=0,
-                                          epochs=15, cnn_epochs=15))
+    learned = by_model(B.image_baselines(Images(160), Images(40, seed=2), Images(80, seed=1), seed=0, knobs=SHORT))
+    shuffled = by_model(B.image_baselines(Images(160, shuffle_labels=True), Images(40, seed=2, shuffle_labels=True),
+                                          Images(80, seed=1), seed=0, knobs=SHORT))
     assert set(learned) == set(B.IMAGE_MODELS)
     for name in B.IMAGE_MODELS:
         assert learned[name]["test_accuracy"] >= 90, learned[name]       # chance: 25
         assert shuffled[name]["test_accuracy"] <= 50, shuffled[name]
-        assert learned[name]["train_size"] == 160 and learned[name]["test_size"] == 80
+        assert (learned[name]["train_size"], learned[name]["val_size"], learned[name]["test_size"]) == (160, 40, 80)
         assert learned[name]["seconds"] > 0
+    assert learned["logistic regression"]["l2"] in B.L2_GRID and learned["logistic regression"]["epochs"] is None
+    assert learned["small CNN"]["l2"] is None and learned["small CNN"]["epochs"] in (5, 15)
+
+
+class Noisy(Images):
+    """The quadrant images with 30% of the training labels replaced at random: unregularised
+    logistic regression memorises them, a stronger L2 does not."""
+
+    def __init__(self, n, seed=0):
+        super().__init__(n, seed)
+        g = torch.Generator().manual_seed(seed + 100)
+        flip = torch.rand(n, generator=g) < 0.3
+        self.labels = torch.where(flip, torch.randint(0, 4, (n,), generator=g), self.labels)
+        self.data = self.data + 1.5 * torch.randn(self.data.shape, generator=g)
+
+
+def test_the_l2_strength_is_chosen_on_validation_and_the_test_set_is_scored_once():
+    train, val, test = Noisy(120), Images(200, seed=2), Images(200, seed=1)
+    val.data = val.data + 1.5 * torch.randn(val.data.shape, generator=torch.Generator().manual_seed(5))
+    grid = (1e-4, 1e-2, 1.0, 100.0)
+    row = by_model(B.image_baselines(train, val, test, 0, models=("logistic regression",),
+                                     knobs={"logistic regression": B.Knobs(l2=grid)}))["logistic regression"]
+    fixed = [by_model(B.image_baselines(train, val, test, 0, models=("logistic regression",),
+                                        knobs={"logistic regression": B.Knobs(l2=(l2,))}))["logistic regression"]
+             for l2 in grid]
+    best = max(fixed, key=lambda r: (r["val_accuracy"], r["l2"]))
+    assert row["l2"] == best["l2"] and row["val_accuracy"] == best["val_accuracy"]
+    assert row["test_accuracy"] == pytest.approx(best["test_accuracy"])
+    assert fixed[0]["train_accuracy"] > row["train_accuracy"] >= fixed[-1]["train_accuracy"]  # less memorised
+    assert fixed[0]["edge"] == "l2 0.0001 is the lowest of its grid"                          # a one-value grid
+    assert (row["edge"] == "") == (row["l2"] not in (min(grid), max(grid)))
+
+
+def test_the_epochs_are_read_off_one_run_and_equal_a_run_of_that_length():
+    train, val, test = Images(160), Images(40, seed=2), Images(80, seed=1)
+    one = B.image_baselines(train, val, test, 0, models=("small CNN",), knobs={"small CNN": B.Knobs(epochs=(3,))})[0]
+    read_off = B.candidates(B.Knobs(epochs=(3, 6)), 0, *[(B.image_grid(d), d.labels) for d in (train, val)],
+                            lambda: B.small_cnn(1, 4, 8, 8))
+    assert [c[2] for c in read_off] == [3, 6] and read_off[0][0] == one["val_accuracy"]
+    assert one["edge"] == "epochs 3 is the lowest of its grid"
+
+
+def test_an_empty_grid_and_an_unknown_model_are_one_clear_error():
+    data = Images(16), Images(8, seed=2), Images(8, seed=1)
+    with pytest.raises(ValueError, match="'small CNN': its epochs grid is empty"):
+        B.image_baselines(*data, 0, knobs={"small CNN": B.Knobs(epochs=())})
+    with pytest.raises(ValueError, match="'logistic regression': its l2 grid is empty"):
+        B.image_baselines(*data, 0, models=("logistic regression",), knobs={"logistic regression": B.Knobs(l2=())})
+    with pytest.raises(ValueError, match="unknown image baseline"):
+        B.image_baselines(*data, 0, models=("SVM",))
 
 
 def test_point_baselines_learn_which_part_is_on_top_and_not_shuffled_labels():
-    options = dict(epochs=30, centres=8, k=8)
-    learned = by_model(B.point_baselines(Clouds(120), Clouds(60, seed=1), seed=0, **options))
-    shuffled = by_model(B.point_baselines(Clouds(120, shuffle_labels=True), Clouds(60, seed=1), seed=0, **options))
+    short = B.Knobs(epochs=(15, 30))
+    options = dict(centres=8, k=8, knobs={"PointNet": short, "PointNet++-style": short})
+    learned = by_model(B.point_baselines(Clouds(120), Clouds(40, seed=2), Clouds(60, seed=1), seed=0, **options))
+    shuffled = by_model(B.point_baselines(Clouds(120, shuffle_labels=True), Clouds(40, seed=2, shuffle_labels=True),
+                                          Clouds(60, seed=1), seed=0, **options))
     assert set(learned) == set(B.POINT_MODELS)
     for name in B.POINT_MODELS:
         assert learned[name]["test_accuracy"] >= 90, learned[name]       # chance: 50
@@ -111,20 +166,34 @@ def test_the_descriptor_is_order_free_and_knows_up_from_down():
 
 def test_baselines_use_exactly_the_runs_training_subset_without_its_validation_part(tmp_path):
     cfg = TrainConfig(limit_train=100, val_fraction=0.2, seed=3, run_dir=str(tmp_path))
-    train, test = B.arm_data(cfg, Images(150), Images(40, seed=1))
-    assert len(train) == 80 and len(test) == 40
+    train, val, test = B.arm_data(cfg, Images(150), Images(40, seed=1))
+    assert (len(train), len(val), len(test)) == (80, 20, 40)
     rows = B.run_baselines({3: cfg}, family="images", train_data=Images(150), test_data=Images(40, seed=1),
                            models=("logistic regression",))
-    assert [(r["model"], r["seed"], r["train_size"]) for r in rows] == [("logistic regression", 3, 80)]
+    assert [(r["model"], r["seed"], r["train_size"], r["val_size"]) for r in rows] == \
+        [("logistic regression", 3, 80, 20)]
     path = B.write_baselines(tmp_path / "results", rows)
     assert path.name == "baselines.csv"
     assert path.read_text().splitlines()[0] == ",".join(B.COLUMNS)
     back = B.read_baselines(path.parent)
-    assert back[0]["test_accuracy"] == pytest.approx(rows[0]["test_accuracy"])
+    assert back[0]["test_accuracy"] == pytest.approx(rows[0]["test_accuracy"]) and back[0]["tuned"]
+    assert back[0]["l2"] == rows[0]["l2"] and back[0]["epochs"] is None and back[0]["edge"] == rows[0]["edge"]
     with pytest.raises(ValueError, match="seed 3"):
         B.run_baselines({4: cfg}, family="images", train_data=Images(150), test_data=Images(40))
-    with pytest.raises(ValueError, match="unknown image baseline"):
-        B.image_baselines(Images(8), Images(8), 0, models=("SVM",))
+    with pytest.raises(ValueError, match="val_fraction > 0"):
+        B.run_baselines({3: cfg.replace(val_fraction=0.0)}, family="images", train_data=Images(150),
+                        test_data=Images(40))
+
+
+def test_a_baselines_file_of_the_old_shape_still_reads_and_says_so(tmp_path):
+    old = ",".join(B.OLD_COLUMNS) + "\nlogistic regression,0,78.6,99.5,1.2,5400,2000\n"
+    (tmp_path / "baselines.csv").write_text(old)
+    (row,) = B.read_baselines(tmp_path)
+    assert (row["test_accuracy"], row["train_size"], row["tuned"], row["l2"], row["val_accuracy"]) == \
+        (78.6, 5400, False, None, None)
+    (tmp_path / "baselines.csv").write_text("model,seed\nMLP,0\n")
+    with pytest.raises(ValueError, match="missing column"):
+        B.read_baselines(tmp_path)
 
 
 def test_the_baselines_figure_draws_one_line_per_baseline_and_the_arms_dots():

@@ -21,20 +21,31 @@ evaluated on the same test set, once per seed.
                                           upper and the lower half of the cloud (along the
                                           dataset's up axis), then softmax regression (L-BFGS)
 
-Point-cloud baselines train on the clouds as stored (no augmentation). Every row is tidy:
+Point-cloud baselines train on the clouds as stored (no augmentation).
 
-    rows = image_baselines(train_set, test_set, seed=0)
-    # [{'model': 'logistic regression', 'seed': 0, 'test_accuracy': 81.2, 'train_accuracy': 93.0,
-    #   'seconds': 4.1, 'train_size': 6000, 'test_size': 2000}, ...]
+Each baseline is tuned the way a reader would tune it: its main knob (`KNOBS`: the L2 strength
+of the L-BFGS models and of the MLP, the epochs of the Adam-trained models) takes the value of
+a small grid stated here that scores best on the run's validation split (ties go to the
+stronger L2 and the fewer epochs); the test set is scored once, with the chosen value. The
+epochs are read off one run per L2 value: the model after e epochs of a longer run is the
+model an e-epoch run trains (the same seed, no schedule). A chosen value at the edge of its
+grid is said in the row (`edge`), since a wider grid might have done better. Every row is tidy:
+
+    rows = image_baselines(train_set, val_set, test_set, seed=0)
+    # [{'model': 'logistic regression', 'seed': 0, 'l2': 0.03, 'epochs': None, 'val_accuracy': 84.5,
+    #   'train_accuracy': 89.0, 'test_accuracy': 83.4, 'edge': '', 'seconds': 9.1,
+    #   'train_size': 5400, 'val_size': 600, 'test_size': 2000}, ...]
     write_baselines(results_folder, rows)      # results/<notebook>/<profile>/baselines.csv
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -47,20 +58,57 @@ from ..train.config import TrainConfig
 from ..train.engine import load_data
 from ..train.validation import split_validation
 
-COLUMNS = ("model", "seed", "test_accuracy", "train_accuracy", "seconds", "train_size", "test_size")
+COLUMNS = ("model", "seed", "l2", "epochs", "val_accuracy", "train_accuracy", "test_accuracy", "edge", "seconds",
+           "train_size", "val_size", "test_size")
+# baselines.csv before the baselines were tuned on validation (fixed L2 and epochs): still read
+OLD_COLUMNS = ("model", "seed", "test_accuracy", "train_accuracy", "seconds", "train_size", "test_size")
 IMAGE_MODELS = ("logistic regression", "MLP (256 hidden)", "small CNN")
 POINT_MODELS = ("PointNet", "PointNet++-style", "local shape + logistic regression")
 FILE_NAME = "baselines.csv"
 
 
+@dataclass(frozen=True)
+class Knobs:
+    """The grids a baseline is tuned over on the validation split; None leaves a knob alone (the
+    Adam-trained convolutional and point nets take no L2; L-BFGS runs to its iterations)."""
+
+    l2: tuple[float, ...] | None = None      # l2 * |weights|^2 / 2 added to the mean cross-entropy
+    epochs: tuple[int, ...] | None = None    # Adam epochs
+
+    def checked(self, name: str) -> "Knobs":
+        """Itself, or one clear error naming the model and the knob whose grid is empty."""
+        for knob in ("l2", "epochs"):
+            grid = getattr(self, knob)
+            if grid is not None and len(grid) == 0:
+                raise ValueError(f"baseline {name!r}: its {knob} grid is empty; give it at least one value")
+        return self
+
+
+L2_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0)     # half-decades: the L-BFGS models
+MLP_L2_GRID = (0.0, 1e-4, 1e-3, 1e-2)
+EPOCH_GRID = (2, 4, 6, 8, 10, 15, 20, 25, 30)
+KNOBS = {
+    "logistic regression": Knobs(l2=L2_GRID),
+    "MLP (256 hidden)": Knobs(l2=MLP_L2_GRID, epochs=EPOCH_GRID),
+    "small CNN": Knobs(epochs=EPOCH_GRID),
+    "PointNet": Knobs(epochs=EPOCH_GRID),
+    "PointNet++-style": Knobs(epochs=EPOCH_GRID),
+    "local shape + logistic regression": Knobs(l2=L2_GRID),
+}
+
+
 # ---- data ----
 
 def arm_data(cfg: TrainConfig, train_data=None, test_data=None):
-    """(train, test) exactly as the run `cfg` trains and tests on: its subset of the training
-    set (without the validation examples, when it carves some out) and its test set."""
+    """(train, validation, test) exactly as the run `cfg` trains, selects and tests on: its
+    subset of the training set without the validation examples, those examples, and its test
+    set. The baselines are tuned on the validation part, so a run without one is refused."""
     train_set, test_set = load_data(cfg, train_data, test_data)
-    train_set, _ = split_validation(train_set, cfg)
-    return train_set, test_set
+    train_set, val_set = split_validation(train_set, cfg)
+    if val_set is None:
+        raise ValueError(f"the baselines are tuned on the run's validation split, and run {cfg.run_id} has "
+                         "none: give the profile a val_fraction > 0")
+    return train_set, val_set, test_set
 
 
 def arrays(dataset, batch: int = 1024) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -113,32 +161,39 @@ def predict(model: nn.Module, x: torch.Tensor, batch: int = 512) -> torch.Tensor
     return torch.cat([model(chunk) for chunk in x.split(batch)])
 
 
+def penalty(model: nn.Module, l2: float) -> torch.Tensor | float:
+    """l2 * |weights|^2 / 2 over the weight matrices and kernels (no biases): one L2 for both fits."""
+    return 0.5 * l2 * sum(p.square().sum() for p in model.parameters() if p.ndim > 1) if l2 else 0.0
+
+
 def fit_adam(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, seed: int,
-             lr: float = 1e-3, batch_size: int = 128, weight_decay: float = 0.0) -> nn.Module:
-    """Minibatch Adam on cross-entropy, shuffled with `seed`."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+             lr: float = 1e-3, batch_size: int = 128, l2: float = 0.0,
+             after_epoch: Callable[[int, nn.Module], None] | None = None) -> nn.Module:
+    """Minibatch Adam on cross-entropy + the L2 penalty, shuffled with `seed`;
+    after_epoch(e, model) after each epoch e = 1..epochs."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     g = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
+    for epoch in range(1, epochs + 1):
         model.train()
         for chunk in torch.randperm(len(x), generator=g).split(batch_size):
-            loss = F.cross_entropy(model(x[chunk]), y[chunk])
+            loss = F.cross_entropy(model(x[chunk]), y[chunk]) + penalty(model, l2)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+        if after_epoch is not None:
+            after_epoch(epoch, model)
     return model
 
 
-def fit_lbfgs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, l2: float = 1e-4,
+def fit_lbfgs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, l2: float,
               iterations: int = 200) -> nn.Module:
-    """Full-batch L-BFGS on cross-entropy + l2 * |weights|^2 / 2 (a convex problem for a
-    linear model)."""
+    """Full-batch L-BFGS on cross-entropy + the L2 penalty (a convex problem for a linear model)."""
     optimizer = torch.optim.LBFGS(model.parameters(), lr=1, max_iter=iterations,
                                   history_size=20, line_search_fn="strong_wolfe")
-    weights = [p for p in model.parameters() if p.ndim > 1]
 
     def closure():
         optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x), y) + 0.5 * l2 * sum(w.square().sum() for w in weights)
+        loss = F.cross_entropy(model(x), y) + penalty(model, l2)
         loss.backward()
         return loss
 
@@ -160,18 +215,64 @@ class Standardise(nn.Module):
         return (x - self.mean) / self.sd
 
 
-def one_row(name: str, seed: int, train: tuple[torch.Tensor, torch.Tensor],
-            test: tuple[torch.Tensor, torch.Tensor], build: Callable[[], nn.Module],
-            fit: Callable[[nn.Module, torch.Tensor, torch.Tensor], nn.Module]) -> dict[str, Any]:
-    """Build (under `seed`), fit and score one baseline; the global random state is left as it was."""
+Split = tuple[torch.Tensor, torch.Tensor]         # (inputs [N, ...], labels [N])
+
+
+def candidates(knobs: Knobs, seed: int, train: Split, val: Split, build: Callable[[], nn.Module]):
+    """(val accuracy, l2, epochs, weights) for every point of the grid: one fit per L2 value,
+    its epochs read off after each epoch of the grid (Adam), or L-BFGS to its iterations."""
+    out = []
+    for l2 in knobs.l2 if knobs.l2 is not None else (0.0,):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = build()
+            if knobs.epochs is None:
+                fit_lbfgs(model, *train, l2=l2)
+                out.append((accuracy(predict(model, val[0]), val[1]), l2, None, model.state_dict()))
+                continue
+
+            def keep(epoch: int, m: nn.Module, l2: float = l2) -> None:
+                if epoch in knobs.epochs:
+                    out.append((accuracy(predict(m, val[0]), val[1]), l2, epoch, copy.deepcopy(m.state_dict())))
+
+            fit_adam(model, *train, epochs=max(knobs.epochs), seed=seed, l2=l2, after_epoch=keep)
+    return out
+
+
+def edge(knobs: Knobs, l2: float, epochs: int | None) -> str:
+    """'' or which chosen value lies at the edge of its grid (a wider grid might do better)."""
+    said = []
+    for knob, grid, value in (("l2", knobs.l2, l2), ("epochs", knobs.epochs, epochs)):
+        if grid is not None and value in (min(grid), max(grid)):
+            said.append(f"{knob} {value:g} is the {'lowest' if value == min(grid) else 'highest'} of its grid")
+    return "; ".join(said)
+
+
+def tuned_row(name: str, seed: int, train: Split, val: Split, test: Split, build: Callable[[], nn.Module],
+              knobs: Knobs) -> dict[str, Any]:
+    """Tune one baseline's knobs on `val`, then score the chosen model on train and test once."""
     start = time.perf_counter()
+    knobs = knobs.checked(name)
+    scored = candidates(knobs, seed, train, val, build)
+    # the best validation top-1; ties to the stronger L2, then to the fewer epochs
+    val_accuracy, l2, epochs, weights = max(scored, key=lambda c: (c[0], c[1], -(c[2] or 0)))
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = fit(build(), *train)
-    train_accuracy = accuracy(predict(model, train[0]), train[1])
-    test_accuracy = accuracy(predict(model, test[0]), test[1])
-    return {"model": name, "seed": seed, "test_accuracy": test_accuracy, "train_accuracy": train_accuracy,
-            "seconds": time.perf_counter() - start, "train_size": len(train[1]), "test_size": len(test[1])}
+        model = build()
+    model.load_state_dict(weights)
+    return {"model": name, "seed": seed, "l2": l2 if knobs.l2 is not None else None, "epochs": epochs,
+            "val_accuracy": val_accuracy, "train_accuracy": accuracy(predict(model, train[0]), train[1]),
+            "test_accuracy": accuracy(predict(model, test[0]), test[1]), "edge": edge(knobs, l2, epochs),
+            "seconds": time.perf_counter() - start, "train_size": len(train[1]), "val_size": len(val[1]),
+            "test_size": len(test[1])}
+
+
+def grids(models: tuple[str, ...], known: tuple[str, ...], kind: str,
+          knobs: Mapping[str, Knobs] | None) -> dict[str, Knobs]:
+    """KNOBS for `models`, with `knobs` overriding some; a clear error for an unknown model."""
+    unknown = sorted((set(models) | set(knobs or {})) - set(known))
+    if unknown:
+        raise ValueError(f"unknown {kind} baseline(s) {unknown}; known: {list(known)}")
+    return {name: (knobs or {}).get(name, KNOBS[name]).checked(name) for name in models}
 
 
 # ---- images ----
@@ -188,32 +289,27 @@ def small_cnn(channels: int, classes: int, height: int, width: int, filters: int
         nn.Flatten(), nn.Linear(2 * filters * cells, 128), nn.ReLU(), nn.Linear(128, classes))
 
 
-def image_baselines(train_set, test_set, seed: int, *, models: tuple[str, ...] = IMAGE_MODELS,
-                    epochs: int = 20, cnn_epochs: int = 15) -> list[dict[str, Any]]:
-    """One row per image baseline of `models`, trained on train_set, scored on test_set."""
-    unknown = sorted(set(models) - set(IMAGE_MODELS))
-    if unknown:
-        raise ValueError(f"unknown image baseline(s) {unknown}; known: {list(IMAGE_MODELS)}")
-    train_x, test_x = image_grid(train_set), image_grid(test_set)             # [N, C, H, W]
-    train_y, test_y = train_set.labels.long(), test_set.labels.long()
-    classes = train_set.num_classes
-    flat_train, flat_test = train_x.flatten(1), test_x.flatten(1)            # [N, C H W]
-    pixels = flat_train.shape[1]
+def image_baselines(train_set, val_set, test_set, seed: int, *, models: tuple[str, ...] = IMAGE_MODELS,
+                    knobs: Mapping[str, Knobs] | None = None) -> list[dict[str, Any]]:
+    """One row per image baseline of `models`: trained on train_set, each knob of its grid
+    (`KNOBS`, or `knobs` for some models) chosen on val_set, scored on test_set."""
+    chosen = grids(models, IMAGE_MODELS, "image", knobs)
+    x = {k: image_grid(d) for k, d in (("train", train_set), ("val", val_set), ("test", test_set))}  # [N, C, H, W]
+    y = {k: d.labels.long() for k, d in (("train", train_set), ("val", val_set), ("test", test_set))}
+    classes, (channels, height, width) = train_set.num_classes, x["train"].shape[1:]
+    flat = {k: v.flatten(1) for k, v in x.items()}                                          # [N, C H W]
+    pixels = flat["train"].shape[1]
     specs = {
-        "logistic regression": (flat_train, flat_test,
-                                lambda: nn.Sequential(Standardise(flat_train), nn.Linear(pixels, classes)),
-                                lambda m, x, y: fit_lbfgs(m, x, y)),
-        "MLP (256 hidden)": (flat_train, flat_test,
-                             lambda: nn.Sequential(Standardise(flat_train), nn.Linear(pixels, 256), nn.ReLU(),
-                                                   nn.Linear(256, classes)),
-                             lambda m, x, y: fit_adam(m, x, y, epochs=epochs, seed=seed)),
-        "small CNN": (train_x, test_x, lambda: small_cnn(train_x.shape[1], classes, *train_x.shape[2:]),
-                      lambda m, x, y: fit_adam(m, x, y, epochs=cnn_epochs, seed=seed)),
+        "logistic regression": (flat, lambda: nn.Sequential(Standardise(flat["train"]), nn.Linear(pixels, classes))),
+        "MLP (256 hidden)": (flat, lambda: nn.Sequential(Standardise(flat["train"]), nn.Linear(pixels, 256),
+                                                         nn.ReLU(), nn.Linear(256, classes))),
+        "small CNN": (x, lambda: small_cnn(channels, classes, height, width)),
     }
     rows = []
     for name in models:
-        train, test, build, fit = specs[name]
-        rows.append(one_row(name, seed, (train, train_y), (test, test_y), build, fit))
+        inputs, build = specs[name]
+        splits = [(inputs[k], y[k]) for k in ("train", "val", "test")]
+        rows.append(tuned_row(name, seed, *splits, build, chosen[name]))
     return rows
 
 
@@ -338,32 +434,29 @@ def _pooled(features: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     return torch.stack(rows)
 
 
-def point_baselines(train_set, test_set, seed: int, *, models: tuple[str, ...] = POINT_MODELS,
-                    epochs: int = 20, centres: int = 32, k: int = 16) -> list[dict[str, Any]]:
-    """One row per point-cloud baseline of `models`, trained on train_set, scored on test_set."""
-    unknown = sorted(set(models) - set(POINT_MODELS))
-    if unknown:
-        raise ValueError(f"unknown point-cloud baseline(s) {unknown}; known: {list(POINT_MODELS)}")
-    train_x, test_x = clouds(train_set), clouds(test_set)                      # [N, P, 3]
-    train_y, test_y = train_set.labels.long(), test_set.labels.long()
+def point_baselines(train_set, val_set, test_set, seed: int, *, models: tuple[str, ...] = POINT_MODELS,
+                    knobs: Mapping[str, Knobs] | None = None, centres: int = 32, k: int = 16) -> list[dict[str, Any]]:
+    """One row per point-cloud baseline of `models`: trained on train_set, each knob of its
+    grid (`KNOBS`, or `knobs` for some models) chosen on val_set, scored on test_set."""
+    chosen = grids(models, POINT_MODELS, "point-cloud", knobs)
+    sets = {"train": train_set, "val": val_set, "test": test_set}
+    x = {name: clouds(d) for name, d in sets.items()}                                         # [N, P, 3]
+    y = {name: d.labels.long() for name, d in sets.items()}
     classes, up = train_set.num_classes, getattr(train_set, "up_axis", 2)
+    s, kk = min(centres, x["train"].shape[1]), min(k, x["train"].shape[1])
     rows = []
     for name in models:
         start = time.perf_counter()
         if name == "PointNet":
-            data = (train_x, test_x)
-            build, fit = (lambda: PointNet(classes)), (lambda m, x, y: fit_adam(m, x, y, epochs=epochs, seed=seed))
+            data, build = x, (lambda: PointNet(classes))
         elif name == "PointNet++-style":
-            s = min(centres, train_x.shape[1])
-            data = (pack_groups(train_x, s, k), pack_groups(test_x, s, k))
-            build = lambda: GroupingNet(classes, s, min(k, train_x.shape[1]))   # noqa: E731
-            fit = lambda m, x, y: fit_adam(m, x, y, epochs=epochs, seed=seed)   # noqa: E731
+            data = {split: pack_groups(v, s, k) for split, v in x.items()}
+            build = lambda: GroupingNet(classes, s, kk)                                     # noqa: E731
         else:
-            data = (local_shape(train_x, up, k), local_shape(test_x, up, k))
-            build = lambda: nn.Sequential(Standardise(data[0]), nn.Linear(data[0].shape[1], classes))  # noqa: E731
-            fit = lambda m, x, y: fit_lbfgs(m, x, y)                            # noqa: E731
+            data = {split: local_shape(v, up, k) for split, v in x.items()}
+            build = lambda: nn.Sequential(Standardise(data["train"]), nn.Linear(data["train"].shape[1], classes))  # noqa: E731
         features_seconds = time.perf_counter() - start
-        row = one_row(name, seed, (data[0], train_y), (data[1], test_y), build, fit)
+        row = tuned_row(name, seed, *[(data[split], y[split]) for split in sets], build, chosen[name])
         row["seconds"] += features_seconds
         rows.append(row)
     return rows
@@ -374,7 +467,7 @@ def point_baselines(train_set, test_set, seed: int, *, models: tuple[str, ...] =
 def run_baselines(configs: dict[int, TrainConfig], *, family: str, train_data=None, test_data=None,
                   **options: Any) -> list[dict[str, Any]]:
     """Every baseline of `family` ('images' or 'points') for each seed's run config {seed: cfg},
-    on exactly that run's data."""
+    on exactly that run's data, tuned on its validation split."""
     families = {"images": image_baselines, "points": point_baselines}
     if family not in families:
         raise ValueError(f"family must be one of {sorted(families)}, got {family!r}")
@@ -382,17 +475,17 @@ def run_baselines(configs: dict[int, TrainConfig], *, family: str, train_data=No
     for seed, cfg in configs.items():
         if cfg.seed != seed:
             raise ValueError(f"the config given for seed {seed} has seed {cfg.seed}")
-        train_set, test_set = arm_data(cfg, train_data, test_data)
-        rows += families[family](train_set, test_set, seed, **options)
+        rows += families[family](*arm_data(cfg, train_data, test_data), seed, **options)
     return rows
 
 
 def write_baselines(folder: str | Path, rows: list[dict[str, Any]]) -> Path:
-    """<folder>/baselines.csv: one row per (model, seed), COLUMNS in order."""
+    """<folder>/baselines.csv: one row per (model, seed), COLUMNS in order (None as empty)."""
     if not rows:
         raise ValueError("no baseline rows to write")
     Path(folder).mkdir(parents=True, exist_ok=True)
-    return write_csv_atomic(Path(folder) / FILE_NAME, COLUMNS, rows)
+    return write_csv_atomic(Path(folder) / FILE_NAME, COLUMNS,
+                            [{c: "" if r.get(c) is None else r[c] for c in COLUMNS} for r in rows])
 
 
 # What a baselines.csv holds (`results.read_table`): one row per model and seed, top-1s in %.
@@ -402,12 +495,28 @@ SHAPE = dict(key=("model", "seed"), whole=("seed", "train_size", "test_size"),
 
 
 def read_baselines(path: str | Path) -> list[dict[str, Any]]:
-    """The rows of a baselines.csv (a file or its folder), numbers as numbers, checked (SHAPE)."""
+    """The rows of a baselines.csv (a file or its folder), numbers as numbers, empty cells None,
+    checked (SHAPE). A file of the old shape (OLD_COLUMNS: fixed L2 and epochs, nothing chosen on
+    validation) reads with 'tuned' False and no l2, epochs or validation score; the new shape
+    has 'tuned' True."""
     path = Path(path)
     path = path / FILE_NAME if path.is_dir() else path
-    rows = results.read_table(path, COLUMNS, **SHAPE).to_dict("records")     # checked: one line naming a bad row
+    frame = results.read_table(path, OLD_COLUMNS, **SHAPE)        # checked: one line naming a bad row
+    tuned = "val_accuracy" in frame.columns
+    if tuned:
+        results.read_table(path, COLUMNS, **SHAPE)                  # the new shape: every column there
+    numbers = {"seed": int, "epochs": int, "train_size": int, "val_size": int, "test_size": int,
+               "l2": float, "val_accuracy": float, "train_accuracy": float, "test_accuracy": float, "seconds": float}
+    rows = frame.to_dict("records")
     for r in rows:
-        r["seed"], r["train_size"], r["test_size"] = int(r["seed"]), int(r["train_size"]), int(r["test_size"])
-        for c in ("test_accuracy", "train_accuracy", "seconds"):
-            r[c] = float(r[c])
+        try:
+            r.update({c: None if _empty(r.get(c)) else kind(float(r[c])) for c, kind in numbers.items()})
+        except ValueError as error:
+            raise ValueError(f"{path}: a number column holds something else ({error})") from None
+        r.update(edge="" if _empty(r.get("edge")) else str(r["edge"]), tuned=tuned)
     return rows
+
+
+def _empty(value: Any) -> bool:
+    """A cell left empty (or a column the old shape lacks)."""
+    return value is None or value == "" or (isinstance(value, float) and math.isnan(value))
