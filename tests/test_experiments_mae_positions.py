@@ -113,14 +113,46 @@ def test_the_control_is_matched_in_flops_not_epochs():
 
 
 def test_step_flops_are_counted_and_an_mae_step_costs_more(tmp_path):
-    from hipcore.data import load_dataset
+    from hipcore.data import BatchLoader, load_dataset
 
     settings = {**mp.TABLE["smoke"], "limit_train": 32, "batch_size": 8}
     train = load_dataset("fashion_mnist", "train")
     budget = image_arms.flop_budget(settings, train_data=train, **DATA)
-    assert budget.pretrain_steps == budget.supervised_steps == 32 // 8
+    # the steps of the 29 examples left after the validation split, as the training loop's loader has them
+    _, sup = common.train_configs(image_arms.HIP_MAE, 0, settings, **DATA)
+    part = common.training_part(sup, train)
+    assert len(part) == 29 and len(BatchLoader(part, 8, shuffle=True, drop_last=True)) == 3
+    assert budget.pretrain_steps == budget.supervised_steps == 3
     assert budget.pretrain_step_flops > budget.supervised_step_flops > 0
     assert budget.control_steps > budget.supervised_steps
+    with pytest.raises(ValueError, match="batch 64 is larger than the 29 examples"):
+        image_arms.flop_budget({**settings, "batch_size": 64}, train_data=train, **DATA)
+
+
+def test_runs_record_their_flops_and_the_smoke_control_is_matched_within_one_percent(tmp_path):
+    # the smoke profile's own control, trained: its recorded FLOPs against the MAE arm's
+    from hipcore.data import load_dataset
+
+    settings, runs = {**mp.TABLE["smoke"], "limit_test": 32}, tmp_path / "runs"   # no training FLOPs in tests
+    train = load_dataset("fashion_mnist", "train", ordering="raster")
+    budget = image_arms.flop_budget(settings, train_data=train, **DATA)
+    arms = mp.arms({**settings, "arms": ("hip_mae", "compute_matched")}, control_steps=budget.control_steps)
+    rows = [common.run_arm(arm, 0, settings, runs_dir=runs, train_data=train, **DATA) for arm in arms.values()]
+    mae, control = rows
+    assert (mae["pretrain_steps_taken"], mae["steps_taken"]) == (budget.pretrain_steps, budget.supervised_steps)
+    assert mae["total_flops"] == budget.mae_arm_flops == mae["pretrain_flops"] + mae["flops"]
+    assert control["steps_taken"] == budget.control_steps and control["matches"] == mae["arm"]
+    assert abs(control["total_flops"] / mae["total_flops"] - 1) <= common.FLOP_TOLERANCE
+    assert common.write_runs(tmp_path, rows).is_file()
+    assert common.read_runs(tmp_path)[1]["total_flops"] == control["total_flops"]
+    longer = {**control, "total_flops": control["total_flops"] * 1.05}
+    with pytest.raises(ValueError, match=r"compute-matched' is labelled FLOP-matched to 'HiP, MAE-learned "
+                                         r"positions', but seed 0 recorded 1\.0[45]\d+ times its FLOPs"):
+        common.write_runs(tmp_path, [mae, longer])
+    with pytest.raises(ValueError, match="'HiP, MAE-learned positions' \\(seed 0\\) records no FLOPs"):
+        common.write_runs(tmp_path, [{**mae, "total_flops": None}, control])
+    with pytest.raises(ValueError, match="has no run for seed 0"):
+        common.write_runs(tmp_path, [control])
 
 
 def test_f7_records_only_seeds_both_tables_exist_for(tmp_path):

@@ -19,17 +19,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+import torch
+
 from .. import results
+from ..data.loader import BatchLoader
 from ..data.registry import dataset_fingerprint
 from ..device import pick_device
 from ..device import resolve as resolve_precision
 from ..files import write_text_atomic
 from ..locations import runs_dir as default_runs_dir
+from ..model import HiP
 from ..progress import run_line
 from ..provenance import RUNS, code_fingerprint, relative
 from ..report import append_comparison
 from ..results import ARM_SETTINGS
 from ..train import RunResult, TrainConfig, train
+from ..train.engine import compute_loss, freeze_decoder, load_data, model_config
+from ..train.validation import split_validation
 from .estimate import plan_line
 
 
@@ -45,6 +51,7 @@ class Arm:
     ordering: str | None = None          # input order (None: the dataset's default)
     mask_ratio: float = 0.85
     steps: int | None = None             # supervised optimiser steps instead of the epochs (FLOP-matched controls)
+    matches: str | None = None           # a FLOP-matched control: the label of the arm whose FLOPs it matches
     model: Mapping[str, Any] = field(default_factory=dict)   # other HiPConfig overrides
 
     def replace(self, **changes: Any) -> "Arm":
@@ -149,6 +156,83 @@ def train_configs(arm: Arm, seed: int, settings: Mapping[str, Any], *, dataset: 
     return pre, sup.replace(run_dir=str(runs_dir / f"{sup.run_id}-{code}{data}"))
 
 
+# ---- compute: what a run's steps cost, recorded with every run ----
+
+FLOP_TOLERANCE = 0.01    # a FLOP-matched pair's recorded control / arm FLOPs must lie in 1 +/- this
+_STEP_FLOPS: dict[str, int] = {}         # step_flops per process: one count per kind of step
+
+
+def training_part(cfg: TrainConfig, train_data=None):
+    """The examples the run `cfg` trains on: its subset of the training set without its
+    validation examples (what the training loop's loader iterates)."""
+    train_set, _ = load_data(cfg, train_data, train_data)          # the test split is not used here
+    return split_validation(train_set, cfg)[0]
+
+
+def steps_per_epoch(cfg: TrainConfig, train_part) -> int:
+    """Optimiser steps per epoch, asked of the loader the training loop builds on `train_part`
+    (full batches only); a clear error when not one batch fits."""
+    if len(train_part) < cfg.batch_size:
+        raise ValueError(f"batch {cfg.batch_size} is larger than the {len(train_part)} examples run "
+                         f"{cfg.run_id} trains on (after its validation split)")
+    return len(BatchLoader(train_part, cfg.batch_size, shuffle=True, seed=cfg.seed, drop_last=True))
+
+
+def step_flops(cfg: TrainConfig, train_part) -> int:
+    """FLOPs of one training step of `cfg` (one full batch, forward and backward, counted by
+    torch.utils.flop_counter) on `train_part`; counted once per kind of step and process."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    key = json.dumps([cfg.task, cfg.variant, cfg.model, cfg.batch_size, cfg.mask_ratio, cfg.norm_pix, cfg.dataset,
+                      cfg.data_options, cfg.ordering, len(train_part), train_part.num_classes],
+                     sort_keys=True, default=str)
+    if key not in _STEP_FLOPS:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            model = HiP(model_config(cfg, train_part.num_classes if cfg.task == "supervised" else 0),
+                        train_part.modalities)
+            if cfg.task == "supervised":
+                freeze_decoder(model)
+            inputs, labels = train_part.get_batch(torch.arange(min(cfg.batch_size, len(train_part))), train=True)
+            counter = FlopCounterMode(display=False)
+            with counter:
+                loss, _, _ = compute_loss(model, model, inputs, labels, cfg)
+                loss.backward()
+        _STEP_FLOPS[key] = int(counter.get_total_flops())
+    return _STEP_FLOPS[key]
+
+
+def flop_record(stage: str, cfg: TrainConfig, steps: int, train_data=None) -> dict[str, int]:
+    """What one stage ('' classification, 'pretrain_' MAE) of a run used: its steps taken, the
+    FLOPs of one step and their product."""
+    per_step = step_flops(cfg, training_part(cfg, train_data))
+    return {f"{stage}steps_taken": steps, f"{stage}step_flops": per_step, f"{stage}flops": steps * per_step}
+
+
+def check_flop_matched(rows: list[dict[str, Any]], where: str = "these runs") -> None:
+    """A ValueError unless every FLOP-matched run (a row with `matches`, or with fixed `steps`)
+    recorded FLOPs within 1 +/- FLOP_TOLERANCE of those of the arm it matches, seed by seed."""
+    runs = {(r["arm"], r["seed"]): r for r in rows}
+    for row in rows:
+        if not (row.get("matches") or row.get("steps")):
+            continue
+        arm, seed, target = row["arm"], row["seed"], row.get("matches")
+        if not target:
+            raise ValueError(f"{where}: {arm!r} trains a fixed number of steps (a FLOP-matched control) "
+                             "but names no arm it matches")
+        other = runs.get((target, seed))
+        if other is None:
+            raise ValueError(f"{where}: {arm!r} is FLOP-matched to {target!r}, which has no run for seed {seed}")
+        for r in (row, other):
+            if not r.get("total_flops"):
+                raise ValueError(f"{where}: {r['arm']!r} (seed {seed}) records no FLOPs, so the FLOP-matched "
+                                 f"pair {arm!r} / {target!r} cannot be checked")
+        ratio = row["total_flops"] / other["total_flops"]
+        if abs(ratio - 1) > FLOP_TOLERANCE:
+            raise ValueError(f"{where}: {arm!r} is labelled FLOP-matched to {target!r}, but seed {seed} recorded "
+                             f"{ratio:.4f} times its FLOPs (allowed: 1 +/- {FLOP_TOLERANCE:g})")
+
+
 # Notebooks sharing a run cache (two started at once) wait for a run another one is training,
 # then resume its finished checkpoint, instead of failing: up to a day, the longest profile run.
 SHARED_RUN_WAIT_S = 24 * 3600.0
@@ -167,15 +251,21 @@ def run_arm_results(arm: Arm, seed: int, settings: Mapping[str, Any], *, dataset
     """run_arm's row and the RunResult of each stage (MAE pretraining first, when the arm has it)."""
     pre_cfg, sup_cfg = train_configs(arm, seed, settings, dataset=dataset, data_dir=data_dir,
                                      data_options=data_options, runs_dir=runs_dir)
-    row: dict[str, Any] = {"arm": arm.label, "seed": seed, **arm_settings(arm, settings), "pretrain_seconds": 0.0}
+    row: dict[str, Any] = {"arm": arm.label, "seed": seed, **arm_settings(arm, settings), "pretrain_seconds": 0.0,
+                           "pretrain_flops": 0}
+    if arm.matches:
+        row["matches"] = arm.matches
     if pre_cfg is not None:
         pre = train(pre_cfg, train_data=train_data, test_data=test_data, wait_s=SHARED_RUN_WAIT_S)
-        row.update(pretrain_test_loss=pre.metrics.get("test_loss"), pretrain_seconds=pre.wall_time)
+        row.update(pretrain_test_loss=pre.metrics.get("test_loss"), pretrain_seconds=pre.wall_time,
+                   **flop_record("pretrain_", pre_cfg, pre.steps, train_data))
     sup = train(sup_cfg, train_data=train_data, test_data=test_data, wait_s=SHARED_RUN_WAIT_S)
     row.update(test_accuracy=100.0 * sup.metrics["test_accuracy"], test_loss=sup.metrics["test_loss"],
                train_seconds=sup.wall_time, train_examples_per_s=sup.throughput, precision=sup.precision,
-               run_dir=relative(sup.run_dir), checkpoint=relative(sup.last_checkpoint))
+               run_dir=relative(sup.run_dir), checkpoint=relative(sup.last_checkpoint),
+               **flop_record("", sup_cfg, sup.steps, train_data))
     row["total_seconds"] = row["pretrain_seconds"] + row["train_seconds"]
+    row["total_flops"] = row["pretrain_flops"] + row["flops"]         # MAE pretraining included
     if sup.converged is not None:                     # with a validation set: whether each stage reached its plateau
         row.update(epochs_run=sup.epochs_run, converged=sup.converged)
         if pre_cfg is not None:
@@ -211,9 +301,11 @@ def write_arms(path: str | Path, rows: list[dict[str, Any]]) -> Path:
 def write_runs(folder: str | Path, rows: list[dict[str, Any]]) -> Path:
     """<folder>/runs.json: the rows (as run_arm returns them) that the notebook's tables,
     figures and verdicts are computed from, checked as `read_runs` checks them (a run holding
-    NaN stops here, named, rather than at the next read)."""
+    NaN stops here, named, rather than at the next read), and refused when a FLOP-matched pair
+    is not matched in the FLOPs its runs recorded (`check_flop_matched`)."""
     results.check_runs(Path(folder) / RUNS, rows)
     path = Path(folder) / RUNS
+    check_flop_matched(rows, str(path))
     write_text_atomic(path, json.dumps(rows, indent=1, default=str) + "\n")
     return path
 
@@ -318,8 +410,10 @@ IMAGE_PROFILES: dict[str, dict[str, Any]] = {
     # light), else on 10% of its training images carved out. Learning curves, the checkpoint
     # chosen, and whether each run reached its plateau (hipcore.train.plateau) are read from it,
     # never from the test set.
-    # CI: a few hundred images, one seed; checks the plumbing, not the finding.
-    "smoke": dict(epochs=1, pretrain_epochs=1, limit_train=256, limit_test=256, batch_size=64, warmup_epochs=0.5,
+    # CI: a few hundred images, one seed; checks the plumbing, not the finding. Batches of 8
+    # give 32 steps an epoch: a FLOP-matched control's whole steps then come within 1% of its arm's
+    # FLOPs (at 64, 4 steps an epoch, half a step is 5%).
+    "smoke": dict(epochs=1, pretrain_epochs=1, limit_train=256, limit_test=256, batch_size=8, warmup_epochs=0.5,
                   val_fraction=0.1, val_size=64),
     # Binder (2 GB, a share of a CPU): 1,000 training images, 1 + 1 epochs, one seed.
     "binder": dict(epochs=1, pretrain_epochs=1, limit_train=1000, limit_test=500, batch_size=64, warmup_epochs=0.5,

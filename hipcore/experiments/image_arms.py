@@ -26,8 +26,7 @@ from ..plots import readable, wrap_labels
 from ..report import paper_reference
 from ..results import fmt_mean_sd, markdown
 from ..train import load_model
-from ..train.engine import compute_loss, freeze_decoder, load_data, model_config
-from .common import Arm, record_pairs, train_configs
+from .common import Arm, record_pairs, step_flops, steps_per_epoch, train_configs, training_part
 
 # The HiP arms of notebooks 01, 03 and 06 (the learned ones equal 02's raster arms): equal
 # Arm fields give equal run ids, so each arm is trained once for every notebook.
@@ -177,34 +176,16 @@ class FlopBudget:
         return cls(**{f.name: int(record[f.name]) for f in dataclasses.fields(cls)})
 
 
-def step_flops(cfg, train_set) -> int:
-    """FLOPs of one training step of `cfg` (one batch, forward and backward) on `train_set`."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    torch.manual_seed(cfg.seed)
-    model = HiP(model_config(cfg, train_set.num_classes if cfg.task == "supervised" else 0),
-                       train_set.modalities)
-    if cfg.task == "supervised":
-        freeze_decoder(model)
-    inputs, labels = train_set.get_batch(torch.arange(min(cfg.batch_size, len(train_set))), train=True)
-    counter = FlopCounterMode(display=False)
-    with counter:
-        loss, _, _ = compute_loss(model, model, inputs, labels, cfg)
-        loss.backward()
-    return int(counter.get_total_flops())
-
-
 def flop_budget(settings: Mapping[str, Any], *, train_data=None, arm: Arm = HIP_MAE, **data: Any) -> FlopBudget:
     """The FLOP budget of the MAE arm `arm` (seed 0; every seed takes the same steps) and the
-    control's matching number of supervised steps. data: dataset, data_dir, data_options."""
+    control's matching number of supervised steps. Each stage's steps per epoch are asked of
+    the loader on the examples it trains on (its validation examples held out), as the training
+    loop asks them. data: dataset, data_dir, data_options."""
     pre, sup = train_configs(arm, 0, settings, **data)
-    train_set, _ = load_data(sup, train_data, train_data)          # the test split is not used here
-    per_epoch = len(train_set) // sup.batch_size                   # the loader drops the last partial batch
-    if per_epoch == 0:
-        raise ValueError(f"batch {sup.batch_size} is larger than the {len(train_set)} training examples")
-    return FlopBudget(pretrain_step_flops=step_flops(pre, train_set), supervised_step_flops=step_flops(sup, train_set),
-                      pretrain_steps=pre.max_steps or pre.epochs * per_epoch,
-                      supervised_steps=sup.max_steps or sup.epochs * per_epoch)
+    pre_part, sup_part = (training_part(cfg, train_data) for cfg in (pre, sup))
+    return FlopBudget(pretrain_step_flops=step_flops(pre, pre_part), supervised_step_flops=step_flops(sup, sup_part),
+                      pretrain_steps=pre.max_steps or pre.epochs * steps_per_epoch(pre, pre_part),
+                      supervised_steps=sup.max_steps or sup.epochs * steps_per_epoch(sup, sup_part))
 
 
 def checkpoints(arm: Arm, seed: int, settings: Mapping[str, Any], **data: Any) -> tuple[Path | None, Path]:

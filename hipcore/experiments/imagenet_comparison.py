@@ -87,7 +87,8 @@ def arms_by_key(settings: Mapping[str, Any], matched_steps: int | None = None) -
     fourier, learned = perceiver_arms(settings["flat_variant"])
     every = {"hip_mae": HIP_MAE, "perceiver_fourier": fourier, "perceiver_learned": learned,
              "hip_fourier": HIP_FOURIER, "hip_classification": HIP_CLASSIFICATION,
-             "perceiver_matched": fourier.replace(label=PERCEIVER_MATCHED, steps=matched_steps)}
+             "perceiver_matched": fourier.replace(label=PERCEIVER_MATCHED, steps=matched_steps,
+                                                  matches=HIP_MAE.label)}
     return {key: every[key] for key in settings["arms"] if key != "perceiver_matched" or matched_steps is not None}
 
 
@@ -99,14 +100,12 @@ def queue_arms(settings: Mapping[str, Any]) -> dict[str, tuple[Arm, str | None]]
 
 def matched_steps(settings: Mapping[str, Any], train_data, **data: Any) -> int:
     """Steps of the flat Perceiver IO (Fourier) whose training FLOPs come nearest those of
-    HIP_MAE (MAE pretraining plus fine-tuning), both counted by torch's flop counter."""
-    from ..train.engine import load_data
-
+    HIP_MAE (MAE pretraining plus fine-tuning), both counted by torch's flop counter on the
+    examples each trains on."""
     budget = flop_budget(settings, train_data=train_data, **data)
     fourier, _ = perceiver_arms(settings["flat_variant"])
     _, sup = common.train_configs(fourier, 0, settings, **data)
-    train_set, _ = load_data(sup, train_data, train_data)
-    return max(1, round(budget.mae_arm_flops / step_flops(sup, train_set)))
+    return max(1, round(budget.mae_arm_flops / step_flops(sup, common.training_part(sup, train_data))))
 
 
 # ---- the notebook's two calls: its results (read or trained), and writing them ----

@@ -118,7 +118,7 @@ def arms(settings: Mapping[str, Any], mask_ratio: float = 0.85, compare_mask_rat
         "hip_classification": HIP_CLASSIFICATION,
         "hip_fourier": HIP_FOURIER,
         "hip_fourier_mae": HIP_FOURIER.replace(label=FOURIER_MAE, mae=True, mask_ratio=mask_ratio),
-        "compute_matched": HIP_CLASSIFICATION.replace(label=COMPUTE_MATCHED, steps=control_steps),
+        "compute_matched": HIP_CLASSIFICATION.replace(label=COMPUTE_MATCHED, steps=control_steps, matches=mae.label),
         "positions_only": mae.replace(label=POSITIONS_ONLY, transfer="positions"),
         "mask_ratio": mae.replace(label=mask_label(compare_mask_ratio), mask_ratio=compare_mask_ratio),
     }

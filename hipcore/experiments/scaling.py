@@ -123,34 +123,35 @@ def run_grid(settings: Mapping[str, Any], seeds: tuple[int, ...], *, runs_dir=No
         train_data, test_data = load_splits("fashion_mnist", data_dir, options)
         kwargs = dict(runs_dir=runs_dir, train_data=train_data, test_data=test_data, **data)
 
-        def add(arm_key: str, epochs: int, seed: int, result: Mapping[str, Any], tflops: float,
+        def add(arm_key: str, epochs: int, seed: int, result: Mapping[str, Any],
                 extra: Mapping[str, float] = {}) -> None:
-            runs.append({**result, "arm": grid_point(arm_key, side, epochs)})
+            # a control's pair is renamed with it: the MAE arm of its point
+            matched = {"matches": grid_point("mae", side, epochs)} if result.get("matches") else {}
+            runs.append({**result, "arm": grid_point(arm_key, side, epochs), **matched})
             values = {"test_accuracy": result["test_accuracy"], "total_seconds": result["total_seconds"],
-                      "tflops": tflops, **extra}
+                      "tflops": result["total_flops"] / 1e12, **extra}      # the FLOPs the run recorded
             rows.extend({"side": side, "positions": side * side, "pretrain_epochs": epochs, "arm": arm_key,
                          "seed": seed, "metric": m, "value": float(v)} for m, v in values.items())
 
         first = point_settings(settings, settings["pretrain_grid"][0])
-        budget = flop_budget(first, train_data=train_data, **data)
         for seed in seeds:                                          # the classification arm: once per side
             result = common.run_arm(ARMS["classification"], seed, first, **kwargs)
-            add("classification", 0, seed, result, budget.supervised_steps * budget.supervised_step_flops / 1e12,
+            add("classification", 0, seed, result,
                 structure(ARMS["classification"], seed, first, 1, runs_dir=runs_dir, **data))
         for epochs in settings["pretrain_grid"]:
             point = point_settings(settings, epochs)
             budget = flop_budget(point, train_data=train_data, **data)
-            control = HIP_CLASSIFICATION.replace(label=COMPUTE_MATCHED, steps=budget.control_steps)
+            control = HIP_CLASSIFICATION.replace(label=COMPUTE_MATCHED, steps=budget.control_steps,
+                                                 matches=HIP_MAE.label)
             for seed in seeds:
                 done = plan.index((side, epochs)) + 1
                 result = common.run_arm(ARMS["mae"], seed, point, **kwargs)
-                add("mae", epochs, seed, result, budget.mae_arm_flops / 1e12,
-                    structure(ARMS["mae"], seed, point, 0, runs_dir=runs_dir, **data))
+                add("mae", epochs, seed, result, structure(ARMS["mae"], seed, point, 0, runs_dir=runs_dir, **data))
                 line = f"    point {done}/{len(plan)}: {side} x {side}, {epochs} MAE epochs, seed {seed}: " \
                        f"MAE {result['test_accuracy']:.2f}%"
                 if epochs in settings["controls"]:
                     result = common.run_arm(control, seed, point, **kwargs)
-                    add("control", epochs, seed, result, budget.control_flops / 1e12)
+                    add("control", epochs, seed, result)
                     line += f", FLOP-matched control {result['test_accuracy']:.2f}%"
                 print(line, flush=True)
         if side == NATIVE_SIDE:                                     # the splits this side already loaded
