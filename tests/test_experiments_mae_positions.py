@@ -182,3 +182,15 @@ def test_f7_rows_carry_whether_the_runs_behind_their_tables_converged(tmp_path):
     assert recorded[mp.F7[0]]["epochs"] == "1/1/1" and recorded[mp.F7_LEVEL[0]]["epochs"] == "1/1"
     found = {f.finding: f for f in report.findings(report.read_comparisons(path))}
     assert report.regime(found[mp.F7[0]]).startswith("not converged at 1/1/1 epochs")
+    # the level row's baseline is the best content-only control of the seed, scored like the tables
+    trained = {k: arms[k] for k in ("hip_mae", "hip_classification")}
+    tables, spec = image_arms.position_tables(trained, 0, settings, runs_dir=runs, **DATA)
+    scores = mp.seed_geometry(tables, spec, 0, settings, runs_dir=runs, **DATA)
+    kinds = {r["table"]: r["kind"] for r in scores}
+    assert sorted(set(kinds.values())) == sorted({mp.CONTENT, mp.GEOMETRIC, mp.LEARNED})
+    assert f"{mp.MAE_PRETRAINED}, its rows permuted" in kinds and len(scores) == 3 + 4 + 1   # 3 learned
+    best = max(r["score"] for r in scores if r["kind"] == mp.CONTENT)
+    assert float(recorded[mp.F7_LEVEL[0]]["baseline"]) == pytest.approx(best)
+    assert float(recorded[mp.F7_LEVEL[0]]["treatment"]) == pytest.approx(
+        next(r["score"] for r in scores if r["table"] == mp.MAE_PRETRAINED))
+    assert "| 2-D Fourier table | geometry (positive control) |" in mp.geometry_table(scores)

@@ -26,7 +26,6 @@ from .. import plots, report
 from ..notebook import ParameterError, read_summary
 from ..results import fmt_mean_sd, markdown
 from ..train import load_model
-from ..train.engine import load_data
 from . import common, image_arms, regime
 from .common import Arm
 from .image_arms import (
@@ -139,11 +138,14 @@ def results(S, data: Mapping[str, Any], shipped=None, mask_ratio: float = 0.85,
         record = read_summary(S.out)
         budget = FlopBudget.from_record(record.get("flop_budget"))
         chosen = arms(S.settings, mask_ratio, compare_mask_ratio, control_steps=budget and budget.control_steps)
-        return regime.read_outcome(S.out, budget=budget, arms=chosen, structure=record["structure"])
+        return regime.read_outcome(S.out, budget=budget, arms=chosen, structure=record["structure"],
+                                   geometry=record.get("geometry"))      # None: written before the controls
     train_data, test_data = image_arms.load_splits(data["dataset"], data["data_dir"], data["data_options"])
     if shipped is not None:
         tables, spec = shipped_tables(shipped)
-        outcome = regime.Outcome([], [], [], extra={"structure": structure_rows(tables, spec)})
+        outcome = regime.Outcome([], [], [], extra={"structure": structure_rows(tables, spec),
+                                                    "geometry": seed_geometry(tables, spec, S.seeds[0], S.settings,
+                                                                              **data)})
         outcome.figures = {"reconstructions": lambda: common.shipped_reconstructions(shipped, test_data, count=4),
                            "position_tables": lambda: draw_tables(tables, spec)}
         return outcome
@@ -170,6 +172,7 @@ def trained(S, data: Mapping[str, Any], train_data, test_data, mask_ratio: float
     record_structure_finding(S.out / "comparisons.csv", chosen["hip_mae"], S.seeds, S.settings, rows, **data)
     tables, spec = image_arms.position_tables(chosen, S.seeds[0], S.settings, **data)
     outcome.extra["structure"] = structure_rows(tables, spec)
+    outcome.extra["geometry"] = seed_geometry(tables, spec, S.seeds[0], S.settings, **data)   # beside the controls
     outcome.figures = {"reconstructions": lambda: draw_reconstructions(chosen["hip_mae"], S.seeds[0], S.settings,
                                                                        test_data, count=4, **data),
                        "position_tables": lambda: draw_tables(tables, spec)}
@@ -197,13 +200,13 @@ def write(S, outcome: regime.Outcome, dataset: str, mask_ratio: float, compare_m
                  for r in structure for m in ("structure", "chance_sd")]
     if shipped is not None:
         return regime.write_results(S, metrics=positions, weights=[shipped.mae, shipped.classifier],
-                                    structure=structure)
+                                    structure=structure, geometry=outcome.extra["geometry"])
     budget = outcome.extra["budget"]
     regime.write_results(
         S, metrics=common.metric_rows(outcome.rows) + positions, rows=outcome.rows, dataset=dataset, seeds=S.seeds,
         mask_ratio=mask_ratio, compare_mask_ratio=compare_mask_ratio, settings=dict(S.settings),
         arms=image_arms.arm_summary(outcome.rows, PAPER_KEYS), findings=[f.__dict__ for f in regime.findings(S.out)],
-        structure=structure, regime=regime.label(outcome.rows),
+        structure=structure, geometry=outcome.extra["geometry"], regime=regime.label(outcome.rows),
         flop_budget=None if budget is None else {**budget.__dict__, "control_steps": budget.control_steps,
                                                  "mae_arm_flops": budget.mae_arm_flops,
                                                  "control_flops": budget.control_flops})
@@ -325,28 +328,55 @@ def structure_sentence(structure: list[dict[str, Any]]) -> str:
 
 F7 = ("F7 MAE-learned positions hold more grid geometry than classification-learned ones "
       "(partial score: the data's pixel correlation removed)", "effect.F7_mae_positions_structure")
-F7_LEVEL = ("F7 MAE-learned positions hold grid geometry (partial score against the level "
-            "content-only tables stay below)", "effect.F7_mae_positions_structure")
-GEOMETRY_IMAGES = 2000        # training images the data's pixel correlation is measured on
+F7_LEVEL = ("F7 MAE-learned positions hold grid geometry (partial score against the best content-only "
+            "control table of the same seed)", "effect.F7_mae_positions_structure")
+GEOMETRY_IMAGES = 2000        # training images the data's pixel correlation and the controls are built from
+CONTENT, GEOMETRIC, LEARNED = "content only (control)", "geometry (positive control)", "learned"
+
+
+def training_images(arm: Arm, seed: int, settings: Mapping[str, Any], modality: str = "image",
+                    **data: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images [N, M, C] in the tables' input order, labels [N]): the first GEOMETRY_IMAGES of
+    the examples the seed's run of `arm` trains on."""
+    _, sup = common.train_configs(arm, seed, settings, **data)
+    part = common.training_part(sup)
+    inputs, labels = part.get_batch(torch.arange(min(GEOMETRY_IMAGES, len(part))))
+    return inputs[modality], labels
+
+
+def geometry_scores(tables: Mapping[str, torch.Tensor], spec, images: torch.Tensor, labels: torch.Tensor,
+                    seed: int, candidate: str = MAE_PRETRAINED) -> list[dict[str, Any]]:
+    """`geometry.partial_geometry` of each learned table, beside the content-only controls built
+    from the same training images (and `candidate`'s rows permuted) and a 2-D Fourier table,
+    each scored exactly alike: rows {'table', 'kind', 'score'}."""
+    from .. import geometry
+
+    controls = geometry.content_controls(images, labels)
+    if candidate in tables:
+        controls[f"{candidate}, {geometry.PERMUTED}"] = geometry.permuted(tables[candidate], seed)
+    scored = ([(name, LEARNED, t) for name, t in tables.items()] + [(n, CONTENT, t) for n, t in controls.items()]
+              + [("2-D Fourier table", GEOMETRIC, geometry.fourier_table(spec.grid, spec.order))])
+    return [{"table": name, "kind": kind, "score": geometry.partial_geometry(t, images, spec.grid, spec.order,
+                                                                             seed=seed)}
+            for name, kind, t in scored]
 
 
 def record_structure_finding(path: Path, arm: Arm, seeds: tuple[int, ...], settings: Mapping[str, Any],
                              rows: list[dict[str, Any]], modality: str = "image", control: Arm = HIP_CLASSIFICATION,
                              **data: Any) -> int:
-    """F7's paired rows in comparisons.csv, one per seed that both arms ran, scored by
-    `geometry.partial_geometry` (row similarity against grid distance with the data's
-    pixel correlation, from the seed's training images, removed):
+    """F7's paired rows in comparisons.csv, one per seed that both arms ran, every table scored
+    by `geometry_scores` on the seed's training images:
 
     - F7: the arm's MAE-pretrained table (treatment) against the `control` arm's
       classification-learned table (baseline), paired by seed;
-    - F7_LEVEL: the MAE-pretrained table's score (treatment) against `geometry.GEOMETRY_PASS`
-      (baseline), the level that content-only control tables stay below; if the MAE tables
-      fail it, F7 is not shown whatever the paired difference.
+    - F7_LEVEL: the MAE-pretrained table (treatment) against the best content-only control of
+      the same seed (baseline): per-pixel statistics, class-mean images, PCA loadings and the
+      MAE table's own rows permuted. The verdict's interval over seeds is the margin
+      (`geometry.holds_geometry`): the table holds geometry only when it lies above 0.
 
     Each row carries whether the runs its tables come from reached their plateau, read from
     `rows` (as `common.run_arm` returns them): both arms' for F7, the MAE arm's for F7_LEVEL.
     Returns how many seeds were recorded."""
-    from ..geometry import GEOMETRY_PASS, partial_geometry
     from ..report import append_comparison
 
     recorded = 0
@@ -355,24 +385,34 @@ def record_structure_finding(path: Path, arm: Arm, seeds: tuple[int, ...], setti
             checkpoints(control, seed, settings, **data)[1]
         if mae_checkpoint is None or not (mae_checkpoint.exists() and control_checkpoint.exists()):
             continue
-        _, sup = common.train_configs(arm, seed, settings, **data)
-        train_set, _ = load_data(sup)
-        inputs, _ = train_set.get_batch(torch.arange(min(GEOMETRY_IMAGES, len(train_set))))
-        images = inputs[modality]                                   # [N, M, C] in the table's input order
-        scores = []
-        for checkpoint in (control_checkpoint, mae_checkpoint):
-            model = load_model(checkpoint)
-            spec = model.modalities[modality]
-            with torch.no_grad():
-                table = model.positions(modality).float()            # [M, E]
-            scores.append(partial_geometry(table, images, spec.grid, spec.order, seed=seed))
-        for name, baseline, sources in ((F7, scores[0], {arm.label, control.label}),
-                                        (F7_LEVEL, GEOMETRY_PASS, {arm.label})):
+        tables, spec = model_tables({CLASSIFICATION_LEARNED: load_model(control_checkpoint),
+                                     MAE_PRETRAINED: load_model(mae_checkpoint)}, modality)
+        scores = geometry_scores(tables, spec, *training_images(arm, seed, settings, modality, **data), seed)
+        score = {r["table"]: r["score"] for r in scores}
+        best_content = max(r["score"] for r in scores if r["kind"] == CONTENT)
+        for name, baseline, sources in ((F7, score[CLASSIFICATION_LEARNED], {arm.label, control.label}),
+                                        (F7_LEVEL, best_content, {arm.label})):
             converged, epochs = common.convergence([r for r in rows if r["arm"] in sources and r["seed"] == seed])
             append_comparison(path, finding=name[0], claim="higher", paper_key=name[1], metric="geometry score",
-                              seed=seed, baseline=baseline, treatment=scores[1], converged=converged, epochs=epochs)
+                              seed=seed, baseline=baseline, treatment=score[MAE_PRETRAINED], converged=converged,
+                              epochs=epochs)
         recorded += 1
     return recorded
+
+
+def geometry_table(scores: list[dict[str, Any]] | None) -> str:
+    """Markdown: each table's partial geometry score, learned tables beside the controls (None:
+    results written before the controls existed say so)."""
+    if not scores:
+        return "These results predate F7's content-only controls: `train = True` scores them beside the tables."
+    return markdown(pd.DataFrame([{"table": r["table"], "kind": r["kind"],
+                                   "partial geometry score": f"{r['score']:+.3f}"} for r in scores]))
+
+
+def seed_geometry(tables: Mapping[str, torch.Tensor], spec, seed: int, settings: Mapping[str, Any],
+                  arm: Arm = HIP_MAE, **data: Any) -> list[dict[str, Any]]:
+    """geometry_scores of one seed's tables on the training images of that seed's run of `arm`."""
+    return geometry_scores(tables, spec, *training_images(arm, seed, settings, **data), seed)
 
 
 def structure_rows(tables: Mapping[str, torch.Tensor], spec) -> list[dict[str, Any]]:
