@@ -143,6 +143,14 @@ def test_runs_record_their_flops_and_the_smoke_control_is_matched_within_one_per
     assert mae["total_flops"] == budget.mae_arm_flops == mae["pretrain_flops"] + mae["flops"]
     assert control["steps_taken"] == budget.control_steps and control["matches"] == mae["arm"]
     assert abs(control["total_flops"] / mae["total_flops"] - 1) <= common.FLOP_TOLERANCE
+    # sized from the MAE arm's record, the control takes the same steps; had the arm stopped
+    # early (its plateau), the whole steps nearest what it used
+    assert common.sized_from_record(arms["compute_matched"], 0, settings, mae, train, **DATA).steps == control["steps"]
+    early = {**mae, "total_flops": mae["total_flops"] // 3}
+    fewer = common.sized_from_record(arms["compute_matched"], 0, settings, early, train, **DATA)
+    assert abs(fewer.steps * control["step_flops"] - early["total_flops"]) <= control["step_flops"] / 2   # the nearest
+    with pytest.raises(ValueError, match="records no FLOPs, so 'HiP, classification-learned, compute-matched'"):
+        common.sized_from_record(arms["compute_matched"], 0, settings, {"arm": mae["arm"]}, train, **DATA)
     assert common.write_runs(tmp_path, rows).is_file()
     assert common.read_runs(tmp_path)[1]["total_flops"] == control["total_flops"]
     longer = {**control, "total_flops": control["total_flops"] * 1.05}

@@ -238,20 +238,37 @@ def check_flop_matched(rows: list[dict[str, Any]], where: str = "these runs") ->
 SHARED_RUN_WAIT_S = 24 * 3600.0
 
 
+def sized_from_record(arm: Arm, seed: int, settings: Mapping[str, Any], matched_row: Mapping[str, Any],
+                      train_data=None, **data: Any) -> Arm:
+    """The FLOP-matched control `arm` with the supervised steps whose FLOPs come nearest those its
+    arm recorded for this seed (`matched_row`, as run_arm returned it): with the plateau rule on,
+    the arm may stop before the cap its planned budget assumed."""
+    if not matched_row.get("total_flops"):
+        raise ValueError(f"{arm.matches!r} (seed {seed}) records no FLOPs, so {arm.label!r} cannot be matched to it")
+    _, sup = train_configs(arm, seed, settings, **data)
+    per_step = step_flops(sup, training_part(sup, train_data))
+    return arm.replace(steps=max(1, round(matched_row["total_flops"] / per_step)))
+
+
 def run_arm(arm: Arm, seed: int, settings: Mapping[str, Any], **options: Any) -> dict[str, Any]:
     """Train one arm for one seed (reusing finished runs); returns a flat row of its results.
-    options: dataset, data_dir, data_options, runs_dir, train_data, test_data."""
+    options: dataset, data_dir, data_options, runs_dir, train_data, test_data, matched_row."""
     return run_arm_results(arm, seed, settings, **options)[0]
 
 
 def run_arm_results(arm: Arm, seed: int, settings: Mapping[str, Any], *, dataset: str,
                     data_dir: str | None = None, data_options: Mapping[str, Any] | None = None,
-                    runs_dir: Path | None = None, train_data=None,
-                    test_data=None) -> tuple[dict[str, Any], list[RunResult]]:
-    """run_arm's row and the RunResult of each stage (MAE pretraining first, when the arm has it)."""
-    pre_cfg, sup_cfg = train_configs(arm, seed, settings, dataset=dataset, data_dir=data_dir,
-                                     data_options=data_options, runs_dir=runs_dir)
-    row: dict[str, Any] = {"arm": arm.label, "seed": seed, **arm_settings(arm, settings), "pretrain_seconds": 0.0,
+                    runs_dir: Path | None = None, train_data=None, test_data=None,
+                    matched_row: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], list[RunResult]]:
+    """run_arm's row and the RunResult of each stage (MAE pretraining first, when the arm has it).
+    A FLOP-matched arm given the row of the arm it matches (`matched_row`) trains the steps that
+    row's recorded FLOPs call for (`sized_from_record`); its row keeps the planned `steps`."""
+    data = dict(dataset=dataset, data_dir=data_dir, data_options=data_options, runs_dir=runs_dir)
+    planned = arm
+    if arm.matches and matched_row is not None:
+        arm = sized_from_record(arm, seed, settings, matched_row, train_data, **data)
+    pre_cfg, sup_cfg = train_configs(arm, seed, settings, **data)
+    row: dict[str, Any] = {"arm": arm.label, "seed": seed, **arm_settings(planned, settings), "pretrain_seconds": 0.0,
                            "pretrain_flops": 0}
     if arm.matches:
         row["matches"] = arm.matches
@@ -459,7 +476,8 @@ def run_plan(plan: list[tuple[Arm, int]], settings: Mapping[str, Any], *,
     for done, (arm, seed) in enumerate(plan, 1):
         if splits is not None:
             kwargs["train_data"], kwargs["test_data"] = splits(arm, seed)
-        row = run_arm(arm, seed, settings, **kwargs)
+        matched = next((r for r in rows if r["arm"] == arm.matches and r["seed"] == seed), None)
+        row = run_arm(arm, seed, settings, matched_row=matched, **kwargs)
         print(run_line(done, len(plan), arm.label, seed, row["test_accuracy"], row["total_seconds"]), flush=True)
         rows.append(row)
     return rows

@@ -150,7 +150,7 @@ def run_grid(settings: Mapping[str, Any], seeds: tuple[int, ...], *, runs_dir=No
                 line = f"    point {done}/{len(plan)}: {side} x {side}, {epochs} MAE epochs, seed {seed}: " \
                        f"MAE {result['test_accuracy']:.2f}%"
                 if epochs in settings["controls"]:
-                    result = common.run_arm(control, seed, point, **kwargs)
+                    result = common.run_arm(control, seed, point, matched_row=result, **kwargs)
                     add("control", epochs, seed, result)
                     line += f", FLOP-matched control {result['test_accuracy']:.2f}%"
                 print(line, flush=True)
