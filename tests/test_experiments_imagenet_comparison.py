@@ -100,17 +100,21 @@ def test_data_options_check_the_resolution():
             image_arms.data_options("imagefolder", bad)
 
 
-def test_the_flop_matched_perceiver_trains_the_mae_arms_flops():
-    settings = {**ic.TABLE["smoke"], "limit_train": 64}
+@pytest.mark.parametrize("profile", ["smoke", "binder"])
+def test_the_flop_matched_perceiver_trains_the_mae_arms_flops(profile):
+    settings = ic.TABLE[profile]
     train = load_dataset("fashion_mnist", "train", ordering="raster")
     steps = ic.matched_steps(settings, train, **DATA)
     budget = image_arms.flop_budget(settings, train_data=train, **DATA)
     fourier, _ = ic.perceiver_arms(settings["flat_variant"])
     _, sup = common.train_configs(fourier, 0, settings, **DATA)
-    per_step = budget.mae_arm_flops / steps
-    assert steps > budget.supervised_steps and per_step > 0
+    # what the matched run records (steps x its step's FLOPs) within 1% of the MAE arm's record
+    per_step = common.step_flops(sup, common.training_part(sup, train))
+    assert abs(steps * per_step / budget.mae_arm_flops - 1) <= common.FLOP_TOLERANCE
+    assert steps > budget.supervised_steps
     matched = [a for a in ic.arms(settings, matched_steps=steps) if a.label == ic.PERCEIVER_MATCHED]
     assert len(matched) == 1 and matched[0].steps == steps and matched[0].position == "fourier"
+    assert matched[0].matches == image_arms.HIP_MAE.label
     assert ic.PERCEIVER_MATCHED not in [a.label for a in ic.arms(settings)]    # no steps: left out
     assert common.train_configs(matched[0], 0, settings, **DATA)[1].max_steps == steps
 

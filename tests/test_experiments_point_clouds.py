@@ -9,6 +9,7 @@ matplotlib.use("Agg")
 from hipcore.config import variant
 from hipcore.data.registry import for_notebook
 from hipcore.experiments import common, image_arms, orderings, point_clouds, shortcuts
+from hipcore.experiments.image_arms import flop_budget
 from hipcore.notebook import PROFILES
 
 
@@ -127,3 +128,17 @@ def test_margin_lines_say_whether_hip_is_above_the_baselines():
     fig = orderings.draw_accuracy_bars(rows, ["stored"], ["no MAE"], lambda o, s: f"{o}, {s}",
                                        references=point_clouds.reference_levels(baselines))
     assert len(fig.axes[0].lines) >= 2
+
+
+@pytest.mark.parametrize("profile", ["smoke", "binder"])
+def test_the_flop_matched_arm_is_within_one_percent_of_the_mae_arm(profile):
+    settings = point_clouds.TABLE[profile]
+    data = dict(dataset="parts3d", data_options=point_clouds.data_options("parts3d", settings))
+    steps = point_clouds.matched_steps(settings, **data)
+    train, _ = orderings.load_splits("parts3d", "stored", 0, data_options=data["data_options"])
+    budget = flop_budget(settings, train_data=train, arm=point_clouds.arm("stored", True), **data)
+    # the loader's steps on the clouds left after the validation split (180 of 200 at smoke)
+    _, sup = common.train_configs(point_clouds.arm("stored", True), 0, settings, **data)
+    assert budget.supervised_steps == len(common.training_part(sup, train)) // settings["batch_size"]
+    assert steps == budget.control_steps and abs(budget.control_flops / budget.mae_arm_flops - 1) <= 0.01
+    assert point_clouds.matched_arm(steps).matches == point_clouds.label("stored", True)
