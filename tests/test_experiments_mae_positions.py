@@ -106,10 +106,11 @@ def test_the_control_is_matched_in_flops_not_epochs():
                                    supervised_steps=92)
     assert budget.mae_arm_flops == 92 * (55 + 36)
     assert budget.control_steps == round(92 * 91 / 36) and abs(budget.control_flops - budget.mae_arm_flops) <= 18
-    rows = [{"arm": image_arms.HIP_MAE.label, "total_seconds": 100.0},
+    rows = [{"arm": image_arms.HIP_MAE.label, "total_seconds": 100.0, "total_flops": 3e12},
             {"arm": image_arms.COMPUTE_MATCHED, "total_seconds": 90.0}]
     table = mp.budget_table(budget, rows)
     assert "| 92 steps x 0.0 GFLOP |" in table and "100 s" in table and "90 s" in table
+    assert "| 3.00 |" in table and "| not recorded |" in table
 
 
 def test_step_flops_are_counted_and_an_mae_step_costs_more(tmp_path):

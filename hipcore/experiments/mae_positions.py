@@ -226,11 +226,16 @@ def queue_arms(settings: Mapping[str, Any]) -> dict[str, tuple[Arm, str | None]]
 
 
 def budget_table(budget: FlopBudget, rows: list[dict[str, Any]]) -> str:
-    """Markdown: FLOPs and measured wall time of the MAE arm and of its FLOP-matched control."""
-    seconds = pd.DataFrame(rows, columns=["arm", "total_seconds"]).groupby("arm")["total_seconds"].mean()
+    """Markdown: the planned FLOPs, the FLOPs the runs recorded (mean over seeds) and the
+    measured wall time of the MAE arm and of its FLOP-matched control."""
+    per_arm = pd.DataFrame(rows, columns=["arm", "total_seconds", "total_flops"]).groupby("arm")
+    seconds, flops = per_arm["total_seconds"].mean(), per_arm["total_flops"].mean()
 
     def wall(label: str) -> str:
         return f"{seconds[label]:.0f} s" if label in seconds else "not run"
+
+    def used(label: str) -> str:          # runs written before FLOPs were recorded have none
+        return f"{flops[label] / 1e12:.2f}" if label in flops and pd.notna(flops[label]) else "not recorded"
 
     b = budget
     return markdown(pd.DataFrame({
@@ -239,6 +244,7 @@ def budget_table(budget: FlopBudget, rows: list[dict[str, Any]]) -> str:
         "classification": [f"{steps} steps x {b.supervised_step_flops / 1e9:.1f} GFLOP"
                            for steps in (b.supervised_steps, b.control_steps)],
         "total TFLOP": [f"{b.mae_arm_flops / 1e12:.2f}", f"{b.control_flops / 1e12:.2f}"],
+        "recorded TFLOP (mean over seeds)": [used(HIP_MAE.label), used(COMPUTE_MATCHED)],
         "wall time (mean over seeds)": [wall(HIP_MAE.label), wall(COMPUTE_MATCHED)]}))
 
 
