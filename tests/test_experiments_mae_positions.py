@@ -106,7 +106,7 @@ def test_the_control_is_matched_in_flops_not_epochs():
                                    supervised_steps=92)
     assert budget.mae_arm_flops == 92 * (55 + 36)
     assert budget.control_steps == round(92 * 91 / 36) and abs(budget.control_flops - budget.mae_arm_flops) <= 18
-    rows = [{"arm": image_arms.HIP_MAE.label, "total_seconds": 100.0, "total_flops": 3e12},
+    rows = [{"arm": image_arms.HIP_MAE.label, "total_seconds": 100.0, "flops": 3e12},
             {"arm": image_arms.COMPUTE_MATCHED, "total_seconds": 90.0}]
     table = mp.budget_table(budget, rows)
     assert "| 92 steps x 0.0 GFLOP |" in table and "100 s" in table and "90 s" in table
@@ -119,14 +119,17 @@ def test_step_flops_are_counted_and_an_mae_step_costs_more(tmp_path):
     settings = {**mp.TABLE["smoke"], "limit_train": 32, "batch_size": 8}
     train = load_dataset("fashion_mnist", "train")
     budget = image_arms.flop_budget(settings, train_data=train, **DATA)
-    # the steps of the 29 examples left after the validation split, as the training loop's loader has them
+    # the steps of the examples the run trains on (validation from the spare images here, all 32
+    # kept; a carve-out leaves 29), as the training loop's loader has them
     _, sup = common.train_configs(image_arms.HIP_MAE, 0, settings, **DATA)
-    part = common.training_part(sup, train)
-    assert len(part) == 29 and len(BatchLoader(part, 8, shuffle=True, drop_last=True)) == 3
-    assert budget.pretrain_steps == budget.supervised_steps == 3
+    for cfg, size, steps in ((sup, 32, 4), (sup.replace(val_size=60_000), 29, 3)):
+        part = common.training_part(cfg, train)
+        assert len(part) == size and len(BatchLoader(part, 8, shuffle=True, drop_last=True)) == steps
+        assert common.steps_per_epoch(cfg, part) == steps
+    assert budget.pretrain_steps == budget.supervised_steps == 4
     assert budget.pretrain_step_flops > budget.supervised_step_flops > 0
     assert budget.control_steps > budget.supervised_steps
-    with pytest.raises(ValueError, match="batch 64 is larger than the 29 examples"):
+    with pytest.raises(ValueError, match="batch 64 is larger than the 32 examples"):
         image_arms.flop_budget({**settings, "batch_size": 64}, train_data=train, **DATA)
 
 
@@ -140,26 +143,27 @@ def test_runs_record_their_flops_and_the_smoke_control_is_matched_within_one_per
     arms = mp.arms({**settings, "arms": ("hip_mae", "compute_matched")}, control_steps=budget.control_steps)
     rows = [common.run_arm(arm, 0, settings, runs_dir=runs, train_data=train, **DATA) for arm in arms.values()]
     mae, control = rows
-    assert (mae["pretrain_steps_taken"], mae["steps_taken"]) == (budget.pretrain_steps, budget.supervised_steps)
-    assert mae["total_flops"] == budget.mae_arm_flops == mae["pretrain_flops"] + mae["flops"]
-    assert control["steps_taken"] == budget.control_steps and control["matches"] == mae["arm"]
-    assert abs(control["total_flops"] / mae["total_flops"] - 1) <= common.FLOP_TOLERANCE
+    assert (mae["pretrain_steps_taken"], mae["train_steps_taken"]) == (budget.pretrain_steps, budget.supervised_steps)
+    assert mae["flops"] == budget.mae_arm_flops == mae["pretrain_flops"] + mae["train_flops"]
+    assert control["train_steps_taken"] == budget.control_steps and control["matches"] == mae["arm"]
+    assert abs(control["flops"] / mae["flops"] - 1) <= common.FLOP_TOLERANCE
     # sized from the MAE arm's record, the control takes the same steps; had the arm stopped
     # early (its plateau), the whole steps nearest what it used
     assert common.sized_from_record(arms["compute_matched"], 0, settings, mae, train, **DATA).steps == control["steps"]
-    early = {**mae, "total_flops": mae["total_flops"] // 3}
+    early = {**mae, "flops": mae["flops"] // 3}
     fewer = common.sized_from_record(arms["compute_matched"], 0, settings, early, train, **DATA)
-    assert abs(fewer.steps * control["step_flops"] - early["total_flops"]) <= control["step_flops"] / 2   # the nearest
+    per_step = control["train_step_flops"]
+    assert abs(fewer.steps * per_step - early["flops"]) <= per_step / 2          # the nearest whole steps
     with pytest.raises(ValueError, match="records no FLOPs, so 'HiP, classification-learned, compute-matched'"):
         common.sized_from_record(arms["compute_matched"], 0, settings, {"arm": mae["arm"]}, train, **DATA)
     assert common.write_runs(tmp_path, rows).is_file()
-    assert common.read_runs(tmp_path)[1]["total_flops"] == control["total_flops"]
-    longer = {**control, "total_flops": control["total_flops"] * 1.05}
+    assert common.read_runs(tmp_path)[1]["flops"] == control["flops"]
+    longer = {**control, "flops": control["flops"] * 1.05}
     with pytest.raises(ValueError, match=r"compute-matched' is labelled FLOP-matched to 'HiP, MAE-learned "
                                          r"positions', but seed 0 recorded 1\.0[45]\d+ times its FLOPs"):
         common.write_runs(tmp_path, [mae, longer])
     with pytest.raises(ValueError, match="'HiP, MAE-learned positions' \\(seed 0\\) records no FLOPs"):
-        common.write_runs(tmp_path, [{**mae, "total_flops": None}, control])
+        common.write_runs(tmp_path, [{**mae, "flops": None}, control])
     with pytest.raises(ValueError, match="has no run for seed 0"):
         common.write_runs(tmp_path, [control])
 

@@ -203,7 +203,7 @@ def step_flops(cfg: TrainConfig, train_part) -> int:
 
 
 def flop_record(stage: str, cfg: TrainConfig, steps: int, train_data=None) -> dict[str, int]:
-    """What one stage ('' classification, 'pretrain_' MAE) of a run used: its steps taken, the
+    """What one stage ('train_' classification, 'pretrain_' MAE) of a run used: its steps taken, the
     FLOPs of one step and their product."""
     per_step = step_flops(cfg, training_part(cfg, train_data))
     return {f"{stage}steps_taken": steps, f"{stage}step_flops": per_step, f"{stage}flops": steps * per_step}
@@ -224,10 +224,10 @@ def check_flop_matched(rows: list[dict[str, Any]], where: str = "these runs") ->
         if other is None:
             raise ValueError(f"{where}: {arm!r} is FLOP-matched to {target!r}, which has no run for seed {seed}")
         for r in (row, other):
-            if not r.get("total_flops"):
+            if not r.get("flops"):
                 raise ValueError(f"{where}: {r['arm']!r} (seed {seed}) records no FLOPs, so the FLOP-matched "
                                  f"pair {arm!r} / {target!r} cannot be checked")
-        ratio = row["total_flops"] / other["total_flops"]
+        ratio = row["flops"] / other["flops"]
         if abs(ratio - 1) > FLOP_TOLERANCE:
             raise ValueError(f"{where}: {arm!r} is labelled FLOP-matched to {target!r}, but seed {seed} recorded "
                              f"{ratio:.4f} times its FLOPs (allowed: 1 +/- {FLOP_TOLERANCE:g})")
@@ -243,11 +243,11 @@ def sized_from_record(arm: Arm, seed: int, settings: Mapping[str, Any], matched_
     """The FLOP-matched control `arm` with the supervised steps whose FLOPs come nearest those its
     arm recorded for this seed (`matched_row`, as run_arm returned it): with the plateau rule on,
     the arm may stop before the cap its planned budget assumed."""
-    if not matched_row.get("total_flops"):
+    if not matched_row.get("flops"):
         raise ValueError(f"{arm.matches!r} (seed {seed}) records no FLOPs, so {arm.label!r} cannot be matched to it")
     _, sup = train_configs(arm, seed, settings, **data)
     per_step = step_flops(sup, training_part(sup, train_data))
-    return arm.replace(steps=max(1, round(matched_row["total_flops"] / per_step)))
+    return arm.replace(steps=max(1, round(matched_row["flops"] / per_step)))
 
 
 def run_arm(arm: Arm, seed: int, settings: Mapping[str, Any], **options: Any) -> dict[str, Any]:
@@ -280,9 +280,9 @@ def run_arm_results(arm: Arm, seed: int, settings: Mapping[str, Any], *, dataset
     row.update(test_accuracy=100.0 * sup.metrics["test_accuracy"], test_loss=sup.metrics["test_loss"],
                train_seconds=sup.wall_time, train_examples_per_s=sup.throughput, precision=sup.precision,
                run_dir=relative(sup.run_dir), checkpoint=relative(sup.last_checkpoint),
-               **flop_record("", sup_cfg, sup.steps, train_data))
+               **flop_record("train_", sup_cfg, sup.steps, train_data))
     row["total_seconds"] = row["pretrain_seconds"] + row["train_seconds"]
-    row["total_flops"] = row["pretrain_flops"] + row["flops"]         # MAE pretraining included
+    row["flops"] = row["pretrain_flops"] + row["train_flops"]         # the run's FLOPs, MAE pretraining included
     if sup.converged is not None:                     # with a validation set: whether each stage reached its plateau
         row.update(epochs_run=sup.epochs_run, converged=sup.converged)
         if pre_cfg is not None:

@@ -228,8 +228,8 @@ def queue_arms(settings: Mapping[str, Any]) -> dict[str, tuple[Arm, str | None]]
 def budget_table(budget: FlopBudget, rows: list[dict[str, Any]]) -> str:
     """Markdown: the planned FLOPs, the FLOPs the runs recorded (mean over seeds) and the
     measured wall time of the MAE arm and of its FLOP-matched control."""
-    per_arm = pd.DataFrame(rows, columns=["arm", "total_seconds", "total_flops"]).groupby("arm")
-    seconds, flops = per_arm["total_seconds"].mean(), per_arm["total_flops"].mean()
+    per_arm = pd.DataFrame(rows, columns=["arm", "total_seconds", "flops"]).groupby("arm")
+    seconds, flops = per_arm["total_seconds"].mean(), per_arm["flops"].mean()
 
     def wall(label: str) -> str:
         return f"{seconds[label]:.0f} s" if label in seconds else "not run"

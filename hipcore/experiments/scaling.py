@@ -129,7 +129,7 @@ def run_grid(settings: Mapping[str, Any], seeds: tuple[int, ...], *, runs_dir=No
             matched = {"matches": grid_point("mae", side, epochs)} if result.get("matches") else {}
             runs.append({**result, "arm": grid_point(arm_key, side, epochs), **matched})
             values = {"test_accuracy": result["test_accuracy"], "total_seconds": result["total_seconds"],
-                      "tflops": result["total_flops"] / 1e12, **extra}      # the FLOPs the run recorded
+                      "tflops": result["flops"] / 1e12, **extra}      # the FLOPs the run recorded
             rows.extend({"side": side, "positions": side * side, "pretrain_epochs": epochs, "arm": arm_key,
                          "seed": seed, "metric": m, "value": float(v)} for m, v in values.items())
 
