@@ -492,22 +492,31 @@ def readme_plateau(results_dir: str | Path, profile: str = "quick") -> str:
                   "by today's rule. "
                   f"`python -m hipcore plateau-budget --arm <arm> --profile {profile} --seed 0 --out "
                   f"results/{PLATEAU_CHECK}/{profile}/<arm>/plateau.csv` remakes them.", ""]
-    baselines = results_dir / PLATEAU_NOTEBOOK / profile / "baselines.csv"
-    if seed is not None and baselines.is_file():
-        frame = pd.DataFrame(read_baselines(baselines))           # checked: no NaN, no repeated row
-        same = frame[frame["seed"] == seed]
-        if len(same):
-            parts.append(f"Reference baselines on the same {int(same.train_size.iloc[0]):,} training and "
-                         f"{int(same.test_size.iloc[0]):,} test images (seed {seed}, notebook {PLATEAU_NOTEBOOK[:2]}): "
-                         + ", ".join(f"{m} {float(a):.1f}" for m, a in zip(same.model, same.test_accuracy)) + ".")
-            size = int(same.test_size.iloc[0])
-            effects = plateau_effects(tests, _reference(results_dir))
-            noise = binomial_se(sum(tests.values()) / len(tests) / 100, size)
-            if effects:
-                parts += ["", f"The findings between these arms at their plateau (test top-1 points, one seed, no "
-                              f"interval: each top-1 on {size:,} test images has a binomial standard error of about "
-                              f"{noise:.1f} points): " + "; ".join(effects) + "."]
+    parts += _plateau_baselines(results_dir, profile, seed, tests)
     return "\n".join(parts).rstrip()
+
+
+def _plateau_baselines(results_dir: Path, profile: str, seed: int | None, tests: dict[str, float]) -> list[str]:
+    """The plateau block's last lines: the same seed's reference baselines and the findings
+    between the arms at their plateau, beside the test set's binomial standard error."""
+    baselines = results_dir / PLATEAU_NOTEBOOK / profile / "baselines.csv"
+    if seed is None or not baselines.is_file():
+        return []
+    frame = pd.DataFrame(read_baselines(baselines))           # checked: no NaN, no repeated row
+    same = frame[frame["seed"] == seed]
+    if not len(same):
+        return []
+    size = int(same.test_size.iloc[0])
+    parts = [f"Reference baselines on the same {int(same.train_size.iloc[0]):,} training and {size:,} test images "
+             f"(seed {seed}, notebook {PLATEAU_NOTEBOOK[:2]}): "
+             + ", ".join(f"{m} {float(a):.1f}" for m, a in zip(same.model, same.test_accuracy)) + "."]
+    effects = plateau_effects(tests, _reference(results_dir))
+    noise = binomial_se(sum(tests.values()) / len(tests) / 100, size)
+    if effects:
+        parts += ["", f"The findings between these arms at their plateau (test top-1 points, one seed, no "
+                      f"interval: each top-1 on {size:,} test images has a binomial standard error of about "
+                      f"{noise:.1f} points): " + "; ".join(effects) + "."]
+    return parts
 
 
 def plateau_effects(tests: dict[str, float], reference: dict) -> list[str]:
