@@ -610,6 +610,8 @@ def add_commands(sub) -> None:
     queue.add_argument("--budget-minutes", type=positive_float, default=None,
                        help="train what is left for at most this many minutes")
     queue.add_argument("--commit", action="store_true", help="commit each notebook's folder as a job lands (git)")
+    queue.add_argument("--notebooks", nargs="+", metavar="NN", default=None,
+                       help="only these notebooks' jobs, by number (e.g. 04 01); default all")
     queue.add_argument("--status", action="store_true",
                        help="write each notebook's converged/jobs.json (and its verdict pairs once all its jobs "
                             "are done) from the job files; train nothing")
@@ -622,17 +624,30 @@ def cmd_converge(args: argparse.Namespace) -> int:
     ones left within that time box, one job at a time. Run it again to go on."""
     from . import provenance
 
+    jobs = chosen(args.notebooks)
     if args.status:
-        for written in write_status():
+        for written in write_status(jobs=jobs):
             print(f"{provenance.relative(written['folder'] / JOBS)}: {written['done']} of {written['total']} "
                   "jobs done" + ("; verdict pairs written" if written["written"] else ""))
         return 0
     if args.list or args.budget_minutes is None:
-        print("\n".join(listing(survey())))
+        print("\n".join(listing(survey(jobs=jobs))))
         return 0
     if args.commit and provenance.git_state()["dirty"] is not False:
         raise HipcoreError("--commit needs a clean checkout (only results/ may differ from HEAD): commit "
                            "or stash the code first")
     os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
-    run(args.budget_minutes, commit=args.commit)
+    run(args.budget_minutes, commit=args.commit, jobs=jobs)
     return 0
+
+
+def chosen(notebooks: list[str] | None) -> list[Planned]:
+    """The queue's jobs of the notebooks named by number ('01', '04'), or all of them."""
+    jobs = plan()
+    if not notebooks:
+        return jobs
+    known = sorted({p.job.notebook[:2] for p in jobs})
+    unknown = [n for n in notebooks if n not in known]
+    if unknown:
+        raise ValueError(f"--notebooks {' '.join(unknown)}: the queue holds notebooks {', '.join(known)}")
+    return [p for p in jobs if p.job.notebook[:2] in notebooks]

@@ -217,3 +217,10 @@ def test_a_changed_status_file_is_refused_naming_it(tmp_path):
     path.write_text(path.read_text().replace('"to run"', '"done"'))
     with pytest.raises(ResultsChanged, match="jobs.json: changed since its folder was signed"):
         converge.status_block(tmp_path)
+
+
+def test_the_queue_can_be_narrowed_to_notebooks_by_number():
+    assert {p.job.notebook for p in converge.chosen(["04"])} == {"04_point_clouds"}
+    assert len(converge.chosen(None)) == len(converge.plan())
+    with pytest.raises(ValueError, match="--notebooks 07: the queue holds notebooks 01, 02, 03, 04"):
+        converge.chosen(["07"])
