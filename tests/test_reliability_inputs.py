@@ -284,6 +284,26 @@ def gone(pid: int, within_s: float) -> bool:
     return False
 
 
+def kill_the_parent(tmp_path, parent: subprocess.Popen, child: int, within_s: float) -> bool:
+    """SIGKILL the parent holding tmp_path/run, check its run is free again, and return whether
+    the child ended within `within_s`; both are killed in the end."""
+    try:
+        with pytest.raises(RunDirError, match="in use by another run"):
+            with claim(tmp_path / "run"):
+                pass
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        with claim(tmp_path / "run", wait_s=5):              # the run's lock went with the parent
+            pass
+        return gone(child, within_s)
+    finally:
+        parent.kill()
+        try:
+            os.kill(child, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork and /proc")
 def test_a_forked_child_never_holds_its_parents_run_lock(tmp_path):
     parent, child = run_parent(tmp_path, """
@@ -295,21 +315,7 @@ def test_a_forked_child_never_holds_its_parents_run_lock(tmp_path):
             print("child", child.pid, flush=True)
             time.sleep(60)
     """)
-    try:
-        with pytest.raises(RunDirError, match="in use by another run"):
-            with claim(tmp_path / "run"):
-                pass
-        parent.send_signal(signal.SIGKILL)
-        parent.wait()
-        assert not gone(child, 0.5)                             # the orphan lives on ...
-        with claim(tmp_path / "run", wait_s=5):                  # ... without the run's lock
-            pass
-    finally:
-        parent.kill()
-        try:
-            os.kill(child, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    assert not kill_the_parent(tmp_path, parent, child, 0.5)   # the orphan lives on, without the run's lock
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl")
@@ -325,21 +331,7 @@ def test_a_job_dies_with_the_command_that_started_it(tmp_path):
         print("child", child.pid, flush=True)
         time.sleep(60)
     """)
-    try:
-        with pytest.raises(RunDirError, match="in use by another run"):
-            with claim(tmp_path / "run"):
-                pass
-        parent.send_signal(signal.SIGKILL)
-        parent.wait()
-        assert gone(child, 10)
-        with claim(tmp_path / "run", wait_s=5):
-            pass
-    finally:
-        parent.kill()
-        try:
-            os.kill(child, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    assert kill_the_parent(tmp_path, parent, child, 10)        # the job ended with its command
 
 
 # ---- checkpoint-upgrade, metrics.csv ----
