@@ -590,7 +590,8 @@ def _once(frame: pd.DataFrame) -> pd.DataFrame:
     """Each run's rows once: a run several notebooks show (the run cache trained it once) keeps the
     first notebook's rows and name, and `notebooks` names every notebook that shows it."""
     shown = frame.dropna(subset=["run"]).groupby("run")["notebook"].agg(lambda n: ", ".join(sorted(set(n))))
-    frame["notebooks"] = frame["run"].map(shown).fillna(frame["notebook"])
+    named = frame["run"].map(shown).astype(object)                # NaN where a row has no run
+    frame["notebooks"] = named.where(named.notna(), frame["notebook"])
     repeated = frame["run"].notna() & frame.duplicated(["run", "metric"])
     return frame[~repeated].reset_index(drop=True)
 
