@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from hipcore.data.base import Dataset, check_split
+from hipcore.data.collages import CLASS_NAMES as COLLAGE_CLASSES
+from hipcore.data.collages import Collages
 from hipcore.data.fashion_mnist import CLASS_NAMES as FASHION_CLASSES
 from hipcore.data.fashion_mnist import FashionMNIST, FashionMNISTPoints, split_files
 from hipcore.data.fingerprint import files_fingerprint, listing_fingerprint
@@ -30,6 +32,10 @@ Folder = str | os.PathLike | None
 
 def _fashion_fingerprint(data_dir: Folder, options: dict[str, Any]) -> str:
     return files_fingerprint([p for split in ("train", "test") for p in split_files(split, data_dir)])
+
+
+def _collages_fingerprint(data_dir: Folder, options: dict[str, Any]) -> str:
+    return listing_fingerprint(["collages", options, _fashion_fingerprint(data_dir, options)])   # items, options
 
 
 def _folder_fingerprint(data_dir: Folder, options: dict[str, Any]) -> str:
@@ -81,6 +87,9 @@ REGISTRY: dict[str, Entry] = {
                         options="num_points, augment", notebooks=("04",)),
     "fashion_mnist_points": Entry(FashionMNISTPoints, lambda d: len(FASHION_CLASSES), _fashion_fingerprint,
                                   options="num_points, download"),
+    "collages": Entry(Collages, lambda d: len(COLLAGE_CLASSES), _collages_fingerprint,
+                      options="side, item_side, min_items, max_items, train_canvases, test_canvases",
+                      notebooks=("07",)),
 }
 DATASETS = tuple(REGISTRY)
 
@@ -160,7 +169,8 @@ def load_dataset(name: str, split: str, *, ordering: str | None = None, data_dir
     required; cache_dir, workers, hflip; 'test' reads the val folder), 'shapes3d' (num_points,
     train_per_class, test_per_class, augment; takes no data_dir), 'parts3d' (the same options,
     and partial: partial views, default true; no data_dir), 'modelnet40' (data_dir
-    required; num_points, augment), 'fashion_mnist_points' (num_points, download).
+    required; num_points, augment), 'fashion_mnist_points' (num_points, download), 'collages'
+    (side, item_side, min_items, max_items, train_canvases, test_canvases; labels per pixel).
     ordering: images 'raster' (default), 'column', 'hilbert', 'shuffled'; point clouds
     'stored' (default), 'morton', 'hilbert', 'shuffled'.
     seed: fixes the 'shuffled' permutation and any random generation or sampling.
