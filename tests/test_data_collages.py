@@ -5,8 +5,9 @@ import pytest
 import torch
 
 import hipcore.data.fashion_mnist as fm
+from hipcore.data import BatchLoader, load_dataset
 from hipcore.data import collages as C
-from hipcore.data import load_dataset
+from hipcore.data.base import Subset
 from hipcore.data.registry import dataset_fingerprint, for_notebook, num_classes
 from hipcore.errors import DataError
 
@@ -39,6 +40,18 @@ def test_shapes_dtypes_and_label_range():
     big = load_dataset("collages", "test", side=128, item_side=56, train_canvases=1, test_canvases=3)
     x, labels = everything(big)
     assert x.shape == (3, 128 * 128, 1) and labels.shape == (3, 128 * 128)
+    huge = load_dataset("collages", "test", side=256, train_canvases=1, test_canvases=2)
+    assert everything(huge)[1].shape == (2, 256 * 256)
+
+
+def test_loader_and_subset_serve_a_label_per_pixel():
+    ds = load_dataset("collages", "train", **SMALL)
+    batches = list(BatchLoader(ds, 16, shuffle=True, seed=2, train=True))
+    assert [tuple(labels.shape) for _, labels in batches] == [(16, 4096), (16, 4096), (8, 4096)]
+    assert all(labels.dtype == torch.int64 for _, labels in batches)
+    part = Subset(ds, torch.tensor([5, 1]))
+    x, labels = part.get_batch(torch.arange(2))
+    assert len(part) == 2 and torch.equal(labels, everything(ds)[1][[5, 1]])
 
 
 @pytest.mark.parametrize("ordering", ["raster", "hilbert", "shuffled"])
