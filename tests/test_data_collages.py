@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import hipcore.data.fashion_mnist as fm
-from hipcore.data import BatchLoader, load_dataset
+from hipcore.data import BatchLoader, DataNotFoundError, load_dataset
 from hipcore.data import collages as C
 from hipcore.data.base import Subset
 from hipcore.data.registry import dataset_fingerprint, for_notebook, num_classes
@@ -157,3 +157,8 @@ def test_item_classes_out_of_range_are_refused():
     for bad in (10, -1):
         with pytest.raises(DataError, match=rf"item 1 has class {bad}, outside \[0, 10\).*outside \[1, 10\]"):
             C.paint(np.zeros((2, 28, 28), np.uint8), np.array([0, bad]), layouts, 32)
+
+
+def test_a_folder_without_the_items_is_refused_naming_them(tmp_path):
+    with pytest.raises(DataNotFoundError, match=f"Fashion-MNIST was not found .*looked in: {tmp_path}"):
+        load_dataset("collages", "train", data_dir=str(tmp_path), **SMALL)
