@@ -419,15 +419,15 @@ def stages_line(record: JobRecord) -> str:
     return "; ".join(f"{s['task']} {s['epochs']} epochs ({s['stop']})" for s in record.stages)
 
 
-def commit_folder(folder: Path, record: JobRecord) -> None:
+def commit_folder(folder: Path, record: JobRecord, env: Mapping[str, str] | None = None) -> None:
     """Commit a notebook's converged folder alone (its new job file and what was rewritten from
     the jobs), the message naming the job and what it reached."""
     job = record.job
     top1 = record.row.get("test_accuracy")
     message = (f"Converged job {job['notebook'][:2]} {job['key']} seed {job['seed']}: "
                + (f"test top-1 {top1:.2f}, " if top1 is not None else "") + stages_line(record))
-    subprocess.run(["git", "add", "--", str(folder)], cwd=folder, check=True)
-    subprocess.run(["git", "commit", "-q", "-m", message, "--", str(folder)], cwd=folder, check=True)
+    subprocess.run(["git", "add", "--", str(folder)], cwd=folder, check=True, env=env)
+    subprocess.run(["git", "commit", "-q", "-m", message, "--", str(folder)], cwd=folder, check=True, env=env)
 
 
 def run(budget_minutes: float, *, root: Path | None = None, runs: Path | None = None, commit: bool = False,

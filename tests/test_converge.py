@@ -2,6 +2,7 @@
 box, a job killed in the middle, two queues in one checkout, and FLOP-matched steps."""
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -224,3 +225,21 @@ def test_the_queue_can_be_narrowed_to_notebooks_by_number():
     assert len(converge.chosen(None)) == len(converge.plan())
     with pytest.raises(ValueError, match="--notebooks 07: the queue holds notebooks 01, 02, 03, 04"):
         converge.chosen(["07"])
+
+
+def test_commit_folder_commits_that_folder_alone_naming_the_job(tmp_path):
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "elsewhere.txt").write_text("not part of the job\n")
+    p = planned()
+    converge.write_status(tmp_path, [p])
+    folder = tmp_path / "01_imagenet_comparison" / "converged"
+    rec = finished(p, 81.25)
+    converge.write_record(rec, p.job.path(tmp_path))
+    subprocess.run([*git, "add", "elsewhere.txt"], check=True)            # staged, but not the job's
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    converge.commit_folder(folder, rec, env=env)
+    log = subprocess.run([*git, "log", "--format=%s", "--name-only"], capture_output=True, text=True).stdout
+    assert log.startswith("Converged job 01 hip_classification seed 0: test top-1 81.25, supervised 3 epochs (plateau)")
+    assert "jobs/hip_classification-seed0.json" in log and "elsewhere.txt" not in log
