@@ -205,18 +205,11 @@ def matched_steps(planned: Planned, matched: JobRecord) -> int:
     if not matched.flops:
         raise JobFileError(f"{planned.job.title} matches {matched.job['key']}-seed{matched.job['seed']}, whose "
                            f"job file records no FLOPs; rerun that job")
-    _, sup = configs(planned, steps=1)
-    return max(1, round(matched.flops / step_flops(sup)))
+    from .experiments.common import sized_from_record
 
-
-def step_flops(cfg) -> int:
-    """FLOPs of one training step of `cfg` (forward and backward, torch's counter) on a batch
-    of its own training data."""
-    from .experiments.image_arms import step_flops as counted
-    from .train.engine import load_data
-
-    train_set, _ = load_data(cfg.replace(limit_test=1))
-    return counted(cfg, train_set)
+    sized = sized_from_record(planned.arm, planned.job.seed, planned.settings, {**matched.row, "flops": matched.flops},
+                              dataset=planned.dataset, data_options=planned.data_options)
+    return sized.steps
 
 
 def states(jobs: list[Planned], root: Path, fingerprint: str) -> list[State]:
@@ -386,13 +379,12 @@ def train_job(p: Planned, steps: int | None, runs: Path) -> JobRecord:
                                    data_options=p.data_options, runs_dir=runs)
     ran = [c for c in (pre, sup) if c is not None]
     stages = [stage_record(cfg, res) for cfg, res in zip(ran, results)]
-    flops = row.get("flops") or sum(s["steps"] * step_flops(cfg) for s, cfg in zip(stages, ran))
     identity = provenance.code_identity()
     return JobRecord(job=asdict(p.job), row=row, stages=stages, run_ids=[s["run_id"] for s in stages],
                      code_fingerprint=identity["code_fingerprint"],
                      commit=identity["commit"] if identity["verified"] else None,
                      precision=sup.precision, wall_seconds=time.perf_counter() - started,
-                     machine=device.machine(), flops=float(flops))
+                     machine=device.machine(), flops=float(row["flops"]))
 
 
 def launch(p: Planned, steps: int | None, runs: Path, path: Path) -> subprocess.Popen:
@@ -568,11 +560,12 @@ VERDICT_FILES = ("runs.json", "arms.csv", "comparisons.csv")   # written once ev
 
 
 def write_notebook(notebook: str, found: list[State], root: Path) -> dict[str, Any]:
-    """results/<notebook>/converged/, signed (digests): jobs.json (every job's state) always;
+    """results/<notebook>/converged/, with its provenance (the commit that wrote it, and the
+    commits the finished jobs were trained at) and signed: jobs.json (every job's state) always;
     runs.json, arms.csv and comparisons.csv (the verdict pairs) only once every job is done, in
     one precision (pairs never mix precisions): a partial set is never a verdict.
     -> {'folder', 'done', 'total', 'missing': [job names or the reason], 'written'}."""
-    from . import device, digests
+    from . import device, digests, provenance
     from .experiments.common import write_arms, write_runs
 
     mine = [s for s in found if s.planned.job.notebook == notebook]
@@ -593,7 +586,10 @@ def write_notebook(notebook: str, found: list[State], root: Path) -> dict[str, A
         rows = [{**s.record.row, "precision": s.record.precision} for s in mine]
         recorders()[notebook](folder / "comparisons.csv", rows)
         out["written"] = [write_runs(folder, rows), write_arms(folder / "arms.csv", rows), folder / "comparisons.csv"]
-    digests.sign(folder)
+    provenance.write(folder, mine[0].planned.settings if mine else None, profile=PROFILE,
+                     seeds=sorted({s.planned.job.seed for s in mine}),
+                     command=provenance.command("converge", status=True, notebooks=[notebook[:2]]),
+                     job_commits=sorted({s.record.commit for s in mine if s.record is not None}))
     return out
 
 

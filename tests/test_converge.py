@@ -75,7 +75,7 @@ def test_a_matched_control_waits_then_trains_the_steps_of_its_match_flops(tmp_pa
     arm, control = planned("hip_mae", arm=HIP_MAE), planned("perceiver_matched", matches="hip_mae")
     [waiting] = [s for s in converge.states([arm, control], tmp_path, "x") if s.planned is control]
     assert waiting.state == "waiting"
-    monkeypatch.setattr(converge, "step_flops", lambda cfg: 1e9)
+    monkeypatch.setattr(common, "step_flops", lambda cfg, part: 1e9)
     converge.write_record(record(arm, flops=2.5e12), arm.job.path(tmp_path))
     assert converge.matched_steps(control, converge.read_record(arm.job.path(tmp_path), arm.job)) == 2500
     with pytest.raises(JobFileError, match="records no FLOPs"):
