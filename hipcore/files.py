@@ -12,6 +12,7 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -191,3 +192,11 @@ def inside(folder: str | os.PathLike, name: str) -> Path | None:
     root = Path(folder).resolve()
     path = (root / name).resolve()
     return path if path.parent == root else None
+
+
+def read_json(path: str | os.PathLike, error: type[Exception] = ValueError, hint: str = "") -> Any:
+    """The JSON in `path`; `error` naming the file (and `hint`, what to do) when it is not JSON."""
+    try:
+        return json.loads(Path(path).read_text())
+    except ValueError as bad:                 # UnicodeDecodeError and JSONDecodeError alike
+        raise error(f"{path}: not JSON ({bad}){hint}") from None

@@ -333,13 +333,10 @@ def write_metrics(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) ->
 
 def read_summary(folder: str | os.PathLike) -> dict[str, Any]:
     """<folder>/summary.json as written by `write_summary_json`."""
-    import json
+    from .files import read_json
 
     path = check(Path(folder) / "summary.json")          # the one its folder's SHA256SUMS signs
-    try:
-        return json.loads(path.read_text())
-    except ValueError as error:
-        raise ValueError(f"{path}: not JSON ({error})") from None
+    return read_json(path)
 
 
 def write_summary_json(path: str | os.PathLike, summary: Mapping[str, Any]) -> Path:

@@ -30,7 +30,7 @@ from typing import Any, Mapping
 from . import device
 from .digests import sign
 from .errors import HipcoreError
-from .files import write_text_atomic
+from .files import read_json, write_text_atomic
 
 REPO = Path(__file__).resolve().parent.parent
 TRAINING_CODE = ("hipcore/model", "hipcore/train", "hipcore/data", "hipcore/config.py", "hipcore/device.py")
@@ -231,10 +231,7 @@ def recorded_precision(settings: Mapping[str, Any] | None = None, folder: str | 
     whose answer on this machine is the one every run here was given."""
     path = Path(folder) / RUNS if folder is not None else None
     if path is not None and path.is_file():
-        try:
-            rows = json.loads(path.read_text())
-        except ValueError as error:
-            raise ValueError(f"{path}: not JSON ({error})") from None
+        rows = read_json(path)
         found = sorted({r["precision"] for r in rows if isinstance(r, dict) and r.get("precision")})
         if found:
             return "+".join(found)

@@ -41,6 +41,7 @@ import pandas as pd
 from .digests import SUMS
 from .digests import check as check_digest
 from .errors import HipcoreError
+from .files import read_json
 from .provenance import RUNS
 
 COLUMNS = ("notebook", "arm", "seed", "metric", "value", "unit",
@@ -228,10 +229,7 @@ def read_runs_file(path: str | Path) -> list[dict[str, Any]]:
     """The runs of a runs.json, checked (`check_runs`) against its folder's arms and seeds."""
     path = Path(path)
     check_digest(path)
-    try:
-        rows = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ResultsError(f"{path}: not JSON ({error})") from None
+    rows = read_json(path, ResultsError)
     if not isinstance(rows, list):
         raise ResultsError(f"{path}: not a list of runs, each with its arm and seed")
     check_runs(path, rows, known_arms(path.parent), declared_seeds(path.parent))
@@ -241,10 +239,7 @@ def read_runs_file(path: str | Path) -> list[dict[str, Any]]:
 def read_run(path: str | Path) -> dict[str, Any]:
     """One run's row stored alone as JSON (reproduce-gpu's rows/<job>.json), checked as a run."""
     path = Path(path)
-    try:
-        row = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ResultsError(f"{path}: not JSON ({error}); delete it to train that job again") from None
+    row = read_json(path, ResultsError, "; delete it to train that job again")
     check_run(path, None, row)
     return row
 
