@@ -11,13 +11,16 @@ resumes from its last checkpoint. A finished job writes one small file,
 results/<notebook>/converged/jobs/<arm>-seed<seed>.json (`JobRecord`): the run's row (test
 metrics at the checkpoint chosen on validation), each stage's per-epoch curve, epochs and
 stop reason, precision, wall time, the CPU and its flags, the commit and the training-code
-fingerprint. A job file is *current* when its fingerprint and run ids are what this checkout
-would train; otherwise it is *stale* and runs again. A file that is truncated, names another
+fingerprint, and the digest of each training-code file the job imported. A job file is *current*
+when those files and its run ids are what this checkout would train; otherwise it is *stale*
+and runs again. A file that is truncated, names another
 job, or was made by uncommitted code is refused with one line and listed to run again.
 
 A FLOP-matched control waits for the job it matches (the same seed) and trains the steps
-whose FLOPs equal that job's recorded FLOPs. One process at a time runs a job: each job is
-locked (`fcntl`) for as long as it runs, so two queues in one checkout never train it twice.
+whose FLOPs equal that job's recorded FLOPs. The queue runs one job per core at once, each in a
+process of its own with one thread (JOB_THREADS), never two jobs that share a run (an MAE
+pretraining); each job is locked (`fcntl`) for as long as it runs, so two queues in one
+checkout never train it twice.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import statistics
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -44,7 +47,7 @@ from .locations import results_dir, runs_dir
 PROFILE = "converged"
 LOCKS = "converge-locks"          # runs/converge-locks/: each job's lock and the spec its child reads
 JOBS = "jobs.json"               # results/<notebook>/converged/jobs.json: every job's state (write_notebook)
-FORMAT = 1
+FORMAT = 2
 STOP_MARGIN_S = 30.0           # the time box stops a running job this long before it ends
 POLL_S = 1.0
 # Seconds per epoch before this machine has finished a job of its own on the dataset: images
@@ -55,6 +58,9 @@ POLL_S = 1.0
 PRIOR_EPOCH_SECONDS = {("fashion_mnist", "pretrain"): 21.0, ("fashion_mnist", "supervised"): 11.0,
                        ("parts3d", "pretrain"): 5.0, ("parts3d", "supervised"): 4.0}
 PRIOR_EPOCHS = {"pretrain": None, "supervised": 25}
+# Threads per job: on 2 cores two jobs of one thread each finish a queue sooner than one job of
+# two threads (results/05_efficiency/epochs/<cpu>/queue.csv, python -m hipcore bench-epochs).
+JOB_THREADS = 1
 
 
 class JobFileError(HipcoreError):
@@ -90,7 +96,8 @@ class JobRecord:
     row: dict[str, Any]            # common.run_arm's row: test metrics at the selected checkpoint
     stages: list[dict[str, Any]]   # per stage: name, run_id, epochs, stop, per-epoch curve
     run_ids: list[str]             # the runs behind it (MAE pretraining first): what makes it current
-    code_fingerprint: str          # the training code's (provenance.code_fingerprint)
+    code_fingerprint: str          # the training code's (provenance.code_fingerprint), for the record
+    code_files: dict[str, str]     # the training code the job imported: {path: digest}; what makes it current
     commit: str | None
     precision: str
     wall_seconds: float
@@ -100,7 +107,7 @@ class JobRecord:
     finished: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
 
-REQUIRED = ("job", "row", "stages", "run_ids", "code_fingerprint", "commit", "precision", "wall_seconds",
+REQUIRED = ("job", "row", "stages", "run_ids", "code_fingerprint", "code_files", "commit", "precision", "wall_seconds",
             "machine", "format")
 
 
@@ -212,17 +219,17 @@ def matched_steps(planned: Planned, matched: JobRecord) -> int:
     return sized.steps
 
 
-def states(jobs: list[Planned], root: Path, fingerprint: str) -> list[State]:
+def states(jobs: list[Planned], root: Path) -> list[State]:
     """Each job's state: its file read and checked against what this checkout would train."""
     records: dict[tuple[str, str, int], JobRecord] = {}
     out = []
     for p in sorted(jobs, key=lambda p: p.job.matches is not None):       # matched jobs first
-        out.append(_state(p, root, fingerprint, records))
+        out.append(_state(p, root, records))
     order = {p.job: i for i, p in enumerate(jobs)}
     return sorted(out, key=lambda s: order[s.planned.job])
 
 
-def _state(p: Planned, root: Path, fingerprint: str, records: dict) -> State:
+def _state(p: Planned, root: Path, records: dict) -> State:
     job, path = p.job, p.job.path(root)
     steps = None
     if job.matches is not None:
@@ -236,12 +243,22 @@ def _state(p: Planned, root: Path, fingerprint: str, records: dict) -> State:
         record = read_record(path, job)
     except JobFileError as error:
         return State(p, "refused", str(error))
-    if record.code_fingerprint != fingerprint:
-        return State(p, "stale", f"training code {record.code_fingerprint}, now {fingerprint}")
+    changed = changed_code(record)
+    if changed:
+        return State(p, "stale", f"training code changed since: {', '.join(changed)}")
     if record.run_ids != run_ids(p, steps):
         return State(p, "stale", "its settings changed (other run ids)")
     records[(job.notebook, job.key, job.seed)] = record
     return State(p, "done", record=record)
+
+
+def changed_code(record: JobRecord) -> list[str]:
+    """The files of the training code the job ran that differ here (or are gone): a job is stale
+    when the code it imported changed, not when code it never ran did."""
+    from . import provenance
+
+    now = provenance.file_digests(sorted(record.code_files))
+    return [name for name, digest in record.code_files.items() if now[name] != digest]
 
 
 # ---- estimates ----
@@ -278,10 +295,10 @@ def survey(root: Path | None = None, jobs: list[Planned] | None = None) -> list[
     """Every job's state, with the minutes each left to run would take on this machine. A job
     whose runs are another notebook's (01 and 03 share three arms) costs nothing: it takes that
     job's record (`twin`)."""
-    from . import device, provenance
+    from . import device
 
     root = results_dir() if root is None else root
-    found = states(plan() if jobs is None else jobs, root, provenance.code_fingerprint())
+    found = states(plan() if jobs is None else jobs, root)
     done = [s.record for s in found if s.record is not None]
     per_epoch = epoch_seconds(done, device.cpu_name())
     first: dict[tuple[str, ...], Job] = {}
@@ -382,6 +399,7 @@ def train_job(p: Planned, steps: int | None, runs: Path) -> JobRecord:
     identity = provenance.code_identity()
     return JobRecord(job=asdict(p.job), row=row, stages=stages, run_ids=[s["run_id"] for s in stages],
                      code_fingerprint=identity["code_fingerprint"],
+                     code_files=provenance.file_digests(provenance.imported_training_code()),
                      commit=identity["commit"] if identity["verified"] else None,
                      precision=sup.precision, wall_seconds=time.perf_counter() - started,
                      machine=device.machine(), flops=float(row["flops"]))
@@ -424,10 +442,11 @@ def commit_folder(folder: Path, record: JobRecord, env: Mapping[str, str] | None
 
 def run(budget_minutes: float, *, root: Path | None = None, runs: Path | None = None, commit: bool = False,
         jobs: list[Planned] | None = None, log: Callable[[str], None] = print,
-        start: Callable[..., subprocess.Popen] = launch) -> list[str]:
-    """Run the jobs left (to run, stale, refused), matched jobs first, one at a time, within
-    `budget_minutes`; a job still running when the box ends is stopped (it resumes from its run
-    folder next time). Returns the titles of the jobs finished in this call."""
+        start: Callable[..., subprocess.Popen] = launch, workers: int = 1) -> list[str]:
+    """Run the jobs left (to run, stale, refused), matched jobs first, `workers` at a time (each
+    in its own process), within `budget_minutes`; a job still running when the box ends is
+    stopped (it resumes from its run folder next time). Two jobs that share a run (an MAE
+    pretraining) never run at once. Returns the titles of the jobs finished in this call."""
     if not (isinstance(budget_minutes, (int, float)) and not isinstance(budget_minutes, bool)
             and math.isfinite(budget_minutes) and budget_minutes > 0):
         raise ValueError(f"--budget-minutes must be a positive number of minutes, got {budget_minutes!r}")
@@ -435,26 +454,24 @@ def run(budget_minutes: float, *, root: Path | None = None, runs: Path | None = 
     root = results_dir() if root is None else root
     runs = runs_dir() if runs is None else runs
     finished: list[str] = []
-    while time.monotonic() < deadline:
-        found = survey(root, jobs)
-        todo = [s for s in found if s.state in ("to run", "stale", "refused")]
-        shared = [(s, twin(s, found)) for s in todo]
-        for s, record in shared:
-            if record is not None:
-                row = {**record.row, "arm": s.planned.arm.label}            # this notebook's name for it
-                copy = JobRecord(**{**asdict(record), "job": asdict(s.planned.job), "row": row})
-                write_record(copy, s.planned.job.path(root))
-                log(f"{s.planned.job.title}: the same runs as {Job(**record.job).title}, its record taken")
-        todo = [s for s, record in shared if record is None]
-        ran = _run_next(todo, root, runs, deadline, log, start)
-        if ran is None:
-            break
-        finished.append(ran.title)
-        written = write_notebook(ran.notebook, survey(root, jobs), root)
-        log(f"{ran.title}: done; {ran.notebook} has {written['done']} of {written['total']} jobs"
-            + (", its verdict pairs written" if written["written"] else ""))
-        if commit:
-            commit_folder(written["folder"], read_record(ran.path(root), ran))
+    running: dict[Job, Running] = {}
+    try:
+        while time.monotonic() < deadline:
+            todo = [s for s in _left(root, jobs, log) if s.planned.job not in running]
+            _start_jobs(todo, running, workers, root, runs, log, start)
+            if not running:
+                break
+            for job in _wait_for_one(running, deadline):
+                finished.append(job.title)
+                written = write_notebook(job.notebook, survey(root, jobs), root)
+                log(f"{job.title}: done; {job.notebook} has {written['done']} of {written['total']} jobs"
+                    + (", its verdict pairs written" if written["written"] else ""))
+                if commit:
+                    commit_folder(written["folder"], read_record(job.path(root), job))
+    finally:
+        for job, r in running.items():
+            r.stop()
+            log(f"{job.title}: stopped by the time box; it resumes from its run folder next time")
     write_status(root, jobs)
     log(f"finished {len(finished)} job(s) in this box")
     return finished
@@ -500,32 +517,75 @@ def status_block(root: Path) -> str:
     return "\n".join([head, "", *table])
 
 
-def _run_next(todo: list[State], root: Path, runs: Path, deadline: float, log, start) -> Job | None:
-    """Run the first job nobody else holds, in a child process, until it ends or the deadline."""
+@dataclass
+class Running:
+    """A job's child process and the lock it holds while it runs."""
+
+    child: subprocess.Popen
+    lock: ExitStack
+    run_ids: frozenset[str]
+
+    def stop(self) -> None:
+        if self.child.poll() is None:
+            self.child.kill()
+            self.child.wait()
+        self.lock.close()
+
+
+def _left(root: Path, jobs: list[Planned] | None, log) -> list[State]:
+    """The jobs still to train; a job whose runs another notebook's job trained takes its record."""
+    found = survey(root, jobs)
+    todo = []
+    for s in (s for s in found if s.state in ("to run", "stale", "refused")):
+        record = twin(s, found)
+        if record is None:
+            todo.append(s)
+            continue
+        row = {**record.row, "arm": s.planned.arm.label}                   # this notebook's name for it
+        copy = JobRecord(**{**asdict(record), "job": asdict(s.planned.job), "row": row})
+        write_record(copy, s.planned.job.path(root))
+        log(f"{s.planned.job.title}: the same runs as {Job(**record.job).title}, its record taken")
+    return todo
+
+
+def _start_jobs(todo: list[State], running: dict[Job, Running], workers: int, root: Path, runs: Path,
+                log, start) -> None:
+    """Start jobs of `todo` in order until `workers` run: each one nobody else holds and that
+    shares no run with a running job."""
     for s in todo:
+        if len(running) >= workers:
+            return
         job = s.planned.job
-        with job_lock(job, runs) as mine:
-            if not mine:
-                log(f"{job.title}: another queue is running it")
-                continue
-            steps = None
-            if job.matches is not None:
-                matched = read_record(Job(job.notebook, job.matches, job.seed).path(root),
-                                      Job(job.notebook, job.matches, job.seed))
-                steps = matched_steps(s.planned, matched)
-            log(f"{job.title}: {s.state}{f' ({s.why})' if s.why else ''}; about {s.minutes:.0f} min")
-            child = start(s.planned, steps, runs, job.path(root))
-            while child.poll() is None and time.monotonic() < deadline:
-                time.sleep(POLL_S)
-            if child.poll() is None:
-                child.kill()
-                child.wait()
-                log(f"{job.title}: stopped by the time box; it resumes from its run folder next time")
-                return None
-            if child.returncode != 0:
-                raise HipcoreError(f"{job.title} failed (exit {child.returncode}); its output is above")
-            return job
-    return None
+        steps = None
+        if job.matches is not None:
+            matched = Job(job.notebook, job.matches, job.seed)
+            steps = matched_steps(s.planned, read_record(matched.path(root), matched))
+        ids = frozenset(run_ids(s.planned, steps))
+        if any(ids & r.run_ids for r in running.values()):
+            continue                                             # its MAE pretraining is training now
+        lock = ExitStack()
+        if not lock.enter_context(job_lock(job, runs)):
+            lock.close()
+            log(f"{job.title}: another queue is running it")
+            continue
+        log(f"{job.title}: {s.state}{f' ({s.why})' if s.why else ''}; about {s.minutes:.0f} min")
+        running[job] = Running(start(s.planned, steps, runs, job.path(root)), lock, ids)
+
+
+def _wait_for_one(running: dict[Job, Running], deadline: float) -> list[Job]:
+    """Wait until a running job ends (-> the jobs that ended, their locks released) or the
+    deadline (-> [], the jobs still running). A job that failed stops the queue."""
+    while time.monotonic() < deadline:
+        ended = [job for job, r in running.items() if r.child.poll() is not None]
+        if ended:
+            for job in ended:
+                r = running.pop(job)
+                r.lock.close()
+                if r.child.returncode != 0:
+                    raise HipcoreError(f"{job.title} failed (exit {r.child.returncode}); its output is above")
+            return ended
+        time.sleep(POLL_S)
+    return []
 
 
 # ---- a notebook's results from its jobs ----
@@ -598,7 +658,7 @@ def write_notebook(notebook: str, found: list[State], root: Path) -> dict[str, A
 
 def add_commands(sub) -> None:
     """`converge` on an argparse subparsers object."""
-    from .argtypes import positive_float
+    from .argtypes import positive_float, positive_int
 
     queue = sub.add_parser("converge", help="train the converged profile's jobs, a time box at a time",
                            description=cmd_converge.__doc__)
@@ -608,6 +668,9 @@ def add_commands(sub) -> None:
     queue.add_argument("--commit", action="store_true", help="commit each notebook's folder as a job lands (git)")
     queue.add_argument("--notebooks", nargs="+", metavar="NN", default=None,
                        help="only these notebooks' jobs, by number (e.g. 04 01); default all")
+    queue.add_argument("--workers", type=positive_int, default=None,
+                       help=f"jobs at once, each in its own process (default: one per core, {JOB_THREADS} "
+                            "thread each; see JOB_THREADS)")
     queue.add_argument("--status", action="store_true",
                        help="write each notebook's converged/jobs.json (and its verdict pairs once all its jobs "
                             "are done) from the job files; train nothing")
@@ -617,7 +680,7 @@ def add_commands(sub) -> None:
 def cmd_converge(args: argparse.Namespace) -> int:
     """Lists the converged profile's jobs (notebooks 01-04: each arm and seed to its plateau)
     with their state and estimated minutes on this machine; with --budget-minutes, trains the
-    ones left within that time box, one job at a time. Run it again to go on."""
+    ones left within that time box, one job per core at once. Run it again to go on."""
     from . import provenance
 
     jobs = chosen(args.notebooks)
@@ -632,8 +695,10 @@ def cmd_converge(args: argparse.Namespace) -> int:
     if args.commit and provenance.git_state()["dirty"] is not False:
         raise HipcoreError("--commit needs a clean checkout (only results/ may differ from HEAD): commit "
                            "or stash the code first")
-    os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
-    run(args.budget_minutes, commit=args.commit, jobs=jobs)
+    cores = len(os.sched_getaffinity(0))
+    workers = args.workers or max(1, cores // JOB_THREADS)
+    os.environ["OMP_NUM_THREADS"] = str(max(1, cores // workers))          # what each job's torch uses
+    run(args.budget_minutes, commit=args.commit, jobs=jobs, workers=workers)
     return 0
 
 

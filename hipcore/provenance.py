@@ -77,6 +77,30 @@ def code_fingerprint(root: Path = REPO, parts: tuple[str, ...] = TRAINING_CODE) 
     return _digest(_tree_files(root, parts, (".py",), "training code"))
 
 
+def imported_training_code(root: Path = REPO, parts: tuple[str, ...] = TRAINING_CODE) -> list[str]:
+    """The training code's files (paths under root) that this process has imported: the code a
+    run in it ran, and no other."""
+    found = set()
+    for module in list(sys.modules.values()):
+        file = getattr(module, "__file__", None)
+        if not file:
+            continue
+        try:
+            name = Path(file).resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            continue
+        if any(name == part or name.startswith(part + "/") for part in parts):
+            found.add(name)
+    return sorted(found)
+
+
+def file_digests(names: list[str], root: Path = REPO) -> dict[str, str]:
+    """{path: sha256 (first 12 hex digits) of its bytes} of the named files; 'missing' for one
+    that is not there."""
+    return {n: hashlib.sha256((root / n).read_bytes()).hexdigest()[:12] if (root / n).is_file() else "missing"
+            for n in names}
+
+
 def result_fingerprint(root: Path = REPO) -> str:
     """The fingerprint of every file whose code makes a result (RESULT_CODE) in this tree (an
     installed copy, without notebooks/, never equals a commit's)."""

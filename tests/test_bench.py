@@ -220,3 +220,25 @@ def test_the_bench_command_writes_its_provenance(tmp_path, capsys):
     record = json.loads((tmp_path / "05_efficiency" / "smoke" / "provenance.json").read_text())
     assert "bench --profile smoke --models hip_small --sides 8" in record["command"]
     assert record["machine"]["precision"] == "fp32" and "verified" in record
+
+
+def test_an_epochs_breakdown_splits_its_wall_time_into_steps_loading_validation_and_the_rest():
+    from hipcore.bench.epochs import breakdown
+
+    cumulative = {1: {"elapsed_seconds": 30.0, "train_seconds": 20.0, "load_seconds": 1.0, "eval_seconds": 5.0},
+                  2: {"elapsed_seconds": 52.0, "train_seconds": 36.0, "load_seconds": 1.5, "eval_seconds": 4.0}}
+    parts = breakdown(cumulative)
+    assert parts["wall_s"] == 22.0 and parts["loading_s"] == 0.5 and parts["steps_s"] == 15.5
+    assert parts["validation_s"] == 4.0 and parts["other_s"] == pytest.approx(2.0)
+    assert parts["overhead"] == pytest.approx(22.0 / 19.5 - 1)
+
+
+def test_a_cpu_folder_name_tells_apart_cpus_of_one_model_name(tmp_path, monkeypatch):
+    from hipcore.bench import epochs
+
+    monkeypatch.setattr(epochs, "cpu_name", lambda: "AMD EPYC")
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: AMD EPYC\n")
+    assert epochs.cpu_slug(str(info)) == "amd-epyc-f25-m17"
+    info.write_text("processor\t: 0\ncpu family\t: 23\nmodel\t\t: 1\n")
+    assert epochs.cpu_slug(str(info)) == "amd-epyc-f23-m1"

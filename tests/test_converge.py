@@ -16,6 +16,7 @@ from hipcore.converge import Job, JobFileError, JobRecord, Planned
 from hipcore.experiments import common
 from hipcore.experiments.image_arms import HIP_CLASSIFICATION, HIP_MAE
 
+TRAINED = ["hipcore/train/engine.py", "hipcore/model/hip.py"]     # what a test job "imported"
 SMOKE = {**common.IMAGE_TABLE["smoke"], "limit_train": 128, "limit_test": 64, "batch_size": 32}
 
 
@@ -29,7 +30,8 @@ def record(p: Planned, **changes) -> JobRecord:
     base = JobRecord(job=asdict(p.job), row=row, stages=[
         {"task": "supervised", "dataset": "fashion_mnist", "run_id": converge.run_ids(p)[-1], "epochs": 3,
          "seconds": 30.0, "stop": "plateau", "curve": []}], run_ids=converge.run_ids(p),
-        code_fingerprint=provenance.code_fingerprint(), commit="a" * 40, precision="fp32", wall_seconds=30.0,
+        code_fingerprint=provenance.code_fingerprint(), code_files=provenance.file_digests(TRAINED),
+        commit="a" * 40, precision="fp32", wall_seconds=30.0,
         machine={"cpu": "test cpu"}, flops=1e12)
     return replace(base, **changes)
 
@@ -38,7 +40,7 @@ def test_a_job_file_round_trips(tmp_path):
     p = planned()
     path = converge.write_record(record(p), p.job.path(tmp_path))
     assert converge.read_record(path, p.job) == record(p, finished=converge.read_record(path, p.job).finished)
-    [state] = converge.states([p], tmp_path, provenance.code_fingerprint())
+    [state] = converge.states([p], tmp_path)
     assert state.state == "done"
 
 
@@ -57,23 +59,28 @@ def test_a_damaged_job_file_is_refused_naming_it_and_runs_again(tmp_path, damage
     with pytest.raises(JobFileError, match=words) as error:
         converge.read_record(path, p.job)
     assert str(path) in str(error.value) and "\n" not in str(error.value)
-    [state] = converge.states([p], tmp_path, provenance.code_fingerprint())
+    [state] = converge.states([p], tmp_path)
     assert state.state == "refused" and words in state.why
 
 
-def test_a_job_from_other_training_code_or_settings_is_stale(tmp_path):
+def test_a_job_whose_training_code_changed_or_other_settings_is_stale(tmp_path):
     p = planned()
-    converge.write_record(record(p, code_fingerprint="000000000000"), p.job.path(tmp_path))
-    [state] = converge.states([p], tmp_path, provenance.code_fingerprint())
-    assert state.state == "stale" and "training code 000000000000" in state.why
+    ran = {**provenance.file_digests(TRAINED), "hipcore/model/hip.py": "000000000000"}
+    converge.write_record(record(p, code_files=ran), p.job.path(tmp_path))
+    [state] = converge.states([p], tmp_path)
+    assert state.state == "stale" and state.why == "training code changed since: hipcore/model/hip.py"
+    gone = {**provenance.file_digests(TRAINED), "hipcore/model/gone.py": "000000000000"}
+    converge.write_record(record(p, code_files=gone), p.job.path(tmp_path))
+    [state] = converge.states([p], tmp_path)
+    assert state.state == "stale" and "hipcore/model/gone.py" in state.why
     converge.write_record(record(p, run_ids=["supervised-00000000"]), p.job.path(tmp_path))
-    [state] = converge.states([p], tmp_path, provenance.code_fingerprint())
+    [state] = converge.states([p], tmp_path)
     assert state.state == "stale" and "settings changed" in state.why
 
 
 def test_a_matched_control_waits_then_trains_the_steps_of_its_match_flops(tmp_path, monkeypatch):
     arm, control = planned("hip_mae", arm=HIP_MAE), planned("perceiver_matched", matches="hip_mae")
-    [waiting] = [s for s in converge.states([arm, control], tmp_path, "x") if s.planned is control]
+    [waiting] = [s for s in converge.states([arm, control], tmp_path) if s.planned is control]
     assert waiting.state == "waiting"
     monkeypatch.setattr(common, "step_flops", lambda cfg, part: 1e9)
     converge.write_record(record(arm, flops=2.5e12), arm.job.path(tmp_path))
@@ -100,6 +107,40 @@ def test_the_time_box_stops_a_running_job_and_leaves_no_file(tmp_path, monkeypat
     assert not p.job.path(tmp_path).exists()                     # killed mid-job: nothing half-written
     done = converge.run(10, root=tmp_path, runs=tmp_path / "runs", jobs=[p], start=_writes, log=lambda s: None)
     assert done == [p.job.title] and converge.read_record(p.job.path(tmp_path), p.job)
+
+
+def test_two_workers_run_two_jobs_at_once_but_never_two_that_share_a_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(converge, "STOP_MARGIN_S", 0.0)
+    first, other_seed = planned(seed=0), planned(seed=1)
+    same_runs = replace(first, job=Job("03_mae_positional_embeddings", "hip_classification", 0))
+    started = []
+
+    def sleeps(p, steps, runs, path):
+        started.append(p.job)
+        return _sleeps(p, steps, runs, path)
+
+    converge.run(0.05, root=tmp_path, runs=tmp_path / "runs", jobs=[first, same_runs, other_seed], start=sleeps,
+                 workers=2, log=lambda s: None)
+    assert started == [first.job, other_seed.job]       # same_runs waits: its runs are first's
+    started.clear()
+    converge.run(0.05, root=tmp_path, runs=tmp_path / "runs", jobs=[first, same_runs, other_seed], start=sleeps,
+                 workers=1, log=lambda s: None)
+    assert started == [first.job]
+
+
+def test_a_worker_whose_job_ends_takes_the_next_while_the_other_runs(tmp_path, monkeypatch):
+    monkeypatch.setattr(converge, "STOP_MARGIN_S", 0.0)
+    quick, slow, third = planned(seed=0), planned(seed=1), planned(seed=2)
+    order = []
+
+    def start(p, steps, runs, path):
+        order.append(p.job.seed)
+        return (_sleeps if p is slow else _writes)(p, steps, runs, path)
+
+    done = converge.run(0.1, root=tmp_path, runs=tmp_path / "runs", jobs=[quick, slow, third], start=start,
+                        workers=2, log=lambda s: None)
+    assert order == [0, 1, 2] and done == [quick.job.title, third.job.title]
+    assert not slow.job.path(tmp_path).exists()          # stopped by the box, nothing half-written
 
 
 def test_a_job_another_queue_holds_is_skipped(tmp_path):
@@ -152,6 +193,9 @@ def test_a_real_job_trains_and_records_its_curve_stop_and_flops(tmp_path, monkey
     assert [e["epoch"] for e in stage["curve"]] == list(range(1, stage["epochs"] + 1))
     assert {"train_epoch_loss", "val_accuracy", "seconds"} <= set(stage["curve"][0])
     assert rec.flops > 0 and rec.commit == "b" * 40 and rec.machine["cpu"]
+    assert {"hipcore/train/engine.py", "hipcore/model/hip.py", "hipcore/data/fashion_mnist.py"} <= set(rec.code_files)
+    assert all(name.startswith(("hipcore/model", "hipcore/train", "hipcore/data", "hipcore/config.py",
+                                "hipcore/device.py")) for name in rec.code_files)
     path = converge.write_record(rec, p.job.path(tmp_path))
     assert converge.read_record(path, p.job).run_ids == converge.run_ids(p)
 
@@ -169,7 +213,7 @@ def test_a_notebook_gets_verdict_pairs_only_when_every_job_is_done_in_one_precis
                                                                    for s in (0, 1)]
     for p, top1 in zip(jobs[:3], (80.0, 81.0, 78.0)):
         converge.write_record(finished(p, top1), p.job.path(tmp_path))
-    found = converge.states(jobs, tmp_path, provenance.code_fingerprint())
+    found = converge.states(jobs, tmp_path)
     out = converge.write_notebook("01_imagenet_comparison", found, tmp_path)
     assert out["missing"] == ["perceiver_fourier-seed1"] and out["written"] == []
     assert not (out["folder"] / "comparisons.csv").exists()
@@ -177,12 +221,12 @@ def test_a_notebook_gets_verdict_pairs_only_when_every_job_is_done_in_one_precis
     assert [j["state"] for j in status["jobs"]] == ["done"] * 3 + ["to run"]
 
     converge.write_record(finished(jobs[3], 79.5, precision="fp32"), jobs[3].job.path(tmp_path))
-    found = converge.states(jobs, tmp_path, provenance.code_fingerprint())
+    found = converge.states(jobs, tmp_path)
     out = converge.write_notebook("01_imagenet_comparison", found, tmp_path)
     assert out["written"] == [] and "one precision" in out["missing"][-1]
 
     converge.write_record(finished(jobs[3], 79.5), jobs[3].job.path(tmp_path))
-    found = converge.states(jobs, tmp_path, provenance.code_fingerprint())
+    found = converge.states(jobs, tmp_path)
     out = converge.write_notebook("01_imagenet_comparison", found, tmp_path)
     pairs = read_comparisons(out["folder"] / "comparisons.csv")
     assert [(int(r["seed"]), float(r["baseline"]), float(r["treatment"])) for r in pairs] == [(0, 78.0, 80.0),

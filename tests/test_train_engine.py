@@ -102,6 +102,19 @@ def test_supervised_run_leaves_tidy_metrics_config_versions_and_loadable_checkpo
     assert losses[-1] < losses[0]
 
 
+def test_timing_csv_splits_each_epochs_steps_from_waiting_for_batches(tmp_path):
+    result = run(config(tmp_path, epochs=2))
+    rows = read_metrics(result.run_dir / "timing.csv")
+    per_epoch = {}
+    for r in rows:
+        if r["split"] == "time":
+            per_epoch.setdefault(r["epoch"], {})[r["metric"]] = r["value"]
+    assert sorted(per_epoch) == [1, 2]
+    for epoch in per_epoch.values():
+        assert 0 < epoch["load_seconds"] < epoch["train_seconds"] <= epoch["elapsed_seconds"]
+    assert per_epoch[2]["load_seconds"] > per_epoch[1]["load_seconds"]        # cumulative, as train_seconds
+
+
 def test_same_seed_same_metrics_and_a_finished_run_is_not_rerun(tmp_path):
     a = run(config(tmp_path, "a", model={**TINY, "dropout": 0.1}))
     b = run(config(tmp_path, "b", model={**TINY, "dropout": 0.1}))

@@ -36,6 +36,47 @@ def add_commands(subparsers) -> None:
                        help="activation checkpointing in hipcore models (less memory, more time)")
     bench.add_argument("--results-dir", default="results", help="default: results")
     bench.set_defaults(func=run_bench)
+    add_epochs_command(subparsers)
+
+
+def add_epochs_command(subparsers) -> None:
+    from .epochs import ARRANGEMENTS, PRECISIONS, VARIANTS
+
+    epochs = subparsers.add_parser(
+        "bench-epochs", help="where a training epoch's time goes; two 1-thread jobs against one 2-thread job",
+        description="Train with python -m hipcore train at quick's sizes and split each epoch's wall time "
+                    "into steps, loading, validation and the rest (epochs.csv); time a queue of runs as "
+                    f"one job at a time or side by side ({', '.join(ARRANGEMENTS)}: queue.csv). Writes "
+                    "<results-dir>/05_efficiency/epochs/<cpu>/ with its provenance.json.")
+    epochs.add_argument("--variants", nargs="+", default=list(VARIANTS), help=f"default: {' '.join(VARIANTS)}")
+    epochs.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=("fp32", "bf16"),
+                        help=f"default: {' '.join(PRECISIONS)}")
+    epochs.add_argument("--images", type=int, default=6000, help="training images of an epoch's run (default 6000)")
+    epochs.add_argument("--queue-images", type=int, default=2560,
+                        help="training images of each queued run (default 2560; 0: no queue timing)")
+    epochs.add_argument("--rounds", type=int, default=2, help="queue timings per arrangement (default 2)")
+    epochs.add_argument("--results-dir", default="results", help="default: results")
+    epochs.set_defaults(func=run_epochs)
+
+
+def run_epochs(args: argparse.Namespace) -> int:
+    from .. import provenance
+    from ..results import markdown
+    from . import epochs
+
+    out = Path(args.results_dir) / "05_efficiency" / "epochs" / epochs.cpu_slug()
+    rows = epochs.epoch_rows(args.variants, args.precisions, images=args.images)
+    paths = [epochs.write_csv(rows, out / "epochs.csv", epochs.EPOCH_COLUMNS)]
+    print(markdown(epochs.frame(rows, epochs.EPOCH_COLUMNS)))
+    if args.queue_images:
+        queue = epochs.queue_rows(args.variants, args.precisions, rounds=args.rounds, images=args.queue_images)
+        paths.append(epochs.write_csv(queue, out / "queue.csv", epochs.QUEUE_COLUMNS))
+        print(markdown(epochs.frame(queue, epochs.QUEUE_COLUMNS)))
+    paths.append(provenance.write(out, command=provenance.command(
+        "bench-epochs", variants=args.variants, precisions=args.precisions, images=args.images,
+        queue_images=args.queue_images, rounds=args.rounds)))
+    print("\nwrote", ", ".join(str(p) for p in paths))
+    return 0
 
 
 def run_bench(args: argparse.Namespace) -> int:

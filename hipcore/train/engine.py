@@ -95,6 +95,7 @@ def run_loop(run: Run) -> RunResult:
     try:
         while state.step < run.total_steps and not state.converged:
             for inputs, labels in run.loader:
+                state.load_seconds += time.perf_counter() - tick            # waiting for the batch
                 epoch, step = run.loader.epoch + 1, state.step + 1          # 1-based epochs
                 sums, lr = train_step(run, inputs, labels, epoch, step)
                 count_step(run, epoch, step, sums, lr, len(labels), tick)
@@ -235,8 +236,9 @@ def end_epoch(run: Run, epoch: int, step: int) -> None:
     exists). Validation alone picks best.pt; without it, best.pt is the latest epoch's."""
     state, eval_start = run.state, time.perf_counter()
     metrics = epoch_metrics(run, epoch, step)
-    run.timing.log(epoch, step, "time", train_seconds=state.train_seconds, elapsed_seconds=run.elapsed(),
-                   eval_seconds=time.perf_counter() - eval_start, examples_per_s=run.throughput())
+    run.timing.log(epoch, step, "time", train_seconds=state.train_seconds, load_seconds=state.load_seconds,
+                   elapsed_seconds=run.elapsed(), eval_seconds=time.perf_counter() - eval_start,
+                   examples_per_s=run.throughput())
     state.metrics = {"epoch": epoch, "step": step,
                      **{f"{split}_{k}": v for split, values in metrics.items() for k, v in values.items()}}
     state.epoch_sums = [0.0, 0.0, 0.0]

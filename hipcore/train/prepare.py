@@ -50,7 +50,8 @@ class RunState:
     window: list[float] = field(default_factory=lambda: [0.0, 0])       # loss sum, steps since a train row
     epoch_sums: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # loss * n, correct, n
     elapsed: float = 0.0              # wall seconds of the run before this session
-    train_seconds: float = 0.0
+    train_seconds: float = 0.0        # the steps, each from asking for its batch to its update
+    load_seconds: float = 0.0         # of train_seconds: waiting for the batches
     train_examples: int = 0
     val_history: list[float] = field(default_factory=list)   # per epoch: val accuracy, or val loss (MAE)
     converged: bool = False           # the plateau rule held at the last epoch
