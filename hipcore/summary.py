@@ -26,7 +26,7 @@ from . import converge, experiments, provenance
 from .bench.speed_text import speed_block
 from .digests import SUMS, verify
 from .digests import check as check_digest
-from .experiments import efficiency, imagenet_comparison, mae_positions, scaling
+from .experiments import common, efficiency, imagenet_comparison, mae_positions, scaling
 from .experiments.baselines import read_baselines
 from .experiments.scaling import scale_sentences
 from .files import write_text_atomic
@@ -43,7 +43,7 @@ from .report import (
     read_comparisons,
     regime,
 )
-from .results import markdown, notebook_summary, read_csv
+from .results import markdown, notebook_summary, read_csv, read_runs_file
 from .stats import binomial_se
 from .train.validation import validation_indices
 from .vocabulary import vocabulary_block
@@ -669,43 +669,29 @@ def readme_recipe(results_dir: str | Path, profile: str = "quick") -> str:
 FLOP_NOTEBOOK = mae_positions.NOTEBOOK     # whose summary.json records the control's FLOP budget
 
 
-def _trained_steps(settings: dict) -> int:
-    """Steps an epoch of the notebook's training images takes (whole batches, as the loop's loader)."""
-    from .data.loader import BatchLoader
-
-    train = settings["limit_train"]
-    if train is not None and settings.get("val_fraction"):
-        train = len(validation_indices(train, settings["val_fraction"], 0)[0])
-    if train is None:
-        return 0
-    return len(BatchLoader(range(train), settings["batch_size"], shuffle=False, drop_last=True))
-
-
 def readme_flops(results_dir: str | Path, profile: str = "quick") -> str:
-    """How closely notebook 03's compute-matched control matches the MAE arm in training FLOPs: the
-    budget its summary.json records (per-step FLOPs times steps), and the same per-step FLOPs times
-    the steps the MAE arm's stages take on the training images the runs train on."""
-    path = Path(results_dir) / FLOP_NOTEBOOK / profile / "summary.json"
-    record = json.loads(path.read_text()) if path.is_file() else {}
-    budget, settings = record.get("flop_budget"), record.get("settings", {})
-    if not budget:
-        return f"No `{profile}` FLOP budget recorded for notebook {FLOP_NOTEBOOK[:2]}'s control yet."
-    mae, control = budget["mae_arm_flops"], budget["control_flops"]
-    text = (f"The compute-matched control of notebook {FLOP_NOTEBOOK[:2]} is matched in training FLOPs, not "
-            f"epochs, and has no paper number. Its budget as recorded (`{FLOP_NOTEBOOK}/{profile}/summary.json`, "
-            f"torch's flop counter on one step of each kind times the steps): the MAE arm "
-            f"{budget['pretrain_steps']:,} MAE and {budget['supervised_steps']:,} classification steps, "
-            f"{mae / 1e12:.2f} TFLOP; the control {budget['control_steps']:,} classification steps, "
-            f"{control / 1e12:.2f} TFLOP ({100 * (control / mae - 1):+.1f}%).")
-    per_epoch = _trained_steps(settings) if "limit_train" in settings else 0
-    if per_epoch:
-        pre, sup = settings["pretrain_epochs"] * per_epoch, settings["epochs"] * per_epoch
-        trained = pre * budget["pretrain_step_flops"] + sup * budget["supervised_step_flops"]
-        text += (f" On the training images the runs take ({per_epoch} whole batches of {settings['batch_size']} an "
-                 f"epoch), the MAE arm trains {pre:,} MAE and {sup:,} classification steps, {trained / 1e12:.2f} "
-                 f"TFLOP, and the control's {control / 1e12:.2f} TFLOP are "
-                 f"{100 * (control / trained - 1):+.1f}% against it.")
-    return text
+    """How closely notebook 03's compute-matched control matches the MAE arm in training FLOPs,
+    as its runs recorded them (runs.json: each run's steps taken times torch's flop counter on
+    one step of each kind)."""
+    where = f"{FLOP_NOTEBOOK}/{profile}/{provenance.RUNS}"
+    path = Path(results_dir) / where
+    if not path.is_file():
+        return f"No `{profile}` runs of notebook {FLOP_NOTEBOOK[:2]} yet."
+    try:
+        pairs = common.flop_pairs(read_runs_file(path), where)
+    except ValueError as error:
+        return (f"The `{profile}` runs of notebook {FLOP_NOTEBOOK[:2]} predate the FLOPs each run now records, "
+                f"so their compute-matched control's match cannot be shown until the profile is rerun ({error}).")
+    if not pairs:
+        return f"The `{profile}` runs of notebook {FLOP_NOTEBOOK[:2]} hold no FLOP-matched control."
+    ratios = [p["ratio"] for p in pairs]
+    first = pairs[0]
+    return (f"The compute-matched control of notebook {FLOP_NOTEBOOK[:2]} is matched in training FLOPs, not "
+            f"epochs, and has no paper number. As its runs recorded them (`{where}`: the steps each stage "
+            f"took times torch's flop counter on one step of each kind), {first['control']!r} trained "
+            f"{first['control_flops'] / 1e12:.2f} TFLOP against {first['arm_flops'] / 1e12:.2f} TFLOP of "
+            f"{first['arm']!r} at seed {first['seed']}; control / arm over {len(pairs)} seed(s): "
+            f"{min(ratios):.4f} to {max(ratios):.4f} (allowed: 1 +/- {common.FLOP_TOLERANCE:g}).")
 
 
 def cmd_summary(args) -> int:

@@ -290,3 +290,19 @@ def test_the_readme_s_own_folder_commands_train_on_a_generated_folder(tmp_path):
     assert "2 classes (imagefolder)" in outputs[0]
     assert outputs[1].splitlines()[0] == "imagefolder: resolution=64" and "test_accuracy=" in outputs[1]
     assert (tmp_path / "runs" / "my_images" / "last.pt").is_file()
+
+
+def test_the_flop_match_the_readme_states_is_what_the_runs_recorded(tmp_path):
+    import json
+
+    folder = tmp_path / summary.FLOP_NOTEBOOK / "quick"
+    folder.mkdir(parents=True)
+    rows = [{"arm": "mae arm", "seed": s, "flops": 2.0e13} for s in (0, 1)]
+    rows += [{"arm": "control", "seed": 0, "steps": 600, "matches": "mae arm", "flops": 2.01e13},
+             {"arm": "control", "seed": 1, "steps": 600, "matches": "mae arm", "flops": 1.99e13}]
+    (folder / "runs.json").write_text(json.dumps(rows))
+    text = summary.readme_flops(tmp_path)
+    assert "'control' trained 20.10 TFLOP against 20.00 TFLOP of 'mae arm' at seed 0" in text
+    assert "over 2 seed(s): 0.9950 to 1.0050" in text
+    (folder / "runs.json").write_text(json.dumps([{k: v for k, v in r.items() if k != "flops"} for r in rows]))
+    assert "predate the FLOPs each run now records" in summary.readme_flops(tmp_path)

@@ -209,10 +209,13 @@ def flop_record(stage: str, cfg: TrainConfig, steps: int, train_data=None) -> di
     return {f"{stage}steps_taken": steps, f"{stage}step_flops": per_step, f"{stage}flops": steps * per_step}
 
 
-def check_flop_matched(rows: list[dict[str, Any]], where: str = "these runs") -> None:
-    """A ValueError unless every FLOP-matched run (a row with `matches`, or with fixed `steps`)
-    recorded FLOPs within 1 +/- FLOP_TOLERANCE of those of the arm it matches, seed by seed."""
+def flop_pairs(rows: list[dict[str, Any]], where: str = "these runs") -> list[dict[str, Any]]:
+    """Every FLOP-matched run (a row with `matches`, or with fixed `steps`) beside the run of the
+    arm it matches at its seed: {seed, control, arm, control_flops, arm_flops, ratio}. A
+    ValueError naming `where` when a control names no arm, its arm has no run at that seed, or
+    either recorded no FLOPs."""
     runs = {(r["arm"], r["seed"]): r for r in rows}
+    pairs = []
     for row in rows:
         if not (row.get("matches") or row.get("steps")):
             continue
@@ -227,10 +230,19 @@ def check_flop_matched(rows: list[dict[str, Any]], where: str = "these runs") ->
             if not r.get("flops"):
                 raise ValueError(f"{where}: {r['arm']!r} (seed {seed}) records no FLOPs, so the FLOP-matched "
                                  f"pair {arm!r} / {target!r} cannot be checked")
-        ratio = row["flops"] / other["flops"]
-        if abs(ratio - 1) > FLOP_TOLERANCE:
-            raise ValueError(f"{where}: {arm!r} is labelled FLOP-matched to {target!r}, but seed {seed} recorded "
-                             f"{ratio:.4f} times its FLOPs (allowed: 1 +/- {FLOP_TOLERANCE:g})")
+        pairs.append({"seed": seed, "control": arm, "arm": target, "control_flops": row["flops"],
+                      "arm_flops": other["flops"], "ratio": row["flops"] / other["flops"]})
+    return pairs
+
+
+def check_flop_matched(rows: list[dict[str, Any]], where: str = "these runs") -> None:
+    """A ValueError unless every FLOP-matched run recorded FLOPs within 1 +/- FLOP_TOLERANCE of
+    those of the arm it matches, seed by seed (`flop_pairs`)."""
+    for pair in flop_pairs(rows, where):
+        if abs(pair["ratio"] - 1) > FLOP_TOLERANCE:
+            raise ValueError(f"{where}: {pair['control']!r} is labelled FLOP-matched to {pair['arm']!r}, but seed "
+                             f"{pair['seed']} recorded {pair['ratio']:.4f} times its FLOPs "
+                             f"(allowed: 1 +/- {FLOP_TOLERANCE:g})")
 
 
 # Notebooks sharing a run cache (two started at once) wait for a run another one is training,
