@@ -24,6 +24,7 @@ ACTIVATIONS = ("sq_relu", "relu", "gelu")
 REGROUP_TYPES = ("reshape", "transpose_reshape")
 POSITION_KINDS = ("learned", "fourier")
 READOUTS = ("mean", "query")
+DENSE_SOURCES = ("decoder", "bottleneck")   # the latents the segmentation head reads
 
 
 def _require(ok: bool, message: str) -> None:
@@ -166,6 +167,9 @@ class HiPConfig:
     drop_path: float = 0.0                   # stochastic depth on self-attention residuals
     num_classes: int = 0                     # > 0 adds a classification read-out
     readout: str = "mean"                    # 'mean' of processor latents, or a learned 'query'
+    dense_classes: int = 0                   # > 0 adds a segmentation head: logits per position
+    dense_from: str = "decoder"              # its latents: the finest 'decoder' level's, or the
+                                             # processor's ('bottleneck', decoder blocks skipped)
     checkpoint: bool = False                 # recompute each layer's activations in backward:
                                              # less memory for ~1/3 more compute (training only)
 
@@ -189,6 +193,9 @@ class HiPConfig:
                  f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
         _require(self.readout in READOUTS,
                  f"readout must be one of {READOUTS}, got {self.readout!r}")
+        _require(self.dense_from in DENSE_SOURCES,
+                 f"dense_from must be one of {DENSE_SOURCES}, got {self.dense_from!r}")
+        whole_number(self.dense_classes, "dense_classes", minimum=0)
         _fraction(self.dropout, "dropout")
         _fraction(self.drop_path, "drop_path")
         whole_number(self.num_classes, "num_classes", minimum=0)

@@ -22,16 +22,16 @@ LEVELS = {
         "version"),
     # 1 the model and the data, side by side; the device and its precision ('auto' from the
     #   hardware: CPU flags, or what CUDA says it computes)
-    1: ("model.__init__", "model.grouping", "model.hip", "model.layers", "model.positions",
+    1: ("model.__init__", "model.dense", "model.grouping", "model.hip", "model.layers", "model.positions",
         "data.__init__", "data.base", "data.bench", "data.cli", "data.collages", "data.fashion_mnist",
         "data.fingerprint", "data.imagefolder", "data.images", "data.loader", "data.orderings", "data.parts3d",
         "data.pointclouds", "data.registry", "device"),
     # 2 training; loading shipped weights; where results come from; tidy results I/O; figures;
     #   the package's front door (config, model, pretrained); the variants' sizes and a demo batch
-    2: ("__init__", "train.__init__", "train.checkpoint", "train.cli", "train.config", "train.distributed",
-        "train.engine", "train.mae", "train.metrics", "train.optim", "train.plateau", "train.plots", "train.prepare",
-        "train.rundir", "train.transfer", "train.validation", "plots", "pretrained", "provenance", "results",
-        "variants"),
+    2: ("__init__", "train.__init__", "train.checkpoint", "train.cli", "train.config", "train.dense",
+        "train.distributed", "train.engine", "train.mae", "train.metrics", "train.optim", "train.plateau",
+        "train.plots", "train.prepare", "train.rundir", "train.transfer", "train.validation", "plots", "pretrained",
+        "provenance", "results", "variants"),
     # 3 what experiments share: verdict rules, notebook parameters, benchmarks, shared arms
     3: ("report", "vocabulary", "notebook", "bench.__init__", "bench.epochs", "bench.gpu_check", "bench.loops",
         "bench.models", "bench.results", "bench.speed_text", "bench.suite", "bench.timing", "bench.worker",

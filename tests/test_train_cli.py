@@ -26,12 +26,14 @@ TINY = {"blocks": [dict(groups=4, latents=4, channels=16, self_attends=1, heads=
         "embed_channels": 8}
 SHAPES = ["--dataset", "shapes3d", "--data-option", "num_points=64", "--data-option", "train_per_class=8",
           "--data-option", "test_per_class=2"]                       # 80 train and 20 test clouds
+COLLAGES = ["--task", "segment", "--dataset", "collages", "--data-option", "side=32", "--val-fraction", "0.2",
+            "--data-option", "train_canvases=100", "--data-option", "test_canvases=20"]   # 80 train, 20 validation
 
 
-def command(tmp_path, run_dir, *extra):
+def command(tmp_path, run_dir, *extra, data=SHAPES):
     variant = tmp_path / "tiny.json"
     variant.write_text(json.dumps(TINY))
-    return [sys.executable, "-m", "hipcore", "train", *SHAPES, "--variant", str(variant),
+    return [sys.executable, "-m", "hipcore", "train", *data, "--variant", str(variant),
             "--batch-size", "8", "--threads", "1", "--quiet", "--run-dir", str(tmp_path / run_dir), *extra]
 
 
@@ -79,11 +81,14 @@ def test_bad_options_give_a_clear_error(capsys, argv, message):
     assert code == 2 and message in err and not re.search(r"\w+(Error|Exception)\b|Traceback", err), err
 
 
-def test_a_run_killed_at_a_random_moment_resumes_to_the_same_digits(tmp_path):
+@pytest.mark.parametrize("data", [SHAPES, COLLAGES], ids=["classification", "segmentation"])
+def test_a_run_killed_at_a_random_moment_resumes_to_the_same_digits(tmp_path, data):
+    """Either task, 40 steps: classification of point clouds, or segmentation of collages (each
+    epoch's validation mIoU picks best.pt, evaluated on test once at the end)."""
     extra = ("--epochs", "4", "--checkpoint-every", "4", "--log-every", "1", "--dropout", "0.1")
-    reference = subprocess.Popen(command(tmp_path, "reference", *extra), env=environment(), cwd=ROOT,
+    reference = subprocess.Popen(command(tmp_path, "reference", *extra, data=data), env=environment(), cwd=ROOT,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    victim_cmd = command(tmp_path, "victim", *extra)
+    victim_cmd = command(tmp_path, "victim", *extra, data=data)
     victim = subprocess.Popen(victim_cmd, env=environment(), cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     run_dir, target = tmp_path / "victim", random.randint(5, 32)   # 40 steps in all

@@ -7,30 +7,43 @@ digests, or from its options where it is generated), and whether it needs a fold
 (`data_dir`) or is generated in memory (and refuses one), and which numbered notebooks may run
 on it (the first row a notebook may use is its default). A new dataset is its own module plus
 one row here.
+
+A row names its loader and class list as 'module:name' paths, imported on first use: a run
+imports only its own dataset's module (a classification run on Fashion-MNIST never imports
+collages or the point clouds), so an edit to one dataset's module changes nothing another
+dataset's runs load.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from hipcore.data.base import Dataset, check_split
-from hipcore.data.collages import CLASS_NAMES as COLLAGE_CLASSES
-from hipcore.data.collages import Collages
-from hipcore.data.fashion_mnist import CLASS_NAMES as FASHION_CLASSES
-from hipcore.data.fashion_mnist import FashionMNIST, FashionMNISTPoints, split_files
 from hipcore.data.fingerprint import files_fingerprint, listing_fingerprint
-from hipcore.data.imagefolder import ImageFolder, folder_classes, folder_key
-from hipcore.data.parts3d import CLASS_NAMES as PARTS3D_CLASSES
-from hipcore.data.parts3d import Parts3D
-from hipcore.data.pointclouds import MODELNET40_CLASSES, SHAPE_NAMES, ModelNet40, Shapes3D, modelnet40_sources
 
 Folder = str | os.PathLike | None
 
 
+def imported(path: str) -> Any:
+    """'hipcore.data.collages:Collages' -> that object, its module imported on first use."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _count(path: str) -> Callable[[Folder], int]:
+    """The classes of a fixed class list (or count) at `path`, read when first asked."""
+    def classes(data_dir: Folder) -> int:
+        found = imported(path)
+        return found if isinstance(found, int) else len(found)
+    return classes
+
+
 def _fashion_fingerprint(data_dir: Folder, options: dict[str, Any]) -> str:
+    split_files = imported("hipcore.data.fashion_mnist:split_files")
     return files_fingerprint([p for split in ("train", "test") for p in split_files(split, data_dir)])
 
 
@@ -39,11 +52,13 @@ def _collages_fingerprint(data_dir: Folder, options: dict[str, Any]) -> str:
 
 
 def _folder_fingerprint(data_dir: Folder, options: dict[str, Any]) -> str:
+    folder_key = imported("hipcore.data.imagefolder:folder_key")
     return listing_fingerprint([folder_key(data_dir, split, options.get("content_check", False))
                                 for split in ("train", "test")])
 
 
 def _modelnet40_fingerprint(data_dir: Folder, options: dict[str, Any]) -> str:
+    modelnet40_sources = imported("hipcore.data.pointclouds:modelnet40_sources")
     return files_fingerprint([p for split in ("train", "test") for p in modelnet40_sources(data_dir, split)])
 
 
@@ -57,14 +72,15 @@ def _folder_classes(data_dir: Folder) -> int:
     if data_dir is None:
         raise ValueError("imagefolder's classes are the class folders of its data: give its folder, "
                          "or the number of classes")
-    return len(folder_classes(data_dir))
+    return len(imported("hipcore.data.imagefolder:folder_classes")(data_dir))
 
 
 @dataclass(frozen=True)
 class Entry:
     """What the package knows about one dataset before loading it."""
 
-    loader: type[Dataset]                                   # loader(split, ordering=, seed=, [data_dir=], **options)
+    loader: str                                             # 'module:Class' of a Dataset (imported on first use):
+                                                            # Class(split, ordering=, seed=, [data_dir=], **options)
     classes: Callable[[Folder], int]                        # classes of the head, from data_dir when it decides
     fingerprint: Callable[[Folder, dict[str, Any]], str]    # both splits, without loading them
     needs_dir: bool = False                                 # data_dir required
@@ -72,22 +88,30 @@ class Entry:
     options: str = ""                                       # the loader's options, for messages and --help
     notebooks: tuple[str, ...] = ()                         # the notebooks ('01', ...) that may run on it
 
+    @property
+    def dataset_class(self) -> type[Dataset]:
+        return imported(self.loader)
 
+
+FASHION, POINTS = "hipcore.data.fashion_mnist", "hipcore.data.pointclouds"
 REGISTRY: dict[str, Entry] = {
-    "fashion_mnist": Entry(FashionMNIST, lambda d: len(FASHION_CLASSES), _fashion_fingerprint,
+    "fashion_mnist": Entry(f"{FASHION}:FashionMNIST", _count(f"{FASHION}:CLASS_NAMES"), _fashion_fingerprint,
                            options="hflip, download", notebooks=("00", "01", "02", "03")),
-    "imagefolder": Entry(ImageFolder, _folder_classes, _folder_fingerprint, needs_dir=True,
+    "imagefolder": Entry("hipcore.data.imagefolder:ImageFolder", _folder_classes, _folder_fingerprint, needs_dir=True,
                          options="resolution (required), cache_dir, workers, hflip, content_check",
                          notebooks=("00", "01", "02", "03")),
-    "parts3d": Entry(Parts3D, lambda d: len(PARTS3D_CLASSES), _generated_fingerprint("parts3d"), generated=True,
+    "parts3d": Entry("hipcore.data.parts3d:Parts3D", _count("hipcore.data.parts3d:CLASS_NAMES"),
+                     _generated_fingerprint("parts3d"), generated=True,
                      options="num_points, train_per_class, test_per_class, augment, partial", notebooks=("04",)),
-    "shapes3d": Entry(Shapes3D, lambda d: len(SHAPE_NAMES), _generated_fingerprint("shapes3d"), generated=True,
-                      options="num_points, train_per_class, test_per_class, augment", notebooks=("04",)),
-    "modelnet40": Entry(ModelNet40, lambda d: MODELNET40_CLASSES, _modelnet40_fingerprint, needs_dir=True,
-                        options="num_points, augment", notebooks=("04",)),
-    "fashion_mnist_points": Entry(FashionMNISTPoints, lambda d: len(FASHION_CLASSES), _fashion_fingerprint,
-                                  options="num_points, download"),
-    "collages": Entry(Collages, lambda d: len(COLLAGE_CLASSES), _collages_fingerprint,
+    "shapes3d": Entry(f"{POINTS}:Shapes3D", _count(f"{POINTS}:SHAPE_NAMES"), _generated_fingerprint("shapes3d"),
+                      generated=True, options="num_points, train_per_class, test_per_class, augment",
+                      notebooks=("04",)),
+    "modelnet40": Entry(f"{POINTS}:ModelNet40", _count(f"{POINTS}:MODELNET40_CLASSES"), _modelnet40_fingerprint,
+                        needs_dir=True, options="num_points, augment", notebooks=("04",)),
+    "fashion_mnist_points": Entry(f"{FASHION}:FashionMNISTPoints", _count(f"{FASHION}:CLASS_NAMES"),
+                                  _fashion_fingerprint, options="num_points, download"),
+    "collages": Entry("hipcore.data.collages:Collages", _count("hipcore.data.collages:CLASS_NAMES"),
+                      _collages_fingerprint,
                       options="side, item_side, min_items, max_items, train_canvases, test_canvases",
                       notebooks=("07",)),
 }
@@ -99,7 +123,7 @@ PER_CALL = ("split", "ordering", "data_dir", "seed")      # what load_dataset pa
 
 def options_of(name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(required, optional) options of a dataset's loader, read from its signature."""
-    params = [p for p in inspect.signature(entry(name).loader.__init__).parameters.values()
+    params = [p for p in inspect.signature(entry(name).dataset_class.__init__).parameters.values()
               if p.kind is p.KEYWORD_ONLY and p.name not in PER_CALL]
     return (tuple(p.name for p in params if p.default is p.empty),
             tuple(p.name for p in params if p.default is not p.empty))
@@ -123,7 +147,7 @@ def check_options(name: str, data_dir: Folder, options: dict[str, Any]) -> None:
     if missing:
         raise ValueError(f"{name} needs option {', '.join(missing)}: give it, e.g. "
                          + " ".join(f"--data-option {m}=N" for m in missing))
-    defaults = {p.name: p.default for p in inspect.signature(found.loader.__init__).parameters.values()}
+    defaults = {p.name: p.default for p in inspect.signature(found.dataset_class.__init__).parameters.values()}
     for key, value in options.items():
         if isinstance(defaults.get(key), bool) and not isinstance(value, bool):
             raise ValueError(f"{name}'s option {key} must be true or false, got {value!r}")   # NaN is truthy
@@ -181,5 +205,5 @@ def load_dataset(name: str, split: str, *, ordering: str | None = None, data_dir
     if found.generated:
         if data_dir is not None:
             raise ValueError(f"{name} is generated in memory and takes no data_dir")
-        return found.loader(split, ordering=ordering, seed=seed, **options)
-    return found.loader(split, ordering=ordering, data_dir=data_dir, seed=seed, **options)
+        return found.dataset_class(split, ordering=ordering, seed=seed, **options)
+    return found.dataset_class(split, ordering=ordering, data_dir=data_dir, seed=seed, **options)

@@ -7,6 +7,7 @@
            decoder block i adds encoder block n-1-i to its latent queries (U-Net skips)
       -> reconstruction head: positions query the last latents, E -> C per modality
       -> logits: read out from the processor's latents
+      -> dense logits (segmentation head): positions query the last or the processor's latents
 
 A model with one block and one group is a flat Perceiver IO built by the same code.
 """
@@ -31,6 +32,7 @@ class HiPOutput:
     reconstruction: dict[str, torch.Tensor] | None    # {name: [B, M, C]}, None if not asked
     logits: torch.Tensor | None                       # [B, num_classes], None without read-out
     latents: list[torch.Tensor] = field(default_factory=list)  # per block [B, G, K, D]
+    dense: dict[str, torch.Tensor] | None = None      # {name: [B, M, dense_classes]}, None without the head
 
 
 class Embedder(nn.Module):
@@ -177,6 +179,12 @@ class HiP(nn.Module):
         if config.num_classes:
             self.classifier = ClassifierHead(config.blocks[proc].channels, config.num_classes,
                                              config.readout, config.activation)
+        self.dense_head = None
+        if config.dense_classes:
+            from .dense import SegmentationHead  # late: a model without the head never loads it
+
+            source = last if config.dense_from == "decoder" else config.blocks[proc]
+            self.dense_head = SegmentationHead(e, source.channels, config.dense_classes, config.activation)
         self._layouts: dict[tuple[str, ...], GroupLayout] = {}
 
     # ---- the pieces of forward, in order ----
@@ -280,11 +288,16 @@ class HiP(nn.Module):
             z, key_mask = self.select_visible(z, key_mask, visible)
         latents = self.encode(z, key_mask)
         logits = None if self.classifier is None else self.classifier(latents[-1])
-        reconstruction = None
-        if reconstruct:
+        reconstruction = dense = None
+        bottleneck = latents[-1]                                               # [B, 1, K, D]
+        if reconstruct or (self.dense_head is not None and self.config.dense_from == "decoder"):
             latents = self.decode(latents)
+        if reconstruct:
             reconstruction = self.reconstruct(latents[-1], positions, layout)
-        return HiPOutput(reconstruction, logits, latents)
+        if self.dense_head is not None:
+            source = latents[-1] if self.config.dense_from == "decoder" else bottleneck
+            dense = self.dense_head(source, positions, layout)
+        return HiPOutput(reconstruction, logits, latents, dense)
 
 
 def build(name_or_config: str | HiPConfig, modalities: dict[str, ModalitySpec], **overrides) -> HiP:

@@ -162,9 +162,13 @@ def add_commands(subparsers) -> None:
     fmt = _Help
     train = subparsers.add_parser(
         "train", help="supervised training, optionally from an MAE checkpoint", formatter_class=fmt,
-        description="Train a HiP classifier; rerunning the same command resumes it.")
+        description="Train a HiP classifier (or, with --task segment, a label per pixel); rerunning "
+                    "the same command resumes it.")
     _add_common(train)
     t = train.add_argument_group("classification")
+    t.add_argument("--task", choices=("supervised", "segment"), default="supervised",
+                   help="a label per example, or per pixel (segment: a dense dataset such as collages; "
+                        "--set dense_from=bottleneck decodes from the processor's latents)")
     t.add_argument("--label-smoothing", type=_finite, default=DEFAULTS["label_smoothing"],
                    help="of the training cross-entropy (test loss is plain)")
     t.add_argument("--init-from", default=None, metavar="CKPT", help="an MAE checkpoint (last.pt or best.pt)")
@@ -272,7 +276,7 @@ def _run(args: argparse.Namespace, task: str) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    return _run(args, "supervised")
+    return _run(args, args.task)
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 from ..config import VARIANT_NAMES, BlockConfig, HiPConfig, variant
 from ..device import PRECISIONS
 
-TASKS = ("supervised", "pretrain")
+TASKS = ("supervised", "segment", "pretrain")
 OPTIMIZERS = ("adamw", "lamb")
 TRANSFERS = ("all", "positions", "positions_frozen", "none")
 
@@ -42,9 +42,10 @@ def _require(ok: bool, message: str) -> None:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One training run: supervised classification or MAE pretraining."""
+    """One training run: supervised classification, segmentation or MAE pretraining."""
 
-    task: str = "supervised"            # 'supervised' (classification) or 'pretrain' (MAE)
+    task: str = "supervised"            # 'supervised' (classification), 'segment' (a label per
+                                        # pixel, hipcore.train.dense) or 'pretrain' (MAE)
     # data
     dataset: str = "fashion_mnist"      # a hipcore.data.load_dataset name
     data_dir: str | None = None         # where the dataset lives (None: its default places)
@@ -115,8 +116,8 @@ class TrainConfig:
         _check_numbers(self)
         _check_flags_and_text(self)
         _check_plateau(self)
-        _require(self.init_from is None or self.task == "supervised",
-                 "init_from is for fine-tuning: use it with task='supervised'")
+        _require(self.init_from is None or self.task != "pretrain",
+                 "init_from is for fine-tuning: use it with task='supervised' or 'segment'")
         check_model(self.model, self.variant)
 
     @property
@@ -267,10 +268,10 @@ def check_model(model: Mapping[str, Any], variant_name: str) -> None:
     """ValueError naming the option unless `model` holds HiPConfig fields whose values the
     model takes: `blocks` a list of BlockConfig dicts, every other field of its type and range
     (checked on `variant_name`'s blocks when it is a named variant)."""
-    known = {f.name for f in dataclasses.fields(HiPConfig)} - {"num_classes"}
+    known = {f.name for f in dataclasses.fields(HiPConfig)} - {"num_classes", "dense_classes"}
     unknown = sorted(set(model) - known)
     _require(not unknown, f"unknown model option(s) {unknown}; HiPConfig fields are "
-                          f"{sorted(known)} (num_classes comes from the dataset)")
+                          f"{sorted(known)} (num_classes and dense_classes come from the dataset and the task)")
     rest = {k: v for k, v in model.items() if k != "blocks"}
     blocks = model_blocks(model["blocks"]) if "blocks" in model else None
     if blocks is None and variant_name not in VARIANT_NAMES:

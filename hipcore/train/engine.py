@@ -1,5 +1,6 @@
-"""The training loop: one for supervised classification and MAE pretraining, for any dataset
-and modality dict, called by notebooks (`train(cfg)`) and the command line alike.
+"""The training loop: one for supervised classification, segmentation (labels per pixel,
+hipcore.train.dense) and MAE pretraining, for any dataset and modality dict, called by
+notebooks (`train(cfg)`) and the command line alike.
 
     prepare    data, model, optimiser, loader, resume -> Run      (hipcore.train.prepare)
     train_step one batch: loss (cross-entropy, or MSE on hidden positions) -> backward -> clip -> update
@@ -9,8 +10,9 @@ and modality dict, called by notebooks (`train(cfg)`) and the command line alike
     test_once  the test set, evaluated once at the end on the selected checkpoint
     result     the run's RunResult
 
-    data       BatchLoader over a Dataset -> (inputs {name: [B, M, C]}, labels [B])
-    model      HiP from the variant; num_classes from the dataset (none for MAE)
+    data       BatchLoader over a Dataset -> (inputs {name: [B, M, C]}, labels [B], or [B, M]: segment)
+    model      HiP from the variant; num_classes from the dataset (none for MAE; the segmentation
+               head's classes for segment)
 
 A run lives in its run_dir: config.json, versions.json, run.json (the data's fingerprints and
 the pretraining checkpoint it started from), metrics.csv (deterministic metrics), timing.csv
@@ -49,11 +51,12 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass
 class RunResult:
-    metrics: dict[str, float]         # the selected epoch's: train_loss, test_loss, test_accuracy, val_...
+    metrics: dict[str, float]         # the selected epoch's: train_loss, test_loss, test_accuracy (segment:
+                                      # test_pixel_accuracy, test_miou), val_...
     run_dir: Path
     last_checkpoint: Path
     best_checkpoint: Path | None
-    best: float | None                # best validation accuracy (supervised) or lowest validation loss
+    best: float | None                # best validation accuracy (supervised), mIoU (segment) or lowest validation loss
                                       # (MAE); without validation, the final test accuracy (or loss)
     best_step: int
     steps: int
@@ -125,7 +128,12 @@ def compute_loss(net: nn.Module, hip: HiP, inputs: dict[str, torch.Tensor], labe
     """-> (mean loss, correct predictions, count the mean is over). `net` may wrap `hip` (DDP).
 
     Supervised: cross-entropy with label smoothing, count = examples. MAE: MSE on hidden
-    positions, count = hidden positions; noise [B, N] picks them (fresh when None)."""
+    positions, count = hidden positions; noise [B, N] picks them (fresh when None). Segment:
+    cross-entropy per pixel, count = pixels (hipcore.train.dense)."""
+    if cfg.task == "segment":
+        from .dense import segment_loss  # late, as each segment-only piece: other runs never load it
+
+        return segment_loss(net, inputs, labels, cfg.label_smoothing)
     if cfg.task == "supervised":
         logits = net(inputs, reconstruct=False).logits.float()                 # [B, classes]
         loss = F.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
@@ -140,13 +148,20 @@ def compute_loss(net: nn.Module, hip: HiP, inputs: dict[str, torch.Tensor], labe
 @torch.no_grad()
 def evaluate(hip: HiP, dataset, cfg: TrainConfig, ctx: distributed.Context | None = None,
              autocast: torch.autocast | None = None) -> dict[str, float]:
-    """Test loss (plain cross-entropy, or masked MSE with fixed masks) and accuracy.
+    """Test loss (plain cross-entropy, or masked MSE with fixed masks) and accuracy; segment:
+    pixel loss, pixel accuracy and mIoU from one confusion matrix (hipcore.train.dense).
 
     Each rank takes examples rank, rank + world, ...; the sums are all-reduced. Without a
     context: one process, on the model's device."""
     ctx = ctx or distributed.Context(0, 1, 0, next(hip.parameters()).device, False)
     was_training = hip.training
     hip.eval()
+    if cfg.task == "segment":                                    # a confusion matrix, not sums
+        from . import dense
+
+        out = dense.evaluate(hip, dataset, cfg, ctx, autocast)
+        hip.train(was_training)
+        return out
     sums = torch.zeros(3, dtype=torch.float64, device=ctx.device)             # loss * n, correct, n
     eval_cfg = cfg.replace(label_smoothing=0.0)
     for chunk in torch.arange(ctx.rank, len(dataset), ctx.world_size).split(cfg.eval_batch_size):
@@ -220,8 +235,8 @@ def epoch_metrics(run: Run, epoch: int, step: int) -> dict[str, dict[str, float]
     {'train': ..., 'val': ... (empty without validation)}. The test set waits for test_once."""
     loss_sum, correct_sum, count_sum = run.state.epoch_sums
     train_metrics = {"loss": loss_sum / count_sum}
-    if run.supervised:
-        train_metrics["accuracy"] = correct_sum / count_sum
+    if run.cfg.task != "pretrain":
+        train_metrics["accuracy" if run.supervised else "pixel_accuracy"] = correct_sum / count_sum
     run.log.log(epoch, step, "train_epoch", **train_metrics)
     val_metrics = {}
     if run.data["validation"] is not None:
@@ -243,16 +258,17 @@ def end_epoch(run: Run, epoch: int, step: int) -> None:
                      **{f"{split}_{k}": v for split, values in metrics.items() for k, v in values.items()}}
     state.epoch_sums = [0.0, 0.0, 0.0]
     improved = True
+    key, rising = selection(run.cfg.task)
     if metrics["val"]:
-        score = metrics["val"]["accuracy"] if run.supervised else -metrics["val"]["loss"]
+        score = metrics["val"][key] if rising else -metrics["val"][key]
         improved = state.best is None or score > state.best
         if improved:
             state.best = score
-        state.val_history.append(metrics["val"]["accuracy" if run.supervised else "loss"])
+        state.val_history.append(metrics["val"][key])
     if improved:
         state.best_step, state.selected = step, dict(state.metrics)
     if run.cfg.plateau:
-        state.converged = bool(judged(state.val_history, run.cfg, run.supervised, len(run.data["validation"])))
+        state.converged = bool(judged(state.val_history, run.cfg, rising, len(run.data["validation"])))
         run.log.log(epoch, step, "plateau", converged=float(state.converged))
     run.say(f"epoch {epoch} step {step}: " + ", ".join(f"{k} {show_metric(k, v)}" for k, v in state.metrics.items()
                                                        if k not in ("epoch", "step")) + f" ({run.elapsed():.0f} s)")
@@ -273,7 +289,8 @@ def test_once(run: Run) -> None:
         hip.load_state_dict(checkpoint.load(run.best_path)["model"])
     state.test = evaluate(hip, run.data["test"], run.cfg, run.ctx, run.autocast())
     if run.data["validation"] is None:                           # no selection: the final test score
-        state.best = state.test["accuracy"] if run.supervised else -state.test["loss"]
+        key, rising = selection(run.cfg.task)
+        state.best = state.test[key] if rising else -state.test[key]
     epoch, step = int(state.selected["epoch"]), int(state.selected["step"])
     run.log.log(epoch, step, "test", **state.test)
     run.timing.log(epoch, step, "test", eval_seconds=time.perf_counter() - start)
@@ -287,7 +304,8 @@ def result(run: Run) -> RunResult:
     without validation) with the test set's evaluation there, its checkpoints named as the
     caller spelled run_dir."""
     state, cfg = run.state, run.cfg
-    best = state.best if run.supervised or state.best is None else -state.best
+    rising = selection(cfg.task)[1]
+    best = state.best if rising or state.best is None else -state.best
     shown = Path(cfg.resolved_run_dir)
     validated = run.data["validation"] is not None and bool(state.selected)
     chosen = {k: v for k, v in state.selected.items() if not k.startswith("val_")}
@@ -297,17 +315,28 @@ def result(run: Run) -> RunResult:
                      best_checkpoint=shown / "best.pt" if run.best_path.is_file() else None, best=best,
                      best_step=state.best_step, steps=state.step, wall_time=run.elapsed(),
                      throughput=run.throughput(), epochs_run=int(state.metrics.get("epoch", 0)),
-                     converged=judged(state.val_history, cfg, run.supervised, len(run.data["validation"] or ())),
+                     converged=judged(state.val_history, cfg, rising, len(run.data["validation"] or ())),
                      selected_epoch=int(state.selected["epoch"]) if validated else None, precision=cfg.precision)
 
 
-def judged(history: list[float], cfg: TrainConfig, supervised: bool, examples: int) -> bool | None:
+def selection(task: str) -> tuple[str, bool]:
+    """(the validation metric that picks best.pt and that the plateau rule judges, whether it
+    rises as the run learns): top-1, mIoU (segment), or the MAE loss."""
+    if task == "segment":
+        from .dense import SCORE
+
+        return SCORE, True
+    return ("accuracy", True) if task == "supervised" else ("loss", False)
+
+
+def judged(history: list[float], cfg: TrainConfig, rising: bool, examples: int) -> bool | None:
     """Whether the validation curve (on `examples` validation examples) reached its plateau by
     the plateau rule, also when the rule did not stop the run (cfg.plateau off: a fixed number of
-    epochs); None without validation."""
+    epochs); None without validation. A rising score (top-1, mIoU: fractions) is judged in
+    points with binomial noise over the examples, the MAE loss relatively."""
     if not history:
         return None
-    return plateau.reached(history, "accuracy" if supervised else "loss", examples, plateau.Rule.of(cfg))
+    return plateau.reached(history, "accuracy" if rising else "loss", examples, plateau.Rule.of(cfg))
 
 
 def _stopped(what: str, value: float, step: int, epoch: int, last: Path) -> str:

@@ -2,8 +2,9 @@
 
     reached(history, mode, examples, rule) -> bool         rule = Rule.of(train_config)
 
-`history` holds one validation score per epoch run so far: top-1 as a fraction (supervised)
-or the reconstruction loss (MAE); `examples` is the validation set's size. Over the last
+`history` holds one validation score per epoch run so far: top-1 as a fraction (supervised),
+mIoU as a fraction (segment: judged as top-1 is, `examples` its validation canvases; see
+hipcore.train.dense) or the reconstruction loss (MAE); `examples` is the validation set's size. Over the last
 `window` epochs (TrainConfig.plateau_window) a least-squares line gives the curve's gain per
 epoch, g, and its standard error from the validation set's own noise:
 

@@ -48,12 +48,12 @@ class RunState:
     best_step: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
     window: list[float] = field(default_factory=lambda: [0.0, 0])       # loss sum, steps since a train row
-    epoch_sums: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # loss * n, correct, n
+    epoch_sums: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # loss * n, correct, n (segment: pixels)
     elapsed: float = 0.0              # wall seconds of the run before this session
     train_seconds: float = 0.0        # the steps, each from asking for its batch to its update
     load_seconds: float = 0.0         # of train_seconds: waiting for the batches
     train_examples: int = 0
-    val_history: list[float] = field(default_factory=list)   # per epoch: val accuracy, or val loss (MAE)
+    val_history: list[float] = field(default_factory=list)   # per epoch: val accuracy, mIoU (segment) or loss (MAE)
     converged: bool = False           # the plateau rule held at the last epoch
     selected: dict[str, float] = field(default_factory=dict)  # the metrics of the best-validation epoch
     test: dict[str, float] = field(default_factory=dict)      # the test set's evaluation, once, at the end:
@@ -133,7 +133,8 @@ def load_data(cfg: TrainConfig, train_data=None, test_data=None):
 
 
 def model_config(cfg: TrainConfig, num_classes: int) -> HiPConfig:
-    """The variant (a name or a HiPConfig .json file) with cfg.model's overrides applied."""
+    """The variant (a name or a HiPConfig .json file) with cfg.model's overrides applied, and a
+    head of num_classes: the classifier, or for cfg.task 'segment' the segmentation head."""
     if cfg.variant.endswith(".json"):
         base = HiPConfig.from_dict(json.loads(Path(cfg.variant).read_text()))
     else:
@@ -141,6 +142,8 @@ def model_config(cfg: TrainConfig, num_classes: int) -> HiPConfig:
     overrides = dict(cfg.model)
     if "blocks" in overrides:
         overrides["blocks"] = tuple(BlockConfig(**b) for b in overrides["blocks"])
+    if cfg.task == "segment":
+        return base.replace(**overrides, num_classes=0, dense_classes=num_classes)
     return base.replace(**overrides, num_classes=num_classes)
 
 
@@ -151,6 +154,24 @@ def freeze_decoder(model: HiP) -> None:
         block.requires_grad_(False)
     model.reconstruction_head.requires_grad_(False)
     model.embedder.unembed.requires_grad_(False)
+
+
+def head_classes(cfg: TrainConfig, dataset) -> int:
+    """The classes of the run's head: the dataset's (a classifier's, or per pixel for segment),
+    none for MAE."""
+    return 0 if cfg.task == "pretrain" else dataset.num_classes
+
+
+def check_dense(cfg: TrainConfig, train_set, val_set, test_set) -> None:
+    """A segmentation run's data: one modality whose positions the first level's groups split
+    evenly, and labels per position in [0, classes) in every split."""
+    from . import dense
+
+    groups = model_config(cfg, 0).blocks[0].groups
+    dense.check_groups(train_set.modalities, groups, cfg.dataset)
+    for what, part in (("train", train_set), ("validation", val_set), ("test", test_set)):
+        if part is not None:
+            dense.check_labels(part, head_classes(cfg, train_set), f"{cfg.dataset} {what}")
 
 
 def start_from(hip: HiP, cfg: TrainConfig) -> dict[str, Any] | None:
@@ -192,13 +213,19 @@ def prepare(cfg: TrainConfig, ctx: distributed.Context, train_data, test_data, r
     random.seed(cfg.seed)
     train_set, test_set = load_data(cfg, train_data, test_data)
     train_set, val_set = split_validation(train_set, cfg)
-    supervised = cfg.task == "supervised"
-    hip = HiP(model_config(cfg, train_set.num_classes if supervised else 0), train_set.modalities)
+    supervised, segment = cfg.task == "supervised", cfg.task == "segment"
+    if segment:
+        check_dense(cfg, train_set, val_set, test_set)
+    hip = HiP(model_config(cfg, head_classes(cfg, train_set)), train_set.modalities)
     record = run_record(train_set, test_set, start_from(hip, cfg))
     if val_set is not None:
         record["data"]["validation"] = val_set.split_digest
     if supervised:
         freeze_decoder(hip)
+    elif segment:
+        from .dense import freeze_unused  # late: other tasks never load hipcore.train.dense
+
+        freeze_unused(hip)
     hip.to(ctx.device)
     optimizer = build_optimizer(hip, cfg)
     loader = BatchLoader(train_set, cfg.batch_size // ctx.world_size, shuffle=True, seed=cfg.seed,

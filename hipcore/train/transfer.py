@@ -1,6 +1,6 @@
 """From an MAE checkpoint to a classifier: which weights carry over.
 
-    'all'               every weight except the (new) classifier head
+    'all'               every weight except the (new) classifier or segmentation head
     'positions'         only the positional embeddings (tables and projections), trainable
     'positions_frozen'  the same, then frozen
     'none'              nothing: the control run, from scratch
@@ -24,7 +24,7 @@ MODES = ("all", "positions", "positions_frozen", "none")
 def _names(model: nn.Module, mode: str) -> list[str]:
     own = model.state_dict()
     if mode == "all":
-        return [k for k in own if not k.startswith("classifier.")]
+        return [k for k in own if not k.startswith(("classifier.", "dense_head."))]   # the new heads
     return [k for k in own if k.startswith("positions.")]
 
 
