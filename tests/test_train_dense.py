@@ -4,8 +4,11 @@ its resumption after a kill, and the bad inputs it refuses in one line."""
 
 import json
 import math
+import os
 import re
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -273,3 +276,20 @@ def test_predicted_masks_sit_beside_the_truth_on_the_grid():
     assert torch.equal(truth, data.labels[[2, 0]].reshape(2, 8, 8))
     logits = hip.eval()({"image": data.images[[2, 0]]}, reconstruct=False).dense["image"]
     assert torch.equal(predicted, logits.argmax(-1).reshape(2, 8, 8))
+
+
+def test_a_fashion_mnist_classification_run_never_imports_the_dense_or_other_dataset_modules(tmp_path):
+    """The registry imports a dataset's module on first use, and the segmentation pieces load
+    only for a segment run: editing them changes nothing a classification run loads."""
+    script = ("import sys\nfrom hipcore.train import TrainConfig, train\n"
+              f"train(TrainConfig(limit_train=64, limit_test=32, max_steps=1, batch_size=32, device='cpu', "
+              f"quiet=True, run_dir={str(tmp_path / 'run')!r}))\n"
+              "print(' '.join(sorted(m for m in sys.modules if m.startswith('hipcore'))))\n")
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=root,
+                          env={**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    loaded = set(done.stdout.split())
+    assert {"hipcore.data.fashion_mnist", "hipcore.train.engine", "hipcore.model.hip"} <= loaded
+    assert not loaded & {"hipcore.data.collages", "hipcore.data.pointclouds", "hipcore.data.parts3d",
+                         "hipcore.data.imagefolder", "hipcore.model.dense", "hipcore.train.dense"}
