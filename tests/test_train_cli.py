@@ -120,14 +120,16 @@ def _last_step(run_dir):
     return int(fields[3]) if len(fields) == 7 else 0
 
 
-def test_two_processes_train_the_model_one_process_trains(tmp_path):
+@pytest.mark.parametrize("data", [SHAPES, COLLAGES], ids=["classification", "segmentation"])
+def test_two_processes_train_the_model_one_process_trains(tmp_path, data):
+    """Segmentation: each rank's confusion matrices (validation and test) are summed before mIoU."""
     # fp32: under bf16 autocast (what 'auto' picks on a bf16 CPU) the two halves round differently
     extra = ("--max-steps", "3", "--no-augment", "--lr", "3e-3", "--warmup-steps", "1", "--precision", "fp32")
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                *command(tmp_path, "two", *extra)[1:]]
+                *command(tmp_path, "two", *extra, data=data)[1:]]
     two = subprocess.Popen(torchrun, env=environment(), cwd=ROOT, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
-    one = train(TrainConfig.from_dict({**_config(tmp_path, "two", extra), "run_dir": str(tmp_path / "one")}))
+    one = train(TrainConfig.from_dict({**_config(tmp_path, "two", extra, data), "run_dir": str(tmp_path / "one")}))
     log, _ = two.communicate(timeout=180)
     assert two.returncode == 0, log
     assert json.loads((tmp_path / "two" / "versions.json").read_text())["world_size"] == 2
@@ -138,9 +140,11 @@ def test_two_processes_train_the_model_one_process_trains(tmp_path):
     for k, v in b["model"].items():
         keep = ~ignore.get(k, torch.zeros_like(v, dtype=torch.bool))
         assert torch.allclose(a["model"][k][keep], v[keep], atol=1e-5, rtol=1e-4), k
-    metrics = {r["metric"]: r["value"] for r in read_metrics(tmp_path / "two") if r["split"] == "test"}
-    assert metrics["loss"] == pytest.approx(one.metrics["test_loss"], rel=1e-4)
-    assert metrics["accuracy"] == one.metrics["test_accuracy"]
+    for split in ("test", "val") if data is COLLAGES else ("test",):
+        metrics = {r["metric"]: r["value"] for r in read_metrics(tmp_path / "two") if r["split"] == split}
+        assert metrics["loss"] == pytest.approx(one.metrics[f"{split}_loss"], rel=1e-4)
+        for name in ("pixel_accuracy", "miou") if data is COLLAGES else ("accuracy",):
+            assert metrics[name] == one.metrics[f"{split}_{name}"], (split, name)
 
 
 def key_biases(model):
@@ -161,12 +165,12 @@ def key_biases(model):
     return masks
 
 
-def _config(tmp_path, run_dir, extra):
-    """The TrainConfig the CLI builds for command(tmp_path, run_dir, *extra), in-process."""
+def _config(tmp_path, run_dir, extra, data=SHAPES):
+    """The TrainConfig the CLI builds for command(tmp_path, run_dir, *extra, data=data), in-process."""
     parser = argparse.ArgumentParser()
     add_commands(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(command(tmp_path, run_dir, *extra)[3:])
-    return config_from_args(args, "supervised").to_dict()
+    args = parser.parse_args(command(tmp_path, run_dir, *extra, data=data)[3:])
+    return config_from_args(args, args.task).to_dict()
 
 
 def image_folder(root: Path) -> Path:
