@@ -44,7 +44,7 @@ def environment():
 def test_help_lists_the_options_a_notebook_needs(capsys):
     parser = argparse.ArgumentParser(prog="hipcore")
     add_commands(parser.add_subparsers(dest="command", required=True))
-    for task, options in (("train", ["--init-from", "--transfer", "--label-smoothing"]),
+    for task, options in (("train", ["--init-from", "--transfer", "--label-smoothing", "--task"]),
                           ("pretrain", ["--mask-ratio", "--norm-pix"])):
         with pytest.raises(SystemExit) as done:
             parser.parse_args([task, "--help"])
