@@ -667,7 +667,7 @@ def add_commands(sub) -> None:
                        help="train what is left for at most this many minutes")
     queue.add_argument("--commit", action="store_true", help="commit each notebook's folder as a job lands (git)")
     queue.add_argument("--notebooks", nargs="+", metavar="NN", default=None,
-                       help="only these notebooks' jobs, by number (e.g. 04 01); default all")
+                       help="only these notebooks' jobs, by number, in this order (e.g. 04 01); default all")
     queue.add_argument("--workers", type=positive_int, default=None,
                        help=f"jobs at once, each in its own process (default: one per core, {JOB_THREADS} "
                             "thread each; see JOB_THREADS)")
@@ -703,7 +703,8 @@ def cmd_converge(args: argparse.Namespace) -> int:
 
 
 def chosen(notebooks: list[str] | None) -> list[Planned]:
-    """The queue's jobs of the notebooks named by number ('01', '04'), or all of them."""
+    """The queue's jobs of the notebooks named by number ('04', '01'), in that order of notebooks,
+    or all of them."""
     jobs = plan()
     if not notebooks:
         return jobs
@@ -711,4 +712,5 @@ def chosen(notebooks: list[str] | None) -> list[Planned]:
     unknown = [n for n in notebooks if n not in known]
     if unknown:
         raise ValueError(f"--notebooks {' '.join(unknown)}: the queue holds notebooks {', '.join(known)}")
-    return [p for p in jobs if p.job.notebook[:2] in notebooks]
+    order = {n: i for i, n in enumerate(notebooks)}
+    return sorted((p for p in jobs if p.job.notebook[:2] in order), key=lambda p: order[p.job.notebook[:2]])

@@ -267,6 +267,8 @@ def test_a_changed_status_file_is_refused_naming_it(tmp_path):
 def test_the_queue_can_be_narrowed_to_notebooks_by_number():
     assert {p.job.notebook for p in converge.chosen(["04"])} == {"04_point_clouds"}
     assert len(converge.chosen(None)) == len(converge.plan())
+    order = [p.job.notebook[:2] for p in converge.chosen(["04", "01"])]
+    assert order == sorted(order, reverse=True) and set(order) == {"04", "01"}     # in the order named
     with pytest.raises(ValueError, match="--notebooks 07: the queue holds notebooks 01, 02, 03, 04"):
         converge.chosen(["07"])
 

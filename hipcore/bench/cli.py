@@ -52,9 +52,10 @@ def add_epochs_command(subparsers) -> None:
     epochs.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=("fp32", "bf16"),
                         help=f"default: {' '.join(PRECISIONS)}")
     epochs.add_argument("--images", type=int, default=6000, help="training images of an epoch's run (default 6000)")
-    epochs.add_argument("--queue-images", type=int, default=2560,
-                        help="training images of each queued run (default 2560; 0: no queue timing)")
-    epochs.add_argument("--rounds", type=int, default=2, help="queue timings per arrangement (default 2)")
+    epochs.add_argument("--queue-images", type=int, default=6000,
+                        help="training images of each queued run, 2 epochs with validation (default 6000; "
+                             "0: no queue timing)")
+    epochs.add_argument("--rounds", type=int, default=1, help="queue timings per arrangement (default 1)")
     epochs.add_argument("--results-dir", default="results", help="default: results")
     epochs.set_defaults(func=run_epochs)
 

@@ -15,9 +15,10 @@ reads the run's timing.csv at its last epoch (the first one also holds the proce
     other       the rest: checkpoints, logs
     overhead    wall / (steps + validation) - 1: what the loop costs beyond its work
 
-A queue's row trains `jobs` runs of `queue_images` images each, one after another at two threads
-(`one`), or all at once at one thread each (`two`, as many processes as jobs), and reports the
-queue's wall seconds, start-up included.
+A queue's row trains `jobs` runs like a converged job's first epochs (quick's sizes, validation
+every epoch), one after another at two threads (`one`), or all at once at one thread each (`two`,
+as many processes as jobs), and reports the queue's wall seconds, start-up included (a few
+seconds a process: short runs would measure mostly start-up, which `two` overlaps).
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ VARIANTS = ("small3", "perceiver_small")
 PRECISIONS = ("fp32", "bf16")
 EPOCH_COLUMNS = ("variant", "precision", "threads", "batch", "train_images", "validation_images", "steps_per_epoch",
                  "wall_s", "steps_s", "loading_s", "validation_s", "other_s", "overhead", "examples_per_s")
-QUEUE_COLUMNS = ("variant", "precision", "arrangement", "jobs", "threads_per_job", "images_per_job", "wall_s",
-                 "examples_per_s")
+QUEUE_COLUMNS = ("variant", "precision", "arrangement", "jobs", "threads_per_job", "images_per_job", "epochs",
+                 "wall_s", "examples_per_s")
 ARRANGEMENTS = {"one": 2, "two": 1}          # name -> threads per job (two cores)
 
 
@@ -104,13 +105,13 @@ def epoch_row(variant: str, precision: str, *, threads: int = 2, images: int = 6
             "examples_per_s": steps_per_epoch * batch / parts["wall_s"]}
 
 
-def queue_row(variant: str, precision: str, arrangement: str, *, jobs: int = 2, images: int = 2560,
-              epochs: int = 1) -> dict[str, Any]:
-    """`jobs` runs without validation, one after another (`one`) or side by side (`two`)."""
+def queue_row(variant: str, precision: str, arrangement: str, *, jobs: int = 2, images: int = 6000,
+              epochs: int = 2) -> dict[str, Any]:
+    """`jobs` runs with validation, one after another (`one`) or side by side (`two`)."""
     threads = ARRANGEMENTS[arrangement]
     with tempfile.TemporaryDirectory(prefix="hipcore-queue-") as scratch:
         commands = [train_command(variant, precision, Path(scratch) / f"job{k}", threads=threads, images=images,
-                                  epochs=epochs, validate=False) for k in range(jobs)]
+                                  epochs=epochs, validate=True) for k in range(jobs)]
         started = time.perf_counter()
         if arrangement == "one":
             for command in commands:
@@ -120,7 +121,7 @@ def queue_row(variant: str, precision: str, arrangement: str, *, jobs: int = 2, 
                 finish(process)
         wall = time.perf_counter() - started
     return {"variant": variant, "precision": precision, "arrangement": arrangement, "jobs": jobs,
-            "threads_per_job": threads, "images_per_job": images * epochs, "wall_s": wall,
+            "threads_per_job": threads, "images_per_job": images, "epochs": epochs, "wall_s": wall,
             "examples_per_s": jobs * images * epochs / wall}
 
 
@@ -128,7 +129,7 @@ def epoch_rows(variants=VARIANTS, precisions=PRECISIONS, **kwargs: Any) -> list[
     return [epoch_row(v, p, **kwargs) for v in variants for p in precisions]
 
 
-def queue_rows(variants=VARIANTS, precisions=PRECISIONS, *, rounds: int = 2, **kwargs: Any) -> list[dict[str, Any]]:
+def queue_rows(variants=VARIANTS, precisions=PRECISIONS, *, rounds: int = 1, **kwargs: Any) -> list[dict[str, Any]]:
     """Both arrangements `rounds` times, alternating, so that a burst of load elsewhere falls on both."""
     return [queue_row(v, p, a, **kwargs) for _ in range(rounds) for v in variants for p in precisions
             for a in ARRANGEMENTS]
