@@ -36,7 +36,8 @@ LEVELS = {
     3: ("report", "vocabulary", "notebook", "bench.__init__", "bench.epochs", "bench.gpu_check", "bench.loops",
         "bench.models", "bench.results", "bench.speed_text", "bench.suite", "bench.timing", "bench.worker",
         "experiments.__init__", "experiments.baselines", "experiments.common", "experiments.estimate",
-        "experiments.image_arms", "experiments.orderings", "experiments.regime", "experiments.shortcuts"),
+        "experiments.image_arms", "experiments.orderings", "experiments.position_tables", "experiments.regime",
+        "experiments.shortcuts"),
     # 4 one module per notebook (never importing each other), and the plateau-budget check
     4: ("experiments.efficiency", "experiments.flattening", "experiments.imagenet_comparison",
         "experiments.mae_positions", "experiments.plateau_budget", "experiments.point_clouds",

@@ -1,12 +1,11 @@
 """03_mae_positional_embeddings: arms, seeds per arm, contrasts, and the geometry score."""
 
 import pytest
-import torch
 
 from hipcore import report
-from hipcore.config import ModalitySpec
-from hipcore.experiments import common, image_arms
+from hipcore.experiments import common, image_arms, scaling
 from hipcore.experiments import mae_positions as mp
+from hipcore.experiments import position_tables as pt
 from hipcore.notebook import ParameterError
 from hipcore.report import paper_reference
 
@@ -82,18 +81,35 @@ def test_contrasts_use_paired_seeds():
     assert mp.contrasts(rows[:2], arms) == {}                  # arms that did not run are left out
 
 
-def test_geometry_score_sees_the_grid_in_any_input_order():
-    h = w = 12
-    rc = torch.stack(torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij"), -1).reshape(-1, 2).float()
-    smooth = torch.cat([torch.cos(rc / 4), torch.sin(rc / 4)], -1)           # [M, 4], raster order
-    raster = ModalitySpec(h * w, 1, (h, w))
-    score, chance = image_arms.geometry_score(smooth, raster)
-    assert score > 10 * chance > 0
-    noise, _ = image_arms.geometry_score(torch.randn(h * w, 8, generator=torch.Generator().manual_seed(0)), raster)
-    assert abs(noise) < 0.1
-    order = torch.randperm(h * w, generator=torch.Generator().manual_seed(1))
-    shuffled = ModalitySpec(h * w, 1, (h, w), order)
-    assert image_arms.geometry_score(smooth[order], shuffled)[0] == pytest.approx(score)
+def test_the_structure_table_shows_partial_scores_and_reads_old_rows_as_superseded():
+    new = [{"table": mp.MAE_PRETRAINED, "seeds": 3, "partial_score": 0.21, "best_control": 0.17,
+            "holds_geometry": pt.HOLDS},
+           {"table": pt.FOURIER, "seeds": 1, "partial_score": 0.48, "best_control": 0.02,
+            "holds_geometry": pt.UNDECIDED}]
+    assert not mp.superseded(new)
+    table = mp.structure_table(new)
+    assert "| MAE-learned (pretrained) | 3 | +0.210 | +0.170 | yes |" in table and "raw" not in table
+    lines = mp.structure_sentences(new)
+    assert lines[0].startswith("MAE-learned (pretrained) table: partial score +0.210 against +0.170")
+    assert "cannot be decided from one seed" in lines[1]
+    old = [{"table": mp.MAE_PRETRAINED, "structure": 0.1216, "chance_sd": 0.0013}]      # a folder before the score
+    assert mp.superseded(old) and mp.structure_sentences(old) == [pt.RERUN]
+    assert "| MAE-learned (pretrained) | +0.122 | 0.001 |" in mp.structure_table(old)
+    assert mp.structure_table(old).startswith("| table | raw score (superseded) | chance sd |")
+
+
+def test_metrics_hold_each_seeds_partial_scores_beside_the_best_control():
+    scores = [{"table": mp.MAE_PRETRAINED, "kind": pt.LEARNED, "of": "", "score": 0.2},
+              {"table": "pixel statistics", "kind": pt.CONTENT, "of": "", "score": 0.15},
+              {"table": pt.permuted_name(mp.MAE_PRETRAINED), "kind": pt.CONTENT, "of": mp.MAE_PRETRAINED,
+               "score": 0.01},
+              {"table": pt.FOURIER, "kind": pt.GEOMETRIC, "of": "", "score": 0.5},
+              {"table": pt.permuted_name(pt.FOURIER), "kind": pt.CONTENT, "of": pt.FOURIER, "score": 0.3}]
+    rows = mp.position_metrics({4: scores})
+    got = {(r["run_id"], r["metric"]): r["value"] for r in rows}
+    assert got == {(mp.MAE_PRETRAINED, "geometry"): 0.2, (mp.MAE_PRETRAINED, "geometry_control"): 0.15,
+                   (pt.FOURIER, "geometry"): 0.5, (pt.FOURIER, "geometry_control"): 0.3}
+    assert {r["seed"] for r in rows} == {4} and {r["split"] for r in rows} == {"positions"}
 
 
 def test_chosen_pixels_lie_on_the_grid():
@@ -200,10 +216,15 @@ def test_f7_rows_carry_whether_the_runs_behind_their_tables_converged(tmp_path):
     tables, spec = image_arms.position_tables(trained, 0, settings, runs_dir=runs, **DATA)
     scores = mp.seed_geometry(tables, spec, 0, settings, runs_dir=runs, **DATA)
     kinds = {r["table"]: r["kind"] for r in scores}
-    assert sorted(set(kinds.values())) == sorted({mp.CONTENT, mp.GEOMETRIC, mp.LEARNED})
-    assert f"{mp.MAE_PRETRAINED}, its rows permuted" in kinds and len(scores) == 3 + 4 + 1   # 3 learned
-    best = max(r["score"] for r in scores if r["kind"] == mp.CONTENT)
+    assert sorted(set(kinds.values())) == sorted({pt.CONTENT, pt.GEOMETRIC, pt.LEARNED})
+    assert f"{mp.MAE_PRETRAINED}, its rows permuted" in kinds and len(scores) == 3 + 3 + 4 + 1   # 3 learned
+    best = max(r["score"] for r in scores if r["kind"] == pt.CONTENT and r["of"] in ("", mp.MAE_PRETRAINED))
+    mae = next(r["score"] for r in scores if r["table"] == mp.MAE_PRETRAINED)
     assert float(recorded[mp.F7_LEVEL[0]]["baseline"]) == pytest.approx(best)
-    assert float(recorded[mp.F7_LEVEL[0]]["treatment"]) == pytest.approx(
-        next(r["score"] for r in scores if r["table"] == mp.MAE_PRETRAINED))
+    assert float(recorded[mp.F7_LEVEL[0]]["treatment"]) == pytest.approx(mae)
     assert "| 2-D Fourier table | geometry (positive control) |" in mp.geometry_table(scores)
+    extra = mp.structure_extra({0: scores})                   # one seed: nothing is called structured
+    assert {r["holds_geometry"] for r in extra["structure"]} == {pt.UNDECIDED} and extra["geometry"] is scores
+    # notebook 06 scores the same table the same way: its curve's two metrics per table
+    point = scaling.structure(arms["hip_mae"], 0, settings, 0, runs_dir=runs, **DATA)
+    assert point == {scaling.GEOMETRY: pytest.approx(mae), scaling.CONTROL: pytest.approx(best)}

@@ -8,11 +8,14 @@ import pytest
 
 from hipcore import plots, results, summary
 from hipcore.experiments import common, regime, scaling
+from hipcore.experiments import position_tables as pt
 from hipcore.notebook import ParameterError
 
 
-def fake_curve(effect_by_epochs, sides=(28,), seeds=(0, 1, 2), control_gap=-3.0, noise=0.5):
-    """A curve as run_grid returns it: MAE arm = classification + effect (+ noise per seed)."""
+def fake_curve(effect_by_epochs, sides=(28,), seeds=(0, 1, 2), control_gap=-3.0, noise=0.5, raw=False):
+    """A curve as run_grid returns it: MAE arm = classification + effect (+ noise per seed); each
+    table's partial score 0.03 per MAE epoch (+ noise) beside a content-only control at 0.15, or
+    with `raw` the raw structure metrics of curves written before the partial score."""
     rng = np.random.default_rng(0)
     rows = []
 
@@ -24,14 +27,21 @@ def fake_curve(effect_by_epochs, sides=(28,), seeds=(0, 1, 2), control_gap=-3.0,
         for seed in seeds:
             base = 60.0 + seed
             add(side, 0, "classification", seed, test_accuracy=base, total_seconds=10.0, tflops=1.0,
-                structure=0.03, structure_chance=0.0, structure_chance_sd=0.003)
+                **tables(0, rng, raw))
             for epochs, effect in effect_by_epochs.items():
                 mae = base + effect + rng.normal(0, noise)
                 add(side, epochs, "mae", seed, test_accuracy=mae, total_seconds=20.0, tflops=2.0 * epochs,
-                    structure=0.002 * epochs, structure_chance=0.0, structure_chance_sd=0.003)
+                    **tables(epochs, rng, raw))
                 add(side, epochs, "control", seed, test_accuracy=mae - control_gap, total_seconds=20.0,
                     tflops=2.0 * epochs)
     return pd.DataFrame(rows)
+
+
+def tables(epochs, rng, raw=False):
+    """A position table's curve metrics after `epochs` MAE epochs (0: classification-learned)."""
+    if raw:
+        return dict(structure=0.03 + 0.002 * epochs, structure_chance=0.0, structure_chance_sd=0.003)
+    return dict(geometry=0.03 * epochs + rng.normal(0, 0.01), geometry_control=0.15 + rng.normal(0, 0.01))
 
 
 def test_effects_are_paired_per_seed_with_intervals_and_verdicts():
@@ -53,11 +63,35 @@ def test_first_reproduced_needs_every_longer_length_to_hold():
     assert "the MAE arm at 8 epochs is -3.00 points" in lines[0]
 
 
-def test_structure_table_counts_seeds_above_chance():
+def test_a_table_holds_geometry_only_by_beating_its_content_control_over_seeds():
     table = scaling.structure_table(fake_curve({1: 0.0, 8: 0.0}))
+    assert list(table.columns) == ["side", "arm", "pretrain_epochs", "seeds", "partial_score", "best_control",
+                                   "holds_geometry"]
     mae = table[table["arm"] == "mae"].set_index("pretrain_epochs")
-    assert mae.loc[1, "seeds_above_chance"] == 0 and mae.loc[8, "seeds_above_chance"] == 3
-    assert table.set_index("arm").loc["classification", "seeds_above_chance"] == 3
+    assert mae.loc[8, "partial_score"] == pytest.approx(0.24, abs=0.03) and mae.loc[8, "seeds"] == 3
+    assert mae.loc[1, "best_control"] == pytest.approx(0.15, abs=0.03)
+    assert mae.loc[8, "holds_geometry"] == pt.HOLDS and mae.loc[1, "holds_geometry"] == pt.LACKS
+    assert table.set_index("arm").loc["classification", "holds_geometry"] == pt.LACKS
+    lines = scaling.structure_sentences(table)
+    assert any(line.startswith("28 x 28, MAE-learned after 8 MAE epochs: partial score +0.2") and
+               "holds grid geometry beyond content" in line for line in lines)
+    one = scaling.structure_table(fake_curve({8: 0.0}, seeds=(0,)))
+    assert set(one["holds_geometry"]) == {pt.UNDECIDED}
+    assert "cannot be decided from one seed" in scaling.structure_sentences(one)[-1]
+
+
+def test_a_curve_written_before_the_partial_score_reads_as_superseded(tmp_path):
+    old = fake_curve({2: 0.0, 8: 1.0}, raw=True)
+    table = scaling.structure_table(old)
+    assert scaling.is_superseded(table) and pt.SUPERSEDED in table.columns
+    assert "partial_score" not in table.columns and set(table["seeds"]) == {3}
+    assert table.set_index("pretrain_epochs").loc[8, pt.SUPERSEDED] == pytest.approx(0.046)
+    assert scaling.structure_sentences(table) == [pt.RERUN] and "rerun the profile" in pt.RERUN
+    assert "| raw score (superseded) |" in scaling.structure_markdown(table)
+    fig = scaling.draw(scaling.effects(old), table)
+    assert "predate the partial score" in fig.axes[2].texts[0].get_text() and not fig.axes[2].lines
+    written = scaling.write_figures(tmp_path, old)
+    assert pt.SUPERSEDED in pd.read_csv(tmp_path / "structure.csv").columns and len(written.paths) == 5
 
 
 def test_merge_refuses_a_row_twice_and_keeps_parts_apart():
@@ -68,10 +102,22 @@ def test_merge_refuses_a_row_twice_and_keeps_parts_apart():
 
 
 def test_write_gives_tables_and_figures(tmp_path):
-    written = scaling.write_figures(tmp_path, fake_curve({1: 0.0, 2: 3.0}, sides=(28, 56)))
+    curve = fake_curve({1: 0.0, 2: 3.0}, sides=(28, 56))
+    written = scaling.write_figures(tmp_path, curve)
     paths = written.paths
     assert {p.name for p in paths} == {"curve.csv", "effects.csv", "structure.csv", "scaling.png", "scaling.svg"}
     assert set(pd.read_csv(tmp_path / "effects.csv")["side"]) == set(written.effects["side"]) == {28, 56}
+    assert set(pd.read_csv(tmp_path / "curve.csv")["metric"]) >= {scaling.GEOMETRY, scaling.CONTROL}
+    assert "structure" not in set(curve["metric"])
+    assert list(pd.read_csv(tmp_path / "structure.csv").columns) == list(written.structure.columns)
+    assert "| partial score (mean over seeds) |" in scaling.structure_markdown(written.structure)
+    panel = scaling.draw(written.effects, written.structure).axes[2]
+    labels = {line.get_label() for line in panel.lines}
+    assert {"28x28 MAE", "28x28 best content-only control", "56x56 best content-only control",
+            "56x56 classification-learned"} <= labels
+    assert any(list(line.get_ydata()) == [0, 0] for line in panel.lines)             # 0 marked
+    dashed = next(line for line in panel.lines if line.get_label() == "28x28 best content-only control")
+    assert dashed.get_linestyle() == "--"
 
 
 def test_parameters_and_sides():

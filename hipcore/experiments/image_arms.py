@@ -1,7 +1,7 @@
 """What the image notebooks share (01, 03, 06; 02's raster arms are the same runs): the HiP
 arms, their data, per-arm summaries and the accuracy figure, the FLOP budget of a
-compute-matched control, checkpoints and position tables, and the pixel-grid structure
-score of a table.
+compute-matched control, checkpoints and position tables (scored for F7 by
+`position_tables`).
 
 Notebook modules import these from here and never from each other.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -140,7 +139,7 @@ def draw_accuracy_figure(summary: list[dict[str, Any]], dataset: str, title: str
 # ---- the compute-matched control: FLOPs, not epochs; position tables ----
 
 COMPUTE_MATCHED = "HiP, classification-learned, compute-matched"
-# The position tables' names in the F7 figure and its structure scores.
+# The position tables' names in the F7 figure and its structure table.
 MAE_PRETRAINED, MAE_FINE_TUNED = "MAE-learned (pretrained)", "MAE-learned (fine-tuned)"
 CLASSIFICATION_LEARNED = "classification-learned"
 
@@ -223,40 +222,3 @@ def chosen_pixels(height: int, width: int) -> list[tuple[int, int]]:
     """Four (row, col) pixels for similarity maps: centre, two upper quarters, lower middle."""
     return [(height // 2, width // 2), (height // 4, width // 4), (height // 4, 3 * width // 4),
             (3 * height // 4, width // 2)]
-
-
-def geometry_score(table: torch.Tensor, spec, *, draws: int = 10, max_positions: int = 1024,
-                   seed: int = 0) -> tuple[float, float]:
-    """(score, chance sd) of a position table (see geometry_null)."""
-    score, _, chance_sd = geometry_null(table, spec, draws=draws, max_positions=max_positions, seed=seed)
-    return score, chance_sd
-
-
-def geometry_null(table: torch.Tensor, spec, *, draws: int = 10, max_positions: int = 1024,
-                  seed: int = 0) -> tuple[float, float, float]:
-    """(score, chance mean, chance sd) of a position table [M, E] in input order on its 2-D
-    pixel grid.
-
-    score: minus the correlation, over pairs of pixels, between the cosine similarity of their
-    embeddings and their distance on the grid: 0 for no geometry, positive when near pixels
-    have similar embeddings. chance mean and sd: the score's level and spread when the rows
-    are randomly permuted (the same embeddings, no tie to pixels). Above max_positions, a fixed random
-    subset of pixels is used."""
-    gen = torch.Generator().manual_seed(seed)
-    m = table.shape[0]
-    keep = torch.randperm(m, generator=gen)[:max_positions] if m > max_positions else torch.arange(m)
-    pixel = keep if spec.order is None else spec.order[keep]                 # raster index of each row
-    rc = torch.stack([pixel // spec.grid[1], pixel % spec.grid[1]], -1).double()
-    i, j = torch.triu_indices(len(keep), len(keep), offset=1)
-    dist = torch.cdist(rc, rc)[i, j]
-    dist = dist - dist.mean()
-    dist = dist / dist.norm()
-    x = torch.nn.functional.normalize(table[keep].detach().double(), dim=-1)
-
-    def score(rows: torch.Tensor) -> float:
-        sim = (rows @ rows.T)[i, j]
-        sim = sim - sim.mean()
-        return -(sim @ dist).item() / max(sim.norm().item(), 1e-12)
-
-    chance = [score(x[torch.randperm(len(keep), generator=gen)]) for _ in range(draws)]
-    return score(x), statistics.fmean(chance), statistics.stdev(chance)

@@ -22,11 +22,12 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from .. import plots, report
+from .. import plots
 from ..notebook import ParameterError, read_summary
 from ..results import fmt_mean_sd, markdown
 from ..train import load_model
 from . import common, image_arms, regime
+from . import position_tables as pt
 from .common import Arm
 from .image_arms import (
     CLASSIFICATION_LEARNED,
@@ -38,7 +39,6 @@ from .image_arms import (
     MAE_PRETRAINED,
     FlopBudget,
     checkpoints,
-    geometry_score,
     model_tables,
 )
 
@@ -143,9 +143,8 @@ def results(S, data: Mapping[str, Any], shipped=None, mask_ratio: float = 0.85,
     train_data, test_data = image_arms.load_splits(data["dataset"], data["data_dir"], data["data_options"])
     if shipped is not None:
         tables, spec = shipped_tables(shipped)
-        outcome = regime.Outcome([], [], [], extra={"structure": structure_rows(tables, spec),
-                                                    "geometry": seed_geometry(tables, spec, S.seeds[0], S.settings,
-                                                                              **data)})
+        per_seed = {S.seeds[0]: seed_geometry(tables, spec, S.seeds[0], S.settings, **data)}   # one seed: undecided
+        outcome = regime.Outcome([], [], [], extra=structure_extra(per_seed))
         outcome.figures = {"reconstructions": lambda: common.shipped_reconstructions(shipped, test_data, count=4),
                            "position_tables": lambda: draw_tables(tables, spec)}
         return outcome
@@ -170,9 +169,10 @@ def trained(S, data: Mapping[str, Any], train_data, test_data, mask_ratio: float
     outcome = regime.write_outcome(S.out, rows, references, budget=budget, arms=chosen)
     image_arms.record_findings(S.out / "comparisons.csv", rows, FINDINGS)
     record_structure_finding(S.out / "comparisons.csv", chosen["hip_mae"], S.seeds, S.settings, rows, **data)
+    per_seed = {seed: seed_geometry(*image_arms.position_tables(chosen, seed, S.settings, **data), seed, S.settings,
+                                    **data) for seed in S.seeds}                  # every table beside the controls
+    outcome.extra.update(structure_extra(per_seed))
     tables, spec = image_arms.position_tables(chosen, S.seeds[0], S.settings, **data)
-    outcome.extra["structure"] = structure_rows(tables, spec)
-    outcome.extra["geometry"] = seed_geometry(tables, spec, S.seeds[0], S.settings, **data)   # beside the controls
     outcome.figures = {"reconstructions": lambda: draw_reconstructions(chosen["hip_mae"], S.seeds[0], S.settings,
                                                                        test_data, count=4, **data),
                        "position_tables": lambda: draw_tables(tables, spec)}
@@ -185,10 +185,27 @@ def draw_tables(tables: Mapping[str, torch.Tensor], spec) -> plt.Figure:
     return plots.draw_position_tables(tables, spec.order, h, w, image_arms.chosen_pixels(h, w))
 
 
+def superseded(structure: list[dict[str, Any]]) -> bool:
+    """Whether summary.json's structure rows hold the raw structure score (written before the
+    partial score: they carry 'structure' and 'chance_sd', not 'partial_score')."""
+    return bool(structure) and "partial_score" not in structure[0]
+
+
 def structure_table(structure: list[dict[str, Any]]) -> str:
-    """Markdown: each table's structure score on the pixel grid beside its chance sd."""
-    return "\n".join(["| table | structure score (pixel grid) | chance sd |", "|---|---|---|"]
-                     + [f"| {r['table']} | {r['structure']:+.3f} | {r['chance_sd']:.3f} |" for r in structure])
+    """Markdown: each table's partial score (mean over seeds) beside its best content-only
+    control's and F7's decision (`position_tables.structure_rows`); rows written before the
+    partial score show their raw score, marked superseded (`structure_sentences` says to rerun)."""
+    if superseded(structure):
+        return "\n".join([f"| table | {pt.SUPERSEDED} | chance sd |", "|---|---|---|"]
+                         + [f"| {r['table']} | {r['structure']:+.3f} | {r['chance_sd']:.3f} |" for r in structure])
+    return pt.shown(structure)
+
+
+def structure_extra(per_seed: Mapping[int, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Outcome extras from {seed: geometry_scores rows}: the structure rows over seeds
+    (`position_tables.structure_rows`), the first seed's rows (the geometry table), and the
+    rows per seed (metrics.csv)."""
+    return {"structure": pt.structure_rows(per_seed), "geometry": per_seed[min(per_seed)], "per_seed": per_seed}
 
 
 def write(S, outcome: regime.Outcome, dataset: str, mask_ratio: float, compare_mask_ratio: float,
@@ -196,8 +213,7 @@ def write(S, outcome: regime.Outcome, dataset: str, mask_ratio: float, compare_m
     """metrics.csv (test metrics, structure scores), arms.csv, summary.json, provenance; from
     the shipped weights, their names and the structure scores only."""
     structure = outcome.extra["structure"]
-    positions = [{"run_id": r["table"], "seed": S.seeds[0], "split": "positions", "metric": m, "value": r[m]}
-                 for r in structure for m in ("structure", "chance_sd")]
+    positions = position_metrics(outcome.extra.get("per_seed", {}))         # none when reading
     if shipped is not None:
         return regime.write_results(S, metrics=positions, weights=[shipped.mae, shipped.classifier],
                                     structure=structure, geometry=outcome.extra["geometry"])
@@ -220,6 +236,14 @@ def queue_arms(settings: Mapping[str, Any]) -> dict[str, tuple[Arm, str | None]]
     """{key: (arm, the key it FLOP-matches or None)} for the converged queue (hipcore.converge),
     which sets a matched control's steps from its match's recorded FLOPs."""
     return {key: (arm, MATCHES.get(key)) for key, arm in arms(settings, control_steps=1).items()}
+
+
+def position_metrics(per_seed: Mapping[int, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """metrics.csv rows: per seed and table scored (not the controls), its partial score
+    ('geometry') and its best content-only control's ('geometry_control')."""
+    return [{"run_id": r["table"], "seed": seed, "split": "positions", "metric": metric, "value": value}
+            for seed, scores in per_seed.items() for r in scores if r["kind"] != pt.CONTENT
+            for metric, value in (("geometry", r["score"]), ("geometry_control", pt.best_control(scores, r["table"])))]
 
 
 # ---- the compute-matched control: FLOPs, not epochs ----
@@ -319,59 +343,25 @@ def shipped_tables(shipped, modality: str = "image") -> tuple[dict[str, torch.Te
     return model_tables({MAE_PRETRAINED: mae, MAE_FINE_TUNED: classifier}, modality)
 
 
-def structure_sentence(structure: list[dict[str, Any]]) -> str:
-    """How the MAE-learned table's pixel-grid structure compares with the classification-learned
-    one's (or, from the shipped weights, with itself after fine-tuning)."""
-    score = {r["table"]: r for r in structure}
-    if CLASSIFICATION_LEARNED in score:
-        names, other = ("The MAE-learned table", "the classification-learned one"), score[CLASSIFICATION_LEARNED]
-    else:
-        names, other = ("The MAE-learned table after pretraining", "after fine-tuning"), score[MAE_FINE_TUNED]
-    mae = score[MAE_PRETRAINED]
-    return report.compare_scores(names[0], mae["structure"], names[1], other["structure"],
-                                 mae["chance_sd"], other["chance_sd"], what="pixel-grid structure")
+def structure_sentences(structure: list[dict[str, Any]]) -> list[str]:
+    """One line per table (`position_tables.sentence`), or the line saying rows written before
+    the partial score are superseded."""
+    if superseded(structure):
+        return [pt.RERUN]
+    return [pt.sentence(f"{r['table']} table", r) for r in structure]
 
 
 F7 = ("F7 MAE-learned positions hold more grid geometry than classification-learned ones "
       "(partial score: the data's pixel correlation removed)", "effect.F7_mae_positions_structure")
 F7_LEVEL = ("F7 MAE-learned positions hold grid geometry (partial score against the best content-only "
             "control table of the same seed)", "effect.F7_mae_positions_structure")
-GEOMETRY_IMAGES = 2000        # training images the data's pixel correlation and the controls are built from
-CONTENT, GEOMETRIC, LEARNED = "content only (control)", "geometry (positive control)", "learned"
-
-
-def training_images(arm: Arm, seed: int, settings: Mapping[str, Any], modality: str = "image",
-                    **data: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """(images [N, M, C] in the tables' input order, labels [N]): the first GEOMETRY_IMAGES of
-    the examples the seed's run of `arm` trains on."""
-    _, sup = common.train_configs(arm, seed, settings, **data)
-    part = common.training_part(sup)
-    inputs, labels = part.get_batch(torch.arange(min(GEOMETRY_IMAGES, len(part))))
-    return inputs[modality], labels
-
-
-def geometry_scores(tables: Mapping[str, torch.Tensor], spec, images: torch.Tensor, labels: torch.Tensor,
-                    seed: int, candidate: str = MAE_PRETRAINED) -> list[dict[str, Any]]:
-    """`geometry.partial_geometry` of each learned table, beside the content-only controls built
-    from the same training images (and `candidate`'s rows permuted) and a 2-D Fourier table,
-    each scored exactly alike: rows {'table', 'kind', 'score'}."""
-    from .. import geometry
-
-    controls = geometry.content_controls(images, labels)
-    if candidate in tables:
-        controls[f"{candidate}, {geometry.PERMUTED}"] = geometry.permuted(tables[candidate], seed)
-    scored = ([(name, LEARNED, t) for name, t in tables.items()] + [(n, CONTENT, t) for n, t in controls.items()]
-              + [("2-D Fourier table", GEOMETRIC, geometry.fourier_table(spec.grid, spec.order))])
-    return [{"table": name, "kind": kind, "score": geometry.partial_geometry(t, images, spec.grid, spec.order,
-                                                                             seed=seed)}
-            for name, kind, t in scored]
 
 
 def record_structure_finding(path: Path, arm: Arm, seeds: tuple[int, ...], settings: Mapping[str, Any],
                              rows: list[dict[str, Any]], modality: str = "image", control: Arm = HIP_CLASSIFICATION,
                              **data: Any) -> int:
     """F7's paired rows in comparisons.csv, one per seed that both arms ran, every table scored
-    by `geometry_scores` on the seed's training images:
+    by `position_tables.geometry_scores` on the seed's training images:
 
     - F7: the arm's MAE-pretrained table (treatment) against the `control` arm's
       classification-learned table (baseline), paired by seed;
@@ -393,9 +383,10 @@ def record_structure_finding(path: Path, arm: Arm, seeds: tuple[int, ...], setti
             continue
         tables, spec = model_tables({CLASSIFICATION_LEARNED: load_model(control_checkpoint),
                                      MAE_PRETRAINED: load_model(mae_checkpoint)}, modality)
-        scores = geometry_scores(tables, spec, *training_images(arm, seed, settings, modality, **data), seed)
+        scores = pt.geometry_scores(tables, spec, *pt.training_images(arm, seed, settings, modality, **data), seed,
+                                    fourier=False)
         score = {r["table"]: r["score"] for r in scores}
-        best_content = max(r["score"] for r in scores if r["kind"] == CONTENT)
+        best_content = pt.best_control(scores, MAE_PRETRAINED)
         for name, baseline, sources in ((F7, score[CLASSIFICATION_LEARNED], {arm.label, control.label}),
                                         (F7_LEVEL, best_content, {arm.label})):
             converged, epochs = common.convergence([r for r in rows if r["arm"] in sources and r["seed"] == seed])
@@ -417,11 +408,6 @@ def geometry_table(scores: list[dict[str, Any]] | None) -> str:
 
 def seed_geometry(tables: Mapping[str, torch.Tensor], spec, seed: int, settings: Mapping[str, Any],
                   arm: Arm = HIP_MAE, **data: Any) -> list[dict[str, Any]]:
-    """geometry_scores of one seed's tables on the training images of that seed's run of `arm`."""
-    return geometry_scores(tables, spec, *training_images(arm, seed, settings, **data), seed)
-
-
-def structure_rows(tables: Mapping[str, torch.Tensor], spec) -> list[dict[str, Any]]:
-    """geometry_score of each table: {'table', 'structure', 'chance_sd'}."""
-    return [dict(zip(("table", "structure", "chance_sd"), (name, *geometry_score(t, spec))))
-            for name, t in tables.items()]
+    """position_tables.geometry_scores of one seed's tables (the 2-D Fourier table beside them) on
+    the training images of that seed's run of `arm`."""
+    return pt.geometry_scores(tables, spec, *pt.training_images(arm, seed, settings, **data), seed)

@@ -14,9 +14,10 @@ paper's explanation is that classification alone learns many position embeddings
 the gap should grow with the number of positions: 28 x 28 Fashion-MNIST (784 positions)
 beside the same images upsampled bilinearly to 56 x 56 (3,136 positions; `resolution`).
 
-Beside each MAE run: the structure score of its pretrained position table (F7:
-`mae_positions.geometry_score`, 0 for no geometry) against its chance level (the same rows
-randomly permuted), so the curve says after how much pretraining the table holds the grid.
+Beside each MAE run (and the classification-learned arm): the partial score of its position
+table (F7: `position_tables`, the data's pixel correlation removed, 0 for no geometry beyond
+content) beside the best content-only control's on the same seed's training images, and F7's
+decision over seeds, so the curve says after how much pretraining the table holds the grid.
 
 Every run is `common.run_arm`, so a point shared with notebooks 01-03 (28 x 28, the profile's
 MAE length) is the same cached run. The regime beside the effects, as in notebooks 01-04: the
@@ -33,15 +34,15 @@ from typing import Any, Mapping, NamedTuple
 
 import matplotlib.pyplot as plt
 import pandas as pd
-import torch
 
 from .. import plots
 from ..digests import check as check_digest
 from ..report import directional_verdict
-from ..results import grid_point
+from ..results import grid_point, markdown
 from ..stats import t_interval
 from ..train import load_model
 from . import common, regime
+from . import position_tables as pt
 from .image_arms import (
     COMPUTE_MATCHED,
     HIP_CLASSIFICATION,
@@ -49,8 +50,8 @@ from .image_arms import (
     checkpoints,
     chosen_pixels,
     flop_budget,
-    geometry_null,
     load_splits,
+    model_tables,
     position_tables,
 )
 
@@ -60,6 +61,9 @@ NATIVE_SIDE = 28                      # Fashion-MNIST's own side: no resolution 
 ARMS = {"mae": HIP_MAE, "classification": HIP_CLASSIFICATION}
 EFFECTS = {"F1: MAE minus classification-learned": "classification",
            "MAE minus FLOP-matched control": "control"}
+# curve.csv's metrics of a position table: its partial score and its best content-only control's
+GEOMETRY, CONTROL = "geometry", "geometry_control"
+RAW = "structure"             # the raw score's metric in curves written before the partial score
 
 # Per profile: the image notebooks' training settings, the sides and MAE lengths of the grid,
 # and the MAE lengths whose point gets its FLOP-matched control ('controls').
@@ -93,12 +97,11 @@ def point_settings(settings: Mapping[str, Any], pretrain_epochs: int) -> dict[st
 
 
 def structure(arm, seed: int, settings: Mapping[str, Any], which: int, **data: Any) -> dict[str, float]:
-    """Structure score of an arm's position table (which: 0 the MAE checkpoint, 1 the classifier)."""
-    model = load_model(checkpoints(arm, seed, settings, **data)[which])
-    with torch.no_grad():
-        table = model.positions("image").float()
-    score, chance_mean, chance_sd = geometry_null(table, model.modalities["image"], seed=seed)
-    return {"structure": score, "structure_chance": chance_mean, "structure_chance_sd": chance_sd}
+    """The partial score of an arm's position table (which: 0 the MAE checkpoint, 1 the
+    classifier) and its best content-only control's, on the seed's training images."""
+    tables, spec = model_tables({"table": load_model(checkpoints(arm, seed, settings, **data)[which])})
+    scores = pt.geometry_scores(tables, spec, *pt.training_images(arm, seed, settings, **data), seed, fourier=False)
+    return {GEOMETRY: scores[0]["score"], CONTROL: pt.best_control(scores, "table")}
 
 
 class Grid(NamedTuple):
@@ -110,9 +113,9 @@ class Grid(NamedTuple):
 
 def run_grid(settings: Mapping[str, Any], seeds: tuple[int, ...], *, runs_dir=None, data_dir=None) -> Grid:
     """Train every point of the grid. The curve's metrics: test_accuracy (%), total_seconds,
-    tflops (training FLOPs of the arm) and, for position tables, structure / structure_chance /
-    structure_chance_sd; pretrain_epochs is 0 for arms without MAE, arm is 'mae',
-    'classification' or 'control'."""
+    tflops (training FLOPs of the arm) and, for position tables, geometry (the partial score) and
+    geometry_control (the best content-only control's); pretrain_epochs is 0 for arms without
+    MAE, arm is 'mae', 'classification' or 'control'."""
     rows: list[dict[str, Any]] = []
     runs: list[dict[str, Any]] = []
     references: list[dict[str, Any]] = []
@@ -227,20 +230,62 @@ def first_reproduced(table: pd.DataFrame, comparison: str = next(iter(EFFECTS)))
 
 
 def structure_table(curve: pd.DataFrame) -> pd.DataFrame:
-    """Per side and table (classification-learned, MAE after E epochs): mean structure score,
-    mean chance level and chance sd over seeds, and the seeds whose score clears chance by 3 sd."""
-    wide = curve[curve["metric"].str.startswith("structure")].pivot_table(
-        index=["side", "arm", "pretrain_epochs", "seed"], columns="metric", values="value").reset_index()
-    wide["clear"] = wide["structure"] > wide["structure_chance"] + 3 * wide["structure_chance_sd"]
-    return wide.groupby(["side", "arm", "pretrain_epochs"], sort=True).agg(
-        structure=("structure", "mean"), chance=("structure_chance", "mean"),
-        chance_sd=("structure_chance_sd", "mean"), seeds=("seed", "count"),
-        seeds_above_chance=("clear", "sum")).reset_index()
+    """Per side and table (classification-learned, MAE after E epochs): the seeds, the mean
+    partial score, the mean best content-only control, and F7's decision over the seeds
+    (`position_tables.decide`). A curve written before the partial score gives its raw score
+    instead, under position_tables.SUPERSEDED (`superseded_table`)."""
+    metrics = set(curve["metric"])
+    if GEOMETRY not in metrics and RAW in metrics:
+        return superseded_table(curve)
+    columns = ["side", "arm", "pretrain_epochs", "seeds", "partial_score", "best_control", "holds_geometry"]
+    scored = curve[curve["metric"].isin([GEOMETRY, CONTROL])]
+    if scored.empty:
+        return pd.DataFrame(columns=columns)
+    wide = scored.pivot_table(index=["side", "arm", "pretrain_epochs", "seed"], columns="metric", values="value")
+    rows = [{"side": int(side), "arm": arm, "pretrain_epochs": int(epochs), "seeds": len(seeds),
+             "partial_score": seeds[GEOMETRY].mean(), "best_control": seeds[CONTROL].mean(),
+             "holds_geometry": pt.decide(seeds[GEOMETRY].tolist(), {"best": seeds[CONTROL].tolist()})}
+            for (side, arm, epochs), seeds in wide.groupby(level=["side", "arm", "pretrain_epochs"], sort=True)]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def superseded_table(curve: pd.DataFrame) -> pd.DataFrame:
+    """Per side and table of a curve written before the partial score: the seeds and the mean raw
+    structure score, under position_tables.SUPERSEDED."""
+    raw = curve[curve["metric"] == RAW]
+    return raw.groupby(["side", "arm", "pretrain_epochs"], sort=True).agg(
+        seeds=("seed", "count"), **{pt.SUPERSEDED: ("value", "mean")}).reset_index()
+
+
+def is_superseded(structures: pd.DataFrame) -> bool:
+    """Whether a structure table is `superseded_table`'s (results to rerun)."""
+    return pt.SUPERSEDED in structures.columns
+
+
+def structure_markdown(structures: pd.DataFrame) -> str:
+    """Markdown of a structure table: scores signed to three places (`position_tables.shown`),
+    or a superseded table's raw score (`structure_sentences` says to rerun)."""
+    if is_superseded(structures):
+        return markdown(structures.round(4))
+    return pt.shown(structures)
+
+
+def structure_sentences(structures: pd.DataFrame) -> list[str]:
+    """Per side, each table's partial score beside its best content-only control's and F7's
+    decision (`position_tables.sentence`); for a superseded table, the line saying to rerun."""
+    if is_superseded(structures):
+        return [pt.RERUN]
+    def name(row) -> str:
+        epochs = f"{row.pretrain_epochs} MAE epoch{'s' if row.pretrain_epochs != 1 else ''}"
+        return f"{row.side} x {row.side}, " + (f"MAE-learned after {epochs}" if row.arm == "mae"
+                                               else "classification-learned")
+
+    return [pt.sentence(name(row), row._asdict()) for row in structures.itertuples(index=False)]
 
 
 def draw(table: pd.DataFrame, structures: pd.DataFrame) -> plt.Figure:
     """Effect against MAE epochs and against the MAE arm's TFLOPs (one line per side and
-    comparison, 95% intervals), and the structure score against MAE epochs."""
+    comparison, 95% intervals), and F7's partial score against MAE epochs (`draw_structure`)."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     axes[2].set_xscale("log")
     styles = {name: style for name, style in zip(EFFECTS, ("-o", "--s"))}
@@ -261,20 +306,33 @@ def draw(table: pd.DataFrame, structures: pd.DataFrame) -> plt.Figure:
     axes[0].set_title("F1 effect against MAE length")
     axes[1].set_title("... against training compute")
     axes[0].legend(fontsize=8)
-    mae = structures[structures["arm"] == "mae"]
-    for side, rows in mae.groupby("side"):
-        axes[2].plot(rows["pretrain_epochs"], rows["structure"], "-o", color=colours[side], label=f"{side}x{side} MAE")
-        axes[2].fill_between(rows["pretrain_epochs"], rows["chance"] - 3 * rows["chance_sd"],
-                             rows["chance"] + 3 * rows["chance_sd"], color=colours[side], alpha=0.15)
-        cls = structures[(structures["arm"] == "classification") & (structures["side"] == side)]
-        if len(cls):
-            axes[2].axhline(float(cls["structure"].iloc[0]), color=colours[side], ls=":",
-                            label=f"{side}x{side} classification-learned")
-    axes[2].set(xlabel="MAE pretraining epochs", ylabel="structure score (0: none)",
-                title="F7: grid structure (band: chance ± 3 sd)")
-    axes[2].legend(fontsize=8)
+    draw_structure(axes[2], structures, colours)
     fig.tight_layout()
     return fig
+
+
+def draw_structure(ax: plt.Axes, structures: pd.DataFrame, colours: Mapping[int, str]) -> None:
+    """F7's panel: per side, the MAE-learned table's partial score against MAE epochs (solid),
+    its best content-only control's (dashed), the classification-learned table's (dotted), 0
+    marked; a superseded table (results to rerun) says so instead of drawing its raw score."""
+    if is_superseded(structures):
+        ax.text(0.5, 0.5, "these results predate the partial score:\nrerun the profile", ha="center",
+                va="center", transform=ax.transAxes)
+        ax.set(title="F7: partial score (not in these results)", yticks=[])
+        return
+    ax.axhline(0, color="grey", lw=0.8)
+    for side, rows in structures[structures["arm"] == "mae"].groupby("side"):
+        rows = rows.sort_values("pretrain_epochs")
+        ax.plot(rows["pretrain_epochs"], rows["partial_score"], "-o", color=colours[side], label=f"{side}x{side} MAE")
+        ax.plot(rows["pretrain_epochs"], rows["best_control"], "--", color=colours[side],
+                label=f"{side}x{side} best content-only control")
+        cls = structures[(structures["arm"] == "classification") & (structures["side"] == side)]
+        if len(cls):
+            ax.axhline(float(cls["partial_score"].iloc[0]), color=colours[side], ls=":",
+                       label=f"{side}x{side} classification-learned")
+    ax.set(xlabel="MAE pretraining epochs", ylabel="partial score (0: none beyond content)",
+           title="F7: geometry beyond content (dashed: control)")
+    ax.legend(fontsize=8)
 
 
 def draw_longest(settings: Mapping[str, Any], *, seed: int = 0, runs_dir=None, data_dir=None) -> plt.Figure:
@@ -445,7 +503,6 @@ def cmd_scaling(args) -> int:
 
     from .. import provenance
     from ..locations import results_dir
-    from ..results import markdown
 
     settings = dict(TABLE[args.profile])
     if args.sides:
