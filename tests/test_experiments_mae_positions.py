@@ -223,8 +223,14 @@ def test_f7_rows_carry_whether_the_runs_behind_their_tables_converged(tmp_path):
     assert float(recorded[mp.F7_LEVEL[0]]["baseline"]) == pytest.approx(best)
     assert float(recorded[mp.F7_LEVEL[0]]["treatment"]) == pytest.approx(mae)
     assert "| 2-D Fourier table | geometry (positive control) |" in mp.geometry_table(scores)
-    extra = mp.structure_extra({0: scores})                   # one seed: nothing is called structured
-    assert {r["holds_geometry"] for r in extra["structure"]} == {pt.UNDECIDED} and extra["geometry"] is scores
+    extra = mp.structure_extra(mp.seed_tables(trained, (0,), settings, None, runs_dir=runs, **DATA))
+    assert [(r["table"], r["kind"], r["of"]) for r in extra["geometry"]] == [(r["table"], r["kind"], r["of"])
+                                                                              for r in scores]
+    assert [r["score"] for r in extra["per_seed"][0]] == pytest.approx([r["score"] for r in scores])
+    assert [r["table"] for r in extra["structure"]] == [*tables, pt.FOURIER]
+    assert {r["holds_geometry"] for r in extra["structure"]} == {pt.UNDECIDED}    # one seed: nothing is decided
     # notebook 06 scores the same table the same way: its curve's two metrics per table
     point = scaling.structure(arms["hip_mae"], 0, settings, 0, runs_dir=runs, **DATA)
     assert point == {scaling.GEOMETRY: pytest.approx(mae), scaling.CONTROL: pytest.approx(best)}
+    train_data = image_arms.load_splits("fashion_mnist", None, {})[0]          # the loaded set: the same images
+    assert scaling.structure(arms["hip_mae"], 0, settings, 0, train_data, runs_dir=runs, **DATA) == pytest.approx(point)

@@ -143,7 +143,8 @@ def results(S, data: Mapping[str, Any], shipped=None, mask_ratio: float = 0.85,
     train_data, test_data = image_arms.load_splits(data["dataset"], data["data_dir"], data["data_options"])
     if shipped is not None:
         tables, spec = shipped_tables(shipped)
-        per_seed = {S.seeds[0]: seed_geometry(tables, spec, S.seeds[0], S.settings, **data)}   # one seed: undecided
+        per_seed = {S.seeds[0]: seed_geometry(tables, spec, S.seeds[0], S.settings, train_data=train_data,
+                                              **data)}                             # one seed: undecided
         outcome = regime.Outcome([], [], [], extra=structure_extra(per_seed))
         outcome.figures = {"reconstructions": lambda: common.shipped_reconstructions(shipped, test_data, count=4),
                            "position_tables": lambda: draw_tables(tables, spec)}
@@ -169,9 +170,7 @@ def trained(S, data: Mapping[str, Any], train_data, test_data, mask_ratio: float
     outcome = regime.write_outcome(S.out, rows, references, budget=budget, arms=chosen)
     image_arms.record_findings(S.out / "comparisons.csv", rows, FINDINGS)
     record_structure_finding(S.out / "comparisons.csv", chosen["hip_mae"], S.seeds, S.settings, rows, **data)
-    per_seed = {seed: seed_geometry(*image_arms.position_tables(chosen, seed, S.settings, **data), seed, S.settings,
-                                    **data) for seed in S.seeds}                  # every table beside the controls
-    outcome.extra.update(structure_extra(per_seed))
+    outcome.extra.update(structure_extra(seed_tables(chosen, S.seeds, S.settings, train_data, **data)))
     tables, spec = image_arms.position_tables(chosen, S.seeds[0], S.settings, **data)
     outcome.figures = {"reconstructions": lambda: draw_reconstructions(chosen["hip_mae"], S.seeds[0], S.settings,
                                                                        test_data, count=4, **data),
@@ -199,6 +198,14 @@ def structure_table(structure: list[dict[str, Any]]) -> str:
         return "\n".join([f"| table | {pt.SUPERSEDED} | chance sd |", "|---|---|---|"]
                          + [f"| {r['table']} | {r['structure']:+.3f} | {r['chance_sd']:.3f} |" for r in structure])
     return pt.shown(structure)
+
+
+def seed_tables(arms_by_key: Mapping[str, Arm], seeds: tuple[int, ...], settings: Mapping[str, Any], train_data,
+                **data: Any) -> dict[int, list[dict[str, Any]]]:
+    """{seed: seed_geometry of the position tables of the arms that ran (image_arms.position_tables)},
+    every table beside the controls; train_data: the loaded training set."""
+    return {seed: seed_geometry(*image_arms.position_tables(arms_by_key, seed, settings, **data), seed, settings,
+                                train_data=train_data, **data) for seed in seeds}
 
 
 def structure_extra(per_seed: Mapping[int, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -409,5 +416,5 @@ def geometry_table(scores: list[dict[str, Any]] | None) -> str:
 def seed_geometry(tables: Mapping[str, torch.Tensor], spec, seed: int, settings: Mapping[str, Any],
                   arm: Arm = HIP_MAE, **data: Any) -> list[dict[str, Any]]:
     """position_tables.geometry_scores of one seed's tables (the 2-D Fourier table beside them) on
-    the training images of that seed's run of `arm`."""
+    the training images of that seed's run of `arm` (data: as for position_tables.training_images)."""
     return pt.geometry_scores(tables, spec, *pt.training_images(arm, seed, settings, **data), seed)

@@ -39,11 +39,12 @@ HEADINGS = {"partial_score": "partial score (mean over seeds)",
 
 
 def training_images(arm: Arm, seed: int, settings: Mapping[str, Any], modality: str = "image",
-                    **data: Any) -> tuple[torch.Tensor, torch.Tensor]:
+                    train_data=None, **data: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """(images [N, M, C] in the tables' input order, labels [N]): the first GEOMETRY_IMAGES of
-    the examples the seed's run of `arm` trains on."""
+    the examples the seed's run of `arm` trains on (from `train_data`, the training set, when
+    it is loaded already)."""
     _, sup = train_configs(arm, seed, settings, **data)
-    part = training_part(sup)
+    part = training_part(sup, train_data)
     inputs, labels = part.get_batch(torch.arange(min(GEOMETRY_IMAGES, len(part))))
     return inputs[modality], labels
 

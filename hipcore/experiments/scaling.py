@@ -96,11 +96,14 @@ def point_settings(settings: Mapping[str, Any], pretrain_epochs: int) -> dict[st
     return {**settings, "pretrain_epochs": pretrain_epochs}
 
 
-def structure(arm, seed: int, settings: Mapping[str, Any], which: int, **data: Any) -> dict[str, float]:
+def structure(arm, seed: int, settings: Mapping[str, Any], which: int, train_data=None,
+              **data: Any) -> dict[str, float]:
     """The partial score of an arm's position table (which: 0 the MAE checkpoint, 1 the
-    classifier) and its best content-only control's, on the seed's training images."""
+    classifier) and its best content-only control's, on the seed's training images (from
+    `train_data` when the training set is loaded already)."""
     tables, spec = model_tables({"table": load_model(checkpoints(arm, seed, settings, **data)[which])})
-    scores = pt.geometry_scores(tables, spec, *pt.training_images(arm, seed, settings, **data), seed, fourier=False)
+    images = pt.training_images(arm, seed, settings, train_data=train_data, **data)
+    scores = pt.geometry_scores(tables, spec, *images, seed, fourier=False)
     return {GEOMETRY: scores[0]["score"], CONTROL: pt.best_control(scores, "table")}
 
 
@@ -140,7 +143,7 @@ def run_grid(settings: Mapping[str, Any], seeds: tuple[int, ...], *, runs_dir=No
         for seed in seeds:                                          # the classification arm: once per side
             result = common.run_arm(ARMS["classification"], seed, first, **kwargs)
             add("classification", 0, seed, result,
-                structure(ARMS["classification"], seed, first, 1, runs_dir=runs_dir, **data))
+                structure(ARMS["classification"], seed, first, 1, train_data, runs_dir=runs_dir, **data))
         for epochs in settings["pretrain_grid"]:
             point = point_settings(settings, epochs)
             budget = flop_budget(point, train_data=train_data, **data)
@@ -149,7 +152,8 @@ def run_grid(settings: Mapping[str, Any], seeds: tuple[int, ...], *, runs_dir=No
             for seed in seeds:
                 done = plan.index((side, epochs)) + 1
                 result = common.run_arm(ARMS["mae"], seed, point, **kwargs)
-                add("mae", epochs, seed, result, structure(ARMS["mae"], seed, point, 0, runs_dir=runs_dir, **data))
+                add("mae", epochs, seed, result,
+                    structure(ARMS["mae"], seed, point, 0, train_data, runs_dir=runs_dir, **data))
                 line = f"    point {done}/{len(plan)}: {side} x {side}, {epochs} MAE epochs, seed {seed}: " \
                        f"MAE {result['test_accuracy']:.2f}%"
                 if epochs in settings["controls"]:
