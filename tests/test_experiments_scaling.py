@@ -75,6 +75,10 @@ def test_a_table_holds_geometry_only_by_beating_its_content_control_over_seeds()
     lines = scaling.structure_sentences(table)
     assert any(line.startswith("28 x 28, MAE-learned after 8 MAE epochs: partial score +0.2") and
                "holds grid geometry beyond content" in line for line in lines)
+    half = fake_curve({8: 0.0})
+    half = half[~((half["metric"] == scaling.CONTROL) & (half["seed"] == 1) & (half["arm"] == "mae"))]
+    with pytest.raises(ValueError, match="mae table at side 28, 8 MAE epochs, seed 1 lacks geometry_control"):
+        scaling.structure_table(half)
     one = scaling.structure_table(fake_curve({8: 0.0}, seeds=(0,)))
     assert set(one["holds_geometry"]) == {pt.UNDECIDED}
     assert "cannot be decided from one seed" in scaling.structure_sentences(one)[-1]

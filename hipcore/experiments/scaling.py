@@ -246,6 +246,13 @@ def structure_table(curve: pd.DataFrame) -> pd.DataFrame:
     if scored.empty:
         return pd.DataFrame(columns=columns)
     wide = scored.pivot_table(index=["side", "arm", "pretrain_epochs", "seed"], columns="metric", values="value")
+    wide = wide.reindex(columns=[GEOMETRY, CONTROL])
+    lacking = wide[wide.isna().any(axis=1)]
+    if len(lacking):
+        side, arm, epochs, seed = lacking.index[0]
+        raise ValueError(f"the curve's {arm} table at side {side}, {epochs} MAE epochs, seed {seed} lacks "
+                         f"{' and '.join(m for m in (GEOMETRY, CONTROL) if pd.isna(lacking.iloc[0][m]))}: "
+                         f"each scored table needs both {GEOMETRY} and {CONTROL}")
     rows = [{"side": int(side), "arm": arm, "pretrain_epochs": int(epochs), "seeds": len(seeds),
              "partial_score": seeds[GEOMETRY].mean(), "best_control": seeds[CONTROL].mean(),
              "holds_geometry": pt.decide(seeds[GEOMETRY].tolist(), {"best": seeds[CONTROL].tolist()})}
