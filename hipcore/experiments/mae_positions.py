@@ -217,8 +217,9 @@ def structure_extra(per_seed: Mapping[int, list[dict[str, Any]]]) -> dict[str, A
 
 def write(S, outcome: regime.Outcome, dataset: str, mask_ratio: float, compare_mask_ratio: float,
           shipped=None) -> None:
-    """metrics.csv (test metrics, structure scores), arms.csv, summary.json, provenance; from
-    the shipped weights, their names and the structure scores only."""
+    """metrics.csv (test metrics, each seed's partial scores), arms.csv, summary.json (the
+    structure rows over seeds, the first seed's geometry rows), provenance; from the shipped
+    weights, their names and the scores only."""
     structure = outcome.extra["structure"]
     positions = position_metrics(outcome.extra.get("per_seed", {}))         # none when reading
     if shipped is not None:
