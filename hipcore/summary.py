@@ -23,6 +23,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from . import converge, experiments, provenance
+from .bench.epochs import epochs_text
 from .bench.speed_text import speed_block
 from .digests import SUMS, verify
 from .digests import check as check_digest
@@ -602,7 +603,9 @@ SPEED_NOTEBOOK = efficiency.NOTEBOOK
 def readme_speed(results_dir: str | Path, profile: str = "quick") -> str:
     """The README's training-speed section, from notebook 05's benchmark at `profile`."""
     folder = Path(results_dir) / SPEED_NOTEBOOK / profile
-    return speed_block(folder, _made_by(_provenance(folder)))
+    per_cpu = sorted((Path(results_dir) / SPEED_NOTEBOOK / "epochs").glob("*/epochs.csv"))
+    return "\n\n".join([speed_block(folder, _made_by(_provenance(folder)))]
+                       + [epochs_text(p.parent, _made_by(_provenance(p.parent))) for p in per_cpu])
 
 
 def block_marks(name: str) -> tuple[str, str]:

@@ -242,3 +242,25 @@ def test_a_cpu_folder_name_tells_apart_cpus_of_one_model_name(tmp_path, monkeypa
     assert epochs.cpu_slug(str(info)) == "amd-epyc-f25-m17"
     info.write_text("processor\t: 0\ncpu family\t: 23\nmodel\t\t: 1\n")
     assert epochs.cpu_slug(str(info)) == "amd-epyc-f23-m1"
+
+
+def test_the_readme_epoch_text_reads_a_signed_cpu_folder_and_refuses_a_changed_one(tmp_path):
+    from hipcore.bench import epochs
+    from hipcore.digests import ResultsChanged, sign
+
+    row = {"variant": "small3", "precision": "bf16", "threads": 2, "batch": 128, "train_images": 6000,
+           "validation_images": 6000, "steps_per_epoch": 46, "wall_s": 17.0, "steps_s": 12.0, "loading_s": 0.05,
+           "validation_s": 4.8, "other_s": 0.15, "overhead": 0.0119, "examples_per_s": 346.4}
+    epochs.write_csv([row, {**row, "precision": "fp32", "overhead": 0.004}], tmp_path / "epochs.csv",
+                     epochs.EPOCH_COLUMNS)
+    queue = [{"variant": "small3", "precision": "bf16", "arrangement": a, "jobs": 2, "threads_per_job": t,
+              "images_per_job": 6000, "epochs": 2, "wall_s": w, "examples_per_s": 1.0}
+             for a, t, w in (("one", 2, 80.0), ("two", 1, 64.0))]
+    epochs.write_csv(queue, tmp_path / "queue.csv", epochs.QUEUE_COLUMNS)
+    sign(tmp_path)
+    text = epochs.epochs_text(tmp_path, "a test CPU")
+    assert "within 0.4-1.2%" in text and "steps 12.0 s, validation 4.8 s" in text
+    assert "small3 bf16 1.25x sooner" in text
+    (tmp_path / "queue.csv").write_text((tmp_path / "queue.csv").read_text().replace("80.0", "90.0"))
+    with pytest.raises(ResultsChanged, match="queue.csv"):
+        epochs.epochs_text(tmp_path, "a test CPU")

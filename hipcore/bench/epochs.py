@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ..device import cpu_name
+from ..digests import check
 from ..files import read_json
 from ..train.validation import digest_size
 from .loops import IMPORT_ROOT, LoopError
@@ -166,3 +167,46 @@ def frame(rows: list[dict[str, Any]], columns: tuple[str, ...]):
 
     table = pd.DataFrame(rows, columns=list(columns))
     return table.round({c: 2 for c in columns if c.endswith("_s")} | {"overhead": 3})
+
+
+def read_csv(path: Path, columns: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Rows a write_csv wrote, checked against its folder's SHA256SUMS; ValueError naming the
+    file when a column is missing."""
+    with open(check(path), newline="") as f:
+        reader = csv.DictReader(f)
+        missing = set(columns) - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(f"{path}: missing columns {sorted(missing)}")
+        return [{k: _number(v) for k, v in row.items()} for row in reader]
+
+
+def _number(text: str) -> Any:
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+
+def epochs_text(folder: Path, made_on: str) -> str:
+    """The README's sentences on one CPU's folder: the loop's overhead and the queue's arrangement."""
+    epochs = read_csv(folder / "epochs.csv", EPOCH_COLUMNS)
+    overheads = [r["overhead"] for r in epochs]
+    small = next((r for r in epochs if r["variant"] == "small3" and r["precision"] == "bf16"), epochs[0])
+    text = (f"Where an epoch's time goes (`python -m hipcore bench-epochs`, `results/05_efficiency/epochs/"
+            f"{folder.name}/`, {made_on}): at quick's sizes ({small['steps_per_epoch']} steps of "
+            f"{small['batch']}, {small['validation_images']:,} validation images) an epoch is its steps plus "
+            f"validation within {100 * min(overheads):.1f}-{100 * max(overheads):.1f}% (small3 {small['precision']}: "
+            f"{small['wall_s']:.1f} s, of which steps {small['steps_s']:.1f} s, validation "
+            f"{small['validation_s']:.1f} s, waiting for batches {small['loading_s']:.2f} s).")
+    if (folder / "queue.csv").is_file():
+        queue = read_csv(folder / "queue.csv", QUEUE_COLUMNS)
+        walls = {(r["variant"], r["precision"], r["arrangement"]): r["wall_s"] for r in queue}
+        gains = [f"{v} {p} {walls[(v, p, 'one')] / walls[(v, p, 'two')]:.2f}x"
+                 for v, p, a in walls if a == "two" and (v, p, "one") in walls]
+        text += (" Two 1-thread jobs side by side against one 2-thread job at a time, a queue of two runs of "
+                 f"{queue[0]['epochs']} epochs: {', '.join(gains)} sooner; the converged queue runs one job "
+                 "per core.")
+    return text
