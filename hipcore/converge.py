@@ -241,8 +241,8 @@ def _state(p: Planned, root: Path, records: dict) -> State:
         return State(p, "to run")
     try:
         record = read_record(path, job)
-    except JobFileError as error:
-        return State(p, "refused", str(error))
+    except JobFileError as error:          # named from the results folder: no machine's path in a status file
+        return State(p, "refused", str(error).replace(str(path), path.relative_to(root).as_posix()))
     changed = changed_code(record)
     if changed:
         return State(p, "stale", f"training code changed since: {', '.join(changed)}")
@@ -651,6 +651,75 @@ def write_notebook(notebook: str, found: list[State], root: Path) -> dict[str, A
                      command=provenance.command("converge", status=True, notebooks=[notebook[:2]]),
                      job_commits=sorted({s.record.commit for s in mine if s.record is not None}))
     return out
+
+
+# ---- what a notebook shows of its jobs ----
+
+
+@dataclass
+class View:
+    """A notebook's converged evidence as this checkout reads it: every job's state (`table`),
+    a line saying how far the set is (`text`), each finished run's validation curve with its stop
+    (`figure`, None before any job is done) and, once every job is done, the verdict rows
+    (`findings`, report.Finding; empty for a partial set, which is never a verdict)."""
+
+    table: Any                     # pandas DataFrame, one row per job
+    text: str
+    figure: Any
+    findings: list
+
+
+def view(notebook: str, root: Path | None = None) -> View:
+    """The converged evidence of `notebook` (e.g. '01_imagenet_comparison') under results `root`."""
+    import pandas as pd
+
+    from .experiments import regime
+
+    root = results_dir() if root is None else Path(root)
+    mine = survey(root, [p for p in plan() if p.job.notebook == notebook])
+    if not mine:
+        raise ValueError(f"notebook {notebook!r} has no jobs in the converged queue")
+    counts = {state: sum(s.state == state for s in mine) for state in ("done", "stale", "refused", "waiting", "to run")}
+    table = pd.DataFrame(jobs_table(mine)).drop(columns=["job"])
+    done = [s.record for s in mine if s.record is not None]
+    table.insert(3, "test top-1", [f"{s.record.row['test_accuracy']:.2f}" if s.record else "" for s in mine])
+    folder = root / notebook / PROFILE
+    complete = counts["done"] == len(mine) and (folder / "comparisons.csv").is_file()
+    left = ", ".join(f"{n} {state}" for state, n in counts.items() if n and state != "done")
+    text = (f"Converged profile (`python -m hipcore converge`): {counts['done']} of {len(mine)} jobs done"
+            + (f"; {left}. A partial set is no verdict: the rows wait for every job." if left else
+               "; the verdict rows below pair them by seed."))
+    return View(table, text, curves_figure(done) if done else None,
+                regime.findings(folder) if complete else [])
+
+
+def curves_figure(records: list[JobRecord]):
+    """Each finished job's validation curve per stage (MAE: loss; classification: top-1), one
+    line per seed, its stop marked (o: the plateau rule stopped it, x: its cap)."""
+    import matplotlib.pyplot as plt
+
+    stages = sorted({s["task"] for r in records for s in r.stages}, key=["pretrain", "supervised"].index)
+    fig, axes = plt.subplots(1, len(stages), figsize=(6 * len(stages), 4), squeeze=False)
+    arms = sorted({r.row["arm"] for r in records})
+    colours = dict(zip(arms, plt.cm.tab10.colors))
+    for ax, task in zip(axes[0], stages):
+        key = "val_loss" if task == "pretrain" else "val_accuracy"
+        for r in records:
+            for stage in (s for s in r.stages if s["task"] == task and s["curve"]):
+                epochs = [e["epoch"] for e in stage["curve"] if key in e]
+                values = [e[key] for e in stage["curve"] if key in e]
+                if not epochs:
+                    continue
+                ax.plot(epochs, values, color=colours[r.row["arm"]], lw=1, alpha=0.8)
+                ax.plot(epochs[-1], values[-1], "o" if stage["stop"] == "plateau" else "x",
+                        color=colours[r.row["arm"]])
+        ax.set(xlabel="epoch", ylabel="validation " + ("loss (MAE)" if task == "pretrain" else "top-1"),
+               title=("MAE pretraining" if task == "pretrain" else "classification") + " (o plateau, x cap)")
+    for arm in arms:
+        axes[0][-1].plot([], [], color=colours[arm], label=arm)
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
 
 
 # ---- command line ----

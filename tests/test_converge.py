@@ -61,6 +61,7 @@ def test_a_damaged_job_file_is_refused_naming_it_and_runs_again(tmp_path, damage
     assert str(path) in str(error.value) and "\n" not in str(error.value)
     [state] = converge.states([p], tmp_path)
     assert state.state == "refused" and words in state.why
+    assert state.why.startswith(f"01_imagenet_comparison/converged/jobs/{p.job.name}.json: ")   # no machine path
 
 
 def test_a_job_whose_training_code_changed_or_other_settings_is_stale(tmp_path):
@@ -289,3 +290,21 @@ def test_commit_folder_commits_that_folder_alone_naming_the_job(tmp_path):
     log = subprocess.run([*git, "log", "--format=%s", "--name-only"], capture_output=True, text=True).stdout
     assert log.startswith("Converged job 01 hip_classification seed 0: test top-1 81.25, supervised 3 epochs (plateau)")
     assert "jobs/hip_classification-seed0.json" in log and "elsewhere.txt" not in log
+
+
+def test_a_notebook_views_its_jobs_as_partial_until_every_one_is_done(tmp_path):
+    jobs = [p for p in converge.plan() if p.job.notebook == "04_point_clouds"]
+    first = jobs[0]
+    curve = [{"epoch": e, "val_accuracy": 40.0 + e, "train_epoch_loss": 1.0 / e} for e in (1, 2, 3)]
+    done = record(first, stages=[{"task": "supervised", "dataset": "parts3d", "run_id": converge.run_ids(first)[-1],
+                                  "epochs": 3, "seconds": 9.0, "stop": "plateau", "curve": curve}],
+                  row={**record(first).row, "arm": first.arm.label, "test_accuracy": 61.25})
+    converge.write_record(done, first.job.path(tmp_path))
+    seen = converge.view("04_point_clouds", tmp_path)
+    assert seen.text.startswith(f"Converged profile (`python -m hipcore converge`): 1 of {len(jobs)} jobs done; ")
+    assert "A partial set is no verdict" in seen.text and seen.findings == []
+    assert list(seen.table["state"]).count("done") == 1 and "61.25" in list(seen.table["test top-1"])
+    [ax] = seen.figure.axes
+    assert list(ax.lines[0].get_ydata()) == [41.0, 42.0, 43.0] and ax.lines[1].get_marker() == "o"
+    with pytest.raises(ValueError, match="no jobs in the converged queue"):
+        converge.view("05_efficiency", tmp_path)
