@@ -58,6 +58,12 @@ POLL_S = 1.0
 PRIOR_EPOCH_SECONDS = {("fashion_mnist", "pretrain"): 21.0, ("fashion_mnist", "supervised"): 11.0,
                        ("parts3d", "pretrain"): 5.0, ("parts3d", "supervised"): 4.0}
 PRIOR_EPOCHS = {"pretrain": None, "supervised": 25}
+# Reference baselines (experiments.baselines, tuned on validation) per notebook and seed of the
+# controls' seeds, on the split of the notebook's first arm: a job of their own ('references').
+REFERENCES, REFERENCES_KEY = "reference baselines", "references"
+PRIOR_REFERENCE_MINUTES = {"images": 10.0, "points": 3.0}
+POINT_DATASETS = ("parts3d", "shapes3d", "modelnet40", "fashion_mnist_points")
+REFERENCE_CODE = ("hipcore/experiments/baselines.py",)   # what a references job's results also depend on
 # Threads per job: on 2 cores two jobs of one thread each finish a queue sooner than one job of
 # two threads (results/05_efficiency/epochs/<cpu>/queue.csv, python -m hipcore bench-epochs).
 JOB_THREADS = 1
@@ -151,6 +157,11 @@ class Planned:
     arm: Any                                      # common.Arm (a control: its steps not yet set)
     dataset: str = "fashion_mnist"
     data_options: Mapping[str, Any] = field(default_factory=dict)
+    family: str | None = None                     # a references job: the baselines' family ('images', 'points')
+
+    @property
+    def label(self) -> str:
+        return REFERENCES if self.family else self.arm.label
 
 
 def notebook_plan(notebook: str, module, profile: str = PROFILE, dataset: str = "fashion_mnist",
@@ -167,6 +178,10 @@ def notebook_plan(notebook: str, module, profile: str = PROFILE, dataset: str = 
         control = matches is not None or key in getattr(module, "OTHER_ARMS", ())
         for seed in other if control else seeds:
             out.append(Planned(Job(notebook, key, seed, matches), settings, arm, dataset, dict(data_options or {})))
+    base = next(iter(arms.values()))[0]            # the references train on the first arm's split
+    family = "points" if dataset in POINT_DATASETS else "images"
+    out += [Planned(Job(notebook, REFERENCES_KEY, seed), settings, base, dataset, dict(data_options or {}), family)
+            for seed in other]
     return out
 
 
@@ -194,7 +209,11 @@ def configs(planned: Planned, steps: int | None = None, runs: Path | None = None
 
 
 def run_ids(planned: Planned, steps: int | None = None) -> list[str]:
+    """The runs behind a job; a references job's one 'run' is its baselines on the first arm's
+    split (the split is all the supervised run id and the family add)."""
     pre, sup = configs(planned, steps)
+    if planned.family:
+        return [f"references-{planned.family}-{sup.run_id}"]
     return [c.run_id for c in (pre, sup) if c is not None]
 
 
@@ -279,7 +298,12 @@ def epoch_seconds(done: list[JobRecord], cpu: str) -> dict[tuple[str, str], floa
 
 def estimate_minutes(p: Planned, per_epoch: Mapping[str, float], done: list[JobRecord]) -> float:
     """Minutes a job takes here: each stage's expected epochs (the median of this arm's finished
-    jobs, else PRIOR_EPOCHS, else its cap) times seconds per epoch."""
+    jobs, else PRIOR_EPOCHS, else its cap) times seconds per epoch; a references job, the median
+    of the finished ones, else PRIOR_REFERENCE_MINUTES."""
+    if p.family:
+        seen = [r.wall_seconds / 60 for r in done if r.job["key"] == REFERENCES_KEY and not r.stages
+                and r.row.get("family") == p.family]
+        return statistics.median(seen) if seen else PRIOR_REFERENCE_MINUTES[p.family]
     pre, sup = configs(p, steps=None if p.job.matches is None else 1)
     minutes = 0.0
     for cfg in (pre, sup):
@@ -386,23 +410,43 @@ def stage_record(cfg, result) -> dict[str, Any]:
 
 def train_job(p: Planned, steps: int | None, runs: Path) -> JobRecord:
     """Train (or resume, or reuse) one job's runs and make its record."""
-    from . import device, provenance
+    from . import provenance
     from .experiments.common import run_arm_results
 
     started = time.perf_counter()
+    if p.family:
+        return references_job(p, started)
     pre, sup = configs(p, steps, runs)
     arm = p.arm if steps is None else p.arm.replace(steps=steps)
     row, results = run_arm_results(arm, p.job.seed, p.settings, dataset=p.dataset,
                                    data_options=p.data_options, runs_dir=runs)
     ran = [c for c in (pre, sup) if c is not None]
     stages = [stage_record(cfg, res) for cfg, res in zip(ran, results)]
+    return record_of(p, row, stages, [s["run_id"] for s in stages], sup.precision, started,
+                     provenance.imported_training_code(), flops=float(row["flops"]))
+
+
+def references_job(p: Planned, started: float) -> JobRecord:
+    """The reference baselines of a job's seed on its notebook's split, tuned on validation."""
+    from . import provenance
+    from .experiments import regime
+
+    rows = regime.baseline_rows(p.arm, (p.job.seed,), p.settings, family=p.family, dataset=p.dataset,
+                                data_options=p.data_options)
+    row = {"arm": REFERENCES, "seed": p.job.seed, "family": p.family, "references": rows}
+    code = provenance.imported_training_code(parts=provenance.TRAINING_CODE + REFERENCE_CODE)
+    return record_of(p, row, [], run_ids(p), "fp32", started, code)
+
+
+def record_of(p: Planned, row: dict[str, Any], stages: list[dict[str, Any]], ids: list[str], precision: str,
+              started: float, code: list[str], flops: float | None = None) -> JobRecord:
+    from . import device, provenance
+
     identity = provenance.code_identity()
-    return JobRecord(job=asdict(p.job), row=row, stages=stages, run_ids=[s["run_id"] for s in stages],
-                     code_fingerprint=identity["code_fingerprint"],
-                     code_files=provenance.file_digests(provenance.imported_training_code()),
-                     commit=identity["commit"] if identity["verified"] else None,
-                     precision=sup.precision, wall_seconds=time.perf_counter() - started,
-                     machine=device.machine(), flops=float(row["flops"]))
+    return JobRecord(job=asdict(p.job), row=row, stages=stages, run_ids=ids,
+                     code_fingerprint=identity["code_fingerprint"], code_files=provenance.file_digests(code),
+                     commit=identity["commit"] if identity["verified"] else None, precision=precision,
+                     wall_seconds=time.perf_counter() - started, machine=device.machine(), flops=flops)
 
 
 def launch(p: Planned, steps: int | None, runs: Path, path: Path) -> subprocess.Popen:
@@ -541,7 +585,7 @@ def _left(root: Path, jobs: list[Planned] | None, log) -> list[State]:
         if record is None:
             todo.append(s)
             continue
-        row = {**record.row, "arm": s.planned.arm.label}                   # this notebook's name for it
+        row = {**record.row, "arm": s.planned.label}                       # this notebook's name for it
         copy = JobRecord(**{**asdict(record), "job": asdict(s.planned.job), "row": row})
         write_record(copy, s.planned.job.path(root))
         log(f"{s.planned.job.title}: the same runs as {Job(**record.job).title}, its record taken")
@@ -608,7 +652,7 @@ def jobs_table(found: list[State]) -> list[dict[str, Any]]:
     out = []
     for s in found:
         r = s.record
-        out.append({"job": s.planned.job.name, "arm": s.planned.arm.label, "seed": s.planned.job.seed,
+        out.append({"job": s.planned.job.name, "arm": s.planned.label, "seed": s.planned.job.seed,
                     "state": s.state, "why": s.why,
                     "stages": stages_line(r) if r else "",
                     "precision": r.precision if r else "", "cpu": r.machine.get("cpu", "") if r else "",
@@ -616,7 +660,12 @@ def jobs_table(found: list[State]) -> list[dict[str, Any]]:
     return out
 
 
-VERDICT_FILES = ("runs.json", "arms.csv", "comparisons.csv")   # written once every job of a notebook is done
+VERDICT_FILES = ("runs.json", "arms.csv", "comparisons.csv", "baselines.csv")   # once every job is done
+
+
+def reference_rows(found: list[State]) -> list[dict[str, Any]]:
+    """The baselines.csv rows of a notebook's finished references jobs."""
+    return [r for s in found if s.planned.family and s.record is not None for r in s.record.row["references"]]
 
 
 def write_notebook(notebook: str, found: list[State], root: Path) -> dict[str, Any]:
@@ -626,6 +675,7 @@ def write_notebook(notebook: str, found: list[State], root: Path) -> dict[str, A
     one precision (pairs never mix precisions): a partial set is never a verdict.
     -> {'folder', 'done', 'total', 'missing': [job names or the reason], 'written'}."""
     from . import device, digests, provenance
+    from .experiments.baselines import write_baselines
     from .experiments.common import write_arms, write_runs
 
     mine = [s for s in found if s.planned.job.notebook == notebook]
@@ -637,15 +687,19 @@ def write_notebook(notebook: str, found: list[State], root: Path) -> dict[str, A
     status = {"profile": PROFILE, "estimated_on": device.cpu_name(), "jobs": jobs_table(mine)}
     write_text_atomic(folder / JOBS, json.dumps(status, indent=1) + "\n")
     missing = [s.planned.job.name for s in mine if s.state != "done"]
-    precisions = sorted({s.record.precision for s in mine if s.record is not None})
+    arms = [s for s in mine if not s.planned.family]
+    precisions = sorted({s.record.precision for s in arms if s.record is not None})
     if len(precisions) > 1:
         missing.append(f"one precision for every job (found {', '.join(precisions)})")
     out = {"folder": folder, "done": sum(s.state == "done" for s in mine), "total": len(mine), "missing": missing,
            "written": []}
     if not missing:
-        rows = [{**s.record.row, "precision": s.record.precision} for s in mine]
+        rows = [{**s.record.row, "precision": s.record.precision} for s in arms]
         recorders()[notebook](folder / "comparisons.csv", rows)
         out["written"] = [write_runs(folder, rows), write_arms(folder / "arms.csv", rows), folder / "comparisons.csv"]
+        references = reference_rows(mine)
+        if references:
+            out["written"].append(write_baselines(folder, references))
     provenance.write(folder, mine[0].planned.settings if mine else None, profile=PROFILE,
                      seeds=sorted({s.planned.job.seed for s in mine}),
                      command=provenance.command("converge", status=True, notebooks=[notebook[:2]]),
@@ -682,15 +736,33 @@ def view(notebook: str, root: Path | None = None) -> View:
     counts = {state: sum(s.state == state for s in mine) for state in ("done", "stale", "refused", "waiting", "to run")}
     table = pd.DataFrame(jobs_table(mine)).drop(columns=["job"])
     done = [s.record for s in mine if s.record is not None]
-    table.insert(3, "test top-1", [f"{s.record.row['test_accuracy']:.2f}" if s.record else "" for s in mine])
+    table.insert(3, "test top-1", [f"{s.record.row['test_accuracy']:.2f}" if s.record and not s.planned.family
+                                    else "" for s in mine])
     folder = root / notebook / PROFILE
     complete = counts["done"] == len(mine) and (folder / "comparisons.csv").is_file()
     left = ", ".join(f"{n} {state}" for state, n in counts.items() if n and state != "done")
     text = (f"Converged profile (`python -m hipcore converge`): {counts['done']} of {len(mine)} jobs done"
             + (f"; {left}. A partial set is no verdict: the rows wait for every job." if left else
                "; the verdict rows below pair them by seed."))
-    return View(table, text, curves_figure(done) if done else None,
+    text += references_text([s for s in mine if not s.planned.family], reference_rows(mine))
+    return View(table, text, curves_figure([r for r in done if r.stages]) if any(r.stages for r in done) else None,
                 regime.findings(folder) if complete else [])
+
+
+def references_text(arms: list[State], references: list[dict[str, Any]]) -> str:
+    """Each reference baseline's mean top-1 over its finished seeds beside the finished arms'."""
+    from .experiments import regime
+
+    if not references:
+        return "\n\nNo reference baseline has finished at this profile's split yet."
+    means: dict[str, list[float]] = {}
+    for s in arms:
+        if s.record is not None:
+            means.setdefault(s.planned.label, []).append(s.record.row["test_accuracy"])
+    summary = [{"arm": arm, "accuracy": statistics.mean(v)} for arm, v in means.items()]
+    seeds = sorted({r["seed"] for r in references})
+    return (f"\n\nReference baselines at the same split, tuned on its validation set (seeds {seeds}): "
+            + "; ".join(regime.baseline_lines(references, summary)) + ".")
 
 
 def curves_figure(records: list[JobRecord]):

@@ -308,3 +308,31 @@ def test_a_notebook_views_its_jobs_as_partial_until_every_one_is_done(tmp_path):
     assert list(ax.lines[0].get_ydata()) == [41.0, 42.0, 43.0] and ax.lines[1].get_marker() == "o"
     with pytest.raises(ValueError, match="no jobs in the converged queue"):
         converge.view("05_efficiency", tmp_path)
+
+
+def test_a_references_job_trains_the_tuned_baselines_on_its_notebooks_split_and_the_view_shows_them(tmp_path,
+                                                                                                     monkeypatch):
+    monkeypatch.setattr(provenance, "code_identity", lambda: {"code_fingerprint": provenance.code_fingerprint(),
+                                                             "commit": "b" * 40, "verified": True})
+    p = replace(planned(), job=Job("01_imagenet_comparison", converge.REFERENCES_KEY, 0), family="images")
+    assert p.label == converge.REFERENCES and converge.run_ids(p)[0].startswith("references-images-supervised-")
+    rec = converge.train_job(p, None, tmp_path / "runs")
+    models = {r["model"] for r in rec.row["references"]}
+    assert {"logistic regression", "small CNN"} <= models and rec.stages == [] and rec.flops is None
+    assert "hipcore/experiments/baselines.py" in rec.code_files                 # its code stales it too
+    converge.write_record(rec, p.job.path(tmp_path))
+    [state] = converge.states([p], tmp_path)
+    assert state.state == "done"
+    arm = planned()
+    converge.write_record(record(arm), arm.job.path(tmp_path))
+    text = converge.references_text(converge.states([arm], tmp_path), rec.row["references"])
+    assert text.startswith("\n\nReference baselines at the same split, tuned on its validation set (seeds [0]): ")
+    assert "logistic regression: " in text and "arms below it" in text
+
+
+def test_the_plan_holds_references_per_notebook_at_the_controls_seeds():
+    jobs = [p for p in converge.plan() if p.job.key == converge.REFERENCES_KEY]
+    families = {p.job.notebook: p.family for p in jobs}
+    assert families == {"01_imagenet_comparison": "images", "02_flattening_ablation": "images",
+                        "03_mae_positional_embeddings": "images", "04_point_clouds": "points"}
+    assert {p.job.seed for p in jobs} == {0, 1, 2}
