@@ -124,11 +124,11 @@ def read_record(path: Path, job: Job) -> JobRecord:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise JobFileError(f"{path}: not a complete job file ({type(error).__name__}); it runs again") from None
+    if isinstance(data, dict) and "format" in data and data["format"] != FORMAT:
+        raise JobFileError(f"{path}: job file format {data['format']!r}, this code reads {FORMAT}; it runs again")
     if not isinstance(data, dict) or any(k not in data for k in REQUIRED):
         missing = [k for k in REQUIRED if not isinstance(data, dict) or k not in data]
         raise JobFileError(f"{path}: a job file lacks {', '.join(missing)}; it runs again")
-    if data["format"] != FORMAT:
-        raise JobFileError(f"{path}: job file format {data['format']!r}, this code reads {FORMAT}; it runs again")
     if data["job"] != asdict(job):
         raise JobFileError(f"{path}: holds job {data['job']}, not {asdict(job)} (a copied or duplicated "
                            f"file); it runs again")

@@ -51,6 +51,8 @@ def test_a_job_file_round_trips(tmp_path):
     (lambda text: json.dumps({**json.loads(text), "commit": None}), "dirty tree"),
     (lambda text: json.dumps({k: v for k, v in json.loads(text).items() if k != "stages"}), "lacks stages"),
     (lambda text: json.dumps({**json.loads(text), "format": 99}), "format 99"),
+    (lambda text: json.dumps({**{k: v for k, v in json.loads(text).items() if k != "code_files"}, "format": 1}),
+     "format 1, this code reads 2"),                     # an older file: its format, not a missing field
 ])
 def test_a_damaged_job_file_is_refused_naming_it_and_runs_again(tmp_path, damage, words):
     p = planned()
