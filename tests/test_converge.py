@@ -338,3 +338,19 @@ def test_the_plan_holds_references_per_notebook_at_the_controls_seeds():
     assert families == {"01_imagenet_comparison": "images", "02_flattening_ablation": "images",
                         "03_mae_positional_embeddings": "images", "04_point_clouds": "points"}
     assert {p.job.seed for p in jobs} == {0, 1, 2}
+
+
+def test_every_queued_stage_validates_on_enough_examples_for_the_rule_to_stop_a_flat_curve():
+    from hipcore.data.parts3d import CLASS_NAMES
+    from hipcore.train import plateau
+
+    for p in converge.plan():
+        if p.family:
+            continue
+        for cfg in (c for c in converge.configs(p) if c is not None):
+            drawn = {"fashion_mnist": 60000, "parts3d": len(CLASS_NAMES) * cfg.data_options.get("train_per_class", 0)}
+            assert drawn[cfg.dataset] - cfg.limit_train >= cfg.val_size, f"{p.job.title}: too few spare examples"
+            rule = plateau.Rule.of(cfg)
+            flat = [0.5 if cfg.task == "supervised" else 0.01] * max(rule.window, rule.min_epochs)
+            mode = "accuracy" if cfg.task == "supervised" else "loss"
+            assert plateau.reached(flat, mode, cfg.val_size, rule), f"{p.job.title} {cfg.task}: flat, never stopped"
