@@ -58,6 +58,7 @@ POLL_S = 1.0
 PRIOR_EPOCH_SECONDS = {("fashion_mnist", "pretrain"): 21.0, ("fashion_mnist", "supervised"): 11.0,
                        ("parts3d", "pretrain"): 5.0, ("parts3d", "supervised"): 4.0}
 PRIOR_EPOCHS = {"pretrain": None, "supervised": 25}
+PRIOR_THREADS = 2              # the threads of those priors' runs: a job of fewer takes longer
 # Reference baselines (experiments.baselines, tuned on validation) per notebook and seed of the
 # controls' seeds, on the split of the notebook's first arm: a job of their own ('references').
 REFERENCES, REFERENCES_KEY = "reference baselines", "references"
@@ -283,17 +284,25 @@ def changed_code(record: JobRecord) -> list[str]:
 # ---- estimates ----
 
 
-def epoch_seconds(done: list[JobRecord], cpu: str) -> dict[tuple[str, str], float]:
-    """{(dataset, stage task): median seconds per epoch} over finished jobs on this CPU model,
-    else the prior (PRIOR_EPOCH_SECONDS)."""
+def job_threads() -> int:
+    """The threads each job's torch takes (cmd_converge sets OMP_NUM_THREADS for the jobs)."""
+    return max(1, int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
+
+
+def epoch_seconds(done: list[JobRecord], cpu: str, threads: int | None = None) -> dict[tuple[str, str], float]:
+    """{(dataset, stage task): median seconds per epoch} over finished jobs on this CPU model at
+    `threads` (default job_threads()), else the prior (PRIOR_EPOCH_SECONDS, scaled from its
+    PRIOR_THREADS)."""
+    threads = job_threads() if threads is None else threads
     measured: dict[tuple[str, str], list[float]] = {key: [] for key in PRIOR_EPOCH_SECONDS}
     for record in done:
-        if record.machine.get("cpu") == cpu:
+        if record.machine.get("cpu") == cpu and record.machine.get("torch_threads") == threads:
             for stage in record.stages:
                 if stage.get("epochs") and stage.get("seconds"):
                     key = (stage["dataset"], stage["task"])
                     measured.setdefault(key, []).append(stage["seconds"] / stage["epochs"])
-    return {k: statistics.median(v) if v else PRIOR_EPOCH_SECONDS[k] for k, v in measured.items()}
+    return {k: statistics.median(v) if v else PRIOR_EPOCH_SECONDS[k] * PRIOR_THREADS / threads
+            for k, v in measured.items()}
 
 
 def estimate_minutes(p: Planned, per_epoch: Mapping[str, float], done: list[JobRecord]) -> float:
@@ -502,7 +511,7 @@ def run(budget_minutes: float, *, root: Path | None = None, runs: Path | None = 
     try:
         while time.monotonic() < deadline:
             todo = [s for s in _left(root, jobs, log) if s.planned.job not in running]
-            _start_jobs(todo, running, workers, root, runs, log, start)
+            _start_jobs(todo, running, workers, root, runs, log, start, deadline)
             if not running:
                 break
             for job in _wait_for_one(running, deadline):
@@ -593,13 +602,18 @@ def _left(root: Path, jobs: list[Planned] | None, log) -> list[State]:
 
 
 def _start_jobs(todo: list[State], running: dict[Job, Running], workers: int, root: Path, runs: Path,
-                log, start) -> None:
-    """Start jobs of `todo` in order until `workers` run: each one nobody else holds and that
-    shares no run with a running job."""
+                log, start, deadline: float) -> None:
+    """Start jobs of `todo` in order until `workers` run: each one nobody else holds, that shares
+    no run with a running job, and whose estimate fits in what is left of the box (a job stopped
+    by the box is lost with its run folder when the next sitting runs on another machine)."""
     for s in todo:
         if len(running) >= workers:
             return
         job = s.planned.job
+        left = (deadline - time.monotonic()) / 60
+        if s.minutes > left:
+            log(f"{job.title}: about {s.minutes:.0f} min, more than the {left:.0f} left in this box; not started")
+            continue
         steps = None
         if job.matches is not None:
             matched = Job(job.notebook, job.matches, job.seed)

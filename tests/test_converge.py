@@ -92,6 +92,12 @@ def test_a_matched_control_waits_then_trains_the_steps_of_its_match_flops(tmp_pa
         converge.matched_steps(control, record(arm, flops=None))
 
 
+@pytest.fixture
+def quick_jobs(monkeypatch):
+    """Every job estimated at no time, so that a short test box starts it."""
+    monkeypatch.setattr(converge, "estimate_minutes", lambda p, per_epoch, done: 0.0)
+
+
 def _sleeps(p, steps, runs, path):                      # a job that never finishes in the box
     return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
 
@@ -101,7 +107,7 @@ def _writes(p, steps, runs, path):                      # a job that finishes at
     return subprocess.Popen([sys.executable, "-c", "pass"])
 
 
-def test_the_time_box_stops_a_running_job_and_leaves_no_file(tmp_path, monkeypatch):
+def test_the_time_box_stops_a_running_job_and_leaves_no_file(tmp_path, monkeypatch, quick_jobs):
     monkeypatch.setattr(converge, "STOP_MARGIN_S", 0.0)
     p = planned()
     start = time.monotonic()
@@ -112,7 +118,7 @@ def test_the_time_box_stops_a_running_job_and_leaves_no_file(tmp_path, monkeypat
     assert done == [p.job.title] and converge.read_record(p.job.path(tmp_path), p.job)
 
 
-def test_two_workers_run_two_jobs_at_once_but_never_two_that_share_a_run(tmp_path, monkeypatch):
+def test_two_workers_run_two_jobs_at_once_but_never_two_that_share_a_run(tmp_path, monkeypatch, quick_jobs):
     monkeypatch.setattr(converge, "STOP_MARGIN_S", 0.0)
     first, other_seed = planned(seed=0), planned(seed=1)
     same_runs = replace(first, job=Job("03_mae_positional_embeddings", "hip_classification", 0))
@@ -131,7 +137,7 @@ def test_two_workers_run_two_jobs_at_once_but_never_two_that_share_a_run(tmp_pat
     assert started == [first.job]
 
 
-def test_a_worker_whose_job_ends_takes_the_next_while_the_other_runs(tmp_path, monkeypatch):
+def test_a_worker_whose_job_ends_takes_the_next_while_the_other_runs(tmp_path, monkeypatch, quick_jobs):
     monkeypatch.setattr(converge, "STOP_MARGIN_S", 0.0)
     quick, slow, third = planned(seed=0), planned(seed=1), planned(seed=2)
     order = []
@@ -146,7 +152,7 @@ def test_a_worker_whose_job_ends_takes_the_next_while_the_other_runs(tmp_path, m
     assert not slow.job.path(tmp_path).exists()          # stopped by the box, nothing half-written
 
 
-def test_a_job_another_queue_holds_is_skipped(tmp_path):
+def test_a_job_another_queue_holds_is_skipped(tmp_path, quick_jobs):
     p = planned()
     lines = []
     with converge.job_lock(p.job, tmp_path / "runs") as mine:
@@ -155,7 +161,7 @@ def test_a_job_another_queue_holds_is_skipped(tmp_path):
     assert done == [] and any("another queue is running it" in line for line in lines)
 
 
-def test_a_job_with_another_notebooks_runs_takes_its_record(tmp_path):
+def test_a_job_with_another_notebooks_runs_takes_its_record(tmp_path, quick_jobs):
     first = planned()
     second = replace(first, job=Job("03_mae_positional_embeddings", "hip_classification", 0))
     converge.write_record(record(first), first.job.path(tmp_path))
@@ -354,3 +360,27 @@ def test_every_queued_stage_validates_on_enough_examples_for_the_rule_to_stop_a_
             flat = [0.5 if cfg.task == "supervised" else 0.01] * max(rule.window, rule.min_epochs)
             mode = "accuracy" if cfg.task == "supervised" else "loss"
             assert plateau.reached(flat, mode, cfg.val_size, rule), f"{p.job.title} {cfg.task}: flat, never stopped"
+
+
+def test_a_job_whose_estimate_exceeds_what_is_left_of_the_box_is_not_started(tmp_path, monkeypatch):
+    monkeypatch.setattr(converge, "STOP_MARGIN_S", 0.0)
+    monkeypatch.setattr(converge, "estimate_minutes", lambda p, per_epoch, done: 30.0 if p.job.seed == 0 else 0.0)
+    long, short = planned(seed=0), planned(seed=1)
+    started, lines = [], []
+
+    def start(p, steps, runs, path):
+        started.append(p.job.seed)
+        return _writes(p, steps, runs, path)
+
+    done = converge.run(1, root=tmp_path, runs=tmp_path / "runs", jobs=[long, short], start=start, log=lines.append)
+    assert started == [1] and done == [short.job.title]
+    assert any("about 30 min, more than the 1 left in this box; not started" in line for line in lines)
+
+
+def test_prior_epoch_seconds_scale_with_a_jobs_threads_and_measured_ones_are_per_thread_count():
+    prior = converge.PRIOR_EPOCH_SECONDS[("fashion_mnist", "supervised")]
+    assert converge.epoch_seconds([], "cpu", threads=1)[("fashion_mnist", "supervised")] == 2 * prior
+    p = planned()
+    one = record(p, machine={"cpu": "cpu", "torch_threads": 1})
+    assert converge.epoch_seconds([one], "cpu", threads=1)[("fashion_mnist", "supervised")] == 10.0   # 30 s / 3
+    assert converge.epoch_seconds([one], "cpu", threads=2)[("fashion_mnist", "supervised")] == prior
