@@ -61,7 +61,9 @@ LONG_FIELDS = ("run_id", "seed", "metric", "value")
 # The unit of every metric a results folder holds; a metric not named here (nor matched by
 # `unit_of`'s rules) stops the load rather than appear without a unit.
 UNITS = {
-    "test_accuracy": "%", "test_loss": "nats", "pretrain_test_loss": "MSE (normalised pixels)",
+    "test_accuracy": "%", "test_loss": "nats",
+    # notebook 07's segmentations (mean IoU over classes, background included; pixel accuracy)
+    "test_miou": "%", "test_pixel_accuracy": "%", "pretrain_test_loss": "MSE (normalised pixels)",
     "train_examples_per_s": "examples/s", "examples_per_s": "examples/s",
     "total_seconds": "s", "train_seconds": "s", "pretrain_seconds": "s", "forward_seconds": "s",
     "parameters": "count", "classifier_parameters": "count",
@@ -84,8 +86,9 @@ FRACTIONS = {"fraction_of_peak", "fraction_of_best_peak"}
 # Columns of 05's wide metrics.csv that describe the measurement rather than measure it.
 WIDE_SETTINGS = ("model", "package", "side", "inputs", "batch", "status", "repeats", "threads", "precision")
 # What a comparisons.csv 'metric' (the unit of its effect) is, as a metric of this frame.
-COMPARISON_METRICS = (("top-1 %", "test_accuracy"), ("steps/s", "steps_per_s"), ("structure score", "structure"),
-                      ("geometry score", "geometry"))   # F7: structure with the data's correlation removed
+COMPARISON_METRICS = (("top-1 %", "test_accuracy"), ("mIoU %", "test_miou"), ("steps/s", "steps_per_s"),
+                      ("structure score", "structure"), ("geometry score", "geometry"))
+# (geometry: F7's structure with the data's correlation removed)
 
 
 # The columns a comparisons.csv may lack, and what they default to (`hipcore.report` writes them all).

@@ -120,13 +120,14 @@ def check_folder(folder: Path) -> None:
 
 
 def profile_baselines(results_dir: str | Path, profile: str) -> dict[str, dict[str, float]]:
-    """{notebook: {baseline model: mean test top-1 over seeds}} from each
+    """{notebook: {baseline model: mean test top-1 over seeds (a dense baseline's: mIoU)}} from each
     `<notebook>/<profile>/baselines.csv` that exists (read, checked, by `baselines.read_baselines`:
     a NaN or a repeated row is refused, never averaged over)."""
     out = {}
     for path in notebook_files(results_dir, profile, "baselines.csv"):
         rows = pd.DataFrame(read_baselines(path))
-        out[path.parent.parent.name] = rows["test_accuracy"].groupby(rows["model"], sort=False).mean().to_dict()
+        score = "test_miou" if "test_miou" in rows else "test_accuracy"
+        out[path.parent.parent.name] = rows[score].groupby(rows["model"], sort=False).mean().to_dict()
     return out
 
 

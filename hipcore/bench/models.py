@@ -10,10 +10,16 @@
 | hip_small         | hipcore                  | a CPU-scale HiP (variant `small3`), for smoke runs         |
 | perceiver_pytorch | perceiver-pytorch 0.11.0 | its PerceiverIO at `PERCEIVER_PYTORCH` below               |
 | perceiver_matched | hipcore                  | our flat Perceiver at exactly that configuration           |
+| seg_hip_decoder   | hipcore                  | small3 + segmentation head on the full decoder (07)        |
+| seg_hip_bottleneck| hipcore                  | small3 + segmentation head on the bottleneck (07)          |
+| seg_perceiver_io  | hipcore                  | perceiver_small + Perceiver IO's query decoder (07)        |
+| seg_unet          | hipcore                  | notebook 07's small U-Net (experiments.baselines)          |
 
-Every model takes a classification step: hipcore models run with `reconstruct=False`, so the
-decoder and the reconstruction head (used only for MAE) take no part, and their parameters
-get no gradient.
+Every classifier takes a classification step: hipcore models run with `reconstruct=False`, so
+the decoder and the reconstruction head (used only for MAE) take no part, and their parameters
+get no gradient. The `seg_` models (`dense`) take a segmentation step instead: one-channel
+canvases [B, M, 1] -> logits [B, M, DENSE_CLASSES], cross-entropy against a label per pixel,
+as notebook 07 trains them on collages.
 """
 
 from __future__ import annotations
@@ -35,6 +41,34 @@ from ..model.positions import fourier_features
 # weights); our MLP with widening 6 (D -> 6D -> D) has the same weights and FLOPs.
 PERCEIVER_PYTORCH = dict(latents=64, channels=128, layers=4, heads=4, bands=64)
 MATCHED_WIDENING = 6
+
+
+DENSE_CLASSES = 11       # collages' labels: background and the ten Fashion-MNIST classes
+DENSE_CHANNELS = 1       # a collage is grey
+
+
+class Segmenter(nn.Module):
+    """A hipcore HiP with a segmentation head: pixels [B, M, C] -> logits [B, M, classes]."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model({"image": pixels}, reconstruct=False).dense["image"]
+
+
+class GridSegmenter(nn.Module):
+    """A convolutional segmenter on raster pixels: [B, M, C] -> [B, C, H, W] -> logits [B, M, classes]."""
+
+    def __init__(self, model: nn.Module, side: int):
+        super().__init__()
+        self.model, self.side = model, side
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        b, m, c = pixels.shape
+        grid = pixels.transpose(1, 2).reshape(b, c, self.side, self.side)         # [B, C, H, W]
+        return self.model(grid).flatten(2).transpose(1, 2)                        # [B, M, classes]
 
 
 class Classifier(nn.Module):
@@ -97,6 +131,11 @@ class BenchModel:
     make: Callable[..., nn.Module]      # (side, classes, **options) -> pixels [B, M, 3] -> logits
     package: str = "hipcore"            # the code it runs: 'hipcore' or 'perceiver-pytorch'
     paper: str | None = None            # its rows 'speed.<paper>.<side>' in paper_reference.csv
+    dense: bool = False                 # a label per pixel (pixels [B, M, 1] -> [B, M, DENSE_CLASSES])
+
+    @property
+    def channels(self) -> int:
+        return DENSE_CHANNELS if self.dense else 3
 
 
 def _hipcore(name: str, **overrides) -> Callable[..., nn.Module]:
@@ -104,6 +143,21 @@ def _hipcore(name: str, **overrides) -> Callable[..., nn.Module]:
         spec = {"image": ModalitySpec(side * side, 3, (side, side))}
         return Classifier(build(name, spec, num_classes=classes, **overrides, **options))
     return make
+
+
+def _segmenter(name: str, dense_from: str) -> Callable[..., nn.Module]:
+    def make(side: int, classes: int, **options) -> nn.Module:
+        spec = {"image": ModalitySpec(side * side, DENSE_CHANNELS, (side, side))}
+        return Segmenter(build(name, spec, num_classes=0, dense_classes=classes, dense_from=dense_from, **options))
+    return make
+
+
+def _unet(side: int, classes: int, **options) -> nn.Module:
+    from ..experiments.baselines import SmallUNet  # late: the benchmark's classifiers never need it
+
+    if options:
+        raise ValueError(f"seg_unet takes no hipcore options, got {sorted(options)}")
+    return GridSegmenter(SmallUNet(DENSE_CHANNELS, classes), side)
 
 
 def _matched(side: int, classes: int, **options) -> nn.Module:
@@ -130,6 +184,13 @@ MODELS: dict[str, BenchModel] = {m.name: m for m in (
                _perceiver_pytorch, package="perceiver-pytorch"),
     BenchModel("perceiver_matched", "hipcore flat Perceiver at perceiver_pytorch's configuration",
                _matched),
+    BenchModel("seg_hip_decoder", "small3, segmentation head on the full decoder",
+               _segmenter("small3", "decoder"), dense=True),
+    BenchModel("seg_hip_bottleneck", "small3, segmentation head on the bottleneck",
+               _segmenter("small3", "bottleneck"), dense=True),
+    BenchModel("seg_perceiver_io", "perceiver_small, Perceiver IO's query decoder",
+               _segmenter("perceiver_small", "decoder"), dense=True),
+    BenchModel("seg_unet", "small U-Net (notebook 07's reference CNN)", _unet, dense=True),
 )}
 
 MODEL_NAMES = tuple(MODELS)
@@ -146,10 +207,25 @@ def available(name: str) -> str | None:
 
 
 def make_model(name: str, side: int, classes: int = 1000, **options) -> nn.Module:
-    """The benchmark model `name` for square images of `side` pixels (options: HiPConfig fields)."""
+    """The benchmark model `name` for square images of `side` pixels (options: HiPConfig fields);
+    a dense model has DENSE_CLASSES whatever `classes` says."""
     if name not in MODELS:
         raise ValueError(f"unknown benchmark model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
-    return MODELS[name].make(side, classes, **options)
+    return MODELS[name].make(side, DENSE_CLASSES if MODELS[name].dense else classes, **options)
+
+
+def example_batch(name: str, side: int, batch: int, classes: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random batch for model `name`: pixels [B, M, channels] and labels, [B] for a classifier,
+    [B, M] (a label per pixel) for a dense model; on the current default device."""
+    model = MODELS[name]
+    labels = (batch, side * side) if model.dense else (batch,)
+    return (torch.rand(batch, side * side, model.channels),
+            torch.randint(0, DENSE_CLASSES if model.dense else classes, labels))
+
+
+def step_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of logits [B, K] against labels [B], or per pixel, [B, M, K] against [B, M]."""
+    return nn.functional.cross_entropy(logits.flatten(0, -2).float(), labels.flatten())
 
 
 def count_flops(name: str, side: int, batch: int, classes: int = 1000, **options) -> tuple[int, int]:
@@ -164,10 +240,9 @@ def count_flops(name: str, side: int, batch: int, classes: int = 1000, **options
 
     with torch.device("meta"):
         model = make_model(name, side, classes, **options)
-        pixels = torch.empty(batch, side * side, 3)
-        labels = torch.zeros(batch, dtype=torch.long)
+        pixels, labels = example_batch(name, side, batch, classes)
     params = sum(p.numel() for p in model.parameters())
     with FlopCounterMode(display=False) as counter:
-        loss = nn.functional.cross_entropy(model(pixels), labels)
+        loss = step_loss(model(pixels), labels)
         loss.backward()
     return counter.get_total_flops(), params

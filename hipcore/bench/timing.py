@@ -1,7 +1,8 @@
 """Timing a training step, and a fresh process per measurement so that memory is its own.
 
 A training step is: zero the gradients, logits from pixels [B, M, 3], cross-entropy against
-labels, backward, one AdamW update (fused). `Trainee.step` times it with `perf_counter`.
+labels (per pixel for a dense model: [B, M, 1] -> [B, M, K]), backward, one AdamW update
+(fused). `Trainee.step` times it with `perf_counter`.
 
 `measure(job)` runs `python -m hipcore.bench.worker <job as JSON>` and reads back its JSON.
 In that fresh process (`run_job`):
@@ -30,9 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from ..device import autocast
+from .models import step_loss
 
 RESULT_MARK = "HIPCORE_BENCH_RESULT "
 OOM = "OOM"
@@ -137,8 +138,8 @@ class Trainee:
 
     name: str
     model: torch.nn.Module
-    pixels: torch.Tensor            # [B, M, 3]
-    labels: torch.Tensor            # [B]
+    pixels: torch.Tensor            # [B, M, 3] ([B, M, 1]: a dense model)
+    labels: torch.Tensor            # [B] ([B, M]: a dense model)
     optimizer: torch.optim.Optimizer
     precision: str = "fp32"         # resolved: the forward runs under its autocast
     times: list[float] = field(default_factory=list)
@@ -146,12 +147,11 @@ class Trainee:
     @classmethod
     def build(cls, name: str, side: int, batch: int, *, seed: int = 0, classes: int = 1000,
               options: dict | None = None, precision: str = "fp32") -> "Trainee":
-        from .models import make_model
+        from .models import example_batch, make_model
 
         torch.manual_seed(seed)
         model = make_model(name, side, classes, **(options or {})).train()
-        pixels = torch.rand(batch, side * side, 3)
-        labels = torch.randint(0, classes, (batch,))
+        pixels, labels = example_batch(name, side, batch, classes)        # [B, M, C], [B] or [B, M]
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
         return cls(name, model, pixels, labels, optimizer, precision)
 
@@ -161,7 +161,7 @@ class Trainee:
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.precision, self.pixels.device):
             logits = self.model(self.pixels)
-        loss = F.cross_entropy(logits.float(), self.labels)
+        loss = step_loss(logits, self.labels)
         loss.backward()
         self.optimizer.step()
         return time.perf_counter() - start

@@ -21,6 +21,13 @@ evaluated on the same test set, once per seed.
                                           upper and the lower half of the cloud (along the
                                           dataset's up axis), then softmax regression (L-BFGS)
 
+    dense         'small U-Net'            a label per pixel (notebook 07): two levels of 3x3 conv
+    (per pixel)                            pairs with 2x2 max-pooling down, a bottom pair, and two
+                                          levels up (2x2 transposed conv, the skip from the same
+                                          level concatenated, a conv pair), a 1x1 conv to the
+                                          classes; Adam on per-pixel cross-entropy, scored by
+                                          mean IoU (background included) and pixel accuracy
+
 Point-cloud baselines train on the clouds as stored (no augmentation).
 
 Each baseline is tuned the way a reader would tune it: its main knob (`KNOBS`: the L2 strength
@@ -64,7 +71,11 @@ COLUMNS = ("model", "seed", "l2", "epochs", "val_accuracy", "train_accuracy", "t
 OLD_COLUMNS = ("model", "seed", "test_accuracy", "train_accuracy", "seconds", "train_size", "test_size")
 IMAGE_MODELS = ("logistic regression", "MLP (256 hidden)", "small CNN")
 POINT_MODELS = ("PointNet", "PointNet++-style", "local shape + logistic regression")
+DENSE_MODELS = ("small U-Net",)
 FILE_NAME = "baselines.csv"
+# A dense baseline's row: mIoU chosen on validation, train and test mIoU and pixel accuracy (%).
+DENSE_COLUMNS = ("model", "seed", "epochs", "width", "val_miou", "train_miou", "test_miou", "train_pixel_accuracy",
+                 "test_pixel_accuracy", "edge", "seconds", "train_size", "val_size", "test_size")
 
 
 @dataclass(frozen=True)
@@ -94,7 +105,9 @@ KNOBS = {
     "PointNet": Knobs(epochs=EPOCH_GRID),
     "PointNet++-style": Knobs(epochs=EPOCH_GRID),
     "local shape + logistic regression": Knobs(l2=L2_GRID),
+    "small U-Net": Knobs(epochs=(2, 4, 6, 8, 10, 15, 20)),
 }
+UNET_WIDTH = 16                # the small U-Net's channels at full resolution (x2 per level down)
 
 
 # ---- data ----
@@ -218,9 +231,14 @@ class Standardise(nn.Module):
 Split = tuple[torch.Tensor, torch.Tensor]         # (inputs [N, ...], labels [N])
 
 
-def candidates(knobs: Knobs, seed: int, train: Split, val: Split, build: Callable[[], nn.Module]):
-    """(val accuracy, l2, epochs, weights) for every point of the grid: one fit per L2 value,
-    its epochs read off after each epoch of the grid (Adam), or L-BFGS to its iterations."""
+Score = Callable[[torch.Tensor, torch.Tensor], float]       # (outputs, labels) -> a % that rises as it learns
+
+
+def candidates(knobs: Knobs, seed: int, train: Split, val: Split, build: Callable[[], nn.Module],
+               score: Score = accuracy):
+    """(val score, l2, epochs, weights) for every point of the grid: one fit per L2 value,
+    its epochs read off after each epoch of the grid (Adam), or L-BFGS to its iterations.
+    score: top-1 by default (a dense baseline's: mIoU)."""
     out = []
     for l2 in knobs.l2 if knobs.l2 is not None else (0.0,):
         with torch.random.fork_rng(devices=[]):
@@ -228,12 +246,12 @@ def candidates(knobs: Knobs, seed: int, train: Split, val: Split, build: Callabl
             model = build()
             if knobs.epochs is None:
                 fit_lbfgs(model, *train, l2=l2)
-                out.append((accuracy(predict(model, val[0]), val[1]), l2, None, model.state_dict()))
+                out.append((score(predict(model, val[0]), val[1]), l2, None, model.state_dict()))
                 continue
 
             def keep(epoch: int, m: nn.Module, l2: float = l2) -> None:
                 if epoch in knobs.epochs:
-                    out.append((accuracy(predict(m, val[0]), val[1]), l2, epoch, copy.deepcopy(m.state_dict())))
+                    out.append((score(predict(m, val[0]), val[1]), l2, epoch, copy.deepcopy(m.state_dict())))
 
             fit_adam(model, *train, epochs=max(knobs.epochs), seed=seed, l2=l2, after_epoch=keep)
     return out
@@ -462,13 +480,91 @@ def point_baselines(train_set, val_set, test_set, seed: int, *, models: tuple[st
     return rows
 
 
+# ---- dense: a label per pixel ----
+
+class SmallUNet(nn.Module):
+    """[B, C, H, W] -> logits [B, classes, H, W] (H, W multiples of 4): an encoder-decoder with
+    skip connections, `width` channels at full resolution, 2x and 4x at the levels below."""
+
+    def __init__(self, channels: int, classes: int, width: int = UNET_WIDTH):
+        super().__init__()
+        w = (width, 2 * width, 4 * width)
+        self.down = nn.ModuleList([conv_pair(channels, w[0]), conv_pair(w[0], w[1])])
+        self.bottom = conv_pair(w[1], w[2])
+        self.up = nn.ModuleList([nn.ConvTranspose2d(w[2], w[1], 2, stride=2),
+                                 nn.ConvTranspose2d(w[1], w[0], 2, stride=2)])
+        self.merge = nn.ModuleList([conv_pair(2 * w[1], w[1]), conv_pair(2 * w[0], w[0])])
+        self.head = nn.Conv2d(w[0], classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for down in self.down:                     # [B, w0, H, W], then [B, w1, H/2, W/2]
+            x = down(x)
+            skips.append(x)
+            x = F.max_pool2d(x, 2)
+        x = self.bottom(x)                         # [B, w2, H/4, W/4]
+        for up, merge, skip in zip(self.up, self.merge, reversed(skips)):
+            x = merge(torch.cat([up(x), skip], dim=1))
+        return self.head(x)                        # [B, classes, H, W]
+
+
+def conv_pair(inputs: int, outputs: int) -> nn.Sequential:
+    """Two 3x3 convolutions, each followed by ReLU, the map's size kept."""
+    return nn.Sequential(nn.Conv2d(inputs, outputs, 3, padding=1), nn.ReLU(),
+                         nn.Conv2d(outputs, outputs, 3, padding=1), nn.ReLU())
+
+
+def label_grid(dataset) -> torch.Tensor:
+    """A dense dataset's labels on the pixel grid: [N, M] in its order -> int64 [N, H, W]."""
+    spec = dataset.modalities[the_modality(dataset, "dense")]
+    return to_grid(dataset.labels.long()[..., None], spec.order, *spec.grid)[..., 0]
+
+
+def dense_scores(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """logits [N, K, H, W], labels [N, H, W] -> {'miou', 'pixel_accuracy'} in %, from one
+    confusion matrix over every pixel (hipcore.train.dense, as the HiP arms are scored)."""
+    from ..train.dense import confusion, scores  # late: classification never loads the dense modules
+
+    found = scores(confusion(logits.argmax(1), labels, logits.shape[1]))
+    return {k: 100.0 * v for k, v in found.items()}
+
+
+def miou(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    return dense_scores(logits, labels)["miou"]
+
+
+def dense_baselines(train_set, val_set, test_set, seed: int, *, models: tuple[str, ...] = DENSE_MODELS,
+                    knobs: Mapping[str, Knobs] | None = None, width: int = UNET_WIDTH) -> list[dict[str, Any]]:
+    """One row per dense baseline (DENSE_COLUMNS): trained on train_set, its epochs chosen from
+    its grid by validation mIoU (ties to the fewer), scored once on train and test."""
+    chosen = grids(models, DENSE_MODELS, "dense", knobs)
+    x = {k: image_grid(d) for k, d in (("train", train_set), ("val", val_set), ("test", test_set))}  # [N, C, H, W]
+    y = {k: label_grid(d) for k, d in (("train", train_set), ("val", val_set), ("test", test_set))}  # [N, H, W]
+    classes = train_set.num_classes
+    rows = []
+    for name in models:
+        start = time.perf_counter()
+        build = lambda: SmallUNet(x["train"].shape[1], classes, width)      # noqa: E731
+        scored = candidates(chosen[name], seed, (x["train"], y["train"]), (x["val"], y["val"]), build, miou)
+        val_miou, _, epochs, weights = max(scored, key=lambda c: (c[0], -(c[2] or 0)))
+        model = build()
+        model.load_state_dict(weights)
+        train, test = (dense_scores(predict(model, x[k], batch=64), y[k]) for k in ("train", "test"))
+        rows.append({"model": name, "seed": seed, "epochs": epochs, "width": width, "val_miou": val_miou,
+                     "train_miou": train["miou"], "test_miou": test["miou"],
+                     "train_pixel_accuracy": train["pixel_accuracy"], "test_pixel_accuracy": test["pixel_accuracy"],
+                     "edge": edge(chosen[name], 0.0, epochs), "seconds": time.perf_counter() - start,
+                     "train_size": len(y["train"]), "val_size": len(y["val"]), "test_size": len(y["test"])})
+    return rows
+
+
 # ---- runs and files ----
 
 def run_baselines(configs: dict[int, TrainConfig], *, family: str, train_data=None, test_data=None,
                   **options: Any) -> list[dict[str, Any]]:
-    """Every baseline of `family` ('images' or 'points') for each seed's run config {seed: cfg},
+    """Every baseline of `family` ('images', 'points' or 'dense') for each seed's run config {seed: cfg},
     on exactly that run's data, tuned on its validation split."""
-    families = {"images": image_baselines, "points": point_baselines}
+    families = {"images": image_baselines, "points": point_baselines, "dense": dense_baselines}
     if family not in families:
         raise ValueError(f"family must be one of {sorted(families)}, got {family!r}")
     rows = []
@@ -480,18 +576,39 @@ def run_baselines(configs: dict[int, TrainConfig], *, family: str, train_data=No
 
 
 def write_baselines(folder: str | Path, rows: list[dict[str, Any]]) -> Path:
-    """<folder>/baselines.csv: one row per (model, seed), COLUMNS in order (None as empty)."""
+    """<folder>/baselines.csv: one row per (model, seed), COLUMNS in order (DENSE_COLUMNS for
+    dense baselines; None as empty)."""
     if not rows:
         raise ValueError("no baseline rows to write")
+    columns = DENSE_COLUMNS if "test_miou" in rows[0] else COLUMNS
     Path(folder).mkdir(parents=True, exist_ok=True)
-    return write_csv_atomic(Path(folder) / FILE_NAME, COLUMNS,
-                            [{c: "" if r.get(c) is None else r[c] for c in COLUMNS} for r in rows])
+    return write_csv_atomic(Path(folder) / FILE_NAME, columns,
+                            [{c: "" if r.get(c) is None else r[c] for c in columns} for r in rows])
 
 
 # What a baselines.csv holds (`results.read_table`): one row per model and seed, top-1s in %.
 SHAPE = dict(key=("model", "seed"), whole=("seed", "train_size", "test_size"),
              known={"model": (IMAGE_MODELS + POINT_MODELS, "hipcore's baselines")},
              numbers={"test_accuracy": results.PERCENT, "train_accuracy": results.PERCENT, "seconds": (0.0, math.inf)})
+
+
+# A dense baselines.csv: one row per model and seed, mIoU and pixel accuracy in %.
+DENSE_SHAPE = dict(key=("model", "seed"), whole=("seed", "epochs", "width", "train_size", "val_size", "test_size"),
+                   known={"model": (DENSE_MODELS, "hipcore's dense baselines")},
+                   numbers={**{c: results.PERCENT for c in DENSE_COLUMNS if "miou" in c or "pixel" in c},
+                            "seconds": (0.0, math.inf)})
+
+
+def read_dense_baselines(path: Path) -> list[dict[str, Any]]:
+    """The rows of a dense baselines.csv (DENSE_COLUMNS), numbers as numbers, checked (DENSE_SHAPE)."""
+    frame = results.read_table(path, DENSE_COLUMNS, **DENSE_SHAPE)
+    whole = set(DENSE_SHAPE["whole"])
+    rows = frame.to_dict("records")
+    for r in rows:
+        r.update({c: (int if c in whole else float)(float(r[c])) for c in DENSE_COLUMNS
+                  if c not in ("model", "edge")})
+        r.update(edge="" if _empty(r.get("edge")) else str(r["edge"]), tuned=True)
+    return rows
 
 
 def read_baselines(path: str | Path) -> list[dict[str, Any]]:
@@ -501,6 +618,8 @@ def read_baselines(path: str | Path) -> list[dict[str, Any]]:
     has 'tuned' True."""
     path = Path(path)
     path = path / FILE_NAME if path.is_dir() else path
+    if path.is_file() and "test_miou" in path.read_text().split("\n", 1)[0].split(","):
+        return read_dense_baselines(path)
     frame = results.read_table(path, OLD_COLUMNS, **SHAPE)        # checked: one line naming a bad row
     tuned = "val_accuracy" in frame.columns
     if tuned:

@@ -28,15 +28,14 @@ from ..device import pick_device
 from ..device import resolve as resolve_precision
 from ..files import write_text_atomic
 from ..locations import runs_dir as default_runs_dir
-from ..model import HiP
 from ..progress import run_line
 from ..provenance import RUNS, code_fingerprint, relative
 from ..report import append_comparison
 from ..results import ARM_SETTINGS
 from ..train import RunResult, TrainConfig, train
-from ..train.engine import compute_loss, freeze_decoder, load_data, model_config
+from ..train.engine import compute_loss, load_data
 from ..train.validation import split_validation
-from .estimate import plan_line
+from .estimate import plan_line, step_model
 
 
 @dataclass(frozen=True)
@@ -53,6 +52,7 @@ class Arm:
     steps: int | None = None             # supervised optimiser steps instead of the epochs (FLOP-matched controls)
     matches: str | None = None           # a FLOP-matched control: the label of the arm whose FLOPs it matches
     model: Mapping[str, Any] = field(default_factory=dict)   # other HiPConfig overrides
+    task: str = "supervised"             # the trained stage: 'supervised' (classification) or 'segment'
 
     def replace(self, **changes: Any) -> "Arm":
         return dataclasses.replace(self, **changes)
@@ -149,7 +149,7 @@ def train_configs(arm: Arm, seed: int, settings: Mapping[str, Any], *, dataset: 
         pre = pre.replace(run_dir=str(runs_dir / f"{pre.run_id}-{code}{data}"))
     # With the row's `plateau` each stage trains to its validation plateau, its epochs being the
     # cap; a FLOP-matched arm (arm.steps) keeps its fixed step count.
-    sup = base.replace(task="supervised", max_steps=arm.steps, **({"plateau": False} if arm.steps else {}))
+    sup = base.replace(task=arm.task, max_steps=arm.steps, **({"plateau": False} if arm.steps else {}))
     if pre is not None:
         # The checkpoint path is part of the config, so the run_id follows the pretraining.
         sup = sup.replace(init_from=str(Path(pre.run_dir) / "last.pt"), transfer=arm.transfer)
@@ -188,11 +188,7 @@ def step_flops(cfg: TrainConfig, train_part) -> int:
                      sort_keys=True, default=str)
     if key not in _STEP_FLOPS:
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed)
-            model = HiP(model_config(cfg, train_part.num_classes if cfg.task == "supervised" else 0),
-                        train_part.modalities)
-            if cfg.task == "supervised":
-                freeze_decoder(model)
+            model = step_model(cfg, train_part)
             inputs, labels = train_part.get_batch(torch.arange(min(cfg.batch_size, len(train_part))), train=True)
             counter = FlopCounterMode(display=False)
             with counter:
@@ -289,7 +285,7 @@ def run_arm_results(arm: Arm, seed: int, settings: Mapping[str, Any], *, dataset
         row.update(pretrain_test_loss=pre.metrics.get("test_loss"), pretrain_seconds=pre.wall_time,
                    **flop_record("pretrain_", pre_cfg, pre.steps, train_data))
     sup = train(sup_cfg, train_data=train_data, test_data=test_data, wait_s=SHARED_RUN_WAIT_S)
-    row.update(test_accuracy=100.0 * sup.metrics["test_accuracy"], test_loss=sup.metrics["test_loss"],
+    row.update(**test_scores(sup.metrics), test_loss=sup.metrics["test_loss"],
                train_seconds=sup.wall_time, train_examples_per_s=sup.throughput, precision=sup.precision,
                run_dir=relative(sup.run_dir), checkpoint=relative(sup.last_checkpoint),
                **flop_record("train_", sup_cfg, sup.steps, train_data))
@@ -301,6 +297,23 @@ def run_arm_results(arm: Arm, seed: int, settings: Mapping[str, Any], *, dataset
             row.update(pretrain_epochs_run=pre.epochs_run, pretrain_converged=pre.converged,
                        pretrain_run_dir=relative(pre.run_dir))
     return row, ([pre, sup] if pre_cfg is not None else [sup])
+
+
+# A segmentation run's scores on its test set (as percentages in a run's row): mean IoU over
+# classes, background included, and pixel accuracy (hipcore.train.dense).
+DENSE_SCORES = ("test_miou", "test_pixel_accuracy")
+
+
+def test_scores(metrics: Mapping[str, float]) -> dict[str, float]:
+    """A run's test scores in %: top-1 for a classifier, DENSE_SCORES for a segmentation."""
+    if "test_accuracy" in metrics:
+        return {"test_accuracy": 100.0 * metrics["test_accuracy"]}
+    return {key: 100.0 * metrics[key] for key in DENSE_SCORES}
+
+
+def score_of(row: Mapping[str, Any]) -> float:
+    """A run's headline test score in %: top-1, or a segmentation's mIoU."""
+    return row["test_accuracy"] if "test_accuracy" in row else row["test_miou"]
 
 
 def arm_settings(arm: Arm, settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -490,7 +503,7 @@ def run_plan(plan: list[tuple[Arm, int]], settings: Mapping[str, Any], *,
             kwargs["train_data"], kwargs["test_data"] = splits(arm, seed)
         matched = next((r for r in rows if r["arm"] == arm.matches and r["seed"] == seed), None)
         row = run_arm(arm, seed, settings, matched_row=matched, **kwargs)
-        print(run_line(done, len(plan), arm.label, seed, row["test_accuracy"], row["total_seconds"]), flush=True)
+        print(run_line(done, len(plan), arm.label, seed, score_of(row), row["total_seconds"]), flush=True)
         rows.append(row)
     return rows
 

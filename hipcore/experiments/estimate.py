@@ -24,18 +24,31 @@ from ..model import HiP
 from ..train import TrainConfig
 from ..train.engine import compute_loss, freeze_decoder, load_data, model_config
 from ..train.optim import build_optimizer
+from ..train.prepare import head_classes
 from ..train.validation import split_validation
+
+
+def step_model(cfg: TrainConfig, train_set) -> HiP:
+    """The model a run of `cfg` trains, on the CPU, seeded by cfg.seed: its head sized as the
+    training loop sizes it (`prepare.head_classes`), and the parts its task never runs frozen as
+    the loop freezes them (the decoder for classification; the reconstruction head, and reading
+    the bottleneck the decoder, for segmentation)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model = HiP(model_config(cfg, head_classes(cfg, train_set)), train_set.modalities)
+    if cfg.task == "supervised":
+        freeze_decoder(model)
+    elif cfg.task == "segment":
+        from ..train.dense import freeze_unused  # late: other tasks never load the dense modules
+
+        freeze_unused(model)
+    return model
 
 
 def step_seconds(cfg: TrainConfig, train_set, repeats: int = 2) -> float:
     """Best wall seconds of one training step of `cfg` on the first batch of `train_set`."""
     device = pick_device("auto")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        model = HiP(model_config(cfg, train_set.num_classes if cfg.task == "supervised" else 0),
-                    train_set.modalities).to(device)
-    if cfg.task == "supervised":
-        freeze_decoder(model)
+    model = step_model(cfg, train_set).to(device)
     optimizer = build_optimizer(model, cfg)
     inputs, labels = train_set.get_batch(torch.arange(min(cfg.batch_size, len(train_set))), train=True)
     inputs, labels = {k: v.to(device) for k, v in inputs.items()}, labels.to(device)

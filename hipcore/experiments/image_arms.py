@@ -91,17 +91,19 @@ def markdown_arms(summary: list[dict[str, Any]], dataset: str) -> str:
         "seconds per run": f"{a['seconds']:.0f}"} for a in summary]))
 
 
-def record_findings(path: str | Path, rows: list[dict[str, Any]], findings) -> list[str]:
+def record_findings(path: str | Path, rows: list[dict[str, Any]], findings, metric: str = "test_accuracy",
+                    unit: str = "top-1 %") -> list[str]:
     """Record the per-seed pairs of every finding whose arms all ran; returns their names.
     findings: a notebook's FINDINGS, (name, claim, paper key, baseline, treatment[, kind]) tuples,
-    a side being an arm or {arm: weight} (common.Side); kind 'effect' unless given."""
+    a side being an arm or {arm: weight} (common.Side); kind 'effect' unless given. metric: the
+    runs' score compared (a segmentation's 'test_miou', in unit 'mIoU %')."""
     ran = {row["arm"] for row in rows}
     recorded = []
     for name, claim, key, baseline, treatment, *kind in findings:
         arms = {arm for side in (baseline, treatment) for arm in ([side] if isinstance(side, str) else side)}
         if arms <= ran:
-            record_pairs(Path(path), rows, finding=name, claim=claim, paper_key=key,
-                         baseline=baseline, treatment=treatment, kind=kind[0] if kind else "effect")
+            record_pairs(Path(path), rows, finding=name, claim=claim, paper_key=key, baseline=baseline,
+                         treatment=treatment, kind=kind[0] if kind else "effect", metric=metric, unit=unit)
             recorded.append(name)
     return recorded
 

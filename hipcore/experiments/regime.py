@@ -36,6 +36,9 @@ from . import baselines, common
 
 CURVES = "curves.csv"
 CURVE_FIELDS = ("arm", "seed", "stage", "epoch", "split", "metric", "value")
+# What a curve holds per epoch: top-1 or (a segmentation) mIoU and pixel accuracy, as fractions, and the loss.
+CURVE_FRACTIONS = ("accuracy", "miou", "pixel_accuracy")
+CURVE_METRICS = CURVE_FRACTIONS + ("loss",)
 
 
 # ---- reference baselines ----
@@ -79,18 +82,20 @@ def run_curve(run_dir: str | Path, arm: str, seed: int, stage: str) -> list[dict
         return []
     return [{"arm": arm, "seed": seed, "stage": stage, "epoch": r["epoch"], "split": r["split"],
              "metric": r["metric"], "value": r["value"]}
-            for r in read_metrics(path) if r["split"] in ("val", "test") and r["metric"] in ("accuracy", "loss")]
+            for r in read_metrics(path) if r["split"] in ("val", "test") and r["metric"] in CURVE_METRICS]
 
 
 def curve_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Tidy per-epoch rows (CURVE_FIELDS) of every run behind `rows` (as run_arm returns them):
-    stage 'classification', and 'MAE' for the pretraining of an MAE arm."""
+    stage 'classification' ('segmentation' for a run scored by mIoU), and 'MAE' for the
+    pretraining of an MAE arm."""
     out = []
     for row in rows:
         if row.get("pretrain_run_dir"):
             out += run_curve(row["pretrain_run_dir"], row["arm"], row["seed"], "MAE")
         if row.get("run_dir"):
-            out += run_curve(row["run_dir"], row["arm"], row["seed"], "classification")
+            stage = "segmentation" if "test_miou" in row else "classification"
+            out += run_curve(row["run_dir"], row["arm"], row["seed"], stage)
     return out
 
 
@@ -101,7 +106,7 @@ def write_rows(path: str | Path, rows: list[dict[str, Any]], fields: tuple[str, 
 # What a curves.csv holds (`results.read_table`): one value per arm, seed, stage, epoch, split
 # and metric; accuracies as fractions, losses >= 0.
 CURVE_SHAPE = dict(key=("arm", "seed", "stage", "epoch", "split", "metric"), whole=("seed", "epoch"),
-                   by_metric={"accuracy": (0.0, 1.0), "loss": (0.0, math.inf)})
+                   by_metric={**dict.fromkeys(CURVE_FRACTIONS, (0.0, 1.0)), "loss": (0.0, math.inf)})
 
 
 def read_curves(path: str | Path) -> list[dict[str, Any]]:
