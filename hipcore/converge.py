@@ -55,15 +55,19 @@ POLL_S = 1.0
 # clouds from quick's 04 (1,800 clouds of 1,024 points, about 4 s an epoch, the same Xeon).
 # Epochs expected before the rule stops a stage: plateau_check's 16-28 classification epochs;
 # MAE ran to its cap there (None: the stage's cap).
+# Collages' segmentation: notebook 07's 1,000 canvases of 64 x 64 in batches of 32, the slowest
+# arm's timed steps (flat Perceiver, 0.84 s; small3 0.49-0.62 s, one thread, bf16, a 2-core EPYC).
 PRIOR_EPOCH_SECONDS = {("fashion_mnist", "pretrain"): 21.0, ("fashion_mnist", "supervised"): 11.0,
-                       ("parts3d", "pretrain"): 5.0, ("parts3d", "supervised"): 4.0}
-PRIOR_EPOCHS = {"pretrain": None, "supervised": 25}
+                       ("parts3d", "pretrain"): 5.0, ("parts3d", "supervised"): 4.0,
+                       ("collages", "segment"): 13.0}
+PRIOR_EPOCHS = {"pretrain": None, "supervised": 25, "segment": 25}
 PRIOR_THREADS = 2              # the threads of those priors' runs: a job of fewer takes longer
 # Reference baselines (experiments.baselines, tuned on validation) per notebook and seed of the
 # controls' seeds, on the split of the notebook's first arm: a job of their own ('references').
 REFERENCES, REFERENCES_KEY = "reference baselines", "references"
-PRIOR_REFERENCE_MINUTES = {"images": 10.0, "points": 3.0}
+PRIOR_REFERENCE_MINUTES = {"images": 10.0, "points": 3.0, "dense": 5.0}
 POINT_DATASETS = ("parts3d", "shapes3d", "modelnet40", "fashion_mnist_points")
+DENSE_DATASETS = ("collages",)           # a label per pixel: the small U-Net ('dense' baselines)
 REFERENCE_CODE = ("hipcore/experiments/baselines.py",)   # what a references job's results also depend on
 # Threads per job: on 2 cores two jobs of one thread each finish a queue sooner than one job of
 # two threads (results/05_efficiency/epochs/<cpu>/queue.csv, python -m hipcore bench-epochs).
@@ -158,7 +162,8 @@ class Planned:
     arm: Any                                      # common.Arm (a control: its steps not yet set)
     dataset: str = "fashion_mnist"
     data_options: Mapping[str, Any] = field(default_factory=dict)
-    family: str | None = None                     # a references job: the baselines' family ('images', 'points')
+    family: str | None = None                     # a references job: the baselines' family ('images', 'points',
+                                                  # 'dense')
 
     @property
     def label(self) -> str:
@@ -180,7 +185,7 @@ def notebook_plan(notebook: str, module, profile: str = PROFILE, dataset: str = 
         for seed in other if control else seeds:
             out.append(Planned(Job(notebook, key, seed, matches), settings, arm, dataset, dict(data_options or {})))
     base = next(iter(arms.values()))[0]            # the references train on the first arm's split
-    family = "points" if dataset in POINT_DATASETS else "images"
+    family = "points" if dataset in POINT_DATASETS else "dense" if dataset in DENSE_DATASETS else "images"
     out += [Planned(Job(notebook, REFERENCES_KEY, seed), settings, base, dataset, dict(data_options or {}), family)
             for seed in other]
     return out
@@ -188,13 +193,15 @@ def notebook_plan(notebook: str, module, profile: str = PROFILE, dataset: str = 
 
 def plan(profile: str = PROFILE) -> list[Planned]:
     """Every job of the queue, notebook by notebook."""
-    from .experiments import flattening, imagenet_comparison, mae_positions, point_clouds
+    from .experiments import flattening, imagenet_comparison, mae_positions, point_clouds, segmentation
 
     clouds = point_clouds.data_options("parts3d", point_clouds.TABLE[profile])
+    canvases = segmentation.data_options(segmentation.TABLE[profile])
     return (notebook_plan("01_imagenet_comparison", imagenet_comparison, profile)
             + notebook_plan("03_mae_positional_embeddings", mae_positions, profile)
             + notebook_plan("02_flattening_ablation", flattening, profile)
-            + notebook_plan("04_point_clouds", point_clouds, profile, "parts3d", clouds))
+            + notebook_plan("04_point_clouds", point_clouds, profile, "parts3d", clouds)
+            + notebook_plan(segmentation.NOTEBOOK, segmentation, profile, segmentation.DATASET, canvases))
 
 
 # ---- states ----
@@ -651,14 +658,15 @@ def _wait_for_one(running: dict[Job, Running], deadline: float) -> list[Job]:
 
 def recorders() -> dict[str, Callable[[Path, list[dict[str, Any]]], Any]]:
     """{notebook: record(comparisons.csv path, rows)}: each notebook's own paired findings."""
-    from .experiments import flattening, image_arms, imagenet_comparison, mae_positions, point_clouds
+    from .experiments import flattening, image_arms, imagenet_comparison, mae_positions, point_clouds, segmentation
 
     return {"01_imagenet_comparison": lambda path, rows: image_arms.record_findings(path, rows,
                                                                                     imagenet_comparison.FINDINGS),
             "03_mae_positional_embeddings": lambda path, rows: image_arms.record_findings(path, rows,
                                                                                           mae_positions.FINDINGS),
             "02_flattening_ablation": flattening.record_findings,
-            "04_point_clouds": point_clouds.record_findings}
+            "04_point_clouds": point_clouds.record_findings,
+            segmentation.NOTEBOOK: segmentation.record_findings}
 
 
 def jobs_table(found: list[State]) -> list[dict[str, Any]]:

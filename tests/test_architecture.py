@@ -41,6 +41,7 @@ LEVELS = {
     # 4 one module per notebook (never importing each other), and the plateau-budget check
     4: ("experiments.efficiency", "experiments.flattening", "experiments.imagenet_comparison",
         "experiments.mae_positions", "experiments.plateau_budget", "experiments.point_clouds",
+        "experiments.segmentation",
         "experiments.precision_parity", "experiments.scaling", "experiments.tour"),
     # 5 results writing (SUMMARY.md, README blocks, exported weights), sweeps, Binder, launchers
     5: ("summary", "sweep", "binder", "launchers", "gpu_reproduce", "converge", "experiments.export"),

@@ -181,6 +181,8 @@ def test_the_plan_holds_every_paper_row_at_five_seeds_and_controls_at_three():
     assert seeds[("02_flattening_ablation", "shuffled_mae")] == {0, 1, 2, 3, 4}
     assert seeds[("04_point_clouds", "stored_mae")] == {0, 1, 2, 3, 4}
     assert seeds[("03_mae_positional_embeddings", "compute_matched")] == {0, 1, 2}
+    assert {key: seeds[("07_dense_decoding", key)] for key in ("full", "bottleneck", "perceiver")} == {
+        key: {0, 1, 2, 3, 4} for key in ("full", "bottleneck", "perceiver")}
     assert all(p.settings["plateau"] and p.settings["limit_test"] is None for p in jobs)
     lines = converge.listing(converge.survey(Path("/nonexistent"), jobs))
     assert lines[-1].startswith(f"0 of {len(jobs)} jobs done") and "CPU-hours" in lines[-1]
@@ -207,6 +209,31 @@ def test_a_real_job_trains_and_records_its_curve_stop_and_flops(tmp_path, monkey
                                 "hipcore/device.py")) for name in rec.code_files)
     path = converge.write_record(rec, p.job.path(tmp_path))
     assert converge.read_record(path, p.job).run_ids == converge.run_ids(p)
+
+
+def test_a_segmentation_job_trains_and_its_notebook_gets_mean_iou_pairs(tmp_path, monkeypatch):
+    from hipcore.experiments import segmentation
+    from hipcore.report import read_comparisons
+
+    settings = {**segmentation.TABLE["smoke"], "epochs": 2, "plateau": True, "min_epochs": 1}
+    monkeypatch.setattr(provenance, "code_identity", lambda: {"code_fingerprint": provenance.code_fingerprint(),
+                                                             "commit": "b" * 40, "verified": True})
+    jobs = [Planned(Job(segmentation.NOTEBOOK, key, seed), settings, arm, segmentation.DATASET,
+                    segmentation.data_options(settings))
+            for seed in (0, 1) for key, arm in segmentation.arms(settings).items() if key != "perceiver"]
+    rec = converge.train_job(jobs[0], None, tmp_path / "runs")
+    [stage] = rec.stages
+    assert stage["task"] == "segment" and {"val_miou", "val_pixel_accuracy"} <= set(stage["curve"][0])
+    assert 0 <= rec.row["test_miou"] <= 100 and "test_accuracy" not in rec.row
+    assert "hipcore/train/dense.py" in rec.code_files
+    for p, miou in zip(jobs, (40.0, 38.0, 42.0, 40.5)):
+        row = {**rec.row, "arm": p.arm.label, "seed": p.job.seed, "test_miou": miou}
+        converge.write_record(replace(rec, job=asdict(p.job), row=row, run_ids=converge.run_ids(p)),
+                              p.job.path(tmp_path))
+    out = converge.write_notebook(segmentation.NOTEBOOK, converge.states(jobs, tmp_path), tmp_path)
+    pairs = read_comparisons(out["folder"] / "comparisons.csv")
+    assert [(r["metric"], int(r["seed"]), float(r["baseline"]), float(r["treatment"])) for r in pairs] == [
+        ("mIoU %", 0, 38.0, 40.0), ("mIoU %", 1, 40.5, 42.0)]
 
 
 def finished(p: Planned, top1: float, precision: str = "bf16") -> JobRecord:
@@ -278,8 +305,9 @@ def test_the_queue_can_be_narrowed_to_notebooks_by_number():
     assert len(converge.chosen(None)) == len(converge.plan())
     order = [p.job.notebook[:2] for p in converge.chosen(["04", "01"])]
     assert order == sorted(order, reverse=True) and set(order) == {"04", "01"}     # in the order named
-    with pytest.raises(ValueError, match="--notebooks 07: the queue holds notebooks 01, 02, 03, 04"):
-        converge.chosen(["07"])
+    assert {p.job.notebook for p in converge.chosen(["07"])} == {"07_dense_decoding"}
+    with pytest.raises(ValueError, match="--notebooks 08: the queue holds notebooks 01, 02, 03, 04, 07"):
+        converge.chosen(["08"])
 
 
 def test_commit_folder_commits_that_folder_alone_naming_the_job(tmp_path):
@@ -342,7 +370,8 @@ def test_the_plan_holds_references_per_notebook_at_the_controls_seeds():
     jobs = [p for p in converge.plan() if p.job.key == converge.REFERENCES_KEY]
     families = {p.job.notebook: p.family for p in jobs}
     assert families == {"01_imagenet_comparison": "images", "02_flattening_ablation": "images",
-                        "03_mae_positional_embeddings": "images", "04_point_clouds": "points"}
+                        "03_mae_positional_embeddings": "images", "04_point_clouds": "points",
+                        "07_dense_decoding": "dense"}
     assert {p.job.seed for p in jobs} == {0, 1, 2}
 
 
