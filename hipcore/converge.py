@@ -55,11 +55,12 @@ POLL_S = 1.0
 # clouds from quick's 04 (1,800 clouds of 1,024 points, about 4 s an epoch, the same Xeon).
 # Epochs expected before the rule stops a stage: plateau_check's 16-28 classification epochs;
 # MAE ran to its cap there (None: the stage's cap).
-# Collages' segmentation: notebook 07's 1,000 canvases of 64 x 64 in batches of 32, the slowest
-# arm's timed steps (flat Perceiver, 0.84 s; small3 0.49-0.62 s, one thread, bf16, a 2-core EPYC).
+# Collages' segmentation: an epoch of notebook 07's slowest arm (the flat Perceiver) on 1,000
+# canvases of 64 x 64 with its validation took 22 s at one thread (bf16, a 2-core AMD EPYC;
+# small3: 14-18 s), written here at PRIOR_THREADS as the priors are scaled (22 x 1 / 2).
 PRIOR_EPOCH_SECONDS = {("fashion_mnist", "pretrain"): 21.0, ("fashion_mnist", "supervised"): 11.0,
                        ("parts3d", "pretrain"): 5.0, ("parts3d", "supervised"): 4.0,
-                       ("collages", "segment"): 13.0}
+                       ("collages", "segment"): 11.0}
 PRIOR_EPOCHS = {"pretrain": None, "supervised": 25, "segment": 25}
 PRIOR_THREADS = 2              # the threads of those priors' runs: a job of fewer takes longer
 # Reference baselines (experiments.baselines, tuned on validation) per notebook and seed of the

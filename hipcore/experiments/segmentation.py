@@ -72,14 +72,15 @@ TABLE = common.profiles({
                    cost_sides=(64, 128), cost_batch=1, cost_repeats=2, cost_max_step_s=10.0, cost_memory_gb=1.0,
                    cost_threads=None),
     # 2 CPU cores: 1,000 canvases of 64 x 64 (200 more to validate on, 500 to test), 3 seeds,
-    # early training. Sized from steps timed at 1 thread (small3 bf16, batches of 32, a 2-core
-    # EPYC beside a busy queue): 0.49 s a step with the full decoder, 0.62 s reading the
-    # bottleneck, 0.84 s for the flat Perceiver, so 8 epochs of 31 steps take about 4 min per
-    # seed for the three arms on two quiet cores, the U-Net's grid about 1.5 min per seed and the
-    # cost curve about 3 min: about 20-25 minutes for the notebook.
-    "quick": dict(side=64, limit_train=1000, val_size=200, test_canvases=500, epochs=8, batch_size=32,
+    # early training. Measured at one thread (bf16, a 2-core AMD EPYC beside the converged queue),
+    # an epoch with its validation: 14 s with the full decoder, 18 s reading the bottleneck, 22 s
+    # for the flat Perceiver, so 6 epochs x 3 seeds take about 16 min; the U-Net's grid up to 6
+    # epochs about 75 s a seed; the cost curve (64-1024) 3.8 min: about 24 minutes at one
+    # thread, less on two quiet cores. After 2 epochs every arm was still near all-background
+    # (validation mIoU 7-8%).
+    "quick": dict(side=64, limit_train=1000, val_size=200, test_canvases=500, epochs=6, batch_size=32,
                   lr=2e-3, warmup_epochs=0.5, val_fraction=0.1, seeds=(0, 1, 2), flat_variant="perceiver_small",
-                  unet_epochs=(2, 4, 6, 8), cost_sides=(64, 128, 256, 512, 1024), cost_batch=1, cost_repeats=3,
+                  unet_epochs=(2, 4, 6), cost_sides=(64, 128, 256, 512, 1024), cost_batch=1, cost_repeats=3,
                   cost_max_step_s=20.0, cost_memory_gb=12.0, cost_threads=None),
     # 128 x 128 canvases (items 56 pixels a side), 4,000 to train on, each arm to its plateau.
     "full": dict(side=128, limit_train=4000, val_size=1000, test_canvases=1000, epochs=60, batch_size=32,
