@@ -197,6 +197,11 @@ def results(S, data: Mapping[str, Any]) -> regime.Outcome:
     and the findings recorded. data: dataset, data_dir, data_options."""
     if S.reading:
         return regime.read_outcome(S.out, cost=read_cost(S.out / COST))
+    # The cost first: its measuring processes then run beside a kernel that has trained nothing
+    # yet (on Binder, beside one that has, they would pass its 2 GB).
+    cost = cost_rows(S.settings)
+    write_csv_atomic(S.out / COST, COST_COLUMNS, [{c: "" if r.get(c) is None else r[c] for c in COST_COLUMNS}
+                                                  for r in cost])
     chosen = arms(S.settings)
     rows = common.run_arms(list(chosen.values()), S.seeds, S.settings, **data)
     for row in rows:
@@ -206,9 +211,6 @@ def results(S, data: Mapping[str, Any]) -> regime.Outcome:
     references = regime.baseline_rows(chosen["full"], S.seeds, S.settings, family="dense", knobs=knobs, **data)
     print("; ".join(f"{r['model']}, seed {r['seed']}: {r['test_miou']:.2f}% mIoU ({r['epochs']} epochs)"
                     for r in references))
-    cost = cost_rows(S.settings)
-    write_csv_atomic(S.out / COST, COST_COLUMNS, [{c: "" if r.get(c) is None else r[c] for c in COST_COLUMNS}
-                                                  for r in cost])
     outcome = regime.write_outcome(S.out, rows, references, cost=cost)
     record_findings(S.out / "comparisons.csv", rows)
     outcome.figures["masks"] = lambda: masks_figure(rows, S.seeds[0], data)
@@ -341,9 +343,20 @@ def draw_masks(canvases: np.ndarray, truth: np.ndarray, predicted: Mapping[str, 
             ax.set_axis_off()
             if i == 0:
                 ax.set_title(columns[j], fontsize=7)
-    fig.suptitle(f"test canvases: labels per pixel (seed {seed}; black: background)", fontsize=9)
-    fig.tight_layout()
+    fig.suptitle(f"test canvases: labels per pixel (seed {seed})", fontsize=9)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.legend(handles=label_patches(), loc="lower center", ncol=6, fontsize=6, frameon=False)
     return fig
+
+
+def label_patches() -> list:
+    """One legend patch per collages label, in `class_colours`."""
+    from matplotlib.patches import Patch
+
+    from ..data.collages import CLASS_NAMES  # late: a module listing notebooks never loads the dense data
+
+    cmap = class_colours()
+    return [Patch(color=cmap(i), label=name) for i, name in enumerate(CLASS_NAMES)]
 
 
 def draw_curves(curves: list[dict[str, Any]], rows: list[dict[str, Any]], title: str) -> plt.Figure:
@@ -359,7 +372,7 @@ def draw_curves(curves: list[dict[str, Any]], rows: list[dict[str, Any]], title:
         if not val:
             continue
         colour, style = f"C{labels.index(row['arm'])}", ("-", "--", ":", "-.")[seeds.index(row["seed"]) % 4]
-        stop = "plateau" if row.get("converged") else "no plateau"
+        stop = "at its plateau" if row.get("converged") else "not at its plateau"
         ax.plot(*zip(*val), color=colour, ls=style, marker=".",
                 label=f"{row['arm']}, seed {row['seed']}: stopped at {val[-1][0]} ({stop})")
         chosen = [c["epoch"] for c in curves if c["arm"] == row["arm"] and c["seed"] == row["seed"]
