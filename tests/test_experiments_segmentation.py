@@ -180,3 +180,18 @@ def test_the_notebook_refuses_a_canvas_its_groups_cannot_split_in_its_first_cell
                                    parameters={"profile": "smoke", "side": 30, "results_dir": str(tmp_path)},
                                    progress_bar=False)
     assert not (tmp_path / "runs").exists()                          # nothing trained
+
+
+def test_the_table_sets_the_papers_voc_rows_beside_each_arm_and_the_unet():
+    from hipcore.experiments.regime import Outcome
+
+    rows = [{**r, "parameters": 1000, "test_pixel_accuracy": 80.0} for r in run_rows([40.0, 42.0], [38.0, 40.0],
+                                                                                     [30.0, 33.0])]
+    unet = [{"model": UNET, "seed": s, "test_miou": v, "test_pixel_accuracy": 85.0, "epochs": 4}
+            for s, v in enumerate((50.0, 52.0))]
+    table = segmentation.arm_table(Outcome(rows, unet, []))
+    assert [(a["arm"], a["paper"], a["miou"], a["seeds"]) for a in table] == [
+        (FULL, 71.0, 41.0, 2), (BOTTLENECK, 70.0, 39.0, 2), (PERCEIVER, 62.0, 31.5, 2), (UNET, 70.5, 51.0, 2)]
+    text = segmentation.markdown_arms(table, 64)
+    assert "| Perceiver IO: 62.0 (shallow 67.7) |" in text and "| ResNet-50: 70.5 |" in text
+    assert "ours mIoU % (collages 64 x 64)" in text and "4, 4 (chosen on validation)" in text

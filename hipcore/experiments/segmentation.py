@@ -120,6 +120,7 @@ PAPER_KEYS = {FULL: "voc.hip16_full_decoder", BOTTLENECK: "voc.hip16_bottleneck"
               UNET: "voc.resnet50"}
 PAPER_NAMES = {FULL: "HiP-16, full decoder", BOTTLENECK: "HiP-16, bottleneck only", PERCEIVER: "Perceiver IO",
                UNET: "ResNet-50"}
+PAPER_ALSO = {PERCEIVER: ("shallow", "voc.perceiver_io_shallow")}      # another row the paper gives an arm
 
 # (finding, claim, paper key, baseline arm, treatment arm): the effect is treatment - baseline, in mIoU points.
 FINDINGS = (
@@ -274,7 +275,9 @@ def arm_table(outcome: regime.Outcome) -> list[dict[str, Any]]:
 def _arm_entry(arm: str, group: pd.DataFrame, ref, *, parameters: int, epochs: str) -> dict[str, Any]:
     key = PAPER_KEYS.get(arm)
     mious = [float(v) for v in group["test_miou"]]
+    also = PAPER_ALSO.get(arm)
     return {"arm": arm, "paper_key": key, "paper": ref[key].value if key in ref else None,
+            "paper_also": f"{also[0]} {ref[also[1]].value:.1f}" if also and also[1] in ref else "",
             "paper_arm": PAPER_NAMES.get(arm), "mious": mious, "miou": statistics.fmean(mious),
             "miou_sd": statistics.stdev(mious) if len(mious) > 1 else math.nan,
             "pixel_accuracy": statistics.fmean(float(v) for v in group["test_pixel_accuracy"]),
@@ -290,7 +293,8 @@ def markdown_arms(table: list[dict[str, Any]], side: int) -> str:
     accuracy, parameters trained, epochs."""
     return markdown(pd.DataFrame([{
         "arm": a["arm"],
-        "paper (VOC 512 x 512)": "n/a" if a["paper"] is None else f"{a['paper_arm']}: {a['paper']:.1f}",
+        "paper (VOC 512 x 512)": "n/a" if a["paper"] is None else (
+            f"{a['paper_arm']}: {a['paper']:.1f}" + (f" ({a['paper_also']})" if a["paper_also"] else "")),
         f"ours mIoU % (collages {side} x {side})": fmt_mean_sd(a["miou"], a["miou_sd"]),
         "pixel accuracy %": f"{a['pixel_accuracy']:.1f}",
         "seeds": a["seeds"],
