@@ -234,6 +234,12 @@ def test_a_segmentation_job_trains_and_its_notebook_gets_mean_iou_pairs(tmp_path
     pairs = read_comparisons(out["folder"] / "comparisons.csv")
     assert [(r["metric"], int(r["seed"]), float(r["baseline"]), float(r["treatment"])) for r in pairs] == [
         ("mIoU %", 0, 38.0, 40.0), ("mIoU %", 1, 40.5, 42.0)]
+    references = next(p for p in converge.plan() if p.job.notebook == segmentation.NOTEBOOK and p.family)
+    assert references.family == "dense"
+    unet = converge.train_job(replace(references, settings=settings, data_options=jobs[0].data_options), None,
+                              tmp_path / "runs")
+    [row] = unet.row["references"]
+    assert row["model"] == "small U-Net" and 0 <= row["test_miou"] <= 100 and row["seed"] == 0
 
 
 def finished(p: Planned, top1: float, precision: str = "bf16") -> JobRecord:
