@@ -56,8 +56,9 @@ POLL_S = 1.0
 # Epochs expected before the rule stops a stage: plateau_check's 16-28 classification epochs;
 # MAE ran to its cap there (None: the stage's cap).
 # Collages' segmentation: an epoch of notebook 07's slowest arm (the flat Perceiver) on 1,000
-# canvases of 64 x 64 with its validation took 22 s at one thread (bf16, a 2-core AMD EPYC;
-# small3: 14-18 s), written here at PRIOR_THREADS as the priors are scaled (22 x 1 / 2).
+# canvases of 64 x 64 with 200 validation canvases took 22 s at one thread (bf16, a 2-core AMD
+# EPYC; small3: 14-18 s), written here at PRIOR_THREADS as the priors are scaled (22 x 1 / 2); the
+# converged profile's 6,000 validation canvases add an evaluation this leaves out.
 PRIOR_EPOCH_SECONDS = {("fashion_mnist", "pretrain"): 21.0, ("fashion_mnist", "supervised"): 11.0,
                        ("parts3d", "pretrain"): 5.0, ("parts3d", "supervised"): 4.0,
                        ("collages", "segment"): 11.0}

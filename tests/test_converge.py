@@ -389,11 +389,12 @@ def test_every_queued_stage_validates_on_enough_examples_for_the_rule_to_stop_a_
         if p.family:
             continue
         for cfg in (c for c in converge.configs(p) if c is not None):
-            drawn = {"fashion_mnist": 60000, "parts3d": len(CLASS_NAMES) * cfg.data_options.get("train_per_class", 0)}
+            drawn = {"fashion_mnist": 60000, "parts3d": len(CLASS_NAMES) * cfg.data_options.get("train_per_class", 0),
+                     "collages": cfg.data_options.get("train_canvases", 0)}
             assert drawn[cfg.dataset] - cfg.limit_train >= cfg.val_size, f"{p.job.title}: too few spare examples"
             rule = plateau.Rule.of(cfg)
-            flat = [0.5 if cfg.task == "supervised" else 0.01] * max(rule.window, rule.min_epochs)
-            mode = "accuracy" if cfg.task == "supervised" else "loss"
+            flat = [0.01 if cfg.task == "pretrain" else 0.5] * max(rule.window, rule.min_epochs)
+            mode = "loss" if cfg.task == "pretrain" else "accuracy"        # top-1 or mIoU: a rising score
             assert plateau.reached(flat, mode, cfg.val_size, rule), f"{p.job.title} {cfg.task}: flat, never stopped"
 
 
