@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from ..device import cpu_name
-from ..digests import check
 from ..files import read_json
+from ..results import read_csv
 from ..train.validation import digest_size
 from .loops import IMPORT_ROOT, LoopError
 
@@ -169,30 +169,21 @@ def frame(rows: list[dict[str, Any]], columns: tuple[str, ...]):
     return table.round({c: 2 for c in columns if c.endswith("_s")} | {"overhead": 3})
 
 
-def read_csv(path: Path, columns: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Rows a write_csv wrote, checked against its folder's SHA256SUMS; ValueError naming the
-    file when a column is missing."""
-    with open(check(path), newline="") as f:
-        reader = csv.DictReader(f)
-        missing = set(columns) - set(reader.fieldnames or ())
-        if missing:
-            raise ValueError(f"{path}: missing columns {sorted(missing)}")
-        return [{k: _number(v) for k, v in row.items()} for row in reader]
+def read_rows(path: Path, columns: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Rows a write_csv wrote (`results.read_csv`: signed, with `columns`), numbers as numbers."""
+    import pandas as pd
 
-
-def _number(text: str) -> Any:
-    try:
-        return int(text)
-    except ValueError:
-        try:
-            return float(text)
-        except ValueError:
-            return text
+    frame = read_csv(path, columns)
+    for column in columns:
+        numbers = pd.to_numeric(frame[column], errors="coerce")
+        if not numbers.isna().any():
+            frame[column] = numbers
+    return frame.to_dict("records")
 
 
 def epochs_text(folder: Path, made_on: str) -> str:
     """The README's sentences on one CPU's folder: the loop's overhead and the queue's arrangement."""
-    epochs = read_csv(folder / "epochs.csv", EPOCH_COLUMNS)
+    epochs = read_rows(folder / "epochs.csv", EPOCH_COLUMNS)
     overheads = [r["overhead"] for r in epochs]
     small = next((r for r in epochs if r["variant"] == "small3" and r["precision"] == "bf16"), epochs[0])
     text = (f"Where an epoch's time goes (`python -m hipcore bench-epochs`, `results/05_efficiency/epochs/"
@@ -202,7 +193,7 @@ def epochs_text(folder: Path, made_on: str) -> str:
             f"{small['wall_s']:.1f} s, of which steps {small['steps_s']:.1f} s, validation "
             f"{small['validation_s']:.1f} s, waiting for batches {small['loading_s']:.2f} s).")
     if (folder / "queue.csv").is_file():
-        queue = read_csv(folder / "queue.csv", QUEUE_COLUMNS)
+        queue = read_rows(folder / "queue.csv", QUEUE_COLUMNS)
         walls = {(r["variant"], r["precision"], r["arrangement"]): r["wall_s"] for r in queue}
         gains = [f"{v} {p} {walls[(v, p, 'one')] / walls[(v, p, 'two')]:.2f}x"
                  for v, p, a in walls if a == "two" and (v, p, "one") in walls]
