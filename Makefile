@@ -23,10 +23,12 @@ install: $(STAMP)
 data: install
 	$(BIN)/python -m hipcore data fetch fashion-mnist
 
-# Lint, unit tests, then every notebook through nbval at the 'smoke' profile (see conftest.py).
+# Lint, then every notebook through nbval at the 'smoke' profile (see conftest.py) and the unit
+# tests, a test file per core at once (each test runs one torch thread; TEST_WORKERS=0: one process).
+TEST_WORKERS ?= auto
 test: data
 	$(BIN)/python -m ruff check hipcore tests tools conftest.py
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 reproduce: data
 	$(BIN)/python -m hipcore reproduce --profile quick

@@ -752,6 +752,7 @@ def view(notebook: str, root: Path | None = None) -> View:
     import pandas as pd
 
     from .experiments import regime
+    from .experiments.common import score_of
 
     root = results_dir() if root is None else Path(root)
     mine = survey(root, [p for p in plan() if p.job.notebook == notebook])
@@ -760,8 +761,9 @@ def view(notebook: str, root: Path | None = None) -> View:
     counts = {state: sum(s.state == state for s in mine) for state in ("done", "stale", "refused", "waiting", "to run")}
     table = pd.DataFrame(jobs_table(mine)).drop(columns=["job"])
     done = [s.record for s in mine if s.record is not None]
-    table.insert(3, "test top-1", [f"{s.record.row['test_accuracy']:.2f}" if s.record and not s.planned.family
-                                    else "" for s in mine])
+    score = "test mIoU" if any(s.planned.arm.task == "segment" for s in mine) else "test top-1"
+    table.insert(3, score, [f"{score_of(s.record.row):.2f}" if s.record and not s.planned.family else ""
+                            for s in mine])
     folder = root / notebook / PROFILE
     complete = counts["done"] == len(mine) and (folder / "comparisons.csv").is_file()
     left = ", ".join(f"{n} {state}" for state, n in counts.items() if n and state != "done")
@@ -774,19 +776,27 @@ def view(notebook: str, root: Path | None = None) -> View:
 
 
 def references_text(arms: list[State], references: list[dict[str, Any]]) -> str:
-    """Each reference baseline's mean top-1 over its finished seeds beside the finished arms'."""
+    """Each reference baseline's mean test score (top-1, or mIoU) over its finished seeds beside
+    the finished arms'."""
     from .experiments import regime
+    from .experiments.common import score_of
 
     if not references:
         return "\n\nNo reference baseline has finished at this profile's split yet."
     means: dict[str, list[float]] = {}
     for s in arms:
         if s.record is not None:
-            means.setdefault(s.planned.label, []).append(s.record.row["test_accuracy"])
+            means.setdefault(s.planned.label, []).append(score_of(s.record.row))
     summary = [{"arm": arm, "accuracy": statistics.mean(v)} for arm, v in means.items()]
     seeds = sorted({r["seed"] for r in references})
     return (f"\n\nReference baselines at the same split, tuned on its validation set (seeds {seeds}): "
             + "; ".join(regime.baseline_lines(references, summary)) + ".")
+
+
+# Per stage's task: the validation metric its curve plots (stage_curve's key), its label, the panel's title.
+CURVES = {"pretrain": ("val_loss", "loss (MAE)", "MAE pretraining"),
+          "supervised": ("val_accuracy", "top-1", "classification"),
+          "segment": ("val_miou", "mIoU", "segmentation")}
 
 
 def curves_figure(records: list[JobRecord]):
@@ -794,12 +804,12 @@ def curves_figure(records: list[JobRecord]):
     line per seed, its stop marked (o: the plateau rule stopped it, x: its cap)."""
     import matplotlib.pyplot as plt
 
-    stages = sorted({s["task"] for r in records for s in r.stages}, key=["pretrain", "supervised"].index)
+    stages = sorted({s["task"] for r in records for s in r.stages}, key=list(CURVES).index)
     fig, axes = plt.subplots(1, len(stages), figsize=(6 * len(stages), 4), squeeze=False)
     arms = sorted({r.row["arm"] for r in records})
     colours = dict(zip(arms, plt.cm.tab10.colors))
     for ax, task in zip(axes[0], stages):
-        key = "val_loss" if task == "pretrain" else "val_accuracy"
+        key, label, title = CURVES[task]
         for r in records:
             for stage in (s for s in r.stages if s["task"] == task and s["curve"]):
                 epochs = [e["epoch"] for e in stage["curve"] if key in e]
@@ -809,8 +819,7 @@ def curves_figure(records: list[JobRecord]):
                 ax.plot(epochs, values, color=colours[r.row["arm"]], lw=1, alpha=0.8)
                 ax.plot(epochs[-1], values[-1], "o" if stage["stop"] == "plateau" else "x",
                         color=colours[r.row["arm"]])
-        ax.set(xlabel="epoch", ylabel="validation " + ("loss (MAE)" if task == "pretrain" else "top-1"),
-               title=("MAE pretraining" if task == "pretrain" else "classification") + " (o plateau, x cap)")
+        ax.set(xlabel="epoch", ylabel="validation " + label, title=title + " (o plateau, x cap)")
     for arm in arms:
         axes[0][-1].plot([], [], color=colours[arm], label=arm)
     axes[0][-1].legend(fontsize=7)

@@ -13,7 +13,7 @@ import pytest
 
 from hipcore import converge, provenance
 from hipcore.converge import Job, JobFileError, JobRecord, Planned
-from hipcore.experiments import common
+from hipcore.experiments import common, regime
 from hipcore.experiments.image_arms import HIP_CLASSIFICATION, HIP_MAE
 
 TRAINED = ["hipcore/train/engine.py", "hipcore/model/hip.py"]     # what a test job "imported"
@@ -336,7 +336,8 @@ def test_commit_folder_commits_that_folder_alone_naming_the_job(tmp_path):
 
 def test_a_notebook_views_its_jobs_as_partial_until_every_one_is_done(tmp_path):
     jobs = [p for p in converge.plan() if p.job.notebook == "04_point_clouds"]
-    first = jobs[0]
+    # a job no FLOP-matched control waits on: sizing a control from its record loads 8,000 clouds
+    first = next(p for p in jobs if not p.family and not any(q.job.matches == p.job.key for q in jobs))
     curve = [{"epoch": e, "val_accuracy": 40.0 + e, "train_epoch_loss": 1.0 / e} for e in (1, 2, 3)]
     done = record(first, stages=[{"task": "supervised", "dataset": "parts3d", "run_id": converge.run_ids(first)[-1],
                                   "epochs": 3, "seconds": 9.0, "stop": "plateau", "curve": curve}],
@@ -350,6 +351,25 @@ def test_a_notebook_views_its_jobs_as_partial_until_every_one_is_done(tmp_path):
     assert list(ax.lines[0].get_ydata()) == [41.0, 42.0, 43.0] and ax.lines[1].get_marker() == "o"
     with pytest.raises(ValueError, match="no jobs in the converged queue"):
         converge.view("05_efficiency", tmp_path)
+
+
+def test_notebook_07s_view_scores_its_jobs_by_miou_and_draws_their_validation_miou(tmp_path):
+    jobs = [p for p in converge.plan() if p.job.notebook == "07_dense_decoding"]
+    first = next(p for p in jobs if not p.family)
+    curve = [{"epoch": e, "val_miou": 0.1 * e, "train_epoch_loss": 1.0 / e} for e in (1, 2, 3)]
+    row = {k: v for k, v in record(first).row.items() if k != "test_accuracy"}
+    done = record(first, stages=[{"task": "segment", "dataset": "collages", "run_id": converge.run_ids(first)[-1],
+                                  "epochs": 3, "seconds": 9.0, "stop": "cap reached", "curve": curve}],
+                  row={**row, "arm": first.arm.label, "test_miou": 11.5, "test_pixel_accuracy": 80.0})
+    converge.write_record(done, first.job.path(tmp_path))
+    seen = converge.view("07_dense_decoding", tmp_path)
+    assert "test top-1" not in seen.table and list(seen.table["test mIoU"]).count("11.50") == 1
+    [ax] = seen.figure.axes
+    assert list(ax.lines[0].get_ydata()) == [0.1, 0.2, 0.30000000000000004] and ax.lines[1].get_marker() == "x"
+    assert ax.get_ylabel() == "validation mIoU"
+    references = [{"model": "small U-Net", "seed": 0, "test_miou": 9.0}]
+    [line] = regime.baseline_lines(references, [{"arm": first.arm.label, "accuracy": 11.5}])
+    assert line == "small U-Net: 9.0% test mIoU on the same training images; 0 of 1 arms below it"
 
 
 def test_a_references_job_trains_the_tuned_baselines_on_its_notebooks_split_and_the_view_shows_them(tmp_path,

@@ -14,7 +14,7 @@ from hipcore.train import Lamb, TrainConfig, transfer
 from hipcore.train import checkpoint as ckpt
 from hipcore.train.mae import fixed_noise, forward_loss, modality_masks, num_visible, random_masking
 from hipcore.train.metrics import MetricsLogger, quiet_environment, read_metrics
-from hipcore.train.optim import WarmupCosine, param_groups
+from hipcore.train.optim import WarmupCosine, build_scheduler, param_groups
 
 BLOCKS = (BlockConfig(groups=4, latents=4, channels=16, self_attends=1, heads=2),
           BlockConfig(groups=1, latents=8, channels=32, self_attends=1, heads=4),
@@ -135,6 +135,32 @@ def test_warmup_then_cosine():
     assert [f(s) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
     assert f(4) == 1.0 and math.isclose(f(9), 0.55) and math.isclose(f(14), 0.1) and math.isclose(f(99), 0.1)
     assert WarmupCosine(0, 10)(0) == 1.0
+
+
+def test_a_constant_schedule_does_not_depend_on_the_cap():
+    """schedule='constant': after warm-up the rate holds, so two caps give one curve (the plateau
+    rule, not the cap, ends the run); the cosine's rate at a step depends on the cap."""
+    def rates(cfg, total_steps):
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
+        scheduler = build_scheduler(optimizer, cfg, steps_per_epoch=10, total_steps=total_steps)
+        out = []
+        for _ in range(60):
+            out.append(scheduler.get_last_lr()[0])
+            optimizer.step(), scheduler.step()
+        return out
+
+    constant = TrainConfig(schedule="constant", warmup_epochs=2)
+    assert rates(constant, 100) == rates(constant, 1000)
+    assert np.allclose(rates(constant, 100), [1e-3 * min(1, (s + 1) / 20) for s in range(60)], rtol=1e-12)
+    cosine = TrainConfig(warmup_epochs=2)
+    assert rates(cosine, 100)[30] < rates(cosine, 1000)[30] < 1e-3
+    # the default leaves run ids as they were before the field (these two were computed then);
+    # another schedule is another run
+    assert TrainConfig().run_id == "supervised-a182d7a2"
+    assert TrainConfig(task="pretrain", plateau=True, val_fraction=0.1).run_id == "pretrain-74c929a5"
+    assert TrainConfig(schedule="constant").run_id != TrainConfig().run_id
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        TrainConfig(schedule="linear")
 
 
 def test_weight_decay_skips_biases_norms_and_tables():

@@ -54,20 +54,26 @@ def baseline_rows(arm: common.Arm, seeds: tuple[int, ...], settings: Mapping[str
 
 
 def reference_levels(rows: list[dict[str, Any]]) -> dict[str, float]:
-    """{baseline model: mean test top-1 over seeds}, in the rows' order."""
+    """{baseline model: mean test score over seeds (top-1, or a segmentation's mIoU)}, in the rows' order."""
     by_model: dict[str, list[float]] = {}
     for row in rows:
-        by_model.setdefault(row["model"], []).append(float(row["test_accuracy"]))
+        by_model.setdefault(row["model"], []).append(float(common.score_of(row)))
     return {model: sum(values) / len(values) for model, values in by_model.items()}
 
 
+def score_name(rows: list[Mapping[str, Any]]) -> str:
+    """What common.score_of reads from these rows: 'test mIoU' for segmentations, else 'test top-1'."""
+    return "test mIoU" if rows and "test_accuracy" not in rows[0] and "test_miou" in rows[0] else "test top-1"
+
+
 def baseline_lines(rows: list[dict[str, Any]], arms: list[dict[str, Any]]) -> list[str]:
-    """One sentence per baseline: its top-1 and how many arms stay below it."""
+    """One sentence per baseline: its score and how many arms stay below it (`arms`' 'accuracy'
+    is the same score: top-1, or mIoU)."""
     lines = []
     means = {a["arm"]: a["accuracy"] for a in arms}
     for model, level in reference_levels(rows).items():
         below = [name for name, value in means.items() if value < level]
-        lines.append(f"{model}: {level:.1f}% test top-1 on the same training images; "
+        lines.append(f"{model}: {level:.1f}% {score_name(rows)} on the same training images; "
                      f"{len(below)} of {len(means)} arms below it" + (f" ({'; '.join(below)})" if below else ""))
     return lines
 

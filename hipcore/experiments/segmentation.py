@@ -96,10 +96,12 @@ TABLE = common.profiles({
                   cost_memory_gb=60.0, cost_threads=None),
     # quick's canvases, each arm until the plateau rule stops it (epochs: the cap), judged on 6,000
     # validation canvases (below about 4,700 the rule cannot stop a flat curve near 50%, its noise
-    # binomial over canvases); the converged queue trains it, the U-Net (a job of its own) at
-    # `other_seeds`.
+    # binomial over canvases), at a constant learning rate after warm-up as the images' converged
+    # row (the rule, not the cap, ends a run); the converged queue trains it, the U-Net (a job of
+    # its own) at `other_seeds`.
     "converged": dict(side=64, limit_train=1000, test_canvases=500, epochs=60, batch_size=32,
-                      lr=2e-3, warmup_epochs=0.5, val_fraction=0.1, plateau=True, seeds=(0, 1, 2, 3, 4),
+                      lr=2e-3, warmup_epochs=0.5, schedule="constant", val_fraction=0.1, plateau=True,
+                      seeds=(0, 1, 2, 3, 4),
                       flat_variant="perceiver_small", unet_epochs=(2, 4, 6, 8, 10, 15, 20), other_seeds=3,
                       cost_sides=(64, 128, 256, 512, 1024), cost_batch=1, cost_repeats=3, cost_max_step_s=20.0,
                       cost_memory_gb=12.0, cost_threads=None),

@@ -21,7 +21,7 @@ from ..argtypes import non_negative_int as _non_negative_int
 from ..argtypes import positive_int as _positive_int
 from ..argtypes import thread_count
 from ..device import PRECISIONS
-from .config import OPTIMIZERS, TRANSFERS, TrainConfig, variant_file
+from .config import OPTIMIZERS, SCHEDULES, TRANSFERS, TrainConfig, variant_file
 from .metrics import show_metric
 
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)
@@ -102,8 +102,11 @@ def _add_schedule(s) -> None:
     s.add_argument("--min-lr", type=_finite, default=DEFAULTS["min_lr"], help="where the cosine ends")
     s.add_argument("--weight-decay", type=_finite, default=DEFAULTS["weight_decay"],
                    help="on weight matrices (not biases, norms, position or latent tables)")
+    s.add_argument("--schedule", choices=SCHEDULES, default=DEFAULTS["schedule"],
+                   help="after warm-up: a cosine decay to --min-lr at the last step (with --plateau, the cap's), "
+                        "or a constant rate, so that the cap does not shape the curve")
     s.add_argument("--warmup-epochs", type=_finite, default=DEFAULTS["warmup_epochs"],
-                   help="linear warm-up, then a cosine decay, updated every step")
+                   help="linear warm-up, then the --schedule, updated every step")
     s.add_argument("--warmup-steps", type=_non_negative_int, default=None,
                    help="warm-up in steps (overrides --warmup-epochs)")
     s.add_argument("--clip-grad", type=_finite, default=DEFAULTS["clip_grad"], help="max gradient norm; 0: no clipping")

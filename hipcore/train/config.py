@@ -15,6 +15,10 @@ from ..config import VARIANT_NAMES, BlockConfig, HiPConfig, variant
 from ..device import PRECISIONS
 
 TASKS = ("supervised", "segment", "pretrain")
+# The learning rate after warm-up: 'cosine' decays to min_lr at the run's last step (its cap, with
+# the plateau rule); 'constant' holds it, so that the cap does not shape the curve and the rule,
+# not the cap, ends the run (the converged profile's stages).
+SCHEDULES = ("cosine", "constant")
 OPTIMIZERS = ("adamw", "lamb")
 TRANSFERS = ("all", "positions", "positions_frozen", "none")
 
@@ -23,7 +27,7 @@ MAX_EPOCHS_FIELD = 100_000          # bounds epoch counts given as numbers (1e30
 RESUMABLE_CHANGES = ("quiet", "device", "checkpoint_every")
 # Opt-in fields and their off values: a run that leaves them off has the run_id it had before
 # they existed, and a run saved before them reads them as off.
-VALIDATION_OFF = {"val_fraction": 0.0, "plateau": False}
+OPT_IN_OFF = {"val_fraction": 0.0, "plateau": False, "schedule": "cosine"}
 # Fields part of a run's identity only with validation on, and only with the plateau on (their
 # defaults are TrainConfig's, below: VALIDATION_DEFAULTS, PLATEAU_DEFAULTS; they fill in runs
 # saved before the fields existed).
@@ -66,6 +70,7 @@ class TrainConfig:
     optimizer: str = "adamw"            # 'adamw' or 'lamb'
     lr: float = 1e-3                    # peak learning rate, after warm-up
     min_lr: float = 0.0                 # the cosine decays to this
+    schedule: str = "cosine"            # after warm-up: 'cosine' to min_lr, or 'constant' (SCHEDULES)
     weight_decay: float = 0.05          # on weight matrices only (not biases, norms, tables)
     betas: tuple[float, float] = (0.9, 0.999)
     warmup_epochs: float = 1.0          # linear warm-up length in epochs ...
@@ -131,7 +136,7 @@ class TrainConfig:
     def run_id(self) -> str:
         """<task>-<hash of every field that changes results>: equal for equal experiments."""
         d = {k: v for k, v in self.to_dict().items() if k not in RESUMABLE_CHANGES + ("run_dir",)}
-        for k, off in VALIDATION_OFF.items():           # opt-in fields, when off, leave ids as they were
+        for k, off in OPT_IN_OFF.items():           # opt-in fields, when off, leave ids as they were
             if d[k] == off:
                 del d[k]
         if not self.val_fraction:
@@ -204,7 +209,7 @@ def _number(value: Any, name: str, low: float, high: float = math.inf, *, low_op
 
 def _check_choices(cfg: TrainConfig) -> None:
     for name, choices in (("task", TASKS), ("optimizer", OPTIMIZERS), ("transfer", TRANSFERS),
-                          ("precision", PRECISIONS)):
+                          ("precision", PRECISIONS), ("schedule", SCHEDULES)):
         value = getattr(cfg, name)
         _require(isinstance(value, str) and value in choices, f"{name} must be one of {choices}, got {value!r}")
     _require(isinstance(cfg.device, str) and DEVICE_NAME.fullmatch(cfg.device) is not None,
@@ -328,7 +333,7 @@ def upgrade(d: Mapping[str, Any]) -> dict[str, Any]:
     d = dict(d)
     if "bf16" in d and "precision" not in d:
         d["precision"] = "bf16" if d.pop("bf16") else "fp32"
-    for k, off in {**VALIDATION_OFF, **VALIDATION_DEFAULTS, **PLATEAU_DEFAULTS}.items():   # saved before they existed
+    for k, off in {**OPT_IN_OFF, **VALIDATION_DEFAULTS, **PLATEAU_DEFAULTS}.items():   # saved before they existed
         d.setdefault(k, off)
     if not d["plateau"]:
         for k in RETIRED_PLATEAU:

@@ -1,4 +1,5 @@
-"""Optimisers (AdamW, LAMB) and the per-step warm-up + cosine learning-rate schedule."""
+"""Optimisers (AdamW, LAMB) and the per-step learning-rate schedule: a linear warm-up, then a
+cosine decay to the run's last step or a constant rate."""
 
 from __future__ import annotations
 
@@ -67,16 +68,19 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
 
 
 class WarmupCosine:
-    """lr factor of step s (0-based): linear warm-up to 1, then a cosine down to min_ratio.
+    """lr factor of step s (0-based): linear warm-up to 1, then a cosine down to min_ratio at
+    total_steps, or 1 for ever when total_steps is None (TrainConfig.schedule 'constant').
 
     A callable object (not a lambda) so LambdaLR's state_dict stores its numbers."""
 
-    def __init__(self, warmup_steps: int, total_steps: int, min_ratio: float = 0.0):
+    def __init__(self, warmup_steps: int, total_steps: int | None, min_ratio: float = 0.0):
         self.warmup_steps, self.total_steps, self.min_ratio = warmup_steps, total_steps, min_ratio
 
     def __call__(self, step: int) -> float:
         if step < self.warmup_steps:
             return (step + 1) / self.warmup_steps
+        if self.total_steps is None:                  # constant after warm-up
+            return 1.0
         decay_steps = max(1, self.total_steps - self.warmup_steps)
         progress = min(1.0, (step - self.warmup_steps) / decay_steps)
         return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
@@ -85,5 +89,6 @@ class WarmupCosine:
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int,
                     total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     warmup = cfg.warmup_steps if cfg.warmup_steps is not None else round(cfg.warmup_epochs * steps_per_epoch)
-    schedule = WarmupCosine(min(warmup, total_steps), total_steps, cfg.min_lr / cfg.lr)
+    decay_to = total_steps if cfg.schedule == "cosine" else None
+    schedule = WarmupCosine(min(warmup, total_steps), decay_to, cfg.min_lr / cfg.lr)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
