@@ -184,6 +184,18 @@ def converged_verdict(rule: str, converged: str, epochs: str = "") -> str:
     return f"{label}: " + (passed if rule == "reproduced" else rule)
 
 
+def only_one_trains_verdict(trained: list[str], untried: list[str], only: str, batch: int) -> str:
+    """F5's memory half (only `only` trains at the largest side, the others out of memory):
+    'reproduced' when `only` alone trained and every other model was tried; 'no verdict' when
+    one was not tried (too slow, skipped) and nothing else decides; else not reproduced at this
+    batch (the models that trained are the row's own column)."""
+    if trained == [only] and not untried:
+        return "reproduced"
+    if trained and trained != [only]:
+        return f"not reproduced at batch {batch} on this machine"
+    return "no verdict: a model was not measured"
+
+
 def p_value(values: list[float]) -> float:
     """Two-sided p of the one-sample t test of mean 0 (nan with fewer than 2 finite values)."""
     if len(values) < 2 or not all(math.isfinite(v) for v in values):

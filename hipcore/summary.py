@@ -24,7 +24,7 @@ import pandas as pd
 
 from . import converge, experiments, provenance
 from .bench.epochs import epochs_text
-from .bench.speed_text import speed_block
+from .bench.speed_text import large_images_text, speed_block
 from .digests import SUMS, verify
 from .digests import check as check_digest
 from .experiments import common, efficiency, imagenet_comparison, mae_positions, scaling
@@ -40,6 +40,7 @@ from .report import (
     markdown_table,
     merge_notebooks,
     multiplicity_line,
+    only_one_trains_verdict,
     paper_reference,
     read_comparisons,
     regime,
@@ -312,12 +313,7 @@ def memory_finding(results_dir: str | Path, side: int = 2048) -> str:
     trained = sorted(name[ok])
     untried = list(name[~rows["status"].isin(["ok", "OOM"])])
     batch = rows["batch"].iloc[0]
-    if trained == ["HiP-256"] and not untried:
-        rule = "reproduced"
-    elif trained and trained != ["HiP-256"]:
-        rule = f"not reproduced at batch {batch} on this machine ({', '.join(trained)} train)"
-    else:
-        rule = "no verdict (" + ", ".join(untried) + " not measured)"
+    rule = only_one_trains_verdict(trained, untried, "HiP-256", batch)
     table = pd.DataFrame([{"finding": f"F5 only HiP-256 trains at {side} x {side}",
                            "paper (TPUv3, batch 8)": "only HiP-256 (the others out of memory)",
                            f"ours (CPU, batch {batch})": "; ".join(ours), "verdict": rule}])
@@ -604,9 +600,12 @@ SPEED_NOTEBOOK = efficiency.NOTEBOOK
 def readme_speed(results_dir: str | Path, profile: str = "quick") -> str:
     """The README's training-speed section, from notebook 05's benchmark at `profile`."""
     folder = Path(results_dir) / SPEED_NOTEBOOK / profile
+    large = Path(results_dir) / SPEED_NOTEBOOK / "full"
     per_cpu = sorted((Path(results_dir) / SPEED_NOTEBOOK / "epochs").glob("*/epochs.csv"))
-    return "\n\n".join([speed_block(folder, _made_by(_provenance(folder)))]
-                       + [epochs_text(p.parent, _made_by(_provenance(p.parent))) for p in per_cpu])
+    parts = [speed_block(folder, _made_by(_provenance(folder)))]
+    if large != folder and (large / "metrics.csv").is_file():
+        parts.append(large_images_text(large, _made_by(_provenance(large))))
+    return "\n\n".join(parts + [epochs_text(p.parent, _made_by(_provenance(p.parent))) for p in per_cpu])
 
 
 def block_marks(name: str) -> tuple[str, str]:

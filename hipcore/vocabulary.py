@@ -93,6 +93,11 @@ VERDICTS = (
             "trained) is never *reproduced*: the rule's word follows the colon, and a pass reads as here."),
     Verdict(lambda: report.converged_verdict("same direction, not significant", ""),
             "the same, for rows that record no plateau at all."),
+    Verdict(lambda: report.only_one_trains_verdict(["HiP-16", "HiP-256"], [], "HiP-256", 2),
+            "F5's memory half (only HiP-256 trains at 2048 x 2048): other models trained too, at this batch and in "
+            "this machine's memory (the row names them)."),
+    Verdict(lambda: report.only_one_trains_verdict(["HiP-256"], ["Perceiver IO"], "HiP-256", 2),
+            "F5's memory half: a model was too slow or skipped, so whether it fits is not known."),
 )
 REGIMES = (
     Verdict(_regime("seed", "yes", "20/40"), "every arm of the row reached its validation plateau (the epochs each "

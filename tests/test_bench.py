@@ -264,3 +264,10 @@ def test_the_readme_epoch_text_reads_a_signed_cpu_folder_and_refuses_a_changed_o
     (tmp_path / "queue.csv").write_text((tmp_path / "queue.csv").read_text().replace("80.0", "90.0"))
     with pytest.raises(ResultsChanged, match="queue.csv"):
         epochs.epochs_text(tmp_path, "a test CPU")
+
+
+def test_a_model_that_never_steps_keeps_the_precision_and_threads_it_was_tried_in():
+    run = suite._Run(check_settings(dict(PROFILES["smoke"])), 1, {}, log=lambda line: None)
+    run.fail("hip_small", 64, OOM)
+    [row] = run.rows
+    assert (row["status"], row["precision"], row["threads"]) == (OOM, resolve("auto", "cpu"), 1)

@@ -29,6 +29,7 @@ def test_plateau_configs_turn_the_rule_on_in_their_own_run_folders(tmp_path):
                                          runs_dir=tmp_path)
     for cfg, plain in ((pre, plain_pre), (sup, plain_sup)):
         assert (cfg.plateau, cfg.val_fraction, cfg.min_epochs, cfg.epochs, cfg.seed) == (True, 0.2, 3, 9, 1)
+        assert cfg.schedule == "constant" and plain.schedule == "cosine"     # the cap does not shape the curve
         assert cfg.run_id != plain.run_id and cfg.run_dir.split("/")[-1].startswith(cfg.run_id)
         assert cfg.run_dir.split("/")[-1][len(cfg.run_id):] == plain.run_dir.split("/")[-1][len(plain.run_id):]
     assert sup.init_from == f"{pre.run_dir}/last.pt"

@@ -2,6 +2,7 @@
 it says, every verdict word a table uses is defined, the figures left in prose are checked
 against the file or code they come from, and the markdown renders as written."""
 
+import csv
 import re
 from pathlib import Path
 
@@ -248,6 +249,24 @@ def test_the_speed_block_reads_every_figure_from_the_benchmark_folder(tmp_path):
     assert "| HiP-16 | 2.5 |" in after and "is 9.50x" in after       # the medians' ratio follows: 2.5 / 0.2631
     (folder / "comparisons.csv").unlink()
     assert "geometric mean" not in speed_block(folder, "a test machine")
+
+
+def test_the_large_image_table_reads_each_side_and_each_failure_from_the_full_benchmark(tmp_path):
+    import shutil
+
+    from hipcore.bench.speed_text import large_images_text
+
+    folder = tmp_path / "05_efficiency" / "full"
+    assert large_images_text(folder, "a test machine") == ""
+    shutil.copytree(ROOT / "results" / "05_efficiency" / "full", folder)
+    metrics = list(csv.DictReader((folder / "metrics.csv").open()))
+    cell = {(r["model"], r["side"]): r for r in metrics}
+    hip256, io = cell["hip256", "2048"], cell["perceiver_io", "2048"]
+    table = large_images_text(folder, "a test machine")
+    row = next(line for line in table.splitlines() if line.startswith("| HiP-256 |"))
+    assert row.endswith(f"| {float(hip256['steps_per_s']):.3g} ({float(hip256['peak_memory_gb']):.1f}) |")
+    row = next(line for line in table.splitlines() if line.startswith("| Perceiver IO |"))
+    assert row.endswith(f"| {io['status']} |") and "measured on a test machine" in table
 
 
 def test_the_shared_run_the_readme_names_is_one_run_of_those_notebooks():

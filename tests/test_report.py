@@ -434,7 +434,10 @@ def test_the_memory_half_of_f5_is_its_own_row_from_the_full_profile(tmp_path):
                                       "perceiver_io,2048,2,skipped (too slow),\nhip16,1024,2,ok,4.4\n")
     row = summary.memory_finding(tmp_path)
     assert "**full** profile" in row and "batch 2" in row and "TPUv3, batch 8" in row
-    assert "not reproduced at batch 2" in row and "HiP-256: trains, 6.2 GiB" in row
+    assert "| not reproduced at batch 2 on this machine |" in row and "HiP-256: trains, 6.2 GiB" in row
+    (full / "metrics.csv").write_text(header + "hip16,2048,2,OOM,\nhip256,2048,2,ok,6.2\n"
+                                      "perceiver_io,2048,2,skipped (too slow),\n")
+    assert "| no verdict: a model was not measured |" in summary.memory_finding(tmp_path)
     (full / "metrics.csv").write_text(header + "hip16,2048,2,OOM,\nhip256,2048,2,ok,6.2\nperceiver_io,2048,2,OOM,\n")
     assert "| reproduced |" in summary.memory_finding(tmp_path)
     assert summary.memory_finding(tmp_path / "nothing") == ""

@@ -249,7 +249,8 @@ def markdown_table(results: Results, models: list[str] | None = None) -> str:
         ok = r["status"] == "ok"
         best = r.get("fraction_of_best_peak") or r["fraction_of_peak"]
         cells.append({
-            "model": r["model"], "side": r["side"], "precision": r.get("precision") or "fp32",
+            # rows from before the column were fp32; a model that never stepped has none
+            "model": r["model"], "side": r["side"], "precision": r.get("precision") or ("fp32" if ok else ""),
             "steps/s": f"{r['steps_per_s']:.3g}" if ok else r["status"],
             "images/s": f"{r['images_per_s']:.3g}" if ok else "",
             "inputs/s": f"{r['inputs_per_s']:.3g}" if ok else "",

@@ -3,6 +3,7 @@ steps.csv, loops.csv, comparisons.csv, summary.json), never typed.
 
     speed_block(folder, made_on)    the table at the largest side, the ratios to perceiver-pytorch
                                     at every side, F5's repeats and the notebooks' loop rates
+    large_images_text(folder, ...)  the paper's models from 224 up (the full profile's folder)
 
 `made_on` describes the machine and commit (the caller reads provenance.json); every figure
 here is read from the folder's files.
@@ -102,6 +103,31 @@ def _loops(folder: Path) -> str:
     batch = rows[0]["batch"] if rows else "?"
     return (f"The notebooks' own training loop (`loops.csv`, small3 on Fashion-MNIST, batch {batch}), "
             f"images/s: {'; '.join(parts)}.")
+
+
+LARGE_MODELS = ("hip16", "hip256", "hip16_fourier", "perceiver_io")
+LARGE_FROM = 224     # the large-image table's first side: the paper's ImageNet side
+
+
+def large_images_text(folder: str | Path, made_on: str) -> str:
+    """The paper's models from LARGE_FROM up to the largest side of a benchmark folder (the
+    full profile's): steps/s and peak memory, or why a model did not step; '' without one."""
+    folder = Path(folder)
+    if not (folder / "metrics.csv").is_file():
+        return ""
+    results = read(folder)
+    sides = sorted({r["side"] for r in results.rows if r["side"] >= LARGE_FROM})
+    cells = {(r["model"], r["side"]): (f"{r['steps_per_s']:.3g} ({r['peak_memory_gb']:.1f})" if r["status"] == "ok"
+                                       else r["status"]) for r in results.rows}
+    frame = pd.DataFrame([{"model": NAMES[m].split(" (")[0], **{f"{side}": cells.get((m, side), "-") for side in sides}}
+                          for m in LARGE_MODELS if any((m, side) in cells for side in sides)])
+    settings = results.info.get("settings", {})
+    return "\n\n".join([
+        f"Large images (`python -m hipcore bench --profile full`, `results/{folder.parent.name}/{folder.name}/`), "
+        f"measured on {made_on}: steps/s (peak memory in GiB) at each side, batch {settings.get('batch', '?')}, "
+        f"the median of {settings.get('repeats', '?')} timed steps; OOM: over the run's "
+        f"{settings.get('memory_limit_gb', '?')} GiB limit. F5's memory half is its row in results/SUMMARY.md.",
+        markdown(frame)])
 
 
 def speed_block(folder: str | Path, made_on: str) -> str:

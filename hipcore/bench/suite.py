@@ -55,7 +55,8 @@ PROFILES: dict[str, dict[str, Any]] = {
                   repeats=3, max_step_s=90.0, memory_limit_gb=18.0, peak_sizes=(2048, 3072, 4096),
                   min_side={"perceiver_io": 224}, max_side=SMALL_ONLY, threads=None, seed=0, precision="auto",
                   loop_images=2560, loop_batch=128),
-    # ~1.5 h on 2 cores: every side up to 2048 x 2048 (Perceiver IO from the paper's 224 on)
+    # every side up to 2048 x 2048 (Perceiver IO from the paper's 224 on): 36 min in bf16 on a
+    # 2-core AMD EPYC Zen 4 (results/05_efficiency/full)
     "full": dict(models=PAPER_MODELS + BASELINES, sides=ALL_SIDES, batch=2, warmup=1, repeats=5,
                  max_step_s=150.0, memory_limit_gb=20.0, peak_sizes=(2048, 3072, 4096),
                  min_side={"perceiver_io": 224}, max_side=SMALL_ONLY, threads=None, seed=0, precision="auto",
@@ -174,7 +175,8 @@ class _Run:
     def fail(self, name: str, side: int, status: str, **values) -> None:
         if status in (OOM, TOO_SLOW) or status.startswith("skipped"):
             self.failed[name] = status
-        self.rows.append(_row(name, side, self.s["batch"], status, **values))
+        self.rows.append(_row(name, side, self.s["batch"], status, threads=self.threads, precision=self.precision,
+                              **values))
         self.log(f"{side:5d} {name:18s} {status}")
 
     def side(self, side: int, names: list[str], peak: float) -> None:

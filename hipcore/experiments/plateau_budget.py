@@ -57,9 +57,12 @@ def plateau_configs(arm: common.Arm, seed: int, settings: Mapping[str, Any], *, 
                     runs_dir: Path | None = None):
     """The arm's (pretraining or None, supervised) configs under the plateau rule, capped at
     max_epochs each, in the run cache beside the profile's own runs (other run ids); the rule's
-    settings are TrainConfig's (min_epochs too, where None)."""
+    settings are TrainConfig's (min_epochs too, where None). The learning rate is constant after
+    warm-up, as in the converged profile: under a cosine to the cap, the cap would shape the curve
+    and MAE's loss would fall until the cap."""
     ruled = {**settings, "epochs": max_epochs, "pretrain_epochs": max_epochs, "val_fraction": val_fraction,
-             "plateau": True, "log_every": LOG_EVERY, **({} if min_epochs is None else {"min_epochs": min_epochs})}
+             "plateau": True, "schedule": "constant", "log_every": LOG_EVERY,
+             **({} if min_epochs is None else {"min_epochs": min_epochs})}
     return common.train_configs(arm, seed, ruled, dataset=dataset, runs_dir=runs_dir)
 
 
