@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hipcore import summary, vocabulary
+from hipcore import digests, summary, vocabulary
+from hipcore.digests import ResultsChanged
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -245,9 +246,13 @@ def test_the_speed_block_reads_every_figure_from_the_benchmark_folder(tmp_path):
     cells[6] = "2.5"                                                   # steps_per_s
     metrics[hip16] = ",".join(cells)
     (folder / "metrics.csv").write_text("\n".join(metrics) + "\n")
+    with pytest.raises(ResultsChanged, match="metrics.csv: changed since its folder was signed"):
+        speed_block(folder, "a test machine")                            # an edit is never read silently
+    digests.sign(folder)                                               # as a rerun signs what it wrote
     after = speed_block(folder, "a test machine")
     assert "| HiP-16 | 2.5 |" in after and "is 9.50x" in after       # the medians' ratio follows: 2.5 / 0.2631
     (folder / "comparisons.csv").unlink()
+    digests.sign(folder)
     assert "geometric mean" not in speed_block(folder, "a test machine")
 
 

@@ -24,6 +24,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from .. import report
+from ..digests import check
+from ..files import read_json
 from ..plots import save_figure
 from ..results import markdown
 from .suite import COLUMNS, STEP_COLUMNS, Results
@@ -79,9 +81,10 @@ def write_loops(rows: list[dict[str, Any]], out: str | Path) -> Path:
 
 
 def read_loops(out: str | Path) -> list[dict[str, Any]]:
-    """The rows write_loops wrote, numbers as numbers."""
+    """The rows write_loops wrote, numbers as numbers (ResultsChanged where its folder's
+    SHA256SUMS does not sign them)."""
     path = Path(out) / "loops.csv"
-    with open(path, newline="") as f:
+    with open(check(path), newline="") as f:
         reader = csv.DictReader(f)
         missing = {"task", "precision", "batch", "examples_per_s"} - set(reader.fieldnames or ())
         if missing:
@@ -90,17 +93,19 @@ def read_loops(out: str | Path) -> list[dict[str, Any]]:
 
 
 def read(out: str | Path) -> Results:
+    """A benchmark folder's timings, checked against the folder's SHA256SUMS (ResultsChanged
+    naming a file changed since its run)."""
     out = Path(out)
     tables = []
     for name, columns in (("metrics.csv", COLUMNS), ("steps.csv", STEP_COLUMNS)):
-        with open(out / name, newline="") as f:
+        with open(check(out / name), newline="") as f:
             reader = csv.DictReader(f)
             missing = set(columns) - set(reader.fieldnames or ())
             if missing:
                 raise ValueError(f"{out / name}: missing columns {sorted(missing)}")
             tables.append([{k: _number(v) if k not in ("model", "package", "status") else v
                             for k, v in r.items()} for r in reader])
-    info = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}
+    info = read_json(check(out / "summary.json")) if (out / "summary.json").exists() else {}
     return Results(tables[0], tables[1], info)
 
 
