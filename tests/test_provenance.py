@@ -69,6 +69,14 @@ def test_notebook_times_come_from_the_records(tmp_path):
     text = readme.read_text()
     assert "old typed times" not in text and "took 10 min" in text and text.startswith("a\n") and text.endswith("b\n")
     assert not summary.update_readme(tmp_path / "no README.md", tmp_path, "smoke")
+    # a notebook run on its own after the reproduce run is named apart, with its own commit and machine
+    later = notebook.setup("07_dense_decoding", profile="smoke", table={p: {} for p in notebook.PROFILES},
+                           results_dir=tmp_path)
+    later.record_provenance()
+    own = json.loads((later.out / "provenance.json").read_text())
+    said = summary.readme_times(tmp_path, "smoke")
+    assert "took 10 min" in said and f"not part of that run: 07 {summary._duration(own['wall_seconds'])} (" in said
+    assert own["machine"]["cpu"] in said.split("not part of that run")[1]
 
 
 def test_training_times_count_the_runs_each_notebook_reports(tmp_path):
