@@ -338,30 +338,36 @@ def reproduce_times(results_dir: str | Path, profile: str) -> dict[str, float]:
     return dict(run.get("notebook_seconds", {}))
 
 
-def own_times(results_dir: str | Path, profile: str) -> dict[str, float]:
-    """{notebook: wall seconds} of the notebooks that `reproduce` did not time, as each one's own
-    run recorded them (run on its own since, perhaps on another machine)."""
-    timed = reproduce_times(results_dir, profile)
-    times = {}
+def own_times(results_dir: str | Path, profile: str, timed: dict[str, float] | None = None) -> dict[str, float]:
+    """{notebook: wall seconds} of the notebooks that `reproduce` did not time (`timed`, read
+    when not given), as each one's own run recorded them (run on its own since, perhaps on
+    another machine)."""
+    timed = reproduce_times(results_dir, profile) if timed is None else timed
+    return {nb: record["wall_seconds"] for nb, record in _own_records(results_dir, profile, timed).items()}
+
+
+def _own_records(results_dir: str | Path, profile: str, timed: dict[str, float]) -> dict[str, dict]:
+    """{notebook: its provenance record} of the notebooks not in `timed` that recorded a wall time."""
+    records = {}
     for folder in notebook_files(results_dir, profile):
         own = provenance.read(folder)
         if own and folder.parent.name not in timed and own.get("wall_seconds") is not None:
-            times[folder.parent.name] = own["wall_seconds"]
-    return times
+            records[folder.parent.name] = own
+    return records
 
 
-def _own_runs_sentence(results_dir: str | Path, profile: str) -> str:
+def _own_runs_sentence(results_dir: str | Path, profile: str, timed: dict[str, float]) -> str:
     """' Run on its own since, not part of that run: 07 30 min (commit 1b0f512, AMD EPYC, 2 cores).'"""
-    own = own_times(results_dir, profile)
+    own = _own_records(results_dir, profile, timed)
     if not own:
         return ""
     each = []
-    for nb, seconds in sorted(own.items()):
-        record = provenance.read(Path(results_dir) / nb / profile) or {}
+    for nb, record in sorted(own.items()):
         m = record.get("machine", {})
-        where = ", ".join(str(v) for v in (record.get("commit", "")[:7] and f"commit {record['commit'][:7]}",
-                                           m.get("cpu"), m.get("cores") and f"{m['cores']} cores") if v)
-        each.append(f"{nb[:2]} {_duration(seconds)}" + (f" ({where})" if where else ""))
+        where = [f"commit {record['commit'][:7]}" if record.get("commit") else "", str(m.get("cpu") or ""),
+                 f"{m['cores']} cores" if m.get("cores") else ""]
+        where = ", ".join(w for w in where if w)
+        each.append(f"{nb[:2]} {_duration(record['wall_seconds'])}" + (f" ({where})" if where else ""))
     return f" Run on {'its' if len(own) == 1 else 'their'} own since, not part of that run: {'; '.join(each)}."
 
 
@@ -419,7 +425,8 @@ def summary_lines(results_dir: str | Path, profile: str) -> list[str]:
 
 def readme_times(results_dir: str | Path, profile: str = "quick") -> str:
     """The README's paragraph on how long `make reproduce` took, from the recorded times."""
-    times = reproduce_times(results_dir, profile) or notebook_times(results_dir, profile)
+    timed = reproduce_times(results_dir, profile)
+    times = timed or notebook_times(results_dir, profile)
     if not times:
         return f"No `{profile}` run has recorded its times yet."
     run = (provenance.read(Path(results_dir) / "executed" / profile)
@@ -427,7 +434,7 @@ def readme_times(results_dir: str | Path, profile: str = "quick") -> str:
     m = run.get("machine", {})
     where = f" on {m['cpu']} ({m['cores']} cores, {m['torch_threads']} threads)" if m else ""
     each = ", ".join(f"{nb[:2]} {_duration(s)}" for nb, s in sorted(times.items()))
-    since = _own_runs_sentence(results_dir, profile) if reproduce_times(results_dir, profile) else ""
+    since = _own_runs_sentence(results_dir, profile, timed) if timed else ""
     tail = since + " Across CPU models the digits of the results may differ; compare the intervals."
     if run.get("cached_runs_at_start") == 0:
         return (f"`make reproduce` (every notebook at `{profile}`) from an empty run cache took "
