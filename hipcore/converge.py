@@ -491,13 +491,28 @@ def stages_line(record: JobRecord) -> str:
     return "; ".join(f"{s['task']} {s['epochs']} epochs ({s['stop']})" for s in record.stages)
 
 
+def _score(row: Mapping[str, Any]) -> str:
+    """'test top-1 82.76' (a segmentation: 'test mIoU 11.39'), or '' where the row has neither."""
+    for key, name in (("test_accuracy", "test top-1"), ("test_miou", "test mIoU")):
+        if row.get(key) is not None:
+            return f"{name} {row[key]:.2f}"
+    return ""
+
+
+def reached(record: JobRecord) -> str:
+    """What a finished job reached, for its commit message: the arm's test score and its stages,
+    or each reference model's test score ('logistic regression test top-1 82.85; ...')."""
+    references = record.row.get("references")
+    if references:
+        return "; ".join(f"{r['model']} {_score(r)}" for r in references)
+    return ", ".join(part for part in (_score(record.row), stages_line(record)) if part)
+
+
 def commit_folder(folder: Path, record: JobRecord, env: Mapping[str, str] | None = None) -> None:
     """Commit a notebook's converged folder alone (its new job file and what was rewritten from
     the jobs), the message naming the job and what it reached."""
     job = record.job
-    top1 = record.row.get("test_accuracy")
-    message = (f"Converged job {job['notebook'][:2]} {job['key']} seed {job['seed']}: "
-               + (f"test top-1 {top1:.2f}, " if top1 is not None else "") + stages_line(record))
+    message = f"Converged job {job['notebook'][:2]} {job['key']} seed {job['seed']}: {reached(record)}"
     subprocess.run(["git", "add", "--", str(folder)], cwd=folder, check=True, env=env)
     subprocess.run(["git", "commit", "-q", "-m", message, "--", str(folder)], cwd=folder, check=True, env=env)
 

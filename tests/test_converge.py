@@ -334,6 +334,14 @@ def test_commit_folder_commits_that_folder_alone_naming_the_job(tmp_path):
     assert "jobs/hip_classification-seed0.json" in log and "elsewhere.txt" not in log
 
 
+def test_a_commit_message_names_what_each_reference_and_a_segmentation_reached():
+    refs = record(planned(), stages=[], row={"arm": "reference baselines", "seed": 0, "references": [
+        {"model": "logistic regression", "test_accuracy": 82.85}, {"model": "small CNN", "test_accuracy": 87.67}]})
+    assert converge.reached(refs) == "logistic regression test top-1 82.85; small CNN test top-1 87.67"
+    dense = record(planned(), row={"arm": "HiP", "test_miou": 11.391, "test_pixel_accuracy": 80.0})
+    assert converge.reached(dense) == "test mIoU 11.39, supervised 3 epochs (plateau)"
+
+
 def test_a_notebook_views_its_jobs_as_partial_until_every_one_is_done(tmp_path):
     jobs = [p for p in converge.plan() if p.job.notebook == "04_point_clouds"]
     # a job no FLOP-matched control waits on: sizing a control from its record loads 8,000 clouds
