@@ -493,10 +493,9 @@ def stages_line(record: JobRecord) -> str:
 
 def _score(row: Mapping[str, Any]) -> str:
     """'test top-1 82.76' (a segmentation: 'test mIoU 11.39'), or '' where the row has neither."""
-    for key, name in (("test_accuracy", "test top-1"), ("test_miou", "test mIoU")):
-        if row.get(key) is not None:
-            return f"{name} {row[key]:.2f}"
-    return ""
+    from .experiments.common import score_key, score_name
+
+    return f"{score_name(row)} {row[score_key(row)]:.2f}" if score_key(row) else ""
 
 
 def reached(record: JobRecord) -> str:

@@ -311,9 +311,26 @@ def test_scores(metrics: Mapping[str, float]) -> dict[str, float]:
     return {key: 100.0 * metrics[key] for key in DENSE_SCORES}
 
 
+# A row's headline test score (its key) and what a reader calls it: top-1, else a segmentation's mIoU.
+HEADLINE_SCORES = {"test_accuracy": "test top-1", "test_miou": "test mIoU"}
+
+
+def score_key(row: Mapping[str, Any]) -> str | None:
+    """The key of the row's headline score (HEADLINE_SCORES' first it holds), or None."""
+    return next((key for key in HEADLINE_SCORES if row.get(key) is not None), None)
+
+
 def score_of(row: Mapping[str, Any]) -> float:
     """A run's headline test score in %: top-1, or a segmentation's mIoU."""
-    return row["test_accuracy"] if "test_accuracy" in row else row["test_miou"]
+    key = score_key(row)
+    if key is None:
+        raise KeyError(f"a row with neither {' nor '.join(HEADLINE_SCORES)}: {sorted(row)}")
+    return row[key]
+
+
+def score_name(row: Mapping[str, Any]) -> str:
+    """What score_of reads from the row: 'test top-1', or a segmentation's 'test mIoU'."""
+    return HEADLINE_SCORES[score_key(row) or "test_accuracy"]
 
 
 def arm_settings(arm: Arm, settings: Mapping[str, Any]) -> dict[str, Any]:

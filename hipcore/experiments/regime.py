@@ -63,7 +63,7 @@ def reference_levels(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 def score_name(rows: list[Mapping[str, Any]]) -> str:
     """What common.score_of reads from these rows: 'test mIoU' for segmentations, else 'test top-1'."""
-    return "test mIoU" if rows and "test_accuracy" not in rows[0] and "test_miou" in rows[0] else "test top-1"
+    return common.score_name(rows[0] if rows else {})
 
 
 def baseline_lines(rows: list[dict[str, Any]], arms: list[dict[str, Any]]) -> list[str]:
