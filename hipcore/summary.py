@@ -542,6 +542,9 @@ def _plateau_baselines(results_dir: Path, profile: str, seed: int | None, tests:
     parts = [f"Reference baselines on the same {int(same.train_size.iloc[0]):,} training and {size:,} test images "
              f"(seed {seed}, notebook {PLATEAU_NOTEBOOK[:2]}): "
              + ", ".join(f"{m} {float(a):.1f}" for m, a in zip(same.model, same.test_accuracy)) + "."]
+    parts += ["", "Where each arm's test top-1 at its plateau stands among them:", ""]
+    parts += [f"- {band}: {'; '.join(arms) if arms else 'none'}"
+              for band, arms in plateau_standing(tests, dict(zip(same.model, same.test_accuracy)))]
     effects = plateau_effects(tests, _reference(results_dir))
     noise = binomial_se(sum(tests.values()) / len(tests) / 100, size)
     if effects:
@@ -549,6 +552,23 @@ def _plateau_baselines(results_dir: Path, profile: str, seed: int | None, tests:
                       f"interval: each top-1 on {size:,} test images has a binomial standard error of about "
                       f"{noise:.1f} points): " + "; ".join(effects) + "."]
     return parts
+
+
+def plateau_standing(tests: dict[str, float], baselines: dict[str, float]) -> list[tuple[str, list[str]]]:
+    """[(band, arms in it)] from the lowest band to the highest: the baselines' test top-1 in
+    increasing order cut the line into 'below <lowest>', 'between <a> and <b>', ..., 'above
+    <highest>'; each arm ({arm: test top-1}) falls in one. A band no arm reaches is left out,
+    but for the highest, which always appears (so 'above <the best baseline>: none' is said)."""
+    ranked = sorted(baselines.items(), key=lambda item: float(item[1]))
+    if not ranked:
+        return []
+    names = [name for name, _ in ranked]
+    bands = ([f"below {names[0]}"] + [f"between {a} and {b}" for a, b in zip(names, names[1:])]
+             + [f"above {names[-1]}"])
+    members: list[list[str]] = [[] for _ in bands]
+    for arm, top1 in sorted(tests.items(), key=lambda item: item[1]):
+        members[sum(top1 > float(level) for _, level in ranked)].append(arm)
+    return [(band, arms) for i, (band, arms) in enumerate(zip(bands, members)) if arms or i == len(bands) - 1]
 
 
 def plateau_effects(tests: dict[str, float], reference: dict) -> list[str]:

@@ -183,41 +183,11 @@ def test_the_readme_s_make_lab_and_sweep_examples_are_what_they_say():
     assert sweep and sweep.group(1) != "00", "the sweep example must run a notebook that trains"
 
 
-def plateau_tests() -> dict[str, float]:
-    """{arm: classification test top-1 at its plateau} from the committed plateau records."""
-    import pandas as pd
-
-    frames = [pd.read_csv(p) for p in sorted((ROOT / "results" / "plateau_check" / "quick").glob("*/plateau.csv"))]
-    rows = pd.concat(frames)
-    return dict(zip(rows[rows.stage.str.startswith("classification")].arm, rows[rows.stage.str.startswith(
-        "classification")].test))
-
-
-def test_the_prose_under_the_plateau_table_says_what_its_records_say():
-    import pandas as pd
-
-    records = pd.concat(pd.read_csv(p) for p in (ROOT / "results" / "plateau_check" / "quick").glob("*/plateau.csv"))
-    baselines = pd.read_csv(ROOT / "results" / "01_imagenet_comparison" / "quick" / "baselines.csv")
-    baselines = baselines[baselines.seed == 0].set_index("model")
-    logistic, mlp, cnn = (baselines.test_accuracy[m] for m in ("logistic regression", "MLP (256 hidden)", "small CNN"))
-    test = plateau_tests()
-    prose = " ".join(text().split("<!-- end of plateau -->")[1].split("**The paired verdicts")[0].split())
-    assert f"At their plateau on {int(baselines.train_size.iloc[0]):,} images" in prose
-    assert f"{int(records.cap.max())}-epoch cap per stage" in " ".join(text().split())
-    fourier_and_mae = ["HiP, Fourier features", "Perceiver IO, Fourier features", "HiP, MAE-learned positions"]
-    assert "the Fourier arms and HiP with MAE sit between logistic regression and the MLP" in prose
-    assert all(logistic < test[a] < mlp for a in fourier_and_mae)
-    assert "both arms with classification-learned positions below logistic" in prose
-    assert all(test[a] < logistic for a in ("HiP, classification-learned positions", "Perceiver IO, learned positions"))
-    assert "no arm reaches the small CNN" in prose and max(test.values()) < cnn
-    mae = records[records.stage.str.startswith("MAE")]
-    assert "MAE pretraining was still improving at its cap" in prose and not mae.converged.any()
-    f1 = (test["HiP, MAE-learned positions"] - test["HiP, classification-learned positions"]) / 10.9
-    gap = (test["Perceiver IO, Fourier features"] - test["Perceiver IO, learned positions"]) / 6.3
-    assert "F1 at\nabout half its size".replace("\n", " ") in prose and 0.4 <= f1 <= 0.6
-    assert "the gap at over three times" in prose and 3 < gap < 4
-    assert "HiP with MAE-learned positions sits below both Fourier arms" in prose
-    assert test["HiP, MAE-learned positions"] < min(test[a] for a in fourier_and_mae[:2])
+def test_the_prose_under_the_plateau_block_leaves_its_figures_and_rankings_to_the_block():
+    prose = text().split("<!-- end of plateau -->")[1].split("**The paired verdicts")[0]
+    assert "generated from the records" in prose
+    assert not re.search(r"\d", prose), "a figure under the plateau block belongs in the generated block"
+    assert not re.search(r"\b(between|below|above|reaches?)\b", prose), "so does where an arm stands"
 
 
 def test_the_defaults_the_prose_names_are_the_code_s():

@@ -546,6 +546,16 @@ def test_the_early_training_lead_is_there_only_while_a_row_is_not_at_its_plateau
     assert early_training_line(findings(read_comparisons(path))).startswith("**Early training:** 1 of the 2 rows")
 
 
+def test_plateau_standing_puts_each_arm_in_the_band_the_baselines_cut_and_always_names_the_top():
+    baselines = {"small CNN": 87.0, "logistic regression": 83.0, "MLP": 84.7}
+    tests = {"a": 82.9, "b": 83.0, "c": 83.1, "d": 86.0, "e": 84.7}
+    assert summary.plateau_standing(tests, baselines) == [
+        ("below logistic regression", ["a", "b"]), ("between logistic regression and MLP", ["c", "e"]),
+        ("between MLP and small CNN", ["d"]), ("above small CNN", [])]      # a tie is not above
+    assert summary.plateau_standing({"a": 90.0}, baselines) == [("above small CNN", ["a"])]
+    assert summary.plateau_standing(tests, {}) == []
+
+
 def test_the_plateau_block_puts_each_arm_s_epochs_beside_the_same_seed_s_baselines(tmp_path):
     import json
 
@@ -578,6 +588,8 @@ def test_the_plateau_block_puts_each_arm_s_epochs_beside_the_same_seed_s_baselin
     assert "Some CPU (low-precision flags: amx_bf16), 2 cores, torch 2.13.0, bf16, commit abcdef0 (hip-fourier, " \
            "hip-mae)" in text
     assert "(seed 1, notebook 01): logistic regression 79.9, small CNN 86.4.\n" in text
+    assert ("stands among them:\n\n- between logistic regression and small CNN: HiP, MAE-learned positions; "
+            "HiP, Fourier features\n- above small CNN: none\n") in text
     # the one finding both arms give (F2: MAE-learned 80.0 minus Fourier 81.9), at 2,000 test images
     assert text.endswith("binomial standard error of about 0.9 points): F2 MAE-learned positions vs Fourier "
                          "features -1.9 (paper +2.2).")
