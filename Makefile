@@ -30,8 +30,9 @@ test: data
 	$(BIN)/python -m ruff check hipcore tests tools conftest.py
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
+# ARGS=--resume: keep the notebooks an earlier part finished; "--resume --commit": commit each one
 reproduce: data
-	$(BIN)/python -m hipcore reproduce --profile quick
+	$(BIN)/python -m hipcore reproduce --profile quick $(ARGS)
 
 # JupyterLab on the notebooks, in this project's environment (.venv).
 lab: data

@@ -326,12 +326,16 @@ def read(folder: str | Path) -> dict[str, Any] | None:
 
 
 def reproduce_record(folder: str | Path, notebook_seconds: Mapping[str, float], profile: str,
-                     cached_runs: int | None = None) -> Path:
+                     parts: list[Mapping[str, Any]], missing: list[str]) -> Path:
     """What `reproduce` leaves in results/executed/<profile>/: provenance plus every notebook's
-    time, and how many runs the run cache held when it started (0: every run was trained)."""
+    time, the parts it ran in (each: its notebooks, its machine, and how many runs the run cache
+    held when it started: 0, every run was trained) and the notebooks still to run. The
+    top-level cached_runs_at_start sums the parts' (0 only when every part started empty)."""
+    cached = [p.get("cached_runs_at_start") for p in parts]
     return write(folder, None, profile=profile, notebook_seconds=dict(notebook_seconds),
                  total_seconds=sum(notebook_seconds.values()), command=command("reproduce", profile=profile),
-                 python=sys.version.split()[0], cached_runs_at_start=cached_runs)
+                 python=sys.version.split()[0], parts=[dict(p) for p in parts], missing=list(missing),
+                 cached_runs_at_start=None if None in cached else sum(cached))
 
 
 def cmd_provenance_env(args) -> int:

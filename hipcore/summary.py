@@ -18,7 +18,7 @@ import json
 import pkgutil
 import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import pandas as pd
 
@@ -423,6 +423,28 @@ def summary_lines(results_dir: str | Path, profile: str) -> list[str]:
     return lines
 
 
+def _machine_words(m: Mapping[str, Any]) -> str:
+    """'AMD EPYC (2 cores, 2 threads)' of a recorded machine; '' where none is recorded."""
+    return f"{m['cpu']} ({m['cores']} cores, {m['torch_threads']} threads)" if m else ""
+
+
+def _where(run: Mapping[str, Any]) -> str:
+    """' on <machine>' of a reproduce record; for one run in parts on several machines, each
+    part's notebooks and machine ('in 2 parts: 00-03 on ...; 04-07 on ...')."""
+    parts = [p for p in run.get("parts") or [] if p.get("notebooks")]
+    machines = [_machine_words(p.get("machine") or {}) for p in parts] or [_machine_words(run.get("machine") or {})]
+    split = f" in {len(parts)} parts (`reproduce --resume`)" if len(parts) > 1 else ""
+    if len(set(machines)) == 1:
+        return (f" on {machines[0]}" if machines[0] else "") + split
+    return split + ": " + "; ".join(f"{_span(p['notebooks'])} on {m}" for p, m in zip(parts, machines))
+
+
+def _span(notebooks: list[str]) -> str:
+    """'01-03' (or '01') of the notebooks a part ran."""
+    first, last = notebooks[0][:2], notebooks[-1][:2]
+    return first if first == last else f"{first}-{last}"
+
+
 def readme_times(results_dir: str | Path, profile: str = "quick") -> str:
     """The README's paragraph on how long `make reproduce` took, from the recorded times."""
     timed = reproduce_times(results_dir, profile)
@@ -431,20 +453,24 @@ def readme_times(results_dir: str | Path, profile: str = "quick") -> str:
         return f"No `{profile}` run has recorded its times yet."
     run = (provenance.read(Path(results_dir) / "executed" / profile)
            or provenance.read(Path(results_dir) / next(iter(times)) / profile) or {})
-    m = run.get("machine", {})
-    where = f" on {m['cpu']} ({m['cores']} cores, {m['torch_threads']} threads)" if m else ""
+    where = _where(run)
     each = ", ".join(f"{nb[:2]} {_duration(s)}" for nb, s in sorted(times.items()))
+    tail = " Across CPU models the digits of the results may differ; compare the intervals."
+    if run.get("missing"):
+        return (f"`make reproduce` (every notebook at `{profile}`) is running in parts (`python -m hipcore "
+                f"reproduce --resume`){where}: done so far, from an empty run cache at each part's start: "
+                f"{each}. Still to run: {', '.join(run['missing'])}; until then their results are an "
+                f"earlier run's (SUMMARY.md's provenance names its commit).{tail}")
     since = _own_runs_sentence(results_dir, profile, timed) if timed else ""
-    tail = since + " Across CPU models the digits of the results may differ; compare the intervals."
     if run.get("cached_runs_at_start") == 0:
         return (f"`make reproduce` (every notebook at `{profile}`) from an empty run cache took "
-                f"{_duration(sum(times.values()))}{where}: {each}.{tail}")
+                f"{_duration(sum(times.values()))}{where}: {each}.{since}{tail}")
     found = run.get("cached_runs_at_start")
     return (f"The recorded `make reproduce` (every notebook at `{profile}`{where}) found "
             f"{'its runs' if found is None else f'{found} finished runs'} in the run cache, so its "
             f"{_duration(sum(times.values()))} of notebook time ({each}) is not what a fresh clone takes"
             + _training_clause(results_dir, profile).replace("; training time", ". The training time")
-            + " (a run two notebooks share counts in both; the cache trains it once)." + tail)
+            + " (a run two notebooks share counts in both; the cache trains it once)." + since + tail)
 
 
 def budget_rows(results_dir: str | Path, profile: str) -> list[dict[str, Any]]:
@@ -538,6 +564,10 @@ def _plateau_baselines(results_dir: Path, profile: str, seed: int | None, tests:
     same = frame[frame["seed"] == seed]
     if not len(same):
         return []
+    if not same.tuned.all():                                  # baselines.OLD_COLUMNS: a fixed L2 and epochs
+        return [f"No standing among reference baselines: notebook {PLATEAU_NOTEBOOK[:2]}'s committed "
+                f"{baselines.name} is from before the baselines were tuned on validation (no val_accuracy "
+                "column), and an untuned baseline flatters the arms; `make reproduce` rewrites it."]
     size = int(same.test_size.iloc[0])
     parts = [f"Reference baselines on the same {int(same.train_size.iloc[0]):,} training and {size:,} test images "
              f"(seed {seed}, notebook {PLATEAU_NOTEBOOK[:2]}): "

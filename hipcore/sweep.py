@@ -21,6 +21,7 @@ import json
 import math
 import os
 import re
+import subprocess
 import tempfile
 import time
 import warnings
@@ -432,42 +433,108 @@ def reproduce_one(nb: Path, step: str, profile: str, results_dir: Path, executed
 
 
 def reproduce(profile: str = "quick", results_dir: Path | None = None,
-              readme: Path | None | str = "home") -> Path:
+              readme: Path | None | str = "home", resume: bool = False, commit: bool = False) -> Path:
     """Run every numbered notebook at `profile` into results/executed/<profile>/, record each
     one's wall time with the provenance there, regenerate that profile's summary (and, at
     'quick', the README's times). Other profiles' files are never touched. By default the
-    results and README are the checkout's (`hipcore.locations`); readme=None updates none."""
+    results and README are the checkout's (`hipcore.locations`); readme=None updates none.
+
+    The record is rewritten as each notebook ends, naming the notebooks still missing, so a
+    reproduce longer than a sitting runs in parts: `resume` keeps the notebooks an earlier part
+    recorded (`resumable`: same profile, same code, signed) and runs the rest. `commit` commits
+    results/ (and the README) after each notebook, from a clean checkout, so a part that is
+    stopped keeps every notebook it finished."""
     from . import provenance
     from .notebook import TRAIN_ENV
-    from .summary import executed_path, update_readme, write_summary
+    from .summary import executed_path
 
     provenance.check_environment()       # before any notebook runs
+    if commit and provenance.git_state()["dirty"] is not False:
+        raise HipcoreError("reproduce --commit needs a clean checkout (only results/ and the README may differ "
+                           "from HEAD): commit or stash the code first")
     results_dir = locations.results_dir() if results_dir is None else results_dir
     readme = locations.home() / "README.md" if readme == "home" else readme
     executed_dir = executed_path(results_dir, profile)
-    runs = locations.runs_dir()
-    cached = sum(1 for p in runs.iterdir() if (p / "last.pt").is_file()) if runs.is_dir() else 0
-    seconds = {}
     notebooks = sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
+    seconds, parts = resumable(executed_dir, profile, [nb.stem for nb in notebooks]) if resume else ({}, [])
+    runs = locations.runs_dir()
+    part = {"notebooks": [], "machine": provenance.machine(),
+            "cached_runs_at_start": sum(1 for p in runs.iterdir() if (p / "last.pt").is_file()) if runs.is_dir() else 0}
     # Kernels inherit it: every notebook writes its results folder, the tour (no train
     # parameter, which otherwise keeps a committed folder) included.
     previous = os.environ.get(TRAIN_ENV)
     os.environ[TRAIN_ENV] = "1"
+    written = None
     try:
         for i, nb in enumerate(notebooks, 1):
-            seconds[nb.stem] = reproduce_one(nb, f"[{i}/{len(notebooks)}] {nb.stem}", profile, results_dir,
-                                             executed_dir)
+            step = f"[{i}/{len(notebooks)}] {nb.stem}"
+            if nb.stem in seconds:
+                print(f"{step}: kept from an earlier part ({seconds[nb.stem]:.0f} s)", flush=True)
+                continue
+            seconds[nb.stem] = reproduce_one(nb, step, profile, results_dir, executed_dir)
+            part["notebooks"].append(nb.stem)
+            missing = [n.stem for n in notebooks if n.stem not in seconds]
+            provenance.reproduce_record(executed_dir, seconds, profile, parts=[*parts, part], missing=missing)
+            left = f"still to run: {', '.join(n[:2] for n in missing)}" if missing else "every notebook done"
+            written = _reproduce_outputs(results_dir, profile, readme, commit and (
+                f"{nb.stem} at {profile} from reproduce, part {len(parts) + 1} from a clean checkout on "
+                f"{part['machine'].get('cpu')}: its results, executed notebook and time; summary regenerated; {left}"))
     finally:
         if previous is None:
             os.environ.pop(TRAIN_ENV, None)
         else:
             os.environ[TRAIN_ENV] = previous
-    provenance.reproduce_record(executed_dir, seconds, profile, cached_runs=cached)
+    return written or _reproduce_outputs(results_dir, profile, readme, None)
+
+
+def resumable(executed_dir: Path, profile: str, notebooks: list[str]) -> tuple[dict[str, float], list[dict]]:
+    """({notebook: seconds}, parts) that an earlier `reproduce` recorded in `executed_dir`, for
+    `reproduce --resume` to keep; ({}, []) where none ran. A record that another profile or
+    other code (hipcore/ or notebooks/: its result fingerprint) wrote, that no clean commit made,
+    that is no longer as signed, or that lacks a notebook it names is refused, naming the file."""
+    from . import provenance
+    from .digests import check
+
+    path = executed_dir / provenance.FILE
+    record = provenance.read(executed_dir)
+    if record is None:
+        print(f"{path}: no earlier part to resume; every notebook runs")
+        return {}, []
+    check(path)
+    if record.get("profile") != profile:
+        raise HipcoreError(f"{path}: recorded profile {record.get('profile')!r}, not {profile!r}")
+    if not isinstance(record.get("parts"), list) or not isinstance(record.get("notebook_seconds"), dict):
+        raise HipcoreError(f"{path}: a record without parts (from before reproduce ran in parts); "
+                           "run reproduce without --resume")
+    now = provenance.result_fingerprint()
+    if record.get("result_fingerprint") != now:
+        raise HipcoreError(f"{path}: its notebooks ran code {record.get('result_fingerprint')} and this checkout's "
+                           f"is {now}; resume from a checkout of commit {str(record.get('commit'))[:7]}, or run "
+                           "reproduce without --resume")
+    if record.get("verified") is not True:
+        raise HipcoreError(f"{path}: not made by a clean commit ({record.get('unverified')}); run reproduce "
+                           "without --resume")
+    seconds = record["notebook_seconds"]
+    for name in seconds:
+        if name not in notebooks or not (executed_dir / f"{name}.ipynb").is_file():
+            raise HipcoreError(f"{path}: records {name}, whose executed notebook {name}.ipynb is not beside it")
+    return dict(seconds), list(record["parts"])
+
+
+def _reproduce_outputs(results_dir: Path, profile: str, readme: Path | None, message: str | None) -> Path:
+    """The profile's summary (and at 'quick' the README's blocks) from what is recorded now;
+    with a commit `message`, results/ and the README committed."""
+    from .summary import update_readme, write_summary
+
     written = write_summary(results_dir, profile)
     print(f"wrote {written}")
     status = update_readme(readme, results_dir, profile) if profile == "quick" and readme is not None else ""
     if status:
         print(f"{readme}: its generated blocks {status}")
+    if message:
+        paths = [str(results_dir)] + ([str(readme)] if readme is not None else [])
+        subprocess.run(["git", "add", "-A", "--", *paths], cwd=results_dir, check=True)
+        subprocess.run(["git", "commit", "-q", "-m", message, "--", *paths], cwd=results_dir, check=True)
     return written
 
 
@@ -489,7 +556,7 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
-    reproduce(args.profile)
+    reproduce(args.profile, resume=args.resume, commit=args.commit)
     return 0
 
 
@@ -515,4 +582,8 @@ def add_commands(sub) -> None:
     every = sub.add_parser("reproduce", help="run every notebook at a profile into results/executed/<profile>/, "
                                              "then regenerate that profile's summary")
     every.add_argument("--profile", default="quick", choices=PROFILES, help="default quick")
+    every.add_argument("--resume", action="store_true",
+                       help="keep the notebooks an earlier part recorded (same profile and code) and run the rest")
+    every.add_argument("--commit", action="store_true",
+                       help="commit results/ and the README after each notebook (a clean checkout only)")
     every.set_defaults(func=cmd_reproduce)

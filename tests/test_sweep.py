@@ -12,6 +12,7 @@ import pytest
 
 from hipcore import sweep as sweep_module
 from hipcore.cli import main
+from hipcore.errors import HipcoreError
 from hipcore.sweep import (
     SWEEP_EXAMPLE,
     find_notebook,
@@ -152,16 +153,16 @@ def test_sweep_runs_each_point_and_aggregates(tmp_path, capfd):
     assert "encryption" not in out + err and "Warning" not in out + err, err
 
 
-def test_reproduce_writes_only_its_profiles_files_with_times_and_provenance(tmp_path, monkeypatch):
-    """reproduce at 'smoke' (the notebooks replaced by a stand-in that records a comparison)."""
-    import json
+def _stand_in_notebooks(tmp_path, monkeypatch, fail_on: str | None = None):
+    """Two numbered notebooks run by a stand-in for papermill that records a comparison and
+    takes 3 s (raising on state['fail_on'], as a sitting that ends would); (results, readme,
+    seen, state)."""
+    import nbformat
 
-    from hipcore import report, sweep
+    from hipcore import report
 
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
-    import nbformat
-
     for name, cell in (("01_imagenet_comparison", 'profile = "auto"\ntrain = False'),
                        ("02_flattening_ablation", 'profile = "auto"')):
         nb = nbformat.v4.new_notebook()
@@ -171,34 +172,98 @@ def test_reproduce_writes_only_its_profiles_files_with_times_and_provenance(tmp_
     results = tmp_path / "results"
     (results / "SUMMARY.md").parent.mkdir()
     (results / "SUMMARY.md").write_text("quick summary\n")
-    seen = []
+    seen, state = [], {"fail_on": fail_on}
 
     def run(nb, output, parameters, **_):
-        seen.append({**parameters, "env": os.environ.get("HIPCORE_TRAIN")})
+        if nb.stem == state["fail_on"]:
+            raise KeyboardInterrupt("the sitting ended")
+        seen.append({**parameters, "env": os.environ.get("HIPCORE_TRAIN"), "notebook": nb.stem})
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text("{}")
         report.append_comparison(results / nb.stem / parameters["profile"] / "comparisons.csv", finding=f"x {nb.stem}",
                                  claim="higher", paper_key="", metric="top-1 %", seed=0, baseline=1.0, treatment=2.0)
         return 3.0
 
-    monkeypatch.setattr(sweep, "NOTEBOOKS", notebooks)
-    monkeypatch.setattr(sweep, "run_notebook", run)
+    monkeypatch.setattr(sweep_module, "NOTEBOOKS", notebooks)
+    monkeypatch.setattr(sweep_module, "run_notebook", run)
     monkeypatch.setenv("HIPCORE_RUNS", str(tmp_path / "runs"))          # an empty run cache
-    monkeypatch.setenv("HIPCORE_TRAIN", "kept")                          # restored afterwards
     readme = tmp_path / "README.md"
     readme.write_text("unchanged\n")
-    out = sweep.reproduce("smoke", results_dir=results, readme=readme)
+    return results, readme, seen, state
+
+
+def test_reproduce_writes_only_its_profiles_files_with_times_and_provenance(tmp_path, monkeypatch):
+    """reproduce at 'smoke' (the notebooks replaced by a stand-in that records a comparison)."""
+    import json
+
+    results, readme, seen, _ = _stand_in_notebooks(tmp_path, monkeypatch)
+    monkeypatch.setenv("HIPCORE_TRAIN", "kept")                          # restored afterwards
+    out = sweep_module.reproduce("smoke", results_dir=results, readme=readme)
     assert out == results / "SUMMARY_smoke.md" and "x 01_imagenet_comparison" in out.read_text()
     assert (results / "SUMMARY.md").read_text() == "quick summary\n" and readme.read_text() == "unchanged\n"
     assert sorted(p.name for p in (results / "executed" / "smoke").glob("*.ipynb")) == ["01_imagenet_comparison.ipynb",
                                                                                "02_flattening_ablation.ipynb"]
     record = json.loads((results / "executed" / "smoke" / "provenance.json").read_text())
     assert record["notebook_seconds"] == {"01_imagenet_comparison": 3.0, "02_flattening_ablation": 3.0}
-    assert record["total_seconds"] == 6.0
+    assert record["total_seconds"] == 6.0 and record["missing"] == []
     assert record["cached_runs_at_start"] == 0                        # an empty run cache: a true reproduce time
+    assert [p["notebooks"] for p in record["parts"]] == [["01_imagenet_comparison", "02_flattening_ablation"]]
     assert all(not p["results_dir"].startswith("/") for p in seen)   # relative: no machine path recorded
     assert [p.get("train") for p in seen] == [True, None]            # it trains where a notebook could read
     assert [p["env"] for p in seen] == ["1", "1"] and os.environ.get("HIPCORE_TRAIN") == "kept"   # and writes
+
+
+def test_a_reproduce_stopped_midway_resumes_from_its_record_and_nothing_else(tmp_path, monkeypatch):
+    """A part stopped in its second notebook records the first and what is missing; --resume
+    runs only the rest, and the README says the run took two parts. A record that other code
+    wrote, or that changed since it was signed, is refused by name, never resumed."""
+    import json
+
+    from hipcore import provenance, summary
+    from hipcore.digests import ResultsChanged
+
+    results, _, seen, state = _stand_in_notebooks(tmp_path, monkeypatch, fail_on="02_flattening_ablation")
+    clean = {"commit": "f" * 40, "dirty": False}
+    monkeypatch.setattr(provenance, "git_state", lambda root=provenance.REPO: clean)
+    with pytest.raises(KeyboardInterrupt):
+        sweep_module.reproduce("quick", results_dir=results, readme=None)
+    executed = results / "executed" / "quick"
+    record = json.loads((executed / "provenance.json").read_text())
+    assert record["notebook_seconds"] == {"01_imagenet_comparison": 3.0}
+    assert record["missing"] == ["02_flattening_ablation"]
+    sentence = summary.readme_times(results)
+    assert "is running in parts" in sentence and "Still to run: 02_flattening_ablation" in sentence
+    assert "01 3 s" in sentence and "took" not in sentence
+
+    state["fail_on"] = None                                           # the next part goes to the end
+    sweep_module.reproduce("quick", results_dir=results, readme=None, resume=True)
+    record = json.loads((executed / "provenance.json").read_text())
+    assert record["notebook_seconds"] == {"01_imagenet_comparison": 3.0, "02_flattening_ablation": 3.0}
+    assert record["missing"] == [] and record["cached_runs_at_start"] == 0
+    assert [p["notebooks"] for p in record["parts"]] == [["01_imagenet_comparison"], ["02_flattening_ablation"]]
+    assert [p["notebook"] for p in seen] == ["01_imagenet_comparison", "02_flattening_ablation"]   # 01 kept
+    sentence = summary.readme_times(results)
+    assert "took 6 s" in sentence and "in 2 parts" in sentence and "01 3 s, 02 3 s" in sentence
+
+    with monkeypatch.context() as m:                                  # other code than the record's
+        m.setattr(provenance, "result_fingerprint", lambda root=provenance.REPO: "0123456789ab")
+        with pytest.raises(HipcoreError, match="provenance.json: its notebooks ran code .* resume from a checkout"):
+            sweep_module.reproduce("quick", results_dir=results, readme=None, resume=True)
+    with pytest.raises(HipcoreError, match="recorded profile 'quick', not 'smoke'"):
+        sweep_module.resumable(executed, "smoke", ["01_imagenet_comparison", "02_flattening_ablation"])
+    path = executed / "provenance.json"
+    path.write_text(path.read_text().replace('"missing": []', '"missing": [ ]'))
+    with pytest.raises(ResultsChanged, match="provenance.json: changed since its folder was signed"):
+        sweep_module.reproduce("quick", results_dir=results, readme=None, resume=True)
+
+    dirty = tmp_path / "dirty"                                        # a part from an uncommitted tree
+    state["fail_on"] = "02_flattening_ablation"
+    clean["dirty"] = True
+    with pytest.raises(KeyboardInterrupt):
+        sweep_module.reproduce("quick", results_dir=dirty, readme=None)
+    clean["dirty"] = False
+    with pytest.raises(HipcoreError, match="provenance.json: not made by a clean commit"):
+        sweep_module.reproduce("quick", results_dir=dirty, readme=None, resume=True)
 
 
 def test_executed_notebooks_name_their_paths_relative_to_the_checkout(tmp_path):
@@ -261,3 +326,30 @@ def test_kernel_sockets_live_outside_the_notebooks_folder(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "x.ipynb"]
     left = {n for n in set(os.listdir(temp)) - before if n.startswith("hipcore-kernel-")}
     assert not left, left
+
+
+def test_reproduce_commit_commits_each_notebook_as_it_ends(tmp_path, monkeypatch):
+    """--commit: one commit per notebook, results/ and the README, the message naming what is left."""
+    import subprocess
+
+    from hipcore import provenance
+
+    results, readme, _, _ = _stand_in_notebooks(tmp_path, monkeypatch)
+    for name, value in (("GIT_AUTHOR_NAME", "t"), ("GIT_AUTHOR_EMAIL", "t@t"), ("GIT_COMMITTER_NAME", "t"),
+                        ("GIT_COMMITTER_EMAIL", "t@t")):
+        monkeypatch.setenv(name, value)
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "commit", "-q", "-m", "start"], check=True)
+    with monkeypatch.context() as m:
+        m.setattr(provenance, "git_state", lambda root=provenance.REPO: {"commit": "f" * 40, "dirty": True})
+        with pytest.raises(HipcoreError, match="--commit needs a clean checkout"):
+            sweep_module.reproduce("smoke", results_dir=results, readme=readme, commit=True)
+    monkeypatch.setattr(provenance, "git_state", lambda root=provenance.REPO: {"commit": "f" * 40, "dirty": False})
+    sweep_module.reproduce("smoke", results_dir=results, readme=readme, commit=True)
+    log = subprocess.run(["git", "-C", str(tmp_path), "log", "--format=%s"], check=True, capture_output=True,
+                         text=True).stdout.splitlines()
+    assert log[0].startswith("02_flattening_ablation at smoke from reproduce, part 1") and "every notebook done" in log[0]
+    assert log[1].startswith("01_imagenet_comparison at smoke") and log[1].endswith("still to run: 02")
+    assert subprocess.run(["git", "-C", str(tmp_path), "status", "--porcelain"], capture_output=True,
+                          text=True).stdout == ""                     # nothing the run wrote is left out
