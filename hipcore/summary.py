@@ -564,17 +564,18 @@ def _plateau_baselines(results_dir: Path, profile: str, seed: int | None, tests:
     same = frame[frame["seed"] == seed]
     if not len(same):
         return []
-    if not same.tuned.all():                                  # baselines.OLD_COLUMNS: a fixed L2 and epochs
-        return [f"No standing among reference baselines: notebook {PLATEAU_NOTEBOOK[:2]}'s committed "
-                f"{baselines.name} is from before the baselines were tuned on validation (no val_accuracy "
-                "column), and an untuned baseline flatters the arms; `make reproduce` rewrites it."]
     size = int(same.test_size.iloc[0])
-    parts = [f"Reference baselines on the same {int(same.train_size.iloc[0]):,} training and {size:,} test images "
-             f"(seed {seed}, notebook {PLATEAU_NOTEBOOK[:2]}): "
-             + ", ".join(f"{m} {float(a):.1f}" for m, a in zip(same.model, same.test_accuracy)) + "."]
-    parts += ["", "Where each arm's test top-1 at its plateau stands among them:", ""]
-    parts += [f"- {band}: {'; '.join(arms) if arms else 'none'}"
-              for band, arms in plateau_standing(tests, dict(zip(same.model, same.test_accuracy)))]
+    if same.tuned.all():
+        parts = [f"Reference baselines on the same {int(same.train_size.iloc[0]):,} training and {size:,} test "
+                 f"images (seed {seed}, notebook {PLATEAU_NOTEBOOK[:2]}): "
+                 + ", ".join(f"{m} {float(a):.1f}" for m, a in zip(same.model, same.test_accuracy)) + "."]
+        parts += ["", "Where each arm's test top-1 at its plateau stands among them:", ""]
+        parts += [f"- {band}: {'; '.join(arms) if arms else 'none'}"
+                  for band, arms in plateau_standing(tests, dict(zip(same.model, same.test_accuracy)))]
+    else:                                                     # baselines.OLD_COLUMNS: a fixed L2 and epochs
+        parts = [f"No standing among reference baselines: notebook {PLATEAU_NOTEBOOK[:2]}'s committed "
+                 f"{baselines.name} is from before the baselines were tuned on validation (no val_accuracy "
+                 "column), and an untuned baseline flatters the arms; `make reproduce` rewrites it."]
     effects = plateau_effects(tests, _reference(results_dir))
     noise = binomial_se(sum(tests.values()) / len(tests) / 100, size)
     if effects:

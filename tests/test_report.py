@@ -581,8 +581,8 @@ def test_the_plateau_block_puts_each_arm_s_epochs_beside_the_same_seed_s_baselin
     (folder / "baselines.csv").write_text("model,seed,test_accuracy,train_accuracy,seconds,train_size,test_size\n"
                                           "logistic regression,1,79.9,90,1,5400,2000\n")
     untuned = summary.readme_plateau(tmp_path, "quick")                # a fixed L2: no standing drawn from it
-    assert untuned.endswith("is from before the baselines were tuned on validation (no val_accuracy column), and "
-                            "an untuned baseline flatters the arms; `make reproduce` rewrites it.")
+    assert ("is from before the baselines were tuned on validation (no val_accuracy column), and an untuned "
+            "baseline flatters the arms; `make reproduce` rewrites it.\n\nThe findings between") in untuned
     assert "stands among them" not in untuned and "79.9" not in untuned
     (folder / "baselines.csv").write_text(
         "model,seed,l2,epochs,val_accuracy,train_accuracy,test_accuracy,edge,seconds,train_size,val_size,test_size\n"
