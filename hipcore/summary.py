@@ -432,7 +432,8 @@ def _where(run: Mapping[str, Any]) -> str:
     """' on <machine>' of a reproduce record; for one run in parts on several machines, each
     part's notebooks and machine ('in 2 parts: 00-03 on ...; 04-07 on ...')."""
     parts = [p for p in run.get("parts") or [] if p.get("notebooks")]
-    machines = [_machine_words(p.get("machine") or {}) for p in parts] or [_machine_words(run.get("machine") or {})]
+    machines = ([_machine_words(p.get("machine") or run.get("machine") or {}) for p in parts]
+                or [_machine_words(run.get("machine") or {})])
     split = f" in {len(parts)} parts (`reproduce --resume`)" if len(parts) > 1 else ""
     if len(set(machines)) == 1:
         return (f" on {machines[0]}" if machines[0] else "") + split

@@ -59,7 +59,8 @@ def test_notebook_times_come_from_the_records(tmp_path):
     record = json.loads((S.out / "provenance.json").read_text())
     assert record["notebook"] == NB01 and record["profile"] == "smoke" and record["wall_seconds"] >= 0
     assert summary.notebook_times(tmp_path, "smoke") == {NB01: record["wall_seconds"]}
-    provenance.reproduce_record(tmp_path / "executed" / "smoke", {NB01: 600.0, "00_y": 5.0}, "smoke", cached_runs=0)
+    provenance.reproduce_record(tmp_path / "executed" / "smoke", {NB01: 600.0, "00_y": 5.0}, "smoke",
+                                parts=[{"notebooks": ["00_y", NB01], "cached_runs_at_start": 0}], missing=[])
     assert summary.notebook_times(tmp_path, "smoke") == {NB01: 600.0, "00_y": 5.0}   # the run's own measure
     lines = "\n".join(summary.summary_lines(tmp_path, "smoke"))
     assert "00 5 s, 01 10 min; 10 min in all" in lines and "intervals are what to compare" in lines
@@ -87,7 +88,8 @@ def test_training_times_count_the_runs_each_notebook_reports(tmp_path):
                                              ("a", 0, "test_accuracy", 60.0)]]
     notebook.write_metrics(folder / "metrics.csv", rows)
     assert summary.training_times(tmp_path, "smoke") == {NB01: 600.0}
-    provenance.reproduce_record(tmp_path / "executed" / "smoke", {NB01: 12.0}, "smoke", cached_runs=5)
+    provenance.reproduce_record(tmp_path / "executed" / "smoke", {NB01: 12.0}, "smoke",
+                                parts=[{"notebooks": [NB01], "cached_runs_at_start": 5}], missing=[])
     assert "found 5 finished runs in the run cache, so its 12 s of notebook time (01 12 s) is not what a fresh " \
            "clone takes" in summary.readme_times(tmp_path, "smoke")
     assert "as if run alone on an empty cache: 01 10 min" in summary.readme_times(tmp_path, "smoke")

@@ -472,7 +472,9 @@ def test_the_readme_blocks_are_filled_from_the_results(tmp_path):
     folder = tmp_path / "01_imagenet_comparison" / "quick"
     notebook.write_metrics(folder / "metrics.csv", [
         {"run_id": "HiP, MAE", "seed": s, "metric": "total_seconds", "value": 120.0 * (s + 1)} for s in (0, 1)])
-    provenance.reproduce_record(tmp_path / "executed" / "quick", {"01_imagenet_comparison": 30.0}, "quick")
+    ran = {"notebooks": ["01_imagenet_comparison"], "cached_runs_at_start": None}      # a cache it did not count
+    provenance.reproduce_record(tmp_path / "executed" / "quick", {"01_imagenet_comparison": 30.0}, "quick",
+                                parts=[ran], missing=[])
     readme = tmp_path / "README.md"
     marks = [summary.block_marks(name) for name in ("results", "times", "budget")]
     readme.write_text("top\n" + "\nmiddle\n".join(f"{a}\nold\n{b}" for a, b in marks) + "\nend\n")
@@ -486,7 +488,7 @@ def test_the_readme_blocks_are_filled_from_the_results(tmp_path):
     assert "as if run alone on an empty cache: 01 6 min" in text
     assert "found its runs in the run cache, so its 30 s of notebook time (01 30 s) is not what a fresh" in text
     provenance.reproduce_record(tmp_path / "executed" / "quick", {"01_imagenet_comparison": 30.0}, "quick",
-                                cached_runs=0)
+                                parts=[{**ran, "cached_runs_at_start": 0}], missing=[])
     assert "from an empty run cache took 30 s" in summary.readme_times(tmp_path, "quick")
     readme.write_text("no blocks\n")
     assert not summary.update_readme(readme, tmp_path, "quick")
