@@ -458,10 +458,12 @@ def readme_times(results_dir: str | Path, profile: str = "quick") -> str:
     each = ", ".join(f"{nb[:2]} {_duration(s)}" for nb, s in sorted(times.items()))
     tail = " Across CPU models the digits of the results may differ; compare the intervals."
     if run.get("missing"):
+        cache = ("from an empty run cache at each part's start" if run.get("cached_runs_at_start") == 0 else
+                 "not from an empty run cache, so not a fresh clone's times")
         return (f"`make reproduce` (every notebook at `{profile}`) is running in parts (`python -m hipcore "
-                f"reproduce --resume`){where}: done so far, from an empty run cache at each part's start: "
-                f"{each}. Still to run: {', '.join(run['missing'])}; until then their results are an "
-                f"earlier run's (SUMMARY.md's provenance names its commit).{tail}")
+                f"reproduce --resume`){where}: done so far, {cache}: {each}. Still to run: "
+                f"{', '.join(run['missing'])}; until then their results are an earlier run's (SUMMARY.md's "
+                f"provenance names its commit).{tail}")
     since = _own_runs_sentence(results_dir, profile, timed) if timed else ""
     if run.get("cached_runs_at_start") == 0:
         return (f"`make reproduce` (every notebook at `{profile}`) from an empty run cache took "
@@ -517,7 +519,7 @@ def readme_plateau(results_dir: str | Path, profile: str = "quick") -> str:
     if not paths:
         return (f"No `{profile}` plateau check yet: `python -m hipcore plateau-budget --arm ... --profile {profile} "
                 f"--out results/{PLATEAU_CHECK}/{profile}/<arm>/plateau.csv`.")
-    rows, made, seeds, tests, seconds, earlier = [], {}, set(), {}, 0.0, []
+    rows, made, seeds, tests, seconds, earlier = [], [], set(), {}, 0.0, []
     for path in paths:
         frame = read_csv(path, RECIPE_FIELDS)
         record = _provenance(path.parent)
@@ -525,7 +527,7 @@ def readme_plateau(results_dir: str | Path, profile: str = "quick") -> str:
             earlier.append(path.parent.name)
         seed = re.search(r"--seed (\d+)", str(record.get("command", "")))
         seeds.add(int(seed.group(1)) if seed else None)
-        made.setdefault(_made_by(record), []).append(path.parent.name)
+        made.append((path.parent.name, record))
         try:
             rows += [{"arm": r.arm, "stage": r.stage.split(" (")[0],
                       "epochs (cap)": f"{int(r.epochs_run)} ({int(r.cap)})",
@@ -540,8 +542,7 @@ def readme_plateau(results_dir: str | Path, profile: str = "quick") -> str:
     (seed,) = seeds if len(seeds) == 1 else (None,)
     parts = [f"Each image arm trained to its validation plateau on `{profile}`'s data (one seed; the "
              "classification stage's validation and test are top-1 %, MAE pretraining's its validation and "
-             "test loss), measured on " + "; ".join(f"{key} ({', '.join(arms)})" for key, arms in made.items())
-             + ":", "", markdown(pd.DataFrame(rows)), "",
+             f"test loss), measured on {made_by_groups(made)}:", "", markdown(pd.DataFrame(rows)), "",
              f"One seed of these {len(paths)} arms trained for {seconds / 60:.0f} min in all (each stage's epochs "
              "times its seconds per epoch, summed).", ""]
     if earlier:
@@ -643,26 +644,49 @@ def _made_by(record: dict[str, Any]) -> str:
     record ({}: no record)."""
     if not record:
         return "an unrecorded machine and commit"
+    return f"{_setup_of(record)}, commit {str(record.get('commit') or 'unrecorded')[:7]}"
+
+
+def _setup_of(record: dict[str, Any]) -> str:
+    """'<CPU> (low-precision flags: ...), N cores, torch X, bf16' from a provenance record."""
     machine, packages = record.get("machine") or {}, record.get("packages") or {}
     flags = machine.get("cpu_flags")
     where = (f"{machine['gpu']} (GPU)" if machine.get("gpu") else
              f"{machine.get('cpu', 'an unrecorded CPU')} (low-precision flags: "
              f"{', '.join(flags) if flags else 'none' if flags == [] else 'not recorded'}), "
              f"{machine.get('cores', '?')} cores")
-    return (f"{where}, torch {packages.get('torch', '?')}, {machine.get('precision') or 'fp32'}, "
-            f"commit {str(record.get('commit') or 'unrecorded')[:7]}")
+    return f"{where}, torch {packages.get('torch', '?')}, {machine.get('precision') or 'fp32'}"
+
+
+def made_by_groups(named: list[tuple[str, dict[str, Any]]], label: str = "") -> str:
+    """'<machine>, commit abc1234 (<label>a, b); ...': the named provenance records grouped by
+    machine and by the code that ran (the result fingerprint, else the commit). Results that
+    were committed one after another carry one commit each for the same code: such a group
+    names its commits once, as 'the same code at commits abc1234, def5678'."""
+    groups: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = {}
+    for name, record in named:
+        key = (_setup_of(record), str(record.get("result_fingerprint") or record.get("commit"))) if record else ("", "")
+        groups.setdefault(key, []).append((name, record))
+    said = []
+    for (on, _), members in groups.items():
+        names = f"({label}{', '.join(name for name, _ in members)})"
+        if not on:
+            said.append(f"an unrecorded machine and commit {names}")
+            continue
+        commits = list(dict.fromkeys(str(r.get("commit") or "unrecorded")[:7] for _, r in members))
+        which = f"commit {commits[0]}" if len(commits) == 1 else f"the same code at commits {', '.join(commits)}"
+        said.append(f"{on}, {which} {names}")
+    return "; ".join(said)
 
 
 def readme_machine(results_dir: str | Path, profile: str = "quick") -> str:
     """Where the profile's results were made, from each notebook's provenance.json: the CPU (or
     GPU), cores, torch and the precision it trained in, and which notebooks each machine made."""
-    made: dict[str, list[str]] = {}
-    for path in notebook_files(results_dir, profile, "provenance.json"):
-        made.setdefault(_made_by(_provenance(path.parent)), []).append(path.parent.parent.name[:2])
-    if not made:
+    named = [(path.parent.parent.name[:2], _provenance(path.parent))
+             for path in notebook_files(results_dir, profile, "provenance.json")]
+    if not named:
         return f"No `{profile}` results record their machine yet."
-    return "The `{}` results were made on: {}.".format(
-        profile, "; ".join(f"{key} (notebooks {', '.join(nbs)})" for key, nbs in made.items()))
+    return f"The `{profile}` results were made on: {made_by_groups(named, 'notebooks ')}."
 
 
 def readme_blocks(results_dir: str | Path, profile: str) -> dict[str, Callable[[], str]]:

@@ -526,8 +526,18 @@ def test_the_readme_names_the_machine_each_notebook_s_results_were_made_on(tmp_p
         folder.mkdir(parents=True)
         (folder / "provenance.json").write_text(json.dumps({"commit": "0123456789", "machine": machine,
                                                             "packages": {"torch": "2.13.0"}}))
+    later = tmp_path / "04_point_clouds" / "quick"              # the same code, committed one notebook later
+    later.mkdir(parents=True)
+    (later / "provenance.json").write_text(json.dumps({"commit": "abcdef0123", "machine": amd,
+                                                       "packages": {"torch": "2.13.0"}}))
     text = summary.readme_machine(tmp_path, "quick")
-    assert "AMD EPYC (low-precision flags: none), 2 cores, torch 2.13.0, fp32, commit 0123456 (notebooks 01)" in text
+    assert "AMD EPYC (low-precision flags: none), 2 cores, torch 2.13.0, fp32, commit 0123456 (notebooks 01); " in text
+    assert "fp32, commit abcdef0 (notebooks 04)" in text               # no fingerprint: its commit is its code
+    for folder, commit in ((tmp_path / "01_imagenet_comparison" / "quick", "0123456789"), (later, "abcdef0123")):
+        (folder / "provenance.json").write_text(json.dumps({"commit": commit, "machine": amd, "result_fingerprint":
+                                                            "fedcba987654", "packages": {"torch": "2.13.0"}}))
+    text = summary.readme_machine(tmp_path, "quick")
+    assert "fp32, the same code at commits 0123456, abcdef0 (notebooks 01, 04)" in text
     assert "Intel Xeon (low-precision flags: amx_bf16, avx512_bf16), 2 cores, torch 2.13.0, bf16" in text
     assert "NVIDIA H200 (GPU), torch 2.13.0, bf16, commit 0123456 (notebooks 03)" in text
     assert summary.readme_machine(tmp_path, "full") == "No `full` results record their machine yet."

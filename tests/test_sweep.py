@@ -233,7 +233,7 @@ def test_a_reproduce_stopped_midway_resumes_from_its_record_and_nothing_else(tmp
     assert record["missing"] == ["02_flattening_ablation"]
     sentence = summary.readme_times(results)
     assert "is running in parts" in sentence and "Still to run: 02_flattening_ablation" in sentence
-    assert "01 3 s" in sentence and "took" not in sentence
+    assert "done so far, from an empty run cache at each part's start: 01 3 s." in sentence and "took" not in sentence
 
     state["fail_on"] = None                                           # the next part goes to the end
     sweep_module.reproduce("quick", results_dir=results, readme=None, resume=True)
