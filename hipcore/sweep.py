@@ -508,9 +508,10 @@ def resumable(executed_dir: Path, profile: str, notebooks: list[str]) -> tuple[d
                            "run reproduce without --resume")
     now = provenance.result_fingerprint()
     if record.get("result_fingerprint") != now:
-        raise HipcoreError(f"{path}: its notebooks ran code {record.get('result_fingerprint')} and this checkout's "
-                           f"is {now}; resume from a checkout of commit {str(record.get('commit'))[:7]}, or run "
-                           "reproduce without --resume")
+        raise HipcoreError(f"{path}: its notebooks ran the code of commit {str(record.get('commit'))[:7]} (result "
+                           f"fingerprint {record.get('result_fingerprint')}) and this checkout's differs ({now}); "
+                           "resume in a checkout of the commit that holds this record (git log -1 --format=%h -- "
+                           f"{provenance.relative(path)}), or run reproduce without --resume")
     if record.get("verified") is not True:
         raise HipcoreError(f"{path}: not made by a clean commit ({record.get('unverified')}); run reproduce "
                            "without --resume")

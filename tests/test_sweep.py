@@ -247,7 +247,8 @@ def test_a_reproduce_stopped_midway_resumes_from_its_record_and_nothing_else(tmp
 
     with monkeypatch.context() as m:                                  # other code than the record's
         m.setattr(provenance, "result_fingerprint", lambda root=provenance.REPO: "0123456789ab")
-        with pytest.raises(HipcoreError, match="provenance.json: its notebooks ran code .* resume from a checkout"):
+        with pytest.raises(HipcoreError, match="provenance.json: its notebooks ran the code of commit ffffff.* "
+                                               "resume in a checkout of the commit that holds this record"):
             sweep_module.reproduce("quick", results_dir=results, readme=None, resume=True)
     with pytest.raises(HipcoreError, match="recorded profile 'quick', not 'smoke'"):
         sweep_module.resumable(executed, "smoke", ["01_imagenet_comparison", "02_flattening_ablation"])
