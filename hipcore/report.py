@@ -599,20 +599,27 @@ def compare_scores(name_a: str, a: float, name_b: str, b: float, noise_a: float,
             f"the difference is {abs(diff) / noise:.0f} x its noise of {noise:.3f}).")
 
 
-def merge_notebooks(per_notebook: dict[str, list[dict]], reference: dict[str, Reference]) -> list[Finding]:
+def merge_notebooks(per_notebook: dict[str, list[dict]], reference: dict[str, Reference],
+                    stale: tuple[str, ...] = ()) -> list[Finding]:
     """One finding per name across notebooks: a finding several notebooks record (the same
-    runs, e.g. F1 in 01 and 03) is one row naming them all; differing rows are an error."""
+    runs, e.g. F1 in 01 and 03) is one row naming them all; differing rows are an error, but
+    for a notebook in `stale` (one a reproduce in parts has yet to rerun: its rows are an
+    earlier run's), whose differing copy is left out of the row of the rerun ones."""
     frames = [pd.DataFrame(rows).assign(notebook=notebook) for notebook, rows in per_notebook.items() if rows]
     if not frames:
         return []
     found = []
     for name, group in pd.concat(frames, ignore_index=True).groupby("finding", sort=False):
         shown_in = list(dict.fromkeys(group["notebook"]))
-        first = group[group["notebook"] == shown_in[0]].drop(columns="notebook")
-        for i, notebook in enumerate(shown_in[1:], 1):
-            if _pairs(group[group["notebook"] == notebook]) != _pairs(first):
-                raise ValueError(f"finding {name!r} differs between notebooks {shown_in[:i]} and {notebook}")
-        found.append(finding(name, first, reference, tuple(shown_in)))
+        lead = next((n for n in shown_in if n not in stale), shown_in[0])
+        first = group[group["notebook"] == lead].drop(columns="notebook")
+        kept = []
+        for notebook in shown_in:
+            if _pairs(group[group["notebook"] == notebook]) == _pairs(first):
+                kept.append(notebook)
+            elif notebook not in stale:
+                raise ValueError(f"finding {name!r} differs between notebooks {kept or [lead]} and {notebook}")
+        found.append(finding(name, first, reference, tuple(kept)))
     return adjust(found)
 
 

@@ -105,7 +105,14 @@ def profile_findings(results_dir: str | Path, profile: str) -> tuple[dict[str, l
         check_folder(folder)
     sources = {p.parent.parent.name: read_comparisons(p)
                for p in notebook_files(results_dir, profile, "comparisons.csv")}
-    return sources, merge_notebooks(sources, reference)
+    return sources, merge_notebooks(sources, reference, stale=still_to_rerun(results_dir, profile))
+
+
+def still_to_rerun(results_dir: str | Path, profile: str) -> tuple[str, ...]:
+    """The notebooks a reproduce in parts has yet to rerun (its record's 'missing'): their
+    results are an earlier run's."""
+    run = provenance.read(Path(results_dir) / "executed" / profile) or {}
+    return tuple(run.get("missing") or ())
 
 
 def check_folder(folder: Path) -> None:
@@ -430,7 +437,7 @@ def _machine_words(m: Mapping[str, Any]) -> str:
 
 def _where(run: Mapping[str, Any]) -> str:
     """' on <machine>' of a reproduce record; for one run in parts on several machines, each
-    part's notebooks and machine ('in 2 parts: 00-03 on ...; 04-07 on ...')."""
+    part's notebooks and machine ('in 2 parts: 00, 02 on ...; 01, 03 on ...')."""
     parts = [p for p in run.get("parts") or [] if p.get("notebooks")]
     machines = ([_machine_words(p.get("machine") or run.get("machine") or {}) for p in parts]
                 or [_machine_words(run.get("machine") or {})])
@@ -441,9 +448,8 @@ def _where(run: Mapping[str, Any]) -> str:
 
 
 def _span(notebooks: list[str]) -> str:
-    """'01-03' (or '01') of the notebooks a part ran."""
-    first, last = notebooks[0][:2], notebooks[-1][:2]
-    return first if first == last else f"{first}-{last}"
+    """'00, 02, 05' of the notebooks a part ran."""
+    return ", ".join(nb[:2] for nb in notebooks)
 
 
 def readme_times(results_dir: str | Path, profile: str = "quick") -> str:

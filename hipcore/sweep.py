@@ -433,7 +433,8 @@ def reproduce_one(nb: Path, step: str, profile: str, results_dir: Path, executed
 
 
 def reproduce(profile: str = "quick", results_dir: Path | None = None,
-              readme: Path | None | str = "home", resume: bool = False, commit: bool = False) -> Path:
+              readme: Path | None | str = "home", resume: bool = False, commit: bool = False,
+              only: list[str] | None = None) -> Path:
     """Run every numbered notebook at `profile` into results/executed/<profile>/, record each
     one's wall time with the provenance there, regenerate that profile's summary (and, at
     'quick', the README's times). Other profiles' files are never touched. By default the
@@ -443,7 +444,9 @@ def reproduce(profile: str = "quick", results_dir: Path | None = None,
     reproduce longer than a sitting runs in parts: `resume` keeps the notebooks an earlier part
     recorded (`resumable`: same profile, same code, signed) and runs the rest. `commit` commits
     results/ (and the README) after each notebook, from a clean checkout, so a part that is
-    stopped keeps every notebook it finished."""
+    stopped keeps every notebook it finished. `only` (numbers such as '02') limits a part to those
+    notebooks; the others stay missing. Notebooks that share runs (01 and 03 record F1 from the
+    same runs) belong in one part: two parts on different CPUs train them to other digits."""
     from . import provenance
     from .notebook import TRAIN_ENV
     from .summary import executed_path
@@ -457,6 +460,12 @@ def reproduce(profile: str = "quick", results_dir: Path | None = None,
     executed_dir = executed_path(results_dir, profile)
     notebooks = sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
     seconds, parts = resumable(executed_dir, profile, [nb.stem for nb in notebooks]) if resume else ({}, [])
+    if only is not None:
+        unknown = sorted(set(only) - {nb.stem[:2] for nb in notebooks})
+        if unknown or not only:
+            raise HipcoreError(f"--notebooks: {', '.join(unknown) or 'none given'}: not among the numbered notebooks "
+                               f"({', '.join(nb.stem[:2] for nb in notebooks)})")
+    this_part = [nb for nb in notebooks if only is None or nb.stem[:2] in only]
     runs = locations.runs_dir()
     part = {"notebooks": [], "machine": provenance.machine(),
             "cached_runs_at_start": sum(1 for p in runs.iterdir() if (p / "last.pt").is_file()) if runs.is_dir() else 0}
@@ -470,6 +479,9 @@ def reproduce(profile: str = "quick", results_dir: Path | None = None,
             step = f"[{i}/{len(notebooks)}] {nb.stem}"
             if nb.stem in seconds:
                 print(f"{step}: kept from an earlier part ({seconds[nb.stem]:.0f} s)", flush=True)
+                continue
+            if nb not in this_part:
+                print(f"{step}: left for another part", flush=True)
                 continue
             seconds[nb.stem] = reproduce_one(nb, step, profile, results_dir, executed_dir)
             part["notebooks"].append(nb.stem)
@@ -557,7 +569,7 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
-    reproduce(args.profile, resume=args.resume, commit=args.commit)
+    reproduce(args.profile, resume=args.resume, commit=args.commit, only=args.notebooks)
     return 0
 
 
@@ -585,6 +597,8 @@ def add_commands(sub) -> None:
     every.add_argument("--profile", default="quick", choices=PROFILES, help="default quick")
     every.add_argument("--resume", action="store_true",
                        help="keep the notebooks an earlier part recorded (same profile and code) and run the rest")
+    every.add_argument("--notebooks", nargs="+", metavar="NN", default=None,
+                       help="run only these notebooks in this part (numbers; the others stay to run)")
     every.add_argument("--commit", action="store_true",
                        help="commit results/ and the README after each notebook (a clean checkout only)")
     every.set_defaults(func=cmd_reproduce)

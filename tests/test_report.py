@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from hipcore import report, summary
+from hipcore import provenance, report, summary
 from hipcore.report import (
     append_comparison,
     describe_ours,
@@ -401,6 +401,18 @@ def test_one_finding_one_row_naming_every_notebook(tmp_path):
                 [(60.0, 99.0), (61.0, 63.5), (60.5, 62.0)])
     with pytest.raises(ValueError, match="differs between notebooks"):
         write_summary(tmp_path, "quick")
+    # a reproduce in parts that has rerun 01 but not yet 03: 03's copy is an earlier run's, left out
+    executed = tmp_path / "executed" / "quick"
+    provenance.reproduce_record(executed, {"01_imagenet_comparison": 30.0}, "quick",
+                                parts=[{"notebooks": ["01_imagenet_comparison"], "cached_runs_at_start": 0}],
+                                missing=["03_mae_positional_embeddings"])
+    rows = [line for line in write_summary(tmp_path, "quick").read_text().splitlines() if line.startswith("| F1 ")]
+    assert len(rows) == 1 and "[01](executed" in rows[0] and "[03](executed" not in rows[0]
+    provenance.reproduce_record(executed, {"03_mae_positional_embeddings": 30.0}, "quick",
+                                parts=[{"notebooks": ["03_mae_positional_embeddings"], "cached_runs_at_start": 0}],
+                                missing=["01_imagenet_comparison"])            # 03 rerun, 01 not: 03's copy leads
+    rows = [line for line in write_summary(tmp_path, "quick").read_text().splitlines() if line.startswith("| F1 ")]
+    assert len(rows) == 1 and "[03](executed" in rows[0] and "[01](executed" not in rows[0]
 
 
 def digest(root):

@@ -355,3 +355,24 @@ def test_reproduce_commit_commits_each_notebook_as_it_ends(tmp_path, monkeypatch
     assert log[1].startswith("01_imagenet_comparison at smoke") and log[1].endswith("still to run: 02")
     assert subprocess.run(["git", "-C", str(tmp_path), "status", "--porcelain"], capture_output=True,
                           text=True).stdout == ""                     # nothing the run wrote is left out
+
+
+def test_a_part_runs_only_the_notebooks_it_names(tmp_path, monkeypatch):
+    """--notebooks 02: 01 stays to run (recorded missing), and the next part resumes with it."""
+    import json
+
+    from hipcore import provenance
+
+    results, _, seen, _ = _stand_in_notebooks(tmp_path, monkeypatch)
+    monkeypatch.setattr(provenance, "git_state", lambda root=provenance.REPO: {"commit": "f" * 40, "dirty": False})
+    with pytest.raises(HipcoreError, match="--notebooks: 09: not among the numbered notebooks \\(01, 02\\)"):
+        sweep_module.reproduce("quick", results_dir=results, readme=None, only=["09"])
+    sweep_module.reproduce("quick", results_dir=results, readme=None, only=["02"])
+    record = json.loads((results / "executed" / "quick" / "provenance.json").read_text())
+    assert record["notebook_seconds"] == {"02_flattening_ablation": 3.0}
+    assert record["missing"] == ["01_imagenet_comparison"]
+    sweep_module.reproduce("quick", results_dir=results, readme=None, resume=True, only=["01"])
+    record = json.loads((results / "executed" / "quick" / "provenance.json").read_text())
+    assert record["missing"] == [] and [p["notebooks"] for p in record["parts"]] == [["02_flattening_ablation"],
+                                                                                    ["01_imagenet_comparison"]]
+    assert [p["notebook"] for p in seen] == ["02_flattening_ablation", "01_imagenet_comparison"]
