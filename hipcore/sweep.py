@@ -445,8 +445,8 @@ def reproduce(profile: str = "quick", results_dir: Path | None = None,
     recorded (`resumable`: same profile, same code, signed) and runs the rest. `commit` commits
     results/ (and the README) after each notebook, from a clean checkout, so a part that is
     stopped keeps every notebook it finished. `only` (numbers such as '02') limits a part to those
-    notebooks; the others stay missing. Notebooks that share runs (01 and 03 record F1 from the
-    same runs) belong in one part: two parts on different CPUs train them to other digits."""
+    notebooks; the others stay missing. Notebooks that share runs (01, 02, 03 and 06) belong in
+    one part: two parts on different CPUs train a shared run to other digits."""
     from . import provenance
     from .notebook import TRAIN_ENV
     from .summary import executed_path
