@@ -512,8 +512,9 @@ def commit_folder(folder: Path, record: JobRecord, env: Mapping[str, str] | None
     the jobs), the message naming the job and what it reached."""
     job = record.job
     message = f"Converged job {job['notebook'][:2]} {job['key']} seed {job['seed']}: {reached(record)}"
-    subprocess.run(["git", "add", "--", str(folder)], cwd=folder, check=True, env=env)
-    subprocess.run(["git", "commit", "-q", "-m", message, "--", str(folder)], cwd=folder, check=True, env=env)
+    from . import provenance
+
+    provenance.commit_paths([folder], message, env)
 
 
 def run(budget_minutes: float, *, root: Path | None = None, runs: Path | None = None, commit: bool = False,

@@ -21,7 +21,6 @@ import json
 import math
 import os
 import re
-import subprocess
 import tempfile
 import time
 import warnings
@@ -535,9 +534,10 @@ def check_part(part: list[str], shared: Mapping[str, Mapping[str, str]]) -> None
         left = sorted(set(shared.get(name, {})) - set(part))
         if left:
             group = sorted({name, *shared[name]})
+            numbers = lambda names: ", ".join(n[:2] for n in names)      # noqa: E731
             raise HipcoreError(
-                f"reproduce: {', '.join(n[:2] for n in group)} share runs (such as {shared[name][left[0]]}) and "
-                f"this part runs {', '.join(n[:2] for n in group if n in part)} without {', '.join(n[:2] for n in left)}: "
+                f"reproduce: {numbers(group)} share runs (such as {shared[name][left[0]]}) and this part runs "
+                f"{numbers(n for n in group if n in part)} without {numbers(left)}: "
                 "notebooks that share runs run in one part, as a part on another CPU trains a shared run to other "
                 "digits; name them all with --notebooks (without --resume where an earlier part ran some)")
 
@@ -588,9 +588,9 @@ def _reproduce_outputs(results_dir: Path, profile: str, readme: Path | None, mes
     if status:
         print(f"{readme}: its generated blocks {status}")
     if message:
-        paths = [str(results_dir)] + ([str(readme)] if readme is not None else [])
-        subprocess.run(["git", "add", "-A", "--", *paths], cwd=results_dir, check=True)
-        subprocess.run(["git", "commit", "-q", "-m", message, "--", *paths], cwd=results_dir, check=True)
+        from .provenance import commit_paths
+
+        commit_paths([results_dir] + ([readme] if readme is not None else []), message)
     return written
 
 
