@@ -294,8 +294,9 @@ def changed_code(record: JobRecord) -> list[str]:
 
 
 def job_threads() -> int:
-    """The threads each job's torch takes (cmd_converge sets OMP_NUM_THREADS for the jobs)."""
-    return max(1, int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
+    """The threads each job's torch takes: OMP_NUM_THREADS, which cmd_converge sets for the jobs
+    from its workers; without it (`--list`, the summary), the queue's default, JOB_THREADS."""
+    return max(1, int(os.environ.get("OMP_NUM_THREADS") or JOB_THREADS))
 
 
 def epoch_seconds(done: list[JobRecord], cpu: str, threads: int | None = None) -> dict[tuple[str, str], float]:
@@ -331,6 +332,11 @@ def estimate_minutes(p: Planned, per_epoch: Mapping[str, float], done: list[JobR
         epochs = statistics.median(seen) if seen else (PRIOR_EPOCHS[cfg.task] or cfg.epochs)
         minutes += min(epochs, cfg.epochs) * per_epoch[(cfg.dataset, cfg.task)] / 60
     return minutes
+
+
+def cpu_hours(minutes: float, threads: int) -> float:
+    """CPU-hours of jobs that take `minutes` of wall time at `threads` threads each."""
+    return minutes * threads / 60
 
 
 def survey(root: Path | None = None, jobs: list[Planned] | None = None) -> list[State]:
@@ -373,8 +379,10 @@ def listing(found: list[State]) -> list[str]:
         cost = f", about {s.minutes:.0f} min" if s.state != "done" else ""
         lines.append(f"{s.planned.job.title}: {s.state}{extra}{cost}")
     left = [s for s in found if s.state != "done"]
+    threads = job_threads()
     lines.append(f"{len(found) - len(left)} of {len(found)} jobs done; the {len(left)} left take about "
-                 f"{sum(s.minutes for s in left) / 60:.1f} CPU-hours here")
+                 f"{cpu_hours(sum(s.minutes for s in left), threads):.1f} CPU-hours here (minutes are a job's "
+                 f"wall time at {threads} thread{'s' if threads > 1 else ''})")
     return lines
 
 
@@ -576,10 +584,11 @@ def status_block(root: Path) -> str:
         status = json.loads(check(folder).read_text())
         jobs = status["jobs"]
         machines.add(status["estimated_on"])
+        threads = status.get("threads_per_job", 1)            # written before it was recorded: one
         count = {k: sum(j["state"] == k for j in jobs) for k in ("done", "stale", "refused", "waiting", "to run")}
         rows.append(f"| {folder.parent.parent.name[:2]} | {count['done']} of {len(jobs)} | {count['stale']} | "
                     f"{count['refused']} | {count['waiting'] + count['to run']} | "
-                    f"{sum(j['minutes_left'] for j in jobs) / 60:.1f} | "
+                    f"{cpu_hours(sum(j['minutes_left'] for j in jobs), threads):.1f} | "
                     + ("written" if (folder.parent / "comparisons.csv").exists() else
                        "none yet (a partial set is never a verdict)") + " |")
     if not rows:
@@ -723,7 +732,8 @@ def write_notebook(notebook: str, found: list[State], root: Path) -> dict[str, A
     digests.unsign(folder)
     for name in VERDICT_FILES:
         (folder / name).unlink(missing_ok=True)
-    status = {"profile": PROFILE, "estimated_on": device.cpu_name(), "jobs": jobs_table(mine)}
+    status = {"profile": PROFILE, "estimated_on": device.cpu_name(), "threads_per_job": job_threads(),
+              "jobs": jobs_table(mine)}
     write_text_atomic(folder / JOBS, json.dumps(status, indent=1) + "\n")
     missing = [s.planned.job.name for s in mine if s.state != "done"]
     arms = [s for s in mine if not s.planned.family]

@@ -448,3 +448,29 @@ def test_prior_epoch_seconds_scale_with_a_jobs_threads_and_measured_ones_are_per
     one = record(p, machine={"cpu": "cpu", "torch_threads": 1})
     assert converge.epoch_seconds([one], "cpu", threads=1)[("fashion_mnist", "supervised")] == 10.0   # 30 s / 3
     assert converge.epoch_seconds([one], "cpu", threads=2)[("fashion_mnist", "supervised")] == prior
+
+
+def test_listing_and_the_status_estimate_at_the_threads_a_queue_job_runs_with(tmp_path, monkeypatch):
+    """Without OMP_NUM_THREADS (--list, the summary) jobs are estimated at the queue's JOB_THREADS,
+    as the queue runs them and writes jobs.json: a finished one-thread job's epochs price the rest,
+    not the two-thread prior. CPU-hours are a job's minutes times its threads."""
+    from hipcore import device
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert converge.job_threads() == converge.JOB_THREADS == 1
+    p, rest = planned(seed=0), planned(seed=1)
+    one = record(p, machine={"cpu": "cpu", "torch_threads": 1})       # 3 epochs in 30 s at one thread
+    per_epoch = converge.epoch_seconds([one], "cpu")
+    assert per_epoch[("fashion_mnist", "supervised")] == 10.0
+    epochs = min(3, converge.configs(rest)[1].epochs)                  # the arm's finished epochs, under its cap
+    assert converge.estimate_minutes(rest, per_epoch, [one]) == epochs * 10.0 / 60
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")                        # a queue of one worker on 2 cores
+    assert converge.job_threads() == 2 and converge.cpu_hours(60.0, 2) == 2.0
+    found = [converge.State(rest, "to run", minutes=90.0)]
+    monkeypatch.setattr(device, "cpu_name", lambda: "cpu")
+    converge.write_notebook(rest.job.notebook, found, tmp_path)
+    status = json.loads((tmp_path / rest.job.notebook / converge.PROFILE / converge.JOBS).read_text())
+    assert status["threads_per_job"] == 2 and status["jobs"][0]["minutes_left"] == 90.0
+    assert f"| {rest.job.notebook[:2]} | 0 of 1 | 0 | 0 | 1 | 3.0 |" in converge.status_block(tmp_path)
+    assert converge.listing(found)[-1].endswith("about 3.0 CPU-hours here (minutes are a job's wall time at "
+                                                "2 threads)")
