@@ -16,6 +16,11 @@ when those files and its run ids are what this checkout would train; otherwise i
 and runs again. A file that is truncated, names another
 job, or was made by uncommitted code is refused with one line and listed to run again.
 
+A job's runs carry the precision they trained in (bf16 on a CPU with avx512_bf16 or AMX, fp32
+elsewhere), and a pair never mixes precisions: a finished job stays current on a machine that
+trains another precision (its run ids are checked in its own), and the jobs left of its seed on
+its dataset wait for a machine of that precision, while seeds no job has started run anywhere.
+
 A FLOP-matched control waits for the job it matches (the same seed) and trains the steps
 whose FLOPs equal that job's recorded FLOPs. The queue runs one job per core at once, each in a
 process of its own with one thread (JOB_THREADS), never two jobs that share a run (an MAE
@@ -71,6 +76,7 @@ PRIOR_REFERENCE_MINUTES = {"images": 10.0, "points": 3.0, "dense": 5.0}
 POINT_DATASETS = ("parts3d", "shapes3d", "modelnet40", "fashion_mnist_points")
 DENSE_DATASETS = ("collages",)           # a label per pixel: the small U-Net ('dense' baselines)
 REFERENCE_CODE = ("hipcore/experiments/baselines.py",)   # what a references job's results also depend on
+REFERENCES_PRECISION = "fp32"            # the baselines' precision on every machine
 # Threads per job: on 2 cores two jobs of one thread each finish a queue sooner than one job of
 # two threads (results/05_efficiency/epochs/<cpu>/queue.csv, python -m hipcore bench-epochs).
 JOB_THREADS = 1
@@ -209,22 +215,31 @@ def plan(profile: str = PROFILE) -> list[Planned]:
 # ---- states ----
 
 
-def configs(planned: Planned, steps: int | None = None, runs: Path | None = None):
-    """(pretraining or None, supervised) TrainConfigs of a job (a control with `steps`)."""
+def configs(planned: Planned, steps: int | None = None, runs: Path | None = None, precision: str | None = None):
+    """(pretraining or None, supervised) TrainConfigs of a job (a control with `steps`), in
+    `precision` (None: the one this machine trains, `machine_precision`)."""
     from .experiments.common import train_configs
 
     arm = planned.arm if steps is None else planned.arm.replace(steps=steps)
     return train_configs(arm, planned.job.seed, planned.settings, dataset=planned.dataset,
-                         data_options=planned.data_options, runs_dir=runs)
+                         data_options=planned.data_options, runs_dir=runs, precision=precision)
 
 
-def run_ids(planned: Planned, steps: int | None = None) -> list[str]:
-    """The runs behind a job; a references job's one 'run' is its baselines on the first arm's
-    split (the split is all the supervised run id and the family add)."""
-    pre, sup = configs(planned, steps)
+def run_ids(planned: Planned, steps: int | None = None, precision: str | None = None) -> list[str]:
+    """The runs behind a job, trained in `precision` (None: this machine's); a references job's
+    one 'run' is its baselines on the first arm's split (the split is all the supervised run id
+    and the family add; the baselines train in fp32 on every machine, so the id is fp32's)."""
+    pre, sup = configs(planned, steps, precision=REFERENCES_PRECISION if planned.family else precision)
     if planned.family:
         return [f"references-{planned.family}-{sup.run_id}"]
     return [c.run_id for c in (pre, sup) if c is not None]
+
+
+def machine_precision() -> str:
+    """The precision this machine trains a job in (the profiles' 'auto', resolved here)."""
+    from .experiments import common
+
+    return common.resolve_precision("auto", common.pick_device("auto"))
 
 
 @dataclass
@@ -249,13 +264,37 @@ def matched_steps(planned: Planned, matched: JobRecord) -> int:
 
 
 def states(jobs: list[Planned], root: Path) -> list[State]:
-    """Each job's state: its file read and checked against what this checkout would train."""
+    """Each job's state: its file read and checked against what this checkout would train, in
+    the precision the record says its runs trained in. A job left to train whose seed's other
+    runs on its dataset trained in another precision than this machine's waits for a machine
+    that trains in theirs (`seed_precisions`): a pair never mixes precisions."""
     records: dict[tuple[str, str, int], JobRecord] = {}
     out = []
     for p in sorted(jobs, key=lambda p: p.job.matches is not None):       # matched jobs first
         out.append(_state(p, root, records))
+    pinned, here = seed_precisions(out), None
+    for s in out:
+        pin = pinned.get((s.planned.dataset, s.planned.job.seed))
+        if s.state == "done" or s.planned.family or not pin:
+            continue
+        here = here or machine_precision()
+        if here not in pin:
+            reason = (f"for a machine that trains {' or '.join(sorted(pin))}: seed {s.planned.job.seed}'s runs on "
+                      f"{s.planned.dataset} trained in it, this one trains {here}")
+            s.state, s.why = "waiting", reason + (f"; {s.why}" if s.why else "")
     order = {p.job: i for i, p in enumerate(jobs)}
     return sorted(out, key=lambda s: order[s.planned.job])
+
+
+def seed_precisions(found: list[State]) -> dict[tuple[str, int], set[str]]:
+    """{(dataset, seed): the precisions its finished jobs trained in}, the reference baselines
+    (fp32 on every machine) left out. Notebooks that share runs (01, 02, 03) share a dataset, so
+    a seed's pairs across them stay in one precision."""
+    pinned: dict[tuple[str, int], set[str]] = {}
+    for s in found:
+        if s.state == "done" and not s.planned.family:
+            pinned.setdefault((s.planned.dataset, s.planned.job.seed), set()).add(s.record.precision)
+    return pinned
 
 
 def _state(p: Planned, root: Path, records: dict) -> State:
@@ -275,7 +314,7 @@ def _state(p: Planned, root: Path, records: dict) -> State:
     changed = changed_code(record)
     if changed:
         return State(p, "stale", f"training code changed since: {', '.join(changed)}")
-    if record.run_ids != run_ids(p, steps):
+    if record.run_ids != run_ids(p, steps, record.precision):
         return State(p, "stale", "its settings changed (other run ids)")
     records[(job.notebook, job.key, job.seed)] = record
     return State(p, "done", record=record)
@@ -294,24 +333,38 @@ def changed_code(record: JobRecord) -> list[str]:
 
 
 def job_threads() -> int:
-    """The threads each job's torch takes (cmd_converge sets OMP_NUM_THREADS for the jobs)."""
-    return max(1, int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
+    """The threads each job's torch takes: OMP_NUM_THREADS, which cmd_converge sets for the jobs
+    from its workers; without it (`--list`, the summary), the queue's default, JOB_THREADS."""
+    return max(1, int(os.environ.get("OMP_NUM_THREADS") or JOB_THREADS))
 
 
-def epoch_seconds(done: list[JobRecord], cpu: str, threads: int | None = None) -> dict[tuple[str, str], float]:
-    """{(dataset, stage task): median seconds per epoch} over finished jobs on this CPU model at
-    `threads` (default job_threads()), else the prior (PRIOR_EPOCH_SECONDS, scaled from its
-    PRIOR_THREADS)."""
+def epoch_seconds(done: list[JobRecord], cpu: str, threads: int | None = None,
+                  precision: str | None = None) -> dict[tuple[str, str], float]:
+    """{(dataset, stage task): median seconds of an epoch} over the epochs of finished jobs on
+    this CPU model at `threads` (default job_threads()) and in `precision` (None: any), else the
+    prior (PRIOR_EPOCH_SECONDS, scaled from its PRIOR_THREADS). The median of single epochs, not
+    of whole stages, so a stretch a job shared its cores with something else barely moves it."""
     threads = job_threads() if threads is None else threads
     measured: dict[tuple[str, str], list[float]] = {key: [] for key in PRIOR_EPOCH_SECONDS}
     for record in done:
-        if record.machine.get("cpu") == cpu and record.machine.get("torch_threads") == threads:
+        if (record.machine.get("cpu") == cpu and record.machine.get("torch_threads") == threads
+                and precision in (None, record.precision)):
             for stage in record.stages:
-                if stage.get("epochs") and stage.get("seconds"):
-                    key = (stage["dataset"], stage["task"])
-                    measured.setdefault(key, []).append(stage["seconds"] / stage["epochs"])
+                measured.setdefault((stage["dataset"], stage["task"]), []).extend(epoch_durations(stage))
     return {k: statistics.median(v) if v else PRIOR_EPOCH_SECONDS[k] * PRIOR_THREADS / threads
             for k, v in measured.items()}
+
+
+def epoch_durations(stage: Mapping[str, Any]) -> list[float]:
+    """Seconds of each epoch of a job's stage: the steps of its curve's cumulative seconds, else
+    the stage's seconds spread evenly over its epochs; [] where it records neither."""
+    elapsed = [e["seconds"] for e in stage.get("curve", []) if isinstance(e.get("seconds"), (int, float))]
+    steps = [b - a for a, b in zip([0.0, *elapsed], elapsed)]
+    if steps and len(steps) == stage.get("epochs") and all(t > 0 for t in steps):
+        return steps
+    if stage.get("epochs") and stage.get("seconds"):
+        return [stage["seconds"] / stage["epochs"]] * stage["epochs"]
+    return []
 
 
 def estimate_minutes(p: Planned, per_epoch: Mapping[str, float], done: list[JobRecord]) -> float:
@@ -333,6 +386,11 @@ def estimate_minutes(p: Planned, per_epoch: Mapping[str, float], done: list[JobR
     return minutes
 
 
+def cpu_hours(minutes: float, threads: int) -> float:
+    """CPU-hours of jobs that take `minutes` of wall time at `threads` threads each."""
+    return minutes * threads / 60
+
+
 def survey(root: Path | None = None, jobs: list[Planned] | None = None) -> list[State]:
     """Every job's state, with the minutes each left to run would take on this machine. A job
     whose runs are another notebook's (01 and 03 share three arms) costs nothing: it takes that
@@ -342,7 +400,7 @@ def survey(root: Path | None = None, jobs: list[Planned] | None = None) -> list[
     root = results_dir() if root is None else root
     found = states(plan() if jobs is None else jobs, root)
     done = [s.record for s in found if s.record is not None]
-    per_epoch = epoch_seconds(done, device.cpu_name())
+    per_epoch = epoch_seconds(done, device.cpu_name(), precision=machine_precision())
     first: dict[tuple[str, ...], Job] = {}
     for s in found:
         if s.state == "done":
@@ -373,8 +431,10 @@ def listing(found: list[State]) -> list[str]:
         cost = f", about {s.minutes:.0f} min" if s.state != "done" else ""
         lines.append(f"{s.planned.job.title}: {s.state}{extra}{cost}")
     left = [s for s in found if s.state != "done"]
+    threads = job_threads()
     lines.append(f"{len(found) - len(left)} of {len(found)} jobs done; the {len(left)} left take about "
-                 f"{sum(s.minutes for s in left) / 60:.1f} CPU-hours here")
+                 f"{cpu_hours(sum(s.minutes for s in left), threads):.1f} CPU-hours here (minutes are a job's "
+                 f"wall time at {threads} thread{'s' if threads > 1 else ''})")
     return lines
 
 
@@ -453,7 +513,7 @@ def references_job(p: Planned, started: float) -> JobRecord:
                                 data_options=p.data_options)
     row = {"arm": REFERENCES, "seed": p.job.seed, "family": p.family, "references": rows}
     code = provenance.imported_training_code(parts=provenance.TRAINING_CODE + REFERENCE_CODE)
-    return record_of(p, row, [], run_ids(p), "fp32", started, code)
+    return record_of(p, row, [], run_ids(p), REFERENCES_PRECISION, started, code)
 
 
 def record_of(p: Planned, row: dict[str, Any], stages: list[dict[str, Any]], ids: list[str], precision: str,
@@ -512,8 +572,9 @@ def commit_folder(folder: Path, record: JobRecord, env: Mapping[str, str] | None
     the jobs), the message naming the job and what it reached."""
     job = record.job
     message = f"Converged job {job['notebook'][:2]} {job['key']} seed {job['seed']}: {reached(record)}"
-    subprocess.run(["git", "add", "--", str(folder)], cwd=folder, check=True, env=env)
-    subprocess.run(["git", "commit", "-q", "-m", message, "--", str(folder)], cwd=folder, check=True, env=env)
+    from . import provenance
+
+    provenance.commit_paths([folder], message, env)
 
 
 def run(budget_minutes: float, *, root: Path | None = None, runs: Path | None = None, commit: bool = False,
@@ -575,10 +636,11 @@ def status_block(root: Path) -> str:
         status = json.loads(check(folder).read_text())
         jobs = status["jobs"]
         machines.add(status["estimated_on"])
+        threads = status.get("threads_per_job", 1)            # written before it was recorded: one
         count = {k: sum(j["state"] == k for j in jobs) for k in ("done", "stale", "refused", "waiting", "to run")}
         rows.append(f"| {folder.parent.parent.name[:2]} | {count['done']} of {len(jobs)} | {count['stale']} | "
                     f"{count['refused']} | {count['waiting'] + count['to run']} | "
-                    f"{sum(j['minutes_left'] for j in jobs) / 60:.1f} | "
+                    f"{cpu_hours(sum(j['minutes_left'] for j in jobs), threads):.1f} | "
                     + ("written" if (folder.parent / "comparisons.csv").exists() else
                        "none yet (a partial set is never a verdict)") + " |")
     if not rows:
@@ -709,8 +771,9 @@ def reference_rows(found: list[State]) -> list[dict[str, Any]]:
 def write_notebook(notebook: str, found: list[State], root: Path) -> dict[str, Any]:
     """results/<notebook>/converged/, with its provenance (the commit that wrote it, and the
     commits the finished jobs were trained at) and signed: jobs.json (every job's state) always;
-    runs.json, arms.csv and comparisons.csv (the verdict pairs) only once every job is done, in
-    one precision (pairs never mix precisions): a partial set is never a verdict.
+    runs.json, arms.csv and comparisons.csv (the verdict pairs) only once every job is done, each
+    seed's in one precision (a pair never mixes precisions; seeds may differ, as machines do): a
+    partial set is never a verdict.
     -> {'folder', 'done', 'total', 'missing': [job names or the reason], 'written'}."""
     from . import device, digests, provenance
     from .experiments.baselines import write_baselines
@@ -722,13 +785,15 @@ def write_notebook(notebook: str, found: list[State], root: Path) -> dict[str, A
     digests.unsign(folder)
     for name in VERDICT_FILES:
         (folder / name).unlink(missing_ok=True)
-    status = {"profile": PROFILE, "estimated_on": device.cpu_name(), "jobs": jobs_table(mine)}
+    status = {"profile": PROFILE, "estimated_on": device.cpu_name(), "threads_per_job": job_threads(),
+              "jobs": jobs_table(mine)}
     write_text_atomic(folder / JOBS, json.dumps(status, indent=1) + "\n")
     missing = [s.planned.job.name for s in mine if s.state != "done"]
     arms = [s for s in mine if not s.planned.family]
-    precisions = sorted({s.record.precision for s in arms if s.record is not None})
-    if len(precisions) > 1:
-        missing.append(f"one precision for every job (found {', '.join(precisions)})")
+    for (dataset, seed), precisions in sorted(seed_precisions(arms).items()):
+        if len(precisions) > 1:
+            missing.append(f"one precision for seed {seed}'s jobs, whose pairs they make (found "
+                           f"{', '.join(sorted(precisions))})")
     out = {"folder": folder, "done": sum(s.state == "done" for s in mine), "total": len(mine), "missing": missing,
            "written": []}
     if not missing:

@@ -152,6 +152,16 @@ def git_state(root: Path = REPO) -> dict[str, Any]:
     return {"commit": commit, "dirty": None if status is None else bool(status)}
 
 
+def commit_paths(paths: list[str | Path], message: str, env: Mapping[str, str] | None = None) -> None:
+    """Stage `paths` (new, changed and deleted files below them) and commit them alone, with
+    `message`, in the repository that holds the first; CalledProcessError when git fails."""
+    where = Path(paths[0])
+    where = where if where.is_dir() else where.parent
+    names = [str(p) for p in paths]
+    subprocess.run(["git", "add", "-A", "--", *names], cwd=where, check=True, env=env)
+    subprocess.run(["git", "commit", "-q", "-m", message, "--", *names], cwd=where, check=True, env=env)
+
+
 def code_identity(root: Path = REPO, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Which commit's code made a result, and whether that is verified.
 

@@ -75,6 +75,13 @@ def executed_path(results_dir: str | Path, profile: str) -> Path:
     return Path(results_dir) / "executed" / profile
 
 
+def executed_record(results_dir: str | Path, profile: str) -> dict[str, Any]:
+    """The record `reproduce` keeps with the executed notebooks (`provenance.reproduce_record`:
+    each notebook's seconds, the parts, the notebooks still missing), checked as `_provenance`
+    checks a results folder's; {} where none ran."""
+    return _provenance(executed_path(results_dir, profile))
+
+
 def notebook_modules() -> list:
     """Each numbered notebook's module: every hipcore.experiments module that names its
     NOTEBOOK, in the notebooks' order."""
@@ -111,8 +118,7 @@ def profile_findings(results_dir: str | Path, profile: str) -> tuple[dict[str, l
 def still_to_rerun(results_dir: str | Path, profile: str) -> tuple[str, ...]:
     """The notebooks a reproduce in parts has yet to rerun (its record's 'missing'): their
     results are an earlier run's."""
-    run = provenance.read(Path(results_dir) / "executed" / profile) or {}
-    return tuple(run.get("missing") or ())
+    return tuple(executed_record(results_dir, profile).get("missing") or ())
 
 
 def check_folder(folder: Path) -> None:
@@ -341,8 +347,7 @@ def notebook_times(results_dir: str | Path, profile: str) -> dict[str, float]:
 
 def reproduce_times(results_dir: str | Path, profile: str) -> dict[str, float]:
     """{notebook: wall seconds} of the recorded `reproduce` run (results/executed/<profile>)."""
-    run = provenance.read(Path(results_dir) / "executed" / profile) or {}
-    return dict(run.get("notebook_seconds", {}))
+    return dict(executed_record(results_dir, profile).get("notebook_seconds", {}))
 
 
 def own_times(results_dir: str | Path, profile: str, timed: dict[str, float] | None = None) -> dict[str, float]:
@@ -405,7 +410,7 @@ def _duration(seconds: float) -> str:
 def summary_lines(results_dir: str | Path, profile: str) -> list[str]:
     """Provenance lines for SUMMARY.md: commit, machine and the measured times of the run."""
     results_dir = Path(results_dir)
-    run = _provenance(results_dir / "executed" / profile)
+    run = executed_record(results_dir, profile)
     notebooks = notebook_files(results_dir, profile)
     records = [r for r in (_provenance(f) for f in notebooks) if r]
     source = run or (records[0] if records else None)
@@ -458,8 +463,7 @@ def readme_times(results_dir: str | Path, profile: str = "quick") -> str:
     times = timed or notebook_times(results_dir, profile)
     if not times:
         return f"No `{profile}` run has recorded its times yet."
-    run = (provenance.read(Path(results_dir) / "executed" / profile)
-           or provenance.read(Path(results_dir) / next(iter(times)) / profile) or {})
+    run = executed_record(results_dir, profile) or _provenance(Path(results_dir) / next(iter(times)) / profile)
     where = _where(run)
     each = ", ".join(f"{nb[:2]} {_duration(s)}" for nb, s in sorted(times.items()))
     tail = " Across CPU models the digits of the results may differ; compare the intervals."

@@ -21,7 +21,6 @@ import json
 import math
 import os
 import re
-import subprocess
 import tempfile
 import time
 import warnings
@@ -445,8 +444,9 @@ def reproduce(profile: str = "quick", results_dir: Path | None = None,
     recorded (`resumable`: same profile, same code, signed) and runs the rest. `commit` commits
     results/ (and the README) after each notebook, from a clean checkout, so a part that is
     stopped keeps every notebook it finished. `only` (numbers such as '02') limits a part to those
-    notebooks; the others stay missing. Notebooks that share runs (01, 02, 03 and 06) belong in
-    one part: two parts on different CPUs train a shared run to other digits."""
+    notebooks; the others stay missing. Notebooks that share runs (01, 02, 03 and 06 at 'quick')
+    run in one part: two parts on different CPUs train a shared run to other digits, so a part
+    that would split them is refused (`check_part`)."""
     from . import provenance
     from .notebook import TRAIN_ENV
     from .summary import executed_path
@@ -465,7 +465,8 @@ def reproduce(profile: str = "quick", results_dir: Path | None = None,
         if unknown or not only:
             raise HipcoreError(f"--notebooks: {', '.join(unknown) or 'none given'}: not among the numbered notebooks "
                                f"({', '.join(nb.stem[:2] for nb in notebooks)})")
-    this_part = [nb for nb in notebooks if only is None or nb.stem[:2] in only]
+    this_part = [nb for nb in notebooks if (only is None or nb.stem[:2] in only) and nb.stem not in seconds]
+    check_part([nb.stem for nb in this_part], shared_runs(results_dir, profile, [nb.stem for nb in notebooks]))
     runs = locations.runs_dir()
     part = {"notebooks": [], "machine": provenance.machine(),
             "cached_runs_at_start": sum(1 for p in runs.iterdir() if (p / "last.pt").is_file()) if runs.is_dir() else 0}
@@ -497,6 +498,48 @@ def reproduce(profile: str = "quick", results_dir: Path | None = None,
         else:
             os.environ[TRAIN_ENV] = previous
     return written or _reproduce_outputs(results_dir, profile, readme, None)
+
+
+def shared_runs(results_dir: Path, profile: str, notebooks: list[str]) -> dict[str, dict[str, str]]:
+    """{notebook: {each notebook it shares runs with, directly or through others: a run that
+    links it in}}, from what their results at `profile` trained (runs.json, read checked: each
+    run's directory and its MAE pretraining's). The run cache serves a run to every notebook that
+    trains it. A notebook without runs.json (it trains nothing, or has not run) shares nothing."""
+    from .results import read_runs_file
+
+    runs: dict[str, set[str]] = {}
+    for name in notebooks:
+        path = Path(results_dir) / name / profile / "runs.json"
+        if path.is_file():
+            runs[name] = {Path(row[key]).name for row in read_runs_file(path)
+                          for key in ("run_dir", "pretrain_run_dir") if isinstance(row.get(key), str)}
+    links = {a: {b: min(runs[a] & runs[b]) for b in runs if b != a and runs[a] & runs[b]} for a in runs}
+    shared: dict[str, dict[str, str]] = {}
+    for start in notebooks:
+        reached, todo = {start: ""}, [start]
+        while todo:                                   # every notebook linked to `start`, a run per link
+            here = todo.pop()
+            for other, run in links.get(here, {}).items():
+                if other not in reached:
+                    reached[other] = run
+                    todo.append(other)
+        shared[start] = {name: run for name, run in reached.items() if name != start}
+    return shared
+
+
+def check_part(part: list[str], shared: Mapping[str, Mapping[str, str]]) -> None:
+    """A reproduce part that runs some notebooks of a set that shares runs and leaves the others
+    to another part (or keeps them from an earlier one) is refused, naming them and a shared run."""
+    for name in part:
+        left = sorted(set(shared.get(name, {})) - set(part))
+        if left:
+            group = sorted({name, *shared[name]})
+            numbers = lambda names: ", ".join(n[:2] for n in names)      # noqa: E731
+            raise HipcoreError(
+                f"reproduce: {numbers(group)} share runs (such as {shared[name][left[0]]}) and this part runs "
+                f"{numbers(n for n in group if n in part)} without {numbers(left)}: "
+                "notebooks that share runs run in one part, as a part on another CPU trains a shared run to other "
+                "digits; name them all with --notebooks (without --resume where an earlier part ran some)")
 
 
 def resumable(executed_dir: Path, profile: str, notebooks: list[str]) -> tuple[dict[str, float], list[dict]]:
@@ -545,9 +588,9 @@ def _reproduce_outputs(results_dir: Path, profile: str, readme: Path | None, mes
     if status:
         print(f"{readme}: its generated blocks {status}")
     if message:
-        paths = [str(results_dir)] + ([str(readme)] if readme is not None else [])
-        subprocess.run(["git", "add", "-A", "--", *paths], cwd=results_dir, check=True)
-        subprocess.run(["git", "commit", "-q", "-m", message, "--", *paths], cwd=results_dir, check=True)
+        from .provenance import commit_paths
+
+        commit_paths([results_dir] + ([readme] if readme is not None else []), message)
     return written
 
 

@@ -20,18 +20,34 @@ TRAINED = ["hipcore/train/engine.py", "hipcore/model/hip.py"]     # what a test 
 SMOKE = {**common.IMAGE_TABLE["smoke"], "limit_train": 128, "limit_test": 64, "batch_size": 32}
 
 
+@pytest.fixture(autouse=True)
+def fp32_machine(monkeypatch):
+    """Every test here on a machine that trains 'auto' in fp32, whatever this one resolves: run
+    ids hold the precision, and tests that need another machine's say so."""
+    machine(monkeypatch, "fp32")
+
+
+def machine(monkeypatch, precision: str) -> None:
+    real = common.resolve_precision
+    monkeypatch.setattr(common, "resolve_precision",
+                        lambda requested, device: precision if requested == "auto" else real(requested, device))
+
+
 def planned(key="hip_classification", seed=0, matches=None, arm=HIP_CLASSIFICATION):
     return Planned(Job("01_imagenet_comparison", key, seed, matches), SMOKE, arm)
 
 
 def record(p: Planned, **changes) -> JobRecord:
+    """A finished job's record, its runs in changes' precision (default fp32)."""
     row = {"arm": p.arm.label, "seed": p.job.seed, **common.arm_settings(p.arm, p.settings), "test_accuracy": 50.0,
            "converged": True, "epochs_run": 3}
+    precision = changes.get("precision", "fp32")
+    ids = converge.run_ids(p, precision=precision)
     base = JobRecord(job=asdict(p.job), row=row, stages=[
-        {"task": "supervised", "dataset": "fashion_mnist", "run_id": converge.run_ids(p)[-1], "epochs": 3,
-         "seconds": 30.0, "stop": "plateau", "curve": []}], run_ids=converge.run_ids(p),
+        {"task": "supervised", "dataset": "fashion_mnist", "run_id": ids[-1], "epochs": 3,
+         "seconds": 30.0, "stop": "plateau", "curve": []}], run_ids=ids,
         code_fingerprint=provenance.code_fingerprint(), code_files=provenance.file_digests(TRAINED),
-        commit="a" * 40, precision="fp32", wall_seconds=30.0,
+        commit="a" * 40, precision=precision, wall_seconds=30.0,
         machine={"cpu": "test cpu"}, flops=1e12)
     return replace(base, **changes)
 
@@ -246,13 +262,21 @@ def finished(p: Planned, top1: float, precision: str = "bf16") -> JobRecord:
     return record(p, row={**record(p).row, "test_accuracy": top1}, precision=precision)
 
 
-def test_a_notebook_gets_verdict_pairs_only_when_every_job_is_done_in_one_precision(tmp_path):
+def _four_jobs():
+    """hip_mae and perceiver_fourier of notebook 01, seeds 0 and 1."""
     from hipcore.experiments.image_arms import PERCEIVER_FOURIER
-    from hipcore.report import read_comparisons
 
     fourier = common.Arm(PERCEIVER_FOURIER, variant="perceiver_small", position="fourier", ordering="raster")
-    jobs = [planned("hip_mae", s, arm=HIP_MAE) for s in (0, 1)] + [planned("perceiver_fourier", s, arm=fourier)
+    return [planned("hip_mae", s, arm=HIP_MAE) for s in (0, 1)] + [planned("perceiver_fourier", s, arm=fourier)
                                                                    for s in (0, 1)]
+
+
+def test_a_notebook_gets_verdict_pairs_only_when_every_job_is_done_each_seed_in_one_precision(tmp_path,
+                                                                                              monkeypatch):
+    from hipcore.report import read_comparisons
+
+    machine(monkeypatch, "bf16")
+    jobs = _four_jobs()
     for p, top1 in zip(jobs[:3], (80.0, 81.0, 78.0)):
         converge.write_record(finished(p, top1), p.job.path(tmp_path))
     found = converge.states(jobs, tmp_path)
@@ -262,10 +286,11 @@ def test_a_notebook_gets_verdict_pairs_only_when_every_job_is_done_in_one_precis
     status = json.loads((out["folder"] / converge.JOBS).read_text())
     assert [j["state"] for j in status["jobs"]] == ["done"] * 3 + ["to run"]
 
-    converge.write_record(finished(jobs[3], 79.5, precision="fp32"), jobs[3].job.path(tmp_path))
+    converge.write_record(finished(jobs[3], 79.5, precision="fp32"), jobs[3].job.path(tmp_path))  # another machine's
     found = converge.states(jobs, tmp_path)
     out = converge.write_notebook("01_imagenet_comparison", found, tmp_path)
-    assert out["written"] == [] and "one precision" in out["missing"][-1]
+    assert out["written"] == [] and out["missing"] == ["one precision for seed 1's jobs, whose pairs they make "
+                                                       "(found bf16, fp32)"]
 
     converge.write_record(finished(jobs[3], 79.5), jobs[3].job.path(tmp_path))
     found = converge.states(jobs, tmp_path)
@@ -273,6 +298,45 @@ def test_a_notebook_gets_verdict_pairs_only_when_every_job_is_done_in_one_precis
     pairs = read_comparisons(out["folder"] / "comparisons.csv")
     assert [(int(r["seed"]), float(r["baseline"]), float(r["treatment"])) for r in pairs] == [(0, 78.0, 80.0),
                                                                                             (1, 79.5, 81.0)]
+    for p, top1 in ((jobs[0], 80.0), (jobs[2], 78.0)):                      # seed 0 from an fp32 machine
+        converge.write_record(finished(p, top1, precision="fp32"), p.job.path(tmp_path))
+    out = converge.write_notebook("01_imagenet_comparison", converge.states(jobs, tmp_path), tmp_path)
+    assert out["missing"] == [] and len(read_comparisons(out["folder"] / "comparisons.csv")) == 2
+
+
+def test_a_seeds_jobs_wait_for_a_machine_of_the_precision_its_runs_trained_in(tmp_path, monkeypatch):
+    """On an fp32 machine a bf16 job stays done (its run ids are checked in bf16, not rerun in
+    fp32), the rest of its seed waits for a bf16 machine, other seeds and the references (fp32
+    everywhere, the same id on every machine) run; on a bf16 machine the seed runs."""
+    jobs = _four_jobs()
+    references = Planned(Job("01_imagenet_comparison", converge.REFERENCES_KEY, 0), SMOKE, HIP_MAE, family="images")
+    converge.write_record(finished(jobs[0], 80.0), jobs[0].job.path(tmp_path))
+    found = {s.planned.job.name: s for s in converge.states([*jobs, references], tmp_path)}
+    assert {name: s.state for name, s in found.items()} == {
+        "hip_mae-seed0": "done", "hip_mae-seed1": "to run", "perceiver_fourier-seed0": "waiting",
+        "perceiver_fourier-seed1": "to run", "references-seed0": "to run"}
+    assert found["perceiver_fourier-seed0"].why == ("for a machine that trains bf16: seed 0's runs on fashion_mnist "
+                                                     "trained in it, this one trains fp32")
+    fp32_ids = converge.run_ids(references)
+    machine(monkeypatch, "bf16")
+    assert converge.run_ids(references) == fp32_ids
+    found = {s.planned.job.name: s.state for s in converge.states(jobs, tmp_path)}
+    assert found["perceiver_fourier-seed0"] == "to run" and found["hip_mae-seed0"] == "done"
+
+
+def test_epoch_seconds_are_the_median_of_single_epochs_of_this_cpu_and_precision():
+    """A job that shared its cores for a stretch (three slow epochs) barely moves the estimate,
+    and a job of another precision on the same CPU model is not counted."""
+    p = planned()
+    curve = [{"epoch": e, "seconds": s} for e, s in enumerate((30.0, 90.0, 150.0, 160.0, 170.0, 180.0, 190.0), 1)]
+    stage = {"task": "supervised", "dataset": "fashion_mnist", "run_id": "x", "epochs": 7, "seconds": 190.0,
+             "curve": curve}
+    assert converge.epoch_durations(stage) == [30.0, 60.0, 60.0, 10.0, 10.0, 10.0, 10.0]
+    assert converge.epoch_durations({**stage, "curve": []}) == [190.0 / 7] * 7
+    one = record(p, stages=[stage], machine={"cpu": "cpu", "torch_threads": 1})
+    other = record(p, stages=[{**stage, "curve": [], "seconds": 700.0}], precision="bf16",
+                   machine={"cpu": "cpu", "torch_threads": 1})
+    assert converge.epoch_seconds([one, other], "cpu", 1, "fp32")[("fashion_mnist", "supervised")] == 10.0
 
 
 def test_the_status_block_counts_each_notebooks_jobs_from_its_committed_status(tmp_path):
@@ -293,7 +357,8 @@ def test_a_job_runs_in_a_fresh_interpreter_and_writes_its_file(tmp_path):
     child = converge.launch(p, None, tmp_path / "runs", p.job.path(tmp_path))
     assert child.wait(timeout=600) == 0
     written = json.loads(p.job.path(tmp_path).read_text())      # commit or not: this checkout may be dirty
-    assert written["job"] == asdict(p.job) and written["run_ids"] == converge.run_ids(p)
+    assert written["job"] == asdict(p.job)                      # the child trained in what this machine resolves
+    assert written["run_ids"] == converge.run_ids(p, precision=written["precision"])
 
 
 def test_a_changed_status_file_is_refused_naming_it(tmp_path):
@@ -448,3 +513,29 @@ def test_prior_epoch_seconds_scale_with_a_jobs_threads_and_measured_ones_are_per
     one = record(p, machine={"cpu": "cpu", "torch_threads": 1})
     assert converge.epoch_seconds([one], "cpu", threads=1)[("fashion_mnist", "supervised")] == 10.0   # 30 s / 3
     assert converge.epoch_seconds([one], "cpu", threads=2)[("fashion_mnist", "supervised")] == prior
+
+
+def test_listing_and_the_status_estimate_at_the_threads_a_queue_job_runs_with(tmp_path, monkeypatch):
+    """Without OMP_NUM_THREADS (--list, the summary) jobs are estimated at the queue's JOB_THREADS,
+    as the queue runs them and writes jobs.json: a finished one-thread job's epochs price the rest,
+    not the two-thread prior. CPU-hours are a job's minutes times its threads."""
+    from hipcore import device
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert converge.job_threads() == converge.JOB_THREADS == 1
+    p, rest = planned(seed=0), planned(seed=1)
+    one = record(p, machine={"cpu": "cpu", "torch_threads": 1})       # 3 epochs in 30 s at one thread
+    per_epoch = converge.epoch_seconds([one], "cpu")
+    assert per_epoch[("fashion_mnist", "supervised")] == 10.0
+    epochs = min(3, converge.configs(rest)[1].epochs)                  # the arm's finished epochs, under its cap
+    assert converge.estimate_minutes(rest, per_epoch, [one]) == epochs * 10.0 / 60
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")                        # a queue of one worker on 2 cores
+    assert converge.job_threads() == 2 and converge.cpu_hours(60.0, 2) == 2.0
+    found = [converge.State(rest, "to run", minutes=90.0)]
+    monkeypatch.setattr(device, "cpu_name", lambda: "cpu")
+    converge.write_notebook(rest.job.notebook, found, tmp_path)
+    status = json.loads((tmp_path / rest.job.notebook / converge.PROFILE / converge.JOBS).read_text())
+    assert status["threads_per_job"] == 2 and status["jobs"][0]["minutes_left"] == 90.0
+    assert f"| {rest.job.notebook[:2]} | 0 of 1 | 0 | 0 | 1 | 3.0 |" in converge.status_block(tmp_path)
+    assert converge.listing(found)[-1].endswith("about 3.0 CPU-hours here (minutes are a job's wall time at "
+                                                "2 threads)")

@@ -228,6 +228,20 @@ def test_a_changed_committed_file_is_refused_naming_it_by_every_loader(notebook0
     assert code == 2 and f"{path}: changed since its folder was signed" in err or f"{runs}: changed" in err
 
 
+def test_a_changed_reproduce_record_is_refused_by_every_reader(tmp_path):
+    """The record of the executed notebooks (which notebooks a reproduce in parts still has to
+    rerun, and each one's time) is read checked, as a results folder's files are."""
+    executed = summary.executed_path(tmp_path, "quick")
+    shutil.copytree(summary.executed_path(committed_results(), "quick"), executed)
+    assert summary.executed_record(tmp_path, "quick") == provenance.read(executed)
+    record = json.loads((executed / "provenance.json").read_text())
+    (executed / "provenance.json").write_text(json.dumps({**record, "missing": []}))
+    changed = rf"^{executed / 'provenance.json'}: changed since its folder was signed"
+    for read in (summary.still_to_rerun, summary.reproduce_times, summary.readme_times, summary.summary_lines):
+        with pytest.raises(digests.ResultsChanged, match=changed):
+            read(tmp_path, "quick")
+
+
 @pytest.mark.parametrize("name", ["baselines.csv", "curves.csv", "provenance.json", "metrics.csv", "arms.csv"])
 def test_each_file_a_loader_reads_is_verified(notebook01, name):
     path = notebook01 / name

@@ -376,3 +376,55 @@ def test_a_part_runs_only_the_notebooks_it_names(tmp_path, monkeypatch):
     assert record["missing"] == [] and [p["notebooks"] for p in record["parts"]] == [["02_flattening_ablation"],
                                                                                     ["01_imagenet_comparison"]]
     assert [p["notebook"] for p in seen] == ["02_flattening_ablation", "01_imagenet_comparison"]
+
+
+def _runs(results, notebook: str, *names: str, pretrain: str | None = None) -> None:
+    """results/<notebook>/quick/runs.json naming runs `names` (seed 0, 1, ...), each with `pretrain`."""
+    from hipcore.experiments.common import write_runs
+
+    folder = results / notebook / "quick"
+    folder.mkdir(parents=True, exist_ok=True)
+    write_runs(folder, [{"arm": "HiP", "seed": seed, "run_dir": f"runs/{name}",
+                         **({"pretrain_run_dir": f"runs/{pretrain}"} if pretrain else {})}
+                        for seed, name in enumerate(names)])
+
+
+def test_notebooks_share_runs_through_each_other(tmp_path):
+    """03 shares a run with 01 and another with 06, so 01 and 06 share runs through 03; a shared
+    MAE pretraining counts as a shared run; a notebook without runs.json shares nothing."""
+    _runs(tmp_path, "01_a", "supervised-1", "supervised-2")
+    _runs(tmp_path, "03_c", "supervised-2", "supervised-3")
+    _runs(tmp_path, "06_f", "supervised-3")
+    _runs(tmp_path, "04_d", "supervised-4", pretrain="pretrain-9")
+    _runs(tmp_path, "07_g", "supervised-5", pretrain="pretrain-9")
+    shared = sweep_module.shared_runs(tmp_path, "quick", ["00_t", "01_a", "03_c", "04_d", "06_f", "07_g"])
+    assert shared["01_a"] == {"03_c": "supervised-2", "06_f": "supervised-3"}
+    assert shared["06_f"] == {"03_c": "supervised-3", "01_a": "supervised-2"}
+    assert shared["04_d"] == {"07_g": "pretrain-9"} and shared["00_t"] == {}
+    sweep_module.check_part(["01_a", "03_c", "06_f"], shared)
+    sweep_module.check_part(["00_t", "04_d", "07_g"], shared)
+    with pytest.raises(HipcoreError, match=r"reproduce: 01, 03, 06 share runs \(such as supervised-3\) and this "
+                                           r"part runs 01, 03 without 06: .*name them all with --notebooks"):
+        sweep_module.check_part(["01_a", "03_c"], shared)
+
+
+def test_a_part_that_splits_shared_runs_is_refused(tmp_path, monkeypatch):
+    """01 and 02 trained a run in common: a part of 02 alone is refused before anything runs, and
+    a part of both runs."""
+    from hipcore import provenance
+    from hipcore.experiments.common import write_runs
+
+    results, _, seen, _ = _stand_in_notebooks(tmp_path, monkeypatch)
+    monkeypatch.setattr(provenance, "git_state", lambda root=provenance.REPO: {"commit": "f" * 40, "dirty": False})
+    for notebook, runs in (("01_imagenet_comparison", ("supervised-a", "supervised-b")),
+                           ("02_flattening_ablation", ("supervised-b", "supervised-c"))):
+        folder = results / notebook / "quick"
+        folder.mkdir(parents=True)
+        write_runs(folder, [{"arm": arm, "seed": 0, "run_dir": f"runs/{run}", "test_accuracy": top1}   # the
+                            for arm, run, top1 in zip(("base", "treated"), runs, (1.0, 2.0))])   # stand-in's pair
+    with pytest.raises(HipcoreError, match="reproduce: 01, 02 share runs \\(such as supervised-b\\) and this part "
+                                           "runs 02 without 01"):
+        sweep_module.reproduce("quick", results_dir=results, readme=None, only=["02"])
+    assert seen == [] and not (results / "executed").exists()
+    sweep_module.reproduce("quick", results_dir=results, readme=None, only=["01", "02"])
+    assert [p["notebook"] for p in seen] == ["01_imagenet_comparison", "02_flattening_ablation"]

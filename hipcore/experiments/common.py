@@ -129,16 +129,19 @@ def train_overrides(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 def train_configs(arm: Arm, seed: int, settings: Mapping[str, Any], *, dataset: str,
                   data_dir: str | None = None, data_options: Mapping[str, Any] | None = None,
-                  runs_dir: Path | None = None) -> tuple[TrainConfig | None, TrainConfig]:
+                  runs_dir: Path | None = None, precision: str | None = None
+                  ) -> tuple[TrainConfig | None, TrainConfig]:
     """The (MAE pretraining or None, supervised) TrainConfigs of one arm and seed: the
-    profile's overrides of TrainConfig (`train_overrides`), the arm's model and order, quiet."""
+    profile's overrides of TrainConfig (`train_overrides`), the arm's model and order, quiet.
+    `precision` names the one its runs compute, as decided elsewhere (a converged job's record:
+    what its runs were, whatever this machine resolves); None: the profile's, resolved here."""
     runs_dir = default_runs_dir() if runs_dir is None else Path(runs_dir)   # <home>/runs: never site-packages
     code = code_fingerprint()                           # run folders: <run_id>-<code fingerprint>
     base = TrainConfig(quiet=True).replace(**train_overrides(settings))
     base = base.replace(dataset=dataset, data_dir=None if data_dir is None else str(data_dir),
                         ordering=arm.ordering, data_options=dict(data_options or {}),
                         variant=arm.variant or base.variant, model={"position": arm.position, **arm.model},
-                        seed=seed, precision=resolve_precision(base.precision, pick_device("auto")))
+                        seed=seed, precision=precision or resolve_precision(base.precision, pick_device("auto")))
     pre = None
     data = "-data" + dataset_fingerprint(dataset, data_dir=data_dir,
                                          **dict(data_options or {}))  # changed data: a new run
