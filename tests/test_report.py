@@ -261,7 +261,7 @@ def test_every_committed_reproduced_row_is_significant_after_holm():
             if f.claim != "same" and f.verdict.startswith(report.SIGNIFICANT):
                 assert f.holm_p <= report.HOLM_ALPHA, (f.finding, f.holm_p)
         f5 = next(f for f in found if f.finding.startswith("F5"))
-        assert f5.reproduced == (f5.holm_p <= report.HOLM_ALPHA)
+        assert f5.holm_p <= report.HOLM_ALPHA or not f5.reproduced      # reproduced: significant after Holm
 
 
 def timed(seconds_by_model, side=224):
