@@ -342,7 +342,8 @@ def test_a_number_outside_its_range_is_named(notebook01):
 
 @pytest.mark.parametrize("value", ["NaN", "Infinity"])
 def test_a_nan_in_runs_json_is_refused_not_dropped(notebook01, value):
-    runs = tamper(notebook01, "runs.json", lambda t: t.replace('"test_accuracy": 69.95', f'"test_accuracy": {value}', 1))
+    runs = tamper(notebook01, "runs.json",
+                  lambda t: t.replace('"test_accuracy": 69.95', f'"test_accuracy": {value}', 1))
     with pytest.raises(results.ResultsError, match=rf"^{runs}: row 2: test_accuracy is (nan|inf), not a finite "
                                                    r"number \(arm 'HiP, MAE-learned positions', seed 1\)$"):
         regime.read(notebook01)                                           # at 8e232d4: the seed dropped
