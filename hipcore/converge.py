@@ -217,7 +217,7 @@ def plan(profile: str = PROFILE) -> list[Planned]:
 
 def configs(planned: Planned, steps: int | None = None, runs: Path | None = None, precision: str | None = None):
     """(pretraining or None, supervised) TrainConfigs of a job (a control with `steps`), in
-    `precision` (None: the one this machine trains, `machine_precision`)."""
+    `precision` (None: the one this machine trains, `common.precision_here`)."""
     from .experiments.common import train_configs
 
     arm = planned.arm if steps is None else planned.arm.replace(steps=steps)
@@ -235,13 +235,6 @@ def run_ids(planned: Planned, steps: int | None = None, precision: str | None = 
     return [c.run_id for c in (pre, sup) if c is not None]
 
 
-def machine_precision() -> str:
-    """The precision this machine trains a job in (the profiles' 'auto', resolved here)."""
-    from .experiments import common
-
-    return common.resolve_precision("auto", common.pick_device("auto"))
-
-
 @dataclass
 class State:
     planned: Planned
@@ -249,6 +242,13 @@ class State:
     why: str = ""
     record: JobRecord | None = None
     minutes: float = 0.0           # estimated minutes here, when it still has to run
+    twin_of: State | None = None   # another notebook's job that trains the same runs (its minutes, not ours)
+
+    @property
+    def train_minutes(self) -> float:
+        """Minutes this job keeps a worker when started here: a twin's are its first's, though
+        it adds none to a total (the first's are counted once)."""
+        return self.minutes if self.twin_of is None else self.twin_of.minutes
 
 
 def matched_steps(planned: Planned, matched: JobRecord) -> int:
@@ -268,6 +268,8 @@ def states(jobs: list[Planned], root: Path) -> list[State]:
     the precision the record says its runs trained in. A job left to train whose seed's other
     runs on its dataset trained in another precision than this machine's waits for a machine
     that trains in theirs (`seed_precisions`): a pair never mixes precisions."""
+    from .experiments import common
+
     records: dict[tuple[str, str, int], JobRecord] = {}
     out = []
     for p in sorted(jobs, key=lambda p: p.job.matches is not None):       # matched jobs first
@@ -277,7 +279,7 @@ def states(jobs: list[Planned], root: Path) -> list[State]:
         pin = pinned.get((s.planned.dataset, s.planned.job.seed))
         if s.state == "done" or s.planned.family or not pin:
             continue
-        here = here or machine_precision()
+        here = here or common.precision_here()
         if here not in pin:
             reason = (f"for a machine that trains {' or '.join(sorted(pin))}: seed {s.planned.job.seed}'s runs on "
                       f"{s.planned.dataset} trained in it, this one trains {here}")
@@ -396,12 +398,13 @@ def survey(root: Path | None = None, jobs: list[Planned] | None = None) -> list[
     whose runs are another notebook's (01 and 03 share three arms) costs nothing: it takes that
     job's record (`twin`)."""
     from . import device
+    from .experiments import common
 
     root = results_dir() if root is None else root
     found = states(plan() if jobs is None else jobs, root)
     done = [s.record for s in found if s.record is not None]
-    per_epoch = epoch_seconds(done, device.cpu_name(), precision=machine_precision())
-    first: dict[tuple[str, ...], Job] = {}
+    per_epoch = epoch_seconds(done, device.cpu_name(), precision=common.precision_here())
+    first: dict[tuple[str, ...], State] = {}
     for s in found:
         if s.state == "done":
             continue
@@ -410,9 +413,10 @@ def survey(root: Path | None = None, jobs: list[Planned] | None = None) -> list[
             continue
         ids = tuple(run_ids(s.planned))
         if ids in first:
-            s.why = f"same runs as {first[ids].title}" + (f"; {s.why}" if s.why else "")
+            s.twin_of = first[ids]
+            s.why = f"same runs as {s.twin_of.planned.job.title}" + (f"; {s.why}" if s.why else "")
         else:
-            first[ids] = s.planned.job
+            first[ids] = s
             s.minutes = estimate_minutes(s.planned, per_epoch, done)
     return found
 
@@ -428,7 +432,7 @@ def listing(found: list[State]) -> list[str]:
     lines = []
     for s in found:
         extra = f" ({s.why})" if s.why else ""
-        cost = f", about {s.minutes:.0f} min" if s.state != "done" else ""
+        cost = f", about {s.minutes:.0f} min" if s.state != "done" and s.twin_of is None else ""
         lines.append(f"{s.planned.job.title}: {s.state}{extra}{cost}")
     left = [s for s in found if s.state != "done"]
     threads = job_threads()
@@ -696,8 +700,9 @@ def _start_jobs(todo: list[State], running: dict[Job, Running], workers: int, ro
             return
         job = s.planned.job
         left = (deadline - time.monotonic()) / 60
-        if s.minutes > left:
-            log(f"{job.title}: about {s.minutes:.0f} min, more than the {left:.0f} left in this box; not started")
+        if s.train_minutes > left:
+            log(f"{job.title}: about {s.train_minutes:.0f} min, more than the {left:.0f} left in this box; "
+                "not started")
             continue
         steps = None
         if job.matches is not None:
@@ -711,7 +716,7 @@ def _start_jobs(todo: list[State], running: dict[Job, Running], workers: int, ro
             lock.close()
             log(f"{job.title}: another queue is running it")
             continue
-        log(f"{job.title}: {s.state}{f' ({s.why})' if s.why else ''}; about {s.minutes:.0f} min")
+        log(f"{job.title}: {s.state}{f' ({s.why})' if s.why else ''}; about {s.train_minutes:.0f} min")
         running[job] = Running(start(s.planned, steps, runs, job.path(root)), lock, ids)
 
 

@@ -506,6 +506,23 @@ def test_a_job_whose_estimate_exceeds_what_is_left_of_the_box_is_not_started(tmp
     assert any("about 30 min, more than the 1 left in this box; not started" in line for line in lines)
 
 
+def test_a_job_sharing_its_runs_with_a_longer_one_costs_that_ones_minutes_in_the_box(tmp_path, monkeypatch):
+    """03's hip_mae trains 01's runs: it adds nothing to the total, but started alone it trains
+    for as long as 01's would, so a box too short for 01's job does not start it either."""
+    monkeypatch.setattr(converge, "STOP_MARGIN_S", 0.0)
+    monkeypatch.setattr(converge, "estimate_minutes", lambda p, per_epoch, done: 30.0)
+    first = planned()
+    twin = Planned(Job("03_mae_positional_embeddings", "hip_classification", 0), SMOKE, HIP_CLASSIFICATION)
+    found = converge.survey(tmp_path, [first, twin])
+    assert [s.minutes for s in found] == [30.0, 0.0] and found[1].train_minutes == 30.0
+    assert converge.listing(found)[1] == f"{twin.job.title}: to run (same runs as {first.job.title})"
+    started, lines = [], []
+    done = converge.run(1, root=tmp_path, runs=tmp_path / "runs", jobs=[first, twin],
+                        start=lambda *a: started.append(a), log=lines.append)
+    assert started == [] and done == []
+    assert sum("about 30 min, more than the 1 left in this box; not started" in line for line in lines) == 2
+
+
 def test_prior_epoch_seconds_scale_with_a_jobs_threads_and_measured_ones_are_per_thread_count():
     prior = converge.PRIOR_EPOCH_SECONDS[("fashion_mnist", "supervised")]
     assert converge.epoch_seconds([], "cpu", threads=1)[("fashion_mnist", "supervised")] == 2 * prior

@@ -127,6 +127,12 @@ def train_overrides(settings: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in settings.items() if k in TRAIN_FIELDS and k not in PER_RUN_FIELDS}
 
 
+def precision_here(requested: str = "auto") -> str:
+    """The precision a run started here computes for `requested` (a profile's 'auto': this
+    machine's, by its hardware): the one place a job or an arm resolves it."""
+    return resolve_precision(requested, pick_device("auto"))
+
+
 def train_configs(arm: Arm, seed: int, settings: Mapping[str, Any], *, dataset: str,
                   data_dir: str | None = None, data_options: Mapping[str, Any] | None = None,
                   runs_dir: Path | None = None, precision: str | None = None
@@ -141,7 +147,7 @@ def train_configs(arm: Arm, seed: int, settings: Mapping[str, Any], *, dataset: 
     base = base.replace(dataset=dataset, data_dir=None if data_dir is None else str(data_dir),
                         ordering=arm.ordering, data_options=dict(data_options or {}),
                         variant=arm.variant or base.variant, model={"position": arm.position, **arm.model},
-                        seed=seed, precision=precision or resolve_precision(base.precision, pick_device("auto")))
+                        seed=seed, precision=precision or precision_here(base.precision))
     pre = None
     data = "-data" + dataset_fingerprint(dataset, data_dir=data_dir,
                                          **dict(data_options or {}))  # changed data: a new run
