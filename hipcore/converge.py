@@ -343,9 +343,11 @@ def job_threads() -> int:
 def epoch_seconds(done: list[JobRecord], cpu: str, threads: int | None = None,
                   precision: str | None = None) -> dict[tuple[str, str], float]:
     """{(dataset, stage task): median seconds of an epoch} over the epochs of finished jobs on
-    this CPU model at `threads` (default job_threads()) and in `precision` (None: any), else the
-    prior (PRIOR_EPOCH_SECONDS, scaled from its PRIOR_THREADS). The median of single epochs, not
-    of whole stages, so a stretch a job shared its cores with something else barely moves it."""
+    this CPU model at `threads` (default job_threads()) and in `precision` (None: any). The median
+    of single epochs, not of whole stages, so a stretch a job shared its cores with something else
+    barely moves it. A stage not yet measured here takes its prior (PRIOR_EPOCH_SECONDS, scaled
+    from PRIOR_THREADS) times this machine's speed against the priors' machine: the median ratio
+    of the measured stages to their priors (1 when none is measured)."""
     threads = job_threads() if threads is None else threads
     measured: dict[tuple[str, str], list[float]] = {key: [] for key in PRIOR_EPOCH_SECONDS}
     for record in done:
@@ -353,8 +355,10 @@ def epoch_seconds(done: list[JobRecord], cpu: str, threads: int | None = None,
                 and precision in (None, record.precision)):
             for stage in record.stages:
                 measured.setdefault((stage["dataset"], stage["task"]), []).extend(epoch_durations(stage))
-    return {k: statistics.median(v) if v else PRIOR_EPOCH_SECONDS[k] * PRIOR_THREADS / threads
-            for k, v in measured.items()}
+    seen = {k: statistics.median(v) for k, v in measured.items() if v}
+    prior = {k: PRIOR_EPOCH_SECONDS[k] * PRIOR_THREADS / threads for k in PRIOR_EPOCH_SECONDS}
+    slower = statistics.median(seen[k] / prior[k] for k in seen if k in prior) if set(seen) & set(prior) else 1.0
+    return {**{k: seconds * slower for k, seconds in prior.items()}, **seen}
 
 
 def epoch_durations(stage: Mapping[str, Any]) -> list[float]:

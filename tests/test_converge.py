@@ -532,6 +532,18 @@ def test_prior_epoch_seconds_scale_with_a_jobs_threads_and_measured_ones_are_per
     assert converge.epoch_seconds([one], "cpu", threads=2)[("fashion_mnist", "supervised")] == prior
 
 
+def test_a_stage_not_measured_here_is_priced_at_its_prior_times_this_machines_measured_speed():
+    """Supervised epochs here took 10 s at one thread against a prior of 2 x 11: an MAE epoch,
+    never measured here, is priced at its prior scaled by the same 10 / 22."""
+    one = record(planned(), machine={"cpu": "cpu", "torch_threads": 1})
+    per_epoch = converge.epoch_seconds([one], "cpu", threads=1)
+    sup, pre = converge.PRIOR_EPOCH_SECONDS[("fashion_mnist", "supervised")], \
+        converge.PRIOR_EPOCH_SECONDS[("fashion_mnist", "pretrain")]
+    assert per_epoch[("fashion_mnist", "pretrain")] == pytest.approx(2 * pre * 10.0 / (2 * sup))
+    assert per_epoch[("collages", "segment")] == pytest.approx(2 * converge.PRIOR_EPOCH_SECONDS[
+        ("collages", "segment")] * 10.0 / (2 * sup))
+
+
 def test_listing_and_the_status_estimate_at_the_threads_a_queue_job_runs_with(tmp_path, monkeypatch):
     """Without OMP_NUM_THREADS (--list, the summary) jobs are estimated at the queue's JOB_THREADS,
     as the queue runs them and writes jobs.json: a finished one-thread job's epochs price the rest,
