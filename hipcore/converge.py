@@ -575,11 +575,15 @@ def reached(record: JobRecord) -> str:
     return ", ".join(part for part in (_score(record.row), stages_line(record)) if part)
 
 
-def commit_folder(folder: Path, record: JobRecord, env: Mapping[str, str] | None = None) -> None:
+def commit_folder(folder: Path, record: JobRecord, env: Mapping[str, str] | None = None,
+                  taken_from: Job | None = None) -> None:
     """Commit a notebook's converged folder alone (its new job file and what was rewritten from
-    the jobs), the message naming the job and what it reached."""
+    the jobs), the message naming the job and what it reached (and, for a record taken from
+    another notebook's job of the same runs, that job)."""
     job = record.job
     message = f"Converged job {job['notebook'][:2]} {job['key']} seed {job['seed']}: {reached(record)}"
+    if taken_from is not None:
+        message += f" (the runs of {taken_from.title}, its record taken)"
     from . import provenance
 
     provenance.commit_paths([folder], message, env)
@@ -602,7 +606,11 @@ def run(budget_minutes: float, *, root: Path | None = None, runs: Path | None = 
     running: dict[Job, Running] = {}
     try:
         while time.monotonic() < deadline:
-            todo = [s for s in _left(root, jobs, log) if s.planned.job not in running]
+            taken: list[tuple[JobRecord, Job]] = []
+            todo = [s for s in _left(root, jobs, log, taken) if s.planned.job not in running]
+            if commit:
+                for copy, source in taken:
+                    commit_folder(Job(**copy.job).path(root).parent.parent, copy, taken_from=source)
             _start_jobs(todo, running, workers, root, runs, log, start, deadline)
             if not running:
                 break
@@ -678,8 +686,9 @@ class Running:
         self.lock.close()
 
 
-def _left(root: Path, jobs: list[Planned] | None, log) -> list[State]:
-    """The jobs still to train; a job whose runs another notebook's job trained takes its record."""
+def _left(root: Path, jobs: list[Planned] | None, log, taken: list[tuple[JobRecord, Job]]) -> list[State]:
+    """The jobs still to train; a job whose runs another notebook's job trained takes its record
+    (appended to `taken` with the job it came from)."""
     found = survey(root, jobs)
     todo = []
     for s in (s for s in found if s.state in ("to run", "stale", "refused")):
@@ -690,6 +699,7 @@ def _left(root: Path, jobs: list[Planned] | None, log) -> list[State]:
         row = {**record.row, "arm": s.planned.label}                       # this notebook's name for it
         copy = JobRecord(**{**asdict(record), "job": asdict(s.planned.job), "row": row})
         write_record(copy, s.planned.job.path(root))
+        taken.append((copy, Job(**record.job)))
         log(f"{s.planned.job.title}: the same runs as {Job(**record.job).title}, its record taken")
     return todo
 

@@ -523,6 +523,19 @@ def test_a_job_sharing_its_runs_with_a_longer_one_costs_that_ones_minutes_in_the
     assert sum("about 30 min, more than the 1 left in this box; not started" in line for line in lines) == 2
 
 
+def test_a_record_taken_from_another_notebooks_job_is_committed_naming_that_job(tmp_path, monkeypatch):
+    first = planned()
+    twin = Planned(Job("03_mae_positional_embeddings", "hip_classification", 0), SMOKE, HIP_CLASSIFICATION)
+    converge.write_record(record(first), first.job.path(tmp_path))
+    commits = []
+    monkeypatch.setattr(converge, "commit_folder", lambda folder, rec, env=None, taken_from=None:
+                        commits.append((folder, rec.job["notebook"], taken_from)))
+    converge.run(1, root=tmp_path, runs=tmp_path / "runs", jobs=[first, twin], commit=True, log=lambda s: None)
+    assert commits == [(tmp_path / "03_mae_positional_embeddings" / "converged", "03_mae_positional_embeddings",
+                        first.job)]
+    assert [s.state for s in converge.states([first, twin], tmp_path)] == ["done", "done"]
+
+
 def test_prior_epoch_seconds_scale_with_a_jobs_threads_and_measured_ones_are_per_thread_count():
     prior = converge.PRIOR_EPOCH_SECONDS[("fashion_mnist", "supervised")]
     assert converge.epoch_seconds([], "cpu", threads=1)[("fashion_mnist", "supervised")] == 2 * prior
