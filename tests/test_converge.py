@@ -581,3 +581,11 @@ def test_listing_and_the_status_estimate_at_the_threads_a_queue_job_runs_with(tm
     assert f"| {rest.job.notebook[:2]} | 0 of 1 | 0 | 0 | 1 | 3.0 |" in converge.status_block(tmp_path)
     assert converge.listing(found)[-1].endswith("about 3.0 CPU-hours here (minutes are a job's wall time at "
                                                 "2 threads)")
+
+
+def test_a_run_in_a_cache_outside_the_checkout_is_recorded_as_runs_folder_not_a_machine_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("HIPCORE_RUNS", str(tmp_path / "cache"))
+    folder = tmp_path / "cache" / "supervised-0123abcd-95120dd77541"
+    assert common.run_path(folder) == "runs/supervised-0123abcd-95120dd77541"
+    assert common.run_path(folder / "last.pt") == "runs/supervised-0123abcd-95120dd77541/last.pt"
+    assert common.run_path(tmp_path / "elsewhere") == str(tmp_path / "elsewhere")   # neither: as given

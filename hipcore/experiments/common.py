@@ -127,6 +127,17 @@ def train_overrides(settings: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in settings.items() if k in TRAIN_FIELDS and k not in PER_RUN_FIELDS}
 
 
+def run_path(path: str | Path) -> str:
+    """A run folder (or a file in it) as a result records it: relative to the checkout, and one in
+    a run cache outside it ($HIPCORE_RUNS) as runs/<folder>: where a machine keeps its cache is no
+    part of a result."""
+    named = relative(path)
+    cache, resolved = default_runs_dir().resolve(), Path(path).resolve()
+    if Path(named).is_absolute() and resolved.is_relative_to(cache):
+        return (Path("runs") / resolved.relative_to(cache)).as_posix()
+    return named
+
+
 def precision_here(requested: str = "auto") -> str:
     """The precision a run started here computes for `requested` (a profile's 'auto': this
     machine's, by its hardware): the one place a job or an arm resolves it."""
@@ -296,7 +307,7 @@ def run_arm_results(arm: Arm, seed: int, settings: Mapping[str, Any], *, dataset
     sup = train(sup_cfg, train_data=train_data, test_data=test_data, wait_s=SHARED_RUN_WAIT_S)
     row.update(**test_scores(sup.metrics), test_loss=sup.metrics["test_loss"],
                train_seconds=sup.wall_time, train_examples_per_s=sup.throughput, precision=sup.precision,
-               run_dir=relative(sup.run_dir), checkpoint=relative(sup.last_checkpoint),
+               run_dir=run_path(sup.run_dir), checkpoint=run_path(sup.last_checkpoint),
                **flop_record("train_", sup_cfg, sup.steps, train_data))
     row["total_seconds"] = row["pretrain_seconds"] + row["train_seconds"]
     row["flops"] = row["pretrain_flops"] + row["train_flops"]         # the run's FLOPs, MAE pretraining included
@@ -304,7 +315,7 @@ def run_arm_results(arm: Arm, seed: int, settings: Mapping[str, Any], *, dataset
         row.update(epochs_run=sup.epochs_run, converged=sup.converged)
         if pre_cfg is not None:
             row.update(pretrain_epochs_run=pre.epochs_run, pretrain_converged=pre.converged,
-                       pretrain_run_dir=relative(pre.run_dir))
+                       pretrain_run_dir=run_path(pre.run_dir))
     return row, ([pre, sup] if pre_cfg is not None else [sup])
 
 
