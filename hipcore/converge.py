@@ -592,7 +592,7 @@ def commit_folder(folder: Path, record: JobRecord, env: Mapping[str, str] | None
 def run(budget_minutes: float, *, root: Path | None = None, runs: Path | None = None, commit: bool = False,
         jobs: list[Planned] | None = None, log: Callable[[str], None] = print,
         start: Callable[..., subprocess.Popen] = launch, workers: int = 1) -> list[str]:
-    """Run the jobs left (to run, stale, refused), matched jobs first, `workers` at a time (each
+    """Run the jobs left (to run, stale, refused), in the plan's order, `workers` at a time (each
     in its own process), within `budget_minutes`; a job still running when the box ends is
     stopped (it resumes from its run folder next time). Two jobs that share a run (an MAE
     pretraining) never run at once. Returns the titles of the jobs finished in this call."""
