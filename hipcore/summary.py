@@ -147,14 +147,26 @@ def profile_baselines(results_dir: str | Path, profile: str) -> dict[str, dict[s
 
 def profile_test_sizes(results_dir: str | Path, profile: str) -> dict[str, int]:
     """{notebook: test examples} from each `<notebook>/<profile>/summary.json`: its 'test_size'
-    where recorded, else its settings' limit_test (a cap that the image test sets exceed)."""
+    where recorded, else its settings' limit_test (a cap that the image test sets exceed), else
+    the one test-set size its baselines.csv records (the references score the arms' test set:
+    results written before the summary recorded it)."""
     out = {}
     for path in notebook_files(results_dir, profile, "summary.json"):
         record = json.loads(path.read_text())
-        size = record.get("test_size") or record.get("settings", {}).get("limit_test")
+        size = (record.get("test_size") or record.get("settings", {}).get("limit_test")
+                or baselines_test_size(path.parent))
         if isinstance(size, int) and size > 0:
             out[path.parent.parent.name] = size
     return out
+
+
+def baselines_test_size(folder: Path) -> int | None:
+    """The test-set size every row of folder/baselines.csv records; None without the file or
+    with rows that disagree."""
+    if not (folder / "baselines.csv").is_file():
+        return None
+    sizes = {row["test_size"] for row in read_baselines(folder / "baselines.csv")}
+    return sizes.pop() if len(sizes) == 1 else None
 
 
 GLANCE_FIGURE = Path(scaling.NOTEBOOK) / "full" / "scaling.png"

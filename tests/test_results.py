@@ -253,3 +253,24 @@ def test_every_committed_profile_has_a_unique_key_and_each_run_once(profile):
     assert not df.duplicated(list(results.KEY)).any(), df[df.duplicated(list(results.KEY), keep=False)].head()
     runs = df.dropna(subset=["run"])
     assert not runs.duplicated(["run", "metric"]).any()
+
+
+def test_the_test_set_size_is_the_summary_s_else_its_cap_else_the_baselines_one(tmp_path):
+    """Each notebook's test-set size, behind the rows' test-noise column: recorded in summary.json,
+    else its settings' limit_test, else the one size its baselines.csv records (none when the
+    rows disagree)."""
+    from hipcore import summary
+
+    header = "model,seed,l2,epochs,val_accuracy,train_accuracy,test_accuracy,edge,seconds,train_size,val_size,test_size\n"
+    folders = {name: tmp_path / name / "quick" for name in
+               ("01_imagenet_comparison", "02_flattening_ablation", "04_point_clouds", "06_scaling")}
+    write(folders["01_imagenet_comparison"] / "summary.json", json.dumps({"settings": {"limit_test": 2000}}))
+    write(folders["02_flattening_ablation"] / "summary.json", json.dumps({"test_size": 700, "settings": {}}))
+    for name, sizes in (("04_point_clouds", (500, 500)), ("06_scaling", (500, 400))):
+        write(folders[name] / "summary.json", json.dumps({"settings": {"limit_test": None}}))
+        write(folders[name] / "baselines.csv", header + "".join(
+            f"PointNet,{seed},,30,34.0,38.5,33.8,,3.5,1800,200,{size}\n" for seed, size in enumerate(sizes)))
+    assert summary.profile_test_sizes(tmp_path, "quick") == {
+        "01_imagenet_comparison": 2000, "02_flattening_ablation": 700, "04_point_clouds": 500}
+    home = Path(__file__).resolve().parent.parent
+    assert summary.profile_test_sizes(home / "results", "quick")["04_point_clouds"] == 500

@@ -198,6 +198,7 @@ def results(S, data: Mapping[str, Any]) -> regime.Outcome:
     clouds = {o: test_clouds(data["dataset"], o, S.seeds[0], data_dir=data["data_dir"], options=data["data_options"])
               for o in S["orderings"]}
     outcome.extra["structure"] = structure_rows(tables, clouds)
+    outcome.extra["test_size"] = len(next(iter(clouds.values())))     # test clouds behind each top-1
     outcome.figures["position_clouds"] = lambda: clouds_figure(tables, clouds, S.seeds[0], data)
     return outcome
 
@@ -219,7 +220,7 @@ def write(S, outcome: regime.Outcome, dataset: str) -> None:
     regime.write_results(S, metrics=metrics, rows=outcome.rows, settings=dict(S.settings), seeds=S.seeds,
                          dataset=dataset, findings=[f.__dict__ for f in regime.findings(S.out)], structure=structure,
                          shortcuts=found_shortcuts, regime=regime.label(outcome.rows),
-                         runs=regime.run_records(outcome.rows))
+                         runs=regime.run_records(outcome.rows), test_size=outcome.extra.get("test_size"))
 
 
 CHANCE = "chance (most frequent class)"
