@@ -577,16 +577,19 @@ def reached(record: JobRecord) -> str:
 
 def commit_folder(folder: Path, record: JobRecord, env: Mapping[str, str] | None = None,
                   taken_from: Job | None = None) -> None:
-    """Commit a notebook's converged folder alone (its new job file and what was rewritten from
-    the jobs), the message naming the job and what it reached (and, for a record taken from
-    another notebook's job of the same runs, that job)."""
+    """Commit the job's file and what was rewritten from the jobs in a notebook's converged folder,
+    alone: another job's file that landed in the same folder meanwhile waits for its own commit.
+    The message names the job and what it reached (and, for a record taken from another
+    notebook's job of the same runs, that job)."""
     job = record.job
     message = f"Converged job {job['notebook'][:2]} {job['key']} seed {job['seed']}: {reached(record)}"
     if taken_from is not None:
         message += f" (the runs of {taken_from.title}, its record taken)"
     from . import provenance
 
-    provenance.commit_paths([folder], message, env)
+    own = Job(**job).path(folder.parent.parent)                   # folder/jobs/<key>-seed<seed>.json
+    others = [f":(exclude){path}" for path in sorted(own.parent.iterdir()) if path != own]
+    provenance.commit_paths([folder, *others], message, env)
 
 
 def run(budget_minutes: float, *, root: Path | None = None, runs: Path | None = None, commit: bool = False,
@@ -622,9 +625,10 @@ def run(budget_minutes: float, *, root: Path | None = None, runs: Path | None = 
                 if commit:
                     commit_folder(written["folder"], read_record(job.path(root), job))
     finally:
+        why = "by the time box" if time.monotonic() >= deadline else "as the queue stopped on an error"
         for job, r in running.items():
             r.stop()
-            log(f"{job.title}: stopped by the time box; it resumes from its run folder next time")
+            log(f"{job.title}: stopped {why}; it resumes from its run folder next time")
     write_status(root, jobs)
     log(f"finished {len(finished)} job(s) in this box")
     return finished

@@ -153,8 +153,9 @@ def git_state(root: Path = REPO) -> dict[str, Any]:
 
 
 def commit_paths(paths: list[str | Path], message: str, env: Mapping[str, str] | None = None) -> None:
-    """Stage `paths` (new, changed and deleted files below them) and commit them alone, with
-    `message`, in the repository that holds the first; CalledProcessError when git fails."""
+    """Stage `paths` (new, changed and deleted files below them; git pathspecs, so an entry
+    ':(exclude)<path>' leaves that path out) and commit them alone, with `message`, in the
+    repository that holds the first; CalledProcessError when git fails."""
     where = Path(paths[0])
     where = where if where.is_dir() else where.parent
     names = [str(p) for p in paths]

@@ -399,6 +399,31 @@ def test_commit_folder_commits_that_folder_alone_naming_the_job(tmp_path):
     assert "jobs/hip_classification-seed0.json" in log and "elsewhere.txt" not in log
 
 
+def test_two_jobs_landing_in_one_folder_are_committed_each_with_its_own_message(tmp_path):
+    """Two workers finish at once: the first job's commit leaves the second's file for the
+    second's commit (which, were it taken, would find nothing to commit and stop the queue)."""
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    one, two = planned(seed=0), planned(seed=1)
+    converge.write_status(tmp_path, [one, two])
+    records = {p.job.seed: finished(p, 80.0 + p.job.seed) for p in (one, two)}
+    for p in (one, two):
+        converge.write_record(records[p.job.seed], p.job.path(tmp_path))
+    folder = tmp_path / "01_imagenet_comparison" / "converged"
+    for p in (one, two):
+        converge.commit_folder(folder, records[p.job.seed], env=env)
+    log = subprocess.run([*git, "log", "--reverse", "--format=@%s", "--name-only"], capture_output=True,
+                         text=True).stdout
+    commits = [c.strip().splitlines() for c in log.split("@") if c.strip()]
+    assert [c[0].split(":")[0] for c in commits] == ["Converged job 01 hip_classification seed 0",
+                                                     "Converged job 01 hip_classification seed 1"]
+    assert [[f.rsplit("/", 1)[-1] for f in c[1:] if "/jobs/" in f] for c in commits] == \
+        [["hip_classification-seed0.json"], ["hip_classification-seed1.json"]]
+    assert "jobs.json" in " ".join(commits[0])
+
+
 def test_a_commit_message_names_what_each_reference_and_a_segmentation_reached():
     refs = record(planned(), stages=[], row={"arm": "reference baselines", "seed": 0, "references": [
         {"model": "logistic regression", "test_accuracy": 82.85}, {"model": "small CNN", "test_accuracy": 87.67}]})
