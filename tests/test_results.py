@@ -261,7 +261,8 @@ def test_the_test_set_size_is_the_summary_s_else_its_cap_else_the_baselines_one(
     rows disagree)."""
     from hipcore import summary
 
-    header = "model,seed,l2,epochs,val_accuracy,train_accuracy,test_accuracy,edge,seconds,train_size,val_size,test_size\n"
+    header = ("model,seed,l2,epochs,val_accuracy,train_accuracy,test_accuracy,edge,seconds,"
+              "train_size,val_size,test_size\n")
     folders = {name: tmp_path / name / "quick" for name in
                ("01_imagenet_comparison", "02_flattening_ablation", "04_point_clouds", "06_scaling")}
     write(folders["01_imagenet_comparison"] / "summary.json", json.dumps({"settings": {"limit_test": 2000}}))
